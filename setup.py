@@ -1,0 +1,30 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="xclip_hf",
+    version="0.1.0",
+    description="X-CLIP (Expanding Language-Image Pretrained Models for General Video Recognition) for Hugging Face Transformers",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["xclip_hf", "xclip_hf.*"]),
+    package_data={"xclip_hf": ["training/metrics/*.py"]},
+    python_requires=">=3.10",
+    install_requires=[
+        # install torch==2.13.0 (CPU build) first: any torch>=2.4 satisfies this pin
+        "torch>=2.4",
+        "transformers>=5.0,<6",
+        "datasets>=3.0",
+        "accelerate>=1.0",
+        "evaluate>=0.4",
+        "decord>=0.6",
+        "av>=12",
+        "safetensors",
+        "tokenizers",
+        "numpy",
+        "pillow",
+        "tqdm",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={"console_scripts": ["xclip-hf=xclip_hf.cli:main"]},
+)
