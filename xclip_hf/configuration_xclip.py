@@ -1,0 +1,260 @@
+"""Configurations of X-CLIP and the table of the paper's variants.
+
+`XClipVisionConfig` describes the video encoder (cross-frame communication transformer + multi-frame
+integration transformer, paper Sec. 3.2), `XClipTextConfig` the CLIP text encoder together with the
+video-specific prompt generator (Sec. 3.3), `XClipConfig` the two-tower model.
+
+Published checkpoints (microsoft/xclip-*) are stored with transformers' own `"xclip"` config layout; they are
+converted on the fly by `xclip_hf.conversion.published`.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+
+@strict
+class XClipTextConfig(PreTrainedConfig):
+    r"""CLIP text encoder with the video-specific prompt generator (paper Sec. 3.3, Eq. 10).
+
+    `eos_token_id=None` pools the text at the highest token id of each sequence (CLIP's end-of-text token is the
+    last entry of its vocabulary); an integer pools at the first occurrence of that id.
+    `prompt_*` describe the prompt generator: `prompt_layers` blocks of cross-attention (text queries, video
+    tokens as keys/values) + MLP, scaled by a learned per-channel `alpha` initialised to `prompt_alpha`.
+    """
+
+    model_type = "xclip_hf_text_model"
+    base_config_key = "text_config"
+
+    vocab_size: int = 49408
+    hidden_size: int = 512
+    intermediate_size: int = 2048
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 8
+    max_position_embeddings: int = 77
+    hidden_act: str = "quick_gelu"
+    layer_norm_eps: float = 1e-5
+    attention_dropout: float | int = 0.0
+    initializer_range: float = 0.02
+    initializer_factor: float = 1.0
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    projection_dim: int = 512
+    prompt_layers: int = 2
+    prompt_alpha: float = 0.1
+    prompt_hidden_act: str = "quick_gelu"
+    prompt_num_attention_heads: int = 8
+    prompt_attention_dropout: float | int = 0.0
+    prompt_projection_dropout: float | int = 0.0
+
+    def validate_architecture(self):
+        """Heads must divide the widths they split."""
+        _check_heads("text", self.hidden_size, self.num_attention_heads)
+        _check_heads("prompt generator", self.projection_dim, self.prompt_num_attention_heads)
+
+
+@strict
+class XClipVisionConfig(PreTrainedConfig):
+    r"""Video encoder of X-CLIP (paper Sec. 3.2).
+
+    The cross-frame communication transformer is a CLIP ViT (`hidden_size`, `num_hidden_layers`, ...) whose blocks
+    add message tokens (Eq. 7-9); `use_cross_frame_attention=False` turns them into plain ViT blocks and
+    `use_mit=False` replaces the multi-frame integration transformer (Eq. 6) by a plain mean over frames — both off
+    is the paper's CLIP-Mean baseline (Tab. 6). `num_frames` is the clip length T the model was built for (it
+    sizes the temporal position embedding of the MIT).
+    """
+
+    model_type = "xclip_hf_vision_model"
+    base_config_key = "vision_config"
+
+    hidden_size: int = 768
+    intermediate_size: int = 3072
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    num_channels: int = 3
+    image_size: int = 224
+    patch_size: int = 32
+    num_frames: int = 8
+    hidden_act: str = "quick_gelu"
+    layer_norm_eps: float = 1e-5
+    attention_dropout: float | int = 0.0
+    initializer_range: float = 0.02
+    initializer_factor: float = 1.0
+    drop_path_rate: float | int = 0.0
+    projection_dim: int = 512
+    mit_hidden_size: int = 512
+    mit_intermediate_size: int = 2048
+    mit_num_hidden_layers: int = 1
+    mit_num_attention_heads: int = 8
+    use_cross_frame_attention: bool = True
+    use_mit: bool = True
+
+    def validate_architecture(self):
+        """Heads must divide the widths they split; the MIT runs on the projected frame features."""
+        _check_heads("vision", self.hidden_size, self.num_attention_heads)
+        _check_heads("MIT", self.mit_hidden_size, self.mit_num_attention_heads)
+        if self.mit_hidden_size != self.projection_dim:
+            raise ValueError(
+                f"mit_hidden_size ({self.mit_hidden_size}) must equal projection_dim ({self.projection_dim}): "
+                "the multi-frame integration transformer runs on projected frame features."
+            )
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size ({self.image_size}) is not a multiple of patch_size ({self.patch_size}).")
+
+
+@strict
+class XClipConfig(PreTrainedConfig):
+    r"""X-CLIP: video encoder, text encoder with prompt generator, and the logit scale of the cosine similarity.
+
+    `projection_dim` (the joint video-text space) is propagated to both sub-configs. `label_smoothing` is used by
+    `XClipForVideoClassification` (the paper trains with 0.1).
+    """
+
+    model_type = "xclip_hf"
+    sub_configs_defaults = {"text_config": XClipTextConfig, "vision_config": XClipVisionConfig}
+
+    text_config: dict | XClipTextConfig | None = None
+    vision_config: dict | XClipVisionConfig | None = None
+    projection_dim: int = 512
+    logit_scale_init_value: float = 2.6592
+    initializer_factor: float = 1.0
+    label_smoothing: float = 0.1
+
+    def __post_init__(self, **kwargs):
+        # the joint dimension is ours to set on both towers, before they validate themselves
+        for key in ("text_config", "vision_config"):
+            sub = getattr(self, key)
+            if sub is None:
+                sub = {}
+            elif not isinstance(sub, dict):
+                sub = sub.to_dict()
+            setattr(self, key, {**sub, "projection_dim": self.projection_dim})
+        super().__post_init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        """Also accepts the published `"xclip"` layout (transformers' XCLIPConfig), converted on the fly."""
+        from .conversion.published import convert_published_config
+
+        if config_dict.get("model_type") == "xclip":
+            config_dict = convert_published_config(config_dict)
+        return super().from_dict(config_dict, **kwargs)
+
+    @classmethod
+    def from_variant(cls, name: str, num_frames: int | None = None, **overrides) -> XClipConfig:
+        """A config from the variant table, e.g. `from_variant("xclip-base-patch32", num_frames=16)`.
+
+        `vocab_size` goes to the text config; `image_size`, `drop_path_rate`, `use_cross_frame_attention` and
+        `use_mit` to the vision config; other keywords to `XClipConfig`.
+        """
+        if name not in VARIANTS:
+            raise ValueError(f"Unknown X-CLIP variant {name!r}; known variants: {', '.join(VARIANTS)}.")
+        spec = copy.deepcopy(VARIANTS[name])
+        text, vision = spec.pop("text_config"), spec.pop("vision_config")
+        spec.pop("frames", None)
+        spec.pop("hub_ids", None)
+        if num_frames is not None:
+            if not isinstance(num_frames, int) or num_frames < 1:
+                raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}.")
+            vision["num_frames"] = num_frames
+        for key in list(overrides):
+            if key in _TEXT_OVERRIDES:
+                text[key] = overrides.pop(key)
+            elif key in _VISION_OVERRIDES:
+                vision[key] = overrides.pop(key)
+        spec.update(overrides)
+        return cls(text_config=text, vision_config=vision, **spec)
+
+    def variant_name(self) -> str | None:
+        """The name of the variant-table entry whose architecture this config has (frames aside), or None."""
+        for name, spec in VARIANTS.items():
+            ref = XClipConfig.from_variant(name, num_frames=self.vision_config.num_frames)
+            if all(getattr(ref.vision_config, k) == getattr(self.vision_config, k) for k in _ARCH_KEYS_VISION) and all(
+                getattr(ref.text_config, k) == getattr(self.text_config, k) for k in _ARCH_KEYS_TEXT
+            ):
+                return name
+        return None
+
+    def hub_id(self) -> str | None:
+        """The published Kinetics-400 checkpoint of this variant and frame count, if one exists."""
+        name = self.variant_name()
+        return VARIANTS[name]["hub_ids"].get(self.vision_config.num_frames) if name else None
+
+
+def _check_heads(what: str, width: int, heads: int):
+    if width % heads:
+        raise ValueError(f"{what} width ({width}) is not a multiple of its number of attention heads ({heads}).")
+
+
+_TEXT_OVERRIDES = {"vocab_size", "max_position_embeddings", "eos_token_id", "pad_token_id", "bos_token_id"}
+_VISION_OVERRIDES = {"image_size", "drop_path_rate", "use_cross_frame_attention", "use_mit", "num_channels"}
+_ARCH_KEYS_VISION = ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size", "image_size")
+_ARCH_KEYS_TEXT = ("hidden_size", "num_hidden_layers", "num_attention_heads")
+
+
+def _base(patch_size: int) -> dict:
+    """X-CLIP-B/32 and B/16 (supplementary Sec. 1.1): ViT-B (12 layers, 12 heads, 768) + CLIP text, 1-layer MIT."""
+    return dict(
+        projection_dim=512,
+        text_config=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8,
+                         prompt_num_attention_heads=8),
+        vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                           patch_size=patch_size, image_size=224, mit_hidden_size=512, mit_intermediate_size=2048,
+                           mit_num_attention_heads=8),
+    )
+
+
+def _large(image_size: int) -> dict:
+    """X-CLIP-L/14 (supplementary Sec. 1.1): ViT-L/14 (24 layers, 16 heads, 1024) + CLIP-L text, 1-layer MIT."""
+    return dict(
+        projection_dim=768,
+        text_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                         prompt_num_attention_heads=12),
+        vision_config=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                           patch_size=14, image_size=image_size, mit_hidden_size=768, mit_intermediate_size=3072,
+                           mit_num_attention_heads=12),
+    )
+
+
+_HUB = "microsoft/xclip-"
+
+# The one table of the paper's variants. `frames`: clip lengths the paper trains (8/16 fully supervised on
+# Kinetics, 32 for zero-/few-shot); `hub_ids`: the published Kinetics-400 checkpoint per frame count.
+# Other published checkpoints (Kinetics-600, few-shot, zero-shot) are in `PUBLISHED_CHECKPOINTS`.
+VARIANTS: dict[str, dict] = {
+    "xclip-base-patch32": {**_base(32), "frames": (8, 16, 32),
+                           "hub_ids": {8: _HUB + "base-patch32", 16: _HUB + "base-patch32-16-frames"}},
+    "xclip-base-patch16": {**_base(16), "frames": (8, 16, 32),
+                           "hub_ids": {8: _HUB + "base-patch16", 16: _HUB + "base-patch16-16-frames",
+                                       32: _HUB + "base-patch16-zero-shot"}},
+    "xclip-large-patch14": {**_large(224), "frames": (8, 16, 32), "hub_ids": {8: _HUB + "large-patch14"}},
+    "xclip-large-patch14-336": {**_large(336), "frames": (8, 16, 32),
+                                "hub_ids": {16: _HUB + "large-patch14-16-frames"}},
+    # Not a paper variant: a few-kilobyte model for tests and the offline demo.
+    "xclip-tiny": dict(
+        projection_dim=16,
+        text_config=dict(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, prompt_num_attention_heads=2),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           patch_size=8, image_size=32, mit_hidden_size=16, mit_intermediate_size=32,
+                           mit_num_attention_heads=2),
+        frames=(1, 3, 8), hub_ids={},
+    ),
+}
+
+# Every published checkpoint: hub id -> (variant, num_frames). Training data in the model cards.
+PUBLISHED_CHECKPOINTS: dict[str, tuple[str, int]] = {
+    hub_id: (name, frames) for name, spec in VARIANTS.items() for frames, hub_id in spec["hub_ids"].items()
+}
+PUBLISHED_CHECKPOINTS.update({
+    _HUB + "base-patch16-kinetics-600": ("xclip-base-patch16", 8),
+    _HUB + "base-patch16-kinetics-600-16-frames": ("xclip-base-patch16", 16),
+    _HUB + "large-patch14-kinetics-600": ("xclip-large-patch14", 8),
+    **{f"{_HUB}base-patch16-{ds}-{k}-shot": ("xclip-base-patch16", 32) for ds in ("hmdb", "ucf") for k in (2, 4, 8, 16)},
+})
+
+__all__ = ["XClipConfig", "XClipTextConfig", "XClipVisionConfig", "VARIANTS", "PUBLISHED_CHECKPOINTS"]

@@ -1,0 +1,602 @@
+"""X-CLIP models: the video encoder (Sec. 3.2), the text encoder with video-specific prompts (Sec. 3.3), both towers.
+
+Paper: "Expanding Language-Image Pretrained Models for General Video Recognition" (Ni et al., ECCV 2022).
+Shapes: B videos, T frames, N patches per frame, K texts; D widths (Dv vision, Dt text, P joint projection).
+"""
+
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+
+from .configuration_xclip import XClipConfig, XClipTextConfig, XClipVisionConfig
+
+
+# ----------------------------------------------------------------------------------------------------- outputs
+@dataclass
+class XClipVisionOutput(ModelOutput):
+    """Video encoder output.
+
+    video_embeds: (B, P) video representation v (Eq. 6). frame_embeds: (B, T, P) projected frame features h_t.
+    video_context: (B, N, P) the visual context z-bar of the prompt generator (Eq. 10).
+    last_hidden_state: (B, T, N+1, Dv) final frame tokens of the CCT ([class] first). pooler_output: = video_embeds.
+    """
+
+    video_embeds: torch.FloatTensor | None = None
+    frame_embeds: torch.FloatTensor | None = None
+    video_context: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class XClipTextOutput(ModelOutput):
+    """Text encoder output.
+
+    text_embeds: (K, P) projected text embeddings c, or (B, K, P) video-specific ones c-hat when a video context
+    was given. last_hidden_state: (K, L, Dt). pooler_output: (K, Dt) end-of-text states before the projection.
+    """
+
+    text_embeds: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class XClipOutput(ModelOutput):
+    """Two-tower output: logits_per_video (B, K) = exp(logit_scale) * cos(v, c-hat) (Eq. 3); logits_per_text (K, B).
+
+    video_embeds (B, P) and text_embeds (B, K, P) are L2-normalised.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits_per_video: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    video_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    text_model_output: XClipTextOutput | None = None
+    vision_model_output: XClipVisionOutput | None = None
+
+    def to_tuple(self):
+        return tuple(v.to_tuple() if isinstance(v, ModelOutput) else v for v in self.values())
+
+
+# ------------------------------------------------------------------------------------------------ building blocks
+def eager_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """softmax(Q K^T * scale + mask) V in plain torch; returns (B, L, H, d) and the attention weights."""
+    weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+class XClipAttention(nn.Module):
+    """Multi-head attention; `key_value_states` makes it cross-attention (the prompt generator's MHSA(c, z), Eq. 10).
+
+    The kernel comes from transformers' attention-function table (`config._attn_implementation`), so "eager",
+    "sdpa", "flash_attention_2" and "flex_attention" all work.
+    """
+
+    def __init__(self, config, embed_dim: int, num_heads: int, dropout: float = 0.0, qkv_bias: bool = True,
+                 is_causal: bool = False):
+        super().__init__()
+        self.config = config
+        self.num_heads, self.head_dim = num_heads, embed_dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.dropout, self.is_causal = dropout, is_causal
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(embed_dim, embed_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(embed_dim, embed_dim, bias=qkv_bias)
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+
+    def forward(self, hidden_states, key_value_states=None, attention_mask=None, **kwargs):
+        kv = hidden_states if key_value_states is None else key_value_states
+        (batch, q_len, _), k_len = hidden_states.shape, kv.shape[1]
+        query = self.q_proj(hidden_states).view(batch, q_len, -1, self.head_dim).transpose(1, 2)
+        key = self.k_proj(kv).view(batch, k_len, -1, self.head_dim).transpose(1, 2)
+        value = self.v_proj(kv).view(batch, k_len, -1, self.head_dim).transpose(1, 2)
+        attend = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention)
+        out, weights = attend(self, query, key, value, attention_mask, scaling=self.scale,
+                              dropout=self.dropout if self.training else 0.0, is_causal=self.is_causal, **kwargs)
+        return self.out_proj(out.reshape(batch, q_len, -1)), weights
+
+
+class XClipMLP(nn.Module):
+    """Feed-forward network fc1 -> activation (QuickGELU) -> fc2 (the FFN of Eq. 9, of the MIT and of the text encoder)."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str):
+        super().__init__()
+        self.fc1 = nn.Linear(hidden_size, intermediate_size)
+        self.activation_fn = ACT2FN[hidden_act]
+        self.fc2 = nn.Linear(intermediate_size, hidden_size)
+
+    def forward(self, hidden_states):
+        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
+
+
+def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: drop a residual branch for whole samples with probability `drop_prob`, rescale the rest."""
+    if drop_prob == 0.0 or not training:
+        return x
+    keep = 1.0 - drop_prob
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask / keep
+
+
+class XClipDropPath(nn.Module):
+    """Module form of `drop_path` (stochastic depth on the CFA, IFA and FFN residual branches)."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x):
+        return drop_path(x, self.drop_prob, self.training)
+
+    def extra_repr(self):
+        return f"p={self.drop_prob}"
+
+
+class XClipEncoderLayer(GradientCheckpointingLayer):
+    """Pre-LN transformer block x + Attn(LN(x)); x + FFN(LN(x)) — CLIP's block, used by the text encoder and the MIT.
+
+    `keep_tokens` keeps only the first tokens before the FFN (the cross-frame block drops its message token, Eq. 9).
+    """
+
+    def __init__(self, config, hidden_size, intermediate_size, num_heads, drop_prob=0.0, is_causal=False):
+        super().__init__()
+        self.layer_norm1 = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.self_attn = XClipAttention(config, hidden_size, num_heads, config.attention_dropout, is_causal=is_causal)
+        self.layer_norm2 = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.mlp = XClipMLP(hidden_size, intermediate_size, config.hidden_act)
+        self.drop_path = XClipDropPath(drop_prob)
+
+    def forward(self, hidden_states, attention_mask=None, keep_tokens=None, **kwargs):
+        attn, weights = self.self_attn(self.layer_norm1(hidden_states), attention_mask=attention_mask, **kwargs)
+        hidden_states = hidden_states + self.drop_path(attn)
+        if keep_tokens is not None:
+            hidden_states = hidden_states[:, :keep_tokens]
+        hidden_states = hidden_states + self.drop_path(self.mlp(self.layer_norm2(hidden_states)))
+        return hidden_states, weights
+
+
+class XClipCrossFrameLayer(XClipEncoderLayer):
+    """Cross-frame communication block (Sec. 3.2, Eq. 7-9).
+
+    Per frame a message token m_t = Linear([class] token) (`message_proj`); the T message tokens of a video attend
+    to each other (cross-frame fusion attention `cfa`, Eq. 7); each message token is appended at the end of its
+    frame's tokens for the pretrained self-attention (intra-frame diffusion, Eq. 8), then dropped before the FFN
+    (Eq. 9).
+    """
+
+    def __init__(self, config: XClipVisionConfig, drop_prob=0.0):
+        d = config.hidden_size
+        super().__init__(config, d, config.intermediate_size, config.num_attention_heads, drop_prob)
+        self.message_proj = nn.Linear(d, d)
+        self.cfa_layernorm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.cfa = XClipAttention(config, d, config.num_attention_heads, config.attention_dropout)
+
+    def forward(self, hidden_states, num_frames: int, **kwargs):
+        frames, seq_len, dim = hidden_states.shape
+        messages = self.message_proj(hidden_states[:, 0]).view(frames // num_frames, num_frames, dim)
+        messages = messages + self.drop_path(self.cfa(self.cfa_layernorm(messages), **kwargs)[0])  # Eq. 7
+        hidden_states = torch.cat([hidden_states, messages.reshape(frames, 1, dim)], dim=1)
+        return super().forward(hidden_states, keep_tokens=seq_len, **kwargs)  # Eq. 8-9
+
+
+class XClipEncoder(nn.Module):
+    """A stack of blocks; collects per-layer hidden states and attention weights on request."""
+
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, hidden_states, output_hidden_states=False, output_attentions=False, **kwargs):
+        all_states, all_attn = [], []
+        for layer in self.layers:
+            if output_hidden_states:
+                all_states.append(hidden_states)
+            hidden_states, weights = layer(hidden_states, **kwargs)
+            if output_attentions:
+                if weights is None:
+                    raise ValueError("output_attentions=True needs attn_implementation='eager'.")
+                all_attn.append(weights)
+        if output_hidden_states:
+            all_states.append(hidden_states)
+        return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=tuple(all_states) or None,
+                               attentions=tuple(all_attn) or None)
+
+
+class XClipVisionEmbeddings(nn.Module):
+    """Frame input of the CCT (Eq. 4): z_t^(0) = [x_class, E x_t1, ..., E x_tN] + e^spa (conv patch embedding, no bias)."""
+
+    def __init__(self, config: XClipVisionConfig):
+        super().__init__()
+        self.config = config
+        d, self.patch_size = config.hidden_size, config.patch_size
+        self.class_embedding = nn.Parameter(torch.randn(d))
+        self.patch_embedding = nn.Conv2d(config.num_channels, d, config.patch_size, config.patch_size, bias=False)
+        num_positions = (config.image_size // config.patch_size) ** 2 + 1
+        self.position_embedding = nn.Embedding(num_positions, d)
+        self.register_buffer("position_ids", torch.arange(num_positions).expand((1, -1)), persistent=False)
+
+    def spatial_position_encoding(self, height: int, width: int) -> torch.Tensor:
+        """e^spa, bicubically resized to a (height/P) x (width/P) patch grid when it differs from the pretrained one."""
+        pos = self.position_embedding(self.position_ids)
+        grid = self.config.image_size // self.patch_size
+        new_h, new_w = height // self.patch_size, width // self.patch_size
+        if (new_h, new_w) == (grid, grid):
+            return pos
+        patch_pos = pos[:, 1:].reshape(1, grid, grid, -1).permute(0, 3, 1, 2)
+        patch_pos = nn.functional.interpolate(patch_pos, size=(new_h, new_w), mode="bicubic", align_corners=False)
+        return torch.cat([pos[:, :1], patch_pos.permute(0, 2, 3, 1).reshape(1, new_h * new_w, -1)], dim=1)
+
+    def forward(self, pixel_values, interpolate_pos_encoding=False):
+        frames, _, height, width = pixel_values.shape
+        patches = self.patch_embedding(pixel_values.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.class_embedding.expand(frames, 1, -1).to(patches.dtype), patches], dim=1)
+        if interpolate_pos_encoding:
+            return tokens + self.spatial_position_encoding(height, width)
+        return tokens + self.position_embedding(self.position_ids)
+
+
+class XClipTextEmbeddings(nn.Module):
+    """CLIP text input: token embedding + learned absolute position embedding."""
+
+    def __init__(self, config: XClipTextConfig):
+        super().__init__()
+        self.token_embedding = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.position_embedding = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.register_buffer("position_ids", torch.arange(config.max_position_embeddings).expand((1, -1)),
+                             persistent=False)
+
+    def forward(self, input_ids, position_ids=None):
+        if position_ids is None:
+            position_ids = self.position_ids[:, : input_ids.shape[-1]]
+        return self.token_embedding(input_ids) + self.position_embedding(position_ids)
+
+
+class XClipMultiFrameIntegrationTransformer(nn.Module):
+    """MIT (Eq. 6): v = AvgPool(MIT(H + e^temp)), with a residual around the whole transformer."""
+
+    def __init__(self, config: XClipVisionConfig):
+        super().__init__()
+        d = config.mit_hidden_size
+        self.position_embedding = nn.Parameter(torch.zeros(1, config.num_frames, d))
+        self.encoder = XClipEncoder(
+            XClipEncoderLayer(config, d, config.mit_intermediate_size, config.mit_num_attention_heads)
+            for _ in range(config.mit_num_hidden_layers)
+        )
+
+    def forward(self, frame_embeds):
+        hidden = self.encoder(frame_embeds + self.position_embedding).last_hidden_state
+        return (hidden + frame_embeds).mean(dim=1)
+
+
+class XClipPromptGeneratorLayer(nn.Module):
+    """One block of the video-specific prompt generator (Eq. 10): c += MHSA(LN(c), z); c += FFN(LN(c))."""
+
+    def __init__(self, config: XClipTextConfig):
+        super().__init__()
+        d = config.projection_dim
+        self.layer_norm1 = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.cross_attn = XClipAttention(config, d, config.prompt_num_attention_heads,
+                                         config.prompt_attention_dropout, qkv_bias=False)
+        self.proj_dropout = nn.Dropout(config.prompt_projection_dropout)
+        self.layer_norm2 = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.mlp = XClipMLP(d, 4 * d, config.prompt_hidden_act)
+        self.mlp_dropout = nn.Dropout(config.prompt_attention_dropout)
+
+    def forward(self, text, context):
+        text = text + self.proj_dropout(self.cross_attn(self.layer_norm1(text), key_value_states=context)[0])
+        return text + self.mlp.fc2(self.mlp_dropout(self.mlp.activation_fn(self.mlp.fc1(self.layer_norm2(text)))))
+
+
+class XClipPromptGenerator(nn.Module):
+    """Video-specific prompt generator (Sec. 3.3): returns alpha * c-tilde, the prompt added to the text embedding."""
+
+    def __init__(self, config: XClipTextConfig):
+        super().__init__()
+        self.context_layernorm = nn.LayerNorm(config.projection_dim, eps=config.layer_norm_eps)
+        self.layers = nn.ModuleList(XClipPromptGeneratorLayer(config) for _ in range(config.prompt_layers))
+        self.alpha = nn.Parameter(torch.full((config.projection_dim,), float(config.prompt_alpha)))
+
+    def forward(self, text_embeds, video_context):
+        context = self.context_layernorm(video_context)
+        for layer in self.layers:
+            text_embeds = layer(text_embeds, context)
+        return self.alpha * text_embeds
+
+
+# ----------------------------------------------------------------------------------------------------- models
+class XClipPreTrainedModel(PreTrainedModel):
+    """Weight initialisation (CLIP's scheme for the image-language parts, small normals for X-CLIP's new modules),
+    gradient checkpointing and the attention backends shared by all X-CLIP models."""
+
+    config: XClipConfig
+    base_model_prefix = "xclip"
+    main_input_name = "pixel_values"
+    input_modalities = ("video", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _no_split_modules = ["XClipEncoderLayer", "XClipCrossFrameLayer", "XClipVisionEmbeddings", "XClipTextEmbeddings"]
+    # Modules X-CLIP adds to CLIP (Sec. 3.2 Initialization); the paper trains them with a 10x learning rate.
+    _new_module_names = ("message_proj", "cfa_layernorm", "cfa", "mit", "prompt_generator", "context_layernorm",
+                         "context_projection")
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        factor = getattr(self.config, "initializer_factor", 1.0)
+        if isinstance(module, XClipTextEmbeddings):
+            init.normal_(module.token_embedding.weight, std=0.02 * factor)
+            init.normal_(module.position_embedding.weight, std=0.01 * factor)
+            init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+        elif isinstance(module, XClipVisionEmbeddings):
+            std = module.config.initializer_range * factor
+            init.normal_(module.class_embedding, std=module.class_embedding.shape[0] ** -0.5 * factor)
+            init.normal_(module.patch_embedding.weight, std=std)
+            init.normal_(module.position_embedding.weight, std=std)
+            init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+        elif isinstance(module, XClipMultiFrameIntegrationTransformer):
+            init.trunc_normal_(module.position_embedding, std=0.02)
+        elif isinstance(module, XClipPromptGenerator):
+            init.constant_(module.alpha, float(self._sub_config("text").prompt_alpha))
+        elif isinstance(module, XClipVisionModel):
+            dv = module.config.hidden_size
+            init.normal_(module.visual_projection.weight, std=dv**-0.5 * factor)
+            init.normal_(module.context_projection, std=dv**-0.5 * factor)
+        elif isinstance(module, XClipTextModel):
+            init.normal_(module.text_projection.weight, std=module.config.hidden_size**-0.5 * factor)
+        elif isinstance(module, XClipModel):
+            init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+
+    def _sub_config(self, which):
+        return getattr(self.config, f"{which}_config", self.config)
+
+    def new_parameter_names(self) -> set[str]:
+        """Names of the parameters X-CLIP adds to a pretrained CLIP: message tokens and CFA, MIT, prompt generator."""
+        return {n for n, _ in self.named_parameters() if set(n.split(".")) & set(self._new_module_names)}
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """Loads our checkpoints and the published `"xclip"` format (microsoft/xclip-*), converted on the fly."""
+        from .conversion.published import published_loading_kwargs
+
+        kwargs = published_loading_kwargs(cls, pretrained_model_name_or_path, kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+
+class XClipVisionModel(XClipPreTrainedModel):
+    """The video encoder (Sec. 3.2): cross-frame communication transformer -> frame projection -> MIT.
+
+    Input `pixel_values` (B, T, 3, H, W). Also computes the visual context z-bar of the prompt generator (Eq. 10).
+    """
+
+    config: XClipVisionConfig
+    _no_split_modules = ["XClipCrossFrameLayer", "XClipVisionEmbeddings"]
+
+    def __init__(self, config: XClipVisionConfig):
+        super().__init__(config)
+        d, p = config.hidden_size, config.projection_dim
+        dpr = torch.linspace(0, float(config.drop_path_rate), config.num_hidden_layers).tolist()
+        self.embeddings = XClipVisionEmbeddings(config)
+        self.pre_layernorm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        if config.use_cross_frame_attention:
+            layers = [XClipCrossFrameLayer(config, rate) for rate in dpr]
+        else:  # CLIP-Mean baseline (Tab. 6): frames encoded independently
+            layers = [XClipEncoderLayer(config, d, config.intermediate_size, config.num_attention_heads, rate)
+                      for rate in dpr]
+        self.encoder = XClipEncoder(layers)
+        self.post_layernorm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.visual_projection = nn.Linear(d, p, bias=False)
+        self.mit = XClipMultiFrameIntegrationTransformer(config) if config.use_mit else None
+        self.context_layernorm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.context_projection = nn.Parameter(torch.zeros(d, p))
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.patch_embedding
+
+    def _check_pixel_values(self, pixel_values, interpolate_pos_encoding):
+        c = self.config
+        shape = tuple(pixel_values.shape)
+        if pixel_values.ndim != 5:
+            raise ValueError(f"pixel_values must be (batch, frames, channels, height, width); got shape {shape}.")
+        _, frames, channels, height, width = shape
+        if channels != c.num_channels:
+            raise ValueError(f"pixel_values has {channels} channels (shape {shape}); the model expects {c.num_channels}.")
+        if frames != c.num_frames and (c.use_mit or c.use_cross_frame_attention):
+            raise ValueError(f"pixel_values has {frames} frames (shape {shape}); this model was built for "
+                             f"num_frames={c.num_frames}. Sample {c.num_frames} frames per video.")
+        if (height, width) != (c.image_size, c.image_size) and not interpolate_pos_encoding:
+            raise ValueError(f"pixel_values frames are {height}x{width} (shape {shape}); the model expects "
+                             f"{c.image_size}x{c.image_size} (or pass interpolate_pos_encoding=True).")
+        if height % c.patch_size or width % c.patch_size:
+            raise ValueError(f"pixel_values frames {height}x{width} (shape {shape}) are not multiples of the "
+                             f"patch size {c.patch_size}.")
+
+    def forward(self, pixel_values, output_hidden_states=None, output_attentions=None, interpolate_pos_encoding=False,
+                return_dict=None, **kwargs) -> XClipVisionOutput | tuple:
+        self._check_pixel_values(pixel_values, interpolate_pos_encoding)
+        batch, frames, channels, height, width = pixel_values.shape
+        tokens = self.embeddings(pixel_values.reshape(-1, channels, height, width), interpolate_pos_encoding)
+        layer_kwargs = {"num_frames": frames} if self.config.use_cross_frame_attention else {}
+        encoded = self.encoder(self.pre_layernorm(tokens), output_hidden_states=output_hidden_states,
+                               output_attentions=output_attentions, **layer_kwargs, **kwargs)
+        tokens = encoded.last_hidden_state
+        frame_embeds = self.visual_projection(self.post_layernorm(tokens[:, 0])).view(batch, frames, -1)
+        video_embeds = self.mit(frame_embeds) if self.mit is not None else frame_embeds.mean(dim=1)
+        video_context = self.video_context(tokens, batch)
+        out = XClipVisionOutput(video_embeds=video_embeds, frame_embeds=frame_embeds, video_context=video_context,
+                                last_hidden_state=tokens.view(batch, frames, *tokens.shape[1:]),
+                                pooler_output=video_embeds, hidden_states=encoded.hidden_states,
+                                attentions=encoded.attentions)
+        return out if return_dict is not False else out.to_tuple()
+
+    def video_context(self, frame_tokens, batch):
+        """z-bar of Eq. 10: LayerNorm'd final patch tokens (no [class]) projected to P, averaged over the T frames."""
+        context = self.context_layernorm(frame_tokens[:, 1:]) @ self.context_projection
+        return context.view(batch, -1, *context.shape[1:]).mean(dim=1)
+
+
+class XClipTextModel(XClipPreTrainedModel):
+    """CLIP text encoder (causal, pooled at the end-of-text token, projected) with the video-specific prompt generator.
+
+    Given `video_context` (B, N, P) it returns video-specific text embeddings (B, K, P) (Sec. 3.3); else (K, P).
+    """
+
+    config: XClipTextConfig
+    main_input_name = "input_ids"
+    _no_split_modules = ["XClipEncoderLayer", "XClipTextEmbeddings"]
+
+    def __init__(self, config: XClipTextConfig):
+        super().__init__(config)
+        d = config.hidden_size
+        self.embeddings = XClipTextEmbeddings(config)
+        self.encoder = XClipEncoder(
+            XClipEncoderLayer(config, d, config.intermediate_size, config.num_attention_heads, is_causal=True)
+            for _ in range(config.num_hidden_layers)
+        )
+        self.final_layer_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.text_projection = nn.Linear(d, config.projection_dim, bias=False)
+        self.prompt_generator = XClipPromptGenerator(config)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.token_embedding
+
+    def set_input_embeddings(self, value):
+        self.embeddings.token_embedding = value
+
+    def _check_input_ids(self, input_ids):
+        if input_ids.ndim != 2:
+            raise ValueError(f"input_ids must be (num_texts, sequence_length); got shape {tuple(input_ids.shape)}.")
+        limit = self.config.max_position_embeddings
+        if input_ids.shape[1] > limit:
+            raise ValueError(f"input_ids has {input_ids.shape[1]} tokens per text (shape {tuple(input_ids.shape)}); "
+                             f"the text encoder has {limit} positions. Tokenize with truncation=True, max_length={limit}.")
+        if input_ids.shape[0] == 0:
+            raise ValueError("input_ids holds no text (shape (0, ...)): pass at least one label.")
+
+    def eos_positions(self, input_ids):
+        """Where each text is pooled: its end-of-text token (the highest id, as in CLIP, unless eos_token_id is set)."""
+        if self.config.eos_token_id is None:
+            return input_ids.argmax(dim=-1)
+        return (input_ids == self.config.eos_token_id).int().argmax(dim=-1)
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, video_context=None,
+                output_hidden_states=None, output_attentions=None, return_dict=None, **kwargs):
+        self._check_input_ids(input_ids)
+        hidden = self.embeddings(input_ids, position_ids)
+        mask = create_causal_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask, cache=None)
+        encoded = self.encoder(hidden, attention_mask=mask, output_hidden_states=output_hidden_states,
+                               output_attentions=output_attentions, **kwargs)
+        hidden = self.final_layer_norm(encoded.last_hidden_state)
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), self.eos_positions(input_ids)]
+        text_embeds = self.text_projection(pooled)
+        if video_context is not None:
+            text_embeds = self.apply_video_prompt(text_embeds, video_context)
+        out = XClipTextOutput(text_embeds=text_embeds, last_hidden_state=hidden, pooler_output=pooled,
+                              hidden_states=encoded.hidden_states, attentions=encoded.attentions)
+        return out if return_dict is not False else out.to_tuple()
+
+    def apply_video_prompt(self, text_embeds, video_context):
+        """c-hat = c + alpha * c-tilde (Sec. 3.3): (K, P) or (B, K, P) text embeddings -> (B, K, P)."""
+        if text_embeds.ndim == 2:
+            text_embeds = text_embeds.unsqueeze(0).expand(video_context.shape[0], -1, -1)
+        return text_embeds + self.prompt_generator(text_embeds, video_context)
+
+
+class XClipModel(XClipPreTrainedModel):
+    """X-CLIP (Sec. 3.1): video encoder, text encoder with video-specific prompts, cosine-similarity logits (Eq. 3)."""
+
+    config: XClipConfig
+
+    def __init__(self, config: XClipConfig):
+        super().__init__(config)
+        self.text_model = XClipTextModel._from_config(config.text_config)
+        self.vision_model = XClipVisionModel._from_config(config.vision_config)
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
+        self.post_init()
+
+    def get_text_features(self, input_ids, attention_mask=None, position_ids=None, **kwargs):
+        """Projected, un-prompted text embeddings c (Eq. 1) as `.pooler_output` (K, P), like transformers' CLIP."""
+        out = self.text_model(input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+        return BaseModelOutputWithPooling(last_hidden_state=out.last_hidden_state, pooler_output=out.text_embeds,
+                                          hidden_states=out.hidden_states, attentions=out.attentions)
+
+    def get_video_features(self, pixel_values, **kwargs) -> XClipVisionOutput:
+        """Video embeddings v (Eq. 6) as `.pooler_output` (B, P), plus frame embeddings and the prompt context."""
+        return self.vision_model(pixel_values, **kwargs)
+
+    def forward(self, input_ids=None, pixel_values=None, attention_mask=None, position_ids=None, text_embeds=None,
+                labels=None, return_loss=None, output_hidden_states=None, output_attentions=None,
+                interpolate_pos_encoding=False, return_dict=None, **kwargs) -> XClipOutput | tuple:
+        """`text_embeds` (K, P): precomputed `get_text_features` output used instead of `input_ids` (label caches).
+
+        `labels` (B,): index of each video's text among the K -> cross-entropy. `return_loss`: symmetric
+        video-text contrastive loss over a batch of matching pairs (K == B).
+        """
+        if pixel_values is None:
+            raise ValueError("XClipModel needs pixel_values (batch, frames, 3, height, width).")
+        if (input_ids is None) == (text_embeds is None):
+            raise ValueError("Pass exactly one of input_ids (tokenized texts) or text_embeds (precomputed features).")
+        flags = dict(output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        vision = self.vision_model(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **flags)
+        text = None
+        if text_embeds is None:
+            text = self.text_model(input_ids, attention_mask=attention_mask, position_ids=position_ids, **flags)
+            text_embeds = text.text_embeds
+        elif text_embeds.ndim != 2 or text_embeds.shape[-1] != self.config.projection_dim:
+            raise ValueError(f"text_embeds must be (num_texts, {self.config.projection_dim}); "
+                             f"got shape {tuple(text_embeds.shape)}.")
+        prompted = self.text_model.apply_video_prompt(text_embeds.to(vision.video_context.dtype), vision.video_context)
+        video_embeds = nn.functional.normalize(vision.video_embeds, dim=-1)
+        prompted = nn.functional.normalize(prompted, dim=-1)
+        logits_per_video = torch.einsum("bd,bkd->bk", video_embeds, prompted) * self.logit_scale.exp()
+        loss = self.loss(logits_per_video, labels, return_loss)
+        out = XClipOutput(loss=loss, logits_per_video=logits_per_video, logits_per_text=logits_per_video.t(),
+                          video_embeds=video_embeds, text_embeds=prompted, text_model_output=text,
+                          vision_model_output=vision)
+        return out if return_dict is not False else out.to_tuple()
+
+    @staticmethod
+    def loss(logits_per_video, labels=None, return_loss=None):
+        """Cross-entropy over the K texts for class `labels`, or the symmetric contrastive loss for matching pairs."""
+        if labels is not None:
+            num_texts = logits_per_video.shape[1]
+            if labels.shape != logits_per_video.shape[:1] or labels.min() < 0 or labels.max() >= num_texts:
+                raise ValueError(f"labels must be {logits_per_video.shape[0]} indices in [0, {num_texts}); "
+                                 f"got {labels.tolist()}.")
+            return nn.functional.cross_entropy(logits_per_video, labels)
+        if not return_loss:
+            return None
+        batch, num_texts = logits_per_video.shape
+        if batch != num_texts:
+            raise ValueError(f"return_loss=True needs one matching text per video; got {batch} videos and "
+                             f"{num_texts} texts (pass labels for classification over a label set).")
+        target = torch.arange(batch, device=logits_per_video.device)
+        return (nn.functional.cross_entropy(logits_per_video, target)
+                + nn.functional.cross_entropy(logits_per_video.t(), target)) / 2
+
+
+__all__ = ["XClipPreTrainedModel", "XClipVisionModel", "XClipTextModel", "XClipModel", "XClipOutput",
+           "XClipVisionOutput", "XClipTextOutput"]
