@@ -1,0 +1,97 @@
+"""The synthetic temporal-order dataset: real mp4 files, X-CLIP annotation files, motion in the right direction."""
+
+import csv
+import math
+import os
+
+import av
+import numpy as np
+import pytest
+
+from xclip_hf.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic_dataset, main
+
+
+def _decode(path):
+    """All frames of a video as uint8 (T, H, W, 3), decoded with PyAV (independent of our reader)."""
+    with av.open(path) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def _object_track(frames):
+    """Per frame: (area, centroid x, centroid y) of the pixels far from the background colour (the median)."""
+    background = np.median(frames.reshape(-1, 3), axis=0)
+    mask = np.abs(frames.astype(np.float32) - background).sum(-1) > 90
+    out = []
+    for m in mask:
+        ys, xs = np.nonzero(m)
+        out.append((m.mean(), xs.mean() if len(xs) else np.nan, ys.mean() if len(ys) else np.nan))
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return generate_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), num_videos_per_class=3, seed=0,
+                                      size=48, min_frames=12, max_frames=20, splits=(1, 1, 1))
+
+
+def test_files_and_annotations(dataset):
+    with open(dataset.labels_file, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["id", "name"]
+    assert rows[1:] == [[str(i), name] for i, name in enumerate(SYNTHETIC_CLASSES)]
+    for split_file in (dataset.train_file, dataset.val_file, dataset.test_file):
+        lines = open(split_file).read().splitlines()
+        assert len(lines) == len(SYNTHETIC_CLASSES)  # one video per class per split
+        for line in lines:
+            relative, label = line.split(" ")
+            assert not os.path.isabs(relative) and relative.endswith(".mp4")
+            assert 0 <= int(label) < len(SYNTHETIC_CLASSES)
+            frames = _decode(os.path.join(dataset.root, relative))
+            assert frames.shape[1:] == (48, 48, 3) and 12 <= len(frames) <= 20
+
+
+def _video_of(dataset, name):
+    label = list(SYNTHETIC_CLASSES).index(name)
+    for line in open(dataset.train_file).read().splitlines():
+        relative, lab = line.split(" ")
+        if int(lab) == label:
+            return _decode(os.path.join(dataset.root, relative))
+    raise AssertionError(name)
+
+
+def test_motion_goes_the_way_the_label_says(dataset):
+    track = {name: _object_track(_video_of(dataset, name)) for name in SYNTHETIC_CLASSES}
+    assert track["moving left"][-1, 1] < track["moving left"][0, 1] - 10
+    assert track["moving right"][-1, 1] > track["moving right"][0, 1] + 10
+    assert track["moving up"][-1, 2] < track["moving up"][0, 2] - 10
+    assert track["moving down"][-1, 2] > track["moving down"][0, 2] + 10
+    assert track["growing"][-1, 0] > 3 * track["growing"][0, 0]
+    assert track["shrinking"][0, 0] > 3 * track["shrinking"][-1, 0]
+    assert track["appearing"][0, 0] < 0.002 < track["appearing"][-1, 0]
+    assert track["disappearing"][-1, 0] < 0.002 < track["disappearing"][0, 0]
+    for name, sign in (("rotating clockwise", 1), ("rotating counterclockwise", -1)):
+        angles = np.unwrap(np.arctan2(track[name][:, 2] - 24, track[name][:, 1] - 24))
+        assert sign * (angles[-1] - angles[0]) > math.pi / 4  # y points down: a growing angle is clockwise
+
+
+def test_seeded_and_varied(tmp_path):
+    a = generate_synthetic_dataset(tmp_path / "a", 2, seed=1, classes=["growing"], size=32, min_frames=8, max_frames=30, splits=(1, 0, 0))
+    b = generate_synthetic_dataset(tmp_path / "b", 2, seed=1, classes=["growing"], size=32, min_frames=8, max_frames=30, splits=(1, 0, 0))
+    videos = [_decode(os.path.join(d.root, line.split()[0])) for d in (a, b) for line in open(d.train_file).read().splitlines()]
+    assert np.array_equal(videos[0], videos[2]) and np.array_equal(videos[1], videos[3])  # same seed, same videos
+    assert videos[0].shape != videos[1].shape or not np.array_equal(videos[0], videos[1])
+    assert np.abs(np.median(videos[0][0].reshape(-1, 3), 0) - np.median(videos[1][0].reshape(-1, 3), 0)).sum() > 0
+
+
+def test_bad_arguments_are_named(tmp_path):
+    with pytest.raises(ValueError, match="'jumping'"):
+        generate_synthetic_dataset(tmp_path, 3, classes=["moving left", "jumping"])
+    with pytest.raises(ValueError, match="num_videos_per_class=2 is too small"):
+        generate_synthetic_dataset(tmp_path, 2)
+
+
+def test_cli(tmp_path, capsys):
+    data = main([str(tmp_path / "cli"), "--num-videos-per-class", "3", "--classes", "moving left", "moving right",
+                 "--size", "32", "--min-frames", "8", "--max-frames", "8"])
+    assert "wrote 2 classes" in capsys.readouterr().out
+    assert len(open(data.train_file).read().splitlines()) == 2

@@ -1,0 +1,182 @@
+"""Training building blocks: top-k metric module, k-shot sampling, augmentation, mixup, parameter groups."""
+
+import colorsys
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from xclip_hf.training.augment import (
+    MULTI_SCALE_CROP_SCALES,
+    VideoTrainAugmentation,
+    _hsv_to_rgb,
+    _rgb_to_hsv,
+    color_jitter,
+    multi_scale_crop,
+    multi_scale_crop_box,
+    random_grayscale,
+    random_horizontal_flip,
+)
+from xclip_hf.training.few_shot import check_disjoint_label_sets, sample_k_shot
+from xclip_hf.training.metrics import load_topk_accuracy
+from xclip_hf.training.mixup import MixupCutmix
+
+
+# ------------------------------------------------------------------------------------------- metric module
+def test_topk_metric_hand_made_case():
+    metric = load_topk_accuracy()
+    # 4 samples, 6 classes. Ranks of the reference (0 = best), worked out by hand:
+    #   sample 0: ref 2 scores 0.9, the highest                    -> rank 0 (top-1 hit)
+    #   sample 1: ref 0 scores 0.1; 0.5 0.4 0.3 0.2 are above it    -> rank 4 (top-5 hit, top-1 miss)
+    #   sample 2: ref 5 scores 0.0, the lowest of 6                 -> rank 5 (miss for both)
+    #   sample 3: ref 1 scores 3.0 < 4.0 (class 4)                  -> rank 1 (top-5 hit)
+    predictions = [
+        [0.1, 0.2, 0.9, 0.3, 0.4, 0.5],
+        [0.1, 0.5, 0.4, 0.3, 0.2, 0.0],
+        [0.5, 0.4, 0.3, 0.2, 0.1, 0.0],
+        [-1.0, 3.0, 0.0, 1.0, 4.0, 2.0],
+    ]
+    result = metric.compute(predictions=predictions, references=[2, 0, 5, 1])
+    assert result == {"top1": pytest.approx(1 / 4), "top5": pytest.approx(3 / 4)}
+    # a single k and a tie: equal scores rank by class index, like argmax
+    tie = metric.compute(predictions=[[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]], references=[0, 1], top_k=(1, 2))
+    assert tie == {"top1": pytest.approx(0.5), "top2": pytest.approx(1.0)}
+
+
+def test_topk_metric_rejects_bad_labels():
+    metric = load_topk_accuracy()
+    with pytest.raises(ValueError, match="reference label 3 is outside"):
+        metric.compute(predictions=[[0.1, 0.2, 0.3]], references=[3])
+
+
+# ------------------------------------------------------------------------------------------------ few-shot
+def test_k_shot_keeps_exactly_k_per_class_seeded():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, size=200).tolist()
+    for k in (1, 2, 4, 8):
+        kept = sample_k_shot(labels, k, seed=3)
+        assert len(kept) == len(set(kept)) == 5 * k
+        assert np.bincount([labels[i] for i in kept], minlength=5).tolist() == [k] * 5
+    assert sample_k_shot(labels, 4, seed=3) == sample_k_shot(labels, 4, seed=3)
+    draws = {tuple(sample_k_shot(labels, 4, seed=s)) for s in range(5)}
+    assert len(draws) > 1  # the seed changes which videos are kept
+
+
+def test_k_shot_error_names_the_class():
+    labels = [0, 0, 0, 1, 1, 2, 2, 2]
+    with pytest.raises(ValueError, match=r"class 1 \('jumping'\) has 2 videos, fewer than k=3"):
+        sample_k_shot(labels, 3, label_names=["running", "jumping", "walking"])
+    with pytest.raises(ValueError, match=r"class 3 \('sitting'\) has 0 videos"):
+        sample_k_shot(labels, 1, label_names=["running", "jumping", "walking", "sitting"])
+
+
+def test_zero_shot_label_sets_must_be_disjoint():
+    check_disjoint_label_sets(["moving left", "moving right"], ["growing", "shrinking"])
+    with pytest.raises(ValueError, match="moving left"):
+        check_disjoint_label_sets(["moving left", "growing"], ["Moving  Left", "shrinking"])
+
+
+# ------------------------------------------------------------------------------------------- augmentation
+def _still_clip(frames=4, height=40, width=56, seed=0):
+    """A clip whose frames are all the same random image: any per-clip transform keeps them equal."""
+    image = torch.rand(3, height, width, generator=torch.Generator().manual_seed(seed))
+    return image.unsqueeze(0).repeat(frames, 1, 1, 1)
+
+
+def test_multi_scale_crop_box_sizes_and_positions():
+    gen = torch.Generator().manual_seed(0)
+    sides = {int(40 * s) for s in MULTI_SCALE_CROP_SCALES}
+    seen = set()
+    for _ in range(300):
+        top, left, h, w = multi_scale_crop_box(40, 56, generator=gen)
+        assert h in sides and w in sides
+        i, j = sorted(sides, reverse=True).index(h), sorted(sides, reverse=True).index(w)
+        assert abs(i - j) <= 1  # aspect pairs at most one scale step apart
+        assert 0 <= top <= 40 - h and 0 <= left <= 56 - w
+        step_h, step_w = (40 - h) // 4, (56 - w) // 4
+        assert (top, left) in {(0, 0), (0, 4 * step_w), (4 * step_h, 0), (4 * step_h, 4 * step_w), (2 * step_h, 2 * step_w)}
+        seen.add((h, w))
+    assert len(seen) == 10  # 4 squares + 3 x 2 neighbouring aspect pairs
+
+
+def test_augmentations_use_one_draw_per_clip():
+    clip = _still_clip()
+    gen = torch.Generator().manual_seed(1)
+    augment = VideoTrainAugmentation(crop_size=24, color_jitter_prob=1.0, grayscale_prob=0.5)
+    for _ in range(10):
+        out = augment(clip, generator=gen)
+        assert out.shape == (4, 3, 24, 24)
+        assert 0.0 <= out.min() and out.max() <= 1.0
+        assert torch.equal(out, out[:1].expand_as(out))  # every frame got the same transform
+
+
+def test_flip_and_grayscale_match_their_definitions():
+    clip = _still_clip(frames=2)
+    assert torch.equal(random_horizontal_flip(clip, p=1.0), torch.flip(clip, dims=[-1]))
+    assert torch.equal(random_horizontal_flip(clip, p=0.0), clip)
+    gray = random_grayscale(clip, p=1.0)
+    luma = 0.299 * clip[:, 0] + 0.587 * clip[:, 1] + 0.114 * clip[:, 2]
+    for c in range(3):
+        torch.testing.assert_close(gray[:, c], luma)
+
+
+def test_hsv_conversion_matches_colorsys():
+    pixels = torch.rand(1, 3, 7, 9, generator=torch.Generator().manual_seed(2))
+    pixels[0, :, 0, 0] = torch.tensor([0.5, 0.5, 0.5])  # grey: hue and saturation 0
+    hsv = _rgb_to_hsv(pixels)
+    for y in range(7):
+        for x in range(9):
+            expected = colorsys.rgb_to_hsv(*pixels[0, :, y, x].tolist())
+            np.testing.assert_allclose(hsv[0, :, y, x].numpy(), expected, atol=1e-5)
+    torch.testing.assert_close(_hsv_to_rgb(hsv), pixels, atol=1e-5, rtol=0)
+
+
+def test_brightness_jitter_scales_every_pixel_by_one_factor():
+    clip = _still_clip() * 0.5  # no clipping at 1.4x
+    out = color_jitter(clip, brightness=0.4, contrast=0, saturation=0, hue=0, p=1.0, generator=torch.Generator().manual_seed(5))
+    ratio = out / clip
+    assert 0.6 <= ratio.min() and ratio.max() <= 1.4
+    torch.testing.assert_close(ratio, torch.full_like(ratio, ratio.mean().item()), atol=1e-4, rtol=0)
+
+
+def test_multi_scale_crop_output_and_bad_input():
+    out = multi_scale_crop(_still_clip(), 16, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (4, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"shape \(T, 3, H, W\)"):
+        multi_scale_crop(torch.rand(4, 40, 56, 3), 16)
+    with pytest.raises(ValueError, match="float clip"):
+        random_grayscale(torch.zeros(2, 3, 4, 4, dtype=torch.uint8))
+
+
+# ---------------------------------------------------------------------------------------------------- mixup
+def test_mixup_targets_match_mixed_pixels():
+    torch.manual_seed(0)
+    x = torch.rand(4, 2, 3, 8, 8)
+    labels = torch.tensor([0, 1, 2, 3])
+    mixer = MixupCutmix(num_labels=5, mixup_alpha=0.8, cutmix_alpha=0.0)
+    mixed, targets = mixer(x, labels)
+    assert targets.shape == (4, 5)
+    torch.testing.assert_close(targets.sum(1), torch.ones(4))
+    lam = targets[0, 0].item()  # sample 0 mixes with sample 3 (the batch reversed)
+    assert targets[0, 3].item() == pytest.approx(1 - lam)
+    torch.testing.assert_close(mixed, lam * x + (1 - lam) * x.flip(0))
+
+
+def test_cutmix_pastes_one_box_on_all_frames_and_weights_by_area():
+    torch.manual_seed(1)
+    x = torch.zeros(2, 3, 3, 16, 16)
+    x[1] = 1.0  # sample 0 is black, sample 1 white: the pasted area is visible
+    mixer = MixupCutmix(num_labels=2, mixup_alpha=0.0, cutmix_alpha=1.0)
+    for _ in range(5):
+        mixed, targets = mixer(x, torch.tensor([0, 1]))
+        pasted = mixed[0, :, 0]  # (T, H, W) of sample 0, one channel
+        assert torch.equal(pasted, pasted[:1].expand_as(pasted))  # same box on every frame
+        area = pasted[0].mean().item()
+        assert targets[0, 1].item() == pytest.approx(area)
+        assert targets[0, 0].item() == pytest.approx(1 - area)
+
+
+def test_mixup_rejects_bad_labels():
+    with pytest.raises(ValueError, match="label 7 is outside"):
+        MixupCutmix(num_labels=3)(torch.rand(2, 1, 3, 4, 4), torch.tensor([0, 7]))
