@@ -396,7 +396,8 @@ class XClipVisionModel(XClipPreTrainedModel):
     def __init__(self, config: XClipVisionConfig):
         super().__init__(config)
         d, p = config.hidden_size, config.projection_dim
-        dpr = torch.linspace(0, float(config.drop_path_rate), config.num_hidden_layers).tolist()
+        n = config.num_hidden_layers  # stochastic depth grows linearly with depth
+        dpr = [float(config.drop_path_rate) * i / max(n - 1, 1) for i in range(n)]
         self.embeddings = XClipVisionEmbeddings(config)
         self.pre_layernorm = nn.LayerNorm(d, eps=config.layer_norm_eps)
         if config.use_cross_frame_attention:
@@ -571,7 +572,7 @@ class XClipModel(XClipPreTrainedModel):
         prompted = self.text_model.apply_video_prompt(text_embeds.to(vision.video_context.dtype), vision.video_context)
         video_embeds = nn.functional.normalize(vision.video_embeds, dim=-1)
         prompted = nn.functional.normalize(prompted, dim=-1)
-        logits_per_video = torch.einsum("bd,bkd->bk", video_embeds, prompted) * self.logit_scale.exp()
+        logits_per_video = torch.einsum("bd,bkd->bk", video_embeds, self.logit_scale.exp() * prompted)
         loss = self.loss(logits_per_video, labels, return_loss)
         out = XClipOutput(loss=loss, logits_per_video=logits_per_video, logits_per_text=logits_per_video.t(),
                           video_embeds=video_embeds, text_embeds=prompted, text_model_output=text,

@@ -1,0 +1,230 @@
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, XCLIPModel
+
+from _oracle import VOCAB, save_oracle, text_batch
+from xclip_hf import XClipConfig, XClipModel, XClipTextModel, XClipVisionModel
+from xclip_hf.flops import count_flops
+
+
+@pytest.fixture(scope="module", params=[1, 3, 8], ids=lambda t: f"T{t}")
+def oracle_pair(request, tmp_path_factory):
+    """(transformers XCLIPModel, its save_pretrained directory, num_frames)."""
+    path = tmp_path_factory.mktemp(f"published_T{request.param}")
+    return save_oracle(path, num_frames=request.param), path, request.param
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("num_texts", [1, 5])
+@pytest.mark.parametrize("padded", [False, True])
+def test_parity_with_transformers_oracle(oracle_pair, attn, batch, num_texts, padded):
+    _, path, frames = oracle_pair
+    oracle = XCLIPModel.from_pretrained(path, attn_implementation=attn).eval()  # same kernel on both sides
+    ours, info = XClipModel.from_pretrained(path, attn_implementation=attn, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    ours.eval()
+    ids, mask = text_batch(num_texts, pad_from=4 if padded else None)
+    pixels = torch.randn(batch, frames, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = oracle(input_ids=ids, attention_mask=mask, pixel_values=pixels)
+        got = ours(input_ids=ids, attention_mask=mask, pixel_values=pixels)
+    for key in ("logits_per_video", "video_embeds", "text_embeds"):
+        torch.testing.assert_close(got[key], want[key], atol=1e-5, rtol=0)
+    torch.testing.assert_close(got.logits_per_text, want.logits_per_text, atol=1e-5, rtol=0)
+
+
+def test_published_features_match_oracle(oracle_pair):
+    oracle, path, frames = oracle_pair
+    ours = XClipModel.from_pretrained(path).eval()
+    ids, mask = text_batch(4, pad_from=3)
+    pixels = torch.randn(2, frames, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.get_text_features(ids, attention_mask=mask).pooler_output,
+                                   oracle.get_text_features(ids, attention_mask=mask).pooler_output, atol=1e-5, rtol=0)
+        torch.testing.assert_close(ours.get_video_features(pixels).pooler_output,
+                                   oracle.get_video_features(pixels).pooler_output, atol=1e-5, rtol=0)
+
+
+def _tiny(num_frames=3, **kw):
+    torch.manual_seed(0)
+    return XClipModel(XClipConfig.from_variant("xclip-tiny", num_frames=num_frames, vocab_size=VOCAB, **kw)).eval()
+
+
+def test_batch_invariance():
+    model = _tiny()
+    ids, mask = text_batch(5, pad_from=4)
+    pixels = torch.randn(4, 3, 3, 32, 32)
+    with torch.no_grad():
+        batched = model(input_ids=ids, attention_mask=mask, pixel_values=pixels)
+        for i in range(4):
+            alone = model(input_ids=ids, attention_mask=mask, pixel_values=pixels[i: i + 1])
+            torch.testing.assert_close(alone.logits_per_video[0], batched.logits_per_video[i], atol=1e-5, rtol=0)
+            torch.testing.assert_close(alone.video_embeds[0], batched.video_embeds[i], atol=1e-5, rtol=0)
+            torch.testing.assert_close(alone.text_embeds[0], batched.text_embeds[i], atol=1e-5, rtol=0)
+
+
+def test_precomputed_text_embeds_equal_input_ids():
+    model = _tiny()
+    ids, mask = text_batch(5, pad_from=4)
+    pixels = torch.randn(2, 3, 3, 32, 32)
+    with torch.no_grad():
+        direct = model(input_ids=ids, attention_mask=mask, pixel_values=pixels)
+        cached = model.get_text_features(ids, attention_mask=mask).pooler_output
+        via_cache = model(text_embeds=cached, pixel_values=pixels)
+    torch.testing.assert_close(via_cache.logits_per_video, direct.logits_per_video, atol=1e-6, rtol=0)
+
+
+def test_gradient_checkpointing_same_loss_and_grads():
+    model = _tiny(drop_path_rate=0.0)
+    model.train()
+    ids, mask = text_batch(3, pad_from=4)
+    pixels = torch.randn(2, 3, 3, 32, 32)
+    labels = torch.tensor([0, 2])
+
+    def run():
+        model.zero_grad()
+        loss = model(input_ids=ids, attention_mask=mask, pixel_values=pixels, labels=labels).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss_plain, grads_plain = run()
+    model.gradient_checkpointing_enable()
+    assert any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+    loss_ckpt, grads_ckpt = run()
+    torch.testing.assert_close(loss_ckpt, loss_plain, atol=1e-6, rtol=0)
+    assert grads_plain.keys() == grads_ckpt.keys() and len(grads_plain) > 50
+    for name in grads_plain:
+        torch.testing.assert_close(grads_ckpt[name], grads_plain[name], atol=1e-6, rtol=0, msg=name)
+
+
+def test_contrastive_and_classification_losses():
+    model = _tiny()
+    ids, mask = text_batch(2)
+    pixels = torch.randn(2, 3, 3, 32, 32)
+    out = model(input_ids=ids, attention_mask=mask, pixel_values=pixels, return_loss=True)
+    logits = out.logits_per_video
+    target = torch.arange(2)
+    want = (torch.nn.functional.cross_entropy(logits, target) + torch.nn.functional.cross_entropy(logits.t(), target)) / 2
+    torch.testing.assert_close(out.loss, want)
+    labels = torch.tensor([1, 1])
+    out = model(input_ids=ids, attention_mask=mask, pixel_values=pixels, labels=labels)
+    torch.testing.assert_close(out.loss, -torch.log_softmax(out.logits_per_video, -1)[:, 1].mean())
+    with pytest.raises(ValueError, match="labels"):
+        model(input_ids=ids, pixel_values=pixels, labels=torch.tensor([0, 7]))
+
+
+def test_drop_path_is_active_in_training_only():
+    model = _tiny(drop_path_rate=0.5)
+    pixels = torch.randn(2, 3, 3, 32, 32)
+    with torch.no_grad():
+        a = model.get_video_features(pixels).pooler_output
+        b = model.get_video_features(pixels).pooler_output
+        model.train()
+        c = model.get_video_features(pixels).pooler_output
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_save_load_roundtrip_and_auto_classes(tmp_path):
+    model = _tiny()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert AutoConfig.from_pretrained(tmp_path).__class__ is XClipConfig
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert type(loaded) is XClipModel
+    for (n1, p1), (n2, p2) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert n1 == n2 and torch.equal(p1, p2), n1
+    ids, mask = text_batch(3)
+    pixels = torch.randn(2, 3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids, pixel_values=pixels).logits_per_video,
+                           loaded.eval()(input_ids=ids, pixel_values=pixels).logits_per_video)
+
+
+def test_sub_models_standalone():
+    config = XClipConfig.from_variant("xclip-tiny", num_frames=3, vocab_size=VOCAB)
+    vision = XClipVisionModel(config.vision_config).eval()
+    out = vision(torch.randn(2, 3, 3, 32, 32), output_hidden_states=True)
+    assert out.video_embeds.shape == (2, 16) and out.frame_embeds.shape == (2, 3, 16)
+    assert out.last_hidden_state.shape == (2, 3, 17, 32) and out.video_context.shape == (2, 16, 16)
+    assert len(out.hidden_states) == 3
+    text = XClipTextModel(config.text_config).eval()
+    ids, _ = text_batch(4)
+    plain = text(ids).text_embeds
+    assert plain.shape == (4, 16)
+    prompted = text(ids, video_context=out.video_context).text_embeds
+    assert prompted.shape == (2, 4, 16)
+    assert not torch.allclose(prompted[0], plain)
+
+
+def test_output_attentions_eager():
+    model = XClipModel._from_config(XClipConfig.from_variant("xclip-tiny", num_frames=3, vocab_size=VOCAB),
+                                    attn_implementation="eager").eval()
+    ids, _ = text_batch(2)
+    out = model(input_ids=ids, pixel_values=torch.randn(1, 3, 3, 32, 32), output_attentions=True)
+    attn = out.vision_model_output.attentions
+    assert len(attn) == 2 and attn[0].shape == (3, 4, 18, 18)  # 16 patches + [class] + message token
+    torch.testing.assert_close(attn[0].sum(-1), torch.ones(3, 4, 18))
+
+
+def test_clip_mean_baseline_has_no_cross_frame_modules():
+    model = _tiny(use_cross_frame_attention=False, use_mit=False)
+    assert not any("message_proj" in n or ".mit." in n for n, _ in model.named_parameters())
+    ids, _ = text_batch(2)
+    pixels = torch.randn(2, 3, 3, 32, 32)
+    out = model.get_video_features(pixels)
+    torch.testing.assert_close(out.video_embeds, out.frame_embeds.mean(1))
+    # frames are encoded independently: shuffling frames permutes frame embeddings only
+    shuffled = model.get_video_features(pixels[:, [2, 0, 1]])
+    torch.testing.assert_close(shuffled.frame_embeds, out.frame_embeds[:, [2, 0, 1]], atol=1e-6, rtol=0)
+
+
+def test_new_parameter_names_are_the_xclip_additions():
+    model = _tiny()
+    new = model.new_parameter_names()
+    assert "vision_model.encoder.layers.0.message_proj.weight" in new
+    assert "vision_model.encoder.layers.1.cfa.q_proj.weight" in new
+    assert "vision_model.mit.position_embedding" in new
+    assert "text_model.prompt_generator.alpha" in new
+    assert "vision_model.context_projection" in new
+    assert "vision_model.encoder.layers.0.self_attn.q_proj.weight" not in new
+    assert "text_model.encoder.layers.0.mlp.fc1.weight" not in new
+    assert "vision_model.visual_projection.weight" not in new
+
+
+@pytest.mark.parametrize("variant,frames,paper_gmacs", [
+    ("xclip-base-patch32", 8, 39), ("xclip-base-patch32", 16, 75), ("xclip-base-patch16", 8, 145),
+    ("xclip-base-patch16", 16, 287), ("xclip-large-patch14", 8, 658),
+])
+def test_flops_match_paper_table_1(variant, frames, paper_gmacs):
+    macs = count_flops(XClipConfig.from_variant(variant, num_frames=frames), num_labels=1, text_length=77)
+    assert abs(macs / 1e9 - paper_gmacs) / paper_gmacs < 0.01, macs / 1e9
+
+
+def test_clear_errors_name_the_shape():
+    model = _tiny()
+    ids, _ = text_batch(2)
+    with pytest.raises(ValueError, match=r"\(2, 3, 32, 32\)"):
+        model(input_ids=ids, pixel_values=torch.randn(2, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"1 channels.*\(2, 3, 1, 32, 32\)"):
+        model(input_ids=ids, pixel_values=torch.randn(2, 3, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"5 frames.*num_frames=3"):
+        model(input_ids=ids, pixel_values=torch.randn(2, 5, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"expects 32x32"):
+        model(input_ids=ids, pixel_values=torch.randn(2, 3, 3, 48, 48))
+    with pytest.raises(ValueError, match=r"80 tokens.*\(2, 80\)"):
+        model(input_ids=torch.ones(2, 80, dtype=torch.long), pixel_values=torch.randn(2, 3, 3, 32, 32))
+    with pytest.raises(ValueError, match="exactly one"):
+        model(pixel_values=torch.randn(2, 3, 3, 32, 32))
+    with pytest.raises(ValueError, match="Unknown X-CLIP variant"):
+        XClipConfig.from_variant("xclip-huge")
+
+
+def test_variant_table_and_hub_ids():
+    config = XClipConfig.from_variant("xclip-base-patch32", num_frames=16)
+    assert config.vision_config.num_frames == 16 and config.vision_config.patch_size == 32
+    assert config.hub_id() == "microsoft/xclip-base-patch32-16-frames"
+    assert XClipConfig.from_variant("xclip-large-patch14-336", num_frames=16).hub_id() == \
+        "microsoft/xclip-large-patch14-16-frames"
+    assert XClipConfig.from_variant("xclip-base-patch16", num_frames=32).variant_name() == "xclip-base-patch16"

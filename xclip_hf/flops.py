@@ -1,0 +1,27 @@
+"""Multiply-accumulate count of one X-CLIP view, as the paper reports FLOPs (Tab. 1/2: GFLOPs = GMACs)."""
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .configuration_xclip import XClipConfig
+
+
+def count_flops(config: XClipConfig, num_labels: int = 1, text_length: int = 77, batch_size: int = 1) -> int:
+    """MACs of one forward pass of `XClipModel` on `batch_size` views of `num_labels` texts of `text_length` tokens.
+
+    Counted on the meta device (nothing is materialised, so full-size variants are free) with eager attention so
+    that attention's QK^T and AV products are included, like the paper's figures.
+    """
+    if num_labels < 1 or text_length < 2:
+        raise ValueError(f"count_flops needs num_labels >= 1 and text_length >= 2; got {num_labels}, {text_length}.")
+    from .modeling_xclip import XClipModel
+
+    vision = config.vision_config
+    with torch.device("meta"):
+        model = XClipModel._from_config(config, attn_implementation="eager").eval()
+        pixel_values = torch.zeros(batch_size, vision.num_frames, vision.num_channels, vision.image_size,
+                                   vision.image_size)
+        input_ids = torch.zeros(num_labels, text_length, dtype=torch.long)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(input_ids=input_ids, pixel_values=pixel_values)
+    return counter.get_total_flops() // 2
