@@ -10,6 +10,7 @@ Pixel format choice (documented behaviour):
   codec supports it (libx264 does), giving a true single-channel (4:0:0) source; values are mapped to
   limited-range luma so that decoders give the input values back. Otherwise the codec's default format is
   used and PyAV converts the gray frames.
+* ``gop_size`` sets the key-frame interval (codec default otherwise: 250 frames for x264).
 * ``lossless=True`` uses ``crf=0`` (x264) / ``lossless=1`` (VP9) so pixel values survive exactly up to the
   RGB<->YUV round trip; the default is a high-quality lossy setting (``crf=10``).
 """
@@ -65,7 +66,15 @@ def _pick_pix_fmt(codec_name: str, height: int, width: int, gray: bool) -> str:
     return "yuv420p" if "yuv420p" in supported or not supported else supported[0]
 
 
-def write_video(path, frames, fps: float = 30, codec: str | None = None, pix_fmt: str | None = None, lossless: bool = False) -> str:
+def write_video(
+    path,
+    frames,
+    fps: float = 30,
+    codec: str | None = None,
+    pix_fmt: str | None = None,
+    lossless: bool = False,
+    gop_size: int | None = None,
+) -> str:
     """Encode uint8 frames ``(T, H, W, 3)`` (or grayscale ``(T, H, W)``) to ``path`` with PyAV; returns the path."""
     import av
 
@@ -81,6 +90,8 @@ def write_video(path, frames, fps: float = 30, codec: str | None = None, pix_fmt
     elif codec.startswith("libvpx"):
         options = {"lossless": "1"} if lossless else {"crf": "10", "b": "0"}
         options.update({"deadline": "realtime", "cpu-used": "8"})
+    if gop_size is not None:
+        options["g"] = str(int(gop_size))  # key-frame interval; the codec default (x264: 250) otherwise
     src_format = "gray" if gray else "rgb24"
     if gray and pix_fmt == "gray":
         # a gray H.264 stream stores luma only and decoders read it as limited-range (16..235) Y: map to it

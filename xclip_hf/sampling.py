@@ -1,0 +1,124 @@
+"""Frame sampling: which frame indices of a video the model sees.
+
+X-CLIP samples frames *sparsely* (paper Sec. 4.2, following TSN): the video is split into ``T`` equal segments
+and one frame is taken from each, the middle frame at evaluation and a random frame during training. Dense
+sampling (``T`` frames at a fixed stride) is provided for comparison. Multi-view evaluation (paper Sec. 4.2,
+Tab. 11: "#views = temporal clips x spatial crops") uses ``N`` temporal clips:
+
+* sparse: clip ``k`` of ``N`` takes, in every segment, the frame at offset ``(k + 0.5) / N`` of the segment
+  (``N = 1`` is the middle frame), so the ``N`` clips interleave evenly inside the segments;
+* dense: the ``N`` clips start at ``N`` evenly spaced points from the first possible start to the last one
+  (``N = 1`` is the centred clip).
+
+A video shorter than the number of requested frames repeats frames (sparse: segments shorter than one frame
+map several positions to the same frame; dense: indices past the end are clamped to the last frame). A
+one-frame video yields index 0 everywhere. All functions return ``int64`` numpy arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "sparse_sample_indices",
+    "dense_sample_indices",
+    "sparse_multiview_indices",
+    "dense_multiview_indices",
+    "temporal_clip_indices",
+    "as_generator",
+    "SAMPLING_MODES",
+]
+
+SAMPLING_MODES = ("sparse", "dense")
+
+
+def as_generator(rng=None) -> np.random.Generator:
+    """A numpy Generator from a seed, an existing Generator, or ``None`` (fresh entropy)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
+
+
+def _check_counts(video_length, num_frames, what: str = "video") -> tuple[int, int]:
+    """Validate the video length and the number of frames to sample."""
+    if int(video_length) != video_length or video_length < 1:
+        raise ValueError(f"cannot sample frames from a {what} with {video_length!r} frames (need >= 1)")
+    if int(num_frames) != num_frames or num_frames < 1:
+        raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+    return int(video_length), int(num_frames)
+
+
+def sparse_sample_indices(video_length: int, num_frames: int, random_offset: bool = False, rng=None) -> np.ndarray:
+    """Sparse (segment) sampling, paper Sec. 4.2: one frame per each of ``num_frames`` equal segments."""
+    n, t = _check_counts(video_length, num_frames)
+    seg = n / t
+    if random_offset:
+        offsets = as_generator(rng).random(t)  # a random frame of each segment (training)
+    else:
+        offsets = np.full(t, 0.5)  # the middle frame of each segment (evaluation)
+    idx = np.floor(seg * (np.arange(t) + offsets)).astype(np.int64)
+    return np.clip(idx, 0, n - 1)
+
+
+def sparse_multiview_indices(video_length: int, num_frames: int, num_clips: int) -> np.ndarray:
+    """``num_clips`` sparse clips (paper Tab. 11 temporal views): clip k samples offset (k+0.5)/N of each segment."""
+    n, t = _check_counts(video_length, num_frames)
+    if int(num_clips) != num_clips or num_clips < 1:
+        raise ValueError(f"num_clips must be a positive integer, got {num_clips!r}")
+    seg = n / t
+    offsets = (np.arange(num_clips)[:, None] + 0.5) / num_clips  # (N, 1)
+    idx = np.floor(seg * (np.arange(t)[None, :] + offsets)).astype(np.int64)
+    return np.clip(idx, 0, n - 1)
+
+
+def dense_sample_indices(
+    video_length: int, num_frames: int, stride: int = 2, start: int | None = None, random_start: bool = False, rng=None
+) -> np.ndarray:
+    """Dense sampling (paper Sec. 4.2 baseline): ``num_frames`` frames ``stride`` apart from ``start``."""
+    n, t = _check_counts(video_length, num_frames)
+    if int(stride) != stride or stride < 1:
+        raise ValueError(f"stride must be a positive integer, got {stride!r}")
+    span = (t - 1) * stride + 1
+    last_start = max(n - span, 0)
+    if start is None:
+        start = int(as_generator(rng).integers(0, last_start + 1)) if random_start else last_start // 2
+    elif not 0 <= start < n:
+        raise ValueError(f"start={start} is outside a video of {n} frames")
+    idx = start + stride * np.arange(t, dtype=np.int64)
+    return np.clip(idx, 0, n - 1)
+
+
+def dense_multiview_indices(video_length: int, num_frames: int, num_clips: int, stride: int = 2) -> np.ndarray:
+    """``num_clips`` dense clips starting at evenly spaced points of the video (multi-view evaluation)."""
+    n, t = _check_counts(video_length, num_frames)
+    if int(num_clips) != num_clips or num_clips < 1:
+        raise ValueError(f"num_clips must be a positive integer, got {num_clips!r}")
+    last_start = max(n - ((t - 1) * stride + 1), 0)
+    if num_clips == 1:
+        starts = [last_start // 2]
+    else:
+        starts = np.round(np.linspace(0, last_start, num_clips)).astype(np.int64)
+    return np.stack([dense_sample_indices(n, t, stride=stride, start=int(s)) for s in starts])
+
+
+def temporal_clip_indices(
+    video_length: int,
+    num_frames: int,
+    mode: str = "sparse",
+    num_clips: int = 1,
+    stride: int = 2,
+    random_offset: bool = False,
+    rng=None,
+) -> np.ndarray:
+    """Indices of shape ``(num_clips, num_frames)`` for the chosen sampling mode (random only with one clip)."""
+    if mode not in SAMPLING_MODES:
+        raise ValueError(f"sampling mode must be one of {SAMPLING_MODES}, got {mode!r}")
+    if random_offset and num_clips != 1:
+        raise ValueError(f"random (training) sampling takes one temporal clip, got num_clips={num_clips}")
+    if mode == "sparse":
+        if random_offset:
+            return sparse_sample_indices(video_length, num_frames, random_offset=True, rng=rng)[None]
+        return sparse_multiview_indices(video_length, num_frames, num_clips)
+    if random_offset:
+        return dense_sample_indices(video_length, num_frames, stride=stride, random_start=True, rng=rng)[None]
+    return dense_multiview_indices(video_length, num_frames, num_clips, stride=stride)
