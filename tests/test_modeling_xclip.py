@@ -46,6 +46,28 @@ def test_published_features_match_oracle(oracle_pair):
                                    oracle.get_video_features(pixels).pooler_output, atol=1e-5, rtol=0)
 
 
+def test_sub_models_load_published_and_full_checkpoints(oracle_pair, tmp_path):
+    oracle, path, frames = oracle_pair
+    ids, mask = text_batch(3, pad_from=4)
+    pixels = torch.randn(2, frames, 3, 32, 32)
+    full = XClipModel.from_pretrained(path).eval()
+    full.save_pretrained(tmp_path)  # ours: a published-loaded model saves under our own key names
+    for source in (path, tmp_path):
+        vision, info = XClipVisionModel.from_pretrained(source, output_loading_info=True)
+        assert not info["missing_keys"] and not info["mismatched_keys"], info
+        text, info = XClipTextModel.from_pretrained(source, output_loading_info=True)
+        assert not info["missing_keys"] and not info["mismatched_keys"], info
+        with torch.no_grad():
+            torch.testing.assert_close(vision.eval()(pixels).video_embeds,
+                                       oracle.get_video_features(pixels).pooler_output, atol=1e-5, rtol=0)
+            torch.testing.assert_close(text.eval()(ids, attention_mask=mask).text_embeds,
+                                       oracle.get_text_features(ids, attention_mask=mask).pooler_output,
+                                       atol=1e-5, rtol=0)
+    from safetensors import safe_open
+    with safe_open(tmp_path / "model.safetensors", "pt") as f:
+        assert set(f.keys()) == set(full.state_dict().keys())
+
+
 def _tiny(num_frames=3, **kw):
     torch.manual_seed(0)
     return XClipModel(XClipConfig.from_variant("xclip-tiny", num_frames=num_frames, vocab_size=VOCAB, **kw)).eval()

@@ -3,7 +3,7 @@
 Importing the package registers our configs and models with the Auto classes.
 """
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
 
 from .configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipConfig, XClipTextConfig, XClipVisionConfig
 from .modeling_xclip import (
@@ -20,6 +20,10 @@ for _config, _model in ((XClipConfig, XClipModel), (XClipTextConfig, XClipTextMo
                         (XClipVisionConfig, XClipVisionModel)):
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
+from .modeling_xclip_classification import XClipForVideoClassification
+from .flops import count_flops
+
+AutoModelForVideoClassification.register(XClipConfig, XClipForVideoClassification, exist_ok=True)
 
 # --- other components register below (video processor, processor, pipeline, training) ---
 

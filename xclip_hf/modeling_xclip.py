@@ -381,7 +381,10 @@ class XClipPreTrainedModel(PreTrainedModel):
         from .conversion.published import published_loading_kwargs
 
         kwargs = published_loading_kwargs(cls, pretrained_model_name_or_path, kwargs)
-        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model._weight_conversions = []  # the conversion is one-way: save_pretrained writes our own key names
+        return loaded
 
 
 class XClipVisionModel(XClipPreTrainedModel):
@@ -392,6 +395,8 @@ class XClipVisionModel(XClipPreTrainedModel):
 
     config: XClipVisionConfig
     _no_split_modules = ["XClipCrossFrameLayer", "XClipVisionEmbeddings"]
+    # the text tower of a full checkpoint, when the video encoder is loaded alone
+    _keys_to_ignore_on_load_unexpected = [r"^text_", r"^prompts_generator\.", r"^logit_scale"]
 
     def __init__(self, config: XClipVisionConfig):
         super().__init__(config)
@@ -467,6 +472,9 @@ class XClipTextModel(XClipPreTrainedModel):
     config: XClipTextConfig
     main_input_name = "input_ids"
     _no_split_modules = ["XClipEncoderLayer", "XClipTextEmbeddings"]
+    # the video tower of a full checkpoint, when the text encoder is loaded alone
+    _keys_to_ignore_on_load_unexpected = [r"^vision_model\.", r"^mit\.", r"^visual_projection", r"^prompts_visual",
+                                          r"^logit_scale"]
 
     def __init__(self, config: XClipTextConfig):
         super().__init__(config)
@@ -537,6 +545,13 @@ class XClipModel(XClipPreTrainedModel):
         self.vision_model = XClipVisionModel._from_config(config.vision_config)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
         self.post_init()
+
+    @classmethod
+    def from_clip(cls, clip, num_frames: int = 8, **overrides):
+        """Expand a transformers `CLIPModel` (instance, directory or hub id) to X-CLIP (Sec. 3.2, Initialization)."""
+        from .conversion.clip import expand_clip
+
+        return expand_clip(cls, clip, num_frames=num_frames, **overrides)
 
     def get_text_features(self, input_ids, attention_mask=None, position_ids=None, **kwargs):
         """Projected, un-prompted text embeddings c (Eq. 1) as `.pooler_output` (K, P), like transformers' CLIP."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from transformers import PreTrainedConfig
 from transformers.utils import cached_file
 
 _PROMPT_KEYS = ("prompt_layers", "prompt_alpha", "prompt_hidden_act", "prompt_num_attention_heads",
@@ -70,23 +71,35 @@ def read_config_dict(path_or_hub_id, **hub_kwargs) -> dict | None:
 _HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
 
 
+def _sub_model_mapping(mapping: dict, prefix: str) -> dict:
+    """Key mapping for a sub-model (vision / text): keep the renames into `prefix`, then strip `prefix`."""
+    sub = {src: tgt[len(prefix):] for src, tgt in mapping.items() if tgt.startswith(prefix)}
+    sub.update({src: tgt for src, tgt in mapping.items() if tgt.startswith(".")})
+    sub["^" + prefix.replace(".", r"\.")] = ""
+    return sub
+
+
 def published_loading_kwargs(model_cls, path_or_hub_id, kwargs: dict) -> dict:
-    """from_pretrained kwargs that load a published-format checkpoint into `model_cls` (unchanged for ours)."""
-    if path_or_hub_id is None:
+    """from_pretrained kwargs that load a checkpoint of another layout into `model_cls`.
+
+    Handles the published `"xclip"` format for every X-CLIP class, and a full X-CLIP checkpoint (ours) loaded into
+    `XClipVisionModel` / `XClipTextModel`. Anything else is returned unchanged.
+    """
+    if path_or_hub_id is None or isinstance(kwargs.get("config"), PreTrainedConfig):
         return kwargs
     raw = read_config_dict(path_or_hub_id, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs})
-    if raw is None or raw.get("model_type") != "xclip":
+    sub_key = model_cls.config_class.base_config_key  # "" for two-tower models
+    model_type = (raw or {}).get("model_type")
+    if model_type not in ("xclip", "xclip_hf") or (model_type == "xclip_hf" and not sub_key):
         return kwargs
     from ..configuration_xclip import XClipConfig
 
     kwargs = dict(kwargs)
-    if not isinstance(kwargs.get("config"), XClipConfig):
-        config_kwargs = {k: kwargs.pop(k) for k in ("attn_implementation",) if k in kwargs}
-        config = XClipConfig.from_dict(raw)
-        if model_cls.__name__ == "XClipModel" or getattr(model_cls, "_keeps_full_config", False):
-            kwargs["config"] = config
-        else:
-            kwargs["config"] = getattr(config, model_cls.config_class.base_config_key)
-        kwargs.update(config_kwargs)
-    kwargs.setdefault("key_mapping", PUBLISHED_KEY_MAPPING)
+    config = XClipConfig.from_dict(raw)
+    kwargs["config"] = getattr(config, sub_key) if sub_key else config
+    mapping = dict(PUBLISHED_KEY_MAPPING) if model_type == "xclip" else {}
+    if sub_key:
+        mapping = _sub_model_mapping(mapping, sub_key.replace("_config", "_model."))
+    if mapping:
+        kwargs.setdefault("key_mapping", mapping)
     return kwargs
