@@ -11,6 +11,8 @@ Backends:
 
 Every function validates the path first (exists, is a non-empty regular file) so that decord never receives a
 path it could hang on, and turns every failure into a ``ValueError`` naming the file.
+Both backends return identical frames for even-sized and 4:4:4 videos; for 4:2:0 videos with an odd height
+their YUV->RGB converters interpolate chroma rows slightly differently (measured: at most 5 levels).
 Frames are returned as ``uint8`` RGB arrays of shape ``(T, H, W, 3)`` in the order of the requested indices
 (repeated indices give repeated frames).
 """

@@ -1,0 +1,93 @@
+"""Helpers for the video tests: synthetic frames that encode their index and position, small video files."""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+
+import av
+import numpy as np
+
+INDEX_STEP = 4  # red channel = frame index * INDEX_STEP (index < 64)
+
+
+def index_frames(num_frames: int, height: int, width: int) -> np.ndarray:
+    """uint8 (T, H, W, 3): R = index * 4 (frame index), G = column ramp 0..255, B = row ramp 0..255."""
+    if num_frames > 256 // INDEX_STEP:
+        raise ValueError("index_frames encodes at most 64 frames")
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
+    cols = np.round(np.arange(width) * 255.0 / max(width - 1, 1)).astype(np.uint8)
+    rows = np.round(np.arange(height) * 255.0 / max(height - 1, 1)).astype(np.uint8)
+    for t in range(num_frames):
+        frames[t, ..., 0] = t * INDEX_STEP
+        frames[t, ..., 1] = cols[None, :]
+        frames[t, ..., 2] = rows[:, None]
+    return frames
+
+
+def long_index_frames(num_frames: int, height: int, width: int) -> np.ndarray:
+    """uint8 frames whose index is written in base 8 in three coarse blocks (robust to lossy coding)."""
+    frames = np.zeros((num_frames, height, width, 3), np.uint8)
+    third = width // 3
+    for t in range(num_frames):
+        digits = (t // 64, (t // 8) % 8, t % 8)
+        for k, d in enumerate(digits):
+            frames[t, :, k * third : (k + 1) * third, :] = 16 + d * 32
+    return frames
+
+
+def decode_long_index(frame: np.ndarray) -> int:
+    """Inverse of ``long_index_frames`` for one decoded frame."""
+    height, width = frame.shape[:2]
+    third = width // 3
+    digits = []
+    for k in range(3):
+        block = frame[height // 4 : 3 * height // 4, k * third + third // 4 : (k + 1) * third - third // 4]
+        digits.append(int(round((float(block.mean()) - 16) / 32)))
+    return digits[0] * 64 + digits[1] * 8 + digits[2]
+
+
+def pyav_decode_all(path) -> np.ndarray:
+    """Independent oracle: decode every frame with PyAV, in order, as RGB."""
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def write_h264_with_bframes(path, frames, gop: int = 10, bframes: int = 3, crf: int = 18, fps: int = 30):
+    """An H.264 mp4 with B-frames and short GOPs (exercises seeking and frame reordering)."""
+    t, h, w = frames.shape[:3]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"g": str(gop), "bf": str(bframes), "crf": str(crf)})
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return str(path)
+
+
+def write_zero_frame_video(path):
+    """An mp4 with a video stream declared but no frames."""
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=30)
+    stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+    container.start_encoding()
+    container.close()
+    return str(path)
+
+
+@contextmanager
+def no_hang(seconds: int = 60):
+    """Fail (instead of hanging the suite) if the block runs longer than ``seconds``."""
+
+    def _raise(signum, frame):
+        raise TimeoutError(f"operation took longer than {seconds}s")
+
+    old = signal.signal(signal.SIGALRM, _raise)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

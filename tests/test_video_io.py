@@ -1,0 +1,224 @@
+"""Frame sampling, video writing and decoding (decord + PyAV fallback) — paper Sec. 4.2 sparse sampling."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from _helpers_video import (
+    INDEX_STEP,
+    decode_long_index,
+    index_frames,
+    long_index_frames,
+    no_hang,
+    pyav_decode_all,
+    write_h264_with_bframes,
+    write_zero_frame_video,
+)
+from xclip_hf.data.video_writer import write_video
+from xclip_hf.sampling import (
+    dense_multiview_indices,
+    dense_sample_indices,
+    sparse_multiview_indices,
+    sparse_sample_indices,
+    temporal_clip_indices,
+)
+from xclip_hf.video_io import get_video_info, load_video, open_video, read_video
+
+# ---------------------------------------------------------------- sampling (hand-computed tables)
+
+SPARSE_EVAL_T8 = {
+    300: [18, 56, 93, 131, 168, 206, 243, 281],
+    17: [1, 3, 5, 7, 9, 11, 13, 15],
+    10: [0, 1, 3, 4, 5, 6, 8, 9],
+    8: [0, 1, 2, 3, 4, 5, 6, 7],
+    3: [0, 0, 0, 1, 1, 2, 2, 2],
+    1: [0, 0, 0, 0, 0, 0, 0, 0],
+}
+
+
+@pytest.mark.parametrize("length", sorted(SPARSE_EVAL_T8))
+def test_sparse_eval_indices_match_table(length):
+    np.testing.assert_array_equal(sparse_sample_indices(length, 8), SPARSE_EVAL_T8[length])
+
+
+def test_sparse_train_indices_are_one_random_frame_per_segment_and_seedable():
+    seg = 300 / 8
+    a = sparse_sample_indices(300, 8, random_offset=True, rng=123)
+    b = sparse_sample_indices(300, 8, random_offset=True, rng=123)
+    c = sparse_sample_indices(300, 8, random_offset=True, rng=124)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    for i, idx in enumerate(a):
+        assert np.floor(seg * i) <= idx < seg * (i + 1)
+    draws = np.stack([sparse_sample_indices(300, 8, random_offset=True, rng=s) for s in range(200)])
+    assert (draws.max(0) - draws.min(0) >= 30).all()  # each segment's frames are all reachable
+    assert sparse_sample_indices(1, 8, random_offset=True, rng=0).tolist() == [0] * 8
+
+
+def test_sparse_multiview_table():
+    np.testing.assert_array_equal(
+        sparse_multiview_indices(64, 4, 4),
+        [[2, 18, 34, 50], [6, 22, 38, 54], [10, 26, 42, 58], [14, 30, 46, 62]],
+    )
+    np.testing.assert_array_equal(
+        sparse_multiview_indices(30, 8, 2),
+        [[0, 4, 8, 12, 15, 19, 23, 27], [2, 6, 10, 14, 17, 21, 25, 29]],
+    )
+    np.testing.assert_array_equal(sparse_multiview_indices(300, 8, 1)[0], SPARSE_EVAL_T8[300])
+
+
+def test_dense_tables():
+    np.testing.assert_array_equal(dense_sample_indices(100, 8, stride=2), np.arange(42, 57, 2))
+    np.testing.assert_array_equal(dense_sample_indices(5, 4, stride=2), [0, 2, 4, 4])  # short video: clamped
+    np.testing.assert_array_equal(dense_sample_indices(100, 4, stride=3, start=10), [10, 13, 16, 19])
+    np.testing.assert_array_equal(
+        dense_multiview_indices(100, 8, 3, stride=2),
+        [np.arange(0, 15, 2), np.arange(42, 57, 2), np.arange(85, 100, 2)],
+    )
+    r = dense_sample_indices(100, 8, stride=2, random_start=True, rng=5)
+    assert 0 <= r[0] <= 85 and np.all(np.diff(r) == 2)
+
+
+def test_sampling_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="0 frames"):
+        sparse_sample_indices(0, 8)
+    with pytest.raises(ValueError, match="num_frames"):
+        sparse_sample_indices(10, 0)
+    with pytest.raises(ValueError, match="mode"):
+        temporal_clip_indices(10, 4, mode="uniform")
+    with pytest.raises(ValueError, match="one temporal clip"):
+        temporal_clip_indices(10, 4, num_clips=2, random_offset=True)
+    with pytest.raises(ValueError, match="outside"):
+        dense_sample_indices(10, 4, start=10)
+
+
+# ---------------------------------------------------------------- writer
+
+
+def test_write_video_codecs_and_odd_sizes(tmp_path):
+    frames = index_frames(5, 61, 97)
+    for name, codec in (("odd.mp4", "h264"), ("odd.webm", "vp9")):
+        path = write_video(tmp_path / name, frames)
+        decoded = pyav_decode_all(path)
+        assert decoded.shape == (5, 61, 97, 3)
+        with __import__("av").open(path) as c:
+            assert c.streams.video[0].codec_context.name == codec
+        assert np.abs(decoded[..., 0].astype(int).mean((1, 2)) - np.arange(5) * INDEX_STEP).max() < 3
+    with pytest.raises(ValueError, match="uint8"):
+        write_video(tmp_path / "x.mp4", frames.astype(np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        write_video(tmp_path / "x.mp4", frames[..., :2])
+    with pytest.raises(ValueError, match="codec"):
+        write_video(tmp_path / "x.xyz", frames)
+
+
+# ---------------------------------------------------------------- decoding
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("videos")
+    frames = index_frames(40, 64, 96)
+    return {
+        "frames": frames,
+        "h264": write_h264_with_bframes(d / "bframes.mp4", frames, gop=7, bframes=3),
+        "odd": write_video(d / "odd.mp4", index_frames(9, 61, 97)),
+        "webm": write_video(d / "clip.webm", index_frames(12, 61, 97)),
+        "one": write_video(d / "one.mp4", index_frames(1, 64, 96)),
+        "three": write_video(d / "three.webm", index_frames(3, 32, 48)),
+        "gray": write_video(d / "gray.mp4", (np.arange(6)[:, None, None] * 40 + np.zeros((6, 40, 64))).astype(np.uint8)),
+        "long": write_video(d / "long.mp4", long_index_frames(300, 48, 96), fps=30),
+        "dir": d,
+    }
+
+
+@pytest.mark.parametrize("key", ["h264", "odd", "webm"])
+def test_decord_and_pyav_give_the_same_frames_as_full_decoding(videos, key):
+    path = videos[key]
+    oracle = pyav_decode_all(path)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        idx = rng.integers(0, len(oracle), size=rng.integers(1, 9))
+        pyav = read_video(path, idx, backend="pyav")
+        np.testing.assert_array_equal(pyav, oracle[idx])
+        auto = read_video(path, idx, backend="auto").astype(int)
+        if key == "webm":
+            # odd height + 4:2:0 chroma: decord's and PyAV's YUV->RGB converters interpolate chroma
+            # rows differently (measured: max 5 levels); even sizes and 4:4:4 files match exactly
+            diff = np.abs(auto - oracle[idx])
+            assert diff.max() <= 6 and diff.mean() < 1.0
+        else:
+            np.testing.assert_array_equal(auto, oracle[idx])
+    if key == "h264":  # decord opens and reads this one itself
+        idx = np.array([0, 13, 7, 39, 13])
+        np.testing.assert_array_equal(read_video(path, idx, backend="decord"), oracle[idx])
+
+
+def test_frames_are_the_requested_ones(videos):
+    idx = sparse_sample_indices(40, 8)
+    frames = read_video(videos["h264"], idx)
+    assert frames.dtype == np.uint8 and frames.shape == (8, 64, 96, 3)
+    red = frames[..., 0].astype(float).mean((1, 2))
+    np.testing.assert_allclose(red, idx * INDEX_STEP, atol=3)
+
+
+def test_long_video_info_and_sparse_load(videos):
+    info = get_video_info(videos["long"])
+    assert (info.num_frames, info.fps, info.height, info.width) == (300, 30.0, 48, 96)
+    frames, indices, info2 = load_video(videos["long"], lambda n: sparse_sample_indices(n, 8))
+    assert indices.tolist() == SPARSE_EVAL_T8[300] and info2.num_frames == 300
+    assert [decode_long_index(f) for f in frames] == SPARSE_EVAL_T8[300]
+    for backend in ("pyav", "decord"):
+        got = read_video(videos["long"], [281, 18, 150], backend=backend)
+        assert [decode_long_index(f) for f in got] == [281, 18, 150]
+
+
+def test_short_videos_repeat_frames(videos):
+    for key, n in (("one", 1), ("three", 3)):
+        assert get_video_info(videos[key]).num_frames == n
+        frames, indices, _ = load_video(videos[key], lambda length: sparse_sample_indices(length, 8))
+        assert indices.tolist() == SPARSE_EVAL_T8[n]
+        np.testing.assert_allclose(frames[..., 0].astype(float).mean((1, 2)), indices * INDEX_STEP, atol=3)
+
+
+def test_grayscale_source_becomes_rgb(videos):
+    frames = read_video(videos["gray"])
+    assert frames.shape == (6, 40, 64, 3)
+    assert np.abs(frames[..., 0].astype(int) - frames[..., 2]).max() <= 1
+    np.testing.assert_allclose(frames.mean((1, 2, 3)), np.arange(6) * 40, atol=3)
+
+
+def test_pyav_fallback_when_decord_is_missing(videos, monkeypatch):
+    monkeypatch.setitem(sys.modules, "decord", None)  # import decord -> ImportError
+    with open_video(videos["h264"]) as video:
+        assert video.info.backend == "pyav"
+        np.testing.assert_array_equal(video.get_frames([3, 1]), pyav_decode_all(videos["h264"])[[3, 1]])
+
+
+def test_bad_files_give_value_errors_naming_the_file(videos):
+    d = videos["dir"]
+    (d / "empty.mp4").write_bytes(b"")
+    (d / "text.mp4").write_text("this is not a video\n" * 20)
+    data = open(videos["long"], "rb").read()
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    zero = write_zero_frame_video(d / "zero.mp4")
+    cases = {
+        str(d / "missing.mp4"): "not found",
+        str(d / "empty.mp4"): "empty",
+        str(d / "text.mp4"): "cannot open",
+        str(d / "truncated.mp4"): "cannot open",
+        zero: "cannot open",
+        str(d): "not a regular file",
+    }
+    with no_hang(60):
+        for path, message in cases.items():
+            with pytest.raises(ValueError, match=message) as err:
+                read_video(path, [0])
+            assert path in str(err.value)
+        with pytest.raises(ValueError, match="outside"):
+            read_video(videos["three"], [3])
+        with pytest.raises(ValueError, match="1-D"):
+            read_video(videos["three"], [[0]])
+        with pytest.raises(ValueError, match="backend"):
+            read_video(videos["three"], [0], backend="opencv")

@@ -1,0 +1,400 @@
+"""X-CLIP video processor: frame sampling, short-side resize, crops, rescale and normalisation.
+
+Follows transformers 5's video-processor conventions (a ``BaseVideoProcessor`` subclass, its own
+``video_preprocessor_config.json``, registered with ``AutoVideoProcessor``), but resizes and crops with torch
+(antialiased ``F.interpolate``) because transformers' default video path needs torchvision.
+
+Inputs (one video or a batch):
+
+* a path (decoded with :mod:`xclip_hf.video_io`, only the sampled frames), or a list of paths;
+* a numpy array ``(T, H, W, C)`` (channels-last; ``(T, C, H, W)`` is recognised when the last axis cannot be
+  channels), a torch tensor ``(T, C, H, W)`` (channels-first; ``(T, H, W, C)`` likewise), a list of PIL images
+  or of ``(H, W, C)`` arrays, or a 5-D array/tensor / list of any of these for a batch.
+
+Documented conversions: ``C == 1`` (and PIL "L") is expanded to RGB, ``C == 4`` (and PIL "RGBA") drops alpha;
+frames smaller than the crop after resizing are upsampled (aspect kept) until the crop fits; uint8 frames are
+rounded back to integer values after resizing, as PIL does. Pixel values are expected in ``[0, 255]`` (set
+``do_rescale=False`` for frames already in ``[0, 1]``).
+
+Output ``pixel_values``: ``(B, T, 3, H, W)`` float32 for one view per video, or ``(B, V, T, 3, H, W)`` for
+multi-view evaluation (paper Sec. 4.2, Tab. 11) with ``V = num_temporal_clips * num_spatial_crops`` ordered
+clip-major: view ``v`` is temporal clip ``v // num_spatial_crops`` and spatial crop ``v % num_spatial_crops``;
+the 3 spatial crops are the start, centre and end of the long side (left/centre/right for landscape frames).
+
+Published X-CLIP ``preprocessor_config.json`` files (VideoMAE-style: ``"size": 224`` short side,
+``"crop_size": 224``, ImageNet mean/std, ``"resample": 2``) load with ``from_pretrained``. The paper's own
+evaluation (short side 256, crop 224) is ``size=256, crop_size=224``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers.image_processing_utils import BatchFeature
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling, SizeDict
+from transformers.processing_utils import VideosKwargs
+from transformers.utils import logging
+from transformers.video_processing_utils import BaseVideoProcessor
+
+from .sampling import SAMPLING_MODES, as_generator, temporal_clip_indices
+from .video_io import BACKENDS, load_video
+
+logger = logging.get_logger(__name__)
+
+__all__ = ["XClipVideoProcessor", "XClipVideoProcessorKwargs"]
+
+# PIL resampling codes -> torch interpolation modes
+_TORCH_MODES = {
+    int(PILImageResampling.NEAREST): "nearest-exact",
+    int(PILImageResampling.BILINEAR): "bilinear",
+    int(PILImageResampling.BICUBIC): "bicubic",
+}
+# keys of published (VideoMAE-style) configs that are not processor options
+_LEGACY_KEYS = ("feature_extractor_type", "image_processor_type", "processor_class", "video_processor_type", "auto_map")
+
+
+class XClipVideoProcessorKwargs(VideosKwargs, total=False):
+    """Video kwargs plus X-CLIP's sampling and multi-view options."""
+
+    sampling: str
+    frame_stride: int
+    num_temporal_clips: int
+    num_spatial_crops: int
+    random_sampling: bool
+    seed: int | None
+    decode_backend: str
+
+
+def _is_path(x) -> bool:
+    return isinstance(x, (str, os.PathLike))
+
+
+def _is_pil(x) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(x, Image.Image)
+
+
+def _pil_to_array(image, name: str) -> np.ndarray:
+    """PIL frame -> uint8 (H, W, 3): L expanded, RGBA/LA alpha dropped, other modes converted to RGB."""
+    mode = image.mode
+    if mode in ("RGBA", "LA", "PA"):
+        image = image.convert("RGBA" if mode != "LA" else "LA")
+        arr = np.asarray(image)[..., :-1]
+        return np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr
+    if mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ValueError(f"{name}: cannot convert a PIL image of mode {mode!r} to RGB")
+    return arr
+
+
+def _array_to_tchw(video, name: str, channels_first: bool | None) -> torch.Tensor:
+    """A 4-D array/tensor -> torch (T, C, H, W), C in {1, 3, 4}; ValueError naming the input otherwise."""
+    is_torch = isinstance(video, torch.Tensor)
+    shape = tuple(video.shape)
+    if len(shape) != 4:
+        raise ValueError(f"{name}: a video array must be 4-D (T, H, W, C) or (T, C, H, W), got shape {shape}")
+    if channels_first is None:
+        last_ok, second_ok = shape[-1] in (1, 3, 4), shape[1] in (1, 3, 4)
+        if is_torch:
+            channels_first = second_ok or not last_ok
+        else:
+            channels_first = second_ok and not last_ok
+    num_channels = shape[1] if channels_first else shape[-1]
+    if num_channels not in (1, 3, 4):
+        raise ValueError(
+            f"{name}: frames must have 1, 3 or 4 channels (gray, RGB, RGBA), got shape {shape} "
+            f"({'channels-first' if channels_first else 'channels-last'})"
+        )
+    tensor = video if is_torch else torch.from_numpy(np.ascontiguousarray(video))
+    if tensor.dtype == torch.bool or tensor.is_complex():
+        raise ValueError(f"{name}: unsupported frame dtype {tensor.dtype}")
+    if not channels_first:
+        tensor = tensor.permute(0, 3, 1, 2)
+    if min(tensor.shape[0], tensor.shape[2], tensor.shape[3]) < 1:
+        raise ValueError(f"{name}: video has an empty axis, shape {shape}")
+    return tensor
+
+
+def _fix_channels(video: torch.Tensor) -> torch.Tensor:
+    """(T, C, H, W) with C in {1, 3, 4} -> 3 channels: gray expanded, alpha dropped (documented conversion)."""
+    if video.shape[1] == 1:
+        return video.expand(-1, 3, -1, -1)
+    if video.shape[1] == 4:
+        return video[:, :3]
+    return video
+
+
+def resize_short_side(frames: torch.Tensor, size: SizeDict, resample) -> torch.Tensor:
+    """Resize (M, C, H, W) float frames: short side to ``size.shortest_edge`` (aspect kept) or to height x width."""
+    height, width = frames.shape[-2:]
+    if size.shortest_edge:
+        short, long = (width, height) if width <= height else (height, width)
+        new_short, new_long = int(size.shortest_edge), int(size.shortest_edge * long / short)
+        new_h, new_w = (new_long, new_short) if width <= height else (new_short, new_long)
+    elif size.height and size.width:
+        new_h, new_w = int(size.height), int(size.width)
+    else:
+        raise ValueError(f"size must have 'shortest_edge' or 'height' and 'width', got {size}")
+    return _interpolate(frames, new_h, new_w, resample)
+
+
+def _interpolate(frames: torch.Tensor, new_h: int, new_w: int, resample) -> torch.Tensor:
+    """torch resize with PIL-like antialiasing for bilinear/bicubic."""
+    if (new_h, new_w) == tuple(frames.shape[-2:]):
+        return frames
+    code = int(resample) if resample is not None else int(PILImageResampling.BILINEAR)
+    if code not in _TORCH_MODES:
+        raise ValueError(f"resample={resample!r} is not supported; use 0 (nearest), 2 (bilinear) or 3 (bicubic)")
+    mode = _TORCH_MODES[code]
+    if mode == "nearest-exact":
+        return F.interpolate(frames, size=(new_h, new_w), mode=mode)
+    return F.interpolate(frames, size=(new_h, new_w), mode=mode, align_corners=False, antialias=True)
+
+
+def crop_windows(height: int, width: int, crop_h: int, crop_w: int, num_crops: int) -> list[tuple[int, int]]:
+    """(top, left) of 1 centre crop, or 3 crops at the start/centre/end of the long side (multi-view, Tab. 11)."""
+    top_c, left_c = (height - crop_h) // 2, (width - crop_w) // 2
+    if num_crops == 1:
+        return [(top_c, left_c)]
+    if num_crops == 3:
+        if width >= height:
+            return [(top_c, 0), (top_c, left_c), (top_c, width - crop_w)]
+        return [(0, left_c), (top_c, left_c), (height - crop_h, left_c)]
+    raise ValueError(f"num_spatial_crops must be 1 or 3, got {num_crops}")
+
+
+class XClipVideoProcessor(BaseVideoProcessor):
+    """Video processor for X-CLIP: sparse/dense sampling, resize, centre or 3 crops, rescale, normalise (Sec. 4.2)."""
+
+    valid_kwargs = XClipVideoProcessorKwargs
+    model_input_names = ["pixel_values"]
+    resample = PILImageResampling.BILINEAR
+    image_mean = IMAGENET_DEFAULT_MEAN
+    image_std = IMAGENET_DEFAULT_STD
+    size = {"shortest_edge": 224}
+    default_to_square = False
+    crop_size = {"height": 224, "width": 224}
+    do_resize = True
+    do_center_crop = True
+    do_rescale = True
+    rescale_factor = 1 / 255
+    do_normalize = True
+    do_convert_rgb = True
+    do_sample_frames = True
+    num_frames = 8
+    sampling = "sparse"
+    frame_stride = 2
+    num_temporal_clips = 1
+    num_spatial_crops = 1
+    random_sampling = False
+    seed = None
+    decode_backend = "auto"
+
+    def __init__(self, **kwargs):
+        for key in _LEGACY_KEYS:
+            kwargs.pop(key, None)
+        super().__init__(**kwargs)
+
+    # ----- loading published (VideoMAE-style) configs -----
+    @classmethod
+    def from_dict(cls, video_processor_dict, **kwargs):
+        """Build from a config dict; accepts published VideoMAE-style keys (int sizes, *_type entries)."""
+        config = {k: v for k, v in dict(video_processor_dict).items() if k not in _LEGACY_KEYS}
+        return super().from_dict(config, **kwargs)
+
+    @classmethod
+    def get_video_processor_dict(cls, pretrained_model_name_or_path, **kwargs):
+        """Config dict of a directory; ``num_frames`` falls back to ``config.json``'s vision_config.num_frames."""
+        config, kwargs = super().get_video_processor_dict(pretrained_model_name_or_path, **kwargs)
+        model_config = os.path.join(str(pretrained_model_name_or_path), "config.json")
+        if "num_frames" not in config and os.path.isfile(model_config):
+            with open(model_config, encoding="utf-8") as f:
+                frames = (json.load(f).get("vision_config") or {}).get("num_frames")
+            if frames:
+                config = {**config, "num_frames": int(frames)}
+        return config, kwargs
+
+    # ----- sampling -----
+    def sample_indices(self, video_length: int, rng=None, **overrides) -> np.ndarray:
+        """Frame indices ``(num_temporal_clips, num_frames)`` for a video of ``video_length`` frames."""
+        opts = {k: overrides.get(k, getattr(self, k)) for k in ("num_frames", "sampling", "frame_stride", "num_temporal_clips", "random_sampling")}
+        return temporal_clip_indices(
+            video_length,
+            opts["num_frames"],
+            mode=opts["sampling"],
+            num_clips=opts["num_temporal_clips"],
+            stride=opts["frame_stride"],
+            random_offset=opts["random_sampling"],
+            rng=rng,
+        )
+
+    # ----- input handling -----
+    def _split_batch(self, videos) -> list:
+        """Turn the accepted input forms into a list of single videos (paths, arrays or frame lists)."""
+        if videos is None:
+            raise ValueError("videos must be given (a path, an array, a list of frames, or a batch of these)")
+        if _is_path(videos):
+            return [videos]
+        if isinstance(videos, (np.ndarray, torch.Tensor)):
+            if videos.ndim == 5:
+                return list(videos)
+            if videos.ndim == 4:
+                return [videos]
+            raise ValueError(
+                f"videos: expected a 4-D video (T, H, W, C) / (T, C, H, W) or a 5-D batch, got shape {tuple(videos.shape)}"
+            )
+        if _is_pil(videos):
+            raise ValueError("videos: got a single PIL image; pass a list of frames (a video) instead")
+        if isinstance(videos, (list, tuple)):
+            if len(videos) == 0:
+                raise ValueError("videos: got an empty list")
+            first = videos[0]
+            if _is_pil(first) or (isinstance(first, (np.ndarray, torch.Tensor)) and first.ndim == 3):
+                return [videos]  # one video given as a list of frames
+            return list(videos)
+        raise ValueError(f"videos: unsupported input type {type(videos).__name__}")
+
+    def _frames_to_tensor(self, frames, name: str, channels_first) -> torch.Tensor:
+        """A list of PIL images or (H, W, C) arrays -> torch (T, C, H, W)."""
+        arrays = []
+        for i, frame in enumerate(frames):
+            if _is_pil(frame):
+                arrays.append(torch.from_numpy(_pil_to_array(frame, f"{name} frame {i}").copy()).permute(2, 0, 1))
+            elif isinstance(frame, (np.ndarray, torch.Tensor)) and frame.ndim == 3:
+                arrays.append(_array_to_tchw(frame[None], f"{name} frame {i}", channels_first)[0])
+            else:
+                shape = getattr(frame, "shape", None)
+                raise ValueError(f"{name} frame {i}: expected a PIL image or an (H, W, C) array, got {type(frame).__name__} {shape}")
+            arrays[-1] = _fix_channels(arrays[-1][None])[0]
+            if arrays[-1].shape != arrays[0].shape:
+                raise ValueError(f"{name}: frame {i} has shape {tuple(arrays[-1].shape)}, frame 0 has {tuple(arrays[0].shape)}")
+        return torch.stack(arrays)
+
+    def _load_clips(self, video, name: str, opts: dict, rng) -> torch.Tensor:
+        """One input video -> sampled clips as torch (N, T, 3, H, W) (uint8 or float)."""
+        sampler = None
+        if opts["do_sample_frames"]:
+            def sampler(length):
+                return self.sample_indices(length, rng=rng, **opts)
+        elif opts["num_temporal_clips"] != 1:
+            raise ValueError("num_temporal_clips > 1 needs do_sample_frames=True")
+        if _is_path(video):
+            if sampler is None:
+                def sampler(length):
+                    return np.arange(length)[None]
+            frames, _, _ = load_video(video, sampler, backend=opts["decode_backend"])
+            return torch.from_numpy(frames).permute(0, 1, 4, 2, 3)  # (N, T, 3, H, W)
+        if isinstance(video, (np.ndarray, torch.Tensor)):
+            tensor = _fix_channels(_array_to_tchw(video, name, opts["channels_first"]))
+        elif isinstance(video, (list, tuple)) and len(video) > 0:
+            tensor = self._frames_to_tensor(video, name, opts["channels_first"])
+        else:
+            raise ValueError(f"{name}: expected a path, a 4-D array/tensor or a non-empty list of frames, got {type(video).__name__}")
+        if sampler is None:
+            return tensor[None]
+        indices = torch.as_tensor(sampler(tensor.shape[0]))
+        return tensor[indices]
+
+    # ----- spatial pipeline -----
+    def _spatial_views(self, clips: torch.Tensor, opts: dict) -> torch.Tensor:
+        """(N, T, 3, H, W) clips -> normalised views (N * crops, T, 3, h, w) float32."""
+        num_clips, num_frames = clips.shape[:2]
+        is_uint8 = clips.dtype == torch.uint8
+        x = clips.reshape(num_clips * num_frames, *clips.shape[2:]).float()
+        if opts["do_resize"]:
+            x = resize_short_side(x, opts["size"], opts["resample"])
+        crop = opts["crop_size"]
+        if opts["do_center_crop"]:
+            h, w = x.shape[-2:]
+            if h < crop.height or w < crop.width:  # documented: upsample small frames until the crop fits
+                scale = max(crop.height / h, crop.width / w)
+                logger.warning_once(f"frames of {h}x{w} are smaller than the crop {crop.height}x{crop.width}: upsampling them")
+                x = _interpolate(x, max(crop.height, math.ceil(h * scale)), max(crop.width, math.ceil(w * scale)), opts["resample"])
+        if is_uint8 and (opts["do_resize"] or opts["do_center_crop"]):
+            x = x.round_().clamp_(0, 255)  # PIL resizes uint8 images to uint8
+        if opts["do_center_crop"]:
+            h, w = x.shape[-2:]
+            windows = crop_windows(h, w, crop.height, crop.width, opts["num_spatial_crops"])
+            views = torch.stack([x[..., t : t + crop.height, l : l + crop.width] for t, l in windows], dim=1)
+        elif opts["num_spatial_crops"] != 1:
+            raise ValueError("num_spatial_crops > 1 needs do_center_crop=True")
+        else:
+            views = x[:, None]
+        if opts["do_rescale"]:
+            views = views * float(opts["rescale_factor"])
+        if opts["do_normalize"]:
+            mean = torch.tensor(opts["image_mean"], dtype=torch.float32).view(1, 1, -1, 1, 1)
+            std = torch.tensor(opts["image_std"], dtype=torch.float32).view(1, 1, -1, 1, 1)
+            views = (views - mean) / std
+        # (N*T, S, 3, h, w) -> (N, S, T, 3, h, w) -> (N*S, T, 3, h, w): clip-major view order
+        views = views.reshape(num_clips, num_frames, *views.shape[1:]).transpose(1, 2)
+        return views.reshape(-1, *views.shape[2:]).contiguous()
+
+    def _resolve_options(self, kwargs: dict) -> dict:
+        """Merge call kwargs with the instance's settings and validate them."""
+        valid = set(self.valid_kwargs.__annotations__) | {"return_tensors", "input_data_format", "data_format", "device"}
+        unknown = sorted(set(kwargs) - valid)
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: unknown option(s) {unknown}")
+        opts = {k: (kwargs[k] if kwargs.get(k) is not None else getattr(self, k, None)) for k in self.valid_kwargs.__annotations__}
+        std = self._standardize_kwargs(
+            size=opts["size"], crop_size=opts["crop_size"], default_to_square=opts["default_to_square"],
+            image_mean=opts["image_mean"], image_std=opts["image_std"],
+        )
+        opts.update(size=std["size"], crop_size=std["crop_size"], image_mean=std["image_mean"], image_std=std["image_std"])
+        if opts["sampling"] not in SAMPLING_MODES:
+            raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {opts['sampling']!r}")
+        if opts["decode_backend"] not in BACKENDS:
+            raise ValueError(f"decode_backend must be one of {BACKENDS}, got {opts['decode_backend']!r}")
+        for key in ("num_frames", "num_temporal_clips", "frame_stride"):
+            if not isinstance(opts[key], (int, np.integer)) or opts[key] < 1:
+                raise ValueError(f"{key} must be a positive integer, got {opts[key]!r}")
+        crop_windows(2, 2, 1, 1, opts["num_spatial_crops"])  # validates 1 or 3
+        fmt = kwargs.get("input_data_format")
+        opts["channels_first"] = None if fmt is None else str(getattr(fmt, "value", fmt)) in ("channels_first", "first")
+        opts["return_tensors"] = kwargs.get("return_tensors")
+        return opts
+
+    def preprocess(self, videos, **kwargs) -> BatchFeature:
+        """Videos -> ``BatchFeature(pixel_values=(B, T, 3, H, W) or (B, V, T, 3, H, W))`` (see module docstring)."""
+        opts = self._resolve_options(kwargs)
+        rng = as_generator(opts["seed"]) if opts["random_sampling"] else None
+        outputs = []
+        for i, video in enumerate(self._split_batch(videos)):
+            name = f"video {i}" + (f" ({os.fspath(video)!r})" if _is_path(video) else "")
+            clips = self._load_clips(video, name, opts, rng)
+            outputs.append(self._spatial_views(clips, opts))
+        shapes = {tuple(o.shape) for o in outputs}
+        if len(shapes) > 1:
+            raise ValueError(f"videos of a batch give different shapes {sorted(shapes)}; enable center crop or pass them separately")
+        pixel_values = torch.stack(outputs)
+        if pixel_values.shape[1] == 1:
+            pixel_values = pixel_values[:, 0]
+        if opts["return_tensors"] == "np":
+            pixel_values = pixel_values.numpy()
+        return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=opts["return_tensors"])
+
+
+def register_video_processor() -> None:
+    """Register XClipVideoProcessor with AutoVideoProcessor for XClipConfig (or the 'xclip_hf' model type)."""
+    from transformers.models.auto.video_processing_auto import AutoVideoProcessor
+
+    try:
+        from .configuration_xclip import XClipConfig
+    except ImportError:  # the config module is not importable: nothing to map from
+        return
+    AutoVideoProcessor.register(XClipConfig, XClipVideoProcessor, exist_ok=True)
+
+register_video_processor()
