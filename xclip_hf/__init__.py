@@ -26,5 +26,23 @@ from .flops import count_flops
 AutoModelForVideoClassification.register(XClipConfig, XClipForVideoClassification, exist_ok=True)
 
 # --- other components register below (video processor, processor, pipeline, training) ---
+# video side (importing these modules registers AutoVideoProcessor / AutoProcessor for XClipConfig)
+from .data.tokenizer import build_clip_tokenizer
+from .data.video_writer import write_video
+from .processing_xclip import XClipProcessor
+from .sampling import (
+    dense_multiview_indices,
+    dense_sample_indices,
+    sparse_multiview_indices,
+    sparse_sample_indices,
+    temporal_clip_indices,
+)
+from .video_io import VideoInfo, get_video_info, load_video, open_video, read_video
+from .video_processing_xclip import XClipVideoProcessor
+
+# pipeline: registers "zero-shot-video-classification" with transformers' PIPELINE_REGISTRY
+from .pipelines import ZeroShotVideoClassificationPipeline, register_pipeline as _register_pipeline
+
+_register_pipeline()
 
 __version__ = "0.1.0"
