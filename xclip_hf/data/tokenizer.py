@@ -29,17 +29,12 @@ _EOW = "</w>"
 _CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 
 
-def _gpt2_byte_table() -> list[str]:
-    """Byte -> printable unicode table of byte-level BPE (printable Latin-1 bytes map to themselves)."""
+def _byte_symbols() -> list[str]:
+    """The 256 byte-level BPE symbols in CLIP's vocabulary order: printable Latin-1 bytes (as themselves) first,
+    then the remaining bytes mapped to code points 256, 257, ..."""
     keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    table, extra = {}, 0
-    for b in range(256):
-        if b in keep:
-            table[b] = chr(b)
-        else:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return [table[b] for b in range(256)]
+    others = [b for b in range(256) if b not in keep]
+    return [chr(b) for b in keep] + [chr(256 + n) for n in range(len(others))]
 
 
 def _learn_merges(texts: list[str], num_merges: int) -> list[tuple[str, str]]:
@@ -68,7 +63,7 @@ def _learn_merges(texts: list[str], num_merges: int) -> list[tuple[str, str]]:
 
 def _clip_vocab(merges: list[tuple[str, str]]) -> dict[str, int]:
     """CLIP-ordered vocabulary: bytes, bytes + '</w>', merge results, then <|startoftext|>, <|endoftext|>."""
-    symbols = _gpt2_byte_table()
+    symbols = _byte_symbols()
     tokens = symbols + [s + _EOW for s in symbols]
     seen = set(tokens)
     for left, right in merges:
