@@ -40,4 +40,9 @@ from .sampling import (
 from .video_io import VideoInfo, get_video_info, load_video, open_video, read_video
 from .video_processing_xclip import XClipVideoProcessor
 
+# pipeline: registers "zero-shot-video-classification" with transformers' PIPELINE_REGISTRY
+from .pipelines import ZeroShotVideoClassificationPipeline, register_pipeline as _register_pipeline
+
+_register_pipeline()
+
 __version__ = "0.1.0"

@@ -1,0 +1,324 @@
+"""`pipeline("zero-shot-video-classification")`: score videos against free-form labels with X-CLIP.
+
+X-CLIP (paper Sec. 3.1, Eq. 3) scores a video against K class texts by the cosine similarity between the video
+embedding and each text embedding enhanced by the video-specific prompt generator (Sec. 3.3, Eq. 10), scaled by
+the learned logit scale. The pipeline returns the softmax of those logits over the candidate labels, sorted.
+
+Speed: the text encoder's output does not depend on the video, so it runs once per distinct (labels, template,
+tokenizer, text weights) and is kept in a small LRU cache (see `label_cache.py`); each batch of videos then runs
+`model(pixel_values=..., text_embeds=cached)`, in which the prompt generator still runs per video.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import types
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from transformers import Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
+
+from .label_cache import LabelEmbeddingCache, LabelSet, build_label_set, text_weights_fingerprint, tokenizer_key
+from .video_inputs import DEFAULT_URL_TIMEOUT, VideoSource, download_video, is_url, normalize_videos
+
+logger = logging.getLogger(__name__)
+
+TASK = "zero-shot-video-classification"
+TEXT_FEATURE_CHUNK = 512  # labels encoded per text-encoder forward (bounds memory for very large label sets)
+
+__all__ = ["ZeroShotVideoClassificationPipeline", "register_pipeline", "average_view_probabilities"]
+
+
+def average_view_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Multi-view inference (paper Sec. 4.1, "4x3 views"): softmax over labels per view, averaged over views.
+
+    `logits` is (B, V, K) for B videos, V views (temporal clips x spatial crops), K labels; returns (B, K) float32.
+    """
+    return logits.float().softmax(dim=-1).mean(dim=1)
+
+
+def _collate_videos(items: list[dict]) -> dict:
+    """Batch preprocessed videos: concatenate pixel values, keep the label set of each item in a list."""
+    shapes = {tuple(item["pixel_values"].shape[1:]) for item in items}
+    if len(shapes) != 1:
+        raise ValueError(
+            f"Videos in one batch were processed to different shapes {sorted(shapes)}; use batch_size=1 or the same "
+            "num_temporal_clips / num_spatial_crops for all videos."
+        )
+    return {
+        "pixel_values": torch.cat([item["pixel_values"] for item in items], dim=0),
+        "label_set": [item["label_set"] for item in items],
+        "video_name": [item["video_name"] for item in items],
+    }
+
+
+class ZeroShotVideoClassificationPipeline(Pipeline):
+    """Zero-shot video classification with X-CLIP: which of the `candidate_labels` describes each video?
+
+    ```python
+    >>> import xclip_hf  # registers the task
+    >>> from transformers import pipeline
+    >>> classifier = pipeline("zero-shot-video-classification", model="microsoft/xclip-base-patch32")
+    >>> classifier("cooking.mp4", candidate_labels=["cooking", "dancing", "surfing"])
+    [{'score': 0.97, 'label': 'cooking'}, {'score': 0.02, 'label': 'dancing'}, {'score': 0.01, 'label': 'surfing'}]
+    ```
+
+    Init arguments beyond transformers' `Pipeline` ones: `processor` (an `XClipProcessor`; loaded from the model's
+    directory when omitted), `label_cache_size` (entries of the label-embedding LRU cache, 0 disables it; default 4),
+    `url_timeout` (seconds for downloading http(s) videos; default 10).
+    """
+
+    # The pipeline loads its own XClipProcessor (from the model's directory) in __init__: transformers' generic
+    # loaders would pick transformers' XCLIPProcessor for published checkpoints.
+    _load_processor = False
+    _load_image_processor = False
+    _load_video_processor = False
+    _load_feature_extractor = False
+    _load_tokenizer = False
+
+    def __init__(self, model, processor=None, tokenizer=None, video_processor=None, label_cache_size: int = 4,
+                 url_timeout: float = DEFAULT_URL_TIMEOUT, **kwargs):
+        model = _as_xclip_model(model, dtype=kwargs.get("dtype") or kwargs.get("torch_dtype"))
+        processor = _resolve_processor(model, processor, tokenizer, video_processor)
+        super().__init__(model=model, processor=processor, tokenizer=processor.tokenizer,
+                         video_processor=processor.video_processor, **kwargs)
+        self.label_cache = LabelEmbeddingCache(label_cache_size)
+        self.url_timeout = float(url_timeout)
+        self.text_encoder_calls = 0  # how many label sets were encoded (cache misses), for monitoring
+
+    # ------------------------------------------------------------------ public helpers
+    def clear_label_cache(self):
+        """Forget every cached label embedding (needed only after writes through `param.data`, see label_cache.py)."""
+        self.label_cache.clear()
+
+    def text_features(self, label_set: LabelSet) -> torch.Tensor:
+        """Projected, unprompted text features (K, D) of a label set: from the cache, or one text-encoder run."""
+        key = (label_set.texts, tokenizer_key(self.tokenizer), text_weights_fingerprint(self.model))
+        cached = self.label_cache.get(key)
+        if cached is not None:
+            return cached
+        features = self._encode_texts(label_set)
+        self.label_cache.put(key, features)
+        return features
+
+    # ------------------------------------------------------------------ Pipeline API
+    def __call__(self, videos, candidate_labels=None, **kwargs: Any):
+        """Classify `videos` against `candidate_labels`.
+
+        Args:
+            videos: a path, an http(s) URL, a 4-D array/tensor of frames, a list of frames (one video), or a list of
+                any of these (a batch).
+            candidate_labels (`list[str]`): the labels; softmax is taken over them. Must be non-empty strings without
+                duplicates (duplicates raise a ValueError).
+            hypothesis_template (`str`, defaults to `"{}"`): how a label becomes a text; the paper uses the bare label.
+            top_k (`int`, optional): keep only the `top_k` best labels.
+            num_temporal_clips / num_spatial_crops (`int`, default 1): multi-view inference; the per-view softmax
+                scores are averaged (the paper's 4x3 views: `num_temporal_clips=4, num_spatial_crops=3`).
+            batch_size (`int`): videos per model forward.
+
+        Returns:
+            `[{"score": float, "label": str}, ...]` sorted by decreasing score, or a list of such lists for a list input.
+        """
+        if "candidate_labels" in kwargs:  # passed positionally-by-name through Pipeline internals
+            candidate_labels = kwargs.pop("candidate_labels")
+        if candidate_labels is None and "label_set" not in self._preprocess_params:
+            raise ValueError("zero-shot-video-classification needs `candidate_labels`, e.g. candidate_labels=['running', 'swimming'].")
+        if candidate_labels is not None:
+            kwargs["candidate_labels"] = candidate_labels
+        if isinstance(videos, types.GeneratorType) or isinstance(videos, torch.utils.data.Dataset):
+            return super().__call__(videos, **kwargs)  # streamed: each item is normalized in preprocess
+        sources, is_batch = normalize_videos(videos)
+        if is_batch and not sources:
+            self._sanitize_parameters(**kwargs)  # still validate the labels
+            return []
+        outputs = super().__call__(sources if is_batch else sources[0], **kwargs)
+        return outputs
+
+    def _sanitize_parameters(self, candidate_labels=None, hypothesis_template=None, top_k=None,
+                             num_temporal_clips=None, num_spatial_crops=None, **unused):
+        if unused:
+            raise TypeError(f"zero-shot-video-classification got unexpected arguments: {sorted(unused)}")
+        preprocess_params, postprocess_params = {}, {}
+        if candidate_labels is not None or hypothesis_template is not None:
+            if candidate_labels is None:
+                candidate_labels = getattr(self, "_preprocess_params", {}).get("label_set", None)
+                candidate_labels = candidate_labels.labels if candidate_labels is not None else None
+            template = "{}" if hypothesis_template is None else hypothesis_template
+            preprocess_params["label_set"] = build_label_set(candidate_labels, template)
+        for name, value in (("num_temporal_clips", num_temporal_clips), ("num_spatial_crops", num_spatial_crops)):
+            if value is not None:
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                preprocess_params[name] = value
+        if top_k is not None:
+            if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+                raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+            postprocess_params["top_k"] = top_k
+        return preprocess_params, {}, postprocess_params
+
+    def preprocess(self, video: VideoSource, label_set: LabelSet | None = None, num_temporal_clips: int = 1,
+                   num_spatial_crops: int = 1):
+        if label_set is None:
+            raise ValueError("zero-shot-video-classification needs `candidate_labels`.")
+        if not isinstance(video, VideoSource):  # e.g. items of a dataset or generator
+            video = normalize_videos(video)[0][0]
+        pixel_values = self._process_video(video, num_temporal_clips, num_spatial_crops)
+        return {"pixel_values": pixel_values.to(self.dtype), "label_set": label_set, "video_name": video.name}
+
+    def _forward(self, model_inputs):
+        label_sets = model_inputs["label_set"]
+        batched = isinstance(label_sets, list)
+        label_set = label_sets[0] if batched else label_sets
+        pixel_values = model_inputs["pixel_values"]
+        if pixel_values.ndim == 5:  # (B, T, C, H, W): one view per video
+            pixel_values = pixel_values.unsqueeze(1)
+        num_videos, num_views = pixel_values.shape[:2]
+        text_embeds = self.text_features(label_set)
+        outputs = self.model(pixel_values=pixel_values.flatten(0, 1), text_embeds=text_embeds)
+        logits = outputs.logits_per_video.reshape(num_videos, num_views, len(label_set))
+        return {"scores": average_view_probabilities(logits), "label_set": label_sets}
+
+    def postprocess(self, model_outputs, top_k: int | None = None):
+        label_set = model_outputs["label_set"]
+        if isinstance(label_set, list):
+            label_set = label_set[0]
+        scores = model_outputs["scores"].reshape(-1).tolist()
+        ranked = sorted(zip(scores, label_set.labels), key=lambda pair: -pair[0])
+        if top_k is not None:
+            ranked = ranked[:top_k]
+        return [{"score": score, "label": label} for score, label in ranked]
+
+    def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
+        """As transformers' `Pipeline.get_iterator`, with a collate function that stacks videos and keeps label sets."""
+        if batch_size == 1:
+            return super().get_iterator(inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params)
+        dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
+        loader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=_collate_videos)
+        model_iterator = PipelineIterator(loader, self.forward, forward_params, loader_batch_size=batch_size)
+        return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
+
+    # ------------------------------------------------------------------ internals
+    @torch.no_grad()
+    def _encode_texts(self, label_set: LabelSet) -> torch.Tensor:
+        """Tokenize (padding to the longest label; longer than the text encoder's 77 positions: truncated with a
+        warning, by `XClipProcessor.tokenize_labels`) and run the text encoder once, in chunks of 512 labels."""
+        self.text_encoder_calls += 1
+        max_length = _max_text_length(self.model, self.tokenizer)
+        chunks = []
+        for start in range(0, len(label_set.texts), TEXT_FEATURE_CHUNK):
+            texts = list(label_set.texts[start:start + TEXT_FEATURE_CHUNK])
+            tokens = self.processor.tokenize_labels(texts, padding=True, max_length=max_length, return_tensors="pt")
+            out = self.model.get_text_features(
+                input_ids=tokens["input_ids"].to(self.device), attention_mask=tokens["attention_mask"].to(self.device)
+            )
+            chunks.append(_pooled(out))
+        return torch.cat(chunks, dim=0)
+
+    def _process_video(self, video: VideoSource, num_temporal_clips: int, num_spatial_crops: int) -> torch.Tensor:
+        """Decode (for paths/URLs), sample, resize, crop and normalize one video -> (1, [V,] T, C, H, W)."""
+        temp_path = None
+        data = video.data
+        try:
+            if is_url(data):
+                temp_path = data = download_video(data, timeout=self.url_timeout)
+            options = {"num_temporal_clips": num_temporal_clips, "num_spatial_crops": num_spatial_crops,
+                       "num_frames": self.model.config.vision_config.num_frames}
+            try:
+                out = self.video_processor([data], return_tensors="pt", **options)
+            except (FileNotFoundError, ConnectionError):
+                raise
+            except Exception as err:
+                kind = "read or process" if isinstance(data, str) else "process"
+                raise ValueError(f"Could not {kind} video {video.name}: {type(err).__name__}: {err}") from err
+        finally:
+            if temp_path is not None and os.path.exists(temp_path):
+                os.unlink(temp_path)
+        pixel_values = out["pixel_values"]
+        if pixel_values.ndim == 5 and (num_temporal_clips > 1 or num_spatial_crops > 1):
+            raise RuntimeError(f"the video processor returned one view for {video.name} where several were asked for")
+        return pixel_values
+
+
+def _pooled(output) -> torch.Tensor:
+    """The (K, D) features from `get_text_features`' output object (or a plain tensor)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    return output.pooler_output
+
+
+def _max_text_length(model, tokenizer) -> int:
+    """Tokens the text encoder accepts: its position embeddings (77 for CLIP), capped by the tokenizer's limit."""
+    length = model.config.text_config.max_position_embeddings
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_max, int) and 0 < tok_max < length:
+        length = tok_max
+    return length
+
+
+def _as_xclip_model(model, dtype=None):
+    """Our `XClipModel` for a str (dir or hub id), an `XClipModel`, or the base model of `XClipForVideoClassification`."""
+    from ..modeling_xclip import XClipModel
+
+    if isinstance(model, (str, os.PathLike)):
+        kwargs = {"dtype": dtype} if dtype not in (None, "auto") else {}
+        return XClipModel.from_pretrained(os.fspath(model), **kwargs)
+    if isinstance(model, XClipModel):
+        return model
+    inner = getattr(model, "base_model", None)
+    if isinstance(inner, XClipModel):
+        return inner
+    source = getattr(model, "name_or_path", "") or ""
+    if source and os.path.isdir(source):
+        # e.g. transformers' own XCLIPModel chosen by pipeline() from config.architectures: reload with ours
+        logger.warning(f"Reloading {source!r} with xclip_hf.XClipModel (got {type(model).__name__}).")
+        return XClipModel.from_pretrained(source, dtype=model.dtype)
+    raise TypeError(
+        f"zero-shot-video-classification needs an xclip_hf XClipModel (or a directory / hub id to load one), got "
+        f"{type(model).__name__}."
+    )
+
+
+def _resolve_processor(model, processor, tokenizer, video_processor):
+    """The `XClipProcessor` to use: given, assembled from given parts, or loaded from the model's directory."""
+    from ..processing_xclip import XClipProcessor
+
+    if isinstance(processor, (str, os.PathLike)):
+        processor = XClipProcessor.from_pretrained(os.fspath(processor))
+    if processor is not None and not isinstance(processor, XClipProcessor):
+        raise TypeError(
+            f"zero-shot-video-classification needs an xclip_hf XClipProcessor, got {type(processor).__name__}; "
+            "build one with XClipProcessor(video_processor=XClipVideoProcessor(...), tokenizer=...) or omit it to "
+            "load it from the model directory (published XCLIPProcessor directories load too)."
+        )
+    if processor is None:
+        source = getattr(model, "name_or_path", "") or ""
+        if tokenizer is None or video_processor is None:
+            if not source:
+                raise ValueError(
+                    "zero-shot-video-classification: the model was not loaded from a directory, so no processor can be "
+                    "found; pass processor=XClipProcessor(...) (or tokenizer= and video_processor=)."
+                )
+            try:
+                loaded = XClipProcessor.from_pretrained(source)
+            except Exception as err:
+                raise ValueError(
+                    f"zero-shot-video-classification: could not load an XClipProcessor from {source!r} ({err}); pass "
+                    "processor=XClipProcessor(...)."
+                ) from err
+            tokenizer = tokenizer if tokenizer is not None else loaded.tokenizer
+            video_processor = video_processor if video_processor is not None else loaded.video_processor
+        processor = XClipProcessor(video_processor=video_processor, tokenizer=tokenizer)
+    return processor
+
+
+def register_pipeline():
+    """Register "zero-shot-video-classification" with transformers' `PIPELINE_REGISTRY` (called on import)."""
+    from ..modeling_xclip import XClipModel
+
+    PIPELINE_REGISTRY.supported_tasks.pop(TASK, None)  # re-registration (reloads) must not warn
+    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ZeroShotVideoClassificationPipeline, pt_model=XClipModel,
+                                        type="multimodal")
