@@ -2,6 +2,7 @@
 
 import sys
 
+import av
 import numpy as np
 import pytest
 
@@ -102,7 +103,7 @@ def test_write_video_codecs_and_odd_sizes(tmp_path):
         path = write_video(tmp_path / name, frames)
         decoded = pyav_decode_all(path)
         assert decoded.shape == (5, 61, 97, 3)
-        with __import__("av").open(path) as c:
+        with av.open(path) as c:
             assert c.streams.video[0].codec_context.name == codec
         assert np.abs(decoded[..., 0].astype(int).mean((1, 2)) - np.arange(5) * INDEX_STEP).max() < 3
     with pytest.raises(ValueError, match="uint8"):
