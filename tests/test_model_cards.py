@@ -1,0 +1,229 @@
+"""Model cards (model_cards/*.md): one per published checkpoint, valid front matter, architecture facts that agree
+with the variant table, GFLOPs that agree with `count_flops` and with the paper, accuracy figures that are in the
+paper, runnable usage examples, and cards that are up to date with model_cards/generate.py."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xclip_hf.configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipConfig
+
+REPO = Path(__file__).resolve().parents[1]
+CARD_DIR = REPO / "model_cards"
+PAPER_CANDIDATES = [REPO / "shared" / "paper" / "xclip-paper.md", REPO.parent / "shared" / "paper" / "xclip-paper.md"]
+REQUIRED_TAGS = {"video-classification", "zero-shot-video-classification", "x-clip", "xclip_hf"}
+
+
+@functools.cache
+def generator():
+    """model_cards/generate.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("xclip_model_cards_generate", CARD_DIR / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def card_path(hub_id: str) -> Path:
+    return CARD_DIR / (hub_id.split("/", 1)[1] + ".md")
+
+
+@functools.cache
+def read_card(hub_id: str) -> tuple[dict, str, str]:
+    """(front matter dict, body, full text) of a card."""
+    text = card_path(hub_id).read_text(encoding="utf-8")
+    match = re.match(r"\A---\n(.*?)\n---\n(.*)\Z", text, re.S)
+    assert match, f"{card_path(hub_id)}: no YAML front matter between '---' lines at the top"
+    meta = yaml.safe_load(match.group(1))
+    assert isinstance(meta, dict), f"{card_path(hub_id)}: front matter is not a mapping"
+    return meta, match.group(2), text
+
+
+def table_value(hub_id: str, key: str) -> str:
+    """The value of row `key` of the card's "Model details" table."""
+    _, body, _ = read_card(hub_id)
+    rows = re.findall(rf"^\| {re.escape(key)} \| (.+?) \|$", body, re.M)
+    assert len(rows) == 1, f"{card_path(hub_id)}: expected one table row {key!r}, found {len(rows)}"
+    return rows[0]
+
+
+def card_gflops(hub_id: str) -> float:
+    return float(table_value(hub_id, "GFLOPs per view, `xclip_hf.count_flops`"))
+
+
+@functools.cache
+def counted_gflops(variant: str, frames: int) -> float:
+    from xclip_hf import count_flops
+
+    return count_flops(XClipConfig.from_variant(variant, num_frames=frames)) / 1e9
+
+
+ALL = sorted(PUBLISHED_CHECKPOINTS)
+
+
+def test_one_card_per_published_checkpoint():
+    cards = {p.name for p in CARD_DIR.glob("*.md")} - {"README.md"}
+    expected = {card_path(h).name for h in PUBLISHED_CHECKPOINTS}
+    assert cards == expected, f"missing cards {sorted(expected - cards)}, extra cards {sorted(cards - expected)}"
+    index = (CARD_DIR / "README.md").read_text(encoding="utf-8")
+    for hub_id in PUBLISHED_CHECKPOINTS:
+        assert f"]({card_path(hub_id).name})" in index, f"model_cards/README.md does not link {hub_id}"
+
+
+@pytest.mark.parametrize("hub_id", ALL)
+def test_front_matter(hub_id):
+    from huggingface_hub import ModelCard
+
+    meta, body, _ = read_card(hub_id)
+    variant, _ = PUBLISHED_CHECKPOINTS[hub_id]
+    patch = VARIANTS[variant]["vision_config"]["patch_size"]
+    size = VARIANTS[variant]["vision_config"]["image_size"]
+    assert meta["license"] == "mit"
+    assert meta["library_name"] == "transformers"
+    assert REQUIRED_TAGS <= set(meta["tags"]), f"{hub_id}: tags {meta['tags']}"
+    assert meta["datasets"] and all(isinstance(d, str) for d in meta["datasets"])
+    assert meta["metrics"] == ["accuracy"]
+    assert meta["pipeline_tag"] in ("video-classification", "zero-shot-video-classification")
+    size_suffix = "" if size == 224 else f"-{size}"
+    large = VARIANTS[variant]["vision_config"]["hidden_size"] == 1024
+    expected_base = f"openai/clip-vit-{'large' if large else 'base'}-patch{patch}{size_suffix}"
+    assert meta["base_model"] == expected_base, f"{hub_id}: base_model {meta['base_model']}"
+    # the Hub's own parser reads the model-index into evaluation results
+    card = ModelCard.load(card_path(hub_id))
+    results = card.data.eval_results
+    assert results and all(isinstance(r.metric_value, float) and 0 < r.metric_value < 100 for r in results)
+    assert "@inproceedings{ni2022expanding," in body and "Expanding Language-Image Pretrained Models" in body
+
+
+@pytest.mark.parametrize("hub_id", ALL)
+def test_architecture_facts_match_variant_table(hub_id):
+    variant, frames = PUBLISHED_CHECKPOINTS[hub_id]
+    vision = VARIANTS[variant]["vision_config"]
+    assert int(table_value(hub_id, "Frames per view")) == frames
+    assert int(table_value(hub_id, "Patch size")) == vision["patch_size"]
+    assert table_value(hub_id, "Input resolution") == f"{vision['image_size']} x {vision['image_size']}"
+    assert table_value(hub_id, "Variant (`xclip_hf` `VARIANTS` key)") == f"`{variant}`"
+    assert table_value(hub_id, "Hub id") == f"`{hub_id}`"
+    _, body, _ = read_card(hub_id)
+    title = re.search(r"^# (.+)$", body, re.M).group(1)
+    assert f"{frames} frames" in title, f"{hub_id}: title {title!r} does not give {frames} frames"
+
+
+@pytest.mark.parametrize("hub_id", ALL)
+def test_gflops_agree_with_count_flops_and_paper(hub_id):
+    variant, frames = PUBLISHED_CHECKPOINTS[hub_id]
+    counted = counted_gflops(variant, frames)
+    assert card_gflops(hub_id) == pytest.approx(counted, rel=0.01), f"{hub_id}: card vs count_flops"
+    paper = table_value(hub_id, "GFLOPs per view, paper")
+    if paper != "not reported":  # the paper's Tab. 1/2 figure is an independent reference
+        assert float(paper) == pytest.approx(counted, rel=0.01), f"{hub_id}: paper {paper} vs counted {counted:.1f}"
+
+
+def test_cards_are_up_to_date_with_generator():
+    gen = generator()
+    gen.check_coverage()
+    stale = [h for h in ALL if gen.render_card(h, card_gflops(h)) != read_card(h)[2]]
+    assert not stale, f"regenerate with `python model_cards/generate.py`: stale {stale}"
+    index = gen.render_index({h: card_gflops(h) for h in gen.CHECKPOINTS})
+    assert index == (CARD_DIR / "README.md").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------- figures vs the paper
+@functools.cache
+def paper_text() -> str:
+    for path in PAPER_CANDIDATES:
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    pytest.skip("the paper (shared/paper/xclip-paper.md) is not available")
+
+
+def paper_section(start: str, end: str) -> list[str]:
+    text = paper_text()
+    i = text.index(start)
+    return text[i:text.index(end, i)].splitlines()
+
+
+def _normalise(line: str) -> str:
+    """Drop LaTeX bold, math delimiters and spaces: '$\\textbf{44.6}\\pm\\textbf{5.2}$' -> '44.6\\pm5.2'."""
+    return re.sub(r"\\textbf\{([^}]*)\}", r"\1", line).replace("$", "").replace(" ", "")
+
+
+def _kinetics_row_found(lines, paper_name, frames, top1, top5, gflops) -> bool:
+    pattern = re.compile(rf"^{re.escape(paper_name)}\t[^\t]*\t{frames}\t{top1:.1f}\t{top5:.1f}\t\$4 \\times 3\$\t{gflops}\t")
+    return any(pattern.match(line) for line in lines)
+
+
+@pytest.mark.parametrize("hub_id", ALL)
+def test_accuracy_figures_are_the_papers(hub_id):
+    meta, _, _ = read_card(hub_id)
+    variant, frames = PUBLISHED_CHECKPOINTS[hub_id]
+    results = meta["model-index"][0]["results"]
+    values = {(r["dataset"]["name"], m["name"].split(" (")[0]): m["value"] for r in results for m in r["metrics"]}
+    paper_name = {"xclip-base-patch32": "X-CLIP-B/32", "xclip-base-patch16": "X-CLIP-B/16",
+                  "xclip-large-patch14": "X-CLIP-L/14", "xclip-large-patch14-336": "X-CLIP-L/14 (336†)"}[variant]
+    gflops = table_value(hub_id, "GFLOPs per view, paper")
+    if "kinetics-600" in hub_id:
+        lines = paper_section("#### 4.1 Experimental Setup", "Table 2: Comparison with state-of-the-art on Kinetics-600")
+        top1, top5 = values[("Kinetics-600", "Top-1 accuracy")], values[("Kinetics-600", "Top-5 accuracy")]
+        assert _kinetics_row_found(lines, paper_name, frames, top1, top5, gflops), f"{hub_id}: not in paper Tab. 2"
+    elif "zero-shot" in hub_id:
+        hmdb_ucf = [_normalise(l) for l in paper_section("Table 3: Zero-shot", "Table 4:") if l.startswith(paper_name)]
+        k600 = [_normalise(l) for l in paper_section("Table 4: Zero-shot", "uses a 70M") if l.startswith(paper_name)]
+        for r in results:
+            for m in r["metrics"]:
+                std = re.search(r"std ([\d.]+)", m["name"]).group(1)
+                lines = k600 if "Kinetics" in r["dataset"]["name"] else hmdb_ucf
+                assert any(f"{m['value']:.1f}\\pm{std}" in l for l in lines), f"{hub_id}: {m} not in paper Tab. 3/4"
+    elif hub_id.endswith("-shot"):
+        shots = int(re.search(r"-(\d+)-shot$", hub_id).group(1))
+        column = {2: 1, 4: 2, 8: 3, 16: 4}[shots] + (4 if "-ucf-" in hub_id else 0)
+        rows = [l.split("\t") for l in paper_section("\tK=2\tK=4", "Table 5: Few-shot results") if l.startswith(paper_name + "\t")]
+        assert len(rows) == 1, "paper Tab. 5 has one X-CLIP-B/16 row"
+        (value,) = values.values()
+        assert float(rows[0][column]) == value, f"{hub_id}: {value} vs paper Tab. 5 {rows[0][column]}"
+    else:
+        lines = paper_section("Table 1: Comparison with state-of-the-art on Kinetics-400", "#### 4 Experiments")
+        top1, top5 = values[("Kinetics-400", "Top-1 accuracy")], values[("Kinetics-400", "Top-5 accuracy")]
+        assert _kinetics_row_found(lines, paper_name, frames, top1, top5, gflops), f"{hub_id}: not in paper Tab. 1"
+
+
+# ------------------------------------------------------------------------------------------- usage examples run
+def test_usage_examples_run(tmp_path, capsys):
+    """The Python examples of a card run as written, on a tiny local checkpoint instead of the hub one."""
+    import numpy as np
+    import torch
+
+    from xclip_hf import XClipModel, XClipProcessor, XClipVideoProcessor, build_clip_tokenizer, write_video
+
+    hub_id = "microsoft/xclip-base-patch32"
+    labels = ["playing guitar", "dancing ballet", "riding a bike"]
+    checkpoint = tmp_path / "tiny"
+    tokenizer = build_clip_tokenizer(labels + ["a video of people"], vocab_size=600)
+    torch.manual_seed(0)
+    XClipModel(XClipConfig.from_variant("xclip-tiny", num_frames=3, vocab_size=len(tokenizer))).save_pretrained(checkpoint)
+    video_processor = XClipVideoProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, num_frames=3)
+    XClipProcessor(video_processor=video_processor, tokenizer=tokenizer).save_pretrained(checkpoint)
+    video = tmp_path / "clip.mp4"
+    write_video(video, np.random.default_rng(0).integers(0, 255, (12, 48, 64, 3), dtype=np.uint8), fps=12)
+
+    _, body, _ = read_card(hub_id)
+    blocks = re.findall(r"```python\n(.*?)```", body, re.S)
+    assert len(blocks) == 3, "pipeline, model + processor, and multi-view examples"
+    code = "\n".join(blocks)
+    assert code.count(hub_id) == 3 and "size=256, crop_size=224" in code
+    code = (code.replace(f'"{hub_id}"', repr(str(checkpoint))).replace('"video.mp4"', repr(str(video)))
+            .replace("size=256, crop_size=224", "size=40, crop_size=32"))  # the tiny model reads 32 px frames
+    namespace = {}
+    exec(compile(code, f"<{card_path(hub_id).name}>", "exec"), namespace)
+    printed = capsys.readouterr().out
+    assert all(label in printed for label in labels)
+    probs = namespace["probs"]
+    assert namespace["views"].shape == (12, 3, 3, 32, 32)
+    assert probs.shape == (3,) and torch.isclose(probs.sum(), torch.tensor(1.0))
