@@ -180,3 +180,87 @@ def test_cutmix_pastes_one_box_on_all_frames_and_weights_by_area():
 def test_mixup_rejects_bad_labels():
     with pytest.raises(ValueError, match="label 7 is outside"):
         MixupCutmix(num_labels=3)(torch.rand(2, 1, 3, 4, 4), torch.tensor([0, 7]))
+
+
+def test_mixup_label_smoothing_matches_torch_cross_entropy():
+    # with mixing switched off, the smoothed soft targets through the model's soft loss must equal torch's
+    # label-smoothed cross-entropy on the class indices (an independent definition of smoothing)
+    from xclip_hf import XClipConfig, XClipForVideoClassification
+
+    model = XClipForVideoClassification(XClipConfig.from_variant("xclip-tiny", num_frames=1, vocab_size=600))
+    logits, labels = torch.randn(5, 7), torch.tensor([0, 3, 6, 2, 2])
+    _, targets = MixupCutmix(num_labels=7, prob=0.0, label_smoothing=0.1)(torch.rand(5, 1, 3, 4, 4), labels)
+    expected = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1)
+    torch.testing.assert_close(model.classification_loss(logits, targets), expected)
+
+
+# ------------------------------------------------------------------------------------- parameter groups
+def _expanded_tiny_clip():
+    """A tiny transformers CLIP with random (non-constant) weights, expanded to the X-CLIP classifier."""
+    from transformers import CLIPConfig, CLIPModel
+
+    from xclip_hf import XClipForVideoClassification
+
+    torch.manual_seed(0)
+    clip = CLIPModel(CLIPConfig(
+        text_config=dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8),
+        projection_dim=16,
+    ))
+    with torch.no_grad():  # no LayerNorm of ones / bias of zeros that a new module could equal by chance
+        for p in clip.parameters():
+            p.normal_()
+    return clip, XClipForVideoClassification.from_clip(clip, num_frames=4)
+
+
+def test_param_groups_give_10x_to_exactly_the_new_modules():
+    from xclip_hf.training import xclip_param_groups
+
+    clip, model = _expanded_tiny_clip()
+    groups = xclip_param_groups(model, learning_rate=1e-3, weight_decay=0.001)
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert len(lr_of) == sum(1 for _ in model.parameters())  # every trainable parameter in exactly one group
+    # oracle: a parameter is new iff its value is none of CLIP's tensors (expansion copies CLIP's weights)
+    clip_tensors = list(clip.state_dict().values())
+    for name, param in model.named_parameters():
+        inherited = any(t.shape == param.shape and torch.equal(t, param.detach()) for t in clip_tensors)
+        assert lr_of[id(param)] == pytest.approx(1e-3 if inherited else 1e-2), name
+    # and the 10x parameters are exactly as many numbers as X-CLIP adds on top of CLIP
+    added = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in clip.parameters())
+    assert sum(p.numel() for g in groups if g["lr"] > 1e-3 for p in g["params"]) == added
+
+
+def test_no_weight_decay_for_biases_norms_embeddings_and_logit_scale():
+    from xclip_hf.training import xclip_param_groups
+
+    _, model = _expanded_tiny_clip()
+    model.freeze_text_encoder()
+    decay_of = {id(p): g["weight_decay"] for g in xclip_param_groups(model, 1e-3, 0.001) for p in g["params"]}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            assert id(param) not in decay_of, name  # frozen parameters are left out
+            continue
+        exempt = param.ndim < 2 or "embedding" in name.split(".")[-2] or "position_embedding" in name or name.endswith("logit_scale")
+        exempt = exempt and "patch_embedding" not in name
+        assert decay_of[id(param)] == (0.0 if exempt else 0.001), name
+
+
+def test_multiview_prediction_averages_view_softmax():
+    from transformers import TrainingArguments
+
+    from xclip_hf import XClipConfig, XClipForVideoClassification
+    from xclip_hf.training import XClipTrainer
+
+    torch.manual_seed(0)
+    from xclip_hf.data.tokenizer import build_clip_tokenizer
+
+    tokenizer = build_clip_tokenizer(["moving left", "moving right", "growing"])
+    model = XClipForVideoClassification(XClipConfig.from_variant("xclip-tiny", num_frames=2, vocab_size=len(tokenizer))).eval()
+    model.set_class_texts(tokenizer, id2label={0: "moving left", 1: "moving right", 2: "growing"})
+    trainer = XClipTrainer(model=model, args=TrainingArguments("unused", use_cpu=True, report_to="none"))
+    pixel_values = torch.randn(2, 3, 2, 3, 32, 32)  # 2 videos x 3 views
+    _, logits, labels = trainer.prediction_step(model, {"pixel_values": pixel_values, "labels": torch.tensor([0, 1])}, False)
+    with torch.no_grad():
+        per_view = torch.stack([model(pixel_values=pixel_values[:, v]).logits for v in range(3)], dim=1)
+    torch.testing.assert_close(logits.exp(), per_view.softmax(-1).mean(1))
+    assert labels.tolist() == [0, 1]

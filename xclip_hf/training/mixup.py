@@ -1,10 +1,10 @@
-"""Batch mixup (alpha 0.8) / cutmix (alpha 1.0) producing soft targets (supplementary Tab. 1).
+"""Batch mixup (alpha 0.8) / cutmix (alpha 1.0) with label smoothing, producing soft targets (supplementary Tab. 1).
 
-Each batch is mixed with itself in reverse order; draws use torch's global RNG (seeded per DataLoader worker). The same cutmix box is pasted on every frame of a clip.
-Label smoothing is NOT folded into the targets here: `XClipForVideoClassification` applies
-`config.label_smoothing` to soft targets too (torch's cross-entropy mixes them with the uniform
-distribution), which equals smoothing the one-hot labels before mixing them:
-(1 - e) * (lam * y1 + (1 - lam) * y2) + e / K == lam * ((1 - e) y1 + e / K) + (1 - lam) * ((1 - e) y2 + e / K).
+Each batch is mixed with itself in reverse order; draws use torch's global RNG (seeded per DataLoader worker).
+The same cutmix box is pasted on every frame of a clip. Label smoothing is folded into the targets (as in the
+paper's code), because `XClipForVideoClassification` applies `config.label_smoothing` to class indices only and
+takes soft targets as they are: smoothing the one-hot labels and then mixing them equals
+(1 - e) * (lam * y1 + (1 - lam) * y2) + e / K.
 """
 
 from __future__ import annotations
@@ -37,12 +37,15 @@ class MixupCutmix:
     cutmix_alpha: float = 1.0
     switch_prob: float = 0.5  # chance of cutmix instead of mixup when both are on
     prob: float = 1.0  # chance of mixing a batch at all
+    label_smoothing: float = 0.0  # pass config.label_smoothing (0.1 in the paper)
 
     def __post_init__(self):
         if self.num_labels < 1:
             raise ValueError(f"MixupCutmix: num_labels must be >= 1, got {self.num_labels}")
         if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
             raise ValueError(f"MixupCutmix: alphas must be >= 0, got mixup {self.mixup_alpha}, cutmix {self.cutmix_alpha}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"MixupCutmix: label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.mixup_alpha == 0 and self.cutmix_alpha == 0:
             raise ValueError("MixupCutmix: at least one of mixup_alpha / cutmix_alpha must be > 0")
 
@@ -66,6 +69,7 @@ class MixupCutmix:
         if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_labels):
             raise ValueError(f"MixupCutmix: label {int(labels.max() if labels.max() >= self.num_labels else labels.min())} is outside [0, {self.num_labels})")
         one_hot = torch.nn.functional.one_hot(labels.long(), self.num_labels).to(torch.float32)
+        one_hot = one_hot * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_labels
         lam, use_cutmix = self._draw()
         if lam >= 1.0:
             return pixel_values, one_hot

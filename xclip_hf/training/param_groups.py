@@ -1,19 +1,16 @@
-"""Optimizer parameter groups of the paper's recipe and a `Trainer` that uses them (supplementary Sec. 2.1, Tab. 1).
+"""Optimizer parameter groups of the paper's recipe (supplementary Sec. 2.1, Tab. 1).
 
-AdamW with betas (0.9, 0.98), weight decay 0.001 and a cosine schedule with linear warmup are plain
-`TrainingArguments` (`adam_beta2`, `weight_decay`, `lr_scheduler_type`, `warmup_ratio`); the one thing Trainer
-cannot express is the 10x learning rate of the randomly initialised parameters, so `XClipTrainer` only
-overrides `create_optimizer` to build these groups. The scheduler scales every group's own rate, so the
-10x ratio holds through warmup and decay.
+The randomly initialised parameters (`model.new_parameter_names()`) get 10x the base learning rate; biases,
+normalisation weights and embeddings get no weight decay. `XClipTrainer.create_optimizer` builds its optimizer
+from these groups; a scheduler scales every group's own rate, so the 10x ratio holds through warmup and decay.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import Trainer
 
-__all__ = ["no_weight_decay_names", "xclip_param_groups", "XClipTrainer"]
+__all__ = ["no_weight_decay_names", "xclip_param_groups", "freeze_vision_encoder"]
 
 
 def no_weight_decay_names(model: nn.Module) -> set[str]:
@@ -47,18 +44,14 @@ def xclip_param_groups(model: nn.Module, learning_rate: float, weight_decay: flo
     ]
 
 
-class XClipTrainer(Trainer):
-    """`Trainer` whose optimizer gives X-CLIP's new modules `new_lr_scale` x the learning rate (supp. Sec. 2.1)."""
-
-    def __init__(self, *args, new_lr_scale: float = 10.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.new_lr_scale = new_lr_scale
-
-    def create_optimizer(self, model=None):
-        """The optimizer named by `args.optim` (AdamW by default), over `xclip_param_groups`."""
-        if self.optimizer is None:
-            opt_model = self.model if model is None else model
-            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
-            groups = xclip_param_groups(opt_model, self.args.learning_rate, self.args.weight_decay, self.new_lr_scale)
-            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
-        return self.optimizer
+def freeze_vision_encoder(model: nn.Module, freeze: bool = True) -> int:
+    """Freeze the pretrained image-encoder weights, keeping X-CLIP's new modules trainable (paper Tab. 7); returns the count."""
+    new = set(model.new_parameter_names())
+    count = 0
+    for name, param in model.named_parameters():
+        if "vision_model." in name and name not in new:
+            param.requires_grad_(not freeze)
+            count += 1
+    if count == 0:
+        raise ValueError(f"freeze_vision_encoder: {type(model).__name__} has no vision_model parameters")
+    return count

@@ -1,0 +1,185 @@
+"""examples/run_video_classification.py end to end on a tiny X-CLIP and a few synthetic videos.
+
+Covers: the loss drops and the checkpoint reloads; resume_from_checkpoint continues the same run; two processes
+(torchrun, world size 2) see as many training samples as one process with the same global batch; zero-shot
+evaluation on a disjoint label set; few-shot, mixup, frozen branches, gradient checkpointing, multi-view
+evaluation, CLIP expansion; the saved classifier in transformers' "video-classification" pipeline.
+"""
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import xclip_hf  # noqa: F401  (registers the Auto classes)
+from xclip_hf.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic_dataset
+from xclip_hf.data.tokenizer import build_clip_tokenizer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "examples", "run_video_classification.py")
+CLASSES = ["moving left", "moving right", "growing", "shrinking"]
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("run_video_classification", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+script = _load_script()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model gains nothing from intra-op threads, and on a busy machine they spin: use one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("examples")
+    train = generate_synthetic_dataset(root / "data", 4, seed=0, classes=CLASSES, size=32, min_frames=8, max_frames=16, splits=(2, 1, 1))
+    unseen = generate_synthetic_dataset(root / "unseen", 3, seed=1, classes=["appearing", "disappearing"], size=32, min_frames=8, max_frames=12)
+    build_clip_tokenizer(list(SYNTHETIC_CLASSES), save_directory=root / "tokenizer")
+    return {"root": root, "train": train, "unseen": unseen, "tokenizer": str(root / "tokenizer")}
+
+
+def _args(data, output_dir, *extra, epochs=2, batch=4):
+    d = data["train"]
+    return [
+        "--model_variant", "xclip-tiny", "--tokenizer_name", data["tokenizer"], "--train_file", d.train_file,
+        "--labels_file", d.labels_file, "--output_dir", str(output_dir), "--do_train",
+        "--per_device_train_batch_size", str(batch), "--num_train_epochs", str(epochs), "--learning_rate", "1e-3",
+        "--logging_steps", "1", "--report_to", "none", "--flip_prob", "0", "--color_jitter_prob", "0", "--grayscale_prob", "0",
+        "--use_cpu", "--disable_tqdm", "true",
+        "--seed", "0", *extra,
+    ]
+
+
+def _losses(trainer):
+    return {h["step"]: h["loss"] for h in trainer.state.log_history if "loss" in h}
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    """20 epochs x 2 steps of the tiny model, checkpoints every 20 steps."""
+    out = data["root"] / "run"
+    trainer = script.main(_args(data, out, "--save_strategy", "steps", "--save_steps", "20", epochs=20))
+    return out, trainer
+
+
+def test_loss_drops_and_checkpoint_reloads(trained, data):
+    out, trainer = trained
+    losses = list(_losses(trainer).values())
+    assert len(losses) == 40
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < first - 0.5 and last < math.log(len(CLASSES)) - 0.2, losses  # below chance: it learned
+
+    from transformers import AutoModelForVideoClassification
+
+    pixel_values = torch.randn(2, 8, 3, 32, 32)
+    trainer.model.eval()
+    with torch.no_grad():
+        expected = trainer.model(pixel_values=pixel_values).logits
+        for path in (out, out / "checkpoint-40"):
+            reloaded = AutoModelForVideoClassification.from_pretrained(path).eval()
+            assert reloaded.config.id2label == dict(enumerate(CLASSES))
+            torch.testing.assert_close(reloaded(pixel_values=pixel_values).logits, expected)
+    results = json.loads((out / "train_results.json").read_text())
+    assert results["train_samples_seen"] == 20 * 8 and results["world_size"] == 1
+
+
+def test_resume_from_checkpoint_continues_the_same_run(trained, data, tmp_path):
+    out, full = trained
+    resumed = script.main(_args(data, tmp_path / "resumed", "--save_strategy", "no",
+                                "--resume_from_checkpoint", str(out / "checkpoint-20"), epochs=20))
+    assert resumed.state.global_step == 40
+    reference, continued = _losses(full), _losses(resumed)
+    assert sorted(continued) == list(range(1, 41))  # steps 1-20 restored from the checkpoint's state
+    for step in range(21, 41):  # same batches, augmentation draws and optimizer state: the same losses
+        assert continued[step] == pytest.approx(reference[step], abs=1e-4), step
+    # the train() call of the resumed run averaged only the 20 steps it ran
+    train_loss = json.loads((tmp_path / "resumed" / "train_results.json").read_text())["train_loss"]
+    assert train_loss == pytest.approx(sum(reference[s] for s in range(21, 41)) / 20, abs=1e-4)
+
+
+def test_two_processes_see_the_same_samples_as_one(data, tmp_path):
+    one = script.main(_args(data, tmp_path / "one", "--save_strategy", "no", batch=4))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": REPO}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", SCRIPT,
+           *_args(data, tmp_path / "two", "--save_strategy", "no", batch=2)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "train_results.json").read_text())
+    assert two["world_size"] == 2
+    assert two["train_samples_seen"] == one.state.num_input_tokens_seen // (8 * 3 * 32 * 32) == 2 * 8
+    assert json.loads((tmp_path / "two" / "trainer_state.json").read_text())["global_step"] == one.state.global_step
+
+
+def test_zero_shot_evaluation_on_unseen_labels(trained, data, tmp_path):
+    out, _ = trained
+    unseen = data["unseen"]
+    trainer = script.main([
+        "--model_name_or_path", str(out), "--validation_file", unseen.test_file, "--eval_labels_file", unseen.labels_file,
+        "--labels_file", data["train"].labels_file, "--output_dir", str(tmp_path), "--do_eval", "--report_to", "none", "--use_cpu",
+    ])
+    metrics = json.loads((tmp_path / "eval_results.json").read_text())
+    assert 0.0 <= metrics["eval_top1"] <= 1.0 and metrics["eval_top5"] == 1.0  # 2 classes: both in the top 5
+    assert trainer.model.config.id2label == {0: "appearing", 1: "disappearing"}
+    with pytest.raises(ValueError, match="disjoint"):
+        script.main(["--model_name_or_path", str(out), "--validation_file", data["train"].test_file,
+                     "--eval_labels_file", data["train"].labels_file, "--labels_file", data["train"].labels_file,
+                     "--output_dir", str(tmp_path / "overlap"), "--do_eval", "--report_to", "none", "--use_cpu"])
+
+
+def test_few_shot_mixup_frozen_branches_and_multiview(trained, data, tmp_path):
+    out, _ = trained
+    before = {n: p.detach().clone() for n, p in xclip_hf.XClipForVideoClassification.from_pretrained(out).named_parameters()}
+    args = _args(data, tmp_path, "--save_strategy", "no", "--do_eval", "--validation_file", data["train"].val_file,
+                 "--k_shot", "1", "--mixup", "--freeze_text_encoder", "--freeze_vision_encoder", "--gradient_checkpointing",
+                 "--num_temporal_clips", "2", "--num_spatial_crops", "3", epochs=2, batch=2)
+    args[args.index("--model_variant"):args.index("--model_variant") + 2] = ["--model_name_or_path", str(out)]
+    trainer = script.main(args)
+    assert json.loads((tmp_path / "train_results.json").read_text())["train_samples_seen"] == 2 * len(CLASSES)  # K=1
+    new = trainer.model.new_parameter_names()
+    changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    # the frozen text and image encoders did not move; X-CLIP's new modules (and the logit scale, in neither) did
+    assert changed and changed <= new | {"xclip.logit_scale"} and changed & new
+    assert math.isfinite(json.loads((tmp_path / "eval_results.json").read_text())["eval_loss"])
+
+
+def test_init_from_clip(data, tmp_path):
+    from transformers import CLIPConfig, CLIPModel
+
+    clip_config = CLIPConfig(
+        text_config=dict(vocab_size=1024, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, image_size=32, patch_size=8),
+        projection_dim=16,
+    )
+    CLIPModel(clip_config).save_pretrained(tmp_path / "clip")
+    args = _args(data, tmp_path / "out", "--save_strategy", "no", "--max_train_samples", "4", epochs=1)
+    args[args.index("--model_variant"):args.index("--model_variant") + 2] = ["--init_from_clip", str(tmp_path / "clip")]
+    trainer = script.main(args)
+    assert trainer.state.global_step == 1
+    assert trainer.model.config.vision_config.num_frames == 8
+
+
+def test_classifier_runs_in_video_classification_pipeline(trained, data):
+    from transformers import pipeline
+
+    out, _ = trained
+    classifier = pipeline("video-classification", model=str(out))
+    video = os.path.join(data["train"].root, open(data["train"].test_file).read().split()[0])
+    result = classifier(video, top_k=len(CLASSES), num_frames=8)
+    assert sorted(r["label"] for r in result) == sorted(CLASSES)
+    assert sum(r["score"] for r in result) == pytest.approx(1.0, abs=1e-5)

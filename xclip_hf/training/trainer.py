@@ -1,0 +1,64 @@
+"""`Trainer` with the three things of the paper's recipe that `TrainingArguments` cannot express (supp. Sec. 2).
+
+AdamW betas (0.9, 0.98), weight decay 0.001, the cosine schedule with linear warmup, bf16/fp16, gradient
+checkpointing and DDP are plain `TrainingArguments`. `XClipTrainer` adds only:
+
+* the 10x learning rate of X-CLIP's new modules (`create_optimizer` over `xclip_param_groups`);
+* batch mixup / cutmix on training batches (`compute_loss`, only while the model is in training mode);
+* multi-view evaluation (`prediction_step`): `pixel_values` (B, V, T, 3, H, W) from the video processor's
+  `num_temporal_clips` x `num_spatial_crops` views are scored view by view and the softmax averaged over views.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import Trainer
+
+from ..pipelines.zero_shot_video_classification import average_view_probabilities
+from .mixup import MixupCutmix
+from .param_groups import xclip_param_groups
+
+__all__ = ["XClipTrainer"]
+
+
+class XClipTrainer(Trainer):
+    """Trainer with 10x-lr parameter groups, optional mixup/cutmix and multi-view evaluation (supp. Sec. 2)."""
+
+    def __init__(self, *args, new_lr_scale: float = 10.0, mixup: MixupCutmix | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.new_lr_scale = new_lr_scale
+        self.mixup = mixup
+        # X-CLIP's losses are batch means that ignore `num_items_in_batch`: let Trainer scale them for
+        # gradient accumulation itself (its `**kwargs` in forward would otherwise mark them as pre-scaled).
+        self.model_accepts_loss_kwargs = False
+
+    def create_optimizer(self, model=None):
+        """The optimizer named by `args.optim` (AdamW by default) over `xclip_param_groups` (supp. Sec. 2.1)."""
+        if self.optimizer is None:
+            opt_model = self.model if model is None else model
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            groups = xclip_param_groups(opt_model, self.args.learning_rate, self.args.weight_decay, self.new_lr_scale)
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Mix training batches into soft targets before the usual loss (supp. Tab. 1: mixup 0.8, cutmix 1.0)."""
+        if self.mixup is not None and model.training and "labels" in inputs:
+            pixel_values, labels = self.mixup(inputs["pixel_values"], inputs["labels"])
+            inputs = {**inputs, "pixel_values": pixel_values, "labels": labels.to(pixel_values.dtype)}
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Multi-view inputs (B, V, T, 3, H, W): log of the view-averaged softmax as logits (paper Tab. 11)."""
+        pixel_values = inputs.get("pixel_values")
+        if pixel_values is None or pixel_values.ndim != 6:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+        batch, views = pixel_values.shape[:2]
+        flat = {**inputs, "pixel_values": pixel_values.flatten(0, 1)}
+        if "labels" in inputs:
+            flat["labels"] = inputs["labels"].repeat_interleave(views, dim=0)
+        loss, logits, _ = super().prediction_step(model, flat, prediction_loss_only, ignore_keys=ignore_keys)
+        if logits is not None:
+            probabilities = average_view_probabilities(logits.reshape(batch, views, -1))
+            logits = probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny).log()
+        return loss, logits, inputs.get("labels")
