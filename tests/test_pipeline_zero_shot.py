@@ -111,6 +111,19 @@ def test_array_tensor_and_frame_list_inputs_agree(pipe):
     np.testing.assert_allclose([x["score"] for x in from_array], [x["score"] for x in from_list], atol=1e-6)
     both = pipe([frames, list(frames)], candidate_labels=LABELS)
     assert len(both) == 2 and both[0] == from_array
+    streamed = list(pipe((f for f in [frames, frames]), candidate_labels=LABELS, batch_size=2))
+    assert len(streamed) == 2 and [x["label"] for x in streamed[1]] == [x["label"] for x in from_array]
+
+
+def test_labels_and_template_given_at_init(workdir):
+    mp4 = workdir["videos"][0]
+    pipe = pipeline(TASK, model=workdir["ours"], device="cpu", candidate_labels=LABELS,
+                    hypothesis_template="a video of {}")
+    expected = pipeline(TASK, model=workdir["ours"], device="cpu")(mp4, candidate_labels=LABELS,
+                                                                 hypothesis_template="a video of {}")
+    assert pipe(mp4) == expected
+    assert pipe(mp4, candidate_labels=LABELS[:2]) == pipe(mp4, candidate_labels=LABELS[:2],
+                                                           hypothesis_template="a video of {}")
 
 
 def test_published_directory_matches_transformers_oracle(workdir):
@@ -254,7 +267,7 @@ def test_http_url_is_downloaded_and_decoded(pipe, workdir):
 def test_bfloat16_on_cpu(workdir):
     mp4 = workdir["videos"][0]
     fp32 = _scores(pipeline(TASK, model=workdir["ours"], device="cpu")(mp4, candidate_labels=LABELS))
-    pipe16 = pipeline(TASK, model=workdir["ours"], device="cpu", dtype=torch.bfloat16)
+    pipe16 = pipeline(TASK, model=workdir["ours"], device="cpu", torch_dtype=torch.bfloat16)
     assert pipe16.model.dtype == torch.bfloat16
     result = pipe16(mp4, candidate_labels=LABELS)
     scores = [x["score"] for x in result]

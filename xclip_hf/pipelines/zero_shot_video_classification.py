@@ -11,6 +11,7 @@ tokenizer, text weights) and is kept in a small LRU cache (see `label_cache.py`)
 
 from __future__ import annotations
 
+import collections.abc
 import logging
 import os
 import types
@@ -144,11 +145,12 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
             raise TypeError(f"zero-shot-video-classification got unexpected arguments: {sorted(unused)}")
         preprocess_params, postprocess_params = {}, {}
         if candidate_labels is not None or hypothesis_template is not None:
-            if candidate_labels is None:
-                candidate_labels = getattr(self, "_preprocess_params", {}).get("label_set", None)
-                candidate_labels = candidate_labels.labels if candidate_labels is not None else None
-            template = "{}" if hypothesis_template is None else hypothesis_template
-            preprocess_params["label_set"] = build_label_set(candidate_labels, template)
+            init_set = getattr(self, "_preprocess_params", {}).get("label_set")  # labels/template given at init
+            if candidate_labels is None and init_set is not None:
+                candidate_labels = init_set.labels
+            if hypothesis_template is None:
+                hypothesis_template = init_set.template if init_set is not None else "{}"
+            preprocess_params["label_set"] = build_label_set(candidate_labels, hypothesis_template)
         for name, value in (("num_temporal_clips", num_temporal_clips), ("num_spatial_crops", num_spatial_crops)):
             if value is not None:
                 if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -178,7 +180,11 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
             pixel_values = pixel_values.unsqueeze(1)
         num_videos, num_views = pixel_values.shape[:2]
         text_embeds = self.text_features(label_set)
-        outputs = self.model(pixel_values=pixel_values.flatten(0, 1), text_embeds=text_embeds)
+        try:
+            outputs = self.model(pixel_values=pixel_values.flatten(0, 1), text_embeds=text_embeds)
+        except ValueError as err:  # e.g. a frame count or size the model was not built for
+            names = model_inputs["video_name"]
+            raise ValueError(f"video {', '.join(names) if batched else names}: {err}") from err
         logits = outputs.logits_per_video.reshape(num_videos, num_views, len(label_set))
         return {"scores": average_view_probabilities(logits), "label_set": label_sets}
 
@@ -196,7 +202,10 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         """As transformers' `Pipeline.get_iterator`, with a collate function that stacks videos and keeps label sets."""
         if batch_size == 1:
             return super().get_iterator(inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params)
-        dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
+        if isinstance(inputs, collections.abc.Sized):
+            dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
+        else:  # a generator: preprocess lazily, one process
+            dataset, num_workers = PipelineIterator(inputs, self.preprocess, preprocess_params), 0
         loader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=_collate_videos)
         model_iterator = PipelineIterator(loader, self.forward, forward_params, loader_batch_size=batch_size)
         return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
