@@ -182,6 +182,11 @@ def model_summary(model: str, num_frames: int | None = None) -> dict:
     }
 
 
+def _flops_text(gflops: float) -> str:
+    """39.0 G for full-size models, 2.63 M for tiny ones."""
+    return f"{gflops:.1f} G" if gflops >= 0.1 else f"{gflops * 1e3:.2f} M"
+
+
 def _format_summary(s: dict) -> str:
     rows = [
         ("model", s["model"]),
@@ -192,7 +197,7 @@ def _format_summary(s: dict) -> str:
         ("  video encoder", f"{s['parameters_vision']:,}"),
         ("  text encoder + prompts", f"{s['parameters_text']:,}"),
         ("  added to CLIP", f"{s['parameters_added_to_clip']:,} (cross-frame attention, MIT, prompt generator)"),
-        ("FLOPs per view", f"{s['gflops_per_view']:.1f} G (multiply-accumulates, 1 label of 77 tokens, as in the paper)"),
+        ("FLOPs per view", f"{_flops_text(s['gflops_per_view'])} (multiply-accumulates, 1 label of 77 tokens, as in the paper)"),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
