@@ -139,3 +139,22 @@ def test_processor_loads_a_published_format_directory(tokenizer_dir, tmp_path):
     out = proc(text=["playing guitar"], videos=np.zeros((20, 240, 320, 3), np.uint8), return_tensors="pt")
     assert out["pixel_values"].shape == (1, 16, 3, 224, 224)
     assert out["input_ids"][0, 0].item() == proc.tokenizer.bos_token_id
+
+
+def test_processor_loads_what_transformers_xclip_processor_saves(tokenizer_dir, tmp_path):
+    """transformers 5's XCLIPProcessor.save_pretrained nests the image processor in processor_config.json."""
+    from transformers import VideoMAEImageProcessorPil, XCLIPProcessor
+
+    theirs = XCLIPProcessor(image_processor=VideoMAEImageProcessorPil(size={"shortest_edge": 224}, crop_size=224),
+                            tokenizer=CLIPTokenizer.from_pretrained(tokenizer_dir))
+    theirs.save_pretrained(tmp_path)
+    assert not (tmp_path / "preprocessor_config.json").exists()
+    ours = XClipProcessor.from_pretrained(tmp_path)
+    frames = np.random.default_rng(0).integers(0, 256, (8, 120, 160, 3), dtype=np.uint8)
+    want = theirs(videos=list(frames), return_tensors="pt").pixel_values
+    got = ours(videos=frames, return_tensors="pt").pixel_values
+    assert got.shape == want.shape == (1, 8, 3, 224, 224)
+    diff = (got - want).abs()
+    assert diff.mean() <= 0.005 and diff.max() <= 0.1
+    labels = ["playing guitar", "sky diving"]
+    assert ours(text=labels)["input_ids"] == theirs(text=labels, padding=True)["input_ids"]

@@ -16,6 +16,16 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 
+def _get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
+    """`get_config_dict` that converts the published "xclip" layout before the sub-config is picked from it."""
+    from .conversion.published import convert_published_config
+
+    config_dict, kwargs = PreTrainedConfig.get_config_dict.__func__(cls, pretrained_model_name_or_path, **kwargs)
+    if config_dict.get("model_type") == "xclip":
+        config_dict = convert_published_config(config_dict)
+    return config_dict, kwargs
+
+
 @strict
 class XClipTextConfig(PreTrainedConfig):
     r"""CLIP text encoder with the video-specific prompt generator (paper Sec. 3.3, Eq. 10).
@@ -28,6 +38,7 @@ class XClipTextConfig(PreTrainedConfig):
 
     model_type = "xclip_hf_text_model"
     base_config_key = "text_config"
+    get_config_dict = classmethod(_get_config_dict)
 
     vocab_size: int = 49408
     hidden_size: int = 512
@@ -70,6 +81,7 @@ class XClipVisionConfig(PreTrainedConfig):
 
     model_type = "xclip_hf_vision_model"
     base_config_key = "vision_config"
+    get_config_dict = classmethod(_get_config_dict)
 
     hidden_size: int = 768
     intermediate_size: int = 3072
@@ -115,6 +127,7 @@ class XClipConfig(PreTrainedConfig):
     """
 
     model_type = "xclip_hf"
+    get_config_dict = classmethod(_get_config_dict)
     sub_configs_defaults = {"text_config": XClipTextConfig, "vision_config": XClipVisionConfig}
 
     text_config: dict | XClipTextConfig | None = None

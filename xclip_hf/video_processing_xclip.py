@@ -217,7 +217,13 @@ class XClipVideoProcessor(BaseVideoProcessor):
     @classmethod
     def get_video_processor_dict(cls, pretrained_model_name_or_path, **kwargs):
         """Config dict of a directory; ``num_frames`` falls back to ``config.json``'s vision_config.num_frames."""
-        config, kwargs = super().get_video_processor_dict(pretrained_model_name_or_path, **kwargs)
+        try:
+            config, kwargs = super().get_video_processor_dict(pretrained_model_name_or_path, **kwargs)
+        except OSError:
+            nested = _nested_processor_config(pretrained_model_name_or_path, kwargs)
+            if nested is None:
+                raise
+            config = nested
         model_config = os.path.join(str(pretrained_model_name_or_path), "config.json")
         if "num_frames" not in config and os.path.isfile(model_config):
             with open(model_config, encoding="utf-8") as f:
@@ -385,6 +391,21 @@ class XClipVideoProcessor(BaseVideoProcessor):
         if opts["return_tensors"] == "np":
             pixel_values = pixel_values.numpy()
         return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=opts["return_tensors"])
+
+
+def _nested_processor_config(path, kwargs) -> dict | None:
+    """The image/video processor dict nested in a `processor_config.json` (what transformers 5's
+    `XCLIPProcessor.save_pretrained` writes instead of a separate `preprocessor_config.json`)."""
+    from transformers.utils import cached_file
+
+    hub = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs}
+    resolved = cached_file(path, "processor_config.json", _raise_exceptions_for_missing_entries=False,
+                           _raise_exceptions_for_connection_errors=False, **hub)
+    if resolved is None:
+        return None
+    with open(resolved, encoding="utf-8") as f:
+        processor_config = json.load(f)
+    return processor_config.get("video_processor") or processor_config.get("image_processor")
 
 
 def register_video_processor() -> None:

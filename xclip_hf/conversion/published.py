@@ -29,6 +29,8 @@ def convert_published_config(published: dict) -> dict:
     vision = {k: v for k, v in vision.items() if k not in _DROP_SUB_KEYS}
     text["eos_token_id"] = None  # published text encoders pool at argmax(input_ids)
     text.update({k: published[k] for k in _PROMPT_KEYS if k in published})
+    if "projection_dim" in published:  # so that each tower also loads alone
+        text["projection_dim"] = vision["projection_dim"] = published["projection_dim"]
     out.update(text_config=text, vision_config=vision, architectures=["XClipModel"])
     return out
 
