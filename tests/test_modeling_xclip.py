@@ -252,15 +252,18 @@ def test_variant_table_and_hub_ids():
     assert XClipConfig.from_variant("xclip-base-patch16", num_frames=32).variant_name() == "xclip-base-patch16"
 
 
-def test_published_config_converts_for_every_config_class(tmp_path, caplog):
+def test_published_config_converts_for_every_config_class(tmp_path):
+    from transformers.testing_utils import CaptureLogger
+    from transformers.utils import logging
+
     from xclip_hf import XClipTextConfig, XClipVisionConfig
 
     save_oracle(tmp_path, num_frames=3)
-    with caplog.at_level("WARNING"):
+    with CaptureLogger(logging.get_logger("transformers.configuration_utils")) as captured:
         full = XClipConfig.from_pretrained(tmp_path)
         text = XClipTextConfig.from_pretrained(tmp_path)
         vision = XClipVisionConfig.from_pretrained(tmp_path)
-    assert "model of type" not in caplog.text
+    assert "model of type" not in captured.out
     assert full.text_config.eos_token_id is None  # published text encoders pool at the highest token id
     assert text.prompt_num_attention_heads == 2 and text.projection_dim == 16
     assert vision.num_frames == 3 and vision.projection_dim == 16 and vision.mit_hidden_size == 16
