@@ -32,7 +32,7 @@ import transformers
 from transformers import AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 
 import xclip_hf
-from xclip_hf import XClipConfig, XClipForVideoClassification
+from xclip_hf import XClipConfig, XClipForVideoClassification, XClipProcessor
 from xclip_hf.training import (
     MixupCutmix,
     VideoClipTransform,
@@ -57,7 +57,7 @@ class ModelArguments:
     model_name_or_path: str | None = field(default=None, metadata={"help": "X-CLIP checkpoint (ours or the published format) to fine-tune."})
     init_from_clip: str | None = field(default=None, metadata={"help": "A transformers CLIP checkpoint to expand into X-CLIP (paper Sec. 3.2, Initialization)."})
     model_variant: str | None = field(default=None, metadata={"help": "Train from scratch: a variant of XClipConfig.from_variant, e.g. xclip-tiny."})
-    config_overrides: str | None = field(default=None, metadata={"help": "Config overrides 'key=value,...' for --init_from_clip / --model_variant, e.g. 'use_mit=false,use_cross_frame_attention=false' (CLIP-Mean)."})
+    config_overrides: str | None = field(default=None, metadata={"help": "Config overrides 'key=value,...' for --init_from_clip / --model_variant, e.g. 'use_mit=false,use_cross_frame_attention=false' (CLIP-Mean); --model_variant also takes vision_config.<field> / text_config.<field>."})
     num_frames: int = field(default=8, metadata={"help": "Frames per clip for --init_from_clip / --model_variant (a checkpoint keeps its own)."})
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer directory (default: the model or CLIP checkpoint)."})
     video_processor_name: str | None = field(default=None, metadata={"help": "Video processor directory (default: the checkpoint's, else one sized for the model)."})
@@ -126,6 +126,21 @@ def parse_overrides(text: str | None) -> dict:
     return overrides
 
 
+def config_from_variant(variant: str, num_frames: int, overrides: dict) -> XClipConfig:
+    """`XClipConfig.from_variant` with any field overridden: `key` (routed to the config that has it) or `sub.key`."""
+    values = XClipConfig.from_variant(variant, num_frames=num_frames).to_dict()
+    for key, value in overrides.items():
+        where, _, attr = key.rpartition(".")
+        if where:
+            target = values.get(where) if where in ("text_config", "vision_config") else None
+        else:
+            target = next((d for d in (values, values["vision_config"], values["text_config"]) if attr in d), None)
+        if target is None or attr not in target:
+            raise ValueError(f"--config_overrides: unknown config field {key!r}")
+        target[attr] = value
+    return XClipConfig.from_dict(values)
+
+
 def build_model(model_args: ModelArguments, class_names: list[str], tokenizer) -> XClipForVideoClassification:
     """The classifier from a checkpoint, an expanded CLIP or a fresh variant, with the class texts set."""
     sources = [s for s in (model_args.model_name_or_path, model_args.init_from_clip, model_args.model_variant) if s]
@@ -141,7 +156,7 @@ def build_model(model_args: ModelArguments, class_names: list[str], tokenizer) -
         model = XClipForVideoClassification.from_clip(model_args.init_from_clip, num_frames=model_args.num_frames, **overrides)
     else:
         overrides.setdefault("vocab_size", len(tokenizer))
-        config = XClipConfig.from_variant(model_args.model_variant, num_frames=model_args.num_frames, **overrides)
+        config = config_from_variant(model_args.model_variant, model_args.num_frames, overrides)
         model = XClipForVideoClassification(config)
     model.config.label_smoothing = model_args.label_smoothing
     model.set_class_texts(tokenizer, model_args.prompt_template, id2label=id2label)
@@ -155,7 +170,8 @@ def build_model(model_args: ModelArguments, class_names: list[str], tokenizer) -
 def build_video_processor(model_args: ModelArguments, model) -> XClipVideoProcessor:
     """The checkpoint's video processor, or the paper's evaluation pipeline sized for the model (resize 256/224 x crop)."""
     source = model_args.video_processor_name or model_args.model_name_or_path
-    if source and os.path.isfile(os.path.join(source, "video_preprocessor_config.json")):
+    configs = ("processor_config.json", "video_preprocessor_config.json", "preprocessor_config.json")
+    if source and any(os.path.isfile(os.path.join(source, name)) for name in configs):
         return XClipVideoProcessor.from_pretrained(source)
     crop = model.config.vision_config.image_size
     return XClipVideoProcessor(
@@ -242,7 +258,8 @@ def main(argv=None):
         return metric.compute(predictions=eval_pred.predictions, references=eval_pred.label_ids)
 
     trainer = XClipTrainer(
-        model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=video_processor,
+        model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
+        processing_class=XClipProcessor(video_processor=video_processor, tokenizer=tokenizer),  # saved with the model
         compute_metrics=compute_metrics, new_lr_scale=model_args.new_lr_scale, mixup=mixup,
     )
 
@@ -251,8 +268,6 @@ def main(argv=None):
         resume = True if str(resume).lower() == "true" else resume
         result = trainer.train(resume_from_checkpoint=resume)
         trainer.save_model()
-        if trainer.is_world_process_zero():
-            tokenizer.save_pretrained(training_args.output_dir)
         metrics = dict(result.metrics)
         per_sample = model.config.vision_config.num_frames * 3 * model.config.vision_config.image_size**2
         metrics["train_samples_seen"] = int(trainer.state.num_input_tokens_seen) // per_sample

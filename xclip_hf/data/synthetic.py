@@ -96,7 +96,7 @@ def render_video(class_name: str, rng: np.random.Generator, size: int = 64, num_
         progress = progress[::-1]
 
     if kind in ("move_x", "move_y"):
-        travel = rng.uniform(0.35, 0.6) * size
+        travel = min(rng.uniform(0.45, 0.7) * size, size - 2 * radius)
         start = rng.uniform(radius, size - radius - travel)
         across = rng.uniform(radius, size - radius)
         centres = [(start + p * travel, across) if kind == "move_x" else (across, start + p * travel) for p in progress]
