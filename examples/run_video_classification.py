@@ -27,7 +27,6 @@ import sys
 from dataclasses import dataclass, field
 
 import datasets
-import numpy as np
 import transformers
 from transformers import AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 
@@ -92,7 +91,7 @@ class DataTrainingArguments:
     num_spatial_crops: int = field(default=1, metadata={"help": "Evaluation spatial crops: 1 (centre) or 3 (paper, fully supervised)."})
 
 
-def _paper_default(name: str, value):
+def _default(name: str, value):
     """A TrainingArguments field with our default value (supplementary Tab. 1 where it has one) and the original help."""
     return field(default=value, metadata=TrainingArguments.__dataclass_fields__[name].metadata)
 
@@ -101,14 +100,14 @@ def _paper_default(name: str, value):
 class VideoTrainingArguments(TrainingArguments):
     """TrainingArguments with the paper's fully-supervised recipe as defaults (supplementary Tab. 1)."""
 
-    learning_rate: float = _paper_default("learning_rate", 8e-6)
-    weight_decay: float = _paper_default("weight_decay", 0.001)
-    adam_beta2: float = _paper_default("adam_beta2", 0.98)
-    lr_scheduler_type: str = _paper_default("lr_scheduler_type", "cosine")
-    warmup_steps: float = _paper_default("warmup_steps", 5 / 30)  # 5 warmup epochs of 30
-    remove_unused_columns: bool = _paper_default("remove_unused_columns", False)  # the lazy transform needs "video"
-    include_num_input_tokens_seen: str = _paper_default("include_num_input_tokens_seen", "all")  # -> samples seen
-    ddp_find_unused_parameters: bool | None = _paper_default("ddp_find_unused_parameters", False)  # every parameter is used
+    learning_rate: float = _default("learning_rate", 8e-6)
+    weight_decay: float = _default("weight_decay", 0.001)
+    adam_beta2: float = _default("adam_beta2", 0.98)
+    lr_scheduler_type: str = _default("lr_scheduler_type", "cosine")
+    warmup_steps: float = _default("warmup_steps", 5 / 30)  # 5 warmup epochs of 30
+    remove_unused_columns: bool = _default("remove_unused_columns", False)  # the lazy transform needs "video"
+    include_num_input_tokens_seen: str = _default("include_num_input_tokens_seen", "all")  # -> samples seen
+    ddp_find_unused_parameters: bool | None = _default("ddp_find_unused_parameters", False)  # every parameter is used
 
 
 def parse_overrides(text: str | None) -> dict:
@@ -268,10 +267,10 @@ def main(argv=None):
         resume = True if str(resume).lower() == "true" else resume
         result = trainer.train(resume_from_checkpoint=resume)
         trainer.save_model()
-        metrics = dict(result.metrics)
-        per_sample = model.config.vision_config.num_frames * 3 * model.config.vision_config.image_size**2
-        metrics["train_samples_seen"] = int(trainer.state.num_input_tokens_seen) // per_sample
-        metrics["world_size"] = training_args.world_size
+        metrics = {**result.metrics, "world_size": training_args.world_size}
+        if trainer.state.num_input_tokens_seen:  # pixel values counted over all processes -> videos seen
+            per_sample = model.config.vision_config.num_frames * 3 * model.config.vision_config.image_size**2
+            metrics["train_samples_seen"] = int(trainer.state.num_input_tokens_seen) // per_sample
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)
         trainer.save_state()

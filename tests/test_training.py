@@ -1,7 +1,6 @@
 """Training building blocks: top-k metric module, k-shot sampling, augmentation, mixup, parameter groups."""
 
 import colorsys
-import math
 
 import numpy as np
 import pytest

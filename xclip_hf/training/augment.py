@@ -12,13 +12,14 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+from transformers.image_utils import PILImageResampling, SizeDict
+
+from ..video_processing_xclip import resize_short_side as resize_frames
 
 __all__ = [
     "MULTI_SCALE_CROP_SCALES",
     "multi_scale_crop_box",
     "multi_scale_crop",
-    "resize_short_side",
     "random_horizontal_flip",
     "color_jitter",
     "random_grayscale",
@@ -76,19 +77,9 @@ def multi_scale_crop_box(
     return top, left, crop_h, crop_w
 
 
-def _resize(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear, antialiased resize of every frame to (h, w)."""
-    if tuple(clip.shape[-2:]) == tuple(size):
-        return clip
-    return F.interpolate(clip, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
-
-
-def resize_short_side(clip: torch.Tensor, short_side: int) -> torch.Tensor:
-    """Resize so the short side is `short_side`, keeping the aspect ratio (supp. Sec. 3.2: scale to 256)."""
-    _check_clip(clip, "resize_short_side")
-    h, w = clip.shape[-2:]
-    scale = short_side / min(h, w)
-    return _resize(clip, (max(1, round(h * scale)), max(1, round(w * scale))))
+def _resize(clip: torch.Tensor, size: SizeDict) -> torch.Tensor:
+    """The video processor's antialiased bilinear resize (short side, or height x width), kept in [0, 1]."""
+    return resize_frames(clip, size, PILImageResampling.BILINEAR).clamp(0, 1)
 
 
 def multi_scale_crop(
@@ -104,7 +95,7 @@ def multi_scale_crop(
     top, left, crop_h, crop_w = multi_scale_crop_box(
         clip.shape[-2], clip.shape[-1], scales, max_aspect_gap, random_position, generator
     )
-    return _resize(clip[..., top : top + crop_h, left : left + crop_w], (size, size))
+    return _resize(clip[..., top : top + crop_h, left : left + crop_w], SizeDict(height=size, width=size))
 
 
 def random_horizontal_flip(clip: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -190,10 +181,10 @@ def random_grayscale(clip: torch.Tensor, p: float = 0.2, generator: torch.Genera
 
 @dataclass
 class VideoTrainAugmentation:
-    """The paper's train-time pipeline (supp. Tab. 1): resize, MultiScaleCrop, flip, colour jitter, grayscale."""
+    """The paper's train-time pipeline (supp. Tab. 1): short-side resize, MultiScaleCrop, flip, colour jitter, grayscale."""
 
     crop_size: int = 224
-    resize_short_side: int | None = None  # None: round(crop_size * 256 / 224), as in the paper's pipeline
+    short_side: int | None = None  # first resize; None: round(crop_size * 256 / 224), as in the paper's pipeline
     scales: tuple = MULTI_SCALE_CROP_SCALES
     flip_prob: float = 0.5
     color_jitter_prob: float = 0.8
@@ -202,8 +193,8 @@ class VideoTrainAugmentation:
     def __call__(self, clip: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment one float clip (T, 3, H, W) in [0, 1]; returns (T, 3, crop_size, crop_size)."""
         _check_clip(clip, "VideoTrainAugmentation")
-        short = self.resize_short_side or int(math.floor(self.crop_size * 256 / 224 + 0.5))
-        clip = resize_short_side(clip, short)
+        short = self.short_side or int(math.floor(self.crop_size * 256 / 224 + 0.5))
+        clip = _resize(clip, SizeDict(shortest_edge=short))
         clip = multi_scale_crop(clip, self.crop_size, self.scales, generator=generator)
         clip = random_horizontal_flip(clip, self.flip_prob, generator=generator)
         clip = color_jitter(clip, p=self.color_jitter_prob, generator=generator)
