@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from xclip_hf.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic_dataset, main
+from xclip_hf.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic_dataset, main, render_video
 
 
 def _decode(path):
@@ -78,7 +78,11 @@ def test_seeded_and_varied(tmp_path):
     a = generate_synthetic_dataset(tmp_path / "a", 2, seed=1, classes=["growing"], size=32, min_frames=8, max_frames=30, splits=(1, 0, 0))
     b = generate_synthetic_dataset(tmp_path / "b", 2, seed=1, classes=["growing"], size=32, min_frames=8, max_frames=30, splits=(1, 0, 0))
     videos = [_decode(os.path.join(d.root, line.split()[0])) for d in (a, b) for line in open(d.train_file).read().splitlines()]
-    assert np.array_equal(videos[0], videos[2]) and np.array_equal(videos[1], videos[3])  # same seed, same videos
+    # same seed, same videos, up to H.264 encoding: libx264's threads do not give bit-identical files every run
+    for x, y in ((videos[0], videos[2]), (videos[1], videos[3])):
+        assert x.shape == y.shape and np.abs(x.astype(int) - y.astype(int)).mean() < 4.0
+    frames = [render_video("growing", np.random.default_rng(5), size=32, num_frames=9) for _ in range(2)]
+    assert np.array_equal(frames[0], frames[1])  # the rendering itself is exact
     assert videos[0].shape != videos[1].shape or not np.array_equal(videos[0], videos[1])
     assert np.abs(np.median(videos[0][0].reshape(-1, 3), 0) - np.median(videos[1][0].reshape(-1, 3), 0)).sum() > 0
 
