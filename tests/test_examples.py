@@ -180,7 +180,7 @@ def test_classifier_runs_in_video_classification_pipeline(trained, data):
     out, _ = trained
     classifier = pipeline("video-classification", model=str(out))
     video = os.path.join(data["train"].root, open(data["train"].test_file).read().split()[0])
-    result = classifier(video, top_k=len(CLASSES), num_frames=8)
+    result = classifier(video, top_k=len(CLASSES))  # num_frames comes from config.num_frames
     assert sorted(r["label"] for r in result) == sorted(CLASSES)
     assert sum(r["score"] for r in result) == pytest.approx(1.0, abs=1e-5)
 

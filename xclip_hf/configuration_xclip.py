@@ -182,6 +182,11 @@ class XClipConfig(PreTrainedConfig):
         spec.update(overrides)
         return cls(text_config=text, vision_config=vision, **spec)
 
+    @property
+    def num_frames(self) -> int:
+        """Frames per clip (read by transformers' video-classification pipeline): `vision_config.num_frames`."""
+        return self.vision_config.num_frames
+
     def variant_name(self) -> str | None:
         """The name of the variant-table entry whose architecture this config has (frames aside), or None."""
         for name, spec in VARIANTS.items():

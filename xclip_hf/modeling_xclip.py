@@ -538,6 +538,8 @@ class XClipModel(XClipPreTrainedModel):
     """X-CLIP (Sec. 3.1): video encoder, text encoder with video-specific prompts, cosine-similarity logits (Eq. 3)."""
 
     config: XClipConfig
+    # a saved XClipForVideoClassification also stores its tokenized class names
+    _keys_to_ignore_on_load_unexpected = [r"^class_input_ids$", r"^class_attention_mask$"]
 
     def __init__(self, config: XClipConfig):
         super().__init__(config)

@@ -19,6 +19,7 @@ class XClipForVideoClassification(XClipPreTrainedModel):
     """
 
     config: XClipConfig
+    accepts_loss_kwargs = False  # the loss is a per-batch mean: Trainer must not rescale it by num_items_in_batch
 
     def __init__(self, config: XClipConfig):
         super().__init__(config)
