@@ -129,6 +129,14 @@ class XClipMLP(nn.Module):
         return self.fc2(self.activation_fn(self.fc1(hidden_states)))
 
 
+def weights_fingerprint(module: nn.Module) -> tuple:
+    """Cheap key that changes when any weight of `module` changes: storage, dtype, device and version counter of
+    every parameter and buffer (in-place optimizer steps and load_state_dict bump the version). Used by caches of
+    text features."""
+    return tuple((t.data_ptr(), t.dtype, t.device, t._version)
+                 for t in list(module.parameters()) + list(module.buffers()))
+
+
 def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
     """Stochastic depth: drop a residual branch for whole samples with probability `drop_prob`, rescale the rest."""
     if drop_prob == 0.0 or not training:

@@ -5,7 +5,7 @@ from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from .configuration_xclip import XClipConfig
-from .modeling_xclip import XClipModel, XClipPreTrainedModel
+from .modeling_xclip import XClipModel, XClipPreTrainedModel, weights_fingerprint
 
 
 class XClipForVideoClassification(XClipPreTrainedModel):
@@ -76,14 +76,11 @@ class XClipForVideoClassification(XClipPreTrainedModel):
         ids, mask = self.class_input_ids[:, :length], self.class_attention_mask[:, :length]
         if not self.text_encoder_frozen:
             return self.xclip.get_text_features(ids, attention_mask=mask).pooler_output
-        key = (ids.data_ptr(), ids._version, ids.device, self._text_weights_version())
+        key = (ids.data_ptr(), ids._version, ids.device, weights_fingerprint(self.xclip.text_model))
         if self._text_cache is None or self._text_cache[0] != key:
             with torch.no_grad():
                 self._text_cache = (key, self.xclip.get_text_features(ids, attention_mask=mask).pooler_output)
         return self._text_cache[1]
-
-    def _text_weights_version(self):
-        return tuple((p.data_ptr(), p._version, p.dtype) for p in self.xclip.text_model.parameters())
 
     def forward(self, pixel_values=None, labels=None, output_hidden_states=None, output_attentions=None,
                 return_dict=None, **kwargs):

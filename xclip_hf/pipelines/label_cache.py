@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..modeling_xclip import weights_fingerprint
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["LabelSet", "LabelEmbeddingCache", "build_label_set", "text_weights_fingerprint"]
@@ -96,20 +98,9 @@ def build_label_set(candidate_labels, hypothesis_template: str = "{}") -> LabelS
     return LabelSet(labels=tuple(candidate_labels), template=hypothesis_template)
 
 
-def _text_branch_tensors(model: torch.nn.Module):
-    """Parameters and buffers the text features depend on: the text encoder and text projection if named so, else all."""
-    prefixes = tuple(name + "." for name in ("text_model", "text_projection") if hasattr(model, name))
-    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-        if not prefixes or name.startswith(prefixes):
-            yield tensor
-
-
 def text_weights_fingerprint(model: torch.nn.Module) -> tuple:
-    """Cheap key that changes when the text branch's weights change (storage, dtype, device, version counter)."""
-    parts = [bool(model.training)]
-    for tensor in _text_branch_tensors(model):
-        parts.append((tensor.data_ptr(), tensor.dtype, tensor.device, tensor._version))
-    return tuple(parts)
+    """Cheap key that changes when the text branch's weights change (see `weights_fingerprint`), plus train/eval."""
+    return (bool(model.training), weights_fingerprint(getattr(model, "text_model", model)))
 
 
 class LabelEmbeddingCache:
