@@ -1,0 +1,46 @@
+"""`xclip-hf` command line. Each subcommand is one module of this package with `HELP`, `add_arguments(parser)`
+and `run(args) -> int`; modules import torch/transformers inside `run` only, so `--help` answers at once.
+
+    xclip-hf classify VIDEO... (--labels "a,b,c" | --labels-file FILE) --model M [--top-k K] [--json]
+    xclip-hf info M            (M: a model directory, a hub id, or a variant name such as xclip-base-patch32)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+# subcommand -> module of this package (one owner per command; add a line to add a command)
+COMMANDS = {
+    "classify": "classify",
+    "info": "info",
+}
+
+
+def _command_module(name: str):
+    return importlib.import_module(f"{__name__}.{COMMANDS[name]}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `xclip-hf` argument parser, one subparser per entry of COMMANDS."""
+    parser = argparse.ArgumentParser(prog="xclip-hf", description="X-CLIP video recognition (Hugging Face format).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        module = _command_module(name)
+        module.add_arguments(sub.add_parser(name, help=module.HELP))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `xclip-hf`; returns the exit status (0 ok, 1 some videos failed, 2 bad arguments or model)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return _command_module(args.command).run(args)
+    except (ValueError, TypeError, OSError) as err:
+        print(f"xclip-hf {args.command}: error: {err}", file=sys.stderr)
+        return 2

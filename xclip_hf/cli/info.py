@@ -1,0 +1,98 @@
+"""`xclip-hf info M`: variant, parameter counts and FLOPs per view of a model."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+HELP = "variant, parameters and FLOPs of a model"
+
+
+def add_arguments(i) -> None:
+    """Arguments of `info` (no heavy import here: `--help` must answer at once)."""
+    i.add_argument("model", help="model directory, hub id, or variant name (e.g. xclip-base-patch32)")
+    i.add_argument("--num-frames", type=int, default=None, help="frames per view for a variant name (default 8)")
+    i.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _load_config(model: str, num_frames: int | None):
+    """Config of a variant name, a model directory or hub id (published ids fall back to the table when offline)."""
+    from ..configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipConfig
+
+    if model in VARIANTS:
+        frames = num_frames or (8 if 8 in VARIANTS[model]["frames"] else VARIANTS[model]["frames"][0])
+        return XClipConfig.from_variant(model, num_frames=frames)
+    if num_frames is not None:
+        raise ValueError("--num-frames applies to variant names only; a checkpoint's config fixes its frames")
+    try:
+        return XClipConfig.from_pretrained(model)
+    except Exception as err:
+        if model in PUBLISHED_CHECKPOINTS:
+            name, frames = PUBLISHED_CHECKPOINTS[model]
+            print(f"xclip-hf info: {model!r} is not reachable; using the variant table ({name}, {frames} frames)",
+                  file=sys.stderr)
+            return XClipConfig.from_variant(name, num_frames=frames)
+        raise ValueError(
+            f"could not read an X-CLIP config from {model!r} ({type(err).__name__}: {err}); pass a model directory, "
+            f"a reachable hub id, or a variant name ({', '.join(VARIANTS)})"
+        ) from err
+
+
+def model_summary(model: str, num_frames: int | None = None) -> dict:
+    """Variant, parameter counts (built on the meta device: nothing is allocated) and FLOPs per view of a model."""
+    import torch
+
+    from ..flops import count_flops
+    from ..modeling_xclip import XClipModel
+
+    config = _load_config(model, num_frames)
+    with torch.device("meta"):
+        net = XClipModel(config)
+    total = sum(p.numel() for p in net.parameters())
+    vision = sum(p.numel() for p in net.vision_model.parameters())
+    new = net.new_parameter_names()
+    added = sum(p.numel() for n, p in net.named_parameters() if n in new)
+    macs = count_flops(config, num_labels=1, text_length=77)
+    vc = config.vision_config
+    return {
+        "model": model,
+        "variant": config.variant_name() or "custom",
+        "num_frames": vc.num_frames,
+        "image_size": vc.image_size,
+        "patch_size": vc.patch_size,
+        "projection_dim": config.projection_dim,
+        "parameters": total,
+        "parameters_vision": vision,
+        "parameters_text": total - vision - 1,  # the logit scale is the one remaining parameter
+        "parameters_added_to_clip": added,
+        "gflops_per_view": macs / 1e9,
+    }
+
+
+def _flops_text(gflops: float) -> str:
+    """39.0 G for full-size models, 2.63 M for tiny ones."""
+    return f"{gflops:.1f} G" if gflops >= 0.1 else f"{gflops * 1e3:.2f} M"
+
+
+def _format_summary(s: dict) -> str:
+    rows = [
+        ("model", s["model"]),
+        ("variant", s["variant"]),
+        ("frames x image", f"{s['num_frames']} x {s['image_size']}px (patch {s['patch_size']})"),
+        ("joint dim", s["projection_dim"]),
+        ("parameters", f"{s['parameters']:,} ({s['parameters'] / 1e6:.1f} M)"),
+        ("  video encoder", f"{s['parameters_vision']:,}"),
+        ("  text encoder + prompts", f"{s['parameters_text']:,}"),
+        ("  added to CLIP", f"{s['parameters_added_to_clip']:,} (cross-frame attention, MIT, prompt generator)"),
+        ("FLOPs per view", f"{_flops_text(s['gflops_per_view'])} (multiply-accumulates, 1 label of 77 tokens, as in the paper)"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def run(args) -> int:
+    summary = model_summary(args.model, args.num_frames)
+    print(json.dumps(summary, indent=2) if args.json else _format_summary(summary))
+    return 0
+
+

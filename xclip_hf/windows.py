@@ -1,0 +1,110 @@
+"""Windows over an untrimmed video: where each window lies in time and which frames it samples.
+
+A long video is cut into windows of ``chunk_length_s`` seconds every ``stride_length_s`` seconds (the chunking
+convention of transformers' speech pipeline); each window samples ``num_frames`` frames sparsely inside itself
+(paper Sec. 4.2 sampling, applied per window). The tail shorter than a window becomes one last window aligned to
+the end of the video; a video shorter than one window gives one window over the whole video.
+
+This module only plans (indices and timestamps) and groups decoded frames by window; decoding belongs to
+``video_io`` (one pass over the file, each frame decoded once), the model to the pipeline and to ``embed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .sampling import sparse_sample_indices
+
+__all__ = ["Window", "plan_windows", "check_window_lengths", "iter_window_frames"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window of a video: its time span in seconds and the frame indices sampled inside it."""
+
+    start_s: float
+    end_s: float
+    indices: np.ndarray  # (num_frames,) int64, absolute frame indices of the video
+
+    @property
+    def timestamp(self) -> tuple[float, float]:
+        return (self.start_s, self.end_s)
+
+
+def check_window_lengths(chunk_length_s, stride_length_s=None) -> tuple[float, float]:
+    """Validate window length and hop (seconds); the hop defaults to the window length (no overlap)."""
+    try:
+        chunk = float(chunk_length_s)
+    except (TypeError, ValueError):
+        raise ValueError(f"chunk_length_s must be a number of seconds, got {chunk_length_s!r}") from None
+    if not np.isfinite(chunk) or chunk <= 0:
+        raise ValueError(f"chunk_length_s must be > 0 seconds, got {chunk_length_s!r}")
+    if stride_length_s is None:
+        return chunk, chunk
+    try:
+        stride = float(stride_length_s)
+    except (TypeError, ValueError):
+        raise ValueError(f"stride_length_s must be a number of seconds, got {stride_length_s!r}") from None
+    if not np.isfinite(stride) or stride <= 0:
+        raise ValueError(f"stride_length_s must be > 0 seconds, got {stride_length_s!r}")
+    if stride > chunk:
+        raise ValueError(
+            f"stride_length_s={stride_length_s!r} is longer than chunk_length_s={chunk_length_s!r}: frames between "
+            "windows would never be seen; use a stride <= the window length"
+        )
+    return chunk, stride
+
+
+def plan_windows(video_length: int, fps: float, chunk_length_s, stride_length_s=None, num_frames: int = 8,
+                 name: str = "video") -> list[Window]:
+    """Windows of ``chunk_length_s`` every ``stride_length_s`` over ``video_length`` frames at ``fps``.
+
+    Window ``k`` covers frames ``[k * hop, k * hop + length)``; a tail not covered by a full window becomes one
+    last window ending at the last frame; ``num_frames`` frames are sampled sparsely (segment middles) in each.
+    """
+    chunk, stride = check_window_lengths(chunk_length_s, stride_length_s)
+    if fps is None or not np.isfinite(float(fps)) or float(fps) <= 0:
+        raise ValueError(f"{name}: windows in seconds need a frame rate; got fps={fps!r}")
+    if int(video_length) != video_length or video_length < 1:
+        raise ValueError(f"{name}: cannot cut windows from a video with {video_length!r} frames")
+    fps, n = float(fps), int(video_length)
+    length = max(1, int(round(chunk * fps)))
+    hop = max(1, int(round(stride * fps)))
+    if n <= length:
+        starts = [0]
+        length = n
+    else:
+        starts = list(range(0, n - length + 1, hop))
+        if starts[-1] + length < n:
+            starts.append(n - length)  # the tail: one last window aligned to the end
+    return [
+        Window(start / fps, (start + length) / fps, sparse_sample_indices(length, num_frames) + start)
+        for start in starts
+    ]
+
+
+def iter_window_frames(video, windows: Iterable[Window]) -> Iterator[tuple[Window, np.ndarray]]:
+    """Yield ``(window, frames (T, H, W, 3))`` in order, decoding each needed frame of ``video`` once.
+
+    ``video`` is an open ``video_io.VideoFile``. Windows are visited in time order; frames shared by overlapping
+    windows are kept only until the last window that needs them, so memory is bounded by the overlap, not by the
+    video's length.
+    """
+    windows = sorted(windows, key=lambda w: int(w.indices.min()))
+    last_use: dict[int, int] = {}
+    for k, w in enumerate(windows):
+        for i in w.indices.tolist():
+            last_use[i] = k
+    cache: dict[int, np.ndarray] = {}
+    for k, w in enumerate(windows):
+        wanted = sorted(set(w.indices.tolist()) - cache.keys())
+        if wanted:
+            for i, frame in zip(wanted, video.get_frames(np.asarray(wanted, dtype=np.int64))):
+                cache[i] = frame
+        yield w, np.stack([cache[i] for i in w.indices.tolist()])
+        for i in set(w.indices.tolist()):
+            if last_use[i] == k:
+                del cache[i]
