@@ -8,6 +8,7 @@ the "zero-shot-video-classification" pipeline.
 from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
 
 from .configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipConfig, XClipTextConfig, XClipVisionConfig
+from .conversion.formats import register_checkpoint_format as _register_checkpoint_format
 from .data.tokenizer import build_clip_tokenizer
 from .data.video_writer import write_video
 from .flops import count_flops
@@ -39,6 +40,7 @@ for _config, _model in ((XClipConfig, XClipModel), (XClipTextConfig, XClipTextMo
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
 AutoModelForVideoClassification.register(XClipConfig, XClipForVideoClassification, exist_ok=True)
+_register_checkpoint_format("xclip_hf.conversion.published")  # transformers' published "xclip" layout (microsoft/xclip-*)
 _register_pipeline()
 
 __version__ = "0.1.0"

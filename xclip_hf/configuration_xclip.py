@@ -4,8 +4,8 @@
 integration transformer, paper Sec. 3.2), `XClipTextConfig` the CLIP text encoder together with the
 video-specific prompt generator (Sec. 3.3), `XClipConfig` the two-tower model.
 
-Published checkpoints (microsoft/xclip-*) are stored with transformers' own `"xclip"` config layout; they are
-converted on the fly by `xclip_hf.conversion.published`.
+Other checkpoint layouts (the published microsoft/xclip-* use transformers' own `"xclip"` config) are converted
+while their config.json is read, through the hook of `xclip_hf.conversion.formats` (`get_config_dict`).
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from transformers import PreTrainedConfig
 
 
 def _get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
-    """`get_config_dict` that converts the published "xclip" layout before the sub-config is picked from it."""
-    from .conversion.published import convert_published_config
+    """`get_config_dict` that converts other checkpoint layouts (`xclip_hf.conversion.formats`) to ours before the
+    sub-config is picked from the dict."""
+    from .conversion.formats import native_config_dict
 
     config_dict, kwargs = PreTrainedConfig.get_config_dict.__func__(cls, pretrained_model_name_or_path, **kwargs)
-    if config_dict.get("model_type") == "xclip":
-        config_dict = convert_published_config(config_dict)
-    return config_dict, kwargs
+    return native_config_dict(config_dict), kwargs
 
 
 @strict
@@ -122,8 +121,9 @@ class XClipVisionConfig(PreTrainedConfig):
 class XClipConfig(PreTrainedConfig):
     r"""X-CLIP: video encoder, text encoder with prompt generator, and the logit scale of the cosine similarity.
 
-    `projection_dim` (the joint video-text space) is propagated to both sub-configs. `label_smoothing` is used by
-    `XClipForVideoClassification` (the paper trains with 0.1).
+    `projection_dim` (the joint video-text space) is propagated to both sub-configs. Label smoothing is a training
+    argument (`TrainingArguments.label_smoothing_factor`); configs saved with the former `label_smoothing` key
+    still load (the key is dropped).
     """
 
     model_type = "xclip_hf"
@@ -135,9 +135,9 @@ class XClipConfig(PreTrainedConfig):
     projection_dim: int = 512
     logit_scale_init_value: float = 2.6592
     initializer_factor: float = 1.0
-    label_smoothing: float = 0.1
 
     def __post_init__(self, **kwargs):
+        kwargs.pop("label_smoothing", None)  # a training argument, stored here by earlier versions
         # the joint dimension is ours to set on both towers, before they validate themselves
         for key in ("text_config", "vision_config"):
             sub = getattr(self, key)
@@ -147,15 +147,6 @@ class XClipConfig(PreTrainedConfig):
                 sub = sub.to_dict()
             setattr(self, key, {**sub, "projection_dim": self.projection_dim})
         super().__post_init__(**kwargs)
-
-    @classmethod
-    def from_dict(cls, config_dict, **kwargs):
-        """Also accepts the published `"xclip"` layout (transformers' XCLIPConfig), converted on the fly."""
-        from .conversion.published import convert_published_config
-
-        if config_dict.get("model_type") == "xclip":
-            config_dict = convert_published_config(config_dict)
-        return super().from_dict(config_dict, **kwargs)
 
     @classmethod
     def from_variant(cls, name: str, num_frames: int | None = None, **overrides) -> XClipConfig:

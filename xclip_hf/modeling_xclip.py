@@ -2,6 +2,12 @@
 
 Paper: "Expanding Language-Image Pretrained Models for General Video Recognition" (Ni et al., ECCV 2022).
 Shapes: B videos, T frames, N patches per frame, K texts; D widths (Dv vision, Dt text, P joint projection).
+
+Conventions (transformers 5): per-layer hidden states and attention weights are recorded declaratively
+(`_can_record_outputs` + `capture_outputs`), honouring `output_hidden_states` / `output_attentions` given as
+arguments or set in the config; `return_dict=False` gives tuples. `forward` reads no tensor values on the host
+(checks are on shapes, dtypes and config only), so every model compiles with `torch.compile(fullgraph=True)`;
+values are validated where data enters (processor, dataset, pipeline).
 """
 
 
@@ -17,6 +23,8 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_xclip import XClipConfig, XClipTextConfig, XClipVisionConfig
 
@@ -117,24 +125,31 @@ class XClipAttention(nn.Module):
 
 
 class XClipMLP(nn.Module):
-    """Feed-forward network fc1 -> activation (QuickGELU) -> fc2 (the FFN of Eq. 9, of the MIT and of the text encoder)."""
+    """Feed-forward network fc1 -> activation (QuickGELU) [-> dropout] -> fc2 (the FFN of Eq. 9, of the MIT, of the
+    text encoder and of the prompt generator, Eq. 10)."""
 
-    def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str):
+    def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str, dropout: float = 0.0):
         super().__init__()
         self.fc1 = nn.Linear(hidden_size, intermediate_size)
         self.activation_fn = ACT2FN[hidden_act]
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.fc2 = nn.Linear(intermediate_size, hidden_size)
 
     def forward(self, hidden_states):
-        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
+        return self.fc2(self.dropout(self.activation_fn(self.fc1(hidden_states))))
 
 
-def weights_fingerprint(module: nn.Module) -> tuple:
-    """Cheap key that changes when any weight of `module` changes: storage, dtype, device and version counter of
-    every parameter and buffer (in-place optimizer steps and load_state_dict bump the version). Used by caches of
-    text features."""
-    return tuple((t.data_ptr(), t.dtype, t.device, t._version)
-                 for t in list(module.parameters()) + list(module.buffers()))
+def check_host_class_indices(labels: torch.Tensor, num_classes: int, name: str = "labels", what: str = "class indices"):
+    """ValueError naming out-of-range `labels` - read only when they are host (CPU) tensors in eager mode.
+
+    Values of device tensors are never read in `forward` (each read would wait for the device); they are validated
+    where they enter (dataset, collator, pipeline). Host tensors cost nothing to check, so eager CPU calls still
+    get a clear error instead of an IndexError from the loss.
+    """
+    if labels.device.type != "cpu" or torch.compiler.is_compiling() or labels.numel() == 0:
+        return
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"{name} must be {labels.shape[0]} {what} in [0, {num_classes}); got {labels.tolist()}.")
 
 
 def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
@@ -161,10 +176,8 @@ class XClipDropPath(nn.Module):
 
 
 class XClipEncoderLayer(GradientCheckpointingLayer):
-    """Pre-LN transformer block x + Attn(LN(x)); x + FFN(LN(x)) — CLIP's block, used by the text encoder and the MIT.
-
-    `keep_tokens` keeps only the first tokens before the FFN (the cross-frame block drops its message token, Eq. 9).
-    """
+    """Pre-LN transformer block x + Attn(LN(x)); x + FFN(LN(x)) — CLIP's block, used by the text encoder, the MIT and
+    the frame encoder of the CLIP-Mean baseline."""
 
     def __init__(self, config, hidden_size, intermediate_size, num_heads, drop_prob=0.0, is_causal=False):
         super().__init__()
@@ -174,13 +187,10 @@ class XClipEncoderLayer(GradientCheckpointingLayer):
         self.mlp = XClipMLP(hidden_size, intermediate_size, config.hidden_act)
         self.drop_path = XClipDropPath(drop_prob)
 
-    def forward(self, hidden_states, attention_mask=None, keep_tokens=None, **kwargs):
-        attn, weights = self.self_attn(self.layer_norm1(hidden_states), attention_mask=attention_mask, **kwargs)
+    def forward(self, hidden_states, attention_mask=None, **kwargs):
+        attn, _ = self.self_attn(self.layer_norm1(hidden_states), attention_mask=attention_mask, **kwargs)
         hidden_states = hidden_states + self.drop_path(attn)
-        if keep_tokens is not None:
-            hidden_states = hidden_states[:, :keep_tokens]
-        hidden_states = hidden_states + self.drop_path(self.mlp(self.layer_norm2(hidden_states)))
-        return hidden_states, weights
+        return hidden_states + self.drop_path(self.mlp(self.layer_norm2(hidden_states)))
 
 
 class XClipCrossFrameLayer(XClipEncoderLayer):
@@ -201,33 +211,25 @@ class XClipCrossFrameLayer(XClipEncoderLayer):
 
     def forward(self, hidden_states, num_frames: int, **kwargs):
         frames, seq_len, dim = hidden_states.shape
-        messages = self.message_proj(hidden_states[:, 0]).view(frames // num_frames, num_frames, dim)
+        messages = self.message_proj(hidden_states[:, 0]).view(-1, num_frames, dim)
         messages = messages + self.drop_path(self.cfa(self.cfa_layernorm(messages), **kwargs)[0])  # Eq. 7
-        hidden_states = torch.cat([hidden_states, messages.reshape(frames, 1, dim)], dim=1)
-        return super().forward(hidden_states, keep_tokens=seq_len, **kwargs)  # Eq. 8-9
+        tokens = torch.cat([hidden_states, messages.reshape(frames, 1, dim)], dim=1)  # message token last
+        tokens = tokens + self.drop_path(self.self_attn(self.layer_norm1(tokens), **kwargs)[0])  # Eq. 8
+        hidden_states = tokens[:, :seq_len]  # the message token is dropped before the FFN
+        return hidden_states + self.drop_path(self.mlp(self.layer_norm2(hidden_states)))  # Eq. 9
 
 
 class XClipEncoder(nn.Module):
-    """A stack of blocks; collects per-layer hidden states and attention weights on request."""
+    """A stack of blocks (per-layer outputs are recorded by the models' `capture_outputs`, not here)."""
 
     def __init__(self, layers):
         super().__init__()
         self.layers = nn.ModuleList(layers)
 
-    def forward(self, hidden_states, output_hidden_states=False, output_attentions=False, **kwargs):
-        all_states, all_attn = [], []
+    def forward(self, hidden_states, **kwargs):
         for layer in self.layers:
-            if output_hidden_states:
-                all_states.append(hidden_states)
-            hidden_states, weights = layer(hidden_states, **kwargs)
-            if output_attentions:
-                if weights is None:
-                    raise ValueError("output_attentions=True needs attn_implementation='eager'.")
-                all_attn.append(weights)
-        if output_hidden_states:
-            all_states.append(hidden_states)
-        return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=tuple(all_states) or None,
-                               attentions=tuple(all_attn) or None)
+            hidden_states = layer(hidden_states, **kwargs)
+        return BaseModelOutput(last_hidden_state=hidden_states)
 
 
 class XClipVisionEmbeddings(nn.Module):
@@ -307,12 +309,11 @@ class XClipPromptGeneratorLayer(nn.Module):
                                          config.prompt_attention_dropout, qkv_bias=False)
         self.proj_dropout = nn.Dropout(config.prompt_projection_dropout)
         self.layer_norm2 = nn.LayerNorm(d, eps=config.layer_norm_eps)
-        self.mlp = XClipMLP(d, 4 * d, config.prompt_hidden_act)
-        self.mlp_dropout = nn.Dropout(config.prompt_attention_dropout)
+        self.mlp = XClipMLP(d, 4 * d, config.prompt_hidden_act, dropout=config.prompt_attention_dropout)
 
     def forward(self, text, context):
         text = text + self.proj_dropout(self.cross_attn(self.layer_norm1(text), key_value_states=context)[0])
-        return text + self.mlp.fc2(self.mlp_dropout(self.mlp.activation_fn(self.mlp.fc1(self.layer_norm2(text)))))
+        return text + self.mlp(self.layer_norm2(text))
 
 
 class XClipPromptGenerator(nn.Module):
@@ -346,6 +347,12 @@ class XClipPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _no_split_modules = ["XClipEncoderLayer", "XClipCrossFrameLayer", "XClipVisionEmbeddings", "XClipTextEmbeddings"]
+    # Recorded by `capture_outputs`: the input of the first block and the output of every block (frame encoder /
+    # text encoder), and the weights of their self-attention (not the CFA, MIT or prompt-generator attention).
+    _can_record_outputs = {
+        "hidden_states": XClipEncoderLayer,
+        "attentions": OutputRecorder(XClipAttention, index=1, layer_name="self_attn"),
+    }
     # Modules X-CLIP adds to CLIP (Sec. 3.2 Initialization); the paper trains them with a 10x learning rate.
     _new_module_names = ("message_proj", "cfa_layernorm", "cfa", "mit", "prompt_generator", "context_layernorm",
                          "context_projection")
@@ -383,16 +390,50 @@ class XClipPreTrainedModel(PreTrainedModel):
         """Names of the parameters X-CLIP adds to a pretrained CLIP: message tokens and CFA, MIT, prompt generator."""
         return {n for n, _ in self.named_parameters() if set(n.split(".")) & set(self._new_module_names)}
 
+    def _pretrained_text_parameters(self):
+        return [(n, p) for n, p in self.named_parameters()
+                if (n.startswith("text_model.") or ".text_model." in n) and "prompt_generator." not in n]
+
+    def freeze_text_encoder(self, freeze: bool = True) -> int:
+        """Freeze (or unfreeze) the text encoder and its projection; the prompt generator stays trainable (paper
+        Tab. 7). Returns the number of parameters changed."""
+        params = self._pretrained_text_parameters()
+        if not params:
+            raise ValueError(f"freeze_text_encoder: {type(self).__name__} has no text encoder")
+        for _, param in params:
+            param.requires_grad_(not freeze)
+        return len(params)
+
+    @property
+    def text_encoder_frozen(self) -> bool:
+        """True when no parameter of the text encoder (prompt generator aside) requires gradients."""
+        return not any(p.requires_grad for _, p in self._pretrained_text_parameters())
+
+    def freeze_vision_encoder(self, freeze: bool = True) -> int:
+        """Freeze (or unfreeze) the pretrained image-encoder weights, keeping X-CLIP's new modules (message tokens,
+        CFA, MIT, context projection) trainable (paper Tab. 7). Returns the number of parameters changed."""
+        new = self.new_parameter_names()
+        params = [p for n, p in self.named_parameters()
+                  if (n.startswith("vision_model.") or ".vision_model." in n) and n not in new]
+        if not params:
+            raise ValueError(f"freeze_vision_encoder: {type(self).__name__} has no vision_model parameters")
+        for param in params:
+            param.requires_grad_(not freeze)
+        return len(params)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """Loads our checkpoints and the published `"xclip"` format (microsoft/xclip-*), converted on the fly."""
-        from .conversion.published import published_loading_kwargs
+        """Loads our checkpoints, and other checkpoint layouts (the published `"xclip"` format of microsoft/xclip-*)
+        converted on the fly through the hook of `xclip_hf.conversion.formats`."""
+        from .conversion.formats import model_loading_kwargs
 
-        kwargs = published_loading_kwargs(cls, pretrained_model_name_or_path, kwargs)
-        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
-        model._weight_conversions = []  # the conversion is one-way: save_pretrained writes our own key names
-        return loaded
+        kwargs = model_loading_kwargs(cls, pretrained_model_name_or_path, kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    def save_pretrained(self, save_directory, *args, save_original_format: bool = False, **kwargs):
+        """As transformers' `save_pretrained`, writing our own weight names: a conversion applied while loading
+        another layout is one-way (`save_original_format=True` would write that layout's names back)."""
+        return super().save_pretrained(save_directory, *args, save_original_format=save_original_format, **kwargs)
 
 
 class XClipVisionModel(XClipPreTrainedModel):
@@ -404,7 +445,7 @@ class XClipVisionModel(XClipPreTrainedModel):
     config: XClipVisionConfig
     _no_split_modules = ["XClipCrossFrameLayer", "XClipVisionEmbeddings"]
     # the text tower of a full checkpoint, when the video encoder is loaded alone
-    _keys_to_ignore_on_load_unexpected = [r"^text_", r"^prompts_generator\.", r"^logit_scale"]
+    _keys_to_ignore_on_load_unexpected = [r"^text_model\.", r"^logit_scale"]
 
     def __init__(self, config: XClipVisionConfig):
         super().__init__(config)
@@ -447,23 +488,33 @@ class XClipVisionModel(XClipPreTrainedModel):
             raise ValueError(f"pixel_values frames {height}x{width} (shape {shape}) are not multiples of the "
                              f"patch size {c.patch_size}.")
 
-    def forward(self, pixel_values, output_hidden_states=None, output_attentions=None, interpolate_pos_encoding=False,
-                return_dict=None, **kwargs) -> XClipVisionOutput | tuple:
+    @can_return_tuple
+    def forward(self, pixel_values, interpolate_pos_encoding=False, **kwargs) -> XClipVisionOutput:
+        """`hidden_states` / `attentions` (on request) are those of the cross-frame communication transformer."""
         self._check_pixel_values(pixel_values, interpolate_pos_encoding)
-        batch, frames, channels, height, width = pixel_values.shape
-        tokens = self.embeddings(pixel_values.reshape(-1, channels, height, width), interpolate_pos_encoding)
-        layer_kwargs = {"num_frames": frames} if self.config.use_cross_frame_attention else {}
-        encoded = self.encoder(self.pre_layernorm(tokens), output_hidden_states=output_hidden_states,
-                               output_attentions=output_attentions, **layer_kwargs, **kwargs)
+        batch, frames = pixel_values.shape[:2]
+        encoded = self.encode_frames(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, return_dict=True,
+                                     **kwargs)
         tokens = encoded.last_hidden_state
         frame_embeds = self.visual_projection(self.post_layernorm(tokens[:, 0])).view(batch, frames, -1)
         video_embeds = self.mit(frame_embeds) if self.mit is not None else frame_embeds.mean(dim=1)
         video_context = self.video_context(tokens, batch)
-        out = XClipVisionOutput(video_embeds=video_embeds, frame_embeds=frame_embeds, video_context=video_context,
-                                last_hidden_state=tokens.view(batch, frames, *tokens.shape[1:]),
-                                pooler_output=video_embeds, hidden_states=encoded.hidden_states,
-                                attentions=encoded.attentions)
-        return out if return_dict is not False else out.to_tuple()
+        return XClipVisionOutput(video_embeds=video_embeds, frame_embeds=frame_embeds, video_context=video_context,
+                                 last_hidden_state=tokens.view(batch, frames, *tokens.shape[1:]),
+                                 pooler_output=video_embeds, hidden_states=encoded.hidden_states,
+                                 attentions=encoded.attentions)
+
+    @capture_outputs(tie_last_hidden_states=False)
+    def encode_frames(self, pixel_values, interpolate_pos_encoding=False, **kwargs) -> BaseModelOutput:
+        """Cross-frame communication transformer (Eq. 4, 7-9): (B, T, C, H, W) -> frame tokens (B*T, N+1, Dv).
+
+        Output capture covers this method only, so the MIT's blocks (run afterwards) are not recorded.
+        """
+        _, frames, channels, height, width = pixel_values.shape
+        tokens = self.embeddings(pixel_values.reshape(-1, channels, height, width), interpolate_pos_encoding)
+        if self.config.use_cross_frame_attention:
+            kwargs["num_frames"] = frames
+        return self.encoder(self.pre_layernorm(tokens), **kwargs)
 
     def video_context(self, frame_tokens, batch):
         """z-bar of Eq. 10: LayerNorm'd final patch tokens (no [class]) projected to P, averaged over the T frames."""
@@ -481,8 +532,7 @@ class XClipTextModel(XClipPreTrainedModel):
     main_input_name = "input_ids"
     _no_split_modules = ["XClipEncoderLayer", "XClipTextEmbeddings"]
     # the video tower of a full checkpoint, when the text encoder is loaded alone
-    _keys_to_ignore_on_load_unexpected = [r"^vision_model\.", r"^mit\.", r"^visual_projection", r"^prompts_visual",
-                                          r"^logit_scale"]
+    _keys_to_ignore_on_load_unexpected = [r"^vision_model\.", r"^logit_scale"]
 
     def __init__(self, config: XClipTextConfig):
         super().__init__(config)
@@ -519,21 +569,17 @@ class XClipTextModel(XClipPreTrainedModel):
             return input_ids.argmax(dim=-1)
         return (input_ids == self.config.eos_token_id).int().argmax(dim=-1)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, video_context=None,
-                output_hidden_states=None, output_attentions=None, return_dict=None, **kwargs):
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(self, input_ids, attention_mask=None, position_ids=None, video_context=None, **kwargs) -> XClipTextOutput:
         self._check_input_ids(input_ids)
         hidden = self.embeddings(input_ids, position_ids)
         mask = create_causal_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask, cache=None)
-        encoded = self.encoder(hidden, attention_mask=mask, output_hidden_states=output_hidden_states,
-                               output_attentions=output_attentions, **kwargs)
-        hidden = self.final_layer_norm(encoded.last_hidden_state)
+        hidden = self.final_layer_norm(self.encoder(hidden, attention_mask=mask, **kwargs).last_hidden_state)
         pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), self.eos_positions(input_ids)]
         text_embeds = self.text_projection(pooled)
         if video_context is not None:
             text_embeds = self.apply_video_prompt(text_embeds, video_context)
-        out = XClipTextOutput(text_embeds=text_embeds, last_hidden_state=hidden, pooler_output=pooled,
-                              hidden_states=encoded.hidden_states, attentions=encoded.attentions)
-        return out if return_dict is not False else out.to_tuple()
+        return XClipTextOutput(text_embeds=text_embeds, last_hidden_state=hidden, pooler_output=pooled)
 
     def apply_video_prompt(self, text_embeds, video_context):
         """c-hat = c + alpha * c-tilde (Sec. 3.3): (K, P) or (B, K, P) text embeddings -> (B, K, P)."""
@@ -573,23 +619,24 @@ class XClipModel(XClipPreTrainedModel):
         """Video embeddings v (Eq. 6) as `.pooler_output` (B, P), plus frame embeddings and the prompt context."""
         return self.vision_model(pixel_values, **kwargs)
 
+    @can_return_tuple
     def forward(self, input_ids=None, pixel_values=None, attention_mask=None, position_ids=None, text_embeds=None,
-                labels=None, return_loss=None, output_hidden_states=None, output_attentions=None,
-                interpolate_pos_encoding=False, return_dict=None, **kwargs) -> XClipOutput | tuple:
+                labels=None, return_loss=None, interpolate_pos_encoding=False, **kwargs) -> XClipOutput:
         """`text_embeds` (K, P): precomputed `get_text_features` output used instead of `input_ids` (label caches).
 
         `labels` (B,): index of each video's text among the K -> cross-entropy. `return_loss`: symmetric
-        video-text contrastive loss over a batch of matching pairs (K == B).
+        video-text contrastive loss over a batch of matching pairs (K == B). `output_hidden_states` /
+        `output_attentions` (arguments, or set in this config or a tower's) fill the towers' outputs.
         """
         if pixel_values is None:
             raise ValueError("XClipModel needs pixel_values (batch, frames, 3, height, width).")
         if (input_ids is None) == (text_embeds is None):
             raise ValueError("Pass exactly one of input_ids (tokenized texts) or text_embeds (precomputed features).")
-        flags = dict(output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-        vision = self.vision_model(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **flags)
+        kwargs = self._output_flags(kwargs)
+        vision = self.vision_model(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
         text = None
         if text_embeds is None:
-            text = self.text_model(input_ids, attention_mask=attention_mask, position_ids=position_ids, **flags)
+            text = self.text_model(input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
             text_embeds = text.text_embeds
         elif text_embeds.ndim != 2 or text_embeds.shape[-1] != self.config.projection_dim:
             raise ValueError(f"text_embeds must be (num_texts, {self.config.projection_dim}); "
@@ -599,19 +646,30 @@ class XClipModel(XClipPreTrainedModel):
         prompted = nn.functional.normalize(prompted, dim=-1)
         logits_per_video = torch.einsum("bd,bkd->bk", video_embeds, self.logit_scale.exp() * prompted)
         loss = self.loss(logits_per_video, labels, return_loss)
-        out = XClipOutput(loss=loss, logits_per_video=logits_per_video, logits_per_text=logits_per_video.t(),
-                          video_embeds=video_embeds, text_embeds=prompted, text_model_output=text,
-                          vision_model_output=vision)
-        return out if return_dict is not False else out.to_tuple()
+        return XClipOutput(loss=loss, logits_per_video=logits_per_video, logits_per_text=logits_per_video.t(),
+                           video_embeds=video_embeds, text_embeds=prompted, text_model_output=text,
+                           vision_model_output=vision)
+
+    def _output_flags(self, kwargs: dict) -> dict:
+        """`output_*` flags for the towers: explicit arguments win; else this config's flags when set (each tower's
+        own config is read by its `capture_outputs`)."""
+        kwargs = dict(kwargs)
+        for flag in ("output_hidden_states", "output_attentions"):
+            if kwargs.get(flag) is None:
+                kwargs.pop(flag, None)
+                if getattr(self.config, flag, False):
+                    kwargs[flag] = True
+        return kwargs
 
     @staticmethod
     def loss(logits_per_video, labels=None, return_loss=None):
         """Cross-entropy over the K texts for class `labels`, or the symmetric contrastive loss for matching pairs."""
         if labels is not None:
             num_texts = logits_per_video.shape[1]
-            if labels.shape != logits_per_video.shape[:1] or labels.min() < 0 or labels.max() >= num_texts:
+            if labels.shape != logits_per_video.shape[:1]:
                 raise ValueError(f"labels must be {logits_per_video.shape[0]} indices in [0, {num_texts}); "
-                                 f"got {labels.tolist()}.")
+                                 f"got shape {tuple(labels.shape)}.")
+            check_host_class_indices(labels, num_texts, "labels", "indices")
             return nn.functional.cross_entropy(logits_per_video, labels)
         if not return_loss:
             return None

@@ -3,9 +3,11 @@
 import torch
 from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_xclip import XClipConfig
-from .modeling_xclip import XClipModel, XClipPreTrainedModel, weights_fingerprint
+from .fingerprint import weights_fingerprint
+from .modeling_xclip import XClipModel, XClipPreTrainedModel, check_host_class_indices
 
 
 class XClipForVideoClassification(XClipPreTrainedModel):
@@ -13,9 +15,11 @@ class XClipForVideoClassification(XClipPreTrainedModel):
 
     The class names are tokenized once (`set_class_texts`) into persistent buffers, so a saved classifier reloads
     with its classes and runs in transformers' "video-classification" pipeline from `pixel_values` alone. Loss:
-    cross-entropy with `config.label_smoothing` for class indices, soft cross-entropy for (B, num_labels) targets
-    (mixup / cutmix). After `freeze_text_encoder()` the class-text features are computed once and cached (the
-    paper's Tab. 7 memory saving); while the text encoder trains they are recomputed every step.
+    cross-entropy for class indices, soft cross-entropy for (B, num_labels) targets (mixup / cutmix); label
+    smoothing is a training argument (`TrainingArguments.label_smoothing_factor`, 0.1 in the paper). After
+    `freeze_text_encoder()` the class-text features are computed once and cached (the paper's Tab. 7 memory
+    saving); while the text encoder trains they are recomputed every step. Under `torch.compile` the cache is
+    bypassed (frozen features are recomputed without gradients inside the graph).
     """
 
     config: XClipConfig
@@ -26,6 +30,7 @@ class XClipForVideoClassification(XClipPreTrainedModel):
         self.xclip = XClipModel._from_config(config)
         self._allocate_class_buffers(config.num_labels)
         self._text_cache = None
+        self._class_length = None  # (buffer key, tokens of the longest class text): host-side, see class_text_length
         self.post_init()
 
     from_clip = classmethod(XClipModel.from_clip.__func__)
@@ -46,64 +51,74 @@ class XClipForVideoClassification(XClipPreTrainedModel):
         if bad:
             raise ValueError(f"class names must be non-empty strings; got {bad!r}.")
         length = self.config.text_config.max_position_embeddings
-        tokens = tokenizer([template.format(n) for n in names], padding="max_length", truncation=True,
-                           max_length=length, return_tensors="pt")
+        from .processing_xclip import check_label_tokens
+
+        texts = [template.format(n) for n in names]
+        tokens = tokenizer(texts, padding="max_length", truncation=True, max_length=length, return_tensors="pt")
+        check_label_tokens(texts, tokens["input_ids"], tokens["attention_mask"], self.config.text_config.vocab_size)
         device = self.class_input_ids.device
         if len(names) != self.class_input_ids.shape[0]:
             self._allocate_class_buffers(len(names))
         self.class_input_ids = tokens["input_ids"].to(device)
         self.class_attention_mask = tokens["attention_mask"].to(device)
+        mask = self.class_attention_mask  # the length is known here on the host: no device read later
+        self._class_length = ((mask.data_ptr(), mask._version, mask.device), int(tokens["attention_mask"].sum(1).max()))
         self._text_cache = None
 
-    def freeze_text_encoder(self, freeze: bool = True):
-        """Freeze (or unfreeze) the text encoder and its projection; the prompt generator stays trainable."""
-        text = self.xclip.text_model
-        for name, param in text.named_parameters():
-            if not name.startswith("prompt_generator."):
-                param.requires_grad_(not freeze)
-        self._text_cache = None
+    def class_text_length(self) -> int:
+        """Tokens of the longest class text (the buffers are padded to the text encoder's positions).
 
-    @property
-    def text_encoder_frozen(self) -> bool:
-        text = self.xclip.text_model
-        return not any(p.requires_grad for n, p in text.named_parameters() if not n.startswith("prompt_generator."))
+        Read from the buffers once per change of the buffers (after `set_class_texts` or loading), never per step;
+        inside a compiled graph, before any eager call, the full padded length is used (same features, more work).
+        """
+        mask = self.class_attention_mask
+        if torch.compiler.is_compiling():
+            return self._class_length[1] if self._class_length is not None else mask.shape[1]
+        key = (mask.data_ptr(), mask._version, mask.device)
+        if self._class_length is None or self._class_length[0] != key:
+            length = int(mask.sum(dim=1).max()) if mask.numel() else 0
+            if length == 0:
+                raise ValueError("No class texts: call set_class_texts(tokenizer) with config.id2label set first.")
+            self._class_length = (key, length)
+        return self._class_length[1]
 
     def class_text_features(self) -> torch.Tensor:
         """(num_labels, P) un-prompted class-text features; cached while the text encoder is frozen."""
-        if not self.class_attention_mask.any():
-            raise ValueError("No class texts: call set_class_texts(tokenizer) with config.id2label set first.")
-        length = int(self.class_attention_mask.sum(dim=1).max())
+        length = self.class_text_length()
         ids, mask = self.class_input_ids[:, :length], self.class_attention_mask[:, :length]
         if not self.text_encoder_frozen:
             return self.xclip.get_text_features(ids, attention_mask=mask).pooler_output
+        if torch.compiler.is_compiling():  # no Python-side cache inside a graph
+            with torch.no_grad():
+                return self.xclip.get_text_features(ids, attention_mask=mask).pooler_output
         key = (ids.data_ptr(), ids._version, ids.device, weights_fingerprint(self.xclip.text_model))
         if self._text_cache is None or self._text_cache[0] != key:
             with torch.no_grad():
                 self._text_cache = (key, self.xclip.get_text_features(ids, attention_mask=mask).pooler_output)
         return self._text_cache[1]
 
-    def forward(self, pixel_values=None, labels=None, output_hidden_states=None, output_attentions=None,
-                return_dict=None, **kwargs):
+    @can_return_tuple
+    def forward(self, pixel_values=None, labels=None, **kwargs) -> ImageClassifierOutput:
+        """`hidden_states` / `attentions` (on request, or set in the config) are the video encoder's."""
         if pixel_values is None:
             raise ValueError("XClipForVideoClassification needs pixel_values (batch, frames, 3, height, width).")
-        out = self.xclip(pixel_values=pixel_values, text_embeds=self.class_text_features(),
-                         output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        out = self.xclip(pixel_values=pixel_values, text_embeds=self.class_text_features(), **kwargs)
         logits = out.logits_per_video
         loss = None if labels is None else self.classification_loss(logits, labels)
         vision = out.vision_model_output
-        result = ImageClassifierOutput(loss=loss, logits=logits, hidden_states=vision.hidden_states,
-                                       attentions=vision.attentions)
-        return result if return_dict is not False else result.to_tuple()
+        return ImageClassifierOutput(loss=loss, logits=logits, hidden_states=vision.hidden_states,
+                                     attentions=vision.attentions)
 
     def classification_loss(self, logits, labels):
-        """Cross-entropy with label smoothing for class indices (B,), soft cross-entropy for targets (B, C)."""
+        """Cross-entropy for class indices (B,), soft cross-entropy for targets (B, C) (mixup / cutmix)."""
         num_labels = logits.shape[-1]
         if labels.is_floating_point():
             if labels.shape != logits.shape:
                 raise ValueError(f"soft labels must have shape {tuple(logits.shape)}; got {tuple(labels.shape)}.")
             return -(labels * nn.functional.log_softmax(logits, dim=-1)).sum(-1).mean()
         labels = labels.view(-1)
-        if labels.shape[0] != logits.shape[0] or labels.min() < 0 or labels.max() >= num_labels:
+        if labels.shape[0] != logits.shape[0]:
             raise ValueError(f"labels must be {logits.shape[0]} class indices in [0, {num_labels}); "
-                             f"got {labels.tolist()}.")
-        return nn.functional.cross_entropy(logits, labels, label_smoothing=float(self.config.label_smoothing))
+                             f"got shape {tuple(labels.shape)}.")
+        check_host_class_indices(labels, num_labels, "labels", "class indices")
+        return nn.functional.cross_entropy(logits, labels)

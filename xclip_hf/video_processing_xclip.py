@@ -22,13 +22,13 @@ clip-major: view ``v`` is temporal clip ``v // num_spatial_crops`` and spatial c
 the 3 spatial crops are the start, centre and end of the long side (left/centre/right for landscape frames).
 
 Published X-CLIP ``preprocessor_config.json`` files (VideoMAE-style: ``"size": 224`` short side,
-``"crop_size": 224``, ImageNet mean/std, ``"resample": 2``) load with ``from_pretrained``. The paper's own
+``"crop_size": 224``, ImageNet mean/std, ``"resample": 2``) load with ``from_pretrained`` (converted by
+:mod:`xclip_hf.conversion.published`). The paper's own
 evaluation (short side 256, crop 224) is ``size=256, crop_size=224``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -54,8 +54,8 @@ _TORCH_MODES = {
     int(PILImageResampling.BILINEAR): "bilinear",
     int(PILImageResampling.BICUBIC): "bicubic",
 }
-# keys of published (VideoMAE-style) configs that are not processor options
-_LEGACY_KEYS = ("feature_extractor_type", "image_processor_type", "processor_class", "video_processor_type", "auto_map")
+# transformers' bookkeeping keys of saved processor configs: not processor options
+_TYPE_KEYS = ("processor_class", "video_processor_type", "auto_map")
 
 
 class XClipVideoProcessorKwargs(VideosKwargs, total=False):
@@ -203,34 +203,25 @@ class XClipVideoProcessor(BaseVideoProcessor):
     decode_backend = "auto"
 
     def __init__(self, **kwargs):
-        for key in _LEGACY_KEYS:
+        for key in _TYPE_KEYS:
             kwargs.pop(key, None)
         super().__init__(**kwargs)
 
-    # ----- loading published (VideoMAE-style) configs -----
-    @classmethod
-    def from_dict(cls, video_processor_dict, **kwargs):
-        """Build from a config dict; accepts published VideoMAE-style keys (int sizes, *_type entries)."""
-        config = {k: v for k, v in dict(video_processor_dict).items() if k not in _LEGACY_KEYS}
-        return super().from_dict(config, **kwargs)
-
+    # ----- loading -----
     @classmethod
     def get_video_processor_dict(cls, pretrained_model_name_or_path, **kwargs):
-        """Config dict of a directory; ``num_frames`` falls back to ``config.json``'s vision_config.num_frames."""
+        """Config dict of a directory or hub id; other checkpoint layouts are converted through
+        `xclip_hf.conversion.formats` (e.g. the published VideoMAE-style files of microsoft/xclip-*)."""
+        from .conversion.formats import native_video_processor_dict
+
         try:
             config, kwargs = super().get_video_processor_dict(pretrained_model_name_or_path, **kwargs)
         except OSError:
-            nested = _nested_processor_config(pretrained_model_name_or_path, kwargs)
-            if nested is None:
+            config = native_video_processor_dict(pretrained_model_name_or_path, None, kwargs)
+            if config is None:
                 raise
-            config = nested
-        model_config = os.path.join(str(pretrained_model_name_or_path), "config.json")
-        if "num_frames" not in config and os.path.isfile(model_config):
-            with open(model_config, encoding="utf-8") as f:
-                frames = (json.load(f).get("vision_config") or {}).get("num_frames")
-            if frames:
-                config = {**config, "num_frames": int(frames)}
-        return config, kwargs
+            return config, kwargs
+        return native_video_processor_dict(pretrained_model_name_or_path, config, kwargs), kwargs
 
     # ----- sampling -----
     def sample_indices(self, video_length: int, rng=None, **overrides) -> np.ndarray:
@@ -391,21 +382,6 @@ class XClipVideoProcessor(BaseVideoProcessor):
         if opts["return_tensors"] == "np":
             pixel_values = pixel_values.numpy()
         return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=opts["return_tensors"])
-
-
-def _nested_processor_config(path, kwargs) -> dict | None:
-    """The image/video processor dict nested in a `processor_config.json` (what transformers 5's
-    `XCLIPProcessor.save_pretrained` writes instead of a separate `preprocessor_config.json`)."""
-    from transformers.utils import cached_file
-
-    hub = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs}
-    resolved = cached_file(path, "processor_config.json", _raise_exceptions_for_missing_entries=False,
-                           _raise_exceptions_for_connection_errors=False, **hub)
-    if resolved is None:
-        return None
-    with open(resolved, encoding="utf-8") as f:
-        processor_config = json.load(f)
-    return processor_config.get("video_processor") or processor_config.get("image_processor")
 
 
 def register_video_processor() -> None:

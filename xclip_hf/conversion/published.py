@@ -1,16 +1,24 @@
-"""The published X-CLIP format (microsoft/xclip-* on the hub, written by transformers' `XCLIPModel.save_pretrained`).
+"""The published X-CLIP format (microsoft/xclip-* on the hub, written by transformers' `XCLIPModel` /
+`XCLIPProcessor.save_pretrained`): everything xclip_hf knows about it lives in this module.
 
-Those checkpoints use the config `model_type` "xclip" (prompt-generator settings at the top level, legacy
-`eos_token_id=2` meaning "pool at the highest token id") and flat key names. `convert_published_config` maps the
-config to ours; `PUBLISHED_KEY_MAPPING` renames the weights while transformers loads them (`key_mapping=`).
+* config: `model_type` "xclip", prompt-generator settings at the top level, legacy `eos_token_id=2` meaning "pool
+  at the highest token id" -> `convert_published_config`;
+* weights: flat key names (`mit.`, `prompts_generator.`, `message_fc` ...) -> `PUBLISHED_KEY_MAPPING`, applied by
+  transformers while loading (`key_mapping=`); our `save_pretrained` writes our own names;
+* processor: a VideoMAE-style `preprocessor_config.json` (or the image-processor dict nested in transformers 5's
+  `processor_config.json`) without a frame count -> `published_video_processor_dict` (frames from config.json).
+
+It enters through the hook of `xclip_hf.conversion.formats` (`CHECKPOINT_FORMAT`, registered by one line in
+`xclip_hf/__init__.py`); deleting this module and that line removes published support.
 """
 
 from __future__ import annotations
 
 import json
 
-from transformers import PreTrainedConfig
 from transformers.utils import cached_file
+
+from .formats import read_config_dict
 
 _PROMPT_KEYS = ("prompt_layers", "prompt_alpha", "prompt_hidden_act", "prompt_num_attention_heads",
                 "prompt_attention_dropout", "prompt_projection_dropout")
@@ -57,51 +65,63 @@ PUBLISHED_KEY_MAPPING: dict[str, str] = {
 }
 
 
-def read_config_dict(path_or_hub_id, **hub_kwargs) -> dict | None:
-    """config.json of a local directory or hub repo, or None when it cannot be resolved (offline, missing)."""
+
+# keys of published (VideoMAE-style) processor configs that are not options of our video processor
+_PROCESSOR_TYPE_KEYS = ("feature_extractor_type", "image_processor_type", "processor_class", "video_processor_type",
+                        "auto_map")
+
+
+def _nested_processor_config(path, hub_kwargs) -> dict | None:
+    """The image/video processor dict nested in a `processor_config.json` (what transformers 5's
+    `XCLIPProcessor.save_pretrained` writes instead of a separate `preprocessor_config.json`)."""
+    hub = {k: hub_kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in hub_kwargs}
     try:
-        resolved = cached_file(path_or_hub_id, "config.json", _raise_exceptions_for_missing_entries=False,
-                               _raise_exceptions_for_connection_errors=False, **hub_kwargs)
+        resolved = cached_file(path, "processor_config.json", _raise_exceptions_for_missing_entries=False,
+                               _raise_exceptions_for_connection_errors=False, **hub)
     except (OSError, ValueError):
         return None
     if resolved is None:
         return None
     with open(resolved, encoding="utf-8") as f:
-        return json.load(f)
+        processor_config = json.load(f)
+    return processor_config.get("video_processor") or processor_config.get("image_processor")
 
 
-_HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+def published_video_processor_dict(path, found: dict | None, hub_kwargs: dict) -> dict | None:
+    """Our video-processor settings for a published checkpoint (None when `path` is not one).
 
-
-def _sub_model_mapping(mapping: dict, prefix: str) -> dict:
-    """Key mapping for a sub-model (vision / text): keep the renames into `prefix`, then strip `prefix`."""
-    sub = {src: tgt[len(prefix):] for src, tgt in mapping.items() if tgt.startswith(prefix)}
-    sub.update({src: tgt for src, tgt in mapping.items() if tgt.startswith(".")})
-    sub["^" + prefix.replace(".", r"\.")] = ""
-    return sub
-
-
-def published_loading_kwargs(model_cls, path_or_hub_id, kwargs: dict) -> dict:
-    """from_pretrained kwargs that load a checkpoint of another layout into `model_cls`.
-
-    Handles the published `"xclip"` format for every X-CLIP class, and a full X-CLIP checkpoint (ours) loaded into
-    `XClipVisionModel` / `XClipTextModel`. Anything else is returned unchanged.
+    Published = a VideoMAE-style processor dict (`image_processor_type` / `feature_extractor_type`), or no processor
+    dict of ours but one nested in `processor_config.json`. The frame count, which those files lack, comes from
+    config.json's `vision_config.num_frames`.
     """
-    if path_or_hub_id is None or isinstance(kwargs.get("config"), PreTrainedConfig):
-        return kwargs
-    raw = read_config_dict(path_or_hub_id, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs})
-    sub_key = model_cls.config_class.base_config_key  # "" for two-tower models
-    model_type = (raw or {}).get("model_type")
-    if model_type not in ("xclip", "xclip_hf") or (model_type == "xclip_hf" and not sub_key):
-        return kwargs
-    from ..configuration_xclip import XClipConfig
+    if found is None:
+        found = _nested_processor_config(path, hub_kwargs)
+        if found is None:
+            return None
+    elif not any(key in found for key in ("image_processor_type", "feature_extractor_type")):
+        return None
+    config = {k: v for k, v in found.items() if k not in _PROCESSOR_TYPE_KEYS}
+    if "num_frames" not in config:
+        model_config = read_config_dict(path, **{k: v for k, v in hub_kwargs.items() if k != "force_download"}) or {}
+        frames = (model_config.get("vision_config") or {}).get("num_frames")
+        if frames:
+            config["num_frames"] = int(frames)
+    return config
 
-    kwargs = dict(kwargs)
-    config = XClipConfig.from_dict(raw)
-    kwargs["config"] = getattr(config, sub_key) if sub_key else config
-    mapping = dict(PUBLISHED_KEY_MAPPING) if model_type == "xclip" else {}
-    if sub_key:
-        mapping = _sub_model_mapping(mapping, sub_key.replace("_config", "_model."))
-    if mapping:
-        kwargs.setdefault("key_mapping", mapping)
-    return kwargs
+
+class PublishedFormat:
+    """transformers' `"xclip"` layout, as a `xclip_hf.conversion.formats.CheckpointFormat`."""
+
+    name = "xclip"
+
+    def config_dict(self, config_dict: dict) -> dict | None:
+        return convert_published_config(config_dict) if config_dict.get("model_type") == "xclip" else None
+
+    def key_mapping(self, config_dict: dict) -> dict[str, str] | None:
+        return dict(PUBLISHED_KEY_MAPPING) if config_dict.get("model_type") == "xclip" else None
+
+    def video_processor_dict(self, path, found: dict | None, hub_kwargs: dict) -> dict | None:
+        return published_video_processor_dict(path, found, hub_kwargs)
+
+
+CHECKPOINT_FORMAT = PublishedFormat()  # what `register_checkpoint_format("xclip_hf.conversion.published")` loads

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..modeling_xclip import weights_fingerprint
+from ..fingerprint import weights_fingerprint
 
 logger = logging.getLogger(__name__)
 

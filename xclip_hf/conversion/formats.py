@@ -1,0 +1,131 @@
+"""The one hook through which checkpoint layouts other than ours enter `from_pretrained`.
+
+A *layout* is a module whose `CHECKPOINT_FORMAT` object implements `CheckpointFormat`; it is registered by name
+with `register_checkpoint_format` and imported on first use. The loaders
+know no layout themselves; they ask the registered ones through three functions of this module:
+
+* `native_config_dict`   - our configs' `get_config_dict` (`XClipConfig`, `XClipTextConfig`, `XClipVisionConfig`);
+* `model_loading_kwargs` - our models' `from_pretrained` (config + weight-key mapping);
+* `native_video_processor_dict` - `XClipVideoProcessor.get_video_processor_dict`.
+
+transformers' published `"xclip"` layout (microsoft/xclip-*) is `xclip_hf.conversion.published`, registered by one
+line in `xclip_hf/__init__.py`; deleting that module and that line removes published support and nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Protocol
+
+from transformers.utils import cached_file
+
+__all__ = ["CheckpointFormat", "register_checkpoint_format", "native_config_dict", "model_loading_kwargs",
+           "native_video_processor_dict", "read_config_dict", "HUB_KWARGS"]
+
+# from_pretrained kwargs that locate files (passed on when a layout reads a file of the checkpoint)
+HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+
+
+class CheckpointFormat(Protocol):
+    """What a foreign checkpoint layout provides (each method returns None for checkpoints that are not its own)."""
+
+    name: str
+
+    def config_dict(self, config_dict: dict) -> dict | None:
+        """config.json of this layout -> an `XClipConfig` dict (both towers), else None."""
+
+    def key_mapping(self, config_dict: dict) -> dict[str, str] | None:
+        """Weight-name regexes (checkpoint -> `XClipModel` names) for a config.json of this layout, else None."""
+
+    def video_processor_dict(self, path, found: dict | None, hub_kwargs: dict) -> dict | None:
+        """`XClipVideoProcessor` settings for checkpoint `path` (`found`: the processor dict transformers read, or
+        None when it found none), else None."""
+
+
+_REGISTERED: list[str] = []  # module names, imported on first use
+
+
+def register_checkpoint_format(module_name: str) -> None:
+    """Make `from_pretrained` of our configs, models and video processor read the layout defined by the module
+    `module_name` (its `CHECKPOINT_FORMAT`); idempotent."""
+    if module_name not in _REGISTERED:
+        _REGISTERED.append(module_name)
+
+
+def _formats() -> list[CheckpointFormat]:
+    return [importlib.import_module(name).CHECKPOINT_FORMAT for name in _REGISTERED]
+
+
+def native_config_dict(config_dict: dict) -> dict:
+    """`config_dict` converted to ours by the first layout that recognises it (unchanged when none does)."""
+    for fmt in _formats():
+        converted = fmt.config_dict(config_dict)
+        if converted is not None:
+            return converted
+    return config_dict
+
+
+def native_video_processor_dict(path, found: dict | None, hub_kwargs: dict) -> dict | None:
+    """Video-processor settings of `path`: converted by a layout that recognises the checkpoint, else `found`."""
+    for fmt in _formats():
+        converted = fmt.video_processor_dict(path, found, hub_kwargs)
+        if converted is not None:
+            return converted
+    return found
+
+
+def read_config_dict(path_or_hub_id, **hub_kwargs) -> dict | None:
+    """config.json of a local directory or hub repo, or None when it cannot be resolved (offline, missing)."""
+    try:
+        resolved = cached_file(path_or_hub_id, "config.json", _raise_exceptions_for_missing_entries=False,
+                               _raise_exceptions_for_connection_errors=False, **hub_kwargs)
+    except (OSError, ValueError):
+        return None
+    if resolved is None:
+        return None
+    with open(resolved, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _sub_model_mapping(mapping: dict, prefix: str) -> dict:
+    """Key mapping for a sub-model (`prefix` "vision_model." / "text_model."): the two-tower renames with `prefix`
+    stripped, then `prefix` stripped from our own names. Keys of the other tower end up under its prefix, which the
+    sub-model ignores (`_keys_to_ignore_on_load_unexpected`)."""
+    sub = {src: tgt[len(prefix):] if tgt.startswith(prefix) else tgt for src, tgt in mapping.items()}
+    sub["^" + prefix.replace(".", r"\.")] = ""
+    return sub
+
+
+def model_loading_kwargs(model_cls, path_or_hub_id, kwargs: dict) -> dict:
+    """from_pretrained kwargs (config, key_mapping) that load a checkpoint of another layout into `model_cls`.
+
+    Covers every registered layout, and a full two-tower checkpoint (ours) loaded into `XClipVisionModel` /
+    `XClipTextModel`. Anything else is returned unchanged.
+    """
+    if path_or_hub_id is None or not isinstance(kwargs.get("config", None), (type(None), str)):
+        return kwargs
+    raw = read_config_dict(path_or_hub_id, **{k: kwargs[k] for k in HUB_KWARGS if k in kwargs})
+    if raw is None:
+        return kwargs
+    sub_key = model_cls.config_class.base_config_key  # "" for two-tower models
+    mapping = None
+    for fmt in _formats():
+        native = fmt.config_dict(raw)
+        if native is not None:
+            mapping = dict(fmt.key_mapping(raw) or {})
+            break
+    else:
+        if raw.get("model_type") != "xclip_hf" or not sub_key:  # ours, loaded into the class it was saved from
+            return kwargs
+        native = raw
+    from ..configuration_xclip import XClipConfig
+
+    kwargs = dict(kwargs)
+    config = XClipConfig.from_dict(native)
+    kwargs["config"] = getattr(config, sub_key) if sub_key else config
+    if sub_key:
+        mapping = _sub_model_mapping(mapping or {}, sub_key.replace("_config", "_model."))
+    if mapping:
+        kwargs.setdefault("key_mapping", mapping)
+    return kwargs
