@@ -38,7 +38,6 @@ from xclip_hf.training import (
     VideoTrainAugmentation,
     XClipTrainer,
     check_disjoint_label_sets,
-    freeze_vision_encoder,
     load_topk_accuracy,
     load_video_dataset,
     read_labels_file,
@@ -61,7 +60,6 @@ class ModelArguments:
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer directory (default: the model or CLIP checkpoint)."})
     video_processor_name: str | None = field(default=None, metadata={"help": "Video processor directory (default: the checkpoint's, else one sized for the model)."})
     prompt_template: str = field(default="{}", metadata={"help": "Text template of the class names; the paper uses the bare label."})
-    label_smoothing: float = field(default=0.1, metadata={"help": "Label smoothing of the cross-entropy (supp. Tab. 1)."})
     new_lr_scale: float = field(default=10.0, metadata={"help": "Learning-rate multiplier of the randomly initialised modules (supp. Sec. 2.1)."})
     freeze_text_encoder: bool = field(default=False, metadata={"help": "Freeze the text encoder and cache the class features (paper Tab. 7)."})
     freeze_vision_encoder: bool = field(default=False, metadata={"help": "Freeze the pretrained image encoder; new modules still train (paper Tab. 7)."})
@@ -102,6 +100,7 @@ class VideoTrainingArguments(TrainingArguments):
 
     learning_rate: float = _default("learning_rate", 8e-6)
     weight_decay: float = _default("weight_decay", 0.001)
+    label_smoothing_factor: float = _default("label_smoothing_factor", 0.1)
     adam_beta2: float = _default("adam_beta2", 0.98)
     lr_scheduler_type: str = _default("lr_scheduler_type", "cosine")
     warmup_steps: float = _default("warmup_steps", 5 / 30)  # 5 warmup epochs of 30
@@ -157,12 +156,11 @@ def build_model(model_args: ModelArguments, class_names: list[str], tokenizer) -
         overrides.setdefault("vocab_size", len(tokenizer))
         config = config_from_variant(model_args.model_variant, model_args.num_frames, overrides)
         model = XClipForVideoClassification(config)
-    model.config.label_smoothing = model_args.label_smoothing
     model.set_class_texts(tokenizer, model_args.prompt_template, id2label=id2label)
     if model_args.freeze_text_encoder:
         model.freeze_text_encoder()
     if model_args.freeze_vision_encoder:
-        freeze_vision_encoder(model)
+        model.freeze_vision_encoder()
     return model
 
 
@@ -249,7 +247,7 @@ def main(argv=None):
         eval_ds.set_transform(VideoClipTransform(video_processor, None, data_args.num_temporal_clips, data_args.num_spatial_crops))
     mixup = None
     if data_args.mixup:
-        mixup = MixupCutmix(len(class_names), data_args.mixup_alpha, data_args.cutmix_alpha, label_smoothing=model_args.label_smoothing)
+        mixup = MixupCutmix(len(class_names), data_args.mixup_alpha, data_args.cutmix_alpha, label_smoothing=training_args.label_smoothing_factor)
 
     metric = load_topk_accuracy()
 

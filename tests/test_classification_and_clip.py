@@ -34,15 +34,23 @@ def test_logits_are_xclip_logits_against_class_prompts(tokenizer):
     torch.testing.assert_close(got.logits, want.logits_per_video, atol=1e-5, rtol=0)
 
 
-def test_loss_label_smoothing_and_soft_targets(tokenizer):
+def test_loss_label_smoothing_and_soft_targets(tokenizer, tmp_path):
+    from transformers import TrainingArguments
+
+    from xclip_hf.training import XClipTrainer
+
     model = _classifier(tokenizer)
     pixels = torch.randn(2, 3, 3, 32, 32)
     out = model(pixel_values=pixels, labels=torch.tensor([1, 3]))
     logp = torch.log_softmax(out.logits, -1)
-    eps = model.config.label_smoothing
-    assert eps == 0.1
+    torch.testing.assert_close(out.loss, -logp[[0, 1], [1, 3]].mean())  # the model's loss: plain cross-entropy
+    # label smoothing is a training argument (TrainingArguments.label_smoothing_factor; the paper's 0.1)
+    eps = 0.1
+    args = TrainingArguments(output_dir=str(tmp_path), label_smoothing_factor=eps, report_to=[], use_cpu=True)
+    loss = XClipTrainer(model=model, args=args).compute_loss(model, {"pixel_values": pixels,
+                                                                    "labels": torch.tensor([1, 3])})
     hand = -((1 - eps) * logp[[0, 1], [1, 3]] + eps * logp.mean(-1)).mean()
-    torch.testing.assert_close(out.loss, hand)
+    torch.testing.assert_close(loss, hand)
     soft = torch.tensor([[0.5, 0.5, 0, 0], [0, 0, 0.2, 0.8]])
     out = model(pixel_values=pixels, labels=soft)
     torch.testing.assert_close(out.loss, -(soft * torch.log_softmax(out.logits, -1)).sum(-1).mean())

@@ -139,6 +139,14 @@ class XClipMLP(nn.Module):
         return self.fc2(self.dropout(self.activation_fn(self.fc1(hidden_states))))
 
 
+def average_view_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Multi-view inference (paper Sec. 4.1, "4x3 views"): softmax over labels per view, averaged over views.
+
+    `logits` is (B, V, K) for B videos, V views (temporal clips x spatial crops), K labels; returns (B, K) float32.
+    """
+    return logits.float().softmax(dim=-1).mean(dim=1)
+
+
 def check_host_class_indices(labels: torch.Tensor, num_classes: int, name: str = "labels", what: str = "class indices"):
     """ValueError naming out-of-range `labels` - read only when they are host (CPU) tensors in eager mode.
 
@@ -682,5 +690,5 @@ class XClipModel(XClipPreTrainedModel):
                 + nn.functional.cross_entropy(logits_per_video.t(), target)) / 2
 
 
-__all__ = ["XClipPreTrainedModel", "XClipVisionModel", "XClipTextModel", "XClipModel", "XClipOutput",
+__all__ = ["average_view_probabilities", "XClipPreTrainedModel", "XClipVisionModel", "XClipTextModel", "XClipModel", "XClipOutput",
            "XClipVisionOutput", "XClipTextOutput"]

@@ -5,9 +5,16 @@
 keeping the end-of-text token, with a logged warning) and ``pixel_values`` (see
 :mod:`xclip_hf.video_processing_xclip` for shapes). ``from_pretrained`` reads our own saved processors and
 published X-CLIP directories (a VideoMAE-style ``preprocessor_config.json`` plus CLIP tokenizer files).
+
+Token checks at this boundary (the model reads no values, so they happen here): a directory without tokenizer
+files is an error naming the directory and the missing files (transformers would build an empty 2-token
+tokenizer from nothing, and every label would get the same score); distinct labels that tokenize to the same ids
+are an error; with ``vocab_size`` (the text encoder's), ids outside the vocabulary are an error naming them.
 """
 
 from __future__ import annotations
+
+import os
 
 from transformers import AutoTokenizer
 from transformers.image_processing_utils import BatchFeature
@@ -19,7 +26,13 @@ from .video_processing_xclip import XClipVideoProcessor
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["XClipProcessor", "MAX_TEXT_LENGTH"]
+__all__ = ["XClipProcessor", "MAX_TEXT_LENGTH", "check_label_tokens", "check_tokenizer_vocabulary", "load_tokenizer"]
+
+# Files from which a tokenizer can be built: a fast tokenizer.json, a BPE vocab.json + merges.txt (CLIP), or the
+# vocabulary files of other tokenizer kinds.
+TOKENIZER_FILE_SETS = (("tokenizer.json",), ("vocab.json", "merges.txt"), ("tokenizer.model",), ("spiece.model",),
+                       ("vocab.txt",))
+MIN_VOCABULARY = 3  # fewer tokens: built from nothing (special tokens only)
 
 MAX_TEXT_LENGTH = 77  # CLIP text encoder positions (paper Sec. 3.3 uses CLIP's text encoder unchanged)
 
@@ -33,6 +46,66 @@ def _as_label_list(text) -> list[str]:
         if not isinstance(label, str):
             raise ValueError(f"text[{i}] must be a string, got {type(label).__name__}: {label!r}")
     return list(labels)
+
+
+def load_tokenizer(pretrained_model_name_or_path, **kwargs):
+    """`AutoTokenizer.from_pretrained`, refusing a local directory without tokenizer files (see module docstring)."""
+    path = os.fspath(pretrained_model_name_or_path)
+    folder = os.path.join(path, kwargs.get("subfolder") or "")
+    if os.path.isdir(folder):
+        present = set(os.listdir(folder))
+        if not any(all(name in present for name in names) for names in TOKENIZER_FILE_SETS):
+            found = ", ".join(sorted(present)[:12]) or "nothing"
+            raise FileNotFoundError(
+                f"{folder!r} has no tokenizer files: missing tokenizer.json, or vocab.json and merges.txt (found: "
+                f"{found}). Save the tokenizer there (tokenizer.save_pretrained({folder!r})) or pass a tokenizer; "
+                "without them transformers builds an empty tokenizer and every label would get the same score."
+            )
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    check_tokenizer_vocabulary(tokenizer, path)
+    return tokenizer
+
+
+def check_tokenizer_vocabulary(tokenizer, source, vocab_size: int | None = None) -> None:
+    """ValueError when the tokenizer's vocabulary is empty, or far smaller (under a tenth) than the text encoder's
+    `vocab_size`: it then cannot be the tokenizer the model was trained with."""
+    size = len(tokenizer)
+    if size < MIN_VOCABULARY or (vocab_size is not None and size * 10 < vocab_size):
+        expected = f" the text encoder has {vocab_size} token embeddings;" if vocab_size is not None else ""
+        raise ValueError(
+            f"The tokenizer of {source!r} has a vocabulary of {size} tokens;{expected} it is not the model's tokenizer "
+            "(were its vocab.json / merges.txt or tokenizer.json missing?). Every label would tokenize alike. Pass the "
+            "tokenizer the model was trained with."
+        )
+
+
+def check_label_tokens(labels, input_ids, attention_mask=None, vocab_size: int | None = None) -> None:
+    """Host-side checks of tokenized labels (CPU tensors or lists), at the processor / pipeline boundary.
+
+    Distinct labels with identical ids -> ValueError naming them; with `vocab_size`, ids outside
+    [0, vocab_size) -> ValueError naming the ids and the vocabulary size.
+    """
+    ids = input_ids.tolist() if hasattr(input_ids, "tolist") else [list(row) for row in input_ids]
+    if attention_mask is not None:
+        mask = attention_mask.tolist() if hasattr(attention_mask, "tolist") else attention_mask
+        ids = [[t for t, m in zip(row, mrow) if m] for row, mrow in zip(ids, mask)]
+    if vocab_size is not None:
+        bad = sorted({t for row in ids for t in row if not 0 <= t < vocab_size})
+        if bad:
+            where = [label for label, row in zip(labels, ids) if any(not 0 <= t < vocab_size for t in row)]
+            raise ValueError(
+                f"token ids {bad[:10]}{' ...' if len(bad) > 10 else ''} (labels {where[:3]!r}) are outside the text "
+                f"encoder's vocabulary of {vocab_size} tokens: the tokenizer does not belong to this model."
+            )
+    seen = {}
+    for label, row in zip(labels, ids):
+        other = seen.setdefault(tuple(row), label)
+        if other != label:
+            raise ValueError(
+                f"labels {other!r} and {label!r} tokenize to the same ids {row[:12]}: the model cannot tell them apart "
+                "and would give them the same score (a tokenizer without its vocabulary maps every word to one "
+                "token; case and punctuation may also be normalised away). Use the model's tokenizer or distinct labels."
+            )
 
 
 class XClipProcessor(ProcessorMixin):
@@ -53,8 +126,10 @@ class XClipProcessor(ProcessorMixin):
             return type(argument)
         return super().check_argument_for_proper_class(argument_name, argument)
 
-    def tokenize_labels(self, text, padding=True, max_length: int | None = None, return_tensors=None) -> dict:
-        """Tokenize labels, padding to the longest and truncating past ``max_length`` (77) with a warning."""
+    def tokenize_labels(self, text, padding=True, max_length: int | None = None, return_tensors=None,
+                        vocab_size: int | None = None) -> dict:
+        """Tokenize labels, padding to the longest and truncating past ``max_length`` (77) with a warning; checked
+        with `check_label_tokens` (ids within ``vocab_size``, the text encoder's, when given)."""
         labels = _as_label_list(text)
         max_length = max_length or MAX_TEXT_LENGTH
         lengths = [len(ids) for ids in self.tokenizer(labels, add_special_tokens=True, verbose=False)["input_ids"]]
@@ -64,9 +139,11 @@ class XClipProcessor(ProcessorMixin):
             logger.warning(
                 f"{len(too_long)} label(s) exceed {max_length} tokens and are truncated (end-of-text kept): {shown}"
             )
-        return self.tokenizer(
+        tokens = self.tokenizer(
             labels, padding=padding, truncation=True, max_length=max_length, return_tensors=return_tensors
         )
+        check_label_tokens(labels, tokens["input_ids"], tokens.get("attention_mask"), vocab_size)
+        return tokens
 
     def __call__(self, text=None, videos=None, return_tensors=None, padding=True, max_length=None, **video_kwargs):
         """Tokenize ``text`` and/or process ``videos``; returns input_ids, attention_mask, pixel_values."""
@@ -83,7 +160,7 @@ class XClipProcessor(ProcessorMixin):
     def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
         """Load our video processor (own or published VideoMAE-style config) and the CLIP tokenizer."""
         video_processor = XClipVideoProcessor.from_pretrained(pretrained_model_name_or_path, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        tokenizer = load_tokenizer(pretrained_model_name_or_path, **kwargs)
         return [video_processor, tokenizer]
 
     @property

@@ -23,6 +23,7 @@ from transformers import Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
+from ..modeling_xclip import average_view_probabilities
 from .label_cache import LabelEmbeddingCache, LabelSet, build_label_set, text_weights_fingerprint, tokenizer_key
 from .video_inputs import DEFAULT_URL_TIMEOUT, VideoSource, download_video, is_url, normalize_videos
 
@@ -32,14 +33,6 @@ TASK = "zero-shot-video-classification"
 TEXT_FEATURE_CHUNK = 512  # labels encoded per text-encoder forward (bounds memory for very large label sets)
 
 __all__ = ["ZeroShotVideoClassificationPipeline", "register_pipeline", "average_view_probabilities"]
-
-
-def average_view_probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Multi-view inference (paper Sec. 4.1, "4x3 views"): softmax over labels per view, averaged over views.
-
-    `logits` is (B, V, K) for B videos, V views (temporal clips x spatial crops), K labels; returns (B, K) float32.
-    """
-    return logits.float().softmax(dim=-1).mean(dim=1)
 
 
 def _collate_videos(items: list[dict]) -> dict:

@@ -45,13 +45,7 @@ def xclip_param_groups(model: nn.Module, learning_rate: float, weight_decay: flo
 
 
 def freeze_vision_encoder(model: nn.Module, freeze: bool = True) -> int:
-    """Freeze the pretrained image-encoder weights, keeping X-CLIP's new modules trainable (paper Tab. 7); returns the count."""
-    new = set(model.new_parameter_names())
-    count = 0
-    for name, param in model.named_parameters():
-        if "vision_model." in name and name not in new:
-            param.requires_grad_(not freeze)
-            count += 1
-    if count == 0:
+    """Same as `model.freeze_vision_encoder(freeze)` (X-CLIP models own their freezing, paper Tab. 7)."""
+    if not hasattr(model, "freeze_vision_encoder"):
         raise ValueError(f"freeze_vision_encoder: {type(model).__name__} has no vision_model parameters")
-    return count
+    return model.freeze_vision_encoder(freeze)

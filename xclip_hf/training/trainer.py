@@ -4,7 +4,9 @@ AdamW betas (0.9, 0.98), weight decay 0.001, the cosine schedule with linear war
 checkpointing and DDP are plain `TrainingArguments`. `XClipTrainer` adds only:
 
 * the 10x learning rate of X-CLIP's new modules (`create_optimizer` over `xclip_param_groups`);
-* batch mixup / cutmix on training batches (`compute_loss`, only while the model is in training mode);
+* batch mixup / cutmix on training batches (`compute_loss`, only while the model is in training mode); label
+  smoothing is `TrainingArguments.label_smoothing_factor` (0.1 in the paper): transformers' label smoother for
+  class indices, folded into the soft targets by `MixupCutmix(label_smoothing=...)` for mixed batches;
 * multi-view evaluation (`prediction_step`): `pixel_values` (B, V, T, 3, H, W) from the video processor's
   `num_temporal_clips` x `num_spatial_crops` views are scored view by view and the softmax averaged over views.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 import torch
 from transformers import Trainer
 
-from ..pipelines.zero_shot_video_classification import average_view_probabilities
+from ..modeling_xclip import average_view_probabilities
 from .mixup import MixupCutmix
 from .param_groups import xclip_param_groups
 
@@ -46,6 +48,10 @@ class XClipTrainer(Trainer):
         if self.mixup is not None and model.training and "labels" in inputs:
             pixel_values, labels = self.mixup(inputs["pixel_values"], inputs["labels"])
             inputs = {**inputs, "pixel_values": pixel_values, "labels": labels.to(pixel_values.dtype)}
+        labels = inputs.get("labels")
+        if labels is not None and labels.is_floating_point():  # soft targets: the model's soft cross-entropy
+            outputs = model(**inputs)
+            return (outputs.loss, outputs) if return_outputs else outputs.loss
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
