@@ -28,6 +28,9 @@ def add_arguments(c) -> None:
     c.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="weights/compute dtype (bfloat16 is fastest on recent CPUs)")
     c.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    c.add_argument("--compile", action="store_true",
+                   help="torch.compile the video forward: faster per video after a one-off warm-up (minutes for "
+                        "B/32 on a CPU); worth it for many videos")
 
 
 def _format_table(path: str, predictions: list[dict]) -> str:
@@ -48,7 +51,7 @@ def run(args) -> int:
     missing = [v for v in args.videos if not is_url(v) and not os.path.isfile(v)]
     if missing:
         raise ValueError("video file(s) not found: " + ", ".join(repr(m) for m in missing))
-    pipe = build_pipeline(args.model, args.device, args.dtype)
+    pipe = build_pipeline(args.model, args.device, args.dtype, compile=getattr(args, "compile", False))
     call = dict(candidate_labels=labels, hypothesis_template=args.template, top_k=args.top_k,
                 num_temporal_clips=args.num_temporal_clips, num_spatial_crops=args.num_spatial_crops)
     pipe._sanitize_parameters(**call)  # validate labels and options before reading any video
@@ -81,7 +84,7 @@ def run(args) -> int:
     return 1 if failures else 0
 
 
-def build_pipeline(model: str, device: str | None, dtype: str):
+def build_pipeline(model: str, device: str | None, dtype: str, compile: bool = False):
     import torch
     from transformers import pipeline
 
@@ -90,6 +93,7 @@ def build_pipeline(model: str, device: str | None, dtype: str):
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    return pipeline("zero-shot-video-classification", model=model, device=device, dtype=torch_dtype)
+    extra = {"compile": True} if compile else {}
+    return pipeline("zero-shot-video-classification", model=model, device=device, dtype=torch_dtype, **extra)
 
 

@@ -7,6 +7,9 @@ the learned logit scale. The pipeline returns the softmax of those logits over t
 Speed: the text encoder's output does not depend on the video, so it runs once per distinct (labels, template,
 tokenizer, text weights) and is kept in a small LRU cache (see `label_cache.py`); each batch of videos then runs
 `model(pixel_values=..., text_embeds=cached)`, in which the prompt generator still runs per video.
+`compile=True` runs that video forward through `torch.compile(model, fullgraph=True)`: measured 1.3x over eager
+fp32 for B/32-8f on a CPU, after a one-off warm-up on the first batch (about 2-3 minutes for B/32 on 2 CPU cores;
+a new batch shape or label count compiles again, dynamically after the first change). Worth it for many videos.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from ..modeling_xclip import average_view_probabilities
+from ..processing_xclip import check_tokenizer_vocabulary
 from .label_cache import LabelEmbeddingCache, LabelSet, build_label_set, text_weights_fingerprint, tokenizer_key
 from .video_inputs import DEFAULT_URL_TIMEOUT, VideoSource, download_video, is_url, normalize_videos
 
@@ -63,11 +67,13 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
 
     Init arguments beyond transformers' `Pipeline` ones: `processor` (an `XClipProcessor`; loaded from the model's
     directory when omitted), `label_cache_size` (entries of the label-embedding LRU cache, 0 disables it; default 4),
-    `url_timeout` (seconds for downloading http(s) videos; default 10).
+    `url_timeout` (seconds for downloading http(s) videos; default 10), `compile` (`torch.compile` the video
+    forward, see the module docstring for its warm-up cost; default False).
     """
 
-    # The pipeline loads its own XClipProcessor (from the model's directory) in __init__: transformers' generic
-    # loaders would pick transformers' XCLIPProcessor for published checkpoints.
+    # One component, one loader: the pipeline needs an XClipProcessor and builds it itself in __init__
+    # (`XClipProcessor.from_pretrained(model directory)`, which reads every checkpoint layout xclip_hf knows), so
+    # transformers' generic component loading, which would pick classes from the directory's own files, is off.
     _load_processor = False
     _load_image_processor = False
     _load_video_processor = False
@@ -75,14 +81,18 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
     _load_tokenizer = False
 
     def __init__(self, model, processor=None, tokenizer=None, video_processor=None, label_cache_size: int = 4,
-                 url_timeout: float = DEFAULT_URL_TIMEOUT, **kwargs):
+                 url_timeout: float = DEFAULT_URL_TIMEOUT, compile: bool = False, **kwargs):
         model = _as_xclip_model(model, dtype=kwargs.get("dtype") or kwargs.get("torch_dtype"))
         processor = _resolve_processor(model, processor, tokenizer, video_processor)
+        check_tokenizer_vocabulary(processor.tokenizer, getattr(model, "name_or_path", "") or "the processor",
+                                   vocab_size=model.config.text_config.vocab_size)
         super().__init__(model=model, processor=processor, tokenizer=processor.tokenizer,
                          video_processor=processor.video_processor, **kwargs)
         self.label_cache = LabelEmbeddingCache(label_cache_size)
         self.url_timeout = float(url_timeout)
         self.text_encoder_calls = 0  # how many label sets were encoded (cache misses), for monitoring
+        # the video forward: compiled on request (shares the model's weights; the text encoder stays eager)
+        self.video_forward = torch.compile(self.model, fullgraph=True) if compile else self.model
 
     # ------------------------------------------------------------------ public helpers
     def clear_label_cache(self):
@@ -174,7 +184,7 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         num_videos, num_views = pixel_values.shape[:2]
         text_embeds = self.text_features(label_set)
         try:
-            outputs = self.model(pixel_values=pixel_values.flatten(0, 1), text_embeds=text_embeds)
+            outputs = self.video_forward(pixel_values=pixel_values.flatten(0, 1), text_embeds=text_embeds)
         except ValueError as err:  # e.g. a frame count or size the model was not built for
             names = model_inputs["video_name"]
             raise ValueError(f"video {', '.join(names) if batched else names}: {err}") from err
@@ -213,7 +223,8 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         chunks = []
         for start in range(0, len(label_set.texts), TEXT_FEATURE_CHUNK):
             texts = list(label_set.texts[start:start + TEXT_FEATURE_CHUNK])
-            tokens = self.processor.tokenize_labels(texts, padding=True, max_length=max_length, return_tensors="pt")
+            tokens = self.processor.tokenize_labels(texts, padding=True, max_length=max_length, return_tensors="pt",
+                                                    vocab_size=self.model.config.text_config.vocab_size)
             out = self.model.get_text_features(
                 input_ids=tokens["input_ids"].to(self.device), attention_mask=tokens["attention_mask"].to(self.device)
             )
@@ -274,13 +285,10 @@ def _as_xclip_model(model, dtype=None):
     if isinstance(inner, XClipModel):
         return inner
     source = getattr(model, "name_or_path", "") or ""
-    if source and os.path.isdir(source):
-        # e.g. transformers' own XCLIPModel chosen by pipeline() from config.architectures: reload with ours
-        logger.warning(f"Reloading {source!r} with xclip_hf.XClipModel (got {type(model).__name__}).")
-        return XClipModel.from_pretrained(source, dtype=model.dtype)
+    hint = f" (pass model={source!r} to load it with XClipModel)" if source else ""
     raise TypeError(
         f"zero-shot-video-classification needs an xclip_hf XClipModel (or a directory / hub id to load one), got "
-        f"{type(model).__name__}."
+        f"{type(model).__name__}{hint}."
     )
 
 
