@@ -14,16 +14,22 @@ def oracle_pair(request, tmp_path_factory):
     return save_oracle(path, num_frames=request.param), path, request.param
 
 
-@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.fixture(scope="module", params=["eager", "sdpa"])
+def loaded_pair(request, oracle_pair):
+    """(oracle, ours, loading info, num_frames): both loaded once per (frames, attention kernel)."""
+    _, path, frames = oracle_pair
+    attn = request.param
+    oracle = XCLIPModel.from_pretrained(path, attn_implementation=attn).eval()  # same kernel on both sides
+    ours, info = XClipModel.from_pretrained(path, attn_implementation=attn, output_loading_info=True)
+    return oracle, ours.eval(), info, frames
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("num_texts", [1, 5])
 @pytest.mark.parametrize("padded", [False, True])
-def test_parity_with_transformers_oracle(oracle_pair, attn, batch, num_texts, padded):
-    _, path, frames = oracle_pair
-    oracle = XCLIPModel.from_pretrained(path, attn_implementation=attn).eval()  # same kernel on both sides
-    ours, info = XClipModel.from_pretrained(path, attn_implementation=attn, output_loading_info=True)
+def test_parity_with_transformers_oracle(loaded_pair, batch, num_texts, padded):
+    oracle, ours, info, frames = loaded_pair
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
-    ours.eval()
     ids, mask = text_batch(num_texts, pad_from=4 if padded else None)
     pixels = torch.randn(batch, frames, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
@@ -267,3 +273,87 @@ def test_published_config_converts_for_every_config_class(tmp_path):
     assert full.text_config.eos_token_id is None  # published text encoders pool at the highest token id
     assert text.prompt_num_attention_heads == 2 and text.projection_dim == 16
     assert vision.num_frames == 3 and vision.projection_dim == 16 and vision.mit_hidden_size == 16
+
+
+def test_output_flags_set_in_the_config_are_honoured():
+    torch.manual_seed(0)
+    config = XClipConfig.from_variant("xclip-tiny", num_frames=3, vocab_size=VOCAB, output_hidden_states=True)
+    model = XClipModel._from_config(config, attn_implementation="eager").eval()
+    ids, mask = text_batch(2)
+    pixels = torch.randn(1, 3, 3, 32, 32)
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, pixel_values=pixels)  # no flag passed: the config's
+        assert len(out.vision_model_output.hidden_states) == 3 and len(out.text_model_output.hidden_states) == 3
+        assert out.vision_model_output.attentions is None
+        # the first state is the input of the first block, the last one the last block's output (before post-LN)
+        frames = model.vision_model.pre_layernorm(model.vision_model.embeddings(pixels.flatten(0, 1)))
+        torch.testing.assert_close(out.vision_model_output.hidden_states[0], frames)
+        torch.testing.assert_close(out.vision_model_output.hidden_states[-1],
+                                   out.vision_model_output.last_hidden_state.flatten(0, 1))
+        assert model(input_ids=ids, pixel_values=pixels, output_hidden_states=False).vision_model_output.hidden_states is None
+        vision = XClipVisionModel._from_config(config.vision_config, attn_implementation="eager").eval()
+        vision.config.output_attentions = True  # a tower's own config
+        attentions = vision(pixels).attentions
+        assert len(attentions) == 2 and attentions[0].shape == (3, 4, 18, 18)
+        as_tuple = model(input_ids=ids, pixel_values=pixels, return_dict=False)
+        assert isinstance(as_tuple, tuple)
+        torch.testing.assert_close(as_tuple[0], out.logits_per_video)
+
+
+def test_torch_compile_fullgraph_matches_eager():
+    torch._dynamo.reset()
+    model = _tiny(num_frames=2)
+    ids, mask = text_batch(3, pad_from=4)
+    pixels = torch.randn(2, 2, 3, 32, 32)
+    compiled = torch.compile(model, fullgraph=True)  # a graph break (host read, data-dependent if) would raise
+    with torch.no_grad():
+        want = model(input_ids=ids, attention_mask=mask, pixel_values=pixels)
+        got = compiled(input_ids=ids, attention_mask=mask, pixel_values=pixels)
+    for key in ("logits_per_video", "video_embeds", "text_embeds"):
+        torch.testing.assert_close(got[key], want[key], atol=1e-5, rtol=0)
+    torch._dynamo.reset()
+
+
+def test_classifier_training_forward_with_labels_compiles_fullgraph():
+    """The no-host-read rule: labels.min()/.item()/.tolist() or a data-dependent `if` in forward breaks the graph."""
+    from xclip_hf import XClipForVideoClassification
+    from xclip_hf.data.tokenizer import build_clip_tokenizer
+
+    torch._dynamo.reset()
+    classes = ["moving left", "moving right", "growing"]
+    tokenizer = build_clip_tokenizer(classes + ["shrinking"], vocab_size=600)
+    torch.manual_seed(0)
+    config = XClipConfig.from_variant("xclip-tiny", num_frames=2, vocab_size=len(tokenizer),
+                                      id2label=dict(enumerate(classes)))
+    model = XClipForVideoClassification(config)
+    model.set_class_texts(tokenizer)
+    model.train()
+    pixels, labels = torch.randn(2, 2, 3, 32, 32), torch.tensor([2, 0])
+    want = model(pixel_values=pixels, labels=labels)
+    # dynamo's full-graph capture is what detects host reads; the aot_eager backend traces forward and backward
+    # without the minutes of code generation
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    got = compiled(pixel_values=pixels, labels=labels)
+    torch.testing.assert_close(got.loss, want.loss, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got.logits, want.logits, atol=1e-5, rtol=0)
+    got.loss.backward()
+    assert model.xclip.vision_model.encoder.layers[0].message_proj.weight.grad is not None
+    torch._dynamo.reset()
+
+
+def test_published_format_is_known_in_one_module():
+    """Removing published support = deleting conversion/published.py and its one registration line."""
+    import pathlib
+
+    import xclip_hf
+
+    root = pathlib.Path(xclip_hf.__file__).parent
+    # the published layout's key names, processor files and model type, as code (not prose) would use them
+    markers = ("prompts_generator", "message_fc", "image_processor_type", "feature_extractor_type",
+               '"processor_config.json"', '== "xclip"', "== 'xclip'")
+    offenders = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if p.name != "published.py"
+                       and any(m in p.read_text(encoding="utf-8") for m in markers))
+    assert offenders == [], offenders
+    registrations = [p.relative_to(root).as_posix() for p in root.rglob("*.py") if p.name != "published.py" for line in
+                     p.read_text(encoding="utf-8").splitlines() if 'register_checkpoint_format("xclip_hf.conversion.published")' in line]
+    assert registrations == ["__init__.py"]
