@@ -62,7 +62,7 @@ def model_summary(model: str, num_frames: int | None = None) -> dict:
     vision = sum(p.numel() for p in net.vision_model.parameters())
     new = net.new_parameter_names()
     added = sum(p.numel() for n, p in net.named_parameters() if n in new)
-    macs = count_flops(config, num_labels=1, text_length=77)
+    macs = count_flops(config, num_labels=1, text_length=min(77, config.text_config.max_position_embeddings))
     vc = config.vision_config
     return {
         "model": model,

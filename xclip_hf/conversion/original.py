@@ -283,7 +283,7 @@ def _state_dict_entry(data, path: str) -> tuple[dict, str]:
         raise ValueError(f"{path}: expected a dict with a 'model' entry or a bare state dict, got {type(data).__name__}")
     if "model" in data:
         state, where = data["model"], f"{path} ['model' entry]"
-    elif data and all(isinstance(v, torch.Tensor) for v in data.values()):
+    elif any(isinstance(v, torch.Tensor) for v in data.values()):  # a bare state dict (checked entry by entry below)
         state, where = data, path
     else:
         raise ValueError(f"{path}: no 'model' entry and not a bare state dict; top-level entries: "
