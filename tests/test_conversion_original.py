@@ -621,3 +621,22 @@ def test_cli_convert_argument_errors(tmp_path, capsys):
     (tmp_path / "l.csv").write_text("id,name\n0,a\n")
     assert main(["convert", pth, str(tmp_path / "o"), "--labels", str(tmp_path / "l.csv")]) == 2
     assert "--labels needs --bpe" in capsys.readouterr().err
+
+
+def test_restricted_unpickler_never_alters_the_allowed_globals():
+    """A pickle that tries to set state on an allowed function (its __defaults__) is refused, torch left unchanged."""
+    import io
+
+    from xclip_hf.conversion.safe_load import _restricted_pickle_module
+
+    before = torch._utils._rebuild_tensor_v2.__defaults__
+    # PROTO 2; GLOBAL torch._utils._rebuild_tensor_v2; state (None, {"__defaults__": (1,)}); BUILD; STOP
+    raw = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nN}X\x0c\x00\x00\x00__defaults__K\x01\x85s\x86b.")
+    seen = set()
+    with pytest.raises(pickle.UnpicklingError, match="sets the state of"):
+        _restricted_pickle_module(seen).load(io.BytesIO(raw))
+    assert torch._utils._rebuild_tensor_v2.__defaults__ == before
+    # a call of an unknown global yields an inert stand-in, whose state may be set (and is dropped)
+    called = b"\x80\x02cos\nsystem\n)R}X\x01\x00\x00\x00aK\x01sb."  # os.system() then BUILD {"a": 1}
+    assert repr(_restricted_pickle_module(seen).load(io.BytesIO(called))) == "<not unpickled: os.system>"
+    assert seen == {"os.system"}

@@ -45,8 +45,8 @@ def original_video_processor(config):
     return XClipVideoProcessor(
         num_frames=config.vision_config.num_frames, size={"shortest_edge": int(crop * 256 / 224 + 0.5)},
         crop_size={"height": crop, "width": crop}, resample=PILImageResampling.BILINEAR, do_rescale=True,
-        rescale_factor=1 / 255, image_mean=[m / 255 for m in ORIGINAL_MEAN_255],
-        image_std=[s / 255 for s in ORIGINAL_STD_255],
+        rescale_factor=1 / 255, image_mean=[round(m / 255, 10) for m in ORIGINAL_MEAN_255],
+        image_std=[round(s / 255, 10) for s in ORIGINAL_STD_255],
     )
 
 

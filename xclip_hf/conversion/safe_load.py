@@ -7,7 +7,8 @@ refuses. `load_checkpoint` therefore:
 1. tries ``torch.load(weights_only=True)`` (torch's own allow-list: tensors and plain containers);
 2. if that loader refuses the file, reads it again through `torch.load` with a restricted unpickler: the only
    globals it resolves are tensor-rebuild functions, ``OrderedDict``, ``torch.Size`` and dtypes; every other
-   pickled class or function is replaced by an inert `NotUnpickled` stand-in and its module is never imported.
+   pickled class or function is replaced by an inert `NotUnpickled` stand-in and its module is never imported;
+   object state is set only on stand-ins, tensors and OrderedDicts.
    The caller decides what a stand-in means (a stand-in for the ``config`` entry is harmless, one inside the
    weights is refused by `xclip_hf.conversion.original`);
 3. unpickles fully (``weights_only=False``) only when the caller passes ``trust_pickle=True``.
@@ -85,13 +86,25 @@ def _restricted_pickle_module(seen: set[str]) -> types.ModuleType:
     allowed = _allowed_globals()
     stand_ins: dict[str, type] = {}
 
-    class RestrictedUnpickler(pickle.Unpickler):
+    class RestrictedUnpickler(pickle._Unpickler):  # the Python implementation: its opcode table can be narrowed
+        dispatch = dict(pickle._Unpickler.dispatch)
+
         def find_class(self, module, name):
             full_name = f"{module}.{name}"
             if full_name in allowed:
                 return allowed[full_name]
             seen.add(full_name)
             return stand_ins.setdefault(full_name, _stand_in(full_name))
+
+        def load_build(self):
+            """BUILD (set an object's state) only on stand-ins, tensors and OrderedDicts, never on the allowed
+            functions and classes themselves (that would change them for the whole process)."""
+            inst = self.stack[-2]
+            if not (isinstance(inst, (NotUnpickled, torch.Tensor)) or type(inst) is collections.OrderedDict):
+                raise pickle.UnpicklingError(f"the file sets the state of {inst!r}, which a checkpoint never does")
+            super().load_build()
+
+        dispatch[pickle.BUILD[0]] = load_build
 
     module = types.ModuleType("xclip_hf_restricted_pickle")
     module.Unpickler = RestrictedUnpickler
