@@ -2,7 +2,10 @@
 
 One video is a local path (str or ``os.PathLike``), an http(s) URL (downloaded to a temporary file with a short
 timeout), a 4-D array or tensor of frames ``(T, H, W, C)`` / ``(T, C, H, W)``, or a list of frames (3-D arrays,
-tensors or PIL images, stacked into one video). A list whose items are videos is a batch.
+tensors or PIL images). A list whose items are videos is a batch.
+
+This module decides what is ONE video and names it for error messages (and checks that paths exist); the frames
+themselves (channels, dtypes, equal frame sizes, stacking) are normalised by the video processor only.
 """
 
 from __future__ import annotations
@@ -75,28 +78,6 @@ def _is_frame(value) -> bool:
     return type(value).__module__.startswith("PIL.")
 
 
-def _frame_to_array(frame, index: int) -> np.ndarray:
-    """A frame as a numpy array (PIL images converted to RGB)."""
-    if isinstance(frame, torch.Tensor):
-        return frame.detach().cpu().numpy()
-    if isinstance(frame, np.ndarray):
-        return frame
-    try:
-        return np.asarray(frame.convert("RGB"))
-    except Exception as err:  # a PIL object that cannot be converted
-        raise ValueError(f"frame {index} ({type(frame).__name__}) could not be converted to an RGB array: {err}") from err
-
-
-def _stack_frames(frames) -> np.ndarray:
-    """Stack a list of frames into one (T, ...) array; all frames must have one shape."""
-    arrays = [_frame_to_array(frame, i) for i, frame in enumerate(frames)]
-    shapes = {a.shape for a in arrays}
-    if len(shapes) != 1:
-        listing = ", ".join(f"frame {i}: {a.shape}" for i, a in enumerate(arrays[:6]))
-        raise ValueError(f"The frames of one video must all have the same shape; got {listing}{' ...' if len(arrays) > 6 else ''}.")
-    return np.stack(arrays)
-
-
 def _check_video_array(value, where: str):
     """A video array must be 4-D (T, H, W, C) or (T, C, H, W) with at least one frame."""
     if value.ndim != 4:
@@ -134,7 +115,7 @@ def _one_video(value, where: str) -> VideoSource:
                 f"{where}: a list of frames must hold only images (2-D/3-D arrays or PIL images); item {bad} is "
                 f"{describe_video(value[bad])}."
             )
-        return VideoSource(_stack_frames(value), f"list of {len(value)} frames")
+        return VideoSource(list(value), f"list of {len(value)} frames")
     raise TypeError(
         f"{where}: unsupported video input of type {type(value).__name__}; pass a path, an http(s) URL, a 4-D array "
         "or tensor of frames, or a list of frames."
