@@ -135,3 +135,104 @@ def test_labels_equal_after_tokenizer_normalisation_are_refused(workdir):
     with pytest.raises(ValueError, match="'Dog'"):
         build_label_set(["dog", "Dog"], tokenizer=tiny_tokenizer())
     assert len(build_label_set(["dog", "Dog"])) == 2  # without a tokenizer only exact duplicates are known
+
+
+# ----------------------------------------------------------------------------------------------- input values
+def _processor():
+    from xclip_hf.video_processing_xclip import XClipVideoProcessor
+
+    return XClipVideoProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, num_frames=3)
+
+
+def test_float_frames_in_unit_range_warn_and_do_rescale_false_is_respected():
+    from transformers.utils import logging as hf_logging
+
+    frames = video_frames(6, 40, 48, seed=3)
+    unit = frames.astype(np.float32) / 255
+    processor = _processor()
+    logger = hf_logging.get_logger("xclip_hf.video_processing_xclip")
+    logger.warning_once.cache_clear()
+    messages = []
+    handler = type("H", (__import__("logging").Handler,), {"emit": lambda self, r: messages.append(r.getMessage())})()
+    logger.addHandler(handler)
+    try:
+        processor(unit, return_tensors="pt")
+        assert any("already rescaled" in m and "do_rescale=False" in m for m in messages), messages
+        messages.clear()
+        logger.warning_once.cache_clear()
+        processor(frames, return_tensors="pt")  # uint8 0..255: nothing to warn about
+        assert not any("already rescaled" in m for m in messages)
+    finally:
+        logger.removeHandler(handler)
+    want = processor(frames, return_tensors="pt")["pixel_values"]
+    got = processor(unit, do_rescale=False, return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(got, want, atol=0.02, rtol=0)  # uint8 input is rounded after resizing
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_and_inf_frames_are_refused_naming_the_video(bad):
+    frames = video_frames(6, 40, 48, seed=3).astype(np.float32)
+    frames[:, 5, 5, 1] = bad
+    with pytest.raises(ValueError, match=r"video 1: 3 frame value\(s\) are NaN or infinite"):
+        _processor()([video_frames(6, 40, 48).astype(np.float32), frames], return_tensors="pt")
+
+
+def test_integer_pixel_values_are_refused_by_the_model(workdir):
+    from xclip_hf import XClipModel
+
+    model = XClipModel.from_pretrained(workdir["model"])
+    config = model.config.vision_config
+    pixels = torch.randint(0, 255, (1, config.num_frames, 3, config.image_size, config.image_size), dtype=torch.uint8)
+    with pytest.raises(ValueError, match="dtype torch.uint8.*XClipVideoProcessor"):
+        model.get_video_features(pixel_values=pixels)
+
+
+def test_extreme_aspect_ratio_is_cropped_before_resizing():
+    """1 x 100000 frames: resizing the whole frame first made 3.2 M-pixel-wide frames (15 s, 4 GB)."""
+    import xclip_hf.video_processing_xclip as vp
+
+    frames = np.random.default_rng(0).integers(0, 255, (3, 1, 100000, 3), dtype=np.uint8)
+    calls = []
+    original = vp._interpolate
+
+    def spy(x, new_h, new_w, resample):
+        calls.append(new_h * new_w)
+        return original(x, new_h, new_w, resample)
+
+    vp._interpolate = spy
+    try:
+        out = _processor()(frames, num_spatial_crops=3, return_tensors="pt")["pixel_values"]
+    finally:
+        vp._interpolate = original
+    assert out.shape == (1, 3, 3, 3, 32, 32)
+    assert all(n <= 1 << 20 for n in calls)  # no full-frame resize
+    # same pixels as resizing the whole frame, on a frame small enough to resize whole (independent: torch directly)
+    small = np.random.default_rng(1).integers(0, 255, (3, 2, 9000, 3), dtype=np.uint8)
+    got = _processor()(small, num_spatial_crops=3, do_normalize=False, do_rescale=False, return_tensors="pt")
+    whole = torch.nn.functional.interpolate(torch.from_numpy(small).permute(0, 3, 1, 2).float(), size=(32, 144000),
+                                            mode="bilinear", align_corners=False, antialias=True).round().clamp(0, 255)
+    for k, left in enumerate((0, (144000 - 32) // 2, 144000 - 32)):
+        torch.testing.assert_close(got["pixel_values"][0, k], whole[..., left:left + 32], atol=0, rtol=0)
+
+
+def test_processor_mean_of_two_values_is_a_config_error(workdir, tmp_path):
+    import json
+    import shutil
+
+    from xclip_hf.video_processing_xclip import XClipVideoProcessor
+
+    with pytest.raises(ValueError, match=r"config: image_mean must be 3 finite numbers.*0.5, 0.5"):
+        XClipVideoProcessor(image_mean=[0.5, 0.5])
+    with pytest.raises(ValueError, match="config: image_std"):
+        _processor()(video_frames(4, 32, 32), image_std=[0.2, 0.2], return_tensors="pt")
+    model_dir = tmp_path / "model"
+    shutil.copytree(workdir["model"], model_dir)
+    for name in os.listdir(model_dir):
+        if "preprocessor_config" in name or name == "processor_config.json":
+            path = model_dir / name
+            config = json.loads(path.read_text())
+            target = config.get("video_processor", config)
+            target["image_mean"] = [0.5, 0.5]
+            path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"could not load an XClipProcessor from .*model.*image_mean must be 3"):
+        pipeline(TASK, model=str(model_dir), device="cpu")
