@@ -236,3 +236,101 @@ def test_processor_mean_of_two_values_is_a_config_error(workdir, tmp_path):
             path.write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"could not load an XClipProcessor from .*model.*image_mean must be 3"):
         pipeline(TASK, model=str(model_dir), device="cpu")
+
+
+# ----------------------------------------------------------------------------------------------- decoding
+def test_mid_file_corruption_is_one_error_naming_file_and_frame(tmp_path):
+    from xclip_hf.video_io import VideoDecodeError, read_video
+
+    path = write_mid_file_corrupt_video(tmp_path / "mid.mp4")
+    for backend in ("auto", "decord", "pyav"):
+        with pytest.raises(VideoDecodeError, match=r"mid\.mp4'? (at frame \d+|reading frames \d+\.\.\d+)") as err:
+            read_video(path, backend=backend)
+        assert err.value.path == path and err.value.frame is not None
+
+
+def test_decoder_noise_is_captured_into_the_error(tmp_path):
+    """decord/FFmpeg print their own error lines to the terminal; they belong in the one clean message."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "text.mp4"
+    bad.write_text("not a video\n" * 50)
+    mid = write_mid_file_corrupt_video(tmp_path / "mid.mp4")
+    code = ("import sys\nfrom xclip_hf.video_io import read_video\n"
+            "for p in sys.argv[1:]:\n    try:\n        read_video(p)\n    except ValueError as e:\n        print(e)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(bad), mid], capture_output=True, text=True, timeout=120)
+    assert proc.stderr == "", proc.stderr
+    assert "text.mp4" in proc.stdout and "mid.mp4" in proc.stdout
+
+
+# ----------------------------------------------------------------------------------------------- training
+@pytest.fixture(scope="module")
+def train_data(tmp_path_factory):
+    """6 synthetic videos + 1 mid-file-corrupt one in the training list; a tokenizer."""
+    from xclip_hf.data.synthetic import generate_synthetic_dataset
+    from xclip_hf.data.tokenizer import build_clip_tokenizer
+
+    root = tmp_path_factory.mktemp("bad_train")
+    data = generate_synthetic_dataset(root / "data", 3, seed=0, classes=["moving left", "moving right"], size=32,
+                                      min_frames=8, max_frames=10, splits=(1, 0, 0))
+    corrupt = write_mid_file_corrupt_video(os.path.join(data.root, "corrupt.mp4"))
+    with open(data.train_file, "a") as f:
+        f.write("corrupt.mp4 1\n")
+    build_clip_tokenizer(["moving left", "moving right"], save_directory=root / "tokenizer", vocab_size=520)
+    return {"data": data, "corrupt": corrupt, "tokenizer": str(root / "tokenizer"), "root": root}
+
+
+def _train_args(train_data, output_dir, *extra):
+    d = train_data["data"]
+    return ["--model_variant", "xclip-tiny", "--tokenizer_name", train_data["tokenizer"], "--train_file", d.train_file,
+            "--labels_file", d.labels_file, "--output_dir", str(output_dir), "--do_train",
+            "--per_device_train_batch_size", "2", "--num_train_epochs", "1", "--report_to", "none",
+            "--use_cpu", "--disable_tqdm", "true", "--seed", "0", "--logging_steps", "1", "--save_strategy", "no",
+            "--config_overrides", "vision_config.num_frames=4", *extra]
+
+
+def _script():
+    import importlib.util
+    import sys
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples",
+                        "run_video_classification.py")
+    spec = importlib.util.spec_from_file_location("run_video_classification_bad_data", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_skips_a_corrupt_video_names_and_counts_it(train_data, tmp_path, caplog):
+    import json
+
+    out = tmp_path / "run"
+    with caplog.at_level("WARNING"):
+        trainer = _script().main(_train_args(train_data, out, "--max_bad_video_fraction", "0.2"))
+    corrupt = train_data["corrupt"]
+    assert trainer.state.global_step == 4  # 7 listed videos, batches of 2: the run completed
+    assert sum(corrupt in r.getMessage() and "skipping bad video" in r.getMessage() for r in caplog.records) == 1
+    assert json.loads((out / "train_results.json").read_text())["train_bad_videos"] == 1
+    state = json.loads((out / "trainer_state.json").read_text())["stateful_callbacks"]["BadVideoCallback"]
+    assert list(state["attributes"]["failures"]) == [corrupt]
+    assert "VideoDecodeError" in state["attributes"]["failures"][corrupt]
+    assert (out / "model.safetensors").exists()
+
+
+def test_training_raise_policy_and_fraction_limit_stop_naming_the_file(train_data, tmp_path):
+    from xclip_hf.training import TooManyBadVideosError
+
+    corrupt = train_data["corrupt"]
+    script = _script()
+    with pytest.raises(ValueError, match=r"corrupt\.mp4.*could not be read"):
+        script.main(_train_args(train_data, tmp_path / "raise", "--on_bad_video", "raise"))
+    with pytest.raises(TooManyBadVideosError, match=r"1 of 7 videos.*corrupt\.mp4"):
+        script.main(_train_args(train_data, tmp_path / "limit", "--max_bad_video_fraction", "0.1"))
+    with pytest.raises(ValueError, match=r"(?s)--check_videos: 1 broken video.*corrupt\.mp4"):  # before training
+        script.main(_train_args(train_data, tmp_path / "check", "--check_videos", "--on_bad_video", "raise"))
+    assert not (tmp_path / "check" / "model.safetensors").exists()
+    with pytest.raises(ValueError, match="num_spatial_crops must be 1 or 3"):  # validation settings, before training
+        script.main(_train_args(train_data, tmp_path / "eval", "--do_eval", "--validation_file",
+                                train_data["data"].train_file, "--num_spatial_crops", "2"))
