@@ -334,3 +334,51 @@ def test_training_raise_policy_and_fraction_limit_stop_naming_the_file(train_dat
     with pytest.raises(ValueError, match="num_spatial_crops must be 1 or 3"):  # validation settings, before training
         script.main(_train_args(train_data, tmp_path / "eval", "--do_eval", "--validation_file",
                                 train_data["data"].train_file, "--num_spatial_crops", "2"))
+
+
+# ----------------------------------------------------------------------------------------------- CLI exit codes
+def _run_cli(argv, capsys):
+    from xclip_hf.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse errors
+        code = exit_.code
+    err = capsys.readouterr().err
+    return code, [line for line in err.splitlines() if line.startswith("xclip-hf")], err
+
+
+def test_cli_exit_codes(workdir, tmp_path, capsys):
+    import json
+    import shutil
+
+    model, mp4 = workdir["model"], workdir["videos"][0]
+    base = ["classify", mp4, "--labels", "a,b", "--no-progress"]
+
+    code, lines, _ = _run_cli(base + ["--model", model, "--device", "tpu"], capsys)
+    assert code == 2 and len(lines) == 1 and "unknown device 'tpu'" in lines[0]
+
+    code, lines, err = _run_cli(base + ["--model", os.path.join(model, "config.json")], capsys)
+    assert code == 2 and len(lines) == 1 and "config.json" in lines[0] and "is a file" in lines[0]
+    assert "weights_only" not in err
+
+    code, lines, err = _run_cli(["info", "xclip-tiny", "--num-frames", "0"], capsys)
+    assert code == 2 and "--num-frames" in err and "positive integer" in err
+
+    truncated = tmp_path / "truncated"
+    shutil.copytree(model, truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    code, lines, err = _run_cli(base + ["--model", str(truncated)], capsys)
+    assert code == 1 and len(lines) == 1 and str(weights) in lines[0], err
+    assert "Traceback" not in err and "weights_only" not in err
+
+    mean2 = tmp_path / "mean2"
+    shutil.copytree(model, mean2)
+    config_path = mean2 / "processor_config.json"
+    config = json.loads(config_path.read_text())
+    config["video_processor"]["image_mean"] = [0.5, 0.5]
+    config_path.write_text(json.dumps(config))
+    code, lines, err = _run_cli(base + ["--model", str(mean2)], capsys)
+    assert code == 1 and len(lines) == 1 and "processor config" in lines[0] and "image_mean" in lines[0], err
+    assert str(config_path) in lines[0] and mp4 not in err  # a config error, not a failure of the video

@@ -269,6 +269,8 @@ def _as_xclip_model(model, dtype=None):
     from ..modeling_xclip import XClipModel
 
     if isinstance(model, (str, os.PathLike)):
+        if os.path.isfile(model):
+            raise ValueError(f"model {os.fspath(model)!r} is a file; pass the model directory that holds it")
         kwargs = {"dtype": dtype} if dtype not in (None, "auto") else {}
         return XClipModel.from_pretrained(os.fspath(model), **kwargs)
     if isinstance(model, XClipModel):
