@@ -15,7 +15,8 @@ The cache key (`label_cache_key`) cannot collide with a stale entry:
   are held. The model's ``training`` flag is part of the key (dropout).
 * tokenizer: the object (kept alive by the entry) and the settings that change the token ids (vocabulary size,
   ``model_max_length``, special tokens, padding/truncation side).
-* text config: its full JSON (``eos_token_id`` chooses the pooled token, ``max_position_embeddings`` the length).
+* text config: every scalar setting (``eos_token_id`` chooses the pooled token, ``max_position_embeddings`` the
+  length, ...).
 
 Not seen: writes through ``param.data.<op>_()`` (``.data`` has its own version counter); call
 ``pipeline.clear_label_cache()`` after such writes. Cached features are handed out as copies, so editing a
@@ -126,24 +127,28 @@ def _check_token_duplicates(label_set: LabelSet, tokenizer) -> None:
         )
 
 
-def _text_branch(model):
-    return getattr(model, "text_model", model)
+def _text_tensors(model) -> list:
+    branch = getattr(model, "text_model", model)
+    return list(branch.parameters()) + list(branch.buffers())
+
+
+def _weights_key(tensors, storages, training: bool) -> tuple:
+    return (training,) + tuple(
+        (storage.data_ptr(), t.storage_offset(), t.dtype, t.device, tuple(t.shape), t._version)
+        for t, storage in zip(tensors, storages)
+    )
 
 
 def text_weights_fingerprint(model: torch.nn.Module) -> tuple:
     """Key part for the text branch's weights: train/eval flag and, per parameter and buffer, storage address,
-    dtype, device, shape and version counter (valid while `text_weights_keepalive` holds the storages)."""
-    tensors = list(_text_branch(model).parameters()) + list(_text_branch(model).buffers())
-    return (bool(model.training),) + tuple(
-        (t.untyped_storage().data_ptr(), t.storage_offset(), t.dtype, t.device, tuple(t.shape), t._version)
-        for t in tensors
-    )
+    offset, dtype, device, shape and version counter (unique while `text_weights_keepalive` holds the storages)."""
+    tensors = _text_tensors(model)
+    return _weights_key(tensors, [t.untyped_storage() for t in tensors], bool(model.training))
 
 
 def text_weights_keepalive(model: torch.nn.Module) -> tuple:
     """The storages named by `text_weights_fingerprint`: held by a cache entry so their addresses stay unique."""
-    branch = _text_branch(model)
-    return tuple(t.untyped_storage() for t in list(branch.parameters()) + list(branch.buffers()))
+    return tuple(t.untyped_storage() for t in _text_tensors(model))
 
 
 def tokenizer_key(tokenizer) -> tuple:
@@ -158,19 +163,27 @@ def tokenizer_key(tokenizer) -> tuple:
     return (id(tokenizer), len(tokenizer)) + settings
 
 
-def text_config_key(model) -> str:
-    """The text config as JSON (``eos_token_id`` picks the pooled token) plus the joint projection size."""
+_SCALARS = (int, float, str, bool, type(None))
+
+
+def text_config_key(model) -> tuple:
+    """Every scalar setting of the text config (``eos_token_id`` picks the pooled token, ``max_position_embeddings``
+    the length, ...) plus the joint projection size."""
     config = getattr(model, "config", None)
     text_config = getattr(config, "text_config", None)
-    text = text_config.to_json_string() if text_config is not None else ""
-    return f"{text}|projection_dim={getattr(config, 'projection_dim', None)}"
+    items = vars(text_config).items() if text_config is not None else ()
+    return (getattr(config, "projection_dim", None),) + tuple(
+        sorted((k, v) for k, v in items if isinstance(v, _SCALARS))
+    )
 
 
 def label_cache_key(label_set: LabelSet, tokenizer, model) -> tuple[tuple, tuple]:
     """``(key, keepalive)`` for the features of ``label_set``: ``keepalive`` (the weight storages and the tokenizer)
     must live as long as the entry, so that no address or id in the key can be reused by another object."""
-    key = (label_set.texts, tokenizer_key(tokenizer), text_config_key(model), text_weights_fingerprint(model))
-    return key, (tokenizer, text_weights_keepalive(model))
+    tensors = _text_tensors(model)
+    storages = tuple(t.untyped_storage() for t in tensors)
+    weights = _weights_key(tensors, storages, bool(model.training))
+    return (label_set.texts, tokenizer_key(tokenizer), text_config_key(model), weights), (tokenizer, storages)
 
 
 class LabelEmbeddingCache:
