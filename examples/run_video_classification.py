@@ -289,12 +289,12 @@ def main(argv=None):
 
     validate_eval_settings(data_args, video_processor)
     listed = set(train_ds["video"] if train_ds is not None else []) | set(eval_ds["video"] if eval_ds is not None else [])
+    eval_paths = set(eval_ds["video"]) if eval_ds is not None else set()  # listed; read before set_transform (decodes)
     tracker = BadVideoCallback(len(listed), data_args.max_bad_video_fraction)
     if data_args.check_videos:
         train_ds, eval_ds = screen_videos(data_args, train_ds, eval_ds, video_processor, tracker,
                                           disable_progress=training_args.disable_tqdm or None)
 
-    eval_paths = set(eval_ds["video"]) if eval_ds is not None else set()  # before set_transform (which decodes)
     augmentation = VideoTrainAugmentation(
         crop_size=model.config.vision_config.image_size, flip_prob=data_args.flip_prob,
         color_jitter_prob=data_args.color_jitter_prob, grayscale_prob=data_args.grayscale_prob,

@@ -398,3 +398,19 @@ def test_cli_exit_codes(workdir, tmp_path, capsys):
     code, lines, err = _run_cli(base + ["--model", str(mean2)], capsys)
     assert code == 1 and len(lines) == 1 and "processor config" in lines[0] and "image_mean" in lines[0], err
     assert str(config_path) in lines[0] and mp4 not in err  # a config error, not a failure of the video
+
+
+def test_evaluation_skips_bad_videos_with_and_without_check_videos(train_data, tmp_path):
+    import json
+
+    d = train_data["data"]
+    script = _script()
+    for name, extra in (("lazy", []), ("checked", ["--check_videos"])):
+        args = [a for a in _train_args(train_data, tmp_path / name, *extra) if a != "--do_train"]
+        i = args.index("--train_file")
+        args[i:i + 2] = ["--validation_file", d.train_file, "--do_eval", "--per_device_eval_batch_size", "3",
+                         "--max_bad_video_fraction", "0.2"]
+        trainer = script.main(args)
+        metrics = json.loads((tmp_path / name / "eval_results.json").read_text())
+        assert metrics["eval_bad_videos"] == 1, name
+        assert any(train_data["corrupt"] in getattr(cb, "failures", {}) for cb in trainer.callback_handler.callbacks)
