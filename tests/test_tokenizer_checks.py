@@ -56,7 +56,7 @@ def test_labels_that_tokenize_alike_are_refused():
         processor(text=["Dancing ballet", "dancing ballet"])
     pipe = pipeline(TASK, model=_model(len(processor.tokenizer)), processor=processor)
     frames = torch.zeros(NUM_FRAMES, 3, 32, 32, dtype=torch.uint8)
-    with pytest.raises(ValueError, match="tokenize to the same ids"):
+    with pytest.raises(ValueError, match="same (text|ids)"):  # the label set's text check may answer first
         pipe(frames, candidate_labels=["Dancing ballet", "dancing ballet"])
 
 
