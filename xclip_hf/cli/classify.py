@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from .common import read_labels
+from .common import check_model_source, library_progress, read_labels
 
 HELP = "zero-shot classification of video files against free-form labels"
 
@@ -48,7 +48,9 @@ def run(args) -> int:
     missing = [v for v in args.videos if not is_url(v) and not os.path.isfile(v)]
     if missing:
         raise ValueError("video file(s) not found: " + ", ".join(repr(m) for m in missing))
-    pipe = build_pipeline(args.model, args.device, args.dtype)
+    check_model_source(args.model)
+    with library_progress(args.no_progress):
+        pipe = build_pipeline(args.model, args.device, args.dtype)
     call = dict(candidate_labels=labels, hypothesis_template=args.template, top_k=args.top_k,
                 num_temporal_clips=args.num_temporal_clips, num_spatial_crops=args.num_spatial_crops)
     pipe._sanitize_parameters(**call)  # validate labels and options before reading any video
