@@ -18,6 +18,8 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 COMMANDS = {
     "classify": "classify",
     "info": "info",
+    "convert": "convert",
+    "export": "export",
 }
 
 

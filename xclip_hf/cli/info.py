@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 HELP = "variant, parameters and FLOPs of a model"
@@ -17,7 +18,7 @@ _ADDED_PARTS = {
 
 def add_arguments(i) -> None:
     """Arguments of `info` (no heavy import here: `--help` must answer at once)."""
-    i.add_argument("model", help="model directory, hub id, or variant name (e.g. xclip-base-patch32)")
+    i.add_argument("model", help="model directory, hub id, variant name (e.g. xclip-base-patch32), or original .pth")
     i.add_argument("--num-frames", type=int, default=None, help="frames per view for a variant name (default 8)")
     i.add_argument("--json", action="store_true", help="print JSON")
 
@@ -30,9 +31,13 @@ def _load_config(model: str, num_frames: int | None):
     if model in VARIANTS:
         frames = num_frames or (8 if 8 in VARIANTS[model]["frames"] else VARIANTS[model]["frames"][0])
         return XClipConfig.from_variant(model, num_frames=frames)
-    check_model_source(model, prog="xclip-hf info")
     if num_frames is not None:
         raise ValueError("--num-frames applies to variant names only; a checkpoint's config fixes its frames")
+    if _is_original_checkpoint(model):  # a .pth of the original X-CLIP code: the config is inferred from shapes
+        from ..conversion.original import read_original
+
+        return read_original(model).config
+    check_model_source(model, prog="xclip-hf info")
     try:
         return XClipConfig.from_pretrained(model)
     except Exception as err:
@@ -47,10 +52,15 @@ def _load_config(model: str, num_frames: int | None):
         ) from err
 
 
+def _is_original_checkpoint(model: str) -> bool:
+    return model.endswith((".pth", ".pt")) and os.path.isfile(model)
+
+
 def model_summary(model: str, num_frames: int | None = None) -> dict:
     """Variant, parameter counts (built on the meta device: nothing is allocated) and FLOPs per view of a model."""
     import torch
 
+    from ..conversion.original import describe_config
     from ..flops import count_flops
     from ..modeling_xclip import XClipModel
 
@@ -67,7 +77,7 @@ def model_summary(model: str, num_frames: int | None = None) -> dict:
             part = next((k for k, mods in _ADDED_PARTS.items() if set(n.split(".")) & set(mods)), "other")
             by_part[part] = by_part.get(part, 0) + p.numel()
     by_part = {k: by_part[k] for k in [*_ADDED_PARTS, "other"] if k in by_part}
-    macs = count_flops(config, num_labels=1, text_length=77)
+    macs = count_flops(config, num_labels=1, text_length=min(77, config.text_config.max_position_embeddings))
     vc = config.vision_config
     return {
         "model": model,
@@ -84,6 +94,7 @@ def model_summary(model: str, num_frames: int | None = None) -> dict:
         "parameters_added_to_clip": added,
         "parameters_added_by_part": by_part,  # only the parts this model has (CLIP-Mean: prompt generator only)
         "gflops_per_view": macs / 1e9,
+        **({"inferred_from_original_checkpoint": describe_config(config)} if _is_original_checkpoint(model) else {}),
     }
 
 
@@ -121,6 +132,7 @@ def _format_summary(s: dict) -> str:
         ("  added to CLIP", _added_text(s)),
         ("FLOPs per view", f"{_flops_text(s['gflops_per_view'])} (multiply-accumulates, 1 label of 77 tokens, as in the paper)"),
     ]
+    rows += [(f"  inferred {k}", v) for k, v in s.get("inferred_from_original_checkpoint", {}).items()]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
