@@ -179,7 +179,8 @@ def test_info_names_only_the_parts_a_clip_mean_model_has(tmp_path, capsys):
 
 def _load_example():
     path = os.path.join(REPO, "examples", "run_video_classification.py")
-    spec = importlib.util.spec_from_file_location("run_video_classification", path)
+    # a name of our own: test_examples keeps its module under "run_video_classification" (pickling looks it up)
+    spec = importlib.util.spec_from_file_location("run_video_classification_first_contact", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
