@@ -10,6 +10,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
 from .configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipConfig, XClipTextConfig, XClipVisionConfig
 from .data.tokenizer import build_clip_tokenizer
 from .data.video_writer import write_video
+from .embed import embed_videos
 from .flops import count_flops
 from .modeling_xclip import (
     XClipModel,
@@ -31,6 +32,7 @@ from .sampling import (
     sparse_sample_indices,
     temporal_clip_indices,
 )
+from .search import search_videos
 from .video_io import VideoInfo, get_video_info, load_video, open_video, read_video
 from .video_processing_xclip import XClipVideoProcessor  # registers AutoVideoProcessor
 
