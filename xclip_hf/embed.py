@@ -15,6 +15,7 @@ shards, and the main process merges them after a barrier.
 
 from __future__ import annotations
 
+import datetime
 import os
 import sys
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 __all__ = ["embed_videos", "EmbedCounts", "run_embedding"]
 
 SAVE_DTYPES = ("float32", "float16")
+BARRIER_TIMEOUT_HOURS = 12
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -52,7 +54,7 @@ def _check_options(batch_size, num_workers, shard_size, save_dtype, dtype, num_f
 
 
 def _load_model(model, dtype):
-    """An X-CLIP model with a video tower: our XClipModel from a directory/hub id, or a given model object."""
+    """An X-CLIP model with a video tower: XClipModel (or a saved XClipVisionModel) from a directory/hub id, or an object."""
     import torch
 
     from .modeling_xclip import XClipModel, XClipVisionModel
@@ -60,7 +62,11 @@ def _load_model(model, dtype):
     if isinstance(model, (str, os.PathLike)):
         kwargs = {} if dtype == "auto" else {"dtype": getattr(torch, dtype) if isinstance(dtype, str) else dtype}
         try:
-            loaded = XClipModel.from_pretrained(os.fspath(model), **kwargs)
+            from transformers import PretrainedConfig
+
+            model_type = PretrainedConfig.get_config_dict(os.fspath(model))[0].get("model_type")
+            cls = XClipVisionModel if model_type == XClipVisionModel.config_class.model_type else XClipModel
+            loaded = cls.from_pretrained(os.fspath(model), **kwargs)
         except Exception as err:
             raise ValueError(f"could not load an X-CLIP model from {os.fspath(model)!r}: {type(err).__name__}: {err}") from err
         return loaded.eval()
@@ -171,7 +177,9 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     paths = expand_inputs(videos, list_file)
     ShardStore(output_dir).check_owner()  # before the (slow) model load
 
-    state = PartialState(cpu=_cpu_only(device))
+    # processes that finish their share early wait at the final barrier for the slowest one: allow hours, not the
+    # default 10-30 minutes (a process that dies still ends the job: torchrun/accelerate stop the others)
+    state = PartialState(cpu=_cpu_only(device), timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS))
     net = _load_model(model, dtype)
     video_processor = _load_video_processor(model, processor)
     vision_config = getattr(net.config, "vision_config", net.config)

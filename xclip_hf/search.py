@@ -19,7 +19,8 @@ import torch
 
 __all__ = ["VideoIndex", "search_videos", "load_search_model"]
 
-CHUNK_ROWS = 262_144  # rows scored per matmul (bounds temporary memory, not the index size)
+CHUNK_ROWS = 262_144  # rows whose norms are taken at once when an index is built
+SCORES_PER_CHUNK = 1 << 24  # scores (rows x queries) computed per matmul: bounds temporary memory for many queries
 
 
 def _list_column(table, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -103,12 +104,13 @@ class VideoIndex:
         queries = torch.nn.functional.normalize(queries, dim=-1)
         exact = self.embeddings.dtype == torch.float32
         shortlist = k if exact else min(len(self), max(4 * k, k + 64))
-        coarse_q = queries.to(self.embeddings.dtype)
+        coarse_q = queries.to(self.embeddings.dtype).T  # (P, Q), a transposed view: torch's fast matrix-vector path
+        rows = max(1, SCORES_PER_CHUNK // len(queries))
         best_scores, best_pos = [], []
-        for start in range(0, len(self), CHUNK_ROWS):
-            block = self.embeddings[start:start + CHUNK_ROWS]
-            scores = (block @ coarse_q.T).float() * self.inv_norms[start:start + CHUNK_ROWS, None]  # (rows, Q)
-            top = scores.topk(min(shortlist, len(block)), dim=0)
+        for start in range(0, len(self), rows):
+            scores = (self.embeddings[start:start + rows] @ coarse_q).float()  # (rows, Q)
+            scores.mul_(self.inv_norms[start:start + rows, None])
+            top = scores.topk(min(shortlist, len(scores)), dim=0)
             best_scores.append(top.values)
             best_pos.append(top.indices + start)
         scores, pos = torch.cat(best_scores), torch.cat(best_pos)
