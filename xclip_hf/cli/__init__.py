@@ -22,6 +22,8 @@ COMMANDS = {
     "info": "info",
     "embed": "embed",
     "search": "search",
+    "convert": "convert",
+    "export": "export",
 }
 
 
