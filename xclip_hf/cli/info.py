@@ -6,13 +6,15 @@ import json
 import os
 import sys
 
+from .common import positive_int
+
 HELP = "variant, parameters and FLOPs of a model"
 
 
 def add_arguments(i) -> None:
     """Arguments of `info` (no heavy import here: `--help` must answer at once)."""
     i.add_argument("model", help="model directory, hub id, variant name (e.g. xclip-base-patch32), or original .pth")
-    i.add_argument("--num-frames", type=int, default=None, help="frames per view for a variant name (default 8)")
+    i.add_argument("--num-frames", type=positive_int, default=None, help="frames per view for a variant name (default 8)")
     i.add_argument("--json", action="store_true", help="print JSON")
 
 
