@@ -21,6 +21,8 @@ _EXPORTS = {
     "build_clip_tokenizer": "data.tokenizer",
     "write_video": "data.video_writer",
     "count_flops": "flops",
+    "embed_videos": "embed",
+    "search_videos": "search",
     **dict.fromkeys(["XClipModel", "XClipOutput", "XClipPreTrainedModel", "XClipTextModel", "XClipTextOutput",
                      "XClipVisionModel", "XClipVisionOutput"], "modeling_xclip"),
     "XClipForVideoClassification": "modeling_xclip_classification",
