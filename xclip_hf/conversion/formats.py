@@ -9,7 +9,7 @@ know no layout themselves; they ask the registered ones through three functions 
 * `native_video_processor_dict` - `XClipVideoProcessor.get_video_processor_dict`.
 
 transformers' published `"xclip"` layout (microsoft/xclip-*) is `xclip_hf.conversion.published`, registered by one
-line in `xclip_hf/__init__.py`; deleting that module and that line removes published support and nothing else.
+entry of `_REGISTERED` below; deleting that module and that line removes published support and nothing else.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from __future__ import annotations
 import importlib
 import json
 from typing import Protocol
-
-from transformers.utils import cached_file
 
 __all__ = ["CheckpointFormat", "register_checkpoint_format", "native_config_dict", "model_loading_kwargs",
            "native_video_processor_dict", "read_config_dict", "HUB_KWARGS"]
@@ -43,7 +41,8 @@ class CheckpointFormat(Protocol):
         None when it found none), else None."""
 
 
-_REGISTERED: list[str] = []  # module names, imported on first use
+# module names, imported on first use; the one registration of transformers' published "xclip" layout:
+_REGISTERED: list[str] = ["xclip_hf.conversion.published"]
 
 
 def register_checkpoint_format(module_name: str) -> None:
@@ -77,6 +76,8 @@ def native_video_processor_dict(path, found: dict | None, hub_kwargs: dict) -> d
 
 def read_config_dict(path_or_hub_id, **hub_kwargs) -> dict | None:
     """config.json of a local directory or hub repo, or None when it cannot be resolved (offline, missing)."""
+    from transformers.utils import cached_file
+
     try:
         resolved = cached_file(path_or_hub_id, "config.json", _raise_exceptions_for_missing_entries=False,
                                _raise_exceptions_for_connection_errors=False, **hub_kwargs)

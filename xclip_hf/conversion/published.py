@@ -8,8 +8,8 @@
 * processor: a VideoMAE-style `preprocessor_config.json` (or the image-processor dict nested in transformers 5's
   `processor_config.json`) without a frame count -> `published_video_processor_dict` (frames from config.json).
 
-It enters through the hook of `xclip_hf.conversion.formats` (`CHECKPOINT_FORMAT`, registered by one line in
-`xclip_hf/__init__.py`); deleting this module and that line removes published support.
+It enters through the hook of `xclip_hf.conversion.formats` (`CHECKPOINT_FORMAT`, registered by one line there,
+`_REGISTERED`); deleting this module and that line removes published support.
 """
 
 from __future__ import annotations
@@ -124,4 +124,4 @@ class PublishedFormat:
         return published_video_processor_dict(path, found, hub_kwargs)
 
 
-CHECKPOINT_FORMAT = PublishedFormat()  # what `register_checkpoint_format("xclip_hf.conversion.published")` loads
+CHECKPOINT_FORMAT = PublishedFormat()  # what the hook loads for "xclip_hf.conversion.published"

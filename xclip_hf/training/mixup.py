@@ -2,7 +2,7 @@
 
 Each batch is mixed with itself in reverse order; draws use torch's global RNG (seeded per DataLoader worker).
 The same cutmix box is pasted on every frame of a clip. Label smoothing is folded into the targets (as in the
-paper's code), because `XClipForVideoClassification` applies `config.label_smoothing` to class indices only and
+paper's code), because label smoothing (`TrainingArguments.label_smoothing_factor`) applies to class indices only and
 takes soft targets as they are: smoothing the one-hot labels and then mixing them equals
 (1 - e) * (lam * y1 + (1 - lam) * y2) + e / K.
 """
@@ -37,7 +37,7 @@ class MixupCutmix:
     cutmix_alpha: float = 1.0
     switch_prob: float = 0.5  # chance of cutmix instead of mixup when both are on
     prob: float = 1.0  # chance of mixing a batch at all
-    label_smoothing: float = 0.0  # pass config.label_smoothing (0.1 in the paper)
+    label_smoothing: float = 0.0  # pass TrainingArguments.label_smoothing_factor (0.1 in the paper)
 
     def __post_init__(self):
         if self.num_labels < 1:
