@@ -109,6 +109,16 @@ class _DecordBackend:
             raise ValueError(f"decord returned frames of shape {frames.shape} for {uniq.size} indices of {self.path!r}")
         return frames[inverse]
 
+    def iter_frames(self, wanted: np.ndarray, chunk: int = 16):
+        """Yield ``(index, frame)`` for sorted unique ``wanted``: ``get_batch`` on consecutive chunks (decord skips
+        forward inside a GOP instead of seeking back, so no frame is decoded twice); memory is one chunk."""
+        for start in range(0, wanted.size, chunk):
+            part = wanted[start:start + chunk].tolist()
+            frames = self._vr.get_batch(part).asnumpy()
+            if frames.shape[0] != len(part) or frames.ndim != 4 or frames.shape[-1] != 3:
+                raise ValueError(f"decord returned frames of shape {frames.shape} for {len(part)} indices of {self.path!r}")
+            yield from zip(part, frames)
+
     def close(self):
         self._vr = None
 
@@ -225,6 +235,42 @@ class _PyAVBackend:
             )
         return np.stack([out[i] for i in indices.tolist()])
 
+    def iter_frames(self, wanted: np.ndarray):
+        """Yield ``(index, frame)`` for sorted unique ``wanted``, in one forward pass: decode on from the current
+        position while the next wanted frame is before the next key frame, else seek to the key frame before it.
+        Each frame is decoded at most once and only wanted ones are converted to RGB."""
+        wanted = wanted.tolist()
+        k = 0
+        while k < len(wanted):
+            landed_past = False
+            for pos, frame in self._decode_from(self._key_before(wanted[k]), wanted[k:]):
+                if pos < wanted[k]:
+                    continue
+                if pos > wanted[k]:
+                    landed_past = True  # the seek landed past it (inexact index): rare, decoded from the start
+                    break
+                yield pos, frame.to_ndarray(format="rgb24")
+                k += 1
+                if k >= len(wanted) or self._key_before(wanted[k]) > pos + 1:
+                    break  # done, or a key frame lies before the next wanted frame: seek to it
+            else:
+                if k < len(wanted):
+                    self._raise_missing(wanted[k:])
+            if landed_past:
+                for pos, frame in self._decode_from(0, wanted[k:k + 1]):
+                    if pos == wanted[k]:
+                        yield pos, frame.to_ndarray(format="rgb24")
+                        k += 1
+                        break
+                else:
+                    self._raise_missing(wanted[k:])
+
+    def _raise_missing(self, missing):
+        raise ValueError(
+            f"could not decode frames {missing[:5]}{'...' if len(missing) > 5 else ''} of {self.path!r} "
+            f"(its index lists {self.num_frames} frames; the file may be truncated)"
+        )
+
     def close(self):
         if self._container is not None:
             self._container.close()
@@ -293,6 +339,25 @@ class VideoFile:
             if isinstance(exc, ValueError):
                 raise
             raise ValueError(f"cannot decode frames of {self.path!r} with {self._backend.name}: {exc}") from exc
+
+    def iter_frames(self, indices):
+        """Stream ``(index, frame)`` for the sorted unique ``indices``: one pass over the open file, each frame
+        decoded at most once, frames handed out one by one (memory does not grow with the number of indices).
+        In auto mode a decord failure mid-way continues with PyAV from the first frame not yet delivered."""
+        wanted = np.unique(_check_indices(indices, self.num_frames, self.path))
+        done = 0
+        try:
+            for index, frame in self._backend.iter_frames(wanted):
+                done += 1
+                yield index, frame
+        except Exception as exc:
+            if not (self._backend.name == "decord" and self.requested_backend == "auto"):
+                if isinstance(exc, ValueError):
+                    raise
+                raise ValueError(f"cannot decode frames of {self.path!r} with {self._backend.name}: {exc}") from exc
+            self._backend.close()
+            self._backend = _PyAVBackend(self.path)
+            yield from self._backend.iter_frames(wanted[done:])
 
     def close(self):
         self._backend.close()

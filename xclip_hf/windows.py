@@ -87,24 +87,30 @@ def plan_windows(video_length: int, fps: float, chunk_length_s, stride_length_s=
 
 
 def iter_window_frames(video, windows: Iterable[Window]) -> Iterator[tuple[Window, np.ndarray]]:
-    """Yield ``(window, frames (T, H, W, 3))`` in order, decoding each needed frame of ``video`` once.
+    """Yield ``(window, frames (T, H, W, 3))`` in time order, decoding each needed frame of ``video`` once.
 
-    ``video`` is an open ``video_io.VideoFile``. Windows are visited in time order; frames shared by overlapping
-    windows are kept only until the last window that needs them, so memory is bounded by the overlap, not by the
-    video's length.
+    ``video`` is an open ``video_io.VideoFile``. The sorted unique indices of all windows are read in ONE pass
+    (``VideoFile.iter_frames``); a window is yielded as soon as its last frame has arrived, and frames shared by
+    overlapping windows are kept only until the last window that needs them, so memory is bounded by the
+    overlap, not by the video's length.
     """
-    windows = sorted(windows, key=lambda w: int(w.indices.min()))
+    windows = sorted(windows, key=lambda w: (int(w.indices.min()), int(w.indices.max())))
+    if not windows:
+        return
     last_use: dict[int, int] = {}
     for k, w in enumerate(windows):
         for i in w.indices.tolist():
             last_use[i] = k
+    stream = video.iter_frames(np.fromiter(last_use, dtype=np.int64, count=len(last_use)))
     cache: dict[int, np.ndarray] = {}
     for k, w in enumerate(windows):
-        wanted = sorted(set(w.indices.tolist()) - cache.keys())
-        if wanted:
-            for i, frame in zip(wanted, video.get_frames(np.asarray(wanted, dtype=np.int64))):
-                cache[i] = frame
-        yield w, np.stack([cache[i] for i in w.indices.tolist()])
-        for i in set(w.indices.tolist()):
+        needed = w.indices.tolist()
+        last = max(needed)
+        while last not in cache:
+            index, frame = next(stream)
+            cache[index] = frame
+        yield w, np.stack([cache[i] for i in needed])
+        for i in set(needed):
             if last_use[i] == k:
                 del cache[i]
+    stream.close()
