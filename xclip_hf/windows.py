@@ -18,7 +18,7 @@ import numpy as np
 
 from .sampling import sparse_sample_indices
 
-__all__ = ["Window", "plan_windows", "check_window_lengths", "iter_window_frames"]
+__all__ = ["Window", "plan_windows", "check_window_lengths", "iter_window_frames", "merge_segments"]
 
 
 @dataclass(frozen=True)
@@ -114,3 +114,30 @@ def iter_window_frames(video, windows: Iterable[Window]) -> Iterator[tuple[Windo
             if last_use[i] == k:
                 del cache[i]
     stream.close()
+
+
+def merge_segments(window_results: Iterable[dict]) -> list[dict]:
+    """Temporal localisation: consecutive windows with the same top label -> ``{"start_s", "end_s", "label", "score"}``.
+
+    ``window_results`` are ``{"timestamp": (start_s, end_s), "labels": [{"score", "label"}, ...]}``; a segment's score
+    is the mean of its windows' top scores. Segments tile the time the windows cover: where two windows with
+    different top labels overlap, the boundary between their segments is the middle of the overlap.
+    """
+    segments: list[dict] = []
+    scores: list[list[float]] = []
+    for result in sorted(window_results, key=lambda r: tuple(r["timestamp"])):
+        start, end = (float(t) for t in result["timestamp"])
+        if not result["labels"]:
+            raise ValueError(f"window {result['timestamp']} has no labels to merge")
+        top = max(result["labels"], key=lambda item: item["score"])
+        if segments and segments[-1]["label"] == top["label"]:
+            segments[-1]["end_s"] = max(segments[-1]["end_s"], end)
+            scores[-1].append(float(top["score"]))
+            continue
+        if segments and start < segments[-1]["end_s"]:
+            start = segments[-1]["end_s"] = (start + segments[-1]["end_s"]) / 2
+        segments.append({"start_s": start, "end_s": end, "label": top["label"]})
+        scores.append([float(top["score"])])
+    for segment, values in zip(segments, scores):
+        segment["score"] = sum(values) / len(values)
+    return segments
