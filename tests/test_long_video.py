@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -224,3 +226,32 @@ def test_bad_window_options_are_clear_errors(setup):
             pipe(setup["path"], candidate_labels=LABELS, **options)
     with pytest.raises(ValueError, match="has no clock; pass fps="):
         pipe(decoded, candidate_labels=LABELS, chunk_length_s=2)
+
+
+# ------------------------------------------------------------------ command line
+
+
+def test_cli_timeline_segments_json_and_plot(setup, tmp_path, capsys):
+    from xclip_hf.cli import main
+
+    model = setup["pipe"].model.name_or_path
+    base = ["classify", setup["path"], "--labels", ",".join(LABELS), "--model", model, "--no-progress"]
+    assert main(base + ["--chunk-length", "2", "--stride", "1", "--num-frames", "4"]) == 0
+    table = capsys.readouterr().out
+    expected = setup["pipe"](setup["path"], candidate_labels=LABELS, chunk_length_s=2, stride_length_s=1,
+                             return_timestamps=True, num_frames=4)
+    rows = [line for line in table.splitlines() if line.startswith("  ")]
+    assert len(rows) == len(expected) == 5
+    assert rows[0].split()[:3] == ["0.00", "-", "2.00"] and rows[0].endswith(expected[0]["labels"][0]["label"])
+
+    png = tmp_path / "timeline.png"
+    assert main(base + ["--chunk-length", "2", "--segments", "--json", "--plot", str(png)]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["video"] == setup["path"] and result["segments"][0]["start_s"] == 0
+    assert result["segments"][-1]["end_s"] == 6 and {s["label"] for s in result["segments"]} <= set(LABELS)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    assert main(base + ["--stride", "1"]) == 2
+    assert "--chunk-length" in capsys.readouterr().err
+    assert main(base + ["--chunk-length", "1", "--stride", "2"]) == 2
+    assert "longer than chunk_length_s" in capsys.readouterr().err
