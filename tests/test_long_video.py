@@ -255,3 +255,41 @@ def test_cli_timeline_segments_json_and_plot(setup, tmp_path, capsys):
     assert "--chunk-length" in capsys.readouterr().err
     assert main(base + ["--chunk-length", "1", "--stride", "2"]) == 2
     assert "longer than chunk_length_s" in capsys.readouterr().err
+
+
+def test_long_synthetic_video_and_the_demo_timeline(setup, tmp_path, capsys):
+    import importlib.util
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from xclip_hf.data.synthetic import write_long_video
+
+    truth = write_long_video(tmp_path / "long.mp4", ["growing", "moving left", "growing"], segment_s=2.0, fps=6)
+    assert [(t["start_s"], t["end_s"], t["label"]) for t in truth] == [
+        (0, 2, "growing"), (2, 4, "moving left"), (4, 6, "growing")]
+    assert len(pyav_decode_all(tmp_path / "long.mp4")) == 36
+    with pytest.raises(ValueError, match="unknown"):
+        write_long_video(tmp_path / "bad.mp4", ["flying"])
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("demo", os.path.join(root, "examples", "demo.py"))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    figure = str(tmp_path / "demo.png")
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot([0, 1])
+    fig.savefig(figure, dpi=120)
+    plt.close(fig)
+    height = plt.imread(figure).shape[0]
+    classes = ["moving left", "moving right", "growing", "shrinking"]
+    result = demo.timeline_demo(setup["pipe"].model.name_or_path, classes, str(tmp_path), figure)
+    assert len(result["truth"]) == 6
+    assert {t["label"] for t in result["truth"]} == set(classes)
+    assert result["segments"][0]["start_s"] == 0 and result["segments"][-1]["end_s"] == 18
+    assert 0.0 <= result["frame_accuracy"] <= 1.0
+    assert "frame-level accuracy" in capsys.readouterr().out
+    assert plt.imread(figure).shape[0] > height  # the timeline was appended below the demo's figure

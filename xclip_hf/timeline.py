@@ -45,7 +45,8 @@ def plot_timeline(ax, windows: list[dict], title: str, limit: int = 6, truth: li
     at the top (and `truth` segments `{"start_s", "end_s", "label"}` as a second band, if given)."""
     shown = top_labels(windows, limit)
     centres, labels, probs = window_probabilities(windows, shown)
-    colors = {label: f"C{k % 10}" for k, label in enumerate(shown)}
+    others = [seg["label"] for seg in (truth or []) if seg["label"] not in shown]
+    colors = {label: f"C{k % 10}" for k, label in enumerate(dict.fromkeys(shown + others))}
     for k, label in enumerate(labels):
         ax.plot(centres, probs[:, k], marker="o", markersize=3, linewidth=1.5, color=colors[label], label=label)
     bands = [("model", merge_segments(windows), 1.04)]
@@ -57,7 +58,8 @@ def plot_timeline(ax, windows: list[dict], title: str, limit: int = 6, truth: li
                        color=colors.get(seg["label"], "0.7"), alpha=0.9, linewidth=0)
         ax.text(-0.01, bottom + 0.035, name, transform=ax.get_yaxis_transform(), ha="right", va="center", fontsize=8)
     end = max(w["timestamp"][1] for w in windows) if windows else 1.0
-    ax.set(xlim=(0, end), ylim=(0, 1.22), xlabel="time (s)", ylabel="probability", title=title)
+    ax.set(xlim=(0, end), ylim=(0, 1.22), xlabel="time (s)", ylabel="probability")
+    ax.set_title(title, fontsize=10)
     ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, title="top labels", title_fontsize=8)
@@ -72,7 +74,7 @@ def save_timeline(path: str, results: dict, window_s: float, stride_s: float, li
 
     fig, axes = plt.subplots(len(results), 1, figsize=(11, 3.2 * len(results)), squeeze=False)
     for ax, (name, windows) in zip(axes[:, 0], results.items()):
-        title = f"{os.path.basename(str(name))}: label probability per {window_s:g} s window (hop {stride_s:g} s)"
+        title = f"{os.path.basename(str(name))}\nlabel probability per {window_s:g} s window (hop {stride_s:g} s)"
         plot_timeline(ax, windows, title, limit)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

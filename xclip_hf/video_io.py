@@ -2,12 +2,17 @@
 
 Backends:
 
-* ``decord`` (default): ``VideoReader.get_batch(indices)`` seeks to the key frame before each requested frame
-  and converts only the requested frames to RGB.
-* ``pyav`` (fallback when decord is missing, cannot open the file, or fails while decoding it — decord 0.6
-  e.g. rejects some small frame widths and 1-frame VP9 files): builds a frame index from the demuxed packets
-  (no decoding), then seeks to the key frame before each group of requested frames and decodes forward, again
-  converting only the requested frames.
+* ``pyav`` (the default, ``AUTO_ORDER``): builds a frame index from the demuxed packets (no decoding), then
+  seeks to the key frame before each group of requested frames and decodes forward, converting only the
+  requested frames; unrequested non-reference frames are dropped undecoded in streams with B-frames.
+* ``decord`` (selectable; tried when PyAV cannot open a file): ``VideoReader.get_batch(indices)`` seeks to the
+  key frame before each requested frame and converts only the requested frames to RGB. decord 0.6 rejects some
+  small frame widths and 1-frame VP9 files, and falls behind the recipe when the cores are shared.
+
+The default was chosen by measurement (``benchmarks/bench_decode.py``): with a busy process on every core (the
+normal case: DataLoader workers beside the model) decord read 8 sparse frames slower than decoding everything
+with PyAV, while the PyAV backend kept its lead. ``VideoFile.iter_frames`` streams many sorted frames (windows of
+a long video) in one pass.
 
 Every function validates the path first (exists, is a non-empty regular file) so that decord never receives a
 path it could hang on, and turns every failure into a ``ValueError`` naming the file.
@@ -28,6 +33,7 @@ import numpy as np
 __all__ = ["VideoInfo", "VideoFile", "open_video", "get_video_info", "read_video", "load_video", "BACKENDS"]
 
 BACKENDS = ("auto", "decord", "pyav")
+AUTO_ORDER = ("pyav", "decord")  # what "auto" tries, first to last (measured: benchmarks/bench_decode.py)
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,8 @@ class _PyAVBackend:
     """PyAV reader: packet index (no decoding), then key-frame seeks + forward decoding of the wanted frames."""
 
     name = "pyav"
+    # drop non-reference frames that are not wanted (see _decode_from); measured in benchmarks/bench_decode.py
+    skip_nonref = True
 
     def __init__(self, path: str):
         import av
@@ -164,6 +172,9 @@ class _PyAVBackend:
         self.num_frames = len(pts)
         rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
         self.fps = float(rate) if rate else 0.0
+        # Non-reference frames are (nearly always) B-frames: skipping pays only in streams that reorder frames;
+        # in streams without B-frames it only costs (measured: benchmarks/bench_decode.py --nonref)
+        self._skip_nonref = bool(self.skip_nonref and self._stream.codec_context.has_b_frames)
         self.height = int(self._stream.codec_context.height)
         self.width = int(self._stream.codec_context.width)
 
@@ -179,7 +190,7 @@ class _PyAVBackend:
         else:
             self._container.seek(0)
         codec = self._stream.codec_context
-        wanted_pts = {self._pts[i] for i in wanted} if self._by_pts else None
+        wanted_pts = {self._pts[i] for i in wanted} if (self._by_pts and self._skip_nonref) else None
         counter = 0
         try:
             for packet in self._container.demux(self._stream):
@@ -278,9 +289,17 @@ class _PyAVBackend:
 
 
 def _open_backend(path: str, backend: str):
-    """Open ``path`` with the requested backend; 'auto' tries decord then PyAV. ValueError on failure."""
+    """Open ``path`` with the requested backend; 'auto' tries the backends of ``AUTO_ORDER``. ValueError on failure."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        reasons = []
+        for name in AUTO_ORDER:
+            try:
+                return _open_backend(path, name)
+            except ValueError as exc:
+                reasons.append(str(exc).removeprefix(f"cannot open video {path!r}: "))
+        raise ValueError(f"cannot open video {path!r}: " + "; ".join(reasons))
     errors = []
     if backend in ("auto", "decord"):
         try:
@@ -300,7 +319,7 @@ def _open_backend(path: str, backend: str):
 
 
 class VideoFile:
-    """An open video file that decodes only requested frames; decord first, PyAV when decord fails."""
+    """An open video file that decodes only requested frames (``backend="auto"``: PyAV, decord when PyAV fails)."""
 
     def __init__(self, path, backend: str = "auto"):
         self.path = _check_path(path)
@@ -370,7 +389,7 @@ class VideoFile:
 
 
 def open_video(path, backend: str = "auto") -> VideoFile:
-    """Open a video for random frame access (decord, PyAV fallback)."""
+    """Open a video for random frame access (PyAV; decord when PyAV cannot open it, or on request)."""
     return VideoFile(path, backend=backend)
 
 
