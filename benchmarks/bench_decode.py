@@ -14,12 +14,14 @@ Modes (``--mode``, several allowed):
 * ``quiet``: nothing else started by the script (other work on the machine still runs: say so when reporting);
 * ``loaded``: one busy process per core spins for the whole measurement, as DataLoader workers and the model do;
 * ``many``: ``--files`` files read by a pool of 2 worker processes (as a DataLoader with 2 workers), timed per
-  reader over all files, with the busy processes running too.
+  reader over all files, with the busy processes running too;
+* ``windows``: many windows of one file (2 s every 1 s, ``--num-frames`` each): the recipe cuts each window
+  (decoding from the start every time), our readers stream all windows in one pass (``iter_window_frames``).
 
 ``--nonref`` adds a file without B-frames (no non-reference frames) to decide whether skipping them pays.
 Every reader's frames are checked to equal a full decode of the file before timing.
 
-    python benchmarks/bench_decode.py [--gop 250 60 30] [--mode quiet loaded many] [--repeats 5] [--nonref]
+    python benchmarks/bench_decode.py [--gop 250 60 30] [--mode quiet loaded many windows] [--repeats 5] [--nonref]
 """
 
 from __future__ import annotations
@@ -103,6 +105,35 @@ def read_with(reader: str, path: str, indices) -> np.ndarray:
     return read_video(path, indices, backend={"default": "auto"}.get(reader, reader))
 
 
+def read_windows(reader: str, path: str, windows) -> int:
+    """All frames of ``windows``: the recipe cuts each window (decoding from the start every time), our readers
+    stream them in one pass (``iter_window_frames``). Returns the number of frames delivered."""
+    from xclip_hf.video_io import VideoFile
+    from xclip_hf.windows import iter_window_frames
+
+    if reader == "recipe":
+        return sum(len(recipe_read(path, w.indices.tolist())) for w in windows)
+    if reader == "pyav-noskip":
+        _PyAVBackend.skip_nonref = False
+    try:
+        with VideoFile(path, backend={"default": "auto", "pyav-noskip": "pyav"}.get(reader, reader)) as video:
+            return sum(len(frames) for _, frames in iter_window_frames(video, windows))
+    finally:
+        _PyAVBackend.skip_nonref = True
+
+
+def time_windows(path, windows, readers, repeats) -> dict:
+    """Median seconds to read every window's frames with each reader, alternated in rotated order."""
+    times = {r: [] for r in readers}
+    for rep in range(repeats):
+        order = readers[rep % len(readers):] + readers[:rep % len(readers)]
+        for reader in order:
+            t0 = time.perf_counter()
+            read_windows(reader, path, windows)
+            times[reader].append(time.perf_counter() - t0)
+    return {r: statistics.median(v) for r, v in times.items()}
+
+
 def _read_many(job) -> int:
     reader, path, indices = job
     return len(read_with(reader, path, indices))
@@ -182,7 +213,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--gop", type=int, nargs="+", default=[250, 60, 30], help="key-frame intervals to test")
-    parser.add_argument("--mode", nargs="+", default=["quiet", "loaded", "many"], choices=["quiet", "loaded", "many"])
+    parser.add_argument("--mode", nargs="+", default=["quiet", "loaded", "many", "windows"],
+                        choices=["quiet", "loaded", "many", "windows"])
     parser.add_argument("--num-frames", type=int, default=8, help="sparse frames per read")
     parser.add_argument("--files", type=int, default=8, help="files per round in the many-files mode")
     parser.add_argument("--readers", nargs="+", default=list(READERS), choices=READERS)
@@ -205,7 +237,14 @@ def main(argv=None):
         print("frames: every reader equals a full decode on every file", flush=True)
         for mode in args.mode:
             with BusyCores(mode in ("loaded", "many")):
-                if mode == "many":
+                if mode == "windows":
+                    from xclip_hf.windows import plan_windows
+
+                    windows = plan_windows(len(frames), 30, 2, 1, num_frames=args.num_frames)
+                    for name, path in files.items():
+                        report(f"[windows, {len(windows)} x 2 s every 1 s] {name:12s}",
+                               time_windows(path, windows, readers, args.repeats), len(windows) * args.num_frames)
+                elif mode == "many":
                     with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
                         list(pool.map(_read_many, [("recipe", p, indices) for p in files.values()]))  # warm up
                         for name, path in files.items():

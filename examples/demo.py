@@ -188,7 +188,7 @@ def timeline_demo(model_dir: str, class_names: list[str], output_dir: str, figur
                                f"{accuracy:.1%}\nlabel probability per 2 s window (hop 0.5 s)", truth=truth)
     fig.savefig(figure, dpi=120)
     plt.close(fig)
-    return {"video": path, "truth": truth, "segments": segments, "frame_accuracy": accuracy}
+    return {"video": path, "truth": truth, "segments": segments, "frame_accuracy": accuracy, "windows": windows}
 
 
 def main(argv=None):
