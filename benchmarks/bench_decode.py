@@ -140,8 +140,11 @@ def _read_many(job) -> int:
 
 
 def _spin():
-    while True:
-        pass
+    """Keep one core busy until the benchmark process goes away (also when it is killed)."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        for _ in range(100_000):
+            pass
 
 
 class BusyCores:
