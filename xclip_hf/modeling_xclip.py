@@ -456,6 +456,9 @@ class XClipVisionModel(XClipPreTrainedModel):
         shape = tuple(pixel_values.shape)
         if pixel_values.ndim != 5:
             raise ValueError(f"pixel_values must be (batch, frames, channels, height, width); got shape {shape}.")
+        if not pixel_values.is_floating_point():  # dtype is metadata: no host sync
+            raise ValueError(f"pixel_values has dtype {pixel_values.dtype} (shape {shape}); the model expects rescaled, "
+                             "normalised float frames: pass raw frames through XClipVideoProcessor first.")
         _, frames, channels, height, width = shape
         if channels != c.num_channels:
             raise ValueError(f"pixel_values has {channels} channels (shape {shape}); the model expects {c.num_channels}.")

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from .common import read_labels
+from .common import check_model_arg, device_arg, model_load_failure, read_labels
 
 HELP = "zero-shot classification of video files against free-form labels"
 
@@ -28,7 +28,7 @@ def add_arguments(c) -> None:
     c.add_argument("--num-temporal-clips", type=int, default=1, help="temporal views averaged per video (paper: 4)")
     c.add_argument("--num-spatial-crops", type=int, default=1, help="spatial crops averaged per video (paper: 3)")
     c.add_argument("--batch-size", type=int, default=1, help="videos per model forward")
-    c.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
+    c.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     c.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="weights/compute dtype (bfloat16 is fastest on recent CPUs)")
     c.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -130,7 +130,13 @@ def run(args) -> int:
     if missing:
         raise ValueError("video file(s) not found: " + ", ".join(repr(m) for m in missing))
     _check_window_args(args)
-    pipe = build_pipeline(args.model, args.device, args.dtype)
+    check_model_arg(args.model)
+    try:
+        pipe = build_pipeline(args.model, args.device, args.dtype)
+    except Exception as err:
+        if os.path.isdir(args.model):  # it exists but cannot be loaded: a runtime failure naming its files
+            raise model_load_failure(args.model, err) from err
+        raise
     call = dict(candidate_labels=labels, hypothesis_template=args.template, top_k=args.top_k,
                 num_temporal_clips=args.num_temporal_clips, num_spatial_crops=args.num_spatial_crops,
                 num_frames=args.num_frames)

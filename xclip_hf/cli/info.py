@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+
+from .common import positive_int
 
 HELP = "variant, parameters and FLOPs of a model"
 
 
 def add_arguments(i) -> None:
     """Arguments of `info` (no heavy import here: `--help` must answer at once)."""
-    i.add_argument("model", help="model directory, hub id, or variant name (e.g. xclip-base-patch32)")
-    i.add_argument("--num-frames", type=int, default=None, help="frames per view for a variant name (default 8)")
+    i.add_argument("model", help="model directory, hub id, variant name (e.g. xclip-base-patch32), or original .pth")
+    i.add_argument("--num-frames", type=positive_int, default=None, help="frames per view for a variant name (default 8)")
     i.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -24,6 +27,10 @@ def _load_config(model: str, num_frames: int | None):
         return XClipConfig.from_variant(model, num_frames=frames)
     if num_frames is not None:
         raise ValueError("--num-frames applies to variant names only; a checkpoint's config fixes its frames")
+    if _is_original_checkpoint(model):  # a .pth of the original X-CLIP code: the config is inferred from shapes
+        from ..conversion.original import read_original
+
+        return read_original(model).config
     try:
         return XClipConfig.from_pretrained(model)
     except Exception as err:
@@ -38,10 +45,15 @@ def _load_config(model: str, num_frames: int | None):
         ) from err
 
 
+def _is_original_checkpoint(model: str) -> bool:
+    return model.endswith((".pth", ".pt")) and os.path.isfile(model)
+
+
 def model_summary(model: str, num_frames: int | None = None) -> dict:
     """Variant, parameter counts (built on the meta device: nothing is allocated) and FLOPs per view of a model."""
     import torch
 
+    from ..conversion.original import describe_config
     from ..flops import count_flops
     from ..modeling_xclip import XClipModel
 
@@ -52,7 +64,7 @@ def model_summary(model: str, num_frames: int | None = None) -> dict:
     vision = sum(p.numel() for p in net.vision_model.parameters())
     new = net.new_parameter_names()
     added = sum(p.numel() for n, p in net.named_parameters() if n in new)
-    macs = count_flops(config, num_labels=1, text_length=77)
+    macs = count_flops(config, num_labels=1, text_length=min(77, config.text_config.max_position_embeddings))
     vc = config.vision_config
     return {
         "model": model,
@@ -66,6 +78,7 @@ def model_summary(model: str, num_frames: int | None = None) -> dict:
         "parameters_text": total - vision - 1,  # the logit scale is the one remaining parameter
         "parameters_added_to_clip": added,
         "gflops_per_view": macs / 1e9,
+        **({"inferred_from_original_checkpoint": describe_config(config)} if _is_original_checkpoint(model) else {}),
     }
 
 
@@ -86,6 +99,7 @@ def _format_summary(s: dict) -> str:
         ("  added to CLIP", f"{s['parameters_added_to_clip']:,} (cross-frame attention, MIT, prompt generator)"),
         ("FLOPs per view", f"{_flops_text(s['gflops_per_view'])} (multiply-accumulates, 1 label of 77 tokens, as in the paper)"),
     ]
+    rows += [(f"  inferred {k}", v) for k, v in s.get("inferred_from_original_checkpoint", {}).items()]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

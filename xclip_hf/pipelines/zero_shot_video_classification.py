@@ -28,7 +28,7 @@ from transformers import Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
-from .label_cache import LabelEmbeddingCache, LabelSet, build_label_set, text_weights_fingerprint, tokenizer_key
+from .label_cache import LabelEmbeddingCache, LabelSet, build_label_set, label_cache_key
 from .video_inputs import DEFAULT_URL_TIMEOUT, VideoSource, download_video, is_url, normalize_videos
 
 logger = logging.getLogger(__name__)
@@ -104,13 +104,8 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
 
     def text_features(self, label_set: LabelSet) -> torch.Tensor:
         """Projected, unprompted text features (K, D) of a label set: from the cache, or one text-encoder run."""
-        key = (label_set.texts, tokenizer_key(self.tokenizer), text_weights_fingerprint(self.model))
-        cached = self.label_cache.get(key)
-        if cached is not None:
-            return cached
-        features = self._encode_texts(label_set)
-        self.label_cache.put(key, features)
-        return features
+        key, keepalive = label_cache_key(label_set, self.tokenizer, self.model)
+        return self.label_cache.get_or_compute(key, lambda: self._encode_texts(label_set), keepalive)
 
     # ------------------------------------------------------------------ Pipeline API
     def __call__(self, videos, candidate_labels=None, **kwargs: Any):
@@ -179,7 +174,8 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
                 candidate_labels = init_set.labels
             if hypothesis_template is None:
                 hypothesis_template = init_set.template if init_set is not None else "{}"
-            preprocess_params["label_set"] = build_label_set(candidate_labels, hypothesis_template)
+            preprocess_params["label_set"] = build_label_set(candidate_labels, hypothesis_template,
+                                                             tokenizer=getattr(self, "tokenizer", None))
         for name, value in (("num_temporal_clips", num_temporal_clips), ("num_spatial_crops", num_spatial_crops),
                             ("num_frames", num_frames)):
             if value is not None:
@@ -307,6 +303,8 @@ def _as_xclip_model(model, dtype=None):
     from ..modeling_xclip import XClipModel
 
     if isinstance(model, (str, os.PathLike)):
+        if os.path.isfile(model):
+            raise ValueError(f"model {os.fspath(model)!r} is a file; pass the model directory that holds it")
         kwargs = {"dtype": dtype} if dtype not in (None, "auto") else {}
         return XClipModel.from_pretrained(os.fspath(model), **kwargs)
     if isinstance(model, XClipModel):

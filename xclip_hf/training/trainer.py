@@ -7,6 +7,9 @@ checkpointing and DDP are plain `TrainingArguments`. `XClipTrainer` adds only:
 * batch mixup / cutmix on training batches (`compute_loss`, only while the model is in training mode);
 * multi-view evaluation (`prediction_step`): `pixel_values` (B, V, T, 3, H, W) from the video processor's
   `num_temporal_clips` x `num_spatial_crops` views are scored view by view and the softmax averaged over views.
+
+It also hands the videos that `SkipBadSamplesCollator` dropped from a batch to the `BadVideoCallback` (if one is
+registered) before the model sees the batch (`_prepare_inputs`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 from transformers import Trainer
 
 from ..pipelines.zero_shot_video_classification import average_view_probabilities
+from .bad_samples import BAD_VIDEO_KEY, BadVideoCallback
 from .mixup import MixupCutmix
 from .param_groups import xclip_param_groups
 
@@ -40,6 +44,18 @@ class XClipTrainer(Trainer):
             groups = xclip_param_groups(opt_model, self.args.learning_rate, self.args.weight_decay, self.new_lr_scale)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
+
+    def _prepare_inputs(self, inputs):
+        """Report the videos dropped from this batch (bad samples) to the `BadVideoCallback`, then prepare as usual."""
+        if isinstance(inputs, dict) and BAD_VIDEO_KEY in inputs:
+            inputs = dict(inputs)
+            bad = inputs.pop(BAD_VIDEO_KEY)
+            if bad:
+                tracker = next((cb for cb in self.callback_handler.callbacks if isinstance(cb, BadVideoCallback)), None)
+                if tracker is None:
+                    raise RuntimeError(f"bad videos were dropped from a batch but no BadVideoCallback counts them: {bad}")
+                tracker.record(bad)
+        return super()._prepare_inputs(inputs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Mix training batches into soft targets before the usual loss (supp. Tab. 1: mixup 0.8, cutmix 1.0)."""
