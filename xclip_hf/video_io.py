@@ -395,7 +395,7 @@ def _open_backend(path: str, backend: str):
                 return _open_backend(path, name)
             except ValueError as exc:
                 reasons.append(str(exc).removeprefix(f"cannot open video {path!r}: "))
-        raise ValueError(f"cannot open video {path!r}: " + "; ".join(reasons))
+        raise VideoDecodeError(f"cannot open video {path!r}: " + "; ".join(reasons), path=path)
     errors = []
     if backend in ("auto", "decord"):
         try:
