@@ -117,7 +117,6 @@ class VideoTrainingArguments(TrainingArguments):
     lr_scheduler_type: str = _default("lr_scheduler_type", "cosine")
     warmup_steps: float = _default("warmup_steps", 5 / 30)  # 5 warmup epochs of 30
     remove_unused_columns: bool = _default("remove_unused_columns", False)  # the lazy transform needs "video"
-    include_num_input_tokens_seen: str = _default("include_num_input_tokens_seen", "all")  # -> samples seen
     ddp_find_unused_parameters: bool | None = _default("ddp_find_unused_parameters", False)  # every parameter is used
 
 
@@ -151,6 +150,18 @@ def config_from_variant(variant: str, num_frames: int, overrides: dict) -> XClip
     return XClipConfig.from_dict(values)
 
 
+def match_special_tokens(text_config, tokenizer) -> None:
+    """Copy the tokenizer's PAD/BOS/EOS ids into the text config, so the saved checkpoint's config and tokenizer agree.
+
+    Trainer would otherwise do the same at `train()`, with a notice. With CLIP tokenizers the end-of-text token is
+    the highest id, so pooling at the first EOS is the same as the default pooling at the highest id.
+    """
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if value is not None:
+            setattr(text_config, name, value)
+
+
 def build_model(model_args: ModelArguments, class_names: list[str], tokenizer) -> XClipForVideoClassification:
     """The classifier from a checkpoint, an expanded CLIP or a fresh variant, with the class texts set."""
     sources = [s for s in (model_args.model_name_or_path, model_args.init_from_clip, model_args.model_variant) if s]
@@ -169,6 +180,7 @@ def build_model(model_args: ModelArguments, class_names: list[str], tokenizer) -
         config = config_from_variant(model_args.model_variant, model_args.num_frames, overrides)
         model = XClipForVideoClassification(config)
     model.config.label_smoothing = model_args.label_smoothing
+    match_special_tokens(model.config.text_config, tokenizer)
     model.set_class_texts(tokenizer, model_args.prompt_template, id2label=id2label)
     if model_args.freeze_text_encoder:
         model.freeze_text_encoder()
@@ -326,9 +338,7 @@ def main(argv=None):
         result = trainer.train(resume_from_checkpoint=resume)
         trainer.save_model()
         metrics = {**result.metrics, "world_size": training_args.world_size}
-        if trainer.state.num_input_tokens_seen:  # pixel values counted over all processes -> videos seen
-            per_sample = model.config.vision_config.num_frames * 3 * model.config.vision_config.image_size**2
-            metrics["train_samples_seen"] = int(trainer.state.num_input_tokens_seen) // per_sample
+        metrics["train_samples_seen"] = trainer.videos_seen()  # videos, all processes (samples/s: videos/s)
         metrics["train_bad_videos"] = len(tracker.failures)  # distinct files skipped (listed in trainer_state.json)
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)

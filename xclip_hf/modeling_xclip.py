@@ -623,15 +623,25 @@ class XClipModel(XClipPreTrainedModel):
         elif text_embeds.ndim != 2 or text_embeds.shape[-1] != self.config.projection_dim:
             raise ValueError(f"text_embeds must be (num_texts, {self.config.projection_dim}); "
                              f"got shape {tuple(text_embeds.shape)}.")
-        prompted = self.text_model.apply_video_prompt(text_embeds.to(vision.video_context.dtype), vision.video_context)
-        video_embeds = nn.functional.normalize(vision.video_embeds, dim=-1)
-        prompted = nn.functional.normalize(prompted, dim=-1)
-        logits_per_video = torch.einsum("bd,bkd->bk", video_embeds, self.logit_scale.exp() * prompted)
+        logits_per_video, video_embeds, prompted = self.video_text_logits(vision.video_embeds, vision.video_context,
+                                                                          text_embeds)
         loss = self.loss(logits_per_video, labels, return_loss)
         out = XClipOutput(loss=loss, logits_per_video=logits_per_video, logits_per_text=logits_per_video.t(),
                           video_embeds=video_embeds, text_embeds=prompted, text_model_output=text,
                           vision_model_output=vision)
         return out if return_dict is not False else out.to_tuple()
+
+    def video_text_logits(self, video_embeds, video_context, text_embeds):
+        """Eq. 3 with the prompts of Eq. 10: exp(logit_scale) * cos(v, c + prompt(c, z-bar)) from stored features.
+
+        video_embeds (B, P), video_context (B, N, P), text_embeds (K, P) unprompted -> logits (B, K), and the
+        normalised v (B, P) and prompted texts c-hat (B, K, P). `forward` scores through here too.
+        """
+        prompted = self.text_model.apply_video_prompt(text_embeds.to(video_context.dtype), video_context)
+        video_embeds = nn.functional.normalize(video_embeds, dim=-1)
+        prompted = nn.functional.normalize(prompted, dim=-1)
+        logits_per_video = torch.einsum("bd,bkd->bk", video_embeds, self.logit_scale.exp() * prompted)
+        return logits_per_video, video_embeds, prompted
 
     @staticmethod
     def loss(logits_per_video, labels=None, return_loss=None):

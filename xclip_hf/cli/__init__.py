@@ -3,6 +3,8 @@ and `run(args) -> int`; modules import torch/transformers inside `run` only, so 
 
     xclip-hf classify VIDEO... (--labels "a,b,c" | --labels-file FILE) --model M [--top-k K] [--json]
     xclip-hf info M            (M: a model directory, a hub id, or a variant name such as xclip-base-patch32)
+    xclip-hf embed VIDEO... --model M --output DIR [--chunk-length S] [--num-workers N] [--save-context]
+    xclip-hf search DIR "a person surfing" --model M [--top-k K] [--json]
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 COMMANDS = {
     "classify": "classify",
     "info": "info",
+    "embed": "embed",
+    "search": "search",
     "convert": "convert",
     "export": "export",
 }

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from .common import check_model_arg, device_arg, model_load_failure, read_labels
+from .common import check_model_arg, check_model_source, device_arg, library_progress, model_load_failure, read_labels
 
 HELP = "zero-shot classification of video files against free-form labels"
 
@@ -131,8 +131,10 @@ def run(args) -> int:
         raise ValueError("video file(s) not found: " + ", ".join(repr(m) for m in missing))
     _check_window_args(args)
     check_model_arg(args.model)
+    check_model_source(args.model)
     try:
-        pipe = build_pipeline(args.model, args.device, args.dtype)
+        with library_progress(args.no_progress):
+            pipe = build_pipeline(args.model, args.device, args.dtype)
     except Exception as err:
         if os.path.isdir(args.model):  # it exists but cannot be loaded: a runtime failure naming its files
             raise model_load_failure(args.model, err) from err

@@ -5,6 +5,7 @@ checkpointing and DDP are plain `TrainingArguments`. `XClipTrainer` adds only:
 
 * the 10x learning rate of X-CLIP's new modules (`create_optimizer` over `xclip_param_groups`);
 * batch mixup / cutmix on training batches (`compute_loss`, only while the model is in training mode);
+* a count of the training videos seen (`videos_seen`; Trainer's own counter counts pixels for video inputs);
 * multi-view evaluation (`prediction_step`): `pixel_values` (B, V, T, 3, H, W) from the video processor's
   `num_temporal_clips` x `num_spatial_crops` views are scored view by view and the softmax averaged over views.
 
@@ -35,6 +36,7 @@ class XClipTrainer(Trainer):
         # X-CLIP's losses are batch means that ignore `num_items_in_batch`: let Trainer scale them for
         # gradient accumulation itself (its `**kwargs` in forward would otherwise mark them as pre-scaled).
         self.model_accepts_loss_kwargs = False
+        self._videos_seen = 0
 
     def create_optimizer(self, model=None):
         """The optimizer named by `args.optim` (AdamW by default) over `xclip_param_groups` (supp. Sec. 2.1)."""
@@ -63,6 +65,19 @@ class XClipTrainer(Trainer):
             pixel_values, labels = self.mixup(inputs["pixel_values"], inputs["labels"])
             inputs = {**inputs, "pixel_values": pixel_values, "labels": labels.to(pixel_values.dtype)}
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """The usual step; also counts the batch's videos (this process) for `videos_seen`."""
+        pixel_values = inputs.get("pixel_values")
+        if pixel_values is not None:
+            self._videos_seen += len(pixel_values)
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def videos_seen(self) -> int:
+        """Training videos seen by all processes in this trainer's `train` calls (a collective: call it on every
+        process). Trainer's `include_num_input_tokens_seen` would count pixel values here, not videos."""
+        count = torch.tensor([self._videos_seen], device=self.args.device)
+        return int(self.accelerator.gather(count).sum())
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Multi-view inputs (B, V, T, 3, H, W): log of the view-averaged softmax as logits (paper Tab. 11)."""
