@@ -2,12 +2,17 @@
 
 Backends:
 
-* ``decord`` (default): ``VideoReader.get_batch(indices)`` seeks to the key frame before each requested frame
-  and converts only the requested frames to RGB.
-* ``pyav`` (fallback when decord is missing, cannot open the file, or fails while decoding it — decord 0.6
-  e.g. rejects some small frame widths and 1-frame VP9 files): builds a frame index from the demuxed packets
-  (no decoding), then seeks to the key frame before each group of requested frames and decodes forward, again
-  converting only the requested frames.
+* ``pyav`` (the default, ``AUTO_ORDER``): builds a frame index from the demuxed packets (no decoding), then
+  seeks to the key frame before each group of requested frames and decodes forward, converting only the
+  requested frames; unrequested non-reference frames are dropped undecoded in streams with B-frames.
+* ``decord`` (selectable; tried when PyAV cannot open a file): ``VideoReader.get_batch(indices)`` seeks to the
+  key frame before each requested frame and converts only the requested frames to RGB. decord 0.6 rejects some
+  small frame widths and 1-frame VP9 files, and falls behind the recipe when the cores are shared.
+
+The default was chosen by measurement (``benchmarks/bench_decode.py``): with a busy process on every core (the
+normal case: DataLoader workers beside the model) decord read 8 sparse frames slower than decoding everything
+with PyAV, while the PyAV backend kept its lead. ``VideoFile.iter_frames`` streams many sorted frames (windows of
+a long video) in one pass.
 
 Every function validates the path first (exists, is a non-empty regular file) so that decord never receives a
 path it could hang on (``ValueError`` naming the path). Every decoder failure after that, of any exception class,
@@ -36,6 +41,7 @@ import numpy as np
 __all__ = ["VideoInfo", "VideoFile", "VideoDecodeError", "decode_error", "open_video", "get_video_info", "read_video", "load_video", "BACKENDS"]
 
 BACKENDS = ("auto", "decord", "pyav")
+AUTO_ORDER = ("pyav", "decord")  # what "auto" tries, first to last (measured: benchmarks/bench_decode.py)
 
 
 class VideoDecodeError(ValueError):
@@ -201,6 +207,17 @@ class _DecordBackend:
             raise ValueError(f"decord returned frames of shape {frames.shape} for {uniq.size} indices of {self.path!r}")
         return frames[inverse]
 
+    def iter_frames(self, wanted: np.ndarray, chunk: int = 16):
+        """Yield ``(index, frame)`` for sorted unique ``wanted``: ``get_batch`` on consecutive chunks (decord skips
+        forward inside a GOP instead of seeking back, so no frame is decoded twice); memory is one chunk."""
+        for start in range(0, wanted.size, chunk):
+            part = wanted[start:start + chunk].tolist()
+            self.position = (part[0], part[-1])
+            frames = self._vr.get_batch(part).asnumpy()
+            if frames.shape[0] != len(part) or frames.ndim != 4 or frames.shape[-1] != 3:
+                raise ValueError(f"decord returned frames of shape {frames.shape} for {len(part)} indices of {self.path!r}")
+            yield from zip(part, frames)
+
     def close(self):
         self._vr = None
 
@@ -209,6 +226,8 @@ class _PyAVBackend:
     """PyAV reader: packet index (no decoding), then key-frame seeks + forward decoding of the wanted frames."""
 
     name = "pyav"
+    # drop non-reference frames that are not wanted (see _decode_from); measured in benchmarks/bench_decode.py
+    skip_nonref = True
 
     def __init__(self, path: str):
         import av
@@ -247,6 +266,9 @@ class _PyAVBackend:
         self.num_frames = len(pts)
         rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
         self.fps = float(rate) if rate else 0.0
+        # Non-reference frames are (nearly always) B-frames: skipping pays only in streams that reorder frames;
+        # in streams without B-frames it only costs (measured: benchmarks/bench_decode.py --nonref)
+        self._skip_nonref = bool(self.skip_nonref and self._stream.codec_context.has_b_frames)
         self.height = int(self._stream.codec_context.height)
         self.width = int(self._stream.codec_context.width)
 
@@ -263,7 +285,7 @@ class _PyAVBackend:
             self._container.seek(0)
         codec = self._stream.codec_context
         self.position = index
-        wanted_pts = {self._pts[i] for i in wanted} if self._by_pts else None
+        wanted_pts = {self._pts[i] for i in wanted} if (self._by_pts and self._skip_nonref) else None
         counter = 0
         try:
             for packet in self._container.demux(self._stream):
@@ -320,6 +342,42 @@ class _PyAVBackend:
             )
         return np.stack([out[i] for i in indices.tolist()])
 
+    def iter_frames(self, wanted: np.ndarray):
+        """Yield ``(index, frame)`` for sorted unique ``wanted``, in one forward pass: decode on from the current
+        position while the next wanted frame is before the next key frame, else seek to the key frame before it.
+        Each frame is decoded at most once and only wanted ones are converted to RGB."""
+        wanted = wanted.tolist()
+        k = 0
+        while k < len(wanted):
+            landed_past = False
+            for pos, frame in self._decode_from(self._key_before(wanted[k]), wanted[k:]):
+                if pos < wanted[k]:
+                    continue
+                if pos > wanted[k]:
+                    landed_past = True  # the seek landed past it (inexact index): rare, decoded from the start
+                    break
+                yield pos, frame.to_ndarray(format="rgb24")
+                k += 1
+                if k >= len(wanted) or self._key_before(wanted[k]) > pos + 1:
+                    break  # done, or a key frame lies before the next wanted frame: seek to it
+            else:
+                if k < len(wanted):
+                    self._raise_missing(wanted[k:])
+            if landed_past:
+                for pos, frame in self._decode_from(0, wanted[k:k + 1]):
+                    if pos == wanted[k]:
+                        yield pos, frame.to_ndarray(format="rgb24")
+                        k += 1
+                        break
+                else:
+                    self._raise_missing(wanted[k:])
+
+    def _raise_missing(self, missing):
+        raise ValueError(
+            f"could not decode frames {missing[:5]}{'...' if len(missing) > 5 else ''} of {self.path!r} "
+            f"(its index lists {self.num_frames} frames; the file may be truncated)"
+        )
+
     def close(self):
         if self._container is not None:
             self._container.close()
@@ -327,9 +385,17 @@ class _PyAVBackend:
 
 
 def _open_backend(path: str, backend: str):
-    """Open ``path`` with the requested backend; 'auto' tries decord then PyAV. ValueError on failure."""
+    """Open ``path`` with the requested backend; 'auto' tries the backends of ``AUTO_ORDER``. ValueError on failure."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        reasons = []
+        for name in AUTO_ORDER:
+            try:
+                return _open_backend(path, name)
+            except ValueError as exc:
+                reasons.append(str(exc).removeprefix(f"cannot open video {path!r}: "))
+        raise VideoDecodeError(f"cannot open video {path!r}: " + "; ".join(reasons), path=path)
     errors = []
     if backend in ("auto", "decord"):
         try:
@@ -366,7 +432,7 @@ class _FailedBackend:
 
 
 class VideoFile:
-    """An open video file that decodes only requested frames; decord first, PyAV when decord fails."""
+    """An open video file that decodes only requested frames (``backend="auto"``: PyAV, decord when PyAV fails)."""
 
     def __init__(self, path, backend: str = "auto"):
         self.path = _check_path(path)
@@ -417,6 +483,31 @@ class VideoFile:
             error.args = (f"{error} (decord failed too: {decord_error})",)
             raise error from exc
 
+    def iter_frames(self, indices):
+        """Stream ``(index, frame)`` for the sorted unique ``indices``: one pass over the open file, each frame
+        decoded at most once, frames handed out one by one (memory does not grow with the number of indices).
+        In auto mode a decord failure mid-way continues with PyAV from the first frame not yet delivered."""
+        wanted = np.unique(_check_indices(indices, self.num_frames, self.path))
+        done = 0
+        try:
+            for index, frame in self._backend.iter_frames(wanted):
+                done += 1
+                yield index, frame
+            return
+        except Exception as exc:
+            if self._backend.name != "decord" or self.requested_backend != "auto":
+                raise decode_error(self.path, exc, frame=self._backend.position) from exc
+            decord_error = _first_line(exc)
+        self._backend.close()  # decord failed mid-way in auto mode: continue with PyAV
+        self._backend = _FailedBackend(self._backend)
+        try:
+            self._backend = _PyAVBackend(self.path)
+            yield from self._backend.iter_frames(wanted[done:])
+        except Exception as exc:
+            error = decode_error(self.path, exc, frame=self._backend.position)
+            error.args = (f"{error} (decord failed too: {decord_error})",)
+            raise error from exc
+
     def close(self):
         self._backend.close()
 
@@ -428,7 +519,7 @@ class VideoFile:
 
 
 def open_video(path, backend: str = "auto") -> VideoFile:
-    """Open a video for random frame access (decord, PyAV fallback)."""
+    """Open a video for random frame access (PyAV; decord when PyAV cannot open it, or on request)."""
     return VideoFile(path, backend=backend)
 
 
