@@ -7,9 +7,10 @@ the learned logit scale. The pipeline returns the softmax of those logits over t
 Speed: the text encoder's output does not depend on the video, so it runs once per distinct (labels, template,
 tokenizer, text weights) and is kept in a small LRU cache (see `label_cache.py`); each batch of videos then runs
 `model(pixel_values=..., text_embeds=cached)`, in which the prompt generator still runs per video.
-`compile=True` runs that video forward through `torch.compile(model, fullgraph=True)`: measured 1.3x over eager
-fp32 for B/32-8f on a CPU, after a one-off warm-up on the first batch (about 2-3 minutes for B/32 on 2 CPU cores;
-a new batch shape or label count compiles again, dynamically after the first change). Worth it for many videos.
+`compile=True` runs that video forward through `torch.compile(model, fullgraph=True)`: 1.34x over eager fp32 was
+measured for B/32-8f on an idle CPU (less, or nothing, on a busy one), after a one-off warm-up on the first batch
+(2-4 minutes for B/32 on 2 CPU cores, seconds once inductor's cache holds the graph; a new batch shape or label
+count compiles again, dynamically after the first change). Worth it for many videos.
 
 Untrimmed videos (`chunk_length_s=`): windows of that many seconds every `stride_length_s`, `num_frames` frames
 sampled sparsely in each (see `windows.py`); a file is read in one pass, window by window, and windows go through
