@@ -76,20 +76,26 @@ def write_without_bframes(path, frames, gop, fps=30) -> str:
     return path
 
 
+def recipe_frames(container, indices) -> np.ndarray:
+    """transformers' X-CLIP docs recipe (read_video_pyav): seek to 0, decode up to the last wanted index, keep the
+    frames whose counter is in ``indices``."""
+    frames = []
+    container.seek(0)
+    start, end = indices[0], indices[-1]
+    for i, frame in enumerate(container.decode(video=0)):
+        if i > end:
+            break
+        if i >= start and i in indices:
+            frames.append(frame)
+    return np.stack([f.to_ndarray(format="rgb24") for f in frames])
+
+
 def recipe_read(path, indices) -> np.ndarray:
-    """transformers' X-CLIP docs recipe: decode from the start, keep frames whose counter is in ``indices``."""
+    """The recipe on a file it opens itself."""
     import av
 
     with av.open(path) as container:
-        frames = []
-        container.seek(0)
-        start, end = indices[0], indices[-1]
-        for i, frame in enumerate(container.decode(video=0)):
-            if i > end:
-                break
-            if i >= start and i in indices:
-                frames.append(frame)
-        return np.stack([f.to_ndarray(format="rgb24") for f in frames])
+        return recipe_frames(container, indices)
 
 
 def read_with(reader: str, path: str, indices) -> np.ndarray:

@@ -37,6 +37,8 @@ import numpy as np
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
+from bench_decode import recipe_frames  # noqa: E402  (the recipe, one copy for all benchmarks)
+
 LABELS = [f"{verb} {thing}" for verb in ("throwing", "catching", "kicking", "holding", "painting")
           for thing in ("a ball", "a box", "a hat", "a fence")]
 
@@ -82,19 +84,6 @@ def make_checkpoint(directory: str, variant: str) -> str:
     return directory
 
 
-def recipe_read(container, indices) -> np.ndarray:
-    """transformers' X-CLIP docs recipe (read_video_pyav): seek to 0, decode up to the last wanted index."""
-    frames = []
-    container.seek(0)
-    start, end = indices[0], indices[-1]
-    for i, frame in enumerate(container.decode(video=0)):
-        if i > end:
-            break
-        if i >= start and i in indices:
-            frames.append(frame)
-    return np.stack([f.to_ndarray(format="rgb24") for f in frames])
-
-
 def child(mode: str, path: str, checkpoint: str, chunk: float, stride: float, loop_windows: int) -> dict:
     """One measurement in this (fresh) process: windows/s, scores of the windows, peak RSS."""
     import av
@@ -123,7 +112,7 @@ def child(mode: str, path: str, checkpoint: str, chunk: float, stride: float, lo
         scores = {}
         with av.open(path) as container:
             for w in chosen:
-                frames = recipe_read(container, w.indices.tolist())
+                frames = recipe_frames(container, w.indices.tolist())
                 result = pipe(frames, candidate_labels=LABELS)
                 scores[str((round(w.start_s, 6), round(w.end_s, 6)))] = {i["label"]: i["score"] for i in result}
         count = len(chosen)

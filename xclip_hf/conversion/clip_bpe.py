@@ -10,10 +10,9 @@ the end-of-word suffix ``</w>``, one token per merge (in merge order), then ``<|
 from __future__ import annotations
 
 import gzip
-import json
 import os
 
-from ..data.tokenizer import BOS_TOKEN, EOS_TOKEN, _byte_symbols
+from ..data.tokenizer import BOS_TOKEN, EOS_TOKEN, _byte_symbols, save_clip_tokenizer
 
 __all__ = ["CLIP_NUM_MERGES", "read_bpe_merges", "clip_vocab_from_merges", "build_tokenizer_from_bpe"]
 
@@ -65,17 +64,5 @@ def clip_vocab_from_merges(merges: list[tuple[str, str]]) -> dict[str, int]:
 def build_tokenizer_from_bpe(path, save_directory, max_merges: int = CLIP_NUM_MERGES, model_max_length: int = 77):
     """Write vocab.json, merges.txt and the tokenizer config of CLIP's tokenizer to `save_directory`; returns the
     transformers `CLIPTokenizer` loaded from them."""
-    from transformers import CLIPTokenizer
-
     merges = read_bpe_merges(path, max_merges)
-    vocab = clip_vocab_from_merges(merges)
-    save_directory = os.fspath(save_directory)
-    os.makedirs(save_directory, exist_ok=True)
-    with open(os.path.join(save_directory, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump(vocab, f, ensure_ascii=False)
-    with open(os.path.join(save_directory, "merges.txt"), "w", encoding="utf-8") as f:
-        f.write("#version: 0.2\n")
-        f.writelines(f"{left} {right}\n" for left, right in merges)
-    tokenizer = CLIPTokenizer.from_pretrained(save_directory, model_max_length=model_max_length)
-    tokenizer.save_pretrained(save_directory)
-    return tokenizer
+    return save_clip_tokenizer(clip_vocab_from_merges(merges), merges, save_directory, model_max_length)

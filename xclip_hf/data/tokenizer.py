@@ -20,7 +20,7 @@ import os
 import tempfile
 from collections.abc import Iterable
 
-__all__ = ["build_clip_tokenizer", "BOS_TOKEN", "EOS_TOKEN"]
+__all__ = ["build_clip_tokenizer", "save_clip_tokenizer", "BOS_TOKEN", "EOS_TOKEN"]
 
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
@@ -88,18 +88,23 @@ def build_clip_tokenizer(texts: Iterable[str], save_directory=None, vocab_size: 
         raise ValueError(f"build_clip_tokenizer: vocab_size must be >= 514 (512 byte symbols + 2 specials), got {vocab_size}")
     merges = _learn_merges(texts, vocab_size - 514)
     vocab = _clip_vocab(merges)
-    tmp = None
-    if save_directory is None:
-        tmp = tempfile.TemporaryDirectory()
-        save_directory = tmp.name
+    if save_directory is not None:
+        return save_clip_tokenizer(vocab, merges, save_directory)
+    with tempfile.TemporaryDirectory() as tmp:
+        return save_clip_tokenizer(vocab, merges, tmp)
+
+
+def save_clip_tokenizer(vocab: dict[str, int], merges, save_directory, model_max_length: int = 77):
+    """Write CLIP's tokenizer files (vocab.json, merges.txt, tokenizer config) and return the loaded tokenizer."""
+    from transformers import CLIPTokenizerFast
+
+    save_directory = os.fspath(save_directory)
     os.makedirs(save_directory, exist_ok=True)
     with open(os.path.join(save_directory, "vocab.json"), "w", encoding="utf-8") as f:
         json.dump(vocab, f, ensure_ascii=False)
     with open(os.path.join(save_directory, "merges.txt"), "w", encoding="utf-8") as f:
         f.write("#version: 0.2\n")
-        f.writelines(f"{a} {b}\n" for a, b in merges)
-    tokenizer = CLIPTokenizerFast.from_pretrained(save_directory, model_max_length=77)
+        f.writelines(f"{left} {right}\n" for left, right in merges)
+    tokenizer = CLIPTokenizerFast.from_pretrained(save_directory, model_max_length=model_max_length)
     tokenizer.save_pretrained(save_directory)
-    if tmp is not None:
-        tmp.cleanup()
     return tokenizer
