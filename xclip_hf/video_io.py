@@ -470,14 +470,25 @@ class VideoFile:
         try:
             return self._backend.get_frames(idx)
         except Exception as exc:
-            if self._backend.name != "decord" or self.requested_backend != "auto":
-                raise decode_error(self.path, exc, frame=self._backend.position) from exc
-            decord_error = _first_line(exc)
-        self._backend.close()  # decord failed mid-way in auto mode: retry with PyAV
-        self._backend = _FailedBackend(self._backend)
-        try:
+            decord_error = self._switch_to_pyav(exc)  # decord failed mid-way in auto mode: retry with PyAV
+        with self._pyav_errors(decord_error):
             self._backend = _PyAVBackend(self.path)
             return self._backend.get_frames(idx)
+
+    def _switch_to_pyav(self, exc: Exception) -> str:
+        """After a decoder failure: re-raise it as `VideoDecodeError` unless decord failed in auto mode, in which
+        case close decord and return its error line (the caller continues with PyAV)."""
+        if self._backend.name != "decord" or self.requested_backend != "auto":
+            raise decode_error(self.path, exc, frame=self._backend.position) from exc
+        self._backend.close()
+        self._backend = _FailedBackend(self._backend)
+        return _first_line(exc)
+
+    @contextlib.contextmanager
+    def _pyav_errors(self, decord_error: str):
+        """Failures of the PyAV fallback become `VideoDecodeError`, quoting decord's error too."""
+        try:
+            yield
         except Exception as exc:
             error = decode_error(self.path, exc, frame=self._backend.position)
             error.args = (f"{error} (decord failed too: {decord_error})",)
@@ -495,18 +506,10 @@ class VideoFile:
                 yield index, frame
             return
         except Exception as exc:
-            if self._backend.name != "decord" or self.requested_backend != "auto":
-                raise decode_error(self.path, exc, frame=self._backend.position) from exc
-            decord_error = _first_line(exc)
-        self._backend.close()  # decord failed mid-way in auto mode: continue with PyAV
-        self._backend = _FailedBackend(self._backend)
-        try:
+            decord_error = self._switch_to_pyav(exc)  # decord failed mid-way in auto mode: continue with PyAV
+        with self._pyav_errors(decord_error):
             self._backend = _PyAVBackend(self.path)
             yield from self._backend.iter_frames(wanted[done:])
-        except Exception as exc:
-            error = decode_error(self.path, exc, frame=self._backend.position)
-            error.args = (f"{error} (decord failed too: {decord_error})",)
-            raise error from exc
 
     def close(self):
         self._backend.close()
