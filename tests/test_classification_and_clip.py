@@ -89,6 +89,26 @@ def test_frozen_text_encoder_caches_class_features(tokenizer):
     assert len(calls) == 4
 
 
+def test_frozen_class_feature_cache_never_stale_and_not_poisoned(tokenizer):
+    """`param.data = new tensor` (freed memory may be reused at the same address) must never hit the old entry,
+    and editing the returned features in place must not change later results."""
+    model = _classifier(tokenizer)
+    model.freeze_text_encoder()
+    text = model.xclip.text_model
+    for round_ in range(20):
+        gen = torch.Generator().manual_seed(round_)
+        for p in text.parameters():
+            p.data = torch.randn(p.shape, generator=gen) * 0.05
+        cached = model.class_text_features()
+        length = model.class_text_length()
+        ids, mask = model.class_input_ids[:, :length], model.class_attention_mask[:, :length]
+        with torch.no_grad():
+            fresh = model.xclip.get_text_features(ids, attention_mask=mask).pooler_output
+        torch.testing.assert_close(cached, fresh, rtol=0, atol=0)
+        cached.mul_(0)  # poisoning attempt
+        torch.testing.assert_close(model.class_text_features(), fresh, rtol=0, atol=0)
+
+
 def test_save_reload_keeps_classes_and_auto_class(tokenizer, tmp_path):
     model = _classifier(tokenizer)
     pixels = torch.randn(1, 3, 3, 32, 32)

@@ -6,7 +6,7 @@ from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_xclip import XClipConfig
-from .fingerprint import weights_fingerprint
+from .fingerprint import weights_key
 from .modeling_xclip import XClipModel, XClipPreTrainedModel, check_host_class_indices
 
 
@@ -91,11 +91,13 @@ class XClipForVideoClassification(XClipPreTrainedModel):
         if torch.compiler.is_compiling():  # no Python-side cache inside a graph
             with torch.no_grad():
                 return self.xclip.get_text_features(ids, attention_mask=mask).pooler_output
-        key = (ids.data_ptr(), ids._version, ids.device, weights_fingerprint(self.xclip.text_model))
+        weights, keepalive = weights_key(self.xclip.text_model)
+        key = (ids.untyped_storage().data_ptr(), ids._version, ids.device, tuple(ids.shape), weights)
         if self._text_cache is None or self._text_cache[0] != key:
             with torch.no_grad():
-                self._text_cache = (key, self.xclip.get_text_features(ids, attention_mask=mask).pooler_output)
-        return self._text_cache[1]
+                features = self.xclip.get_text_features(ids, attention_mask=mask).pooler_output
+            self._text_cache = (key, (keepalive, ids.untyped_storage()), features)
+        return self._text_cache[2].clone()  # a copy: editing it cannot change later results
 
     @can_return_tuple
     def forward(self, pixel_values=None, labels=None, **kwargs) -> ImageClassifierOutput:

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..fingerprint import weights_key
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["LabelSet", "LabelEmbeddingCache", "build_label_set", "text_weights_fingerprint", "label_cache_key",
@@ -127,28 +129,9 @@ def _check_token_duplicates(label_set: LabelSet, tokenizer) -> None:
         )
 
 
-def _text_tensors(model) -> list:
-    branch = getattr(model, "text_model", model)
-    return list(branch.parameters()) + list(branch.buffers())
-
-
-def _weights_key(tensors, storages, training: bool) -> tuple:
-    return (training,) + tuple(
-        (storage.data_ptr(), t.storage_offset(), t.dtype, t.device, tuple(t.shape), t._version)
-        for t, storage in zip(tensors, storages)
-    )
-
-
 def text_weights_fingerprint(model: torch.nn.Module) -> tuple:
-    """Key part for the text branch's weights: train/eval flag and, per parameter and buffer, storage address,
-    offset, dtype, device, shape and version counter (unique while `text_weights_keepalive` holds the storages)."""
-    tensors = _text_tensors(model)
-    return _weights_key(tensors, [t.untyped_storage() for t in tensors], bool(model.training))
-
-
-def text_weights_keepalive(model: torch.nn.Module) -> tuple:
-    """The storages named by `text_weights_fingerprint`: held by a cache entry so their addresses stay unique."""
-    return tuple(t.untyped_storage() for t in _text_tensors(model))
+    """Key part for the text branch's weights (see `fingerprint.weights_key`)."""
+    return weights_key(getattr(model, "text_model", model))[0]
 
 
 def tokenizer_key(tokenizer) -> tuple:
@@ -180,9 +163,7 @@ def text_config_key(model) -> tuple:
 def label_cache_key(label_set: LabelSet, tokenizer, model) -> tuple[tuple, tuple]:
     """``(key, keepalive)`` for the features of ``label_set``: ``keepalive`` (the weight storages and the tokenizer)
     must live as long as the entry, so that no address or id in the key can be reused by another object."""
-    tensors = _text_tensors(model)
-    storages = tuple(t.untyped_storage() for t in tensors)
-    weights = _weights_key(tensors, storages, bool(model.training))
+    weights, storages = weights_key(getattr(model, "text_model", model))
     return (label_set.texts, tokenizer_key(tokenizer), text_config_key(model), weights), (tokenizer, storages)
 
 
