@@ -1,29 +1,39 @@
-"""Decoding speed: our loader (8 sparse frames, decord / PyAV seek) vs the PyAV recipe of transformers' X-CLIP docs.
+"""Decoding speed: our readers (8 sparse frames) vs the PyAV recipe of transformers' X-CLIP docs, quiet and loaded.
 
-The script writes a 10 s, 30 fps, 640x360 H.264 video (a moving textured pattern) with ``write_video`` and
-times, alternated in one run (ABAB... so that background load hits both equally):
+The script writes 10 s, 30 fps, 640x360 H.264 videos (a moving textured pattern) with ``write_video``, one per
+``--gop`` (key-frame interval; x264's default is 250 = one key frame per clip), and times, alternated in one run
+(each repeat runs every reader once, in rotated order, so background load hits all of them equally):
 
 * ``recipe``: decode every frame with PyAV up to the last sampled index and keep the sampled ones (the
-  ``read_video_pyav`` recipe in transformers' X-CLIP documentation), given the same 8 sparse indices;
-* ``ours``: ``xclip_hf.video_io.read_video`` (decord ``get_batch``, auto backend) with those indices;
-* ``ours-pyav``: the same with the PyAV fallback backend (key-frame seeks).
+  ``read_video_pyav`` recipe in transformers' X-CLIP documentation), given the same sparse indices;
+* ``default``: ``xclip_hf.video_io.read_video`` with ``backend="auto"`` (what the processor and pipeline use);
+* ``decord`` / ``pyav``: each backend forced; ``pyav-noskip``: PyAV without skipping non-reference frames.
 
-Frames/s = sampled frames delivered per second of wall time (median over repeats). The ratio depends on the
-key-frame interval: a decoder must start at the key frame before a wanted frame, so with x264's default
-interval (250 frames = one key frame in the whole clip) no reader can skip much. The script therefore
-reports the default interval and ``--gop`` values (default: 250 and 30, i.e. a key frame every second).
+Modes (``--mode``, several allowed):
 
-    python benchmarks/bench_decode.py [--repeats 5] [--gop 250 30] [--threads 1]
+* ``quiet``: nothing else started by the script (other work on the machine still runs: say so when reporting);
+* ``loaded``: one busy process per core spins for the whole measurement, as DataLoader workers and the model do;
+* ``many``: ``--files`` files read by a pool of 2 worker processes (as a DataLoader with 2 workers), timed per
+  reader over all files, with the busy processes running too;
+* ``windows``: many windows of one file (2 s every 1 s, ``--num-frames`` each): the recipe cuts each window
+  (decoding from the start every time), our readers stream all windows in one pass (``iter_window_frames``).
+
+``--nonref`` adds a file without B-frames (no non-reference frames) to decide whether skipping them pays.
+Every reader's frames are checked to equal a full decode of the file before timing.
+
+    python benchmarks/bench_decode.py [--gop 250 60 30] [--mode quiet loaded many windows] [--repeats 5] [--nonref]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -31,7 +41,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from xclip_hf.data.video_writer import write_video  # noqa: E402
 from xclip_hf.sampling import sparse_sample_indices  # noqa: E402
-from xclip_hf.video_io import read_video  # noqa: E402
+from xclip_hf.video_io import _PyAVBackend, read_video  # noqa: E402
+
+READERS = ("recipe", "default", "decord", "pyav", "pyav-noskip")
 
 
 def make_frames(num_frames=300, height=360, width=640, seed=0) -> np.ndarray:
@@ -46,6 +58,22 @@ def make_frames(num_frames=300, height=360, width=640, seed=0) -> np.ndarray:
         b = 128 + 100 * np.cos((x - 2 * t + y) / 41.0)
         frames[t] = np.clip(np.stack([r, g, b], -1) + texture, 0, 255).astype(np.uint8)
     return frames
+
+
+def write_without_bframes(path, frames, gop, fps=30) -> str:
+    """An H.264 file with no B-frames (x264 ``bf=0``): every frame is a reference frame."""
+    import av
+
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"g": str(gop), "bf": "0", "crf": "10",
+                                                                    "preset": "veryfast"})
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
 
 
 def recipe_read(path, indices) -> np.ndarray:
@@ -64,46 +92,173 @@ def recipe_read(path, indices) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in frames])
 
 
-def bench(path, indices, repeats):
-    """Median seconds per call of each reader, runs alternated; also checks all readers agree."""
-    readers = {
-        "recipe": lambda: recipe_read(path, list(indices)),
-        "ours": lambda: read_video(path, indices, backend="auto"),
-        "ours-pyav": lambda: read_video(path, indices, backend="pyav"),
-    }
-    ref = readers["recipe"]()
-    for name, fn in readers.items():
-        if not np.array_equal(fn(), ref):
-            raise RuntimeError(f"{name} returned different frames than the recipe")
-    times = {name: [] for name in readers}
-    for _ in range(repeats):
-        for name, fn in readers.items():
+def read_with(reader: str, path: str, indices) -> np.ndarray:
+    """One read of ``indices`` from ``path`` with the named reader."""
+    if reader == "recipe":
+        return recipe_read(path, list(indices))
+    if reader == "pyav-noskip":
+        _PyAVBackend.skip_nonref = False
+        try:
+            return read_video(path, indices, backend="pyav")
+        finally:
+            _PyAVBackend.skip_nonref = True
+    return read_video(path, indices, backend={"default": "auto"}.get(reader, reader))
+
+
+def read_windows(reader: str, path: str, windows) -> int:
+    """All frames of ``windows``: the recipe cuts each window (decoding from the start every time), our readers
+    stream them in one pass (``iter_window_frames``). Returns the number of frames delivered."""
+    from xclip_hf.video_io import VideoFile
+    from xclip_hf.windows import iter_window_frames
+
+    if reader == "recipe":
+        return sum(len(recipe_read(path, w.indices.tolist())) for w in windows)
+    if reader == "pyav-noskip":
+        _PyAVBackend.skip_nonref = False
+    try:
+        with VideoFile(path, backend={"default": "auto", "pyav-noskip": "pyav"}.get(reader, reader)) as video:
+            return sum(len(frames) for _, frames in iter_window_frames(video, windows))
+    finally:
+        _PyAVBackend.skip_nonref = True
+
+
+def time_windows(path, windows, readers, repeats) -> dict:
+    """Median seconds to read every window's frames with each reader, alternated in rotated order."""
+    times = {r: [] for r in readers}
+    for rep in range(repeats):
+        order = readers[rep % len(readers):] + readers[:rep % len(readers)]
+        for reader in order:
             t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(v) for name, v in times.items()}
+            read_windows(reader, path, windows)
+            times[reader].append(time.perf_counter() - t0)
+    return {r: statistics.median(v) for r, v in times.items()}
+
+
+def _read_many(job) -> int:
+    reader, path, indices = job
+    return len(read_with(reader, path, indices))
+
+
+def _spin():
+    """Keep one core busy until the benchmark process goes away (also when it is killed)."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        for _ in range(100_000):
+            pass
+
+
+class BusyCores:
+    """One busy process per core for the duration of a ``with`` block (the "loaded" condition)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.procs = enabled, []
+
+    def __enter__(self):
+        if self.enabled:
+            ctx = mp.get_context("spawn")
+            self.procs = [ctx.Process(target=_spin, daemon=True) for _ in range(os.cpu_count() or 1)]
+            for p in self.procs:
+                p.start()
+            time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            p.join()
+
+
+def check_frames(path, indices, readers):
+    """Every reader must return exactly the frames of a full decode."""
+    import av
+
+    with av.open(path) as container:
+        full = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    for reader in readers:
+        if not np.array_equal(read_with(reader, path, indices), full[indices]):
+            raise RuntimeError(f"{reader} returned other frames than a full decode of {path}")
+
+
+def time_single(path, indices, readers, repeats) -> dict:
+    """Median seconds per read of each reader, alternated in rotated order."""
+    times = {r: [] for r in readers}
+    for rep in range(repeats):
+        order = readers[rep % len(readers):] + readers[:rep % len(readers)]
+        for reader in order:
+            t0 = time.perf_counter()
+            read_with(reader, path, indices)
+            times[reader].append(time.perf_counter() - t0)
+    return {r: statistics.median(v) for r, v in times.items()}
+
+
+def time_many(paths, indices, readers, repeats, pool) -> dict:
+    """Median seconds for a 2-worker pool to read all ``paths`` with each reader, alternated."""
+    times = {r: [] for r in readers}
+    for rep in range(repeats):
+        order = readers[rep % len(readers):] + readers[:rep % len(readers)]
+        for reader in order:
+            t0 = time.perf_counter()
+            list(pool.map(_read_many, [(reader, p, indices) for p in paths]))
+            times[reader].append(time.perf_counter() - t0)
+    return {r: statistics.median(v) for r, v in times.items()}
+
+
+def report(tag, sec, frames_per_call):
+    cells = []
+    for reader, s in sec.items():
+        ratio = "" if reader == "recipe" else f" (x{sec['recipe'] / s:.2f})"
+        cells.append(f"{reader} {frames_per_call / s:6.1f}{ratio}")
+    print(f"{tag}: frames/s " + " | ".join(cells), flush=True)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--gop", type=int, nargs="+", default=[250, 30], help="key-frame intervals to test")
-    parser.add_argument("--num-frames", type=int, default=8)
+    parser.add_argument("--gop", type=int, nargs="+", default=[250, 60, 30], help="key-frame intervals to test")
+    parser.add_argument("--mode", nargs="+", default=["quiet", "loaded", "many", "windows"],
+                        choices=["quiet", "loaded", "many", "windows"])
+    parser.add_argument("--num-frames", type=int, default=8, help="sparse frames per read")
+    parser.add_argument("--files", type=int, default=8, help="files per round in the many-files mode")
+    parser.add_argument("--readers", nargs="+", default=list(READERS), choices=READERS)
+    parser.add_argument("--nonref", action="store_true", help="also test a file without B-frames")
     args = parser.parse_args(argv)
+    readers = list(dict.fromkeys(["recipe"] + args.readers))
 
     frames = make_frames()
     indices = sparse_sample_indices(len(frames), args.num_frames)
-    print(f"video: {frames.shape[0]} frames, 30 fps, {frames.shape[2]}x{frames.shape[1]} h264; sparse indices {indices.tolist()}")
+    print(f"video: {frames.shape[0]} frames, 30 fps, {frames.shape[2]}x{frames.shape[1]} h264; sparse indices "
+          f"{indices.tolist()}; {os.cpu_count()} cores; readers {readers}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for gop in args.gop:
-            path = write_video(os.path.join(tmp, f"bench_g{gop}.mp4"), frames, fps=30, gop_size=gop)
-            sec = bench(path, indices, args.repeats)
-            fps = {k: len(indices) / v for k, v in sec.items()}
-            print(
-                f"gop={gop:4d}: recipe {fps['recipe']:7.1f} frames/s | ours {fps['ours']:7.1f} frames/s "
-                f"(x{sec['recipe'] / sec['ours']:.2f}) | ours-pyav {fps['ours-pyav']:7.1f} frames/s "
-                f"(x{sec['recipe'] / sec['ours-pyav']:.2f})"
-            )
+        files = {f"gop={gop}": write_video(os.path.join(tmp, f"g{gop}.mp4"), frames, fps=30, gop_size=gop)
+                 for gop in args.gop}
+        if args.nonref:
+            for gop in args.gop:
+                files[f"gop={gop} no-B"] = write_without_bframes(os.path.join(tmp, f"nob{gop}.mp4"), frames, gop)
+        for path in files.values():
+            check_frames(path, indices, readers)
+        print("frames: every reader equals a full decode on every file", flush=True)
+        for mode in args.mode:
+            with BusyCores(mode in ("loaded", "many")):
+                if mode == "windows":
+                    from xclip_hf.windows import plan_windows
+
+                    windows = plan_windows(len(frames), 30, 2, 1, num_frames=args.num_frames)
+                    for name, path in files.items():
+                        report(f"[windows, {len(windows)} x 2 s every 1 s] {name:12s}",
+                               time_windows(path, windows, readers, args.repeats), len(windows) * args.num_frames)
+                elif mode == "many":
+                    with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
+                        list(pool.map(_read_many, [("recipe", p, indices) for p in files.values()]))  # warm up
+                        for name, path in files.items():
+                            copies = [path] * args.files
+                            sec = time_many(copies, indices, readers, args.repeats, pool)
+                            report(f"[many, 2 workers, {args.files} files] {name:12s}", sec,
+                                   len(indices) * args.files)
+                else:
+                    for name, path in files.items():
+                        report(f"[{mode}] {name:12s}", time_single(path, indices, readers, args.repeats),
+                               len(indices))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,11 @@ CSV / JSON(L) file with a video column and a label column (ids or names). Videos
         --validation_file val.txt --labels_file labels.csv --video_root videos/ --output_dir out \\
         --do_train --do_eval --per_device_train_batch_size 8 --num_train_epochs 30
 
+Bad videos (unreadable or corrupt files): `--on_bad_video skip` (default) drops them from their batch, logs each
+file once, counts them (`bad_videos` in the logs, `train_bad_videos` in train_results.json, the files in
+trainer_state.json) and stops with a clear error past `--max_bad_video_fraction` of the listed videos;
+`--on_bad_video raise` stops at the first one, naming it. `--check_videos` opens every listed file first.
+
 Few-shot (supp. Sec. 3.3): `--k_shot 2`. Zero-shot (supp. Sec. 3.4): `--eval_labels_file` with a label set
 disjoint from the training classes (evaluated after training). Runs unchanged under `torchrun` and
 `accelerate launch` (DDP); bf16/fp16, gradient checkpointing, resuming: the usual TrainingArguments.
@@ -33,11 +38,14 @@ from transformers import AutoTokenizer, HfArgumentParser, TrainingArguments, set
 import xclip_hf
 from xclip_hf import XClipConfig, XClipForVideoClassification, XClipProcessor
 from xclip_hf.training import (
+    BadVideoCallback,
     MixupCutmix,
+    SkipBadSamplesCollator,
     VideoClipTransform,
     VideoTrainAugmentation,
     XClipTrainer,
     check_disjoint_label_sets,
+    check_videos,
     freeze_vision_encoder,
     load_topk_accuracy,
     load_video_dataset,
@@ -89,6 +97,9 @@ class DataTrainingArguments:
     grayscale_prob: float = field(default=0.2, metadata={"help": "Grayscale probability."})
     num_temporal_clips: int = field(default=1, metadata={"help": "Evaluation temporal views (paper: 4 fully supervised, 1 few/zero-shot)."})
     num_spatial_crops: int = field(default=1, metadata={"help": "Evaluation spatial crops: 1 (centre) or 3 (paper, fully supervised)."})
+    on_bad_video: str = field(default="skip", metadata={"help": "A video that cannot be decoded or processed: 'skip' (drop it from its batch, log it once, count it) or 'raise' (stop, naming it).", "choices": ["skip", "raise"]})
+    max_bad_video_fraction: float = field(default=0.1, metadata={"help": "With --on_bad_video skip: stop with an error when more than this fraction of the listed videos is broken."})
+    check_videos: bool = field(default=False, metadata={"help": "Before training, open every listed video and decode one clip; broken files are reported (and skipped, or raise with --on_bad_video raise)."})
 
 
 def _default(name: str, value):
@@ -106,7 +117,6 @@ class VideoTrainingArguments(TrainingArguments):
     lr_scheduler_type: str = _default("lr_scheduler_type", "cosine")
     warmup_steps: float = _default("warmup_steps", 5 / 30)  # 5 warmup epochs of 30
     remove_unused_columns: bool = _default("remove_unused_columns", False)  # the lazy transform needs "video"
-    include_num_input_tokens_seen: str = _default("include_num_input_tokens_seen", "all")  # -> samples seen
     ddp_find_unused_parameters: bool | None = _default("ddp_find_unused_parameters", False)  # every parameter is used
 
 
@@ -140,6 +150,18 @@ def config_from_variant(variant: str, num_frames: int, overrides: dict) -> XClip
     return XClipConfig.from_dict(values)
 
 
+def match_special_tokens(text_config, tokenizer) -> None:
+    """Copy the tokenizer's PAD/BOS/EOS ids into the text config, so the saved checkpoint's config and tokenizer agree.
+
+    Trainer would otherwise do the same at `train()`, with a notice. With CLIP tokenizers the end-of-text token is
+    the highest id, so pooling at the first EOS is the same as the default pooling at the highest id.
+    """
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if value is not None:
+            setattr(text_config, name, value)
+
+
 def build_model(model_args: ModelArguments, class_names: list[str], tokenizer) -> XClipForVideoClassification:
     """The classifier from a checkpoint, an expanded CLIP or a fresh variant, with the class texts set."""
     sources = [s for s in (model_args.model_name_or_path, model_args.init_from_clip, model_args.model_variant) if s]
@@ -158,6 +180,7 @@ def build_model(model_args: ModelArguments, class_names: list[str], tokenizer) -
         config = config_from_variant(model_args.model_variant, model_args.num_frames, overrides)
         model = XClipForVideoClassification(config)
     model.config.label_smoothing = model_args.label_smoothing
+    match_special_tokens(model.config.text_config, tokenizer)
     model.set_class_texts(tokenizer, model_args.prompt_template, id2label=id2label)
     if model_args.freeze_text_encoder:
         model.freeze_text_encoder()
@@ -212,6 +235,43 @@ def load_data(data_args: DataTrainingArguments, training_args):
     return train_ds, eval_ds, class_names, eval_names
 
 
+def validate_eval_settings(data_args: DataTrainingArguments, video_processor) -> None:
+    """Run the evaluation views once on a blank clip, so impossible settings fail before training, not after."""
+    import numpy as np
+
+    if data_args.on_bad_video not in ("skip", "raise"):
+        raise ValueError(f"--on_bad_video must be 'skip' or 'raise', got {data_args.on_bad_video!r}")
+    if not 0 <= data_args.max_bad_video_fraction <= 1:
+        raise ValueError(f"--max_bad_video_fraction must be in [0, 1], got {data_args.max_bad_video_fraction}")
+    blank = np.zeros((video_processor.num_frames, 8, 8, 3), dtype=np.uint8)
+    try:
+        video_processor(blank, num_temporal_clips=data_args.num_temporal_clips,
+                        num_spatial_crops=data_args.num_spatial_crops, return_tensors="pt")
+    except ValueError as err:
+        raise ValueError(f"evaluation settings (--num_temporal_clips {data_args.num_temporal_clips}, "
+                         f"--num_spatial_crops {data_args.num_spatial_crops}): {err}") from err
+
+
+def screen_videos(data_args, train_ds, eval_ds, video_processor, tracker: BadVideoCallback, disable_progress):
+    """--check_videos: decode one clip of every listed video; drop (skip) or report (raise) the broken ones."""
+    paths = (list(train_ds["video"]) if train_ds is not None else []) + (list(eval_ds["video"]) if eval_ds is not None else [])
+    broken = check_videos(paths, video_processor, disable_progress=disable_progress)
+    if not broken:
+        logger.info(f"--check_videos: all {len(set(paths))} videos are readable")
+        return train_ds, eval_ds
+    listing = "\n".join(f"  {path}: {error}" for path, error in broken.items())
+    if data_args.on_bad_video == "raise":
+        raise ValueError(f"--check_videos: {len(broken)} broken video(s):\n{listing}")
+    logger.warning(f"--check_videos: {len(broken)} broken video(s) will be skipped:\n{listing}")
+    tracker.record(list(broken.items()))
+    keep = [i for i, path in enumerate(paths[: len(train_ds) if train_ds is not None else 0]) if path not in broken]
+    if train_ds is not None:
+        train_ds = train_ds.select(keep)
+    if eval_ds is not None:
+        eval_ds = eval_ds.select([i for i, path in enumerate(eval_ds["video"]) if path not in broken])
+    return train_ds, eval_ds
+
+
 def main(argv=None):
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, VideoTrainingArguments))
     argv = sys.argv[1:] if argv is None else argv
@@ -239,14 +299,23 @@ def main(argv=None):
     model = build_model(model_args, class_names, tokenizer)
     video_processor = build_video_processor(model_args, model)
 
+    validate_eval_settings(data_args, video_processor)
+    listed = set(train_ds["video"] if train_ds is not None else []) | set(eval_ds["video"] if eval_ds is not None else [])
+    eval_paths = set(eval_ds["video"]) if eval_ds is not None else set()  # listed; read before set_transform (decodes)
+    tracker = BadVideoCallback(len(listed), data_args.max_bad_video_fraction)
+    if data_args.check_videos:
+        train_ds, eval_ds = screen_videos(data_args, train_ds, eval_ds, video_processor, tracker,
+                                          disable_progress=training_args.disable_tqdm or None)
+
     augmentation = VideoTrainAugmentation(
         crop_size=model.config.vision_config.image_size, flip_prob=data_args.flip_prob,
         color_jitter_prob=data_args.color_jitter_prob, grayscale_prob=data_args.grayscale_prob,
     )
     if train_ds is not None:
-        train_ds.set_transform(VideoClipTransform(video_processor, augmentation))
+        train_ds.set_transform(VideoClipTransform(video_processor, augmentation, on_bad_video=data_args.on_bad_video))
     if eval_ds is not None:
-        eval_ds.set_transform(VideoClipTransform(video_processor, None, data_args.num_temporal_clips, data_args.num_spatial_crops))
+        eval_ds.set_transform(VideoClipTransform(video_processor, None, data_args.num_temporal_clips,
+                                                 data_args.num_spatial_crops, on_bad_video=data_args.on_bad_video))
     mixup = None
     if data_args.mixup:
         mixup = MixupCutmix(len(class_names), data_args.mixup_alpha, data_args.cutmix_alpha, label_smoothing=model_args.label_smoothing)
@@ -260,6 +329,7 @@ def main(argv=None):
         model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
         processing_class=XClipProcessor(video_processor=video_processor, tokenizer=tokenizer),  # saved with the model
         compute_metrics=compute_metrics, new_lr_scale=model_args.new_lr_scale, mixup=mixup,
+        data_collator=SkipBadSamplesCollator(), callbacks=[tracker],
     )
 
     if training_args.do_train:
@@ -268,9 +338,8 @@ def main(argv=None):
         result = trainer.train(resume_from_checkpoint=resume)
         trainer.save_model()
         metrics = {**result.metrics, "world_size": training_args.world_size}
-        if trainer.state.num_input_tokens_seen:  # pixel values counted over all processes -> videos seen
-            per_sample = model.config.vision_config.num_frames * 3 * model.config.vision_config.image_size**2
-            metrics["train_samples_seen"] = int(trainer.state.num_input_tokens_seen) // per_sample
+        metrics["train_samples_seen"] = trainer.videos_seen()  # videos, all processes (samples/s: videos/s)
+        metrics["train_bad_videos"] = len(tracker.failures)  # distinct files skipped (listed in trainer_state.json)
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)
         trainer.save_state()
@@ -279,6 +348,7 @@ def main(argv=None):
         if data_args.eval_labels_file:  # zero-shot: score the videos against the unseen label set
             model.set_class_texts(tokenizer, model_args.prompt_template, id2label=dict(enumerate(eval_names)))
         metrics = trainer.evaluate()
+        metrics["eval_bad_videos"] = len(eval_paths & set(tracker.failures))
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
     return trainer

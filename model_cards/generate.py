@@ -5,15 +5,16 @@ Run from the repository root:
     HF_HUB_OFFLINE=1 python model_cards/generate.py           # (re)write model_cards/*.md
     HF_HUB_OFFLINE=1 python model_cards/generate.py --check   # exit 1 if a card is missing or out of date
 
-The accuracy figures are transcribed from the paper (Ni et al., "Expanding Language-Image Pretrained Models for
-General Video Recognition", ECCV 2022: Tables 1-5 and the supplementary material); the compute figures are
-counted by `xclip_hf.count_flops` on the meta device when the cards are generated. Checkpoints and their
-(variant, frames) come from `xclip_hf.configuration_xclip.PUBLISHED_CHECKPOINTS`.
+The accuracy figures and hyperparameters come from `model_cards/paper_figures.json`, transcribed from the paper (Ni
+et al., "Expanding Language-Image Pretrained Models for General Video Recognition", ECCV 2022: Tables 1-5 and
+supplementary Tab. 1); the compute figures are counted by `xclip_hf.count_flops` on the meta device when the cards
+are generated. Checkpoints and their (variant, frames) come from `xclip_hf.configuration_xclip.PUBLISHED_CHECKPOINTS`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import textwrap
@@ -78,63 +79,96 @@ MULTI_VIEW = "4 temporal clips x 3 spatial crops"
 SINGLE_VIEW_32 = "single view of 32 frames"
 
 
-def _kinetics(name: str, dataset_type: str, top1: float, top5: float, source: str) -> tuple[Result, ...]:
-    """Top-1/top-5 on a Kinetics validation set with 4x3-view inference (paper Tab. 1/2)."""
-    return tuple(
-        Result(name, dataset_type, "validation", metric, value, None, MULTI_VIEW, source, "4x3 views")
-        for metric, value in (("Top-1 accuracy", top1), ("Top-5 accuracy", top5))
+PAPER_FIGURES = os.path.join(CARD_DIR, "paper_figures.json")  # the paper's tables, transcribed (X-CLIP rows)
+PAPER_METHODS = {  # variant -> method name in the paper's tables
+    "xclip-base-patch32": "X-CLIP-B/32",
+    "xclip-base-patch16": "X-CLIP-B/16",
+    "xclip-large-patch14": "X-CLIP-L/14",
+    "xclip-large-patch14-336": "X-CLIP-L/14 (336†)",
+}
+
+
+def paper_rows(table: str) -> list[dict]:
+    """Rows of one table of paper_figures.json, as dicts keyed by its column names."""
+    with open(PAPER_FIGURES, encoding="utf-8") as f:
+        spec = json.load(f)["tables"][table]
+    return [dict(zip(spec["columns"], row)) for row in spec["rows"]]
+
+
+def paper_row(table: str, **match) -> dict:
+    """The one row of `table` whose columns equal `match`."""
+    rows = [r for r in paper_rows(table) if all(r[k] == v for k, v in match.items())]
+    if len(rows) != 1:
+        raise ValueError(f"paper_figures.json {table}: {len(rows)} rows match {match}")
+    return rows[0]
+
+
+def _kinetics(name: str, dataset_type: str, table: str, variant: str, frames: int) -> tuple[tuple[Result, ...], int]:
+    """Top-1/top-5 on a Kinetics validation set with 4x3-view inference (paper Tab. 1/2), and the GFLOPs per view."""
+    row = paper_row(table, method=PAPER_METHODS[variant], pretrain="CLIP-400M", frames=frames)
+    results = tuple(
+        Result(name, dataset_type, "validation", metric, float(row[key]), None, MULTI_VIEW, table, "4x3 views")
+        for metric, key in (("Top-1 accuracy", "top1"), ("Top-5 accuracy", "top5"))
+    )
+    return results, row["gflops"]
+
+
+def _fully_supervised(setting: str, variant: str, frames: int) -> Checkpoint:
+    (name, dataset_type), table = (K400, "Tab. 1") if setting == "k400" else (K600, "Tab. 2")
+    results, gflops = _kinetics(name, dataset_type, table, variant, frames)
+    return Checkpoint(setting, (dataset_type,), results, gflops)
+
+
+def _zero_shot_results() -> tuple[Result, ...]:
+    """Paper Tab. 3 (HMDB-51, UCF-101) and Tab. 4 (Kinetics-600, new classes) for X-CLIP-B/16."""
+    t3, t4 = paper_row("Tab. 3", method="X-CLIP-B/16"), paper_row("Tab. 4", method="X-CLIP-B/16")
+    splits = "zero-shot, single view, mean +- std over the 3 test splits"
+    k600 = "zero-shot, single view, 160 of the 220 new classes sampled 3 times, mean +- std"
+    k600_name = "Kinetics-600 (220 classes not in Kinetics-400)"
+    return (
+        Result("HMDB-51", "hmdb51", "test (3 splits)", "Top-1 accuracy", t3["hmdb51_top1"], t3["hmdb51_std"], splits,
+               "Tab. 3", "zero-shot, mean of 3 splits"),
+        Result("UCF-101", "ucf101", "test (3 splits)", "Top-1 accuracy", t3["ucf101_top1"], t3["ucf101_std"], splits,
+               "Tab. 3", "zero-shot, mean of 3 splits"),
+        Result(k600_name, "kinetics-600", "validation", "Top-1 accuracy", t4["top1"], t4["top1_std"], k600, "Tab. 4",
+               "zero-shot, mean of 3 class samples"),
+        Result(k600_name, "kinetics-600", "validation", "Top-5 accuracy", t4["top5"], t4["top5_std"], k600, "Tab. 4",
+               "zero-shot, mean of 3 class samples"),
     )
 
 
 K400, K600 = ("Kinetics-400", "kinetics-400"), ("Kinetics-600", "kinetics-600")
-ZERO_SHOT_RESULTS = (
-    Result("HMDB-51", "hmdb51", "test (3 splits)", "Top-1 accuracy", 44.6, 5.2,
-           "zero-shot, single view, mean +- std over the 3 test splits", "Tab. 3", "zero-shot, mean of 3 splits"),
-    Result("UCF-101", "ucf101", "test (3 splits)", "Top-1 accuracy", 72.0, 2.3,
-           "zero-shot, single view, mean +- std over the 3 test splits", "Tab. 3", "zero-shot, mean of 3 splits"),
-    Result("Kinetics-600 (220 classes not in Kinetics-400)", "kinetics-600", "validation", "Top-1 accuracy", 65.2,
-           0.4, "zero-shot, single view, 160 of the 220 new classes sampled 3 times, mean +- std", "Tab. 4",
-           "zero-shot, mean of 3 class samples"),
-    Result("Kinetics-600 (220 classes not in Kinetics-400)", "kinetics-600", "validation", "Top-5 accuracy", 86.1,
-           0.8, "zero-shot, single view, 160 of the 220 new classes sampled 3 times, mean +- std", "Tab. 4",
-           "zero-shot, mean of 3 class samples"),
-)
-FEW_SHOT = {  # paper Tab. 5 (X-CLIP-B/16, 32 frames): top-1 on test split 1 for K = 2, 4, 8, 16 shots
-    "hmdb": ("HMDB-51", "hmdb51", {2: 53.0, 4: 57.3, 8: 62.8, 16: 64.0}),
-    "ucf": ("UCF-101", "ucf101", {2: 76.4, 4: 83.4, 8: 88.3, 16: 91.4}),
-}
+FEW_SHOT_DATASETS = {"hmdb": ("HMDB-51", "hmdb51"), "ucf": ("UCF-101", "ucf101")}  # paper Tab. 5, X-CLIP-B/16
 
-CHECKPOINTS: dict[str, Checkpoint] = {
-    # Kinetics-400, fully supervised (paper Tab. 1, CLIP-400M rows)
-    "microsoft/xclip-base-patch32": Checkpoint("k400", ("kinetics-400",), _kinetics(*K400, 80.4, 95.0, "Tab. 1"), 39),
-    "microsoft/xclip-base-patch32-16-frames": Checkpoint("k400", ("kinetics-400",),
-                                                         _kinetics(*K400, 81.1, 95.5, "Tab. 1"), 75),
-    "microsoft/xclip-base-patch16": Checkpoint("k400", ("kinetics-400",), _kinetics(*K400, 83.8, 96.7, "Tab. 1"), 145),
-    "microsoft/xclip-base-patch16-16-frames": Checkpoint("k400", ("kinetics-400",),
-                                                         _kinetics(*K400, 84.7, 96.8, "Tab. 1"), 287),
-    "microsoft/xclip-large-patch14": Checkpoint("k400", ("kinetics-400",), _kinetics(*K400, 87.1, 97.6, "Tab. 1"), 658),
-    "microsoft/xclip-large-patch14-16-frames": Checkpoint("k400", ("kinetics-400",),
-                                                          _kinetics(*K400, 87.7, 97.4, "Tab. 1"), 3086),
-    # Kinetics-600, fully supervised (paper Tab. 2)
-    "microsoft/xclip-base-patch16-kinetics-600": Checkpoint("k600", ("kinetics-600",),
-                                                            _kinetics(*K600, 85.3, 97.1, "Tab. 2"), 145),
-    "microsoft/xclip-base-patch16-kinetics-600-16-frames": Checkpoint("k600", ("kinetics-600",),
-                                                                      _kinetics(*K600, 85.8, 97.3, "Tab. 2"), 287),
-    "microsoft/xclip-large-patch14-kinetics-600": Checkpoint("k600", ("kinetics-600",),
-                                                             _kinetics(*K600, 88.3, 97.7, "Tab. 2"), 658),
-    # zero-shot: trained on Kinetics-400 with 32 frames (paper Sec. 4.3, Tab. 3/4)
-    "microsoft/xclip-base-patch16-zero-shot": Checkpoint("zero-shot", ("kinetics-400",), ZERO_SHOT_RESULTS, None),
-    # few-shot: K videos per class (paper Sec. 4.4, Tab. 5)
-    **{
-        f"microsoft/xclip-base-patch16-{key}-{k}-shot": Checkpoint(
-            "few-shot", (dataset_type,),
-            (Result(name, dataset_type, "test split 1", "Top-1 accuracy", top1, None, SINGLE_VIEW_32, "Tab. 5",
-                    f"{k}-shot, single view"),),
-            None, shots=k,
-        )
-        for key, (name, dataset_type, by_k) in FEW_SHOT.items() for k, top1 in by_k.items()
-    },
-}
+
+def _few_shot(key: str, shots: int) -> Checkpoint:
+    name, dataset_type = FEW_SHOT_DATASETS[key]
+    top1 = paper_row("Tab. 5", method="X-CLIP-B/16", dataset=dataset_type)[f"k{shots}"]
+    result = Result(name, dataset_type, "test split 1", "Top-1 accuracy", top1, None, SINGLE_VIEW_32, "Tab. 5",
+                    f"{shots}-shot, single view")
+    return Checkpoint("few-shot", (dataset_type,), (result,), None, shots=shots)
+
+
+def _checkpoints() -> dict[str, Checkpoint]:
+    """What the paper says about every published checkpoint, from paper_figures.json."""
+    from xclip_hf.configuration_xclip import PUBLISHED_CHECKPOINTS
+
+    out = {}
+    for hub_id, (variant, frames) in PUBLISHED_CHECKPOINTS.items():
+        if hub_id.endswith("-zero-shot"):  # trained on Kinetics-400 with 32 frames (paper Sec. 4.3, Tab. 3/4)
+            out[hub_id] = Checkpoint("zero-shot", ("kinetics-400",), _zero_shot_results(), None)
+        elif hub_id.endswith("-shot"):  # K videos per class (paper Sec. 4.4, Tab. 5)
+            _, key, shots, _ = hub_id.rsplit("-", 3)
+            out[hub_id] = _few_shot(key, int(shots))
+        else:  # fully supervised (paper Tab. 1 / Tab. 2, CLIP-400M rows)
+            out[hub_id] = _fully_supervised("k600" if "kinetics-600" in hub_id else "k400", variant, frames)
+    order = ["k400", "k600", "zero-shot", "few-shot"]  # the cards' index lists them in this order
+    return dict(sorted(out.items(), key=lambda item: (order.index(item[1].setting),
+                                                       item[1].results[0].dataset if item[1].shots else "",
+                                                       item[1].shots or 0)))
+
+
+CHECKPOINTS: dict[str, Checkpoint] = _checkpoints()
 
 BIBTEX = """@inproceedings{ni2022expanding,
   title={Expanding Language-Image Pretrained Models for General Video Recognition},
@@ -289,10 +323,15 @@ samples.""",
 }
 SETTING_LABELS = {"k400": "Kinetics-400, fully supervised", "k600": "Kinetics-600, fully supervised",
                   "zero-shot": "Kinetics-400, 32 frames, for zero-shot", "few-shot": "{k}-shot {dataset}, 32 frames"}
-HYPER = {  # supplementary Tab. 1 (columns: fully-supervised / few-shot / zero-shot)
-    "k400": ("256", "8e-6", "8e-8", "30"), "k600": ("256", "8e-6", "8e-8", "30"),
-    "few-shot": ("64", "2e-6", "2e-8", "50"), "zero-shot": ("256", "8e-6", "8e-8", "10"),
-}
+
+
+def _hyperparameters(setting: str) -> tuple[str, str, str, str]:
+    """(batch size, base lr, minimal lr, epochs) of a setting: supplementary Tab. 1, from paper_figures.json."""
+    row = paper_row("Supp. Tab. 1", setting="fully-supervised" if setting in ("k400", "k600") else setting)
+    return str(row["batch_size"]), row["base_lr"], row["min_lr"], str(row["epochs"])
+
+
+HYPER = {setting: _hyperparameters(setting) for setting in ("k400", "k600", "few-shot", "zero-shot")}
 
 
 def _training(hub_id: str) -> str:

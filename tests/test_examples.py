@@ -122,7 +122,8 @@ def test_two_processes_see_the_same_samples_as_one(data, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "train_results.json").read_text())
     assert two["world_size"] == 2
-    assert two["train_samples_seen"] == one.state.num_input_tokens_seen // (8 * 3 * 32 * 32) == 2 * 8
+    one_results = json.loads((tmp_path / "one" / "train_results.json").read_text())
+    assert two["train_samples_seen"] == one_results["train_samples_seen"] == 2 * 8
     assert json.loads((tmp_path / "two" / "trainer_state.json").read_text())["global_step"] == one.state.global_step
 
 
@@ -146,7 +147,7 @@ def test_few_shot_mixup_frozen_branches_and_multiview(trained, data, tmp_path):
     out, _ = trained
     before = {n: p.detach().clone() for n, p in xclip_hf.XClipForVideoClassification.from_pretrained(out).named_parameters()}
     args = _args(data, tmp_path, "--save_strategy", "no", "--do_eval", "--validation_file", data["train"].val_file,
-                 "--k_shot", "1", "--mixup", "--freeze_text_encoder", "--freeze_vision_encoder", "--gradient_checkpointing",
+                 "--k_shot", "1", "--mixup", "--freeze_text_encoder", "--freeze_vision_encoder", "--activation_checkpointing",
                  "--num_temporal_clips", "2", "--num_spatial_crops", "3", epochs=2, batch=2)
     args[args.index("--model_variant"):args.index("--model_variant") + 2] = ["--model_name_or_path", str(out)]
     trainer = script.main(args)

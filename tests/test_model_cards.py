@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from xclip_hf.configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipC
 
 REPO = Path(__file__).resolve().parents[1]
 CARD_DIR = REPO / "model_cards"
-PAPER_CANDIDATES = [REPO / "shared" / "paper" / "xclip-paper.md", REPO.parent / "shared" / "paper" / "xclip-paper.md"]
+PAPER_FIGURES = CARD_DIR / "paper_figures.json"  # the paper's figures the cards quote, transcribed
 REQUIRED_TAGS = {"video-classification", "zero-shot-video-classification", "x-clip", "xclip_hf"}
 
 
@@ -137,27 +138,15 @@ def test_cards_are_up_to_date_with_generator():
 
 # ------------------------------------------------------------------------------------------- figures vs the paper
 @functools.cache
-def paper_text() -> str:
-    for path in PAPER_CANDIDATES:
-        if path.is_file():
-            return path.read_text(encoding="utf-8")
-    pytest.skip("the paper (shared/paper/xclip-paper.md) is not available")
+def paper_table(name: str) -> list[dict]:
+    """Rows of one table of model_cards/paper_figures.json (the paper's figures, kept in the repository)."""
+    table = json.loads(PAPER_FIGURES.read_text(encoding="utf-8"))["tables"][name]
+    assert all(len(row) == len(table["columns"]) for row in table["rows"]), f"{name}: ragged rows"
+    return [dict(zip(table["columns"], row)) for row in table["rows"]]
 
 
-def paper_section(start: str, end: str) -> list[str]:
-    text = paper_text()
-    i = text.index(start)
-    return text[i:text.index(end, i)].splitlines()
-
-
-def _normalise(line: str) -> str:
-    """Drop LaTeX bold, math delimiters and spaces: '$\\textbf{44.6}\\pm\\textbf{5.2}$' -> '44.6\\pm5.2'."""
-    return re.sub(r"\\textbf\{([^}]*)\}", r"\1", line).replace("$", "").replace(" ", "")
-
-
-def _kinetics_row_found(lines, paper_name, frames, top1, top5, gflops) -> bool:
-    pattern = re.compile(rf"^{re.escape(paper_name)}\t[^\t]*\t{frames}\t{top1:.1f}\t{top5:.1f}\t\$4 \\times 3\$\t{gflops}\t")
-    return any(pattern.match(line) for line in lines)
+PAPER_METHOD = {"xclip-base-patch32": "X-CLIP-B/32", "xclip-base-patch16": "X-CLIP-B/16",
+                "xclip-large-patch14": "X-CLIP-L/14", "xclip-large-patch14-336": "X-CLIP-L/14 (336†)"}
 
 
 @pytest.mark.parametrize("hub_id", ALL)
@@ -166,32 +155,54 @@ def test_accuracy_figures_are_the_papers(hub_id):
     variant, frames = PUBLISHED_CHECKPOINTS[hub_id]
     results = meta["model-index"][0]["results"]
     values = {(r["dataset"]["name"], m["name"].split(" (")[0]): m["value"] for r in results for m in r["metrics"]}
-    paper_name = {"xclip-base-patch32": "X-CLIP-B/32", "xclip-base-patch16": "X-CLIP-B/16",
-                  "xclip-large-patch14": "X-CLIP-L/14", "xclip-large-patch14-336": "X-CLIP-L/14 (336†)"}[variant]
-    gflops = table_value(hub_id, "GFLOPs per view, paper")
-    if "kinetics-600" in hub_id:
-        lines = paper_section("#### 4.1 Experimental Setup", "Table 2: Comparison with state-of-the-art on Kinetics-600")
-        top1, top5 = values[("Kinetics-600", "Top-1 accuracy")], values[("Kinetics-600", "Top-5 accuracy")]
-        assert _kinetics_row_found(lines, paper_name, frames, top1, top5, gflops), f"{hub_id}: not in paper Tab. 2"
-    elif "zero-shot" in hub_id:
-        hmdb_ucf = [_normalise(l) for l in paper_section("Table 3: Zero-shot", "Table 4:") if l.startswith(paper_name)]
-        k600 = [_normalise(l) for l in paper_section("Table 4: Zero-shot", "uses a 70M") if l.startswith(paper_name)]
+    method = PAPER_METHOD[variant]
+    if "zero-shot" in hub_id:
+        (t3,), (t4,) = ([r for r in paper_table(t) if r["method"] == method] for t in ("Tab. 3", "Tab. 4"))
+        expected = {("HMDB-51", "Top-1 accuracy"): (t3["hmdb51_top1"], t3["hmdb51_std"]),
+                    ("UCF-101", "Top-1 accuracy"): (t3["ucf101_top1"], t3["ucf101_std"]),
+                    ("Kinetics-600", "Top-1 accuracy"): (t4["top1"], t4["top1_std"]),
+                    ("Kinetics-600", "Top-5 accuracy"): (t4["top5"], t4["top5_std"])}
         for r in results:
             for m in r["metrics"]:
-                std = re.search(r"std ([\d.]+)", m["name"]).group(1)
-                lines = k600 if "Kinetics" in r["dataset"]["name"] else hmdb_ucf
-                assert any(f"{m['value']:.1f}\\pm{std}" in l for l in lines), f"{hub_id}: {m} not in paper Tab. 3/4"
+                key = (r["dataset"]["name"].split(" (")[0], m["name"].split(" (")[0])
+                std = float(re.search(r"std ([\d.]+)", m["name"]).group(1))
+                assert (m["value"], std) == expected[key], f"{hub_id}: {m} vs paper Tab. 3/4 {expected[key]}"
+        assert len(values) == len(expected)
     elif hub_id.endswith("-shot"):
         shots = int(re.search(r"-(\d+)-shot$", hub_id).group(1))
-        column = {2: 1, 4: 2, 8: 3, 16: 4}[shots] + (4 if "-ucf-" in hub_id else 0)
-        rows = [l.split("\t") for l in paper_section("\tK=2\tK=4", "Table 5: Few-shot results") if l.startswith(paper_name + "\t")]
-        assert len(rows) == 1, "paper Tab. 5 has one X-CLIP-B/16 row"
+        dataset = "ucf101" if "-ucf-" in hub_id else "hmdb51"
+        (row,) = [r for r in paper_table("Tab. 5") if r["method"] == method and r["dataset"] == dataset]
         (value,) = values.values()
-        assert float(rows[0][column]) == value, f"{hub_id}: {value} vs paper Tab. 5 {rows[0][column]}"
+        assert value == row[f"k{shots}"], f"{hub_id}: {value} vs paper Tab. 5 {row}"
     else:
-        lines = paper_section("Table 1: Comparison with state-of-the-art on Kinetics-400", "#### 4 Experiments")
-        top1, top5 = values[("Kinetics-400", "Top-1 accuracy")], values[("Kinetics-400", "Top-5 accuracy")]
-        assert _kinetics_row_found(lines, paper_name, frames, top1, top5, gflops), f"{hub_id}: not in paper Tab. 1"
+        table, dataset = ("Tab. 2", "Kinetics-600") if "kinetics-600" in hub_id else ("Tab. 1", "Kinetics-400")
+        rows = [r for r in paper_table(table)
+                if r["method"] == method and r["frames"] == frames and r["pretrain"] == "CLIP-400M"]
+        assert len(rows) == 1, f"{hub_id}: {len(rows)} rows of paper {table} for {method}, {frames} frames"
+        (row,) = rows
+        assert values[(dataset, "Top-1 accuracy")] == row["top1"] and values[(dataset, "Top-5 accuracy")] == row["top5"]
+        assert table_value(hub_id, "GFLOPs per view, paper") == str(row["gflops"])
+        assert row["views"] == "4x3"
+
+
+def test_paper_figures_file_is_plausible():
+    """Every table parses; accuracies are percentages; the paper's X-CLIP Kinetics rows improve with frames/size."""
+    for name in ("Tab. 1", "Tab. 2", "Tab. 3", "Tab. 4", "Tab. 5"):
+        for row in paper_table(name):
+            numbers = [v for k, v in row.items() if k not in ("frames", "gflops", "throughput") and isinstance(v, float)]
+            assert numbers and all(0 < v < 100 for v in numbers), (name, row)
+    k400 = {(r["method"], r["frames"]): r["top1"] for r in paper_table("Tab. 1") if r["pretrain"] == "CLIP-400M"}
+    assert k400[("X-CLIP-B/32", 8)] < k400[("X-CLIP-B/16", 8)] < k400[("X-CLIP-L/14", 8)]
+    assert {r["setting"] for r in paper_table("Supp. Tab. 1")} == {"fully-supervised", "few-shot", "zero-shot"}
+
+
+def test_nothing_reads_outside_the_repository():
+    """A user's clone has only the repository: no code, card or test refers to a folder beside it."""
+    needles = ("/".join(("..", "shared")), "/".join(("", "work", "shared")), '"shared"' + " /")
+    offenders = [str(p.relative_to(REPO)) for folder in ("xclip_hf", "model_cards", "tests", "examples", "benchmarks")
+                 for p in (REPO / folder).rglob("*") if p.suffix in (".py", ".md", ".json") and p.is_file()
+                 and any(n in p.read_text(encoding="utf-8") for n in needles)]
+    assert not offenders, f"files referring to a folder outside the repository: {offenders}"
 
 
 # ------------------------------------------------------------------------------------------- usage examples run

@@ -97,7 +97,7 @@ def test_precomputed_text_embeds_equal_input_ids():
     torch.testing.assert_close(via_cache.logits_per_video, direct.logits_per_video, atol=1e-6, rtol=0)
 
 
-def test_gradient_checkpointing_same_loss_and_grads():
+def test_activation_checkpointing_same_loss_and_grads():
     model = _tiny(drop_path_rate=0.0)
     model.train()
     ids, mask = text_batch(3, pad_from=4)
@@ -111,7 +111,7 @@ def test_gradient_checkpointing_same_loss_and_grads():
         return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     loss_plain, grads_plain = run()
-    model.gradient_checkpointing_enable()
+    model.activation_checkpointing_enable()
     assert any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
     loss_ckpt, grads_ckpt = run()
     torch.testing.assert_close(loss_ckpt, loss_plain, atol=1e-6, rtol=0)

@@ -244,7 +244,7 @@ def test_no_weight_decay_for_biases_norms_embeddings_and_logit_scale():
         assert decay_of[id(param)] == (0.0 if exempt else 0.001), name
 
 
-def test_multiview_prediction_averages_view_softmax():
+def test_multiview_prediction_averages_view_softmax(tmp_path):
     from transformers import TrainingArguments
 
     from xclip_hf import XClipConfig, XClipForVideoClassification
@@ -256,7 +256,7 @@ def test_multiview_prediction_averages_view_softmax():
     tokenizer = build_clip_tokenizer(["moving left", "moving right", "growing"])
     model = XClipForVideoClassification(XClipConfig.from_variant("xclip-tiny", num_frames=2, vocab_size=len(tokenizer))).eval()
     model.set_class_texts(tokenizer, id2label={0: "moving left", 1: "moving right", 2: "growing"})
-    trainer = XClipTrainer(model=model, args=TrainingArguments("unused", use_cpu=True, report_to="none"))
+    trainer = XClipTrainer(model=model, args=TrainingArguments(str(tmp_path), use_cpu=True, report_to="none"))
     pixel_values = torch.randn(2, 3, 2, 3, 32, 32)  # 2 videos x 3 views
     _, logits, labels = trainer.prediction_step(model, {"pixel_values": pixel_values, "labels": torch.tensor([0, 1])}, False)
     with torch.no_grad():

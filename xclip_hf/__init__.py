@@ -1,44 +1,79 @@
 """xclip_hf: X-CLIP video recognition (Ni et al., ECCV 2022) for Hugging Face Transformers.
 
-Importing the package registers our configs and models with the Auto classes (AutoConfig, AutoModel,
-AutoModelForVideoClassification), the video processor and processor (AutoVideoProcessor, AutoProcessor), and
-the "zero-shot-video-classification" pipeline.
+`import xclip_hf` is cheap (no torch): the names below are imported on first use (PEP 562), and our configs,
+models, video processor, processor and the "zero-shot-video-classification" pipeline are registered with
+transformers' Auto classes and pipeline registry as soon as transformers loads those (see `_registration`).
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
+from __future__ import annotations
 
-from .configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipConfig, XClipTextConfig, XClipVisionConfig
-from .data.tokenizer import build_clip_tokenizer
-from .data.video_writer import write_video
-from .flops import count_flops
-from .modeling_xclip import (
-    XClipModel,
-    XClipOutput,
-    XClipPreTrainedModel,
-    XClipTextModel,
-    XClipTextOutput,
-    XClipVisionModel,
-    XClipVisionOutput,
-)
-from .modeling_xclip_classification import XClipForVideoClassification
-from .pipelines import ZeroShotVideoClassificationPipeline
-from .pipelines import register_pipeline as _register_pipeline
-from .processing_xclip import XClipProcessor  # registers AutoProcessor
-from .sampling import (
-    dense_multiview_indices,
-    dense_sample_indices,
-    sparse_multiview_indices,
-    sparse_sample_indices,
-    temporal_clip_indices,
-)
-from .video_io import VideoInfo, get_video_info, load_video, open_video, read_video
-from .video_processing_xclip import XClipVideoProcessor  # registers AutoVideoProcessor
+import importlib
+from typing import TYPE_CHECKING
 
-for _config, _model in ((XClipConfig, XClipModel), (XClipTextConfig, XClipTextModel),
-                        (XClipVisionConfig, XClipVisionModel)):
-    AutoConfig.register(_config.model_type, _config, exist_ok=True)
-    AutoModel.register(_config, _model, exist_ok=True)
-AutoModelForVideoClassification.register(XClipConfig, XClipForVideoClassification, exist_ok=True)
-_register_pipeline()
+from . import _registration
 
 __version__ = "0.1.0"
+
+# public name -> submodule that defines it (imported on first access)
+_EXPORTS = {
+    **dict.fromkeys(["PUBLISHED_CHECKPOINTS", "VARIANTS", "XClipConfig", "XClipTextConfig", "XClipVisionConfig"],
+                    "configuration_xclip"),
+    "build_clip_tokenizer": "data.tokenizer",
+    "write_video": "data.video_writer",
+    "count_flops": "flops",
+    "embed_videos": "embed",
+    "search_videos": "search",
+    **dict.fromkeys(["XClipModel", "XClipOutput", "XClipPreTrainedModel", "XClipTextModel", "XClipTextOutput",
+                     "XClipVisionModel", "XClipVisionOutput"], "modeling_xclip"),
+    "XClipForVideoClassification": "modeling_xclip_classification",
+    "ZeroShotVideoClassificationPipeline": "pipelines",
+    "XClipProcessor": "processing_xclip",
+    **dict.fromkeys(["dense_multiview_indices", "dense_sample_indices", "sparse_multiview_indices",
+                     "sparse_sample_indices", "temporal_clip_indices"], "sampling"),
+    **dict.fromkeys(["VideoInfo", "get_video_info", "load_video", "open_video", "read_video"], "video_io"),
+    "XClipVideoProcessor": "video_processing_xclip",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later accesses skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
+    from .configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipConfig, XClipTextConfig, XClipVisionConfig
+    from .data.tokenizer import build_clip_tokenizer
+    from .data.video_writer import write_video
+    from .flops import count_flops
+    from .modeling_xclip import (
+        XClipModel,
+        XClipOutput,
+        XClipPreTrainedModel,
+        XClipTextModel,
+        XClipTextOutput,
+        XClipVisionModel,
+        XClipVisionOutput,
+    )
+    from .modeling_xclip_classification import XClipForVideoClassification
+    from .pipelines import ZeroShotVideoClassificationPipeline
+    from .processing_xclip import XClipProcessor
+    from .sampling import (
+        dense_multiview_indices,
+        dense_sample_indices,
+        sparse_multiview_indices,
+        sparse_sample_indices,
+        temporal_clip_indices,
+    )
+    from .video_io import VideoInfo, get_video_info, load_video, open_video, read_video
+    from .video_processing_xclip import XClipVideoProcessor
+
+_registration.install()

@@ -280,7 +280,11 @@ class XClipTextEmbeddings(nn.Module):
 
 
 class XClipMultiFrameIntegrationTransformer(nn.Module):
-    """MIT (Eq. 6): v = AvgPool(MIT(H + e^temp)), with a residual around the whole transformer."""
+    """MIT (Eq. 6): v = AvgPool(MIT(H + e^temp)), with a residual around the whole transformer.
+
+    e^temp is learned for `config.num_frames` positions. With `interpolate_pos_encoding=True` another frame count
+    T gets e^temp resampled to T positions by 1-D linear interpolation (`temporal_position_encoding`).
+    """
 
     def __init__(self, config: XClipVisionConfig):
         super().__init__()
@@ -291,8 +295,26 @@ class XClipMultiFrameIntegrationTransformer(nn.Module):
             for _ in range(config.mit_num_hidden_layers)
         )
 
-    def forward(self, frame_embeds):
-        hidden = self.encoder(frame_embeds + self.position_embedding).last_hidden_state
+    def temporal_position_encoding(self, num_frames: int) -> torch.Tensor:
+        """e^temp of Eq. 6 for `num_frames` frames: the learned (1, N, D) table, or it linearly resampled to T.
+
+        Sparse sampling (Sec. 4.2) takes frame t of T at the middle of segment t, i.e. at time (t + 0.5) / T, and
+        the trained position i sat at (i + 0.5) / N; so frame t reads the table at fractional index
+        (t + 0.5) * N / T - 0.5 (`align_corners=False`), clamped to the ends. T == N returns the table itself
+        (bit-identical). Any other T is an extrapolation of the trained model, not something it was trained on.
+        """
+        table = self.position_embedding
+        if num_frames == table.shape[1]:
+            return table
+        resampled = nn.functional.interpolate(table.transpose(1, 2).float(), size=num_frames, mode="linear",
+                                              align_corners=False)
+        return resampled.transpose(1, 2).to(table.dtype)
+
+    def forward(self, frame_embeds, interpolate_pos_encoding=False):
+        position = self.position_embedding
+        if interpolate_pos_encoding:
+            position = self.temporal_position_encoding(frame_embeds.shape[1])
+        hidden = self.encoder(frame_embeds + position).last_hidden_state
         return (hidden + frame_embeds).mean(dim=1)
 
 
@@ -434,12 +456,18 @@ class XClipVisionModel(XClipPreTrainedModel):
         shape = tuple(pixel_values.shape)
         if pixel_values.ndim != 5:
             raise ValueError(f"pixel_values must be (batch, frames, channels, height, width); got shape {shape}.")
+        if not pixel_values.is_floating_point():  # dtype is metadata: no host sync
+            raise ValueError(f"pixel_values has dtype {pixel_values.dtype} (shape {shape}); the model expects rescaled, "
+                             "normalised float frames: pass raw frames through XClipVideoProcessor first.")
         _, frames, channels, height, width = shape
         if channels != c.num_channels:
             raise ValueError(f"pixel_values has {channels} channels (shape {shape}); the model expects {c.num_channels}.")
-        if frames != c.num_frames and (c.use_mit or c.use_cross_frame_attention):
+        if frames < 1:
+            raise ValueError(f"pixel_values has no frames (shape {shape}); pass at least one frame per video.")
+        if frames != c.num_frames and (c.use_mit or c.use_cross_frame_attention) and not interpolate_pos_encoding:
             raise ValueError(f"pixel_values has {frames} frames (shape {shape}); this model was built for "
-                             f"num_frames={c.num_frames}. Sample {c.num_frames} frames per video.")
+                             f"num_frames={c.num_frames}. Sample {c.num_frames} frames per video (or pass "
+                             "interpolate_pos_encoding=True to resample the temporal position embedding).")
         if (height, width) != (c.image_size, c.image_size) and not interpolate_pos_encoding:
             raise ValueError(f"pixel_values frames are {height}x{width} (shape {shape}); the model expects "
                              f"{c.image_size}x{c.image_size} (or pass interpolate_pos_encoding=True).")
@@ -457,7 +485,8 @@ class XClipVisionModel(XClipPreTrainedModel):
                                output_attentions=output_attentions, **layer_kwargs, **kwargs)
         tokens = encoded.last_hidden_state
         frame_embeds = self.visual_projection(self.post_layernorm(tokens[:, 0])).view(batch, frames, -1)
-        video_embeds = self.mit(frame_embeds) if self.mit is not None else frame_embeds.mean(dim=1)
+        video_embeds = (self.mit(frame_embeds, interpolate_pos_encoding) if self.mit is not None
+                        else frame_embeds.mean(dim=1))
         video_context = self.video_context(tokens, batch)
         out = XClipVisionOutput(video_embeds=video_embeds, frame_embeds=frame_embeds, video_context=video_context,
                                 last_hidden_state=tokens.view(batch, frames, *tokens.shape[1:]),
@@ -594,15 +623,25 @@ class XClipModel(XClipPreTrainedModel):
         elif text_embeds.ndim != 2 or text_embeds.shape[-1] != self.config.projection_dim:
             raise ValueError(f"text_embeds must be (num_texts, {self.config.projection_dim}); "
                              f"got shape {tuple(text_embeds.shape)}.")
-        prompted = self.text_model.apply_video_prompt(text_embeds.to(vision.video_context.dtype), vision.video_context)
-        video_embeds = nn.functional.normalize(vision.video_embeds, dim=-1)
-        prompted = nn.functional.normalize(prompted, dim=-1)
-        logits_per_video = torch.einsum("bd,bkd->bk", video_embeds, self.logit_scale.exp() * prompted)
+        logits_per_video, video_embeds, prompted = self.video_text_logits(vision.video_embeds, vision.video_context,
+                                                                          text_embeds)
         loss = self.loss(logits_per_video, labels, return_loss)
         out = XClipOutput(loss=loss, logits_per_video=logits_per_video, logits_per_text=logits_per_video.t(),
                           video_embeds=video_embeds, text_embeds=prompted, text_model_output=text,
                           vision_model_output=vision)
         return out if return_dict is not False else out.to_tuple()
+
+    def video_text_logits(self, video_embeds, video_context, text_embeds):
+        """Eq. 3 with the prompts of Eq. 10: exp(logit_scale) * cos(v, c + prompt(c, z-bar)) from stored features.
+
+        video_embeds (B, P), video_context (B, N, P), text_embeds (K, P) unprompted -> logits (B, K), and the
+        normalised v (B, P) and prompted texts c-hat (B, K, P). `forward` scores through here too.
+        """
+        prompted = self.text_model.apply_video_prompt(text_embeds.to(video_context.dtype), video_context)
+        video_embeds = nn.functional.normalize(video_embeds, dim=-1)
+        prompted = nn.functional.normalize(prompted, dim=-1)
+        logits_per_video = torch.einsum("bd,bkd->bk", video_embeds, self.logit_scale.exp() * prompted)
+        return logits_per_video, video_embeds, prompted
 
     @staticmethod
     def loss(logits_per_video, labels=None, return_loss=None):

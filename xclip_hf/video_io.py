@@ -2,15 +2,23 @@
 
 Backends:
 
-* ``decord`` (default): ``VideoReader.get_batch(indices)`` seeks to the key frame before each requested frame
-  and converts only the requested frames to RGB.
-* ``pyav`` (fallback when decord is missing, cannot open the file, or fails while decoding it — decord 0.6
-  e.g. rejects some small frame widths and 1-frame VP9 files): builds a frame index from the demuxed packets
-  (no decoding), then seeks to the key frame before each group of requested frames and decodes forward, again
-  converting only the requested frames.
+* ``pyav`` (the default, ``AUTO_ORDER``): builds a frame index from the demuxed packets (no decoding), then
+  seeks to the key frame before each group of requested frames and decodes forward, converting only the
+  requested frames; unrequested non-reference frames are dropped undecoded in streams with B-frames.
+* ``decord`` (selectable; tried when PyAV cannot open a file): ``VideoReader.get_batch(indices)`` seeks to the
+  key frame before each requested frame and converts only the requested frames to RGB. decord 0.6 rejects some
+  small frame widths and 1-frame VP9 files, and falls behind the recipe when the cores are shared.
+
+The default was chosen by measurement (``benchmarks/bench_decode.py``): with a busy process on every core (the
+normal case: DataLoader workers beside the model) decord read 8 sparse frames slower than decoding everything
+with PyAV, while the PyAV backend kept its lead. ``VideoFile.iter_frames`` streams many sorted frames (windows of
+a long video) in one pass.
 
 Every function validates the path first (exists, is a non-empty regular file) so that decord never receives a
-path it could hang on, and turns every failure into a ``ValueError`` naming the file.
+path it could hang on (``ValueError`` naming the path). Every decoder failure after that, of any exception class,
+becomes one :class:`VideoDecodeError` (a ``ValueError``) naming the file and the frame being read
+(:func:`decode_error` at the :class:`VideoFile` boundary). Decoder log noise is kept off the terminal: decord's
+FFmpeg logging is set to quiet, and what decord prints while opening a file is captured into the error.
 Both backends return identical frames for even-sized and 4:4:4 videos; for 4:2:0 videos with an odd height
 their YUV->RGB converters interpolate chroma rows slightly differently (measured: at most 5 levels).
 Frames are returned as ``uint8`` RGB arrays of shape ``(T, H, W, 3)`` in the order of the requested indices
@@ -20,14 +28,91 @@ Frames are returned as ``uint8`` RGB arrays of shape ``(T, H, W, 3)`` in the ord
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
+import re
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["VideoInfo", "VideoFile", "open_video", "get_video_info", "read_video", "load_video", "BACKENDS"]
+__all__ = ["VideoInfo", "VideoFile", "VideoDecodeError", "decode_error", "open_video", "get_video_info", "read_video", "load_video", "BACKENDS"]
 
 BACKENDS = ("auto", "decord", "pyav")
+AUTO_ORDER = ("pyav", "decord")  # what "auto" tries, first to last (measured: benchmarks/bench_decode.py)
+
+
+class VideoDecodeError(ValueError):
+    """A video file could not be opened or decoded; ``path`` and ``frame`` (index being read, or None) name where."""
+
+    def __init__(self, message: str, path: str | None = None, frame: int | None = None):
+        super().__init__(message)
+        self.path = path
+        self.frame = frame
+
+
+_LOG_PREFIX = re.compile(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ")  # decord's "[12:00:00] src/file.cc:218: "
+
+
+def _first_line(exc: BaseException, with_type: bool = True) -> str:
+    """``Type: first line of the message`` without decord's log prefixes, at most 300 characters."""
+    text = _LOG_PREFIX.sub("", str(exc)).strip().splitlines()
+    line = text[0][:300] if text else ""
+    return f"{type(exc).__name__}: {line}".rstrip(": ") if with_type else line
+
+
+def decode_error(path: str, exc: BaseException, frame=None, action: str = "decode") -> VideoDecodeError:
+    """The one place that turns any decoder exception into a `VideoDecodeError` naming the file and frame.
+
+    ``frame``: the index being read, a ``(first, last)`` span for batch readers (decord), or None.
+    Already-wrapped errors pass through unchanged (so nested boundaries do not repeat the message).
+    """
+    if isinstance(exc, VideoDecodeError):
+        return exc
+    if isinstance(frame, tuple):
+        where, frame = (f" at frame {frame[0]}" if frame[0] == frame[1] else f" reading frames {frame[0]}..{frame[1]}"), frame[0]
+    else:
+        where = f" at frame {frame}" if frame is not None else ""
+    error = VideoDecodeError(f"cannot {action} video {path!r}{where}: {_first_line(exc)}", path=path, frame=frame)
+    error.__cause__ = exc
+    return error
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _captured_stderr(sink: list):
+    """Capture what C libraries write to file descriptor 2 into ``sink`` (decord prints its own error lines).
+
+    Output of other threads written meanwhile is re-emitted afterwards, so nothing is lost, only delayed.
+    """
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no usable fd 2 (e.g. some embedded interpreters)
+            yield
+            return
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                sink.append(tmp.read().decode("utf-8", "replace"))
+
+
+def _quiet_decord(decord) -> None:
+    """Silence the FFmpeg log of decord (its errors reach us as exceptions, wrapped by `decode_error`)."""
+    try:
+        decord.logging.set_level(decord.logging.QUIET)
+    except Exception:  # pragma: no cover - older decord without logging control
+        pass
 
 
 @dataclass(frozen=True)
@@ -77,8 +162,20 @@ class _DecordBackend:
     def __init__(self, path: str, num_threads: int = 1):
         import decord
 
+        _quiet_decord(decord)
         self.path = path
-        self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
+        self.position = None  # (first, last) frame index of the batch being read
+        captured: list[str] = []
+        try:
+            with _captured_stderr(captured):
+                self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
+        except Exception as exc:
+            noise = " ".join(line.strip() for line in "".join(captured).splitlines() if line.strip())
+            noise = _LOG_PREFIX.sub("", noise)
+            raise RuntimeError(f"{_first_line(exc, with_type=False)}{' (' + noise[:300] + ')' if noise else ''}") from exc
+        else:
+            if captured and captured[0].strip() and "ERROR" not in captured[0]:
+                sys.stderr.write(captured[0])  # not decord's noise: another thread's output, give it back
         self.num_frames = len(self._vr)
         if self.num_frames < 1:
             raise ValueError(f"video has no frames: {path!r}")
@@ -104,10 +201,22 @@ class _DecordBackend:
     def get_frames(self, indices: np.ndarray) -> np.ndarray:
         """Decode the frames at ``indices`` (any order, repeats allowed)."""
         uniq, inverse = np.unique(indices, return_inverse=True)
+        self.position = (int(uniq[0]), int(uniq[-1]))
         frames = self._vr.get_batch(uniq.tolist()).asnumpy()
         if frames.shape[0] != uniq.size or frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"decord returned frames of shape {frames.shape} for {uniq.size} indices of {self.path!r}")
         return frames[inverse]
+
+    def iter_frames(self, wanted: np.ndarray, chunk: int = 16):
+        """Yield ``(index, frame)`` for sorted unique ``wanted``: ``get_batch`` on consecutive chunks (decord skips
+        forward inside a GOP instead of seeking back, so no frame is decoded twice); memory is one chunk."""
+        for start in range(0, wanted.size, chunk):
+            part = wanted[start:start + chunk].tolist()
+            self.position = (part[0], part[-1])
+            frames = self._vr.get_batch(part).asnumpy()
+            if frames.shape[0] != len(part) or frames.ndim != 4 or frames.shape[-1] != 3:
+                raise ValueError(f"decord returned frames of shape {frames.shape} for {len(part)} indices of {self.path!r}")
+            yield from zip(part, frames)
 
     def close(self):
         self._vr = None
@@ -117,11 +226,14 @@ class _PyAVBackend:
     """PyAV reader: packet index (no decoding), then key-frame seeks + forward decoding of the wanted frames."""
 
     name = "pyav"
+    # drop non-reference frames that are not wanted (see _decode_from); measured in benchmarks/bench_decode.py
+    skip_nonref = True
 
     def __init__(self, path: str):
         import av
 
         self.path = path
+        self.position = None  # frame index being read (the one after the last decoded frame)
         self._container = av.open(path, mode="r")
         if not self._container.streams.video:
             self._container.close()
@@ -154,6 +266,9 @@ class _PyAVBackend:
         self.num_frames = len(pts)
         rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
         self.fps = float(rate) if rate else 0.0
+        # Non-reference frames are (nearly always) B-frames: skipping pays only in streams that reorder frames;
+        # in streams without B-frames it only costs (measured: benchmarks/bench_decode.py --nonref)
+        self._skip_nonref = bool(self.skip_nonref and self._stream.codec_context.has_b_frames)
         self.height = int(self._stream.codec_context.height)
         self.width = int(self._stream.codec_context.width)
 
@@ -169,7 +284,8 @@ class _PyAVBackend:
         else:
             self._container.seek(0)
         codec = self._stream.codec_context
-        wanted_pts = {self._pts[i] for i in wanted} if self._by_pts else None
+        self.position = index
+        wanted_pts = {self._pts[i] for i in wanted} if (self._by_pts and self._skip_nonref) else None
         counter = 0
         try:
             for packet in self._container.demux(self._stream):
@@ -181,6 +297,7 @@ class _PyAVBackend:
                     if pos is None:  # no usable timestamp: count frames (skipping is off in that case)
                         pos = counter
                     counter = pos + 1
+                    self.position = pos + 1
                     yield pos, frame
         finally:
             codec.skip_frame = "DEFAULT"
@@ -225,6 +342,42 @@ class _PyAVBackend:
             )
         return np.stack([out[i] for i in indices.tolist()])
 
+    def iter_frames(self, wanted: np.ndarray):
+        """Yield ``(index, frame)`` for sorted unique ``wanted``, in one forward pass: decode on from the current
+        position while the next wanted frame is before the next key frame, else seek to the key frame before it.
+        Each frame is decoded at most once and only wanted ones are converted to RGB."""
+        wanted = wanted.tolist()
+        k = 0
+        while k < len(wanted):
+            landed_past = False
+            for pos, frame in self._decode_from(self._key_before(wanted[k]), wanted[k:]):
+                if pos < wanted[k]:
+                    continue
+                if pos > wanted[k]:
+                    landed_past = True  # the seek landed past it (inexact index): rare, decoded from the start
+                    break
+                yield pos, frame.to_ndarray(format="rgb24")
+                k += 1
+                if k >= len(wanted) or self._key_before(wanted[k]) > pos + 1:
+                    break  # done, or a key frame lies before the next wanted frame: seek to it
+            else:
+                if k < len(wanted):
+                    self._raise_missing(wanted[k:])
+            if landed_past:
+                for pos, frame in self._decode_from(0, wanted[k:k + 1]):
+                    if pos == wanted[k]:
+                        yield pos, frame.to_ndarray(format="rgb24")
+                        k += 1
+                        break
+                else:
+                    self._raise_missing(wanted[k:])
+
+    def _raise_missing(self, missing):
+        raise ValueError(
+            f"could not decode frames {missing[:5]}{'...' if len(missing) > 5 else ''} of {self.path!r} "
+            f"(its index lists {self.num_frames} frames; the file may be truncated)"
+        )
+
     def close(self):
         if self._container is not None:
             self._container.close()
@@ -232,9 +385,17 @@ class _PyAVBackend:
 
 
 def _open_backend(path: str, backend: str):
-    """Open ``path`` with the requested backend; 'auto' tries decord then PyAV. ValueError on failure."""
+    """Open ``path`` with the requested backend; 'auto' tries the backends of ``AUTO_ORDER``. ValueError on failure."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        reasons = []
+        for name in AUTO_ORDER:
+            try:
+                return _open_backend(path, name)
+            except ValueError as exc:
+                reasons.append(str(exc).removeprefix(f"cannot open video {path!r}: "))
+        raise VideoDecodeError(f"cannot open video {path!r}: " + "; ".join(reasons), path=path)
     errors = []
     if backend in ("auto", "decord"):
         try:
@@ -242,30 +403,55 @@ def _open_backend(path: str, backend: str):
         except ImportError as exc:
             errors.append(f"decord unavailable ({exc})")
         except Exception as exc:  # decord raises DECORDError/RuntimeError for unreadable files
-            errors.append(f"decord: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}")
+            errors.append(f"decord: {_first_line(exc)}")
     if backend in ("auto", "pyav"):
         try:
             return _PyAVBackend(path)
         except ValueError as exc:
             errors.append(f"pyav: {exc}")
         except Exception as exc:
-            errors.append(f"pyav: {type(exc).__name__}: {str(exc).strip()[:200]}")
-    raise ValueError(f"cannot open video {path!r}: " + "; ".join(errors))
+            errors.append(f"pyav: {_first_line(exc)}")
+    raise VideoDecodeError(f"cannot open video {path!r}: " + "; ".join(errors), path=path)
+
+
+class _FailedBackend:
+    """Stands in for a closed backend while the fallback opens (keeps metadata; decoding raises)."""
+
+    name = "none"
+    position = None
+
+    def __init__(self, closed):
+        self.num_frames, self.fps = closed.num_frames, closed.fps
+        self.height = self.width = 0
+
+    def get_frames(self, indices):
+        raise RuntimeError("no decoder could read this file")
+
+    def close(self):
+        pass
 
 
 class VideoFile:
-    """An open video file that decodes only requested frames; decord first, PyAV when decord fails."""
+    """An open video file that decodes only requested frames (``backend="auto"``: PyAV, decord when PyAV fails)."""
 
     def __init__(self, path, backend: str = "auto"):
         self.path = _check_path(path)
         self.requested_backend = backend
-        self._backend = _open_backend(self.path, backend)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        try:
+            self._backend = _open_backend(self.path, backend)
+        except Exception as exc:
+            raise decode_error(self.path, exc, action="open") from exc
 
     @property
     def info(self) -> VideoInfo:
         """Metadata of the open file."""
         b = self._backend
-        return VideoInfo(self.path, b.num_frames, b.fps, b.height, b.width, b.name)
+        try:
+            return VideoInfo(self.path, b.num_frames, b.fps, b.height, b.width, b.name)
+        except Exception as exc:  # decord reads the first frame for the size
+            raise decode_error(self.path, exc, frame=0, action="read") from exc
 
     @property
     def num_frames(self) -> int:
@@ -276,23 +462,51 @@ class VideoFile:
         return self._backend.fps
 
     def get_frames(self, indices) -> np.ndarray:
-        """uint8 RGB frames ``(len(indices), H, W, 3)``; falls back to PyAV if decord fails mid-way (auto mode)."""
+        """uint8 RGB frames ``(len(indices), H, W, 3)``; falls back to PyAV if decord fails mid-way (auto mode).
+
+        Any decoder failure raises `VideoDecodeError` naming the file and the frame being read.
+        """
         idx = _check_indices(indices, self.num_frames, self.path)
         try:
             return self._backend.get_frames(idx)
         except Exception as exc:
-            if self._backend.name == "decord" and self.requested_backend == "auto":
-                decord_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
-                self._backend.close()
-                try:
-                    self._backend = _PyAVBackend(self.path)
-                except Exception as exc2:
-                    raise ValueError(f"cannot decode video {self.path!r}: decord: {decord_error}; pyav: {exc2}") from exc2
-                idx = _check_indices(indices, self.num_frames, self.path)
-                return self._backend.get_frames(idx)
-            if isinstance(exc, ValueError):
-                raise
-            raise ValueError(f"cannot decode frames of {self.path!r} with {self._backend.name}: {exc}") from exc
+            if self._backend.name != "decord" or self.requested_backend != "auto":
+                raise decode_error(self.path, exc, frame=self._backend.position) from exc
+            decord_error = _first_line(exc)
+        self._backend.close()  # decord failed mid-way in auto mode: retry with PyAV
+        self._backend = _FailedBackend(self._backend)
+        try:
+            self._backend = _PyAVBackend(self.path)
+            return self._backend.get_frames(idx)
+        except Exception as exc:
+            error = decode_error(self.path, exc, frame=self._backend.position)
+            error.args = (f"{error} (decord failed too: {decord_error})",)
+            raise error from exc
+
+    def iter_frames(self, indices):
+        """Stream ``(index, frame)`` for the sorted unique ``indices``: one pass over the open file, each frame
+        decoded at most once, frames handed out one by one (memory does not grow with the number of indices).
+        In auto mode a decord failure mid-way continues with PyAV from the first frame not yet delivered."""
+        wanted = np.unique(_check_indices(indices, self.num_frames, self.path))
+        done = 0
+        try:
+            for index, frame in self._backend.iter_frames(wanted):
+                done += 1
+                yield index, frame
+            return
+        except Exception as exc:
+            if self._backend.name != "decord" or self.requested_backend != "auto":
+                raise decode_error(self.path, exc, frame=self._backend.position) from exc
+            decord_error = _first_line(exc)
+        self._backend.close()  # decord failed mid-way in auto mode: continue with PyAV
+        self._backend = _FailedBackend(self._backend)
+        try:
+            self._backend = _PyAVBackend(self.path)
+            yield from self._backend.iter_frames(wanted[done:])
+        except Exception as exc:
+            error = decode_error(self.path, exc, frame=self._backend.position)
+            error.args = (f"{error} (decord failed too: {decord_error})",)
+            raise error from exc
 
     def close(self):
         self._backend.close()
@@ -305,7 +519,7 @@ class VideoFile:
 
 
 def open_video(path, backend: str = "auto") -> VideoFile:
-    """Open a video for random frame access (decord, PyAV fallback)."""
+    """Open a video for random frame access (PyAV; decord when PyAV cannot open it, or on request)."""
     return VideoFile(path, backend=backend)
 
 

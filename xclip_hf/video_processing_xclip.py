@@ -14,7 +14,11 @@ Inputs (one video or a batch):
 Documented conversions: ``C == 1`` (and PIL "L") is expanded to RGB, ``C == 4`` (and PIL "RGBA") drops alpha;
 frames smaller than the crop after resizing are upsampled (aspect kept) until the crop fits; uint8 frames are
 rounded back to integer values after resizing, as PIL does. Pixel values are expected in ``[0, 255]`` (set
-``do_rescale=False`` for frames already in ``[0, 1]``).
+``do_rescale=False`` for frames already in ``[0, 1]``; float frames that look rescaled already get a warning, as in
+transformers' image processors). Frames holding NaN or infinite values are refused naming the video. Frames that
+would grow past 1 M pixels and 16 crops when resized (extreme aspect ratios such as 1 x 100000) are cropped before
+resizing, so their cost is bounded by the crops: each window's source region is resized at the whole frame's scale
+(identical pixels when the region can start on the output grid, else within a sub-pixel shift).
 
 Output ``pixel_values``: ``(B, T, 3, H, W)`` float32 for one view per video, or ``(B, V, T, 3, H, W)`` for
 multi-view evaluation (paper Sec. 4.2, Tab. 11) with ``V = num_temporal_clips * num_spatial_crops`` ordered
@@ -206,6 +210,7 @@ class XClipVideoProcessor(BaseVideoProcessor):
         for key in _LEGACY_KEYS:
             kwargs.pop(key, None)
         super().__init__(**kwargs)
+        _check_mean_std(self.image_mean, self.image_std)
 
     # ----- loading published (VideoMAE-style) configs -----
     @classmethod
@@ -318,10 +323,17 @@ class XClipVideoProcessor(BaseVideoProcessor):
         """(N, T, 3, H, W) clips -> normalised views (N * crops, T, 3, h, w) float32."""
         num_clips, num_frames = clips.shape[:2]
         is_uint8 = clips.dtype == torch.uint8
-        x = clips.reshape(num_clips * num_frames, *clips.shape[2:]).float()
+        x = clips.reshape(num_clips * num_frames, *clips.shape[2:])
+        crop = opts["crop_size"]
+        extreme = _extreme_target(x.shape[-2:], opts) if opts["do_resize"] and opts["do_center_crop"] else None
+        if extreme is not None:  # crop before resize: cost bounded by the crops, not by the frame's long side
+            views = _crop_then_resize(x.float(), extreme, crop, opts["num_spatial_crops"], opts["resample"])
+            if is_uint8:
+                views = views.round_().clamp_(0, 255)
+            return self._finish_views(views, num_clips, num_frames, opts)
+        x = x.float()
         if opts["do_resize"]:
             x = resize_short_side(x, opts["size"], opts["resample"])
-        crop = opts["crop_size"]
         if opts["do_center_crop"]:
             h, w = x.shape[-2:]
             if h < crop.height or w < crop.width:  # documented: upsample small frames until the crop fits
@@ -338,6 +350,11 @@ class XClipVideoProcessor(BaseVideoProcessor):
             raise ValueError("num_spatial_crops > 1 needs do_center_crop=True")
         else:
             views = x[:, None]
+        return self._finish_views(views, num_clips, num_frames, opts)
+
+    @staticmethod
+    def _finish_views(views: torch.Tensor, num_clips: int, num_frames: int, opts: dict) -> torch.Tensor:
+        """Rescale and normalise (N*T, S, 3, h, w) crops and order them as views (N*S, T, 3, h, w)."""
         if opts["do_rescale"]:
             views = views * float(opts["rescale_factor"])
         if opts["do_normalize"]:
@@ -360,6 +377,8 @@ class XClipVideoProcessor(BaseVideoProcessor):
             image_mean=opts["image_mean"], image_std=opts["image_std"],
         )
         opts.update(size=std["size"], crop_size=std["crop_size"], image_mean=std["image_mean"], image_std=std["image_std"])
+        if opts["do_normalize"]:
+            _check_mean_std(opts["image_mean"], opts["image_std"])
         if opts["sampling"] not in SAMPLING_MODES:
             raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {opts['sampling']!r}")
         if opts["decode_backend"] not in BACKENDS:
@@ -381,6 +400,7 @@ class XClipVideoProcessor(BaseVideoProcessor):
         for i, video in enumerate(self._split_batch(videos)):
             name = f"video {i}" + (f" ({os.fspath(video)!r})" if _is_path(video) else "")
             clips = self._load_clips(video, name, opts, rng)
+            _check_frame_values(clips, name, opts["do_rescale"])
             outputs.append(self._spatial_views(clips, opts))
         shapes = {tuple(o.shape) for o in outputs}
         if len(shapes) > 1:
@@ -391,6 +411,93 @@ class XClipVideoProcessor(BaseVideoProcessor):
         if opts["return_tensors"] == "np":
             pixel_values = pixel_values.numpy()
         return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=opts["return_tensors"])
+
+
+def _check_mean_std(image_mean, image_std) -> None:
+    """Processor-config check: one mean and one non-zero std per RGB channel (a config error, not a video's)."""
+    for name, values in (("image_mean", image_mean), ("image_std", image_std)):
+        items = list(values) if isinstance(values, (list, tuple)) else [values]
+        if len(items) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in items):
+            raise ValueError(
+                f"XClipVideoProcessor config: {name} must be 3 finite numbers (R, G, B), got {values!r}; fix the "
+                "processor config (preprocessor_config.json / video_preprocessor_config.json) or the argument."
+            )
+    if any(v == 0 for v in image_std):
+        raise ValueError(f"XClipVideoProcessor config: image_std must not contain 0, got {image_std!r}")
+
+
+def _check_frame_values(clips: torch.Tensor, name: str, do_rescale: bool) -> None:
+    """Refuse NaN/Inf frames; warn (transformers' convention) when float frames look rescaled to [0, 1] already."""
+    if not clips.is_floating_point():
+        return
+    if not bool(torch.isfinite(clips).all()):
+        bad = int((~torch.isfinite(clips)).sum())
+        raise ValueError(f"{name}: {bad} frame value(s) are NaN or infinite; frames must hold finite pixel values")
+    if do_rescale:
+        low, high = torch.aminmax(clips)
+        if float(low) >= 0 and float(high) <= 1:
+            logger.warning_once(
+                "It looks like you are trying to rescale already rescaled video frames (float values in [0, 1]). If "
+                "the input frames have pixel values between 0 and 1, set `do_rescale=False` to avoid rescaling them "
+                "again."
+            )
+
+
+EXTREME_PIXELS = 1 << 20  # resized frames larger than this and than 16 crops (extreme aspect ratios): crop first
+
+
+def _extreme_target(shape, opts: dict):
+    """Frame size ``(new_h, new_w)`` after resize (and the upsampling that makes the crop fit) when it exceeds
+    `EXTREME_PIXELS` and 16 crops; None for ordinary frames (resized whole, exactly as before)."""
+    size, crop = opts["size"], opts["crop_size"]
+    if not size.shortest_edge:
+        return None
+    height, width = shape
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = int(size.shortest_edge), int(size.shortest_edge * long / short)
+    new_h, new_w = (new_long, new_short) if width <= height else (new_short, new_long)
+    if new_h < crop.height or new_w < crop.width:
+        scale = max(crop.height / new_h, crop.width / new_w)
+        new_h, new_w = max(crop.height, math.ceil(new_h * scale)), max(crop.width, math.ceil(new_w * scale))
+    if new_h * new_w <= max(EXTREME_PIXELS, 16 * crop.height * crop.width):
+        return None
+    return new_h, new_w
+
+
+def _source_span(start: int, length: int, size_in: int, size_out: int) -> tuple[int, int, int]:
+    """Source pixels ``[a, b)`` whose resize at scale ``size_out / size_in`` holds output pixels ``[start, start +
+    length)`` at offset ``off``. ``a`` is placed where the output grid stays integer (``a * scale`` whole), so the
+    pixels equal those of resizing the whole axis; when that would need a long region, ``off`` is rounded instead."""
+    scale = size_out / size_in
+    margin = math.ceil(2 / min(scale, 1.0)) + 2  # reach of the (antialiased) filter, in source pixels
+    a = max(0, math.floor(start / scale) - margin)
+    step = size_in // math.gcd(size_in, size_out)  # a multiple of `step` maps to a whole output pixel
+    if step <= 4 * (length / scale + 2 * margin):
+        a = (a // step) * step
+    b = min(size_in, math.ceil((start + length) / scale) + margin)
+    return a, b, round(start - a * scale)
+
+
+def _crop_then_resize(x: torch.Tensor, target, crop, num_crops: int, resample) -> torch.Tensor:
+    """(M, C, H, W) -> (M, S, C, crop_h, crop_w): each crop window of the ``target``-sized frame, computed by resizing
+    only the source region under the window at the same scale as the whole frame."""
+    height, width = x.shape[-2:]
+    new_h, new_w = target
+    code = int(resample) if resample is not None else int(PILImageResampling.BILINEAR)
+    if code not in _TORCH_MODES:
+        raise ValueError(f"resample={resample!r} is not supported; use 0 (nearest), 2 (bilinear) or 3 (bicubic)")
+    mode = _TORCH_MODES[code]
+    extra = {} if mode == "nearest-exact" else {"align_corners": False, "antialias": True}
+    views = []
+    for top, left in crop_windows(new_h, new_w, crop.height, crop.width, num_crops):
+        r0, r1, t = _source_span(top, crop.height, height, new_h)
+        c0, c1, l = _source_span(left, crop.width, width, new_w)
+        region = F.interpolate(x[..., r0:r1, c0:c1], scale_factor=(new_h / height, new_w / width), mode=mode,
+                               recompute_scale_factor=False, **extra)
+        t = min(t, region.shape[-2] - crop.height)
+        l = min(l, region.shape[-1] - crop.width)
+        views.append(region[..., t : t + crop.height, l : l + crop.width])
+    return torch.stack(views, dim=1)
 
 
 def _nested_processor_config(path, kwargs) -> dict | None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .sampling import sparse_sample_indices
 
-__all__ = ["Window", "plan_windows", "check_window_lengths", "iter_window_frames"]
+__all__ = ["Window", "plan_windows", "check_window_lengths", "iter_window_frames", "merge_segments"]
 
 
 @dataclass(frozen=True)
@@ -87,24 +87,57 @@ def plan_windows(video_length: int, fps: float, chunk_length_s, stride_length_s=
 
 
 def iter_window_frames(video, windows: Iterable[Window]) -> Iterator[tuple[Window, np.ndarray]]:
-    """Yield ``(window, frames (T, H, W, 3))`` in order, decoding each needed frame of ``video`` once.
+    """Yield ``(window, frames (T, H, W, 3))`` in time order, decoding each needed frame of ``video`` once.
 
-    ``video`` is an open ``video_io.VideoFile``. Windows are visited in time order; frames shared by overlapping
-    windows are kept only until the last window that needs them, so memory is bounded by the overlap, not by the
-    video's length.
+    ``video`` is an open ``video_io.VideoFile``. The sorted unique indices of all windows are read in ONE pass
+    (``VideoFile.iter_frames``); a window is yielded as soon as its last frame has arrived, and frames shared by
+    overlapping windows are kept only until the last window that needs them, so memory is bounded by the
+    overlap, not by the video's length.
     """
-    windows = sorted(windows, key=lambda w: int(w.indices.min()))
+    windows = sorted(windows, key=lambda w: (int(w.indices.min()), int(w.indices.max())))
+    if not windows:
+        return
     last_use: dict[int, int] = {}
     for k, w in enumerate(windows):
         for i in w.indices.tolist():
             last_use[i] = k
+    stream = video.iter_frames(np.fromiter(last_use, dtype=np.int64, count=len(last_use)))
     cache: dict[int, np.ndarray] = {}
     for k, w in enumerate(windows):
-        wanted = sorted(set(w.indices.tolist()) - cache.keys())
-        if wanted:
-            for i, frame in zip(wanted, video.get_frames(np.asarray(wanted, dtype=np.int64))):
-                cache[i] = frame
-        yield w, np.stack([cache[i] for i in w.indices.tolist()])
-        for i in set(w.indices.tolist()):
+        needed = w.indices.tolist()
+        last = max(needed)
+        while last not in cache:
+            index, frame = next(stream)
+            cache[index] = frame
+        yield w, np.stack([cache[i] for i in needed])
+        for i in set(needed):
             if last_use[i] == k:
                 del cache[i]
+    stream.close()
+
+
+def merge_segments(window_results: Iterable[dict]) -> list[dict]:
+    """Temporal localisation: consecutive windows with the same top label -> ``{"start_s", "end_s", "label", "score"}``.
+
+    ``window_results`` are ``{"timestamp": (start_s, end_s), "labels": [{"score", "label"}, ...]}``; a segment's score
+    is the mean of its windows' top scores. Segments tile the time the windows cover: where two windows with
+    different top labels overlap, the boundary between their segments is the middle of the overlap.
+    """
+    segments: list[dict] = []
+    scores: list[list[float]] = []
+    for result in sorted(window_results, key=lambda r: tuple(r["timestamp"])):
+        start, end = (float(t) for t in result["timestamp"])
+        if not result["labels"]:
+            raise ValueError(f"window {result['timestamp']} has no labels to merge")
+        top = max(result["labels"], key=lambda item: item["score"])
+        if segments and segments[-1]["label"] == top["label"]:
+            segments[-1]["end_s"] = max(segments[-1]["end_s"], end)
+            scores[-1].append(float(top["score"]))
+            continue
+        if segments and start < segments[-1]["end_s"]:
+            start = segments[-1]["end_s"] = (start + segments[-1]["end_s"]) / 2
+        segments.append({"start_s": start, "end_s": end, "label": top["label"]})
+        scores.append([float(top["score"])])
+    for segment, values in zip(segments, scores):
+        segment["score"] = sum(values) / len(values)
+    return segments

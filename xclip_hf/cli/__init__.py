@@ -3,6 +3,8 @@ and `run(args) -> int`; modules import torch/transformers inside `run` only, so 
 
     xclip-hf classify VIDEO... (--labels "a,b,c" | --labels-file FILE) --model M [--top-k K] [--json]
     xclip-hf info M            (M: a model directory, a hub id, or a variant name such as xclip-base-patch32)
+    xclip-hf embed VIDEO... --model M --output DIR [--chunk-length S] [--num-workers N] [--save-context]
+    xclip-hf search DIR "a person surfing" --model M [--top-k K] [--json]
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 COMMANDS = {
     "classify": "classify",
     "info": "info",
+    "embed": "embed",
+    "search": "search",
+    "convert": "convert",
+    "export": "export",
 }
 
 
@@ -36,11 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `xclip-hf`; returns the exit status (0 ok, 1 some videos failed, 2 bad arguments or model)."""
+    """Run `xclip-hf`; returns the exit status (0 ok, 1 a runtime failure such as a video or model file that cannot
+    be read, 2 bad arguments); errors are one line on stderr (set XCLIP_HF_DEBUG=1 for the traceback)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     try:
         return _command_module(args.command).run(args)
-    except (ValueError, TypeError, OSError) as err:
-        print(f"xclip-hf {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except Exception as err:  # noqa: BLE001 - every failure becomes one line and an exit status
+        if os.environ.get("XCLIP_HF_DEBUG"):
+            raise
+        from .common import report_error
+
+        return report_error(args.command, err)

@@ -235,3 +235,24 @@ def main(argv=None) -> SyntheticDataset:
 
 if __name__ == "__main__":
     main()
+
+
+def write_long_video(path, classes: Sequence[str], segment_s: float = 3.0, fps: int = 12, size: int = 32,
+                     seed: int = 0) -> list[dict]:
+    """An untrimmed video: one `render_video` segment of `segment_s` seconds per entry of `classes`, in that order.
+
+    Returns the ground truth `[{"start_s", "end_s", "label"}, ...]` (for windowed classification and the timeline).
+    """
+    classes = list(classes)
+    unknown = sorted({c for c in classes if c not in SYNTHETIC_CLASSES})
+    if not classes or unknown:
+        raise ValueError(f"write_long_video: classes must be a non-empty sequence of names from "
+                         f"{sorted(SYNTHETIC_CLASSES)}; unknown: {unknown}")
+    frames_per_segment = int(round(segment_s * fps))
+    if frames_per_segment < 2:
+        raise ValueError(f"write_long_video: segment_s={segment_s} at fps={fps} gives fewer than 2 frames per segment")
+    rng = np.random.default_rng(seed)
+    segments = [render_video(name, rng, size=size, num_frames=frames_per_segment) for name in classes]
+    write_video(path, np.concatenate(segments), fps=fps)
+    step = frames_per_segment / fps
+    return [{"start_s": k * step, "end_s": (k + 1) * step, "label": name} for k, name in enumerate(classes)]

@@ -5,28 +5,37 @@ does not depend on the video: only the video-specific prompt generator (Sec. 3.3
 unprompted text features of a label set are computed once and reused for every video (and every call) with the
 same labels, template and tokenizer, while the prompt generator still runs per video inside the model.
 
-Cache invalidation ("when the model's weights change") uses a cheap fingerprint of the text branch: for every
-parameter and buffer that the text features depend on, its storage pointer, dtype, device and version counter
-(``tensor._version``). The version counter is bumped by every in-place update made through the tensor itself
-(optimizer steps, ``load_state_dict``'s ``copy_``, ``with torch.no_grad(): p.mul_(...)``); ``model.to(...)`` and
-reassigning ``param.data`` change the storage pointer. The model's ``training`` flag is part of the key too
-(dropout). Not seen: writes through ``param.data.<op>_()`` (``.data`` has its own version counter); call
-``pipeline.clear_label_cache()`` after such writes.
+The cache key (`label_cache_key`) cannot collide with a stale entry:
+
+* weights: for every parameter and buffer of the text branch, its storage address, dtype, device, shape and
+  version counter (``tensor._version``, bumped by optimizer steps, ``load_state_dict``'s ``copy_`` and
+  ``with torch.no_grad(): p.mul_(...)``). The entry keeps those storages alive, so no new tensor (e.g. after
+  ``param.data = new_tensor`` or ``model.to(...)``) can be allocated at an address the key names; entries for
+  replaced weights are dropped as soon as features for the new weights are stored, so at most the live weights
+  are held. The model's ``training`` flag is part of the key (dropout).
+* tokenizer: the object (kept alive by the entry) and the settings that change the token ids (vocabulary size,
+  ``model_max_length``, special tokens, padding/truncation side).
+* text config: every scalar setting (``eos_token_id`` chooses the pooled token, ``max_position_embeddings`` the
+  length, ...).
+
+Not seen: writes through ``param.data.<op>_()`` (``.data`` has its own version counter); call
+``pipeline.clear_label_cache()`` after such writes. Cached features are handed out as copies, so editing a
+returned tensor in place cannot change later results; `LabelEmbeddingCache` is safe to share between threads.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
 
-from ..modeling_xclip import weights_fingerprint
-
 logger = logging.getLogger(__name__)
 
-__all__ = ["LabelSet", "LabelEmbeddingCache", "build_label_set", "text_weights_fingerprint"]
+__all__ = ["LabelSet", "LabelEmbeddingCache", "build_label_set", "text_weights_fingerprint", "label_cache_key",
+           "tokenizer_key"]
 
 
 @dataclass(eq=False)
@@ -44,11 +53,13 @@ class LabelSet:
         return len(self.labels)
 
 
-def build_label_set(candidate_labels, hypothesis_template: str = "{}") -> LabelSet:
+def build_label_set(candidate_labels, hypothesis_template: str = "{}", tokenizer=None) -> LabelSet:
     """Validate ``candidate_labels`` (non-empty, strings, no duplicates) and the template; raise naming the culprit.
 
     Duplicate labels raise a ``ValueError`` rather than being merged: a softmax over a repeated label would split
-    its probability, and silently dropping one would change the length and order of the output.
+    its probability, and silently dropping one would change the length and order of the output. With a
+    ``tokenizer``, labels are duplicates when their texts tokenize identically (CLIP's tokenizer lowercases and
+    collapses white space: "Cat", "cat" and " CAT" are one label to the model).
     A single string is read as a comma-separated list (``"running, swimming"``), as in transformers'
     zero-shot-classification pipeline.
     """
@@ -95,51 +106,151 @@ def build_label_set(candidate_labels, hypothesis_template: str = "{}") -> LabelS
             f"hypothesis_template {hypothesis_template!r} has no '{{}}' placeholder for the label; "
             "use '{}' (the paper's default) or e.g. 'a video of {}'."
         )
-    return LabelSet(labels=tuple(candidate_labels), template=hypothesis_template)
+    label_set = LabelSet(labels=tuple(candidate_labels), template=hypothesis_template)
+    if tokenizer is not None:
+        _check_token_duplicates(label_set, tokenizer)
+    return label_set
+
+
+def _check_token_duplicates(label_set: LabelSet, tokenizer) -> None:
+    """Raise naming the labels whose texts the tokenizer turns into the same token ids."""
+    ids = tokenizer(list(label_set.texts), add_special_tokens=True, verbose=False)["input_ids"]
+    groups: dict[tuple, list[str]] = {}
+    for label, tokens in zip(label_set.labels, ids):
+        groups.setdefault(tuple(tokens), []).append(label)
+    clashes = [group for group in groups.values() if len(group) > 1]
+    if clashes:
+        shown = "; ".join(" = ".join(repr(label) for label in group) for group in clashes[:5])
+        raise ValueError(
+            f"candidate_labels contains labels that the tokenizer reads as the same text: {shown}. Keep one of each "
+            "(the tokenizer lowercases and normalises white space; duplicates would split their probability)."
+        )
+
+
+def _text_tensors(model) -> list:
+    branch = getattr(model, "text_model", model)
+    return list(branch.parameters()) + list(branch.buffers())
+
+
+def _weights_key(tensors, storages, training: bool) -> tuple:
+    return (training,) + tuple(
+        (storage.data_ptr(), t.storage_offset(), t.dtype, t.device, tuple(t.shape), t._version)
+        for t, storage in zip(tensors, storages)
+    )
 
 
 def text_weights_fingerprint(model: torch.nn.Module) -> tuple:
-    """Cheap key that changes when the text branch's weights change (see `weights_fingerprint`), plus train/eval."""
-    return (bool(model.training), weights_fingerprint(getattr(model, "text_model", model)))
+    """Key part for the text branch's weights: train/eval flag and, per parameter and buffer, storage address,
+    offset, dtype, device, shape and version counter (unique while `text_weights_keepalive` holds the storages)."""
+    tensors = _text_tensors(model)
+    return _weights_key(tensors, [t.untyped_storage() for t in tensors], bool(model.training))
+
+
+def text_weights_keepalive(model: torch.nn.Module) -> tuple:
+    """The storages named by `text_weights_fingerprint`: held by a cache entry so their addresses stay unique."""
+    return tuple(t.untyped_storage() for t in _text_tensors(model))
+
+
+def tokenizer_key(tokenizer) -> tuple:
+    """The tokenizer object and the settings that change its token ids (vocabulary, length limit, special tokens)."""
+    if tokenizer is None:
+        return (None,)
+    settings = tuple(
+        getattr(tokenizer, name, None)
+        for name in ("name_or_path", "model_max_length", "padding_side", "truncation_side", "pad_token_id",
+                     "bos_token_id", "eos_token_id", "unk_token_id")
+    )
+    return (id(tokenizer), len(tokenizer)) + settings
+
+
+_SCALARS = (int, float, str, bool, type(None))
+
+
+def text_config_key(model) -> tuple:
+    """Every scalar setting of the text config (``eos_token_id`` picks the pooled token, ``max_position_embeddings``
+    the length, ...) plus the joint projection size."""
+    config = getattr(model, "config", None)
+    text_config = getattr(config, "text_config", None)
+    items = vars(text_config).items() if text_config is not None else ()
+    return (getattr(config, "projection_dim", None),) + tuple(
+        sorted((k, v) for k, v in items if isinstance(v, _SCALARS))
+    )
+
+
+def label_cache_key(label_set: LabelSet, tokenizer, model) -> tuple[tuple, tuple]:
+    """``(key, keepalive)`` for the features of ``label_set``: ``keepalive`` (the weight storages and the tokenizer)
+    must live as long as the entry, so that no address or id in the key can be reused by another object."""
+    tensors = _text_tensors(model)
+    storages = tuple(t.untyped_storage() for t in tensors)
+    weights = _weights_key(tensors, storages, bool(model.training))
+    return (label_set.texts, tokenizer_key(tokenizer), text_config_key(model), weights), (tokenizer, storages)
 
 
 class LabelEmbeddingCache:
-    """Bounded LRU map from (label texts, tokenizer, text-weight fingerprint) to projected text features (K, D)."""
+    """Bounded, thread-safe LRU map from a `label_cache_key` to projected text features (K, D).
+
+    Features are stored and handed out as copies (editing a returned tensor cannot change the cache). An entry
+    keeps its key's objects alive; storing features for new weights drops the entries of replaced weights.
+    """
 
     def __init__(self, max_entries: int = 4):
-        if not isinstance(max_entries, int) or max_entries < 0:
+        if not isinstance(max_entries, int) or isinstance(max_entries, bool) or max_entries < 0:
             raise ValueError(f"label_cache_size must be a non-negative integer, got {max_entries!r}")
         self.max_entries = max_entries
-        self._entries: OrderedDict = OrderedDict()
+        self._entries: OrderedDict = OrderedDict()  # key -> (features, keepalive)
+        self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
     def __len__(self):
-        return len(self._entries)
+        with self._lock:
+            return len(self._entries)
 
     def clear(self):
         """Drop every cached entry."""
-        self._entries.clear()
+        with self._lock:
+            self._entries.clear()
 
     def get(self, key):
-        """The cached features for ``key`` (marked most recently used), or None."""
-        if key in self._entries:
+        """A copy of the cached features for ``key`` (marked most recently used), or None."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self.misses += 1
+                return None
             self._entries.move_to_end(key)
             self.hits += 1
-            return self._entries[key]
-        self.misses += 1
-        return None
+            features = entry[0]
+        return features.clone()
 
-    def put(self, key, value):
-        """Store ``value`` under ``key``, evicting the least recently used entries beyond ``max_entries``."""
+    def put(self, key, value, keepalive=()):
+        """Store a copy of ``value`` under ``key`` (with ``keepalive`` held by the entry), evicting least recently
+        used entries beyond ``max_entries`` and entries whose weight storages are no longer the model's."""
         if self.max_entries == 0:
             return
-        self._entries[key] = value
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        entry = (value.detach().clone(), keepalive)
+        storages = _storage_ids(keepalive)
+        with self._lock:
+            if storages:
+                for old_key in [k for k, (_, keep) in self._entries.items() if _storage_ids(keep) != storages]:
+                    del self._entries[old_key]  # features of replaced weights: stale, and they pin old memory
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def get_or_compute(self, key, compute, keepalive=()):
+        """The features for ``key``: a cached copy, or ``compute()`` (stored, and returned as the caller's own)."""
+        cached = self.get(key)
+        if cached is not None:
+            return cached
+        features = compute()
+        self.put(key, features, keepalive)
+        return features
 
 
-def tokenizer_key(tokenizer) -> tuple:
-    """Identify a tokenizer for the cache key: the object itself, its name and vocabulary size."""
-    return (id(tokenizer), getattr(tokenizer, "name_or_path", None), len(tokenizer) if tokenizer is not None else 0)
+def _storage_ids(keepalive) -> tuple:
+    """Addresses of the weight storages held by an entry (its second keepalive item), or ()."""
+    if len(keepalive) < 2:
+        return ()
+    return tuple(storage.data_ptr() for storage in keepalive[1])

@@ -7,6 +7,11 @@ the learned logit scale. The pipeline returns the softmax of those logits over t
 Speed: the text encoder's output does not depend on the video, so it runs once per distinct (labels, template,
 tokenizer, text weights) and is kept in a small LRU cache (see `label_cache.py`); each batch of videos then runs
 `model(pixel_values=..., text_embeds=cached)`, in which the prompt generator still runs per video.
+
+Untrimmed videos (`chunk_length_s=`): windows of that many seconds every `stride_length_s`, `num_frames` frames
+sampled sparsely in each (see `windows.py`); a file is read in one pass, window by window, and windows go through
+the model in batches of `batch_size`. Results per window (`return_timestamps=True`), merged into segments
+(`aggregate="segments"`), or averaged over the windows (the default).
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ from transformers import Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
-from .label_cache import LabelEmbeddingCache, LabelSet, build_label_set, text_weights_fingerprint, tokenizer_key
+from .label_cache import LabelEmbeddingCache, LabelSet, build_label_set, label_cache_key
 from .video_inputs import DEFAULT_URL_TIMEOUT, VideoSource, download_video, is_url, normalize_videos
 
 logger = logging.getLogger(__name__)
 
 TASK = "zero-shot-video-classification"
 TEXT_FEATURE_CHUNK = 512  # labels encoded per text-encoder forward (bounds memory for very large label sets)
+WINDOW_ARGS = ("chunk_length_s", "stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
 
 __all__ = ["ZeroShotVideoClassificationPipeline", "register_pipeline", "average_view_probabilities"]
 
@@ -98,13 +104,8 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
 
     def text_features(self, label_set: LabelSet) -> torch.Tensor:
         """Projected, unprompted text features (K, D) of a label set: from the cache, or one text-encoder run."""
-        key = (label_set.texts, tokenizer_key(self.tokenizer), text_weights_fingerprint(self.model))
-        cached = self.label_cache.get(key)
-        if cached is not None:
-            return cached
-        features = self._encode_texts(label_set)
-        self.label_cache.put(key, features)
-        return features
+        key, keepalive = label_cache_key(label_set, self.tokenizer, self.model)
+        return self.label_cache.get_or_compute(key, lambda: self._encode_texts(label_set), keepalive)
 
     # ------------------------------------------------------------------ Pipeline API
     def __call__(self, videos, candidate_labels=None, **kwargs: Any):
@@ -119,10 +120,24 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
             top_k (`int`, optional): keep only the `top_k` best labels.
             num_temporal_clips / num_spatial_crops (`int`, default 1): multi-view inference; the per-view softmax
                 scores are averaged (the paper's 4x3 views: `num_temporal_clips=4, num_spatial_crops=3`).
-            batch_size (`int`): videos per model forward.
+            batch_size (`int`): videos (or windows) per model forward.
+            num_frames (`int`, optional): frames sampled per clip or window (default: the model's `num_frames`);
+                another count resamples the MIT's temporal position embedding (an extrapolation of the trained
+                model, see `XClipMultiFrameIntegrationTransformer.temporal_position_encoding`).
+            chunk_length_s (`float`, optional): classify windows of this many seconds instead of the whole video.
+            stride_length_s (`float`, optional): hop between window starts in seconds (default: `chunk_length_s`,
+                no overlap; must not exceed it).
+            return_timestamps (`bool`): with windows, one entry per window
+                `{"timestamp": (start_s, end_s), "labels": [{"score", "label"}, ...]}` (`top_k` applies per window).
+            aggregate (`"mean"` or `"segments"`): with windows, `"segments"` merges consecutive windows with the same
+                top label into `{"start_s", "end_s", "label", "score"}`; `"mean"` (the default without
+                `return_timestamps`) averages the windows' scores into one ranked list.
+            fps (`float`): frame rate of a frame array (arrays have no clock; required for windows over arrays).
+            progress (`bool`, optional): show a progress bar over windows (default: only on a terminal).
 
         Returns:
-            `[{"score": float, "label": str}, ...]` sorted by decreasing score, or a list of such lists for a list input.
+            `[{"score": float, "label": str}, ...]` sorted by decreasing score, or a list of such lists for a list input
+            (with windows: see `return_timestamps` / `aggregate`).
         """
         if "candidate_labels" in kwargs:  # passed positionally-by-name through Pipeline internals
             candidate_labels = kwargs.pop("candidate_labels")
@@ -130,6 +145,15 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
             raise ValueError("zero-shot-video-classification needs `candidate_labels`, e.g. candidate_labels=['running', 'swimming'].")
         if candidate_labels is not None:
             kwargs["candidate_labels"] = candidate_labels
+        window_options = {name: kwargs.pop(name) for name in WINDOW_ARGS if name in kwargs}
+        if window_options.get("chunk_length_s") is not None:
+            from .windowed import classify_windows
+
+            return classify_windows(self, videos, window_options, **kwargs)
+        given = sorted(name for name, value in window_options.items() if value not in (None, False))
+        if given:
+            raise ValueError(f"zero-shot-video-classification: {', '.join(given)} only apply to windows; pass "
+                             "chunk_length_s (window length in seconds) too.")
         if isinstance(videos, types.GeneratorType) or isinstance(videos, torch.utils.data.Dataset):
             return super().__call__(videos, **kwargs)  # streamed: each item is normalized in preprocess
         sources, is_batch = normalize_videos(videos)
@@ -140,7 +164,7 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         return outputs
 
     def _sanitize_parameters(self, candidate_labels=None, hypothesis_template=None, top_k=None,
-                             num_temporal_clips=None, num_spatial_crops=None, **unused):
+                             num_temporal_clips=None, num_spatial_crops=None, num_frames=None, **unused):
         if unused:
             raise TypeError(f"zero-shot-video-classification got unexpected arguments: {sorted(unused)}")
         preprocess_params, postprocess_params = {}, {}
@@ -150,8 +174,10 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
                 candidate_labels = init_set.labels
             if hypothesis_template is None:
                 hypothesis_template = init_set.template if init_set is not None else "{}"
-            preprocess_params["label_set"] = build_label_set(candidate_labels, hypothesis_template)
-        for name, value in (("num_temporal_clips", num_temporal_clips), ("num_spatial_crops", num_spatial_crops)):
+            preprocess_params["label_set"] = build_label_set(candidate_labels, hypothesis_template,
+                                                             tokenizer=getattr(self, "tokenizer", None))
+        for name, value in (("num_temporal_clips", num_temporal_clips), ("num_spatial_crops", num_spatial_crops),
+                            ("num_frames", num_frames)):
             if value is not None:
                 if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                     raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -163,12 +189,12 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         return preprocess_params, {}, postprocess_params
 
     def preprocess(self, video: VideoSource, label_set: LabelSet | None = None, num_temporal_clips: int = 1,
-                   num_spatial_crops: int = 1):
+                   num_spatial_crops: int = 1, num_frames: int | None = None):
         if label_set is None:
             raise ValueError("zero-shot-video-classification needs `candidate_labels`.")
         if not isinstance(video, VideoSource):  # e.g. items of a dataset or generator
             video = normalize_videos(video)[0][0]
-        pixel_values = self._process_video(video, num_temporal_clips, num_spatial_crops)
+        pixel_values = self._process_video(video, num_temporal_clips, num_spatial_crops, num_frames)
         return {"pixel_values": pixel_values.to(self.dtype), "label_set": label_set, "video_name": video.name}
 
     def _forward(self, model_inputs):
@@ -180,8 +206,11 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
             pixel_values = pixel_values.unsqueeze(1)
         num_videos, num_views = pixel_values.shape[:2]
         text_embeds = self.text_features(label_set)
+        # another frame count than the model's: resample the MIT's temporal position embedding (Eq. 6)
+        other_length = pixel_values.shape[2] != self.model.config.vision_config.num_frames
         try:
-            outputs = self.model(pixel_values=pixel_values.flatten(0, 1), text_embeds=text_embeds)
+            outputs = self.model(pixel_values=pixel_values.flatten(0, 1), text_embeds=text_embeds,
+                                 **({"interpolate_pos_encoding": True} if other_length else {}))
         except ValueError as err:  # e.g. a frame count or size the model was not built for
             names = model_inputs["video_name"]
             raise ValueError(f"video {', '.join(names) if batched else names}: {err}") from err
@@ -227,7 +256,8 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
             chunks.append(_pooled(out))
         return torch.cat(chunks, dim=0)
 
-    def _process_video(self, video: VideoSource, num_temporal_clips: int, num_spatial_crops: int) -> torch.Tensor:
+    def _process_video(self, video: VideoSource, num_temporal_clips: int, num_spatial_crops: int,
+                       num_frames: int | None = None) -> torch.Tensor:
         """Decode (for paths/URLs), sample, resize, crop and normalize one video -> (1, [V,] T, C, H, W)."""
         temp_path = None
         data = video.data
@@ -235,7 +265,7 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
             if is_url(data):
                 temp_path = data = download_video(data, timeout=self.url_timeout)
             options = {"num_temporal_clips": num_temporal_clips, "num_spatial_crops": num_spatial_crops,
-                       "num_frames": self.model.config.vision_config.num_frames}
+                       "num_frames": num_frames or self.model.config.vision_config.num_frames}
             try:
                 out = self.video_processor([data], return_tensors="pt", **options)
             except (FileNotFoundError, ConnectionError):
@@ -273,6 +303,8 @@ def _as_xclip_model(model, dtype=None):
     from ..modeling_xclip import XClipModel
 
     if isinstance(model, (str, os.PathLike)):
+        if os.path.isfile(model):
+            raise ValueError(f"model {os.fspath(model)!r} is a file; pass the model directory that holds it")
         kwargs = {"dtype": dtype} if dtype not in (None, "auto") else {}
         return XClipModel.from_pretrained(os.fspath(model), **kwargs)
     if isinstance(model, XClipModel):

@@ -142,12 +142,21 @@ class VideoClipTransform:
     train-time augmentation, then normalisation. Without (evaluation): the video processor's deterministic
     pipeline (middle of each segment, resize, centre or 3 crops), `num_temporal_clips x num_spatial_crops` views.
     Returns `pixel_values` (T, 3, H, W) or (V, T, 3, H, W) and `labels` per row.
+
+    `on_bad_video`: "raise" (default) raises an error naming the file when a video cannot be decoded or processed;
+    "skip" marks the row instead (`bad_video` = its path, `bad_video_error`; `pixel_values` None) for
+    `SkipBadSamplesCollator`, which drops it from its batch (see bad_samples.py).
     """
 
     video_processor: object  # XClipVideoProcessor
     augmentation: VideoTrainAugmentation | None = None
     num_temporal_clips: int = 1
     num_spatial_crops: int = 1
+    on_bad_video: str = "raise"
+
+    def __post_init__(self):
+        if self.on_bad_video not in ("skip", "raise"):
+            raise ValueError(f"on_bad_video must be 'skip' or 'raise', got {self.on_bad_video!r}")
 
     def _train_clip(self, path) -> torch.Tensor:
         """One randomly sampled, augmented, normalised clip (T, 3, H, W)."""
@@ -175,4 +184,20 @@ class VideoClipTransform:
                 f"VideoClipTransform needs the 'video' column, got {sorted(batch)}: set remove_unused_columns=False"
             )
         process = self._train_clip if self.augmentation is not None else self._eval_views
-        return {"pixel_values": [process(path) for path in batch["video"]], "labels": list(batch["label"])}
+        pixels, errors = [], []
+        for path in batch["video"]:
+            try:
+                pixels.append(process(path))
+                errors.append(None)
+            except Exception as err:  # noqa: BLE001 - decode or preprocessing failure of this one video
+                message = f"{type(err).__name__}: {err}"
+                if self.on_bad_video == "raise":
+                    raise ValueError(f"video {path!r} could not be read or processed ({message}); pass "
+                                     "--on_bad_video skip to skip such files") from err
+                pixels.append(None)
+                errors.append(message)
+        out = {"pixel_values": pixels, "labels": list(batch["label"])}
+        if self.on_bad_video == "skip":
+            out["bad_video"] = [path if error else None for path, error in zip(batch["video"], errors)]
+            out["bad_video_error"] = errors
+        return out

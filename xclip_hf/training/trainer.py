@@ -5,8 +5,12 @@ checkpointing and DDP are plain `TrainingArguments`. `XClipTrainer` adds only:
 
 * the 10x learning rate of X-CLIP's new modules (`create_optimizer` over `xclip_param_groups`);
 * batch mixup / cutmix on training batches (`compute_loss`, only while the model is in training mode);
+* a count of the training videos seen (`videos_seen`; Trainer's own counter counts pixels for video inputs);
 * multi-view evaluation (`prediction_step`): `pixel_values` (B, V, T, 3, H, W) from the video processor's
   `num_temporal_clips` x `num_spatial_crops` views are scored view by view and the softmax averaged over views.
+
+It also hands the videos that `SkipBadSamplesCollator` dropped from a batch to the `BadVideoCallback` (if one is
+registered) before the model sees the batch (`_prepare_inputs`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import torch
 from transformers import Trainer
 
 from ..pipelines.zero_shot_video_classification import average_view_probabilities
+from .bad_samples import BAD_VIDEO_KEY, BadVideoCallback
 from .mixup import MixupCutmix
 from .param_groups import xclip_param_groups
 
@@ -31,6 +36,7 @@ class XClipTrainer(Trainer):
         # X-CLIP's losses are batch means that ignore `num_items_in_batch`: let Trainer scale them for
         # gradient accumulation itself (its `**kwargs` in forward would otherwise mark them as pre-scaled).
         self.model_accepts_loss_kwargs = False
+        self._videos_seen = 0
 
     def create_optimizer(self, model=None):
         """The optimizer named by `args.optim` (AdamW by default) over `xclip_param_groups` (supp. Sec. 2.1)."""
@@ -41,12 +47,37 @@ class XClipTrainer(Trainer):
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
 
+    def _prepare_inputs(self, inputs):
+        """Report the videos dropped from this batch (bad samples) to the `BadVideoCallback`, then prepare as usual."""
+        if isinstance(inputs, dict) and BAD_VIDEO_KEY in inputs:
+            inputs = dict(inputs)
+            bad = inputs.pop(BAD_VIDEO_KEY)
+            if bad:
+                tracker = next((cb for cb in self.callback_handler.callbacks if isinstance(cb, BadVideoCallback)), None)
+                if tracker is None:
+                    raise RuntimeError(f"bad videos were dropped from a batch but no BadVideoCallback counts them: {bad}")
+                tracker.record(bad)
+        return super()._prepare_inputs(inputs)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Mix training batches into soft targets before the usual loss (supp. Tab. 1: mixup 0.8, cutmix 1.0)."""
         if self.mixup is not None and model.training and "labels" in inputs:
             pixel_values, labels = self.mixup(inputs["pixel_values"], inputs["labels"])
             inputs = {**inputs, "pixel_values": pixel_values, "labels": labels.to(pixel_values.dtype)}
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """The usual step; also counts the batch's videos (this process) for `videos_seen`."""
+        pixel_values = inputs.get("pixel_values")
+        if pixel_values is not None:
+            self._videos_seen += len(pixel_values)
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def videos_seen(self) -> int:
+        """Training videos seen by all processes in this trainer's `train` calls (a collective: call it on every
+        process). Trainer's `include_num_input_tokens_seen` would count pixel values here, not videos."""
+        count = torch.tensor([self._videos_seen], device=self.args.device)
+        return int(self.accelerator.gather(count).sum())
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Multi-view inputs (B, V, T, 3, H, W): log of the view-averaged softmax as logits (paper Tab. 11)."""

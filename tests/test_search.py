@@ -1,0 +1,115 @@
+"""`search_videos` / `xclip-hf search`: exact cosine recall, re-ranking equal to the pipeline's logits, bad arguments."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from _helpers_pipeline import make_our_checkpoint, make_published_checkpoint, write_videos
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from xclip_hf import embed_videos
+
+    root = tmp_path_factory.mktemp("search")
+    ckpt = make_our_checkpoint(root / "ckpt")
+    videos = write_videos(str(root))
+    windows = embed_videos(videos, root / "windows", ckpt, chunk_length_s=0.1, progress=False)
+    return root, ckpt, videos, windows
+
+
+def _cosines(ckpt, ds, text):
+    """Independent: tokenizer + XClipModel.get_text_features, cosine in float64 with numpy."""
+    from xclip_hf import XClipModel, XClipProcessor
+
+    model, processor = XClipModel.from_pretrained(ckpt).eval(), XClipProcessor.from_pretrained(ckpt)
+    tokens = processor.tokenizer([text], return_tensors="pt")
+    with torch.no_grad():
+        t = model.get_text_features(**tokens).pooler_output[0].double().numpy()
+    v = np.asarray(ds["video_embeds"], dtype=np.float64)
+    return v @ t / (np.linalg.norm(v, axis=1) * np.linalg.norm(t))
+
+
+def test_search_returns_nearest_rows_by_cosine(setup, capsys):
+    from xclip_hf import search_videos
+    from xclip_hf.cli import main
+
+    root, ckpt, videos, ds = setup
+    cos = _cosines(ckpt, ds, "cooking pasta")
+    hits = search_videos(root / "windows", "cooking pasta", ckpt, top_k=len(ds))
+    order = np.argsort(-cos)
+    assert [(h["path"], h["start_s"]) for h in hits] == [(ds[int(i)]["path"], ds[int(i)]["start_s"]) for i in order]
+    np.testing.assert_allclose([h["score"] for h in hits], cos[order], atol=1e-5, rtol=0)
+
+    assert main(["search", str(root / "windows"), "cooking pasta", "--model", ckpt, "--top-k", "2", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == [{k: h[k] for k in ("path", "start_s", "end_s", "score")} for h in hits[:2]]
+
+
+def test_float16_index_is_exact():
+    from xclip_hf.search import VideoIndex
+
+    gen = torch.Generator().manual_seed(0)
+    vectors = torch.randn(20000, 32, generator=gen).half()
+    queries = torch.randn(3, 32, generator=gen)
+    vectors[1234] = (queries[0] * 3 + 0.01).half()  # a planted near-duplicate of query 0
+    index = VideoIndex(vectors, np.arange(20000) + 7)
+    scores, ids = index.search(queries, 5)
+    v = vectors.double().numpy()
+    q = queries.double().numpy()
+    cos = (q @ v.T) / (np.linalg.norm(q, axis=1)[:, None] * np.linalg.norm(v, axis=1)[None])
+    want = np.argsort(-cos, axis=1)[:, :5]
+    assert ids[0, 0] == 1234 + 7
+    np.testing.assert_array_equal(ids, want + 7)
+    np.testing.assert_allclose(scores.numpy(), np.take_along_axis(cos, want, 1), atol=1e-6, rtol=0)
+
+
+def test_rerank_scores_equal_pipeline_logits(setup, tmp_path):
+    """Published-format checkpoint: re-ranked scores == the zero-shot pipeline's logits == transformers' XCLIPModel."""
+    from transformers import XCLIPModel
+
+    from xclip_hf import embed_videos, search_videos
+    from xclip_hf.pipelines.label_cache import build_label_set
+    from xclip_hf.pipelines.zero_shot_video_classification import ZeroShotVideoClassificationPipeline
+
+    root, _, videos, _ = setup
+    published = make_published_checkpoint(tmp_path / "published", seed=3)
+    embed_videos(videos, tmp_path / "ctx", published, save_context=True, batch_size=2, progress=False)
+    query = "riding a bike"
+    hits = search_videos(tmp_path / "ctx", query, published, top_k=5)
+    assert len(hits) == 2
+
+    pipe = ZeroShotVideoClassificationPipeline(model=published)
+    labels = build_label_set([query])
+    oracle = XCLIPModel.from_pretrained(published).eval()
+    tokens = pipe.tokenizer([query], return_tensors="pt")
+    for hit in hits:
+        pixel_values = pipe.preprocess(hit["path"], label_set=labels)["pixel_values"]
+        with torch.no_grad():
+            logit = pipe.model(pixel_values=pixel_values, text_embeds=pipe.text_features(labels)).logits_per_video
+            reference = oracle(pixel_values=pixel_values, **tokens).logits_per_video
+        assert hit["score"] == pytest.approx(float(logit), abs=1e-5)
+        assert hit["score"] == pytest.approx(float(reference), abs=1e-4)
+    assert hits[0]["score"] >= hits[1]["score"]
+
+
+def test_search_bad_arguments(setup, tmp_path):
+    from xclip_hf import XClipModel, search_videos
+
+    root, ckpt, videos, ds = setup
+    vision_only = tmp_path / "vision_only"
+    XClipModel.from_pretrained(ckpt).vision_model.save_pretrained(vision_only)
+    with pytest.raises(ValueError, match="vision_only.*has no text tower"):
+        search_videos(root / "windows", "dancing", str(vision_only))
+    with pytest.raises(ValueError, match="does not exist"):
+        search_videos(tmp_path / "nowhere", "dancing", ckpt)
+    with pytest.raises(ValueError, match="not a dataset written by"):
+        search_videos(ckpt, "dancing", ckpt)
+    with pytest.raises(ValueError, match="non-empty texts"):
+        search_videos(root / "windows", "  ", ckpt)
+    with pytest.raises(ValueError, match="top_k"):
+        search_videos(root / "windows", "dancing", ckpt, top_k=0)

@@ -1,0 +1,163 @@
+"""Registration with transformers (Auto classes, pipeline task), done when transformers loads its registries.
+
+Every transformers registry (`CONFIG_MAPPING`, the `AutoModel*` mappings, `AutoProcessor`, `AutoVideoProcessor`,
+`PIPELINE_REGISTRY`) lives in a module whose import also imports torch, so registering at `import xclip_hf` would
+cost seconds (and `xclip-hf --help` with it). transformers 5 has no plug-in entry point for outside model types,
+so each registration instead runs right after the module holding its registry has been imported (a post-import
+hook on `sys.meta_path`), or at once if that module is already loaded. `import xclip_hf` then
+`pipeline("zero-shot-video-classification", ...)` or `AutoModel.from_pretrained(...)` work as before: importing
+`pipeline`/`AutoModel` from transformers is what loads the registry and so triggers the registration.
+
+A registration waits while any `xclip_hf` submodule is still executing (one of our modules may itself be what
+imports the registry, e.g. the pipeline module imports `transformers.pipelines`); the end of that import retries it.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import sys
+import threading
+import warnings
+
+__all__ = ["install", "registered"]
+
+
+def _register_configs():
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    from .configuration_xclip import XClipConfig, XClipTextConfig, XClipVisionConfig
+
+    for config in (XClipConfig, XClipTextConfig, XClipVisionConfig):
+        CONFIG_MAPPING.register(config.model_type, config, exist_ok=True)
+
+
+def _register_models():
+    from transformers.models.auto.modeling_auto import AutoModel, AutoModelForVideoClassification
+
+    from .configuration_xclip import XClipConfig, XClipTextConfig, XClipVisionConfig
+    from .modeling_xclip import XClipModel, XClipTextModel, XClipVisionModel
+    from .modeling_xclip_classification import XClipForVideoClassification
+
+    for config, model in ((XClipConfig, XClipModel), (XClipTextConfig, XClipTextModel),
+                          (XClipVisionConfig, XClipVisionModel)):
+        AutoModel.register(config, model, exist_ok=True)
+    AutoModelForVideoClassification.register(XClipConfig, XClipForVideoClassification, exist_ok=True)
+
+
+def _register_processor():
+    from .processing_xclip import register_processor
+
+    register_processor()
+
+
+def _register_video_processor():
+    from .video_processing_xclip import register_video_processor
+
+    register_video_processor()
+
+
+def _register_pipeline():
+    from .pipelines.zero_shot_video_classification import register_pipeline
+
+    register_pipeline()
+
+
+# transformers module holding a registry -> what to register in it
+REGISTRATIONS = {
+    "transformers.models.auto.configuration_auto": _register_configs,
+    "transformers.models.auto.modeling_auto": _register_models,
+    "transformers.models.auto.processing_auto": _register_processor,
+    "transformers.models.auto.video_processing_auto": _register_video_processor,
+    "transformers.pipelines": _register_pipeline,
+}
+_PACKAGE = __name__.rpartition(".")[0]
+_done: set[str] = set()
+_lock = threading.Lock()
+_again = False  # an import finished while another thread was registering: run one more pass
+
+
+def registered() -> set[str]:
+    """The transformers modules whose registries already hold our classes."""
+    return set(_done)
+
+
+def _executing(name: str, finished: str | None) -> bool:
+    """Whether module `name` is still running its top-level code (`finished` has just run it to the end)."""
+    module = sys.modules.get(name)
+    return name != finished and bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
+
+
+def _sync(finished: str | None = None) -> None:
+    """Run every registration whose registry is loaded, unless one of our submodules is still executing."""
+    global _again
+    if not _lock.acquire(blocking=False):  # the same or another thread is registering: it will pass again
+        _again = True
+        return
+    try:
+        progress = True
+        while progress or _again:
+            progress, _again = False, False
+            if any(n.startswith(_PACKAGE + ".") and _executing(n, finished) for n in list(sys.modules)):
+                return  # that module's end calls _sync again
+            for name, register in REGISTRATIONS.items():
+                if name in _done or name not in sys.modules or _executing(name, finished):
+                    continue
+                _done.add(name)
+                progress = True
+                try:
+                    register()
+                except Exception as err:  # a broken registration must not break the user's transformers import
+                    warnings.warn(f"{_PACKAGE}: could not register with {name} ({type(err).__name__}: {err})",
+                                  RuntimeWarning, stacklevel=2)
+    finally:
+        _lock.release()
+
+
+def _watched(fullname: str) -> bool:
+    return fullname in REGISTRATIONS or fullname.startswith(_PACKAGE + ".")
+
+
+class _AfterImportLoader(importlib.abc.Loader):
+    """Wraps a module's loader: runs the module as usual, then the pending registrations."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        # the module sees its real loader (resources, source lookups); we only need to run after it
+        module.__loader__ = self._loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        self._loader.exec_module(module)
+        _sync(finished=module.__name__)
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
+class _AfterImportFinder(importlib.abc.MetaPathFinder):
+    """Finds watched modules with the other finders and wraps their loaders in `_AfterImportLoader`."""
+
+    def find_spec(self, fullname, path, target=None):
+        if not _watched(fullname):
+            return None
+        for finder in sys.meta_path:
+            find_spec = getattr(finder, "find_spec", None)
+            if finder is self or isinstance(finder, _AfterImportFinder) or find_spec is None:
+                continue
+            spec = find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _AfterImportLoader(spec.loader)
+                return spec
+        return None
+
+
+def install() -> None:
+    """Register now with the registries already loaded; hook the others (idempotent)."""
+    if not any(isinstance(finder, _AfterImportFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImportFinder())
+    _sync()

@@ -1,0 +1,29 @@
+"""`xclip-hf export MODEL OUTPUT.pth`: a model directory -> a checkpoint of the original X-CLIP code.
+
+The file is `{"model": state_dict, "config": {...}}` in the original layout (q, k, v packed in `in_proj_*`,
+projections stored as `x @ proj` matrices); the original code loads it as pretrained weights (`MODEL.PRETRAINED`).
+"""
+
+from __future__ import annotations
+
+import os
+
+HELP = "export a model directory to the original X-CLIP checkpoint layout (.pth)"
+
+
+def add_arguments(e) -> None:
+    """Arguments of `export` (no heavy import here: `--help` must answer at once)."""
+    e.add_argument("model", help="model directory or hub id (ours, a classifier, or the published microsoft/xclip-*)")
+    e.add_argument("output", help="the .pth file to write")
+
+
+def run(args) -> int:
+    from ..conversion.original import export_original
+    from ..modeling_xclip import XClipModel
+
+    if os.path.isdir(args.output):
+        raise ValueError(f"output {args.output!r} is a directory; give the .pth file to write")
+    model = XClipModel.from_pretrained(args.model)
+    state = export_original(model, args.output)
+    print(f"exported {args.model} -> {args.output} ({len(state)} tensors, original X-CLIP layout)")
+    return 0

@@ -1,0 +1,41 @@
+"""`xclip-hf search DIR "a person surfing" --model M`: text-to-video search over an `embed` output."""
+
+from __future__ import annotations
+
+import json
+
+HELP = "search an embedded collection by text (cosine recall, X-CLIP prompt re-ranking when contexts were saved)"
+
+
+def add_arguments(p) -> None:
+    """Arguments of `search` (no heavy import here: `--help` must answer at once)."""
+    p.add_argument("dataset", help="the --output directory of `xclip-hf embed`")
+    p.add_argument("queries", nargs="+", help="one or more texts to search for")
+    p.add_argument("--model", required=True, help="the model the embeddings were made with (needs its text tower)")
+    p.add_argument("--top-k", type=int, default=10, help="results per query")
+    p.add_argument("--no-rerank", action="store_true", help="cosine only, even where video contexts were saved")
+    p.add_argument("--rerank-candidates", type=int, default=None, help="candidates re-ranked (default max(4k, 50))")
+    p.add_argument("--template", default="{}", help='hypothesis template applied to each query (default "{}")')
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
+    p.add_argument("--json", action="store_true", help="print JSON: a list of {path, start_s, end_s, score} per query")
+
+
+def _seconds(value) -> str:
+    return "?" if value is None else f"{value:.2f}"
+
+
+def run(args) -> int:
+    from ..search import search_videos
+
+    results = search_videos(args.dataset, list(args.queries), args.model, top_k=args.top_k,
+                            rerank=not args.no_rerank, rerank_candidates=args.rerank_candidates,
+                            template=args.template, device=args.device)
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else dict(zip(args.queries, results)), indent=2))
+        return 0
+    for query, hits in zip(args.queries, results):
+        print(query)
+        width = max((len(h["path"]) for h in hits), default=0)
+        for rank, h in enumerate(hits, 1):
+            print(f"  {rank:>3}  {h['path']:<{width}}  {_seconds(h['start_s'])}-{_seconds(h['end_s'])} s  {h['score']:.4f}")
+    return 0

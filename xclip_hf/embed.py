@@ -1,0 +1,292 @@
+"""Corpus-scale feature extraction: embed many videos (whole, or window by window), resumably, on many processes.
+
+``embed_videos(videos, output_dir, model)`` writes a `datasets` dataset to ``output_dir`` with one row per video
+(or per window with ``chunk_length_s``): ``path``, ``start_s``, ``end_s``, ``video_embeds`` (the video embedding v
+of paper Eq. 6, i.e. ``XClipModel.get_video_features(...).video_embeds``), optionally ``frame_embeds`` (the frame
+features h_t) and ``video_context`` (z-bar of Eq. 10, what the prompt generator attends to: with it, search can
+re-rank with X-CLIP's own video-specific prompts), and ``error`` (null, or why the file/window has no vectors).
+
+Decoding runs in DataLoader workers in parallel with the model (``embedding.loader``); rows are committed in
+atomic shards of whole videos (``embedding.store``), so an interrupted run resumes where it stopped and each input
+ends up in the dataset exactly once. The same call runs on one process or under ``torchrun`` / ``accelerate
+launch``: inputs are split with accelerate's ``PartialState.split_between_processes``, every process writes its own
+shards, and the main process merges them after a barrier.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+from dataclasses import dataclass
+
+__all__ = ["embed_videos", "EmbedCounts", "run_embedding"]
+
+SAVE_DTYPES = ("float32", "float16")
+BARRIER_TIMEOUT_HOURS = 12
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass
+class EmbedCounts:
+    """What a run did: videos embedded now, skipped (committed by an earlier run), failed now (error rows)."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+    def summary(self, output_dir: str, rows: int) -> str:
+        return (f"{self.done} video(s) embedded, {self.skipped} skipped (already done), {self.failed} failed; "
+                f"{rows} row(s) in {output_dir!r}")
+
+
+def _check_options(batch_size, num_workers, shard_size, save_dtype, dtype, num_frames):
+    for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
+                             ("shard_size", shard_size, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if num_frames is not None and (not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames < 1):
+        raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+    if save_dtype not in SAVE_DTYPES:
+        raise ValueError(f"save_dtype must be one of {SAVE_DTYPES}, got {save_dtype!r}")
+    if dtype not in COMPUTE_DTYPES and not hasattr(dtype, "is_floating_point"):
+        raise ValueError(f"dtype must be one of {COMPUTE_DTYPES} or a torch dtype, got {dtype!r}")
+
+
+def _load_model(model, dtype):
+    """An X-CLIP model with a video tower: XClipModel (or a saved XClipVisionModel) from a directory/hub id, or an object."""
+    import torch
+
+    from .modeling_xclip import XClipModel, XClipVisionModel
+
+    if isinstance(model, (str, os.PathLike)):
+        kwargs = {} if dtype == "auto" else {"dtype": getattr(torch, dtype) if isinstance(dtype, str) else dtype}
+        try:
+            from transformers import PretrainedConfig
+
+            model_type = PretrainedConfig.get_config_dict(os.fspath(model))[0].get("model_type")
+            cls = XClipVisionModel if model_type == XClipVisionModel.config_class.model_type else XClipModel
+            loaded = cls.from_pretrained(os.fspath(model), **kwargs)
+        except Exception as err:
+            raise ValueError(f"could not load an X-CLIP model from {os.fspath(model)!r}: {type(err).__name__}: {err}") from err
+        return loaded.eval()
+    inner = getattr(model, "base_model", None)
+    if not isinstance(model, (XClipModel, XClipVisionModel)) and isinstance(inner, XClipModel):
+        model = inner
+    if not isinstance(model, (XClipModel, XClipVisionModel)):
+        raise TypeError(f"model must be an xclip_hf XClipModel / XClipVisionModel or a directory, got {type(model).__name__}")
+    if dtype != "auto":
+        model = model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+    return model.eval()
+
+
+def _load_video_processor(model, processor):
+    """The video processor: given (an XClipProcessor or XClipVideoProcessor) or loaded from the model directory."""
+    from .video_processing_xclip import XClipVideoProcessor
+
+    processor = getattr(processor, "video_processor", processor)
+    if processor is not None:
+        if not isinstance(processor, XClipVideoProcessor):
+            raise TypeError(f"processor must be an XClipProcessor or XClipVideoProcessor, got {type(processor).__name__}")
+        return processor
+    source = model if isinstance(model, (str, os.PathLike)) else getattr(model, "name_or_path", "")
+    if not source:
+        raise ValueError("the model was not loaded from a directory, so no video processor can be found; pass processor=")
+    try:
+        return XClipVideoProcessor.from_pretrained(os.fspath(source))
+    except Exception as err:
+        raise ValueError(f"could not load a video processor from {os.fspath(source)!r} ({type(err).__name__}: {err}); "
+                         "pass processor=") from err
+
+
+def _cpu_only(device) -> bool:
+    """Whether processes talk over gloo on CPU: an explicit CPU device, or no accelerator on this machine."""
+    import torch
+
+    if device is not None:
+        return torch.device(device).type == "cpu"
+    accelerator = getattr(torch, "accelerator", None)
+    return not (accelerator.is_available() if accelerator is not None else torch.cuda.is_available())
+
+
+def _video_features(model, pixel_values):
+    """`get_video_features` of the model (the video tower alone for an XClipVisionModel)."""
+    if hasattr(model, "get_video_features"):
+        return model.get_video_features(pixel_values=pixel_values)
+    return model(pixel_values=pixel_values)
+
+
+class _RowBuffer:
+    """Rows of finished videos waiting for the next shard, and rows of videos still being read."""
+
+    def __init__(self, columns):
+        self.columns = columns
+        self.open: dict[int, list[dict]] = {}
+        self.rows = {c: [] for c in columns}
+        self.videos: list[str] = []
+
+    def add(self, item: dict, vectors: dict | None) -> bool:
+        """Add one window's row; returns True when it finished its video (the video's rows become committable)."""
+        row = {"path": item["path"], "start_s": item["start_s"], "end_s": item["end_s"], "error": item["error"]}
+        for column in self.columns:
+            if column not in row:
+                row[column] = None if vectors is None else vectors[column]
+        self.open.setdefault(item["index"], []).append(row)
+        if not item["last"]:
+            return False
+        for r in self.open.pop(item["index"]):
+            for column in self.columns:
+                self.rows[column].append(r[column])
+        self.videos.append(item["path"])
+        return True
+
+    def take(self):
+        rows, videos = self.rows, self.videos
+        self.rows, self.videos = {c: [] for c in self.columns}, []
+        return rows, videos
+
+
+def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, processor=None, chunk_length_s=None,
+                  stride_length_s=None, num_frames=None, batch_size=8, num_workers=0, dtype="auto",
+                  save_dtype="float32", device=None, save_context=False, save_frame_embeds=False, shard_size=64,
+                  decode_backend="auto", progress=True):
+    """`embed_videos`, also returning the `EmbedCounts` of this run (summed over processes)."""
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+    from datasets import load_from_disk
+    from tqdm.auto import tqdm
+
+    from .embedding.inputs import expand_inputs
+    from .embedding.loader import WindowPlan, build_loader
+    from .embedding.store import ShardStore, row_features
+    from .video_io import BACKENDS
+    from .windows import check_window_lengths
+
+    if output_dir is None:
+        raise ValueError("output_dir is required: the directory the dataset (and its resumable shards) is written to")
+    if model is None:
+        raise ValueError("model is required (a model directory, a hub id, or an XClipModel)")
+    _check_options(batch_size, num_workers, shard_size, save_dtype, dtype, num_frames)
+    if decode_backend not in BACKENDS:
+        raise ValueError(f"decode_backend must be one of {BACKENDS}, got {decode_backend!r}")
+    if chunk_length_s is not None:
+        chunk_length_s, stride_length_s = check_window_lengths(chunk_length_s, stride_length_s)
+    elif stride_length_s is not None:
+        raise ValueError("stride_length_s needs chunk_length_s (windows); without it each video is one row")
+    paths = expand_inputs(videos, list_file)
+    ShardStore(output_dir).check_owner()  # before the (slow) model load
+
+    # processes that finish their share early wait at the final barrier for the slowest one: allow hours, not the
+    # default 10-30 minutes (a process that dies still ends the job: torchrun/accelerate stop the others)
+    state = PartialState(cpu=_cpu_only(device), timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS))
+    net = _load_model(model, dtype)
+    video_processor = _load_video_processor(model, processor)
+    vision_config = getattr(net.config, "vision_config", net.config)
+    frames = num_frames or vision_config.num_frames
+    projection_dim = net.config.projection_dim
+    settings = {"model": os.fspath(model) if isinstance(model, (str, os.PathLike)) else getattr(net, "name_or_path", ""),
+                "num_frames": frames, "sampling": video_processor.sampling, "chunk_length_s": chunk_length_s,
+                "stride_length_s": stride_length_s, "save_dtype": save_dtype, "frame_embeds": bool(save_frame_embeds),
+                "video_context": bool(save_context), "projection_dim": projection_dim}
+    features = row_features(projection_dim, save_dtype, save_frame_embeds, save_context)
+    columns = list(features)
+
+    store = ShardStore(output_dir, state.process_index)
+    store.check(settings)
+    done = store.done_keys()
+    pending = [p for p in paths if os.path.abspath(p) not in done]
+    state.wait_for_everyone()  # every process has read the same done-list before anyone writes
+    if state.is_main_process:
+        store.write_config(settings)
+        store.remove_partial_shards()
+    state.wait_for_everyone()
+    with state.split_between_processes(pending) as mine:
+        mine = list(mine)
+
+    device = torch.device(device) if device is not None else state.device
+    net = net.to(device)
+    plan = WindowPlan(frames, chunk_length_s, stride_length_s, decode_backend)
+    loader = build_loader(mine, video_processor, plan, batch_size, num_workers) if mine else []
+    vector_columns = [c for c in ("video_embeds", "frame_embeds", "video_context") if c in columns]
+    buffer = _RowBuffer(columns)
+    ok = failed = 0
+    desc = "embedding" + (f" (process {state.process_index} of {state.num_processes})" if state.num_processes > 1 else "")
+    bar = tqdm(total=len(mine), unit="video", desc=desc, file=sys.stderr,
+               disable=(not progress) or (not state.is_main_process) or None)
+    for batch in loader:
+        vectors = {}
+        if batch["pixel_values"] is not None:
+            pixel_values = batch["pixel_values"].to(device=device, dtype=net.dtype)
+            with torch.inference_mode():
+                try:
+                    out = _video_features(net, pixel_values)
+                except ValueError as err:
+                    names = sorted({batch["items"][i]["path"] for i in batch["good"]})
+                    raise ValueError(f"the model rejected the processed videos {names[:3]}: {err}") from err
+            for column in vector_columns:
+                array = getattr(out, column).float().cpu().numpy().astype(save_dtype)
+                vectors[column] = dict(zip(batch["good"], array))
+        finished = 0
+        for pos, item in enumerate(batch["items"]):
+            row_vectors = {c: vectors[c][pos] for c in vector_columns} if item["error"] is None else None
+            if buffer.add(item, row_vectors):
+                finished += 1
+                if item["error"] is None:
+                    ok += 1
+                else:
+                    failed += 1
+                    bar.write(f"{item['path']}: {item['error']}", file=sys.stderr)
+        if len(buffer.videos) >= shard_size:
+            rows, vids = buffer.take()
+            store.commit(rows, vids, features)
+        bar.update(finished)
+        if failed:
+            bar.set_postfix(failed=failed, refresh=False)
+    if buffer.videos:
+        rows, vids = buffer.take()
+        store.commit(rows, vids, features)
+    bar.close()
+
+    per_process = gather_object([(ok, failed)])
+    counts = EmbedCounts(done=sum(p[0] for p in per_process), skipped=len(paths) - len(pending),
+                         failed=sum(p[1] for p in per_process))
+    state.wait_for_everyone()  # all shards are committed
+    dataset = store.merge(features, progress) if state.is_main_process else None
+    state.wait_for_everyone()
+    if dataset is None:
+        dataset = load_from_disk(store.directory)
+    return dataset, counts
+
+
+def embed_videos(videos=(), output_dir=None, model=None, **kwargs):
+    """Embed video files into a `datasets.Dataset` saved at ``output_dir`` (``datasets.load_from_disk`` opens it).
+
+    Args:
+        videos: paths, directories (their video files, recursively) and glob patterns; ``list_file=`` adds a text
+            file with one path per line. Every input is embedded once, in any number of runs.
+        output_dir: a new or empty directory, or the directory of an earlier run with the same settings (resumed).
+        model: a model directory or hub id (ours or the published microsoft/xclip-* format), or an ``XClipModel``;
+            ``processor=`` (an ``XClipProcessor``/``XClipVideoProcessor``) when the model is an object.
+        chunk_length_s, stride_length_s: one row per window of ``chunk_length_s`` seconds every ``stride_length_s``
+            (default: the window length); without them one row per video (``start_s`` 0, ``end_s`` its duration).
+        num_frames: frames per row (default: the model's). batch_size: windows per model forward.
+        num_workers: DataLoader worker processes that decode and preprocess in parallel with the model.
+        dtype: compute dtype (``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"``); save_dtype: ``"float32"``
+            or ``"float16"`` for the stored vectors. device: default the process's accelerator (or CPU).
+        save_context: also store ``video_context`` (needed to re-rank search results with the prompt generator);
+            save_frame_embeds: also store ``frame_embeds``. shard_size: videos per committed shard.
+        progress: show a progress bar (videos/s, ETA) and print the final counts to stderr.
+
+    Returns:
+        the merged ``datasets.Dataset`` (columns ``path, start_s, end_s, video_embeds, [frame_embeds],
+        [video_context], error``), sorted by path and start time.
+    """
+    progress = kwargs.get("progress", True)
+    dataset, counts = run_embedding(videos, output_dir, model, **kwargs)
+    if progress:
+        from accelerate import PartialState
+
+        if PartialState().is_main_process:
+            print(f"xclip-hf embed: {counts.summary(os.fspath(output_dir), len(dataset))}", file=sys.stderr)
+    return dataset

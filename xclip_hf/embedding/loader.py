@@ -1,0 +1,139 @@
+"""Decode-side data loading for `embed`: (path, window) items produced in DataLoader workers, batched for the model.
+
+Each worker opens its share of the videos once (``video_io.VideoFile``), plans the windows (``windows.plan_windows``,
+or one window over the whole video sampled like the video processor does), reads their frames in one pass
+(``windows.iter_window_frames``) and runs the video processor on each window. A video that cannot be opened, read
+or processed becomes an item carrying its ``error`` instead of pixels, so the run goes on; the last item of every
+video says so (``last``), which lets the consumer commit whole videos only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from ..video_io import VideoFile
+from ..windows import Window, iter_window_frames, plan_windows
+
+__all__ = ["WindowPlan", "VideoWindowItems", "collate_items", "build_loader", "error_message"]
+
+
+def error_message(err: BaseException) -> str:
+    """The text of an error row: exception type and its first line."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text}"[:1000]
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """How videos become rows: one whole-video row (``chunk_length_s=None``) or windows of ``chunk_length_s``."""
+
+    num_frames: int
+    chunk_length_s: float | None = None
+    stride_length_s: float | None = None
+    decode_backend: str = "auto"
+
+    def windows(self, video: VideoFile, processor) -> list[Window]:
+        """The windows of an open video (time spans in seconds; the whole video ends at its duration)."""
+        n, fps = video.num_frames, video.fps
+        if self.chunk_length_s is not None:
+            return plan_windows(n, fps, self.chunk_length_s, self.stride_length_s, self.num_frames, name=video.path)
+        duration = n / fps if fps and math.isfinite(fps) and fps > 0 else None
+        indices = processor.sample_indices(n, num_frames=self.num_frames, num_temporal_clips=1, random_sampling=False)
+        return [Window(0.0, duration, np.asarray(indices).reshape(-1))]
+
+
+class VideoWindowItems(IterableDataset):
+    """Items ``{index, path, start_s, end_s, pixel_values | None, error | None, last}`` for each window of each video.
+
+    Videos are dealt to DataLoader workers round-robin (video ``i`` goes to worker ``i % num_workers``).
+    """
+
+    def __init__(self, paths: list[str], processor, plan: WindowPlan):
+        self.paths = list(paths)
+        self.processor = processor
+        self.plan = plan
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for index in range(worker, len(self.paths), workers):
+            yield from self.video_items(index)
+
+    def _pixels(self, frames: np.ndarray) -> torch.Tensor:
+        """One window's uint8 frames (T, H, W, 3) -> processed (T, 3, h, w) float32 (no resampling: already sampled)."""
+        out = self.processor(frames, do_sample_frames=False, num_temporal_clips=1, num_spatial_crops=1,
+                             input_data_format="channels_last", return_tensors="pt")
+        return out["pixel_values"][0]
+
+    def video_items(self, index: int):
+        """The items of video ``index``: one per window, or one error item (after the windows that did succeed)."""
+        path = self.paths[index]
+        base = {"index": index, "path": path}
+        try:
+            video = VideoFile(path, backend=self.plan.decode_backend)
+        except Exception as err:
+            yield {**base, "start_s": 0.0, "end_s": None, "pixel_values": None, "error": error_message(err), "last": True}
+            return
+        with video:
+            try:
+                windows = self.plan.windows(video, self.processor)
+            except Exception as err:
+                yield {**base, "start_s": 0.0, "end_s": None, "pixel_values": None, "error": error_message(err),
+                       "last": True}
+                return
+            done = 0
+            try:
+                for window, frames in iter_window_frames(video, windows):
+                    pixels = self._pixels(frames)
+                    done += 1
+                    yield {**base, "start_s": float(window.start_s), "end_s": _seconds(window.end_s),
+                           "pixel_values": pixels, "error": None, "last": done == len(windows)}
+            except Exception as err:  # decoding or processing failed part-way: the rest of the video is one error row
+                rest = sorted(windows, key=lambda w: w.start_s)[done:]
+                start = float(rest[0].start_s) if rest else 0.0
+                end = _seconds(rest[-1].end_s) if rest else None
+                yield {**base, "start_s": start, "end_s": end, "pixel_values": None, "error": error_message(err),
+                       "last": True}
+
+
+def _seconds(value):
+    return None if value is None else float(value)
+
+
+def collate_items(items: list[dict]) -> dict:
+    """Batch items: stack the pixels of the good ones (``good`` lists their positions); keep every item's metadata.
+
+    An item whose pixels have a different shape from the batch's first good item becomes an error item (this can
+    only happen with a processor that does not crop to a fixed size).
+    """
+    good, pixels = [], []
+    for pos, item in enumerate(items):
+        value = item["pixel_values"]
+        if value is None:
+            continue
+        if pixels and value.shape != pixels[0].shape:
+            item["error"] = (f"ValueError: processed to shape {tuple(value.shape)} but this batch has "
+                             f"{tuple(pixels[0].shape)}; use a processor that center-crops to a fixed size")
+            item["pixel_values"] = None
+            continue
+        good.append(pos)
+        pixels.append(value)
+    meta = [{k: v for k, v in item.items() if k != "pixel_values"} for item in items]
+    return {"items": meta, "good": good, "pixel_values": torch.stack(pixels) if pixels else None}
+
+
+def _worker_init(_):
+    torch.set_num_threads(1)  # workers decode and resize; the model owns the cores' math threads
+
+
+def build_loader(paths: list[str], processor, plan: WindowPlan, batch_size: int, num_workers: int) -> DataLoader:
+    """A DataLoader whose workers decode and process windows in parallel with the model."""
+    dataset = VideoWindowItems(paths, processor, plan)
+    workers = max(0, min(int(num_workers), len(paths)))
+    extra = {"worker_init_fn": _worker_init, "prefetch_factor": 2, "persistent_workers": False} if workers else {}
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_items, **extra)

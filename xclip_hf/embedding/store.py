@@ -1,0 +1,182 @@
+"""Where an embedding run keeps its work: atomic shards per process, a done-list, and the merged dataset.
+
+Layout of an output directory ``DIR``::
+
+    DIR/_embed_config.json          the settings that shape the rows (checked again when a run resumes)
+    DIR/_shards/rank{r}-{k:06d}/    a `datasets` dataset saved by process r (its k-th commit) + videos.json,
+                                    the inputs whose rows it holds (the done-list); renamed into place atomically
+    DIR/{state.json, data-*.arrow}  the merged dataset, written by the main process (`datasets.load_from_disk(DIR)`)
+
+A shard holds complete videos only, so after a kill (even ``kill -9``) every input is either fully in one
+committed shard or not at all; the next run skips the inputs of committed shards and embeds the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+
+__all__ = ["ShardStore", "row_features", "CONFIG_NAME", "SHARDS_DIR"]
+
+CONFIG_NAME = "_embed_config.json"
+SHARDS_DIR = "_shards"
+DONE_LIST = "videos.json"
+_DATASET_FILES = ("state.json", "dataset_info.json")
+
+
+def row_features(projection_dim: int, save_dtype: str, frame_embeds: bool, video_context: bool):
+    """The `datasets.Features` of the rows (vectors as lists so that error rows can hold nulls)."""
+    from datasets import Features, List, Value
+
+    vector = List(Value(save_dtype))
+    features = {"path": Value("string"), "start_s": Value("float64"), "end_s": Value("float64"),
+                "video_embeds": vector}
+    if frame_embeds:
+        features["frame_embeds"] = List(vector)
+    if video_context:
+        features["video_context"] = List(vector)
+    features["error"] = Value("string")
+    return Features(features)
+
+
+@contextlib.contextmanager
+def _quiet_datasets():
+    """No `datasets` progress bar while a shard is saved (one per commit would drown the run's own bar)."""
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
+
+
+def _video_key(path: str) -> str:
+    return os.path.abspath(path)
+
+
+class ShardStore:
+    """The output directory of one embedding run, seen from process ``rank``."""
+
+    def __init__(self, directory, rank: int = 0):
+        self.directory = os.fspath(directory)
+        self.rank = int(rank)
+        self.shards_dir = os.path.join(self.directory, SHARDS_DIR)
+        self._next = None
+
+    # ---------------------------------------------------------------- opening
+    def check_owner(self) -> None:
+        """Refuse an output path that is a file, or a directory holding anything but an earlier embed run."""
+        if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+            raise ValueError(f"output {self.directory!r} exists and is not a directory")
+        if not os.path.isdir(self.directory) or not os.listdir(self.directory):
+            return
+        if not os.path.isfile(os.path.join(self.directory, CONFIG_NAME)):
+            listing = ", ".join(sorted(os.listdir(self.directory))[:5])
+            raise ValueError(
+                f"output directory {self.directory!r} already holds other files ({listing}) and was not written by "
+                "`xclip-hf embed`; pass a new or empty directory (or the directory of an earlier embed run to resume it)"
+            )
+
+    def check(self, settings: dict) -> None:
+        """`check_owner`, and refuse an earlier run made with different settings (read-only)."""
+        self.check_owner()
+        config_path = os.path.join(self.directory, CONFIG_NAME)
+        if not os.path.isfile(config_path):
+            return
+        with open(config_path, encoding="utf-8") as f:
+            saved = json.load(f)
+        changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
+        if changed:
+            diff = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            raise ValueError(
+                f"output directory {self.directory!r} holds an embed run made with other settings ({diff}); rows of "
+                "both would not be comparable: use another directory, or the same settings to resume"
+            )
+
+    def write_config(self, settings: dict) -> None:
+        """Record the settings (main process, once, before any shard is written)."""
+        os.makedirs(self.shards_dir, exist_ok=True)
+        path = os.path.join(self.directory, CONFIG_NAME)
+        if not os.path.isfile(path):
+            tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(settings, f, indent=2)
+            os.replace(tmp, path)
+
+    def remove_partial_shards(self) -> None:
+        """Drop shards that a killed run left half-written (main process, before any process writes)."""
+        if os.path.isdir(self.shards_dir):
+            for name in os.listdir(self.shards_dir):
+                if name.startswith(".tmp-"):
+                    shutil.rmtree(os.path.join(self.shards_dir, name), ignore_errors=True)
+
+    def committed_shards(self) -> list[str]:
+        """Names of the committed shards, sorted."""
+        if not os.path.isdir(self.shards_dir):
+            return []
+        return sorted(n for n in os.listdir(self.shards_dir) if n.startswith("rank") and
+                      os.path.isfile(os.path.join(self.shards_dir, n, DONE_LIST)))
+
+    def shard_videos(self, name: str) -> list[str]:
+        """The done-list of a shard: the inputs whose rows it holds."""
+        with open(os.path.join(self.shards_dir, name, DONE_LIST), encoding="utf-8") as f:
+            return json.load(f)
+
+    def done_keys(self) -> set[str]:
+        """Inputs (absolute paths) already committed by any process of any earlier run."""
+        return {_video_key(p) for name in self.committed_shards() for p in self.shard_videos(name)}
+
+    # ---------------------------------------------------------------- writing
+    def _next_index(self) -> int:
+        if self._next is None:
+            mine = [n for n in os.listdir(self.shards_dir) if n.startswith(f"rank{self.rank}-")] \
+                if os.path.isdir(self.shards_dir) else []
+            self._next = 1 + max((int(n.rsplit("-", 1)[1]) for n in mine), default=-1)
+        return self._next
+
+    def commit(self, rows: dict, videos: list[str], features) -> str:
+        """Save ``rows`` (column -> list) as the next shard of this process, atomically; returns its name."""
+        from datasets import Dataset
+
+        name = f"rank{self.rank}-{self._next_index():06d}"
+        tmp = os.path.join(self.shards_dir, f".tmp-{name}-{uuid.uuid4().hex[:8]}")
+        with _quiet_datasets():
+            Dataset.from_dict(rows, features=features).save_to_disk(tmp)
+        with open(os.path.join(tmp, DONE_LIST), "w", encoding="utf-8") as f:
+            json.dump(list(videos), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, os.path.join(self.shards_dir, name))
+        self._next += 1
+        return name
+
+    # ---------------------------------------------------------------- merging
+    def merge(self, features, progress: bool = True):
+        """Concatenate every committed shard (each input once, rows sorted by path and start) into ``DIR``."""
+        from datasets import Dataset, concatenate_datasets, load_from_disk
+
+        parts, seen = [], set()
+        for name in self.committed_shards():
+            videos = {_video_key(p) for p in self.shard_videos(name)}
+            part = load_from_disk(os.path.join(self.shards_dir, name))
+            repeated = videos & seen
+            if repeated:  # only possible when two runs wrote into one directory at once: keep the first copy
+                part = part.filter(lambda p: _video_key(p) not in repeated, input_columns="path")
+            seen |= videos
+            parts.append(part)
+        merged = concatenate_datasets(parts) if parts else Dataset.from_dict({k: [] for k in features}, features=features)
+        if len(merged):
+            keys = list(zip(merged["path"], merged["start_s"]))
+            merged = merged.select(sorted(range(len(keys)), key=keys.__getitem__))
+        for name in os.listdir(self.directory):  # the previous merge, if any
+            if name in _DATASET_FILES or (name.startswith("data-") and name.endswith(".arrow")):
+                os.remove(os.path.join(self.directory, name))
+        with contextlib.nullcontext() if progress else _quiet_datasets():
+            merged.save_to_disk(self.directory)
+        return load_from_disk(self.directory)

@@ -1,0 +1,234 @@
+"""Text-to-video search over a dataset written by `embed_videos` / `xclip-hf embed`.
+
+Two stages. (1) Recall: the query's unprompted text feature c (paper Eq. 1, ``XClipModel.get_text_features``,
+computed by the zero-shot pipeline's own text path and label cache) against every stored ``video_embeds`` v by
+exact cosine similarity, in chunks with torch (`VideoIndex`). (2) Re-rank, for rows that stored ``video_context``:
+the top candidates are scored with X-CLIP's video-specific prompts (Sec. 3.3, Eq. 10) through
+``XClipModel.video_text_logits``, the code ``XClipModel.forward`` scores with, so a re-ranked score IS the logit the
+zero-shot pipeline gives that (video, text) pair: exp(logit_scale) * cos(v, c + prompt(c, z-bar)).
+
+Scores: the logit (as above) when re-ranked; otherwise the cosine similarity of stage 1.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+__all__ = ["VideoIndex", "search_videos", "load_search_model"]
+
+CHUNK_ROWS = 262_144  # rows whose norms are taken at once when an index is built
+SCORES_PER_CHUNK = 1 << 24  # scores (rows x queries) computed per matmul: bounds temporary memory for many queries
+
+
+def _list_column(table, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """A list<float> Arrow column as (valid row ids, values (rows, width)) without going through Python objects."""
+    ids, blocks, offset = [], [], 0
+    for chunk in table.column(column).chunks:
+        valid = np.asarray(chunk.is_valid())
+        values = chunk.flatten().to_numpy(zero_copy_only=False)
+        n_valid = int(valid.sum())
+        if n_valid:
+            blocks.append(values.reshape(n_valid, -1))
+            ids.append(np.flatnonzero(valid) + offset)
+        offset += len(chunk)
+    if not blocks:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(ids), np.concatenate(blocks)
+
+
+def _as_dataset(dataset):
+    from datasets import Dataset, load_from_disk
+
+    if isinstance(dataset, (str, os.PathLike)):
+        path = os.fspath(dataset)
+        if not os.path.isdir(path):
+            raise ValueError(f"embedding dataset {path!r} does not exist (write one with `xclip-hf embed`)")
+        try:
+            dataset = load_from_disk(path)
+        except Exception as err:
+            raise ValueError(f"{path!r} is not a dataset written by `xclip-hf embed` ({type(err).__name__}: {err})") from err
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"dataset must be a datasets.Dataset or its directory, got {type(dataset).__name__}")
+    missing = {"path", "start_s", "end_s", "video_embeds"} - set(dataset.column_names)
+    if missing:
+        raise ValueError(f"the dataset has no column(s) {sorted(missing)}: it was not written by `xclip-hf embed`")
+    if getattr(dataset, "_indices", None) is not None:  # a select/filter view: materialise the rows it shows
+        dataset = dataset.flatten_indices()
+    return dataset
+
+
+class VideoIndex:
+    """Exact cosine search over the ``video_embeds`` of an embedding dataset (rows with an error are left out).
+
+    The vectors stay in their stored dtype (float16 halves memory and, on CPUs with fp16 matmul, time); a
+    shortlist of the best candidates is re-scored in float32 so the returned cosines are exact.
+    """
+
+    def __init__(self, embeddings: torch.Tensor, row_ids: np.ndarray, dataset=None, device=None):
+        if embeddings.ndim != 2:
+            raise ValueError(f"embeddings must be (rows, width), got shape {tuple(embeddings.shape)}")
+        self.device = torch.device(device or "cpu")
+        self.embeddings = embeddings.to(self.device)
+        norms = torch.cat([self.embeddings[i:i + CHUNK_ROWS].float().norm(dim=-1)
+                           for i in range(0, len(self.embeddings), CHUNK_ROWS)]) if len(self.embeddings) else torch.zeros(0)
+        self.inv_norms = 1.0 / norms.clamp_min(1e-12)
+        self.row_ids = np.asarray(row_ids, dtype=np.int64)
+        self.dataset = dataset
+
+    @classmethod
+    def from_dataset(cls, dataset, device=None) -> VideoIndex:
+        """Index the ``video_embeds`` of a dataset (or its directory)."""
+        dataset = _as_dataset(dataset)
+        ids, values = _list_column(dataset.data, "video_embeds")
+        return cls(torch.from_numpy(np.ascontiguousarray(values)), ids, dataset=dataset, device=device)
+
+    @property
+    def width(self) -> int:
+        return int(self.embeddings.shape[1]) if len(self.embeddings) else 0
+
+    def __len__(self):
+        return len(self.embeddings)
+
+    def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Cosine similarity of queries (Q, P) to every row: the k best per query as (scores (Q, k'), row ids (Q, k'))."""
+        queries = queries.reshape(-1, queries.shape[-1]).float().to(self.device)
+        if len(self) and queries.shape[-1] != self.width:
+            raise ValueError(f"query features have width {queries.shape[-1]}, the index holds vectors of width "
+                             f"{self.width}: search with the model that wrote the embeddings")
+        k = min(int(k), len(self))
+        if k == 0:
+            return torch.zeros(len(queries), 0), np.zeros((len(queries), 0), dtype=np.int64)
+        queries = torch.nn.functional.normalize(queries, dim=-1)
+        exact = self.embeddings.dtype == torch.float32
+        shortlist = k if exact else min(len(self), max(4 * k, k + 64))
+        coarse_q = queries.to(self.embeddings.dtype).T  # (P, Q), a transposed view: torch's fast matrix-vector path
+        rows = max(1, SCORES_PER_CHUNK // len(queries))
+        best_scores, best_pos = [], []
+        for start in range(0, len(self), rows):
+            scores = (self.embeddings[start:start + rows] @ coarse_q).float()  # (rows, Q)
+            scores.mul_(self.inv_norms[start:start + rows, None])
+            top = scores.topk(min(shortlist, len(scores)), dim=0)
+            best_scores.append(top.values)
+            best_pos.append(top.indices + start)
+        scores, pos = torch.cat(best_scores), torch.cat(best_pos)
+        top = scores.topk(min(shortlist, len(scores)), dim=0)
+        pos = pos.gather(0, top.indices).T  # (Q, shortlist)
+        if not exact:  # re-score the shortlist in float32 from the stored vectors
+            vectors = self.embeddings[pos].float()  # (Q, S, P)
+            scores = torch.einsum("qsp,qp->qs", vectors, queries) * self.inv_norms[pos]
+        else:
+            scores = top.values.T
+        scores, order = scores.topk(k, dim=1)
+        pos = pos.gather(1, order)
+        return scores.cpu(), self.row_ids[pos.cpu().numpy()]
+
+
+def load_search_model(model, processor=None, device=None):
+    """(XClipModel, XClipProcessor) for search; a clear error when the model has no text tower or tokenizer."""
+    from .modeling_xclip import XClipModel
+    from .processing_xclip import XClipProcessor
+
+    if isinstance(model, (str, os.PathLike)):
+        source = os.fspath(model)
+        from transformers import PretrainedConfig
+
+        try:
+            config_dict, _ = PretrainedConfig.get_config_dict(source)
+        except Exception as err:
+            raise ValueError(f"could not read a model config from {source!r} ({type(err).__name__}: {err})") from err
+        if config_dict.get("model_type") not in ("xclip_hf", "xclip"):
+            raise ValueError(
+                f"model {source!r} (model_type {config_dict.get('model_type')!r}) has no text tower: search needs a "
+                "full X-CLIP model (video and text encoders), e.g. the checkpoint the embeddings were made with"
+            )
+        model = XClipModel.from_pretrained(source)
+    else:
+        model = getattr(model, "base_model", model) if not isinstance(model, XClipModel) else model
+        if not isinstance(model, XClipModel):
+            raise ValueError(f"search needs a full X-CLIP model with a text tower (an XClipModel), got "
+                             f"{type(model).__name__}")
+        source = getattr(model, "name_or_path", "") or ""
+    if processor is None:
+        if not source:
+            raise ValueError("the model was not loaded from a directory: pass processor= (an XClipProcessor)")
+        try:
+            processor = XClipProcessor.from_pretrained(source)
+        except Exception as err:
+            raise ValueError(f"no tokenizer/processor could be loaded from {source!r} ({type(err).__name__}: {err}); "
+                             "search needs the model's tokenizer: pass processor=") from err
+    if not isinstance(processor, XClipProcessor) or getattr(processor, "tokenizer", None) is None:
+        raise ValueError(f"search needs an XClipProcessor with a tokenizer, got {type(processor).__name__}")
+    if device is not None:
+        model = model.to(device)
+    return model.eval(), processor
+
+
+def _text_features(model, processor, queries: list[str], template: str) -> torch.Tensor:
+    """Unprompted text features (Q, P) through the zero-shot pipeline's own text path (tokenization, cache)."""
+    from .pipelines.label_cache import build_label_set
+    from .pipelines.zero_shot_video_classification import ZeroShotVideoClassificationPipeline
+
+    pipe = ZeroShotVideoClassificationPipeline(model=model, processor=processor, device=model.device)
+    return pipe.text_features(build_label_set(queries, template))
+
+
+def search_videos(dataset, queries, model, processor=None, top_k: int = 10, rerank: bool = True,
+                  rerank_candidates: int | None = None, template: str = "{}", device=None, index: VideoIndex | None = None):
+    """Search an embedding dataset by text: ``[{"path", "start_s", "end_s", "score"}, ...]`` best first.
+
+    Args:
+        dataset: the output directory of `embed_videos` (or the dataset it returned).
+        queries: a text, or a list of texts (then a list of result lists is returned).
+        model, processor: the X-CLIP model (directory, hub id or ``XClipModel``) the embeddings were made with.
+        top_k: results per query. rerank: re-rank candidates that stored ``video_context`` with the prompt
+            generator (their score is then the pipeline's logit); rerank_candidates: how many (default
+            ``max(4 * top_k, 50)``). template: hypothesis template applied to each query (the pipeline's, "{}").
+        index: a prebuilt `VideoIndex` of the dataset (reuse it across calls to skip loading the vectors).
+    """
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    single = isinstance(queries, str)
+    query_list = [queries] if single else list(queries)
+    if not query_list or any(not isinstance(q, str) or not q.strip() for q in query_list):
+        raise ValueError(f"queries must be non-empty texts, got {queries!r}")
+    net, processor = load_search_model(model, processor, device)
+    if index is None:
+        index = VideoIndex.from_dataset(dataset, device=device)
+    dataset = index.dataset if index.dataset is not None else _as_dataset(dataset)
+    if len(index) and index.width != net.config.projection_dim:
+        raise ValueError(f"the dataset holds vectors of width {index.width} but the model's joint space has "
+                         f"{net.config.projection_dim} dimensions: search with the model that wrote the embeddings")
+    with torch.inference_mode():
+        text = _text_features(net, processor, query_list, template)
+        use_context = rerank and "video_context" in dataset.column_names
+        candidates = max(rerank_candidates or max(4 * top_k, 50), top_k) if use_context else top_k
+        scores, ids = index.search(text, candidates)
+        results = []
+        for q in range(len(query_list)):
+            q_ids, q_scores = ids[q], scores[q].double().numpy()
+            if use_context and len(q_ids):
+                q_scores = _rerank(net, dataset, q_ids, q_scores, text[q:q + 1])
+            order = np.argsort(-q_scores, kind="stable")[:top_k]
+            meta = dataset.select(q_ids[order].tolist()).select_columns(["path", "start_s", "end_s"])
+            results.append([{"path": m["path"], "start_s": m["start_s"], "end_s": m["end_s"], "score": float(q_scores[i])}
+                            for m, i in zip(meta, order)])
+    return results[0] if single else results
+
+
+def _rerank(net, dataset, ids: np.ndarray, cosines: np.ndarray, text: torch.Tensor) -> np.ndarray:
+    """Logits of (candidate video, text) with the video-specific prompts, for candidates that stored a context."""
+    stored = dataset.select(ids.tolist()).select_columns(["video_embeds", "video_context"])
+    has_context = np.asarray(stored.data.column("video_context").is_valid())
+    scores = cosines * float(net.logit_scale.exp())  # on the logit scale: exp(s) * cos, unprompted
+    if has_context.any():
+        keep = np.flatnonzero(has_context)
+        rows = stored.select(keep.tolist()).with_format("torch")[:]
+        dtype = net.dtype
+        video = rows["video_embeds"].to(net.device, dtype)
+        context = rows["video_context"].to(net.device, dtype)
+        logits, _, _ = net.video_text_logits(video, context, text.to(net.device, dtype))
+        scores[keep] = logits[:, 0].double().cpu().numpy()
+    return scores
