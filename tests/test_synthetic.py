@@ -3,12 +3,14 @@
 import csv
 import math
 import os
+import re
 
 import av
 import numpy as np
 import pytest
 
 from xclip_hf.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic_dataset, main, render_video
+from xclip_hf.data.video_writer import write_video
 
 
 def _decode(path):
@@ -77,14 +79,47 @@ def test_motion_goes_the_way_the_label_says(dataset):
 def test_seeded_and_varied(tmp_path):
     a = generate_synthetic_dataset(tmp_path / "a", 2, seed=1, classes=["growing"], size=32, min_frames=8, max_frames=30, splits=(1, 0, 0))
     b = generate_synthetic_dataset(tmp_path / "b", 2, seed=1, classes=["growing"], size=32, min_frames=8, max_frames=30, splits=(1, 0, 0))
-    videos = [_decode(os.path.join(d.root, line.split()[0])) for d in (a, b) for line in open(d.train_file).read().splitlines()]
-    # same seed, same videos, up to H.264 encoding: libx264's threads do not give bit-identical files every run
-    for x, y in ((videos[0], videos[2]), (videos[1], videos[3])):
-        assert x.shape == y.shape and np.abs(x.astype(int) - y.astype(int)).mean() < 4.0
+    relative = [line.split()[0] for line in open(a.train_file).read().splitlines()]
+    assert relative == [line.split()[0] for line in open(b.train_file).read().splitlines()]
+    for name in relative:  # same seed -> the same files, byte for byte (one encoder thread, bitexact muxing)
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    videos = [_decode(os.path.join(a.root, name)) for name in relative]
     frames = [render_video("growing", np.random.default_rng(5), size=32, num_frames=9) for _ in range(2)]
     assert np.array_equal(frames[0], frames[1])  # the rendering itself is exact
     assert videos[0].shape != videos[1].shape or not np.array_equal(videos[0], videos[1])
     assert np.abs(np.median(videos[0][0].reshape(-1, 3), 0) - np.median(videos[1][0].reshape(-1, 3), 0)).sum() > 0
+    c = generate_synthetic_dataset(tmp_path / "c", 2, seed=2, classes=["growing"], size=32, min_frames=8, max_frames=30, splits=(1, 0, 0))
+    assert (tmp_path / "c" / relative[0]).read_bytes() != (tmp_path / "a" / relative[0]).read_bytes()  # another seed
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm"])
+def test_writer_same_frames_same_bytes(tmp_path, suffix):
+    frames = np.random.default_rng(0).integers(0, 256, size=(6, 20, 24, 3), dtype=np.uint8)
+    first = write_video(tmp_path / f"a{suffix}", frames, fps=12)
+    second = write_video(tmp_path / f"b{suffix}", frames, fps=12)
+    assert open(first, "rb").read() == open(second, "rb").read()
+    with av.open(first) as container:  # the encoder ran on one thread, whatever the machine's core count
+        assert container.streams.video[0].frames in (0, 6) and len(_decode(first)) == 6
+    if suffix != ".webm":
+        assert b"threads=1 " in open(first, "rb").read()  # x264 writes its settings into the stream
+        assert re.search(rb"Lavf\d", open(first, "rb").read()) is None  # bitexact muxing: no FFmpeg version
+
+
+def test_reversed_test_pairs_are_exact_reverses(tmp_path):
+    data = generate_synthetic_dataset(tmp_path, 4, seed=0, classes=["growing", "moving left", "shrinking"], size=32,
+                                      min_frames=14, max_frames=18, splits=(2, 0, 2), reversed_test_pairs=True)
+    rows = [line.split() for line in open(data.test_file).read().splitlines()]
+    videos = {(int(label), path.rsplit("_", 1)[1]): _decode(os.path.join(data.root, path)) for path, label in rows}
+    for index in ("0002.mp4", "0003.mp4"):
+        growing, shrinking = videos[(0, index)], videos[(2, index)]
+        assert np.array_equal(shrinking, growing[::-1])  # decoded frame for frame: lossless, same frames backwards
+        assert len(growing) % 16 != 0  # 8-frame middle-of-segment sampling takes the same frames from both
+    train = [line.split()[0] for line in open(data.train_file).read().splitlines()]
+    shrinking_train = [_decode(os.path.join(data.root, p)) for p in train if "shrinking" in p]
+    growing_train = [_decode(os.path.join(data.root, p)) for p in train if "growing" in p]
+    assert not any(a.shape == b[::-1].shape and np.abs(a.astype(int) - b[::-1]).mean() < 4
+                   for a in shrinking_train for b in growing_train)  # training videos stay independent
+    assert len(videos) == 6  # "moving left" has no partner here: its own test videos
 
 
 def test_bad_arguments_are_named(tmp_path):

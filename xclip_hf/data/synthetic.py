@@ -134,6 +134,15 @@ def _split_counts(total: int, fractions: Sequence[float]) -> list[int]:
     return counts
 
 
+def _reversed_partners(classes: Sequence[str]) -> dict:
+    """{forward class: backward class} for every time-reversed pair with both classes in `classes`."""
+    by_kind = {}
+    for name in classes:
+        kind, direction = SYNTHETIC_CLASSES[name]
+        by_kind.setdefault(kind, {})[direction] = name
+    return {d[+1]: d[-1] for d in by_kind.values() if len(d) == 2}
+
+
 def generate_synthetic_dataset(
     out_dir,
     num_videos_per_class: int = 12,
@@ -144,8 +153,16 @@ def generate_synthetic_dataset(
     max_frames: int = 48,
     splits: Sequence[float] = (0.6, 0.2, 0.2),
     fps: int = 12,
+    reversed_test_pairs: bool = False,
 ) -> SyntheticDataset:
-    """Write mp4 videos + X-CLIP annotation files (train/val/test.txt, labels.csv) for temporal-order classes."""
+    """Write mp4 videos + X-CLIP annotation files (train/val/test.txt, labels.csv) for temporal-order classes.
+
+    `reversed_test_pairs`: when both classes of a time-reversed pair are present, the test videos of the
+    backward class are the forward class's test videos played backwards, frame for frame, and test videos are
+    written losslessly with a frame count that is not a multiple of 16, so that middle-of-segment sampling of
+    8 (or 1, 2, 4, 16) frames takes the same frames from a video and from its reverse. A model blind to frame
+    order then gives both videos of every test pair the same answer: it cannot exceed 50 % on a pair.
+    """
     classes = list(SYNTHETIC_CLASSES) if classes is None else list(classes)
     unknown = [c for c in classes if c not in SYNTHETIC_CLASSES]
     if unknown or not classes or len(set(classes)) != len(classes):
@@ -158,14 +175,28 @@ def generate_synthetic_dataset(
     rng = np.random.default_rng(seed)
     os.makedirs(out_dir, exist_ok=True)
     lines = {"train": [], "val": [], "test": []}
+    partner = _reversed_partners(classes) if reversed_test_pairs else {}
+    test_frames = {}  # (forward class, index) -> frames, for the reversed partner's test videos
     jobs = [(label, name, i) for label, name in enumerate(classes) for i in range(num_videos_per_class)]
+    jobs.sort(key=lambda job: job[1] in partner.values())  # forward classes first (stable: else class order)
     for label, name, i in tqdm(jobs, desc="synthetic videos", unit="video"):
         split = "train" if i < counts[0] else "val" if i < counts[0] + counts[1] else "test"
-        frames = render_video(name, rng, size=size, num_frames=int(rng.integers(min_frames, max_frames + 1)))
+        pair_test = split == "test" and (name in partner or name in partner.values())
+        if pair_test and name in partner.values():
+            forward = next(k for k, v in partner.items() if v == name)
+            frames = test_frames.pop((forward, i))[::-1]
+        else:
+            num_frames = int(rng.integers(min_frames, max_frames + 1))
+            while pair_test and num_frames % 16 == 0 and min_frames < max_frames:
+                num_frames = int(rng.integers(min_frames, max_frames + 1))
+            frames = render_video(name, rng, size=size, num_frames=num_frames)
+            if pair_test:
+                test_frames[(name, i)] = frames
         relative = f"videos/{name.replace(' ', '_')}/{split}_{i:04d}.mp4"
         os.makedirs(os.path.dirname(os.path.join(out_dir, relative)), exist_ok=True)
-        write_video(os.path.join(out_dir, relative), frames, fps=fps)
-        lines[split].append(f"{relative} {label}")
+        write_video(os.path.join(out_dir, relative), np.ascontiguousarray(frames), fps=fps, lossless=pair_test)
+        lines[split].append((label, i, f"{relative} {label}"))
+    lines = {split: [row for _, _, row in sorted(rows)] for split, rows in lines.items()}
     paths = {}
     for split, rows in lines.items():
         paths[split] = os.path.join(out_dir, f"{split}.txt")
