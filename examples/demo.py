@@ -66,6 +66,7 @@ def train(name: str, args, data, tokenizer_dir: str, overrides: str) -> str:
         "--per_device_train_batch_size", str(args.batch_size), "--per_device_eval_batch_size", "32",
         "--learning_rate", str(args.learning_rate), "--new_lr_scale", "1", "--warmup_steps", "0.05",
         "--freeze_text_encoder", "--flip_prob", "0", "--dataloader_num_workers", "2",
+        "--position_init", "sincos",  # from scratch the tiny ViT otherwise sees a bag of patches: no left/right
         "--logging_steps", "20", "--save_strategy", "no", "--report_to", "none", "--use_cpu", "--seed", str(args.seed),
         "--data_seed", str(args.seed), "--full_determinism",  # same seed -> same model, same results.json
     ]

@@ -32,6 +32,7 @@ import sys
 from dataclasses import dataclass, field
 
 import datasets
+import torch
 import transformers
 from transformers import AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 
@@ -65,6 +66,7 @@ class ModelArguments:
     model_variant: str | None = field(default=None, metadata={"help": "Train from scratch: a variant of XClipConfig.from_variant, e.g. xclip-tiny."})
     config_overrides: str | None = field(default=None, metadata={"help": "Config overrides 'key=value,...' for --init_from_clip / --model_variant, e.g. 'use_mit=false,use_cross_frame_attention=false' (CLIP-Mean); --model_variant also takes vision_config.<field> / text_config.<field>."})
     num_frames: int = field(default=8, metadata={"help": "Frames per clip for --init_from_clip / --model_variant (a checkpoint keeps its own)."})
+    position_init: str = field(default="random", metadata={"help": "--model_variant only: 'random' (CLIP's init) or 'sincos' (a fixed 2-D sin-cos pattern, still trained, scaled to the patch embedding's output; a small ViT from scratch otherwise sees a bag of patches)."})
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer directory (default: the model or CLIP checkpoint)."})
     video_processor_name: str | None = field(default=None, metadata={"help": "Video processor directory (default: the checkpoint's, else one sized for the model)."})
     prompt_template: str = field(default="{}", metadata={"help": "Text template of the class names; the paper uses the bare label."})
@@ -149,6 +151,32 @@ def config_from_variant(variant: str, num_frames: int, overrides: dict) -> XClip
     return XClipConfig.from_dict(values)
 
 
+def sincos_position_embedding(grid: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """A 2-D sin-cos pattern (grid*grid, dim), row-major: dim/4 frequencies each of sin/cos of x, then of y; centred over positions."""
+    if dim % 4:
+        raise ValueError(f"sincos_position_embedding: hidden size {dim} is not a multiple of 4")
+    omega = temperature ** (-torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    y, x = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij")
+    x, y = x.reshape(-1, 1) * omega, y.reshape(-1, 1) * omega
+    pattern = torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1)
+    return pattern - pattern.mean(dim=0)  # the constant part carries no position
+
+
+@torch.no_grad()
+def init_sincos_positions(model) -> float:
+    """Overwrite the vision patch positions with the sin-cos pattern at the RMS of the patch embedding's output for
+    unit-variance pixels (the class-token row keeps its init); returns that RMS."""
+    embeddings = model.base_model.vision_model.embeddings
+    table = embeddings.position_embedding.weight
+    grid = embeddings.config.image_size // embeddings.config.patch_size
+    pattern = sincos_position_embedding(grid, table.shape[1])
+    weight = embeddings.patch_embedding.weight.double()
+    target = weight.flatten(1).pow(2).sum(dim=1).mean().sqrt()  # std of one output channel, averaged, for unit inputs
+    pattern = pattern * (target / pattern.pow(2).mean().sqrt())
+    table[1:] = pattern.to(table.dtype)
+    return float(target)
+
+
 def match_special_tokens(text_config, tokenizer) -> None:
     """Copy the tokenizer's PAD/BOS/EOS ids into the text config, so the saved checkpoint's config and tokenizer agree.
 
@@ -166,6 +194,10 @@ def build_model(model_args: ModelArguments, class_names: list[str], tokenizer) -
     sources = [s for s in (model_args.model_name_or_path, model_args.init_from_clip, model_args.model_variant) if s]
     if len(sources) != 1:
         raise ValueError("pass exactly one of --model_name_or_path, --init_from_clip, --model_variant")
+    if model_args.position_init not in ("random", "sincos"):
+        raise ValueError(f"--position_init: {model_args.position_init!r} is not 'random' or 'sincos'")
+    if model_args.position_init != "random" and not model_args.model_variant:
+        raise ValueError("--position_init sincos applies to --model_variant (from scratch), not to pretrained weights")
     overrides = parse_overrides(model_args.config_overrides)
     id2label = dict(enumerate(class_names))
     if model_args.model_name_or_path:
@@ -178,6 +210,8 @@ def build_model(model_args: ModelArguments, class_names: list[str], tokenizer) -
         overrides.setdefault("vocab_size", len(tokenizer))
         config = config_from_variant(model_args.model_variant, model_args.num_frames, overrides)
         model = XClipForVideoClassification(config)
+        if model_args.position_init == "sincos":
+            init_sincos_positions(model)
     match_special_tokens(model.config.text_config, tokenizer)
     model.set_class_texts(tokenizer, model_args.prompt_template, id2label=id2label)
     if model_args.freeze_text_encoder:

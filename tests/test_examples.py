@@ -250,3 +250,38 @@ def test_demo_test_pairs_defeat_an_order_blind_model(tmp_path):
     # test video i of "moving right" is test video i of "moving left" backwards: same sampled frames, same scores
     torch.testing.assert_close(logits[:2], logits[2:], rtol=1e-5, atol=1e-5)
     assert not torch.allclose(pixels[:2], pixels[2:])  # ... although the clips differ (the frame order)
+
+
+def test_sincos_position_init_scale_and_distinct_rows():
+    """--position_init sincos: one 2-D pattern row per patch, at the patch embedding's output RMS; class row kept."""
+    from xclip_hf import XClipForVideoClassification
+
+    torch.manual_seed(0)
+    model = XClipForVideoClassification(script.config_from_variant("xclip-tiny", 3, {}))
+    embeddings = model.base_model.vision_model.embeddings
+    table = embeddings.position_embedding.weight.detach()
+    class_row = table[0].detach().clone()
+    assert float(table[1:].pow(2).mean().sqrt()) < 0.05  # CLIP's default init, untouched by the model
+    script.init_sincos_positions(model)
+    grid = embeddings.config.image_size // embeddings.config.patch_size
+    assert table.shape == (grid * grid + 1, embeddings.config.hidden_size)
+    assert torch.equal(table[0], class_row)
+    # scale: the spread of the patch embedding's output for unit-variance pixels, measured on random frames
+    with torch.no_grad():
+        out = embeddings.patch_embedding(torch.randn(64, 3, 32, 32))
+    patch_rms = float(out.pow(2).mean().sqrt())
+    assert abs(float(table[1:].pow(2).mean().sqrt()) / patch_rms - 1) < 0.1
+    # distinct rows; the first half depends only on the column (x), the second only on the row (y)
+    rows = table[1:].reshape(grid, grid, -1)
+    half = rows.shape[-1] // 2
+    assert torch.cdist(table[1:], table[1:]).add(torch.eye(grid * grid) * 1e9).min() > 0.1 * patch_rms
+    assert torch.allclose(rows[0, :, :half], rows[1, :, :half]) and not torch.allclose(rows[:, 0, :half], rows[:, 1, :half])
+    assert torch.allclose(rows[:, 0, half:], rows[:, 1, half:]) and not torch.allclose(rows[0, :, half:], rows[1, :, half:])
+    with pytest.raises(ValueError, match="multiple of 4"):
+        script.sincos_position_embedding(4, 30)
+
+
+def test_sincos_position_init_only_from_scratch(tmp_path):
+    args = script.ModelArguments(init_from_clip=str(tmp_path), position_init="sincos")
+    with pytest.raises(ValueError, match="--position_init"):
+        script.build_model(args, CLASSES, tokenizer=None)
