@@ -11,7 +11,6 @@ values are validated where data enters (processor, dataset, pipeline).
 """
 
 
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -22,64 +21,11 @@ from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_xclip import XClipConfig, XClipTextConfig, XClipVisionConfig
-
-
-# ----------------------------------------------------------------------------------------------------- outputs
-@dataclass
-class XClipVisionOutput(ModelOutput):
-    """Video encoder output.
-
-    video_embeds: (B, P) video representation v (Eq. 6). frame_embeds: (B, T, P) projected frame features h_t.
-    video_context: (B, N, P) the visual context z-bar of the prompt generator (Eq. 10).
-    last_hidden_state: (B, T, N+1, Dv) final frame tokens of the CCT ([class] first). pooler_output: = video_embeds.
-    """
-
-    video_embeds: torch.FloatTensor | None = None
-    frame_embeds: torch.FloatTensor | None = None
-    video_context: torch.FloatTensor | None = None
-    last_hidden_state: torch.FloatTensor | None = None
-    pooler_output: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-
-
-@dataclass
-class XClipTextOutput(ModelOutput):
-    """Text encoder output.
-
-    text_embeds: (K, P) projected text embeddings c, or (B, K, P) video-specific ones c-hat when a video context
-    was given. last_hidden_state: (K, L, Dt). pooler_output: (K, Dt) end-of-text states before the projection.
-    """
-
-    text_embeds: torch.FloatTensor | None = None
-    last_hidden_state: torch.FloatTensor | None = None
-    pooler_output: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-
-
-@dataclass
-class XClipOutput(ModelOutput):
-    """Two-tower output: logits_per_video (B, K) = exp(logit_scale) * cos(v, c-hat) (Eq. 3); logits_per_text (K, B).
-
-    video_embeds (B, P) and text_embeds (B, K, P) are L2-normalised.
-    """
-
-    loss: torch.FloatTensor | None = None
-    logits_per_video: torch.FloatTensor | None = None
-    logits_per_text: torch.FloatTensor | None = None
-    video_embeds: torch.FloatTensor | None = None
-    text_embeds: torch.FloatTensor | None = None
-    text_model_output: XClipTextOutput | None = None
-    vision_model_output: XClipVisionOutput | None = None
-
-    def to_tuple(self):
-        return tuple(v.to_tuple() if isinstance(v, ModelOutput) else v for v in self.values())
+from .modeling_outputs_xclip import XClipOutput, XClipTextOutput, XClipVisionOutput
 
 
 # ------------------------------------------------------------------------------------------------ building blocks

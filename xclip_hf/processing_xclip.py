@@ -97,15 +97,17 @@ def check_label_tokens(labels, input_ids, attention_mask=None, vocab_size: int |
                 f"token ids {bad[:10]}{' ...' if len(bad) > 10 else ''} (labels {where[:3]!r}) are outside the text "
                 f"encoder's vocabulary of {vocab_size} tokens: the tokenizer does not belong to this model."
             )
-    seen = {}
+    groups: dict[tuple, list[str]] = {}
     for label, row in zip(labels, ids):
-        other = seen.setdefault(tuple(row), label)
-        if other != label:
-            raise ValueError(
-                f"labels {other!r} and {label!r} tokenize to the same ids {row[:12]}: the model cannot tell them apart "
-                "and would give them the same score (a tokenizer without its vocabulary maps every word to one "
-                "token; case and punctuation may also be normalised away). Use the model's tokenizer or distinct labels."
-            )
+        groups.setdefault(tuple(row), []).append(label)
+    clashes = [group for group in groups.values() if len(group) > 1]
+    if clashes:
+        shown = "; ".join(" = ".join(repr(label) for label in group) for group in clashes[:5])
+        raise ValueError(
+            f"labels that tokenize to the same ids: {shown}. The model cannot tell them apart and would split their "
+            "probability (CLIP's tokenizer lowercases and normalises white space; a tokenizer without its vocabulary "
+            "maps every word to one token). Keep one of each, or use the model's tokenizer."
+        )
 
 
 class XClipProcessor(ProcessorMixin):

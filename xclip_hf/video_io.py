@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["VideoInfo", "VideoFile", "VideoDecodeError", "decode_error", "open_video", "get_video_info", "read_video", "load_video", "BACKENDS"]
+__all__ = ["VideoInfo", "VideoFile", "VideoDecodeError", "VideoPathError", "check_video_path", "decode_error", "open_video", "get_video_info", "read_video", "load_video", "BACKENDS"]
 
 BACKENDS = ("auto", "decord", "pyav")
 AUTO_ORDER = ("pyav", "decord")  # what "auto" tries, first to last (measured: benchmarks/bench_decode.py)
@@ -127,17 +127,25 @@ class VideoInfo:
     backend: str
 
 
-def _check_path(path) -> str:
-    """Reject missing, non-regular and empty files with a ValueError naming the path."""
+class VideoPathError(FileNotFoundError, ValueError):
+    """A video path that cannot be read: missing, not a regular file, or empty (a `FileNotFoundError` and a
+    `ValueError`, so callers catching either see it)."""
+
+
+def check_video_path(path, where: str | None = None) -> str:
+    """The one check of a video file path: it exists, is a regular file and is not empty; else `VideoPathError`
+    naming the path (and ``where`` it came from)."""
+    prefix = f"{where}: " if where else ""
     if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(f"video path must be a str or os.PathLike, got {type(path).__name__}")
+        raise ValueError(f"{prefix}video path must be a str or os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise ValueError(f"video file not found: {path!r}")
+        raise VideoPathError(f"{prefix}video file not found (does not exist): {path!r}")
     if not os.path.isfile(path):
-        raise ValueError(f"video path is not a regular file: {path!r}")
+        kind = "a directory" if os.path.isdir(path) else "not a regular file"
+        raise VideoPathError(f"{prefix}video path is not a regular file ({kind}): {path!r}")
     if os.path.getsize(path) == 0:
-        raise ValueError(f"video file is empty (0 bytes): {path!r}")
+        raise VideoPathError(f"{prefix}video file is empty (0 bytes): {path!r}")
     return path
 
 
@@ -435,7 +443,7 @@ class VideoFile:
     """An open video file that decodes only requested frames (``backend="auto"``: PyAV, decord when PyAV fails)."""
 
     def __init__(self, path, backend: str = "auto"):
-        self.path = _check_path(path)
+        self.path = check_video_path(path)
         self.requested_backend = backend
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")

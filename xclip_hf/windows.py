@@ -18,7 +18,7 @@ import numpy as np
 
 from .sampling import sparse_sample_indices
 
-__all__ = ["Window", "plan_windows", "check_window_lengths", "iter_window_frames", "merge_segments"]
+__all__ = ["Window", "plan_windows", "check_window_lengths", "positive_number", "iter_window_frames", "merge_segments"]
 
 
 @dataclass(frozen=True)
@@ -34,22 +34,23 @@ class Window:
         return (self.start_s, self.end_s)
 
 
+def positive_number(value, name: str, unit: str = "seconds") -> float:
+    """``value`` as a finite float > 0, or a ValueError naming ``name``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number of {unit}, got {value!r}") from None
+    if not np.isfinite(number) or number <= 0:
+        raise ValueError(f"{name} must be > 0 {unit}, got {value!r}")
+    return number
+
+
 def check_window_lengths(chunk_length_s, stride_length_s=None) -> tuple[float, float]:
     """Validate window length and hop (seconds); the hop defaults to the window length (no overlap)."""
-    try:
-        chunk = float(chunk_length_s)
-    except (TypeError, ValueError):
-        raise ValueError(f"chunk_length_s must be a number of seconds, got {chunk_length_s!r}") from None
-    if not np.isfinite(chunk) or chunk <= 0:
-        raise ValueError(f"chunk_length_s must be > 0 seconds, got {chunk_length_s!r}")
+    chunk = positive_number(chunk_length_s, "chunk_length_s")
     if stride_length_s is None:
         return chunk, chunk
-    try:
-        stride = float(stride_length_s)
-    except (TypeError, ValueError):
-        raise ValueError(f"stride_length_s must be a number of seconds, got {stride_length_s!r}") from None
-    if not np.isfinite(stride) or stride <= 0:
-        raise ValueError(f"stride_length_s must be > 0 seconds, got {stride_length_s!r}")
+    stride = positive_number(stride_length_s, "stride_length_s")
     if stride > chunk:
         raise ValueError(
             f"stride_length_s={stride_length_s!r} is longer than chunk_length_s={chunk_length_s!r}: frames between "

@@ -127,11 +127,17 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     from ..pipelines.video_inputs import is_url
+    from ..video_io import check_video_path
 
     labels = read_labels(args.labels, args.labels_file)
-    missing = [v for v in args.videos if not is_url(v) and not os.path.isfile(v)]
-    if missing:
-        raise ValueError("video file(s) not found: " + ", ".join(repr(m) for m in missing))
+    unreadable = []
+    for video in args.videos:  # every path checked before the model loads
+        try:
+            is_url(video) or check_video_path(video)
+        except ValueError as err:
+            unreadable.append(str(err))
+    if unreadable:
+        raise ValueError("; ".join(unreadable))
     _check_window_args(args)
     check_model_arg(args.model)
     check_model_source(args.model)

@@ -110,23 +110,11 @@ def build_label_set(candidate_labels, hypothesis_template: str = "{}", tokenizer
         )
     label_set = LabelSet(labels=tuple(candidate_labels), template=hypothesis_template)
     if tokenizer is not None:
-        _check_token_duplicates(label_set, tokenizer)
+        from ..processing_xclip import check_label_tokens
+
+        texts = list(label_set.texts)
+        check_label_tokens(label_set.labels, tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"])
     return label_set
-
-
-def _check_token_duplicates(label_set: LabelSet, tokenizer) -> None:
-    """Raise naming the labels whose texts the tokenizer turns into the same token ids."""
-    ids = tokenizer(list(label_set.texts), add_special_tokens=True, verbose=False)["input_ids"]
-    groups: dict[tuple, list[str]] = {}
-    for label, tokens in zip(label_set.labels, ids):
-        groups.setdefault(tuple(tokens), []).append(label)
-    clashes = [group for group in groups.values() if len(group) > 1]
-    if clashes:
-        shown = "; ".join(" = ".join(repr(label) for label in group) for group in clashes[:5])
-        raise ValueError(
-            f"candidate_labels contains labels that the tokenizer reads as the same text: {shown}. Keep one of each "
-            "(the tokenizer lowercases and normalises white space; duplicates would split their probability)."
-        )
 
 
 def text_weights_fingerprint(model: torch.nn.Module) -> tuple:

@@ -20,6 +20,8 @@ import urllib.request
 import numpy as np
 import torch
 
+from ..video_io import check_video_path
+
 __all__ = ["VideoSource", "normalize_videos", "describe_video", "is_url", "download_video"]
 
 DEFAULT_URL_TIMEOUT = 10.0
@@ -99,10 +101,7 @@ def _one_video(value, where: str) -> VideoSource:
     if isinstance(value, str):
         if is_url(value):
             return VideoSource(value, repr(value))
-        if not os.path.isfile(value):
-            reason = "is a directory" if os.path.isdir(value) else "does not exist"
-            raise FileNotFoundError(f"{where}: video file {value!r} {reason}.")
-        return VideoSource(value, repr(value))
+        return VideoSource(check_video_path(value, where), repr(value))
     if isinstance(value, (np.ndarray, torch.Tensor)):
         _check_video_array(value, where)
         return VideoSource(value, describe_video(value))

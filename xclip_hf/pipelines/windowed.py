@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 import sys
 
-import numpy as np
 import torch
 
 from ..video_io import VideoFile
-from ..windows import check_window_lengths, iter_window_frames, merge_segments, plan_windows
+from ..windows import check_window_lengths, iter_window_frames, merge_segments, plan_windows, positive_number
 from .video_inputs import VideoSource, download_video, is_url, normalize_videos
 
 __all__ = ["classify_windows"]
@@ -37,12 +36,7 @@ def _check_options(options: dict) -> dict:
         raise ValueError(f"return_timestamps=True returns every window; aggregate={aggregate!r} merges them: pass one")
     fps = options.get("fps")
     if fps is not None:
-        try:
-            fps = float(fps)
-        except (TypeError, ValueError):
-            raise ValueError(f"fps must be a number of frames per second, got {options['fps']!r}") from None
-        if not np.isfinite(fps) or fps <= 0:
-            raise ValueError(f"fps must be > 0 frames per second, got {options['fps']!r}")
+        fps = positive_number(fps, "fps", "frames per second")
     mode = "windows" if timestamps else (aggregate or "mean")
     return {"chunk": chunk, "stride": stride, "mode": mode, "fps": fps, "progress": options.get("progress")}
 
