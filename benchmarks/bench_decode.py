@@ -128,16 +128,21 @@ def read_windows(reader: str, path: str, windows) -> int:
         _PyAVBackend.skip_nonref = True
 
 
-def time_windows(path, windows, readers, repeats) -> dict:
-    """Median seconds to read every window's frames with each reader, alternated in rotated order."""
+def time_alternated(readers, repeats, read) -> dict:
+    """Median seconds of ``read(reader)`` for each reader, alternated in rotated order."""
     times = {r: [] for r in readers}
     for rep in range(repeats):
         order = readers[rep % len(readers):] + readers[:rep % len(readers)]
         for reader in order:
             t0 = time.perf_counter()
-            read_windows(reader, path, windows)
+            read(reader)
             times[reader].append(time.perf_counter() - t0)
     return {r: statistics.median(v) for r, v in times.items()}
+
+
+def time_windows(path, windows, readers, repeats) -> dict:
+    """Median seconds to read every window's frames with each reader."""
+    return time_alternated(readers, repeats, lambda reader: read_windows(reader, path, windows))
 
 
 def _read_many(job) -> int:
@@ -187,15 +192,8 @@ def check_frames(path, indices, readers):
 
 
 def time_single(path, indices, readers, repeats) -> dict:
-    """Median seconds per read of each reader, alternated in rotated order."""
-    times = {r: [] for r in readers}
-    for rep in range(repeats):
-        order = readers[rep % len(readers):] + readers[:rep % len(readers)]
-        for reader in order:
-            t0 = time.perf_counter()
-            read_with(reader, path, indices)
-            times[reader].append(time.perf_counter() - t0)
-    return {r: statistics.median(v) for r, v in times.items()}
+    """Median seconds per read of each reader."""
+    return time_alternated(readers, repeats, lambda reader: read_with(reader, path, indices))
 
 
 def time_many(paths, indices, readers, repeats, pool) -> dict:
