@@ -112,6 +112,47 @@ def test_bad_files_become_error_rows(setup, tmp_path, capsys):
     assert ds.features["video_embeds"].feature.dtype == "float16"
 
 
+def test_crashing_or_stalling_decoder_becomes_an_error_row(setup, tmp_path, monkeypatch):
+    """A decoder that kills its worker (segfault) or hangs costs one error row, not the run; the others embed."""
+    from xclip_hf import embed as embed_module
+    from xclip_hf.embedding import loader
+    from xclip_hf.video_io import VideoFile
+
+    root, ckpt, videos = setup
+
+    class FragileVideoFile(VideoFile):  # the workers are forked: they inherit this patch
+        def __init__(self, path, *args, **kwargs):
+            name = os.path.basename(str(path))
+            if name.startswith("crash"):
+                os.kill(os.getpid(), signal.SIGSEGV)
+            if name.startswith("stall"):
+                time.sleep(120)
+            super().__init__(path, *args, **kwargs)
+
+    monkeypatch.setattr(loader, "VideoFile", FragileVideoFile)
+    inputs = []
+    for name in ("a.mp4", "crash.mp4", "b.mp4", "stall.mp4", "c.mp4", "d.mp4"):
+        shutil.copy(videos[len(inputs) % 2], tmp_path / name)
+        inputs.append(str(tmp_path / name))
+    start = time.perf_counter()
+    ds, counts = embed_module.run_embedding(inputs, tmp_path / "out", ckpt, batch_size=1, num_workers=2,
+                                            timeout_s=3, progress=False)
+    assert time.perf_counter() - start < 60  # the stalled worker was given up after its timeout
+    rows = {os.path.basename(r["path"]): r for r in ds}
+    assert sorted(rows) == sorted(os.path.basename(p) for p in inputs)  # each input exactly once
+    assert (counts.done, counts.failed) == (4, 2)
+    assert "DecoderCrash" in rows["crash.mp4"]["error"] and "DecoderCrash" in rows["stall.mp4"]["error"]
+    assert "timed out" in rows["stall.mp4"]["error"]
+    reference = {os.path.basename(r["path"]): r for r in embed_module.embed_videos(videos, tmp_path / "ref", ckpt,
+                                                                                   progress=False)}
+    for name, source in (("a.mp4", 0), ("b.mp4", 0), ("c.mp4", 0), ("d.mp4", 1)):
+        assert rows[name]["error"] is None
+        want = reference[os.path.basename(videos[source])]["video_embeds"]
+        np.testing.assert_allclose(rows[name]["video_embeds"], want, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="timeout_s must be a positive number"):
+        embed_module.run_embedding(inputs, tmp_path / "bad", ckpt, timeout_s=0, progress=False)
+
+
 def test_resume_after_kill_gives_each_input_once(setup, tmp_path):
     from datasets import load_from_disk
 

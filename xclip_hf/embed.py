@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 
 __all__ = ["embed_videos", "EmbedCounts", "run_embedding"]
@@ -25,6 +26,7 @@ __all__ = ["embed_videos", "EmbedCounts", "run_embedding"]
 SAVE_DTYPES = ("float32", "float16")
 BARRIER_TIMEOUT_HOURS = 12
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEFAULT_TIMEOUT_S = 600.0  # longest wait for one batch from a decoding worker (None: wait forever)
 
 
 @dataclass
@@ -40,13 +42,16 @@ class EmbedCounts:
                 f"{rows} row(s) in {output_dir!r}")
 
 
-def _check_options(batch_size, num_workers, shard_size, save_dtype, dtype, num_frames):
+def _check_options(batch_size, num_workers, shard_size, save_dtype, dtype, num_frames, timeout_s=None):
     for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
                              ("shard_size", shard_size, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if num_frames is not None and (not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames < 1):
         raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
+                                  or not timeout_s > 0):
+        raise ValueError(f"timeout_s must be a positive number of seconds (or None), got {timeout_s!r}")
     if save_dtype not in SAVE_DTYPES:
         raise ValueError(f"save_dtype must be one of {SAVE_DTYPES}, got {save_dtype!r}")
     if dtype not in COMPUTE_DTYPES and not hasattr(dtype, "is_floating_point"):
@@ -146,10 +151,100 @@ class _RowBuffer:
         return rows, videos
 
 
+def _worker_failure(err: BaseException) -> bool:
+    """Whether a DataLoader worker died (e.g. a decoder crash: segfault, abort) or stalled past the timeout."""
+    return isinstance(err, RuntimeError) and ("DataLoader worker" in str(err) or "DataLoader timed out" in str(err))
+
+
+class _Embedder:
+    """The model side of a run: batches -> rows -> committed shards, surviving decoding workers that die or stall.
+
+    When a worker dies, the videos the workers were reading (their in-flight markers) are retried one by one in a
+    fresh worker; a video that kills its worker again becomes an error row, and the run goes on with the rest.
+    """
+
+    def __init__(self, net, device, columns, store, features, save_dtype, shard_size, bar):
+        self.net, self.device, self.store, self.features, self.bar = net, device, store, features, bar
+        self.save_dtype, self.shard_size = save_dtype, shard_size
+        self.vector_columns = [c for c in ("video_embeds", "frame_embeds", "video_context") if c in columns]
+        self.buffer = _RowBuffer(columns)
+        self.finished: set[str] = set()
+        self.ok = self.failed = 0
+
+    def run(self, paths, num_workers, inflight_dir, loader_options):
+        from .embedding.loader import build_loader, inflight_paths
+
+        todo = list(paths)
+        while todo:
+            loader = build_loader(todo, num_workers=num_workers, inflight_dir=inflight_dir, **loader_options)
+            failure = self._consume(loader)
+            if failure is None:
+                return
+            for suspect in inflight_paths(loader.dataset):
+                if suspect in self.finished:
+                    continue
+                alone = build_loader([suspect], num_workers=1, inflight_dir=inflight_dir, **loader_options)
+                again = self._consume(alone)
+                if again is not None:
+                    inflight_paths(alone.dataset)
+                    self._add({"index": -1, "path": suspect, "start_s": 0.0, "end_s": None, "last": True,
+                               "error": f"DecoderCrash: the decoding worker died or stalled on this video ({again})"}, None)
+            todo = [p for p in todo if p not in self.finished]
+
+    def _consume(self, loader):
+        """Embed every batch of ``loader``; returns None, or the first line of a worker failure."""
+        try:
+            for batch in loader:
+                self._embed_batch(batch)
+        except RuntimeError as err:
+            if not _worker_failure(err):
+                raise
+            self.buffer.open.clear()  # windows of videos that did not finish: those videos are read again
+            return str(err).strip().splitlines()[0]
+        return None
+
+    def _embed_batch(self, batch):
+        import torch
+
+        vectors = {}
+        if batch["pixel_values"] is not None:
+            pixel_values = batch["pixel_values"].to(device=self.device, dtype=self.net.dtype)
+            with torch.inference_mode():
+                try:
+                    out = _video_features(self.net, pixel_values)
+                except ValueError as err:
+                    names = sorted({batch["items"][i]["path"] for i in batch["good"]})
+                    raise ValueError(f"the model rejected the processed videos {names[:3]}: {err}") from err
+            for column in self.vector_columns:
+                array = getattr(out, column).float().cpu().numpy().astype(self.save_dtype)
+                vectors[column] = dict(zip(batch["good"], array))
+        for pos, item in enumerate(batch["items"]):
+            self._add(item, {c: vectors[c][pos] for c in self.vector_columns} if item["error"] is None else None)
+        if len(self.buffer.videos) >= self.shard_size:
+            self.flush()
+
+    def _add(self, item, row_vectors):
+        if not self.buffer.add(item, row_vectors):
+            return
+        self.finished.add(item["path"])
+        if item["error"] is None:
+            self.ok += 1
+        else:
+            self.failed += 1
+            self.bar.write(f"{item['path']}: {item['error']}", file=sys.stderr)
+            self.bar.set_postfix(failed=self.failed, refresh=False)
+        self.bar.update(1)
+
+    def flush(self):
+        if self.buffer.videos:
+            rows, videos = self.buffer.take()
+            self.store.commit(rows, videos, self.features)
+
+
 def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, processor=None, chunk_length_s=None,
                   stride_length_s=None, num_frames=None, batch_size=8, num_workers=0, dtype="auto",
                   save_dtype="float32", device=None, save_context=False, save_frame_embeds=False, shard_size=64,
-                  decode_backend="auto", progress=True):
+                  decode_backend="auto", timeout_s=DEFAULT_TIMEOUT_S, progress=True):
     """`embed_videos`, also returning the `EmbedCounts` of this run (summed over processes)."""
     import torch
     from accelerate import PartialState
@@ -158,7 +253,7 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     from tqdm.auto import tqdm
 
     from .embedding.inputs import expand_inputs
-    from .embedding.loader import WindowPlan, build_loader
+    from .embedding.loader import WindowPlan
     from .embedding.store import ShardStore, row_features
     from .video_io import BACKENDS
     from .windows import check_window_lengths
@@ -167,7 +262,7 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
         raise ValueError("output_dir is required: the directory the dataset (and its resumable shards) is written to")
     if model is None:
         raise ValueError("model is required (a model directory, a hub id, or an XClipModel)")
-    _check_options(batch_size, num_workers, shard_size, save_dtype, dtype, num_frames)
+    _check_options(batch_size, num_workers, shard_size, save_dtype, dtype, num_frames, timeout_s)
     if decode_backend not in BACKENDS:
         raise ValueError(f"decode_backend must be one of {BACKENDS}, got {decode_backend!r}")
     if chunk_length_s is not None:
@@ -207,46 +302,16 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     device = torch.device(device) if device is not None else state.device
     net = net.to(device)
     plan = WindowPlan(frames, chunk_length_s, stride_length_s, decode_backend)
-    loader = build_loader(mine, video_processor, plan, batch_size, num_workers) if mine else []
-    vector_columns = [c for c in ("video_embeds", "frame_embeds", "video_context") if c in columns]
-    buffer = _RowBuffer(columns)
-    ok = failed = 0
     desc = "embedding" + (f" (process {state.process_index} of {state.num_processes})" if state.num_processes > 1 else "")
     bar = tqdm(total=len(mine), unit="video", desc=desc, file=sys.stderr,
                disable=(not progress) or (not state.is_main_process) or None)
-    for batch in loader:
-        vectors = {}
-        if batch["pixel_values"] is not None:
-            pixel_values = batch["pixel_values"].to(device=device, dtype=net.dtype)
-            with torch.inference_mode():
-                try:
-                    out = _video_features(net, pixel_values)
-                except ValueError as err:
-                    names = sorted({batch["items"][i]["path"] for i in batch["good"]})
-                    raise ValueError(f"the model rejected the processed videos {names[:3]}: {err}") from err
-            for column in vector_columns:
-                array = getattr(out, column).float().cpu().numpy().astype(save_dtype)
-                vectors[column] = dict(zip(batch["good"], array))
-        finished = 0
-        for pos, item in enumerate(batch["items"]):
-            row_vectors = {c: vectors[c][pos] for c in vector_columns} if item["error"] is None else None
-            if buffer.add(item, row_vectors):
-                finished += 1
-                if item["error"] is None:
-                    ok += 1
-                else:
-                    failed += 1
-                    bar.write(f"{item['path']}: {item['error']}", file=sys.stderr)
-        if len(buffer.videos) >= shard_size:
-            rows, vids = buffer.take()
-            store.commit(rows, vids, features)
-        bar.update(finished)
-        if failed:
-            bar.set_postfix(failed=failed, refresh=False)
-    if buffer.videos:
-        rows, vids = buffer.take()
-        store.commit(rows, vids, features)
+    embedder = _Embedder(net, device, columns, store, features, save_dtype, shard_size, bar)
+    loader_options = dict(processor=video_processor, plan=plan, batch_size=batch_size, timeout_s=timeout_s)
+    with tempfile.TemporaryDirectory(prefix="xclip-embed-") as inflight:
+        embedder.run(mine, num_workers, inflight, loader_options)
+    embedder.flush()
     bar.close()
+    ok, failed = embedder.ok, embedder.failed
 
     per_process = gather_object([(ok, failed)])
     counts = EmbedCounts(done=sum(p[0] for p in per_process), skipped=len(paths) - len(pending),
@@ -271,7 +336,10 @@ def embed_videos(videos=(), output_dir=None, model=None, **kwargs):
         chunk_length_s, stride_length_s: one row per window of ``chunk_length_s`` seconds every ``stride_length_s``
             (default: the window length); without them one row per video (``start_s`` 0, ``end_s`` its duration).
         num_frames: frames per row (default: the model's). batch_size: windows per model forward.
-        num_workers: DataLoader worker processes that decode and preprocess in parallel with the model.
+        num_workers: DataLoader worker processes that decode and preprocess in parallel with the model. With
+            workers, a video whose decoder crashes (kills its worker) or stalls longer than ``timeout_s`` seconds
+            becomes an error row and the run goes on (``timeout_s=None``: no limit); without workers, decoding runs in
+            this process, and a crashing decoder ends the run (committed shards survive).
         dtype: compute dtype (``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"``); save_dtype: ``"float32"``
             or ``"float16"`` for the stored vectors. device: default the process's accelerator (or CPU).
         save_context: also store ``video_context`` (needed to re-rank search results with the prompt generator);

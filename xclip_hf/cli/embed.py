@@ -18,6 +18,8 @@ def add_arguments(p) -> None:
     p.add_argument("--num-frames", type=int, default=None, help="frames per row (default: the model's)")
     p.add_argument("--batch-size", type=int, default=8, help="windows per model forward")
     p.add_argument("--num-workers", type=int, default=2, help="decoding worker processes beside the model (0: none)")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds a decoding worker may take for one batch before its videos count as stalled (error rows)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="compute dtype of the model")
     p.add_argument("--save-dtype", default="float32", choices=["float32", "float16"], help="dtype of the stored vectors")
@@ -41,7 +43,7 @@ def run(args) -> int:
         stride_length_s=args.stride, num_frames=args.num_frames, batch_size=args.batch_size,
         num_workers=args.num_workers, dtype=args.dtype, save_dtype=args.save_dtype, device=args.device,
         save_context=args.save_context, save_frame_embeds=args.save_frame_embeds, shard_size=args.shard_size,
-        progress=not args.no_progress,
+        timeout_s=args.timeout, progress=not args.no_progress,
     )
     if PartialState().is_main_process:
         print(f"xclip-hf embed: {counts.summary(args.output, len(dataset))}", file=sys.stderr)

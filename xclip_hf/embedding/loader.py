@@ -10,6 +10,7 @@ video says so (``last``), which lets the consumer commit whole videos only.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from ..video_io import VideoFile
 from ..windows import Window, iter_window_frames, plan_windows
 
-__all__ = ["WindowPlan", "VideoWindowItems", "collate_items", "build_loader", "error_message"]
+__all__ = ["WindowPlan", "VideoWindowItems", "collate_items", "build_loader", "error_message", "inflight_paths"]
 
 
 def error_message(err: BaseException) -> str:
@@ -50,19 +51,29 @@ class WindowPlan:
 class VideoWindowItems(IterableDataset):
     """Items ``{index, path, start_s, end_s, pixel_values | None, error | None, last}`` for each window of each video.
 
-    Videos are dealt to DataLoader workers round-robin (video ``i`` goes to worker ``i % num_workers``).
+    Videos are dealt to DataLoader workers round-robin (video ``i`` goes to worker ``i % num_workers``). With
+    ``inflight_dir``, each worker keeps the index of the video it is reading in ``<inflight_dir>/<pid>.inflight``,
+    so that when a worker dies (a decoder crash) or stalls, the consumer knows which videos were being read.
     """
 
-    def __init__(self, paths: list[str], processor, plan: WindowPlan):
+    def __init__(self, paths: list[str], processor, plan: WindowPlan, inflight_dir: str | None = None):
         self.paths = list(paths)
         self.processor = processor
         self.plan = plan
+        self.inflight_dir = inflight_dir
 
     def __iter__(self):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         for index in range(worker, len(self.paths), workers):
+            self._mark(index)
             yield from self.video_items(index)
+        self._mark(None)
+
+    def _mark(self, index: int | None) -> None:
+        if self.inflight_dir is not None:
+            with open(os.path.join(self.inflight_dir, f"{os.getpid()}.inflight"), "w") as f:
+                f.write("" if index is None else str(index))
 
     def _pixels(self, frames: np.ndarray) -> torch.Tensor:
         """One window's uint8 frames (T, H, W, 3) -> processed (T, 3, h, w) float32 (no resampling: already sampled)."""
@@ -131,9 +142,26 @@ def _worker_init(_):
     torch.set_num_threads(1)  # workers decode and resize; the model owns the cores' math threads
 
 
-def build_loader(paths: list[str], processor, plan: WindowPlan, batch_size: int, num_workers: int) -> DataLoader:
-    """A DataLoader whose workers decode and process windows in parallel with the model."""
-    dataset = VideoWindowItems(paths, processor, plan)
+def inflight_paths(dataset: VideoWindowItems) -> list[str]:
+    """The videos the workers of ``dataset`` were reading when they stopped (their markers are removed)."""
+    found = []
+    for name in sorted(os.listdir(dataset.inflight_dir)):
+        marker = os.path.join(dataset.inflight_dir, name)
+        with open(marker) as f:
+            text = f.read().strip()
+        os.remove(marker)
+        if text:
+            found.append(dataset.paths[int(text)])
+    return found
+
+
+def build_loader(paths: list[str], processor, plan: WindowPlan, batch_size: int, num_workers: int,
+                 inflight_dir: str | None = None, timeout_s: float | None = None) -> DataLoader:
+    """A DataLoader whose workers decode and process windows in parallel with the model; ``timeout_s``: longest
+    wait for a batch before the workers count as stalled (workers only)."""
+    dataset = VideoWindowItems(paths, processor, plan, inflight_dir)
     workers = max(0, min(int(num_workers), len(paths)))
     extra = {"worker_init_fn": _worker_init, "prefetch_factor": 2, "persistent_workers": False} if workers else {}
+    if workers and timeout_s:
+        extra["timeout"] = float(timeout_s)
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_items, **extra)
