@@ -7,7 +7,9 @@ The script writes 10 s, 30 fps, 640x360 H.264 videos (a moving textured pattern)
 * ``recipe``: decode every frame with PyAV up to the last sampled index and keep the sampled ones (the
   ``read_video_pyav`` recipe in transformers' X-CLIP documentation), given the same sparse indices;
 * ``default``: ``xclip_hf.video_io.read_video`` with ``backend="auto"`` (what the processor and pipeline use);
-* ``decord`` / ``pyav``: each backend forced; ``pyav-noskip``: PyAV without skipping non-reference frames.
+* ``decord`` / ``pyav``: each backend forced; ``pyav-noskip``: PyAV without skipping non-reference frames;
+  ``pyav-slice``: PyAV without frame threading (slice threading only, PyAV's default, as the recipe has);
+  ``pyav-frame``: PyAV with frame threading for every read (the default uses it only for long decode runs).
 
 Modes (``--mode``, several allowed):
 
@@ -27,6 +29,7 @@ Every reader's frames are checked to equal a full decode of the file before timi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import statistics
@@ -43,7 +46,29 @@ from xclip_hf.data.video_writer import write_video  # noqa: E402
 from xclip_hf.sampling import sparse_sample_indices  # noqa: E402
 from xclip_hf.video_io import _PyAVBackend, read_video  # noqa: E402
 
-READERS = ("recipe", "default", "decord", "pyav", "pyav-noskip")
+READERS = ("recipe", "default", "decord", "pyav", "pyav-noskip", "pyav-slice", "pyav-frame")
+# reader variants: the PyAV backend with one of its choices switched off
+VARIANTS = {"pyav-noskip": {"skip_nonref": False}, "pyav-slice": {"frame_threads": False},
+            "pyav-frame": {"FRAME_THREADING_MIN_RUN": 0}}
+
+
+@contextlib.contextmanager
+def backend_variant(reader: str):
+    """Switch the PyAV backend's class flags for a reader variant, restoring them afterwards."""
+    flags = VARIANTS.get(reader, {})
+    saved = {name: getattr(_PyAVBackend, name) for name in flags}
+    for name, value in flags.items():
+        setattr(_PyAVBackend, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(_PyAVBackend, name, value)
+
+
+def backend_of(reader: str) -> str:
+    """The `backend=` argument of a reader."""
+    return "pyav" if reader in VARIANTS else {"default": "auto"}.get(reader, reader)
 
 
 def make_frames(num_frames=300, height=360, width=640, seed=0) -> np.ndarray:
@@ -102,13 +127,8 @@ def read_with(reader: str, path: str, indices) -> np.ndarray:
     """One read of ``indices`` from ``path`` with the named reader."""
     if reader == "recipe":
         return recipe_read(path, list(indices))
-    if reader == "pyav-noskip":
-        _PyAVBackend.skip_nonref = False
-        try:
-            return read_video(path, indices, backend="pyav")
-        finally:
-            _PyAVBackend.skip_nonref = True
-    return read_video(path, indices, backend={"default": "auto"}.get(reader, reader))
+    with backend_variant(reader):
+        return read_video(path, indices, backend=backend_of(reader))
 
 
 def read_windows(reader: str, path: str, windows) -> int:
@@ -119,24 +139,27 @@ def read_windows(reader: str, path: str, windows) -> int:
 
     if reader == "recipe":
         return sum(len(recipe_read(path, w.indices.tolist())) for w in windows)
-    if reader == "pyav-noskip":
-        _PyAVBackend.skip_nonref = False
-    try:
-        with VideoFile(path, backend={"default": "auto", "pyav-noskip": "pyav"}.get(reader, reader)) as video:
-            return sum(len(frames) for _, frames in iter_window_frames(video, windows))
-    finally:
-        _PyAVBackend.skip_nonref = True
+    with backend_variant(reader), VideoFile(path, backend=backend_of(reader)) as video:
+        return sum(len(frames) for _, frames in iter_window_frames(video, windows))
+
+
+CPU_SECONDS: dict = {}  # reader -> median CPU seconds (all threads of this process) of the last time_alternated
 
 
 def time_alternated(readers, repeats, read) -> dict:
-    """Median seconds of ``read(reader)`` for each reader, alternated in rotated order."""
+    """Median wall seconds of ``read(reader)`` for each reader, alternated in rotated order (CPU seconds of this
+    process's threads go to ``CPU_SECONDS``: frame threading trades CPU for wall time)."""
     times = {r: [] for r in readers}
+    cpu = {r: [] for r in readers}
     for rep in range(repeats):
         order = readers[rep % len(readers):] + readers[:rep % len(readers)]
         for reader in order:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             read(reader)
             times[reader].append(time.perf_counter() - t0)
+            cpu[reader].append(time.process_time() - c0)
+    CPU_SECONDS.clear()
+    CPU_SECONDS.update({r: statistics.median(v) for r, v in cpu.items()})
     return {r: statistics.median(v) for r, v in times.items()}
 
 
@@ -208,12 +231,16 @@ def time_many(paths, indices, readers, repeats, pool) -> dict:
     return {r: statistics.median(v) for r, v in times.items()}
 
 
-def report(tag, sec, frames_per_call):
+def report(tag, sec, frames_per_call, cpu=None):
+    """One line of frames/s per reader (ratio to the recipe); with ``cpu``, CPU ms per frame of this process."""
     cells = []
     for reader, s in sec.items():
         ratio = "" if reader == "recipe" else f" (x{sec['recipe'] / s:.2f})"
         cells.append(f"{reader} {frames_per_call / s:6.1f}{ratio}")
     print(f"{tag}: frames/s " + " | ".join(cells), flush=True)
+    if cpu:
+        print(f"{' ' * len(tag)}  CPU ms/frame " + " | ".join(f"{r} {1e3 * c / frames_per_call:.1f}" for r, c in cpu.items()),
+              flush=True)
 
 
 def main(argv=None):
@@ -250,7 +277,8 @@ def main(argv=None):
                     windows = plan_windows(len(frames), 30, 2, 1, num_frames=args.num_frames)
                     for name, path in files.items():
                         report(f"[windows, {len(windows)} x 2 s every 1 s] {name:12s}",
-                               time_windows(path, windows, readers, args.repeats), len(windows) * args.num_frames)
+                               time_windows(path, windows, readers, args.repeats), len(windows) * args.num_frames,
+                               CPU_SECONDS)
                 elif mode == "many":
                     with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
                         list(pool.map(_read_many, [("recipe", p, indices) for p in files.values()]))  # warm up
@@ -262,7 +290,7 @@ def main(argv=None):
                 else:
                     for name, path in files.items():
                         report(f"[{mode}] {name:12s}", time_single(path, indices, readers, args.repeats),
-                               len(indices))
+                               len(indices), CPU_SECONDS)
 
 
 if __name__ == "__main__":

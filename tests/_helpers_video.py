@@ -53,11 +53,14 @@ def pyav_decode_all(path) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
-def write_h264_with_bframes(path, frames, gop: int = 10, bframes: int = 3, crf: int = 18, fps: int = 30):
-    """An H.264 mp4 with B-frames and short GOPs (exercises seeking and frame reordering)."""
+def write_h264_with_bframes(path, frames, gop: int = 10, bframes: int = 3, crf: int = 18, fps: int = 30,
+                            scenecut: bool = True):
+    """An H.264 mp4 with B-frames and short GOPs (exercises seeking and frame reordering); ``scenecut=False``: key
+    frames only every ``gop`` frames (x264 otherwise adds some where the content changes)."""
     t, h, w = frames.shape[:3]
+    options = {"g": str(gop), "bf": str(bframes), "crf": str(crf), **({} if scenecut else {"sc_threshold": "0"})}
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps, options={"g": str(gop), "bf": str(bframes), "crf": str(crf)})
+        stream = container.add_stream("libx264", rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):

@@ -156,6 +156,29 @@ def test_decord_and_pyav_give_the_same_frames_as_full_decoding(videos, key):
         np.testing.assert_array_equal(read_video(path, idx, backend="decord"), oracle[idx])
 
 
+def test_pyav_threading_choice_keeps_frames_exact(tmp_path):
+    """Long decode runs (few key frames, or dense reads) of large enough frames use frame threading, seek-heavy
+    sparse reads and small frames slice threading; with B-frames (non-reference frames skipped) both give the
+    frames of a full decode, by get_frames and by iter_frames."""
+    from xclip_hf.video_io import VideoFile
+
+    large, small = long_index_frames(120, 144, 256), long_index_frames(120, 64, 96)
+    cases = [(large, 250, 8, "FRAME"), (large, 250, 40, "FRAME"), (large, 6, 8, "SLICE"), (large, 6, 60, "FRAME"),
+             (small, 250, 8, "SLICE")]  # small frames: threads cost more than they give
+    for frames, gop, count, threading in cases:
+        path = write_h264_with_bframes(tmp_path / f"g{gop}_{frames.shape[2]}.mp4", frames, gop=gop, bframes=3,
+                                       scenecut=False)
+        oracle = pyav_decode_all(path)
+        idx = sparse_sample_indices(len(oracle), count)
+        with VideoFile(path, backend="pyav") as video:
+            np.testing.assert_array_equal(video.get_frames(idx), oracle[idx])
+            assert video._backend._stream.codec_context.thread_type.name == threading, (gop, count)
+        with VideoFile(path, backend="pyav") as video:
+            got = dict(video.iter_frames(np.unique(idx)))
+            np.testing.assert_array_equal(np.stack([got[i] for i in idx]), oracle[idx])
+            assert video._backend._stream.codec_context.thread_type.name == threading, (gop, count)
+
+
 def test_frames_are_the_requested_ones(videos):
     idx = sparse_sample_indices(40, 8)
     frames = read_video(videos["h264"], idx)
