@@ -4,7 +4,8 @@ Backends:
 
 * ``pyav`` (the default, ``AUTO_ORDER``): builds a frame index from the demuxed packets (no decoding), then
   seeks to the key frame before each group of requested frames and decodes forward, converting only the
-  requested frames; unrequested non-reference frames are dropped undecoded in streams with B-frames.
+  requested frames (one converter per thread); unrequested non-reference frames are dropped undecoded in streams
+  with B-frames; long decode runs of large frames use frame threading.
 * ``decord`` (selectable; tried when PyAV cannot open a file): ``VideoReader.get_batch(indices)`` seeks to the
   key frame before each requested frame and converts only the requested frames to RGB. decord 0.6 rejects some
   small frame widths and 1-frame VP9 files, and falls behind the recipe when the cores are shared.
