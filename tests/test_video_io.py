@@ -179,6 +179,33 @@ def test_pyav_threading_choice_keeps_frames_exact(tmp_path):
             assert video._backend._stream.codec_context.thread_type.name == threading, (gop, count)
 
 
+def _read_in_child(path, indices, queue):
+    queue.put(read_video(path, indices, backend="pyav").sum())
+
+
+def test_reading_after_fork_does_not_hang(tmp_path):
+    """The reader keeps one frame converter per thread; a process forked after reading (a DataLoader worker) must
+    get its own: the parent's converter's swscale threads do not exist in the child (it used to hang there)."""
+    import multiprocessing as mp
+
+    from xclip_hf.data.video_writer import write_video
+
+    frames = (np.random.default_rng(0).random((6, 240, 320, 3)) * 255).astype(np.uint8)
+    path = write_video(tmp_path / "v.mp4", frames)
+    idx = np.array([0, 2, 5])
+    want = read_video(path, idx, backend="pyav").sum()  # the parent converts frames first
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_read_in_child, args=(path, idx, queue))
+    child.start()
+    child.join(30)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    assert not hung and child.exitcode == 0
+    assert queue.get(timeout=5) == want
+
+
 def test_frames_are_the_requested_ones(videos):
     idx = sparse_sample_indices(40, 8)
     frames = read_video(videos["h264"], idx)
