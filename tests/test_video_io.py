@@ -179,6 +179,33 @@ def test_pyav_threading_choice_keeps_frames_exact(tmp_path):
             assert video._backend._stream.codec_context.thread_type.name == threading, (gop, count)
 
 
+class _ThreadingOfWorker:
+    """A one-item dataset: the decoder threading a DataLoader worker picks for a long read."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        from xclip_hf.video_io import VideoFile
+
+        with VideoFile(self.path, backend="pyav") as video:
+            video.get_frames(np.array([0, 30, 60, 90]))
+            return video._backend._stream.codec_context.thread_type.name
+
+
+def test_dataloader_workers_keep_slice_threading(tmp_path):
+    """Frame threading only where the read runs alone: DataLoader workers are the parallelism already."""
+    from torch.utils.data import DataLoader
+
+    path = write_h264_with_bframes(tmp_path / "w.mp4", long_index_frames(100, 144, 256), gop=250, scenecut=False)
+    assert _ThreadingOfWorker(path)[0] == "FRAME"  # in this process
+    loader = DataLoader(_ThreadingOfWorker(path), batch_size=None, num_workers=1)
+    assert list(loader) == ["SLICE"]
+
+
 def _read_in_child(path, indices, queue):
     queue.put(read_video(path, indices, backend="pyav").sum())
 

@@ -234,6 +234,12 @@ class _DecordBackend:
 _CONVERTERS = threading.local()  # one PyAV frame converter per thread (see _PyAVBackend._to_rgb)
 
 
+def _in_dataloader_worker() -> bool:
+    """Whether this process is a torch DataLoader worker (without importing torch when it is not loaded)."""
+    data = sys.modules.get("torch.utils.data")
+    return data is not None and data.get_worker_info() is not None
+
+
 class _PyAVBackend:
     """PyAV reader: packet index (no decoding), then key-frame seeks + forward decoding of the wanted frames."""
 
@@ -343,10 +349,11 @@ class _PyAVBackend:
         several cores at once) for frames of ``FRAME_THREADING_MIN_PIXELS`` or more when reading ``wanted`` decodes
         on average at least ``FRAME_THREADING_MIN_RUN`` frames per key-frame seek; otherwise PyAV's default slice threading, because frame threads hand out a frame
         only after the next ones are submitted, so every seek decodes frames that are thrown away. Frames are the
-        same either way; frame threading costs ~10% more CPU time for less wall time."""
+        same either way; frame threading costs ~10% more CPU time for less wall time, so DataLoader workers (which
+        are the decoding parallelism already, beside the model) keep slice threading."""
         codec = self._stream.codec_context
         small = self.height * self.width < self.FRAME_THREADING_MIN_PIXELS
-        if codec.is_open or small or not self.frame_threads or not len(wanted):
+        if codec.is_open or small or not self.frame_threads or not len(wanted) or _in_dataloader_worker():
             return
         decoded, seeks, start, previous = 0, 0, None, None
         for index in wanted:

@@ -139,10 +139,7 @@ def collate_items(items: list[dict]) -> dict:
 
 
 def _worker_init(_):
-    from ..video_io import _PyAVBackend
-
     torch.set_num_threads(1)  # workers decode and resize; the model owns the cores' math threads
-    _PyAVBackend.frame_threads = False  # the workers are the decoding parallelism: no extra decoder threads
 
 
 def inflight_paths(dataset: VideoWindowItems) -> list[str]:
