@@ -25,6 +25,6 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "faiss-cpu"], "faiss": ["faiss-cpu"]},
     entry_points={"console_scripts": ["xclip-hf=xclip_hf.cli:main"]},
 )

@@ -68,6 +68,45 @@ def test_float16_index_is_exact():
     np.testing.assert_allclose(scores.numpy(), np.take_along_axis(cos, want, 1), atol=1e-6, rtol=0)
 
 
+def test_faiss_index_matches_exact_cosine(setup, capsys, monkeypatch):
+    """The optional datasets FAISS index ("Flat") returns the rows and cosines of an independent float64 cosine;
+    an approximate factory (HNSW) finds a planted near-duplicate; without faiss, a clear error."""
+    pytest.importorskip("faiss")  # CI installs it (the [test] extra)
+    import builtins
+
+    from xclip_hf import search_videos
+    from xclip_hf.cli import main
+    from xclip_hf.search import FaissVideoIndex
+
+    root, ckpt, videos, ds = setup
+    cos = _cosines(ckpt, ds, "cooking pasta")
+    order = np.argsort(-cos)
+    hits = search_videos(root / "windows", "cooking pasta", ckpt, top_k=len(ds), faiss_factory="Flat")
+    assert [(h["path"], h["start_s"]) for h in hits] == [(ds[int(i)]["path"], ds[int(i)]["start_s"]) for i in order]
+    np.testing.assert_allclose([h["score"] for h in hits], cos[order], atol=1e-5, rtol=0)
+    assert main(["search", str(root / "windows"), "cooking pasta", "--model", ckpt, "--top-k", "2", "--json",
+                 "--faiss", "Flat"]) == 0
+    assert [h["path"] for h in json.loads(capsys.readouterr().out)] == [h["path"] for h in hits[:2]]
+
+    gen = torch.Generator().manual_seed(0)
+    vectors = torch.randn(5000, 32, generator=gen)
+    query = torch.randn(1, 32, generator=gen)
+    vectors[777] = query[0] * 2 + 0.01
+    scores, ids = FaissVideoIndex(vectors.numpy(), np.arange(5000) + 3, "HNSW32").search(query, 3)
+    assert ids[0, 0] == 777 + 3 and scores[0, 0] == pytest.approx(1.0, abs=1e-4)
+
+    real_import = builtins.__import__
+
+    def no_faiss(name, *args, **kwargs):
+        if name == "faiss":
+            raise ImportError("No module named 'faiss'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_faiss)
+    with pytest.raises(ImportError, match="pip install faiss-cpu"):
+        FaissVideoIndex.from_dataset(root / "windows")
+
+
 def test_rerank_scores_equal_pipeline_logits(setup, tmp_path):
     """Published-format checkpoint: re-ranked scores == the zero-shot pipeline's logits == transformers' XCLIPModel."""
     from transformers import XCLIPModel

@@ -2,7 +2,9 @@
 
 Two stages. (1) Recall: the query's unprompted text feature c (paper Eq. 1, ``XClipModel.get_text_features``,
 computed by the zero-shot pipeline's own text path and label cache) against every stored ``video_embeds`` v by
-exact cosine similarity, in chunks with torch (`VideoIndex`). (2) Re-rank, for rows that stored ``video_context``:
+exact cosine similarity, in chunks with torch (`VideoIndex`), or, with ``faiss`` installed, through a `datasets`
+FAISS index of the normalised vectors (`FaissVideoIndex`: exact with ``"Flat"``, approximate with e.g. ``"HNSW32"``
+or ``"IVF256,Flat"``). (2) Re-rank, for rows that stored ``video_context``:
 the top candidates are scored with X-CLIP's video-specific prompts (Sec. 3.3, Eq. 10) through
 ``XClipModel.video_text_logits``, the code ``XClipModel.forward`` scores with, so a re-ranked score IS the logit the
 zero-shot pipeline gives that (video, text) pair: exp(logit_scale) * cos(v, c + prompt(c, z-bar)).
@@ -17,7 +19,7 @@ import os
 import numpy as np
 import torch
 
-__all__ = ["VideoIndex", "search_videos", "load_search_model"]
+__all__ = ["VideoIndex", "FaissVideoIndex", "search_videos", "load_search_model"]
 
 CHUNK_ROWS = 262_144  # rows whose norms are taken at once when an index is built
 SCORES_PER_CHUNK = 1 << 24  # scores (rows x queries) computed per matmul: bounds temporary memory for many queries
@@ -126,6 +128,66 @@ class VideoIndex:
         return scores.cpu(), self.row_ids[pos.cpu().numpy()]
 
 
+class FaissVideoIndex:
+    """Inner-product search over the L2-normalised ``video_embeds`` (= cosine) in a `datasets` FAISS index
+    (``datasets.search.FaissIndex``), built with a FAISS ``factory`` string: ``"Flat"`` is exact (same rows and
+    cosines as `VideoIndex`), ``"HNSW32"`` / ``"IVF256,Flat"`` trade exactness for speed on large collections.
+    Rows with an error are left out. Same ``search`` interface as `VideoIndex`."""
+
+    def __init__(self, embeddings: np.ndarray, row_ids: np.ndarray, factory: str = "Flat", dataset=None):
+        try:
+            import faiss
+        except ImportError as err:
+            raise ImportError("a FAISS index needs the faiss package: pip install faiss-cpu "
+                              "(or search without it: exact cosine with torch)") from err
+        from datasets.search import FaissIndex
+
+        vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if vectors.ndim != 2:
+            raise ValueError(f"embeddings must be (rows, width), got shape {vectors.shape}")
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        try:
+            self.index = FaissIndex(string_factory=factory, metric_type=faiss.METRIC_INNER_PRODUCT)
+            if len(vectors):
+                self.index.add_vectors(vectors, train_size=len(vectors) if "IVF" in factory or "PQ" in factory else None)
+        except RuntimeError as err:
+            raise ValueError(f"FAISS could not build a {factory!r} index of {len(vectors)} vectors: {err}") from err
+        self._len, self._width = len(vectors), vectors.shape[1]
+        self.row_ids = np.asarray(row_ids, dtype=np.int64)
+        self.dataset = dataset
+
+    @classmethod
+    def from_dataset(cls, dataset, factory: str = "Flat") -> FaissVideoIndex:
+        """Index the ``video_embeds`` of a dataset (or its directory)."""
+        dataset = _as_dataset(dataset)
+        ids, values = _list_column(dataset.data, "video_embeds")
+        return cls(values, ids, factory, dataset=dataset)
+
+    @property
+    def width(self) -> int:
+        return int(self._width) if self._len else 0
+
+    def __len__(self):
+        return self._len
+
+    def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Cosine similarity of queries (Q, P) to the rows: the k best per query as (scores (Q, k'), row ids (Q, k'))."""
+        queries = queries.reshape(-1, queries.shape[-1]).float()
+        if len(self) and queries.shape[-1] != self.width:
+            raise ValueError(f"query features have width {queries.shape[-1]}, the index holds vectors of width "
+                             f"{self.width}: search with the model that wrote the embeddings")
+        k = min(int(k), len(self))
+        if k == 0:
+            return torch.zeros(len(queries), 0), np.zeros((len(queries), 0), dtype=np.int64)
+        normalised = torch.nn.functional.normalize(queries, dim=-1).cpu().numpy()
+        scores, positions = self.index.search_batch(np.ascontiguousarray(normalised), k)
+        scores, positions = np.asarray(scores), np.asarray(positions)
+        if (positions < 0).any():  # an approximate index can return fewer than k: keep what it found
+            keep = int((positions >= 0).all(axis=0).sum())
+            scores, positions = scores[:, :keep], positions[:, :keep]
+        return torch.from_numpy(scores.astype(np.float32)), self.row_ids[positions]
+
+
 def load_search_model(model, processor=None, device=None):
     """(XClipModel, XClipProcessor) for search; a clear error when the model has no text tower or tokenizer."""
     from .modeling_xclip import XClipModel
@@ -176,7 +238,8 @@ def _text_features(model, processor, queries: list[str], template: str) -> torch
 
 
 def search_videos(dataset, queries, model, processor=None, top_k: int = 10, rerank: bool = True,
-                  rerank_candidates: int | None = None, template: str = "{}", device=None, index: VideoIndex | None = None):
+                  rerank_candidates: int | None = None, template: str = "{}", device=None, index=None,
+                  faiss_factory: str | None = None):
     """Search an embedding dataset by text: ``[{"path", "start_s", "end_s", "score"}, ...]`` best first.
 
     Args:
@@ -186,7 +249,9 @@ def search_videos(dataset, queries, model, processor=None, top_k: int = 10, rera
         top_k: results per query. rerank: re-rank candidates that stored ``video_context`` with the prompt
             generator (their score is then the pipeline's logit); rerank_candidates: how many (default
             ``max(4 * top_k, 50)``). template: hypothesis template applied to each query (the pipeline's, "{}").
-        index: a prebuilt `VideoIndex` of the dataset (reuse it across calls to skip loading the vectors).
+        index: a prebuilt `VideoIndex` / `FaissVideoIndex` of the dataset (reuse it across calls).
+        faiss_factory: recall through a `datasets` FAISS index of this factory string ("Flat": exact;
+            "HNSW32", "IVF256,Flat": approximate) instead of exact cosine with torch; needs ``faiss``.
     """
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
@@ -196,7 +261,8 @@ def search_videos(dataset, queries, model, processor=None, top_k: int = 10, rera
         raise ValueError(f"queries must be non-empty texts, got {queries!r}")
     net, processor = load_search_model(model, processor, device)
     if index is None:
-        index = VideoIndex.from_dataset(dataset, device=device)
+        index = (FaissVideoIndex.from_dataset(dataset, faiss_factory) if faiss_factory
+                 else VideoIndex.from_dataset(dataset, device=device))
     dataset = index.dataset if index.dataset is not None else _as_dataset(dataset)
     if len(index) and index.width != net.config.projection_dim:
         raise ValueError(f"the dataset holds vectors of width {index.width} but the model's joint space has "

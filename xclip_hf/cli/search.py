@@ -16,6 +16,9 @@ def add_arguments(p) -> None:
     p.add_argument("--no-rerank", action="store_true", help="cosine only, even where video contexts were saved")
     p.add_argument("--rerank-candidates", type=int, default=None, help="candidates re-ranked (default max(4k, 50))")
     p.add_argument("--template", default="{}", help='hypothesis template applied to each query (default "{}")')
+    p.add_argument("--faiss", default=None, metavar="FACTORY",
+                   help='recall through a datasets FAISS index ("Flat": exact; "HNSW32", "IVF256,Flat": approximate); '
+                        "needs faiss (pip install faiss-cpu); default: exact cosine with torch")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
     p.add_argument("--json", action="store_true", help="print JSON: a list of {path, start_s, end_s, score} per query")
 
@@ -29,7 +32,7 @@ def run(args) -> int:
 
     results = search_videos(args.dataset, list(args.queries), args.model, top_k=args.top_k,
                             rerank=not args.no_rerank, rerank_candidates=args.rerank_candidates,
-                            template=args.template, device=args.device)
+                            template=args.template, device=args.device, faiss_factory=args.faiss)
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else dict(zip(args.queries, results)), indent=2))
         return 0
