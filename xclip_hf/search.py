@@ -62,6 +62,15 @@ def _as_dataset(dataset):
     return dataset
 
 
+def _checked_queries(index, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, int]:
+    """Queries as float (Q, P) of the index's width, and k capped at the number of rows."""
+    queries = queries.reshape(-1, queries.shape[-1]).float()
+    if len(index) and queries.shape[-1] != index.width:
+        raise ValueError(f"query features have width {queries.shape[-1]}, the index holds vectors of width "
+                         f"{index.width}: search with the model that wrote the embeddings")
+    return queries, min(int(k), len(index))
+
+
 class VideoIndex:
     """Exact cosine search over the ``video_embeds`` of an embedding dataset (rows with an error are left out).
 
@@ -96,14 +105,10 @@ class VideoIndex:
 
     def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, np.ndarray]:
         """Cosine similarity of queries (Q, P) to every row: the k best per query as (scores (Q, k'), row ids (Q, k'))."""
-        queries = queries.reshape(-1, queries.shape[-1]).float().to(self.device)
-        if len(self) and queries.shape[-1] != self.width:
-            raise ValueError(f"query features have width {queries.shape[-1]}, the index holds vectors of width "
-                             f"{self.width}: search with the model that wrote the embeddings")
-        k = min(int(k), len(self))
+        queries, k = _checked_queries(self, queries, k)
         if k == 0:
             return torch.zeros(len(queries), 0), np.zeros((len(queries), 0), dtype=np.int64)
-        queries = torch.nn.functional.normalize(queries, dim=-1)
+        queries = torch.nn.functional.normalize(queries.to(self.device), dim=-1)
         exact = self.embeddings.dtype == torch.float32
         shortlist = k if exact else min(len(self), max(4 * k, k + 64))
         coarse_q = queries.to(self.embeddings.dtype).T  # (P, Q), a transposed view: torch's fast matrix-vector path
@@ -172,11 +177,7 @@ class FaissVideoIndex:
 
     def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, np.ndarray]:
         """Cosine similarity of queries (Q, P) to the rows: the k best per query as (scores (Q, k'), row ids (Q, k'))."""
-        queries = queries.reshape(-1, queries.shape[-1]).float()
-        if len(self) and queries.shape[-1] != self.width:
-            raise ValueError(f"query features have width {queries.shape[-1]}, the index holds vectors of width "
-                             f"{self.width}: search with the model that wrote the embeddings")
-        k = min(int(k), len(self))
+        queries, k = _checked_queries(self, queries, k)
         if k == 0:
             return torch.zeros(len(queries), 0), np.zeros((len(queries), 0), dtype=np.int64)
         normalised = torch.nn.functional.normalize(queries, dim=-1).cpu().numpy()
