@@ -152,6 +152,15 @@ def test_crashing_or_stalling_decoder_becomes_an_error_row(setup, tmp_path, monk
     with pytest.raises(ValueError, match="timeout_s must be a positive number"):
         embed_module.run_embedding(inputs, tmp_path / "bad", ckpt, timeout_s=0, progress=False)
 
+    # no in-flight marker names the culprit (a worker killed between videos): every unfinished video is tried alone
+    monkeypatch.setattr(loader, "inflight_paths", lambda dataset: [])
+    three = [inputs[0], inputs[1], inputs[2]]  # a, crash, b
+    ds, counts = embed_module.run_embedding(three, tmp_path / "out2", ckpt, batch_size=1, num_workers=2,
+                                            timeout_s=3, progress=False)
+    rows = {os.path.basename(r["path"]): r for r in ds}
+    assert sorted(rows) == ["a.mp4", "b.mp4", "crash.mp4"] and (counts.done, counts.failed) == (2, 1)
+    assert "DecoderCrash" in rows["crash.mp4"]["error"] and rows["a.mp4"]["error"] is None
+
 
 def test_resume_after_kill_gives_each_input_once(setup, tmp_path):
     from datasets import load_from_disk

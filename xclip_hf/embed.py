@@ -159,8 +159,9 @@ def _worker_failure(err: BaseException) -> bool:
 class _Embedder:
     """The model side of a run: batches -> rows -> committed shards, surviving decoding workers that die or stall.
 
-    When a worker dies, the videos the workers were reading (their in-flight markers) are retried one by one in a
-    fresh worker; a video that kills its worker again becomes an error row, and the run goes on with the rest.
+    When a worker dies, the videos the workers were reading (their in-flight markers; all unfinished ones if no
+    marker names one) are retried one by one in a fresh worker; a video that kills its worker again becomes an
+    error row, and the run goes on with the rest. Every round finishes at least one video, so it ends.
     """
 
     def __init__(self, net, device, columns, store, features, save_dtype, shard_size, bar):
@@ -180,9 +181,10 @@ class _Embedder:
             failure = self._consume(loader)
             if failure is None:
                 return
-            for suspect in inflight_paths(loader.dataset):
-                if suspect in self.finished:
-                    continue
+            suspects = [p for p in inflight_paths(loader.dataset) if p not in self.finished]
+            if not suspects:  # no marker names the culprit (a worker killed between videos): try each alone
+                suspects = [p for p in todo if p not in self.finished]
+            for suspect in suspects:
                 alone = build_loader([suspect], num_workers=1, inflight_dir=inflight_dir, **loader_options)
                 again = self._consume(alone)
                 if again is not None:
