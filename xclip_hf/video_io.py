@@ -246,11 +246,11 @@ class _PyAVBackend:
     name = "pyav"
     # drop non-reference frames that are not wanted (see _decode_from); measured in benchmarks/bench_decode.py
     skip_nonref = True
-    # frame threading for reads that decode long runs from each key frame (see _choose_threading). Crossover
-    # measured with benchmarks/bench_decode.py (pyav-slice vs pyav-frame, 640x360, 8 of 300 frames): frame
-    # threading wins at mean runs of 8+ frames (one key frame per 15 frames: 1.06x; per 30: 1.16x; per 250: 1.38x,
-    # quiet) and loses below (per 8 frames: 0.92x quiet, 0.60x loaded; per 4: 0.74x)
-    # and for frames of at least 256x144 (at 128x72 it gains nothing; at 32x32 it costs 10-20% wall, 40-55% CPU)
+    # frame threading for reads that decode long runs from each key frame (see _choose_threading). Measured with
+    # benchmarks/bench_decode.py (pyav-frame vs pyav-slice, 640x360, 8 of 300 frames, mean run in brackets): one
+    # key frame per 4 frames (~3) 0.74x, per 8 (~5) 0.92x quiet / 0.60x loaded, per 15 (~8) 1.06x, per 30 (~16)
+    # 1.16x, per 250 1.38x: the threshold of 12 sits past the crossover. Only for frames of 256x144 or more: at
+    # 128x72 it gains nothing (0.99x), for 32x32 clips it costs 10-20% wall time and 40-55% CPU
     frame_threads = True
     FRAME_THREADING_MIN_RUN = 12
     FRAME_THREADING_MIN_PIXELS = 256 * 144
@@ -347,9 +347,9 @@ class _PyAVBackend:
     def _choose_threading(self, wanted) -> None:
         """Before the decoder opens (its threading is fixed then): frame threading (consecutive frames decoded on
         several cores at once) for frames of ``FRAME_THREADING_MIN_PIXELS`` or more when reading ``wanted`` decodes
-        on average at least ``FRAME_THREADING_MIN_RUN`` frames per key-frame seek; otherwise PyAV's default slice threading, because frame threads hand out a frame
-        only after the next ones are submitted, so every seek decodes frames that are thrown away. Frames are the
-        same either way; frame threading costs ~10% more CPU time for less wall time, so DataLoader workers (which
+        on average at least ``FRAME_THREADING_MIN_RUN`` frames per key-frame seek; otherwise PyAV's default slice
+        threading, because frame threads hand out a frame only after the next ones are submitted, so every seek
+        decodes frames that are thrown away. Frames are the same either way; frame threading costs ~10% more CPU time for less wall time, so DataLoader workers (which
         are the decoding parallelism already, beside the model) keep slice threading."""
         codec = self._stream.codec_context
         small = self.height * self.width < self.FRAME_THREADING_MIN_PIXELS
