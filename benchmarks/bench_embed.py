@@ -71,11 +71,18 @@ def bench_embedding(args, workdir):
     save_published_checkpoint(ckpt, make_labels(40), args.quick)
     pipe = ZeroShotVideoClassificationPipeline(model=ckpt)
     model, processor = pipe.model, pipe.processor
-    time_embed(paths[:2], model, processor, workdir, args.num_workers, args.batch_size)  # warm-up
+    embed_model = model
+    if args.embed_dtype != "float32":  # a separate copy: the loop's model stays float32
+        from xclip_hf import XClipModel
+
+        embed_model = XClipModel.from_pretrained(ckpt, dtype=getattr(torch, args.embed_dtype)).eval()
+        print(f"embed side in {args.embed_dtype} (`--dtype {args.embed_dtype}`), pipeline loop in float32", flush=True)
+    time_embed(paths[:2], embed_model, processor, workdir, args.num_workers, args.batch_size)  # warm-up
     time_pipeline_loop(paths[:2], pipe)
     embed_rates, loop_rates = [], []
     for r in range(args.rounds):
-        sides = [("embed", lambda: time_embed(paths, model, processor, workdir, args.num_workers, args.batch_size)),
+        sides = [("embed", lambda: time_embed(paths, embed_model, processor, workdir, args.num_workers,
+                                              args.batch_size)),
                  ("loop", lambda: time_pipeline_loop(paths, pipe))]
         for name, run in (sides if r % 2 == 0 else sides[::-1]):
             rate = len(paths) / run()
@@ -166,6 +173,8 @@ def main(argv=None) -> int:
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--skip-embed", action="store_true", help="only the search part")
+    parser.add_argument("--embed-dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="compute dtype of the embed side (the pipeline loop stays float32)")
     parser.add_argument("--quick", action="store_true", help="tiny model, 4 short videos, 20,000 vectors")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads of the main process, both sides (default: torch's choice)")
