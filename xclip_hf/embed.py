@@ -176,6 +176,7 @@ class _Embedder:
         from .embedding.loader import build_loader, inflight_paths
 
         todo = list(paths)
+        inflight_dir = inflight_dir if num_workers else None  # without workers a crash ends the process anyway
         while todo:
             loader = build_loader(todo, num_workers=num_workers, inflight_dir=inflight_dir, **loader_options)
             failure = self._consume(loader)

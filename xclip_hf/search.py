@@ -154,7 +154,7 @@ class FaissVideoIndex:
         try:
             self.index = FaissIndex(string_factory=factory, metric_type=faiss.METRIC_INNER_PRODUCT)
             if len(vectors):
-                self.index.add_vectors(vectors, train_size=len(vectors) if "IVF" in factory or "PQ" in factory else None)
+                self.index.add_vectors(vectors, train_size=len(vectors))  # a no-op for indexes without training
         except RuntimeError as err:
             raise ValueError(f"FAISS could not build a {factory!r} index of {len(vectors)} vectors: {err}") from err
         self._len, self._width = len(vectors), vectors.shape[1]

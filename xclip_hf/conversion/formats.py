@@ -19,7 +19,7 @@ import json
 from typing import Protocol
 
 __all__ = ["CheckpointFormat", "register_checkpoint_format", "native_config_dict", "model_loading_kwargs",
-           "native_video_processor_dict", "read_config_dict", "HUB_KWARGS"]
+           "native_video_processor_dict", "read_config_dict", "read_json_file", "HUB_KWARGS"]
 
 # from_pretrained kwargs that locate files (passed on when a layout reads a file of the checkpoint)
 HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
@@ -74,12 +74,12 @@ def native_video_processor_dict(path, found: dict | None, hub_kwargs: dict) -> d
     return found
 
 
-def read_config_dict(path_or_hub_id, **hub_kwargs) -> dict | None:
-    """config.json of a local directory or hub repo, or None when it cannot be resolved (offline, missing)."""
+def read_json_file(path_or_hub_id, filename: str, **hub_kwargs) -> dict | None:
+    """A JSON file of a local directory or hub repo, or None when it cannot be resolved (offline, missing)."""
     from transformers.utils import cached_file
 
     try:
-        resolved = cached_file(path_or_hub_id, "config.json", _raise_exceptions_for_missing_entries=False,
+        resolved = cached_file(path_or_hub_id, filename, _raise_exceptions_for_missing_entries=False,
                                _raise_exceptions_for_connection_errors=False, **hub_kwargs)
     except (OSError, ValueError):
         return None
@@ -87,6 +87,11 @@ def read_config_dict(path_or_hub_id, **hub_kwargs) -> dict | None:
         return None
     with open(resolved, encoding="utf-8") as f:
         return json.load(f)
+
+
+def read_config_dict(path_or_hub_id, **hub_kwargs) -> dict | None:
+    """config.json of a local directory or hub repo, or None when it cannot be resolved (offline, missing)."""
+    return read_json_file(path_or_hub_id, "config.json", **hub_kwargs)
 
 
 def _sub_model_mapping(mapping: dict, prefix: str) -> dict:

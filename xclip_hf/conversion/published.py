@@ -14,11 +14,7 @@ It enters through the hook of `xclip_hf.conversion.formats` (`CHECKPOINT_FORMAT`
 
 from __future__ import annotations
 
-import json
-
-from transformers.utils import cached_file
-
-from .formats import read_config_dict
+from .formats import read_config_dict, read_json_file
 
 _PROMPT_KEYS = ("prompt_layers", "prompt_alpha", "prompt_hidden_act", "prompt_num_attention_heads",
                 "prompt_attention_dropout", "prompt_projection_dropout")
@@ -75,15 +71,9 @@ def _nested_processor_config(path, hub_kwargs) -> dict | None:
     """The image/video processor dict nested in a `processor_config.json` (what transformers 5's
     `XCLIPProcessor.save_pretrained` writes instead of a separate `preprocessor_config.json`)."""
     hub = {k: hub_kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in hub_kwargs}
-    try:
-        resolved = cached_file(path, "processor_config.json", _raise_exceptions_for_missing_entries=False,
-                               _raise_exceptions_for_connection_errors=False, **hub)
-    except (OSError, ValueError):
+    processor_config = read_json_file(path, "processor_config.json", **hub)
+    if processor_config is None:
         return None
-    if resolved is None:
-        return None
-    with open(resolved, encoding="utf-8") as f:
-        processor_config = json.load(f)
     return processor_config.get("video_processor") or processor_config.get("image_processor")
 
 
