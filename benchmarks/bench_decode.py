@@ -6,7 +6,7 @@ The script writes 10 s, 30 fps, 640x360 H.264 videos (a moving textured pattern)
 
 * ``recipe``: decode every frame with PyAV up to the last sampled index and keep the sampled ones (the
   ``read_video_pyav`` recipe in transformers' X-CLIP documentation), given the same sparse indices;
-* ``default``: ``xclip_hf.video_io.read_video`` with ``backend="auto"`` (what the processor and pipeline use);
+* ``default``: ``xclip_hf.video.reader.read_video`` with ``backend="auto"`` (what the processor and pipeline use);
 * ``decord`` / ``pyav``: each backend forced; ``pyav-noskip``: PyAV without skipping non-reference frames;
   ``pyav-slice``: PyAV without frame threading (slice threading only, PyAV's default, as the recipe has);
   ``pyav-frame``: PyAV with frame threading for every read (the default uses it only for long decode runs).
@@ -43,8 +43,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from xclip_hf.data.video_writer import write_video  # noqa: E402
-from xclip_hf.sampling import sparse_sample_indices  # noqa: E402
-from xclip_hf.video_io import _PyAVBackend, read_video  # noqa: E402
+from xclip_hf.video.sampling import sparse_sample_indices  # noqa: E402
+from xclip_hf.video.reader import _PyAVBackend, read_video  # noqa: E402
 
 READERS = ("recipe", "default", "decord", "pyav", "pyav-noskip", "pyav-slice", "pyav-frame")
 # reader variants: the PyAV backend with one of its choices switched off
@@ -134,8 +134,8 @@ def read_with(reader: str, path: str, indices) -> np.ndarray:
 def read_windows(reader: str, path: str, windows) -> int:
     """All frames of ``windows``: the recipe cuts each window (decoding from the start every time), our readers
     stream them in one pass (``iter_window_frames``). Returns the number of frames delivered."""
-    from xclip_hf.video_io import VideoFile
-    from xclip_hf.windows import iter_window_frames
+    from xclip_hf.video.reader import VideoFile
+    from xclip_hf.video.windows import iter_window_frames
 
     if reader == "recipe":
         return sum(len(recipe_read(path, w.indices.tolist())) for w in windows)
@@ -272,7 +272,7 @@ def main(argv=None):
         for mode in args.mode:
             with BusyCores(mode in ("loaded", "many")):
                 if mode == "windows":
-                    from xclip_hf.windows import plan_windows
+                    from xclip_hf.video.windows import plan_windows
 
                     windows = plan_windows(len(frames), 30, 2, 1, num_frames=args.num_frames)
                     for name, path in files.items():

@@ -41,7 +41,7 @@ from bench_zero_shot import make_labels, save_published_checkpoint, write_videos
 
 
 def time_embed(paths, model, processor, workdir, num_workers, batch_size) -> float:
-    from xclip_hf.embed import run_embedding
+    from xclip_hf.corpus.embed import run_embedding
 
     out = tempfile.mkdtemp(dir=workdir)
     shutil.rmtree(out)
@@ -113,7 +113,7 @@ def random_embedding_dataset(rows: int, width: int, seed: int = 0):
 
 
 def bench_search(args, model, processor):
-    from xclip_hf.search import VideoIndex, search_videos
+    from xclip_hf.corpus.search import VideoIndex, search_videos
 
     print(f"search: {args.num_vectors:,} random float16 vectors of width {args.width} ...", flush=True)
     ds, values = random_embedding_dataset(args.num_vectors, args.width)
@@ -145,7 +145,7 @@ def bench_search(args, model, processor):
     except ImportError:
         print("faiss not installed: no FAISS figures")
     else:
-        from xclip_hf.search import FaissVideoIndex
+        from xclip_hf.corpus.search import FaissVideoIndex
 
         start = time.perf_counter()
         flat = FaissVideoIndex.from_dataset(ds, "Flat")

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import xclip_hf.video_processing_xclip as vp  # noqa: E402
+import xclip_hf.models.video_processing_xclip as vp  # noqa: E402
 
 
 def main():

@@ -91,8 +91,8 @@ def child(mode: str, path: str, checkpoint: str, chunk: float, stride: float, lo
     from transformers import pipeline
 
     import xclip_hf  # noqa: F401
-    from xclip_hf.video_io import get_video_info
-    from xclip_hf.windows import plan_windows
+    from xclip_hf.video.reader import get_video_info
+    from xclip_hf.video.windows import plan_windows
 
     torch.set_num_threads(os.cpu_count() or 1)
     pipe = pipeline("zero-shot-video-classification", model=checkpoint, device="cpu")

@@ -165,8 +165,8 @@ def timeline_demo(model_dir: str, class_names: list[str], output_dir: str, figur
 
     from xclip_hf import XClipProcessor
     from xclip_hf.data.synthetic import write_long_video
-    from xclip_hf.timeline import plot_timeline
-    from xclip_hf.windows import merge_segments
+    from xclip_hf.pipelines.timeline import plot_timeline
+    from xclip_hf.video.windows import merge_segments
 
     fps = 12
     order = [str(c) for c in np.random.default_rng(seed).permutation(class_names)]

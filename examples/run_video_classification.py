@@ -52,7 +52,7 @@ from xclip_hf.training import (
     read_labels_file,
     sample_k_shot,
 )
-from xclip_hf.video_processing_xclip import XClipVideoProcessor
+from xclip_hf.models.video_processing_xclip import XClipVideoProcessor
 
 logger = logging.getLogger(__name__)
 

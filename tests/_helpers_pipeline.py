@@ -22,8 +22,8 @@ def tiny_tokenizer(save_directory=None):
 
 def tiny_processor(tokenizer):
     """Our XClipProcessor for 32 px, 3-frame tiny models."""
-    from xclip_hf.processing_xclip import XClipProcessor
-    from xclip_hf.video_processing_xclip import XClipVideoProcessor
+    from xclip_hf.models.processing_xclip import XClipProcessor
+    from xclip_hf.models.video_processing_xclip import XClipVideoProcessor
 
     video_processor = XClipVideoProcessor(
         size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, num_frames=NUM_FRAMES

@@ -137,7 +137,7 @@ def test_labels_equal_after_tokenizer_normalisation_are_refused(workdir):
 
 # ----------------------------------------------------------------------------------------------- input values
 def _processor():
-    from xclip_hf.video_processing_xclip import XClipVideoProcessor
+    from xclip_hf.models.video_processing_xclip import XClipVideoProcessor
 
     return XClipVideoProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, num_frames=3)
 
@@ -148,7 +148,7 @@ def test_float_frames_in_unit_range_warn_and_do_rescale_false_is_respected():
     frames = video_frames(6, 40, 48, seed=3)
     unit = frames.astype(np.float32) / 255
     processor = _processor()
-    logger = hf_logging.get_logger("xclip_hf.video_processing_xclip")
+    logger = hf_logging.get_logger("xclip_hf.models.video_processing_xclip")
     logger.warning_once.cache_clear()
     messages = []
     handler = type("H", (__import__("logging").Handler,), {"emit": lambda self, r: messages.append(r.getMessage())})()
@@ -187,7 +187,7 @@ def test_integer_pixel_values_are_refused_by_the_model(workdir):
 
 def test_extreme_aspect_ratio_is_cropped_before_resizing():
     """1 x 100000 frames: resizing the whole frame first made 3.2 M-pixel-wide frames (15 s, 4 GB)."""
-    import xclip_hf.video_processing_xclip as vp
+    import xclip_hf.models.video_processing_xclip as vp
 
     frames = np.random.default_rng(0).integers(0, 255, (3, 1, 100000, 3), dtype=np.uint8)
     calls = []
@@ -217,7 +217,7 @@ def test_processor_mean_of_two_values_is_a_config_error(workdir, tmp_path):
     import json
     import shutil
 
-    from xclip_hf.video_processing_xclip import XClipVideoProcessor
+    from xclip_hf.models.video_processing_xclip import XClipVideoProcessor
 
     with pytest.raises(ValueError, match=r"config: image_mean must be 3 finite numbers.*0.5, 0.5"):
         XClipVideoProcessor(image_mean=[0.5, 0.5])
@@ -238,7 +238,7 @@ def test_processor_mean_of_two_values_is_a_config_error(workdir, tmp_path):
 
 # ----------------------------------------------------------------------------------------------- decoding
 def test_mid_file_corruption_is_one_error_naming_file_and_frame(tmp_path):
-    from xclip_hf.video_io import VideoDecodeError, read_video
+    from xclip_hf.video.reader import VideoDecodeError, read_video
 
     path = write_mid_file_corrupt_video(tmp_path / "mid.mp4")
     for backend in ("auto", "decord", "pyav"):
@@ -251,7 +251,7 @@ def test_decoder_noise_is_captured_into_the_error(tmp_path):
     """decord/FFmpeg print their own error lines to the terminal (file descriptor 2); they belong in the message."""
     import tempfile
 
-    from xclip_hf.video_io import read_video
+    from xclip_hf.video.reader import read_video
 
     bad = tmp_path / "text.mp4"
     bad.write_text("not a video\n" * 50)

@@ -45,7 +45,7 @@ def _cli(capsys, *args):
 def _oracle_features(ckpt, path, indices):
     """Independent computation: decode the frames, run the video processor and XClipModel.get_video_features."""
     from xclip_hf import XClipModel, XClipVideoProcessor
-    from xclip_hf.video_io import read_video
+    from xclip_hf.video.reader import read_video
 
     model = XClipModel.from_pretrained(ckpt).eval()
     processor = XClipVideoProcessor.from_pretrained(ckpt)
@@ -57,9 +57,9 @@ def _oracle_features(ckpt, path, indices):
 
 def test_vectors_equal_get_video_features(setup, tmp_path):
     from xclip_hf import embed_videos
-    from xclip_hf.sampling import sparse_sample_indices
-    from xclip_hf.video_io import get_video_info
-    from xclip_hf.windows import plan_windows
+    from xclip_hf.video.sampling import sparse_sample_indices
+    from xclip_hf.video.reader import get_video_info
+    from xclip_hf.video.windows import plan_windows
 
     root, ckpt, videos = setup
     ds = embed_videos(videos, tmp_path / "whole", ckpt, batch_size=2, save_context=True, save_frame_embeds=True,
@@ -116,9 +116,9 @@ def test_bad_files_become_error_rows(setup, tmp_path, capsys):
 
 def test_crashing_or_stalling_decoder_becomes_an_error_row(setup, tmp_path, monkeypatch):
     """A decoder that kills its worker (segfault) or hangs costs one error row, not the run; the others embed."""
-    from xclip_hf import embed as embed_module
-    from xclip_hf.embedding import loader
-    from xclip_hf.video_io import VideoFile
+    from xclip_hf.corpus import embed as embed_module
+    from xclip_hf.corpus import loader
+    from xclip_hf.video.reader import VideoFile
 
     root, ckpt, videos = setup
 
@@ -167,7 +167,7 @@ def test_crashing_or_stalling_decoder_becomes_an_error_row(setup, tmp_path, monk
 def test_resume_after_kill_gives_each_input_once(setup, tmp_path):
     from datasets import load_from_disk
 
-    from xclip_hf.embed import run_embedding
+    from xclip_hf.corpus.embed import run_embedding
 
     root, ckpt, videos = setup
     inputs = []
@@ -209,7 +209,7 @@ def test_two_processes_under_torchrun_match_one(setup, tmp_path):
     for k in range(5):
         inputs.append(str(tmp_path / f"v{k}{os.path.splitext(videos[k % 2])[1]}"))
         shutil.copy(videos[k % 2], inputs[-1])
-    from xclip_hf.embed import run_embedding
+    from xclip_hf.corpus.embed import run_embedding
 
     args = ["embed", *inputs, "--model", ckpt, "--chunk-length", "0.2", "--batch-size", "2", "--num-workers", "0",
             "--shard-size", "1", "--save-context", "--no-progress"]

@@ -232,7 +232,7 @@ def test_demo_pair_accuracy_counts_each_pair():
 def test_demo_test_pairs_defeat_an_order_blind_model(tmp_path):
     """The demo's claim: on its held-out pairs (exact reverses) CLIP-Mean gives both videos the same scores."""
     from xclip_hf import XClipConfig, XClipModel
-    from xclip_hf.video_processing_xclip import XClipVideoProcessor
+    from xclip_hf.models.video_processing_xclip import XClipVideoProcessor
 
     data = generate_synthetic_dataset(tmp_path / "d", 4, seed=0, classes=["moving left", "moving right"], size=32,
                                       min_frames=16, max_frames=32, splits=(2, 0, 2), reversed_test_pairs=True)

@@ -12,8 +12,8 @@ from transformers import pipeline
 import xclip_hf  # noqa: F401  (registers the task)
 from xclip_hf import XClipConfig, XClipModel
 from xclip_hf.data.video_writer import write_video
-from xclip_hf.video_io import VideoFile, _PyAVBackend
-from xclip_hf.windows import iter_window_frames, merge_segments, plan_windows
+from xclip_hf.video.reader import VideoFile, _PyAVBackend
+from xclip_hf.video.windows import iter_window_frames, merge_segments, plan_windows
 
 from _helpers_pipeline import LABELS, NUM_FRAMES, make_our_checkpoint
 from _helpers_video import long_index_frames, pyav_decode_all

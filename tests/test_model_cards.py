@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xclip_hf.configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipConfig
+from xclip_hf.models.configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CARD_DIR = REPO / "model_cards"

@@ -4,7 +4,7 @@ from transformers import AutoConfig, AutoModel, XCLIPModel
 
 from _oracle import VOCAB, save_oracle, text_batch
 from xclip_hf import XClipConfig, XClipModel, XClipTextModel, XClipVisionModel
-from xclip_hf.flops import count_flops
+from xclip_hf.models.flops import count_flops
 
 
 @pytest.fixture(scope="module", params=[1, 3, 8], ids=lambda t: f"T{t}")
@@ -357,5 +357,5 @@ def test_published_format_is_known_in_one_module():
     assert offenders == [], offenders
     registrations = [p.relative_to(root).as_posix() for p in root.rglob("*.py") if p.name != "published.py"
                      for line in p.read_text(encoding="utf-8").splitlines()
-                     if '"xclip_hf.conversion.published"' in line and not line.lstrip().startswith("#")]
-    assert registrations == ["conversion/formats.py"]
+                     if '"xclip_hf.models.published"' in line and not line.lstrip().startswith("#")]
+    assert registrations == ["models/formats.py"]

@@ -14,8 +14,8 @@ import xclip_hf  # noqa: F401  (registers the Auto classes)
 from _helpers_video import index_frames
 from xclip_hf.data.tokenizer import build_clip_tokenizer
 from xclip_hf.data.video_writer import write_video
-from xclip_hf.processing_xclip import XClipProcessor
-from xclip_hf.video_processing_xclip import XClipVideoProcessor
+from xclip_hf.models.processing_xclip import XClipProcessor
+from xclip_hf.models.video_processing_xclip import XClipVideoProcessor
 
 LABELS = ["playing guitar", "riding a bike", "jumping jacks", "Playing basketball", "sky diving", "café au lait"]
 
@@ -87,7 +87,7 @@ def test_processor_call_returns_model_inputs(processor, tmp_path):
 
 def test_long_labels_are_truncated_with_a_warning(processor):
     long_label = "playing guitar " * 60
-    logger = hf_logging.get_logger("xclip_hf.processing_xclip")
+    logger = hf_logging.get_logger("xclip_hf.models.processing_xclip")
     with CaptureLogger(logger) as captured:
         out = processor(text=[long_label, "sky diving"], return_tensors="pt")
     assert "truncated" in captured.out and "playing guitar" in captured.out

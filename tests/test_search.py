@@ -51,7 +51,7 @@ def test_search_returns_nearest_rows_by_cosine(setup, capsys):
 
 
 def test_float16_index_is_exact():
-    from xclip_hf.search import VideoIndex
+    from xclip_hf.corpus.search import VideoIndex
 
     gen = torch.Generator().manual_seed(0)
     vectors = torch.randn(20000, 32, generator=gen).half()
@@ -76,7 +76,7 @@ def test_faiss_index_matches_exact_cosine(setup, capsys, monkeypatch):
 
     from xclip_hf import search_videos
     from xclip_hf.cli import main
-    from xclip_hf.search import FaissVideoIndex
+    from xclip_hf.corpus.search import FaissVideoIndex
 
     root, ckpt, videos, ds = setup
     cos = _cosines(ckpt, ds, "cooking pasta")

@@ -17,14 +17,14 @@ from _helpers_video import (
     write_zero_frame_video,
 )
 from xclip_hf.data.video_writer import write_video
-from xclip_hf.sampling import (
+from xclip_hf.video.sampling import (
     dense_multiview_indices,
     dense_sample_indices,
     sparse_multiview_indices,
     sparse_sample_indices,
     temporal_clip_indices,
 )
-from xclip_hf.video_io import get_video_info, load_video, open_video, read_video
+from xclip_hf.video.reader import get_video_info, load_video, open_video, read_video
 
 # ---------------------------------------------------------------- sampling (hand-computed tables)
 
@@ -160,7 +160,7 @@ def test_pyav_threading_choice_keeps_frames_exact(tmp_path):
     """Long decode runs (few key frames, or dense reads) of large enough frames use frame threading, seek-heavy
     sparse reads and small frames slice threading; with B-frames (non-reference frames skipped) both give the
     frames of a full decode, by get_frames and by iter_frames."""
-    from xclip_hf.video_io import VideoFile
+    from xclip_hf.video.reader import VideoFile
 
     large, small = long_index_frames(120, 144, 256), long_index_frames(120, 64, 96)
     cases = [(large, 250, 8, "FRAME"), (large, 250, 40, "FRAME"), (large, 6, 8, "SLICE"), (large, 6, 60, "FRAME"),
@@ -189,7 +189,7 @@ class _ThreadingOfWorker:
         return 1
 
     def __getitem__(self, i):
-        from xclip_hf.video_io import VideoFile
+        from xclip_hf.video.reader import VideoFile
 
         with VideoFile(self.path, backend="pyav") as video:
             video.get_frames(np.array([0, 30, 60, 90]))

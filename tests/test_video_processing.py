@@ -11,9 +11,9 @@ from transformers.models.videomae.image_processing_pil_videomae import VideoMAEI
 
 from _helpers_video import INDEX_STEP, index_frames, no_hang
 from xclip_hf.data.video_writer import write_video
-from xclip_hf.sampling import sparse_multiview_indices
-from xclip_hf.video_io import read_video
-from xclip_hf.video_processing_xclip import XClipVideoProcessor
+from xclip_hf.video.sampling import sparse_multiview_indices
+from xclip_hf.video.reader import read_video
+from xclip_hf.models.video_processing_xclip import XClipVideoProcessor
 
 MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 PUBLISHED = {  # microsoft/xclip-base-patch32 preprocessor_config.json (VideoMAE-style)

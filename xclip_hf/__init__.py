@@ -17,21 +17,21 @@ __version__ = "0.1.0"
 # public name -> submodule that defines it (imported on first access)
 _EXPORTS = {
     **dict.fromkeys(["PUBLISHED_CHECKPOINTS", "VARIANTS", "XClipConfig", "XClipTextConfig", "XClipVisionConfig"],
-                    "configuration_xclip"),
+                    "models.configuration_xclip"),
     "build_clip_tokenizer": "data.tokenizer",
     "write_video": "data.video_writer",
-    "count_flops": "flops",
-    "embed_videos": "embed",
-    "search_videos": "search",
-    **dict.fromkeys(["XClipModel", "XClipPreTrainedModel", "XClipTextModel", "XClipVisionModel"], "modeling_xclip"),
-    **dict.fromkeys(["XClipOutput", "XClipTextOutput", "XClipVisionOutput"], "modeling_outputs_xclip"),
-    "XClipForVideoClassification": "modeling_xclip_classification",
+    "count_flops": "models.flops",
+    "embed_videos": "corpus.embed",
+    "search_videos": "corpus.search",
+    **dict.fromkeys(["XClipModel", "XClipPreTrainedModel", "XClipTextModel", "XClipVisionModel"], "models.modeling_xclip"),
+    **dict.fromkeys(["XClipOutput", "XClipTextOutput", "XClipVisionOutput"], "models.modeling_outputs_xclip"),
+    "XClipForVideoClassification": "models.modeling_xclip_classification",
     "ZeroShotVideoClassificationPipeline": "pipelines",
-    "XClipProcessor": "processing_xclip",
+    "XClipProcessor": "models.processing_xclip",
     **dict.fromkeys(["dense_multiview_indices", "dense_sample_indices", "sparse_multiview_indices",
-                     "sparse_sample_indices", "temporal_clip_indices"], "sampling"),
-    **dict.fromkeys(["VideoInfo", "get_video_info", "load_video", "open_video", "read_video"], "video_io"),
-    "XClipVideoProcessor": "video_processing_xclip",
+                     "sparse_sample_indices", "temporal_clip_indices"], "video.sampling"),
+    **dict.fromkeys(["VideoInfo", "get_video_info", "load_video", "open_video", "read_video"], "video.reader"),
+    "XClipVideoProcessor": "models.video_processing_xclip",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -50,11 +50,11 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
-    from .configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipConfig, XClipTextConfig, XClipVisionConfig
+    from .models.configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipConfig, XClipTextConfig, XClipVisionConfig
     from .data.tokenizer import build_clip_tokenizer
     from .data.video_writer import write_video
-    from .flops import count_flops
-    from .modeling_xclip import (
+    from .models.flops import count_flops
+    from .models.modeling_xclip import (
         XClipModel,
         XClipOutput,
         XClipPreTrainedModel,
@@ -63,17 +63,17 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         XClipVisionModel,
         XClipVisionOutput,
     )
-    from .modeling_xclip_classification import XClipForVideoClassification
+    from .models.modeling_xclip_classification import XClipForVideoClassification
     from .pipelines import ZeroShotVideoClassificationPipeline
-    from .processing_xclip import XClipProcessor
-    from .sampling import (
+    from .models.processing_xclip import XClipProcessor
+    from .video.sampling import (
         dense_multiview_indices,
         dense_sample_indices,
         sparse_multiview_indices,
         sparse_sample_indices,
         temporal_clip_indices,
     )
-    from .video_io import VideoInfo, get_video_info, load_video, open_video, read_video
-    from .video_processing_xclip import XClipVideoProcessor
+    from .video.reader import VideoInfo, get_video_info, load_video, open_video, read_video
+    from .models.video_processing_xclip import XClipVideoProcessor
 
 _registration.install()

@@ -25,7 +25,7 @@ __all__ = ["install", "registered"]
 def _register_configs():
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    from .configuration_xclip import XClipConfig, XClipTextConfig, XClipVisionConfig
+    from .models.configuration_xclip import XClipConfig, XClipTextConfig, XClipVisionConfig
 
     for config in (XClipConfig, XClipTextConfig, XClipVisionConfig):
         CONFIG_MAPPING.register(config.model_type, config, exist_ok=True)
@@ -34,9 +34,9 @@ def _register_configs():
 def _register_models():
     from transformers.models.auto.modeling_auto import AutoModel, AutoModelForVideoClassification
 
-    from .configuration_xclip import XClipConfig, XClipTextConfig, XClipVisionConfig
-    from .modeling_xclip import XClipModel, XClipTextModel, XClipVisionModel
-    from .modeling_xclip_classification import XClipForVideoClassification
+    from .models.configuration_xclip import XClipConfig, XClipTextConfig, XClipVisionConfig
+    from .models.modeling_xclip import XClipModel, XClipTextModel, XClipVisionModel
+    from .models.modeling_xclip_classification import XClipForVideoClassification
 
     for config, model in ((XClipConfig, XClipModel), (XClipTextConfig, XClipTextModel),
                           (XClipVisionConfig, XClipVisionModel)):
@@ -45,13 +45,13 @@ def _register_models():
 
 
 def _register_processor():
-    from .processing_xclip import register_processor
+    from .models.processing_xclip import register_processor
 
     register_processor()
 
 
 def _register_video_processor():
-    from .video_processing_xclip import register_video_processor
+    from .models.video_processing_xclip import register_video_processor
 
     register_video_processor()
 

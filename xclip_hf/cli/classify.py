@@ -72,7 +72,7 @@ def _format_timeline(path: str, rows: list[dict], segments: bool) -> str:
 
 def _check_window_args(args) -> None:
     """Reject window options that make no sense before loading anything."""
-    from ..windows import check_window_lengths
+    from ..video.windows import check_window_lengths
 
     if args.chunk_length is None:
         given = [flag for flag, value in (("--stride", args.stride), ("--segments", args.segments),
@@ -87,7 +87,7 @@ def _check_window_args(args) -> None:
 
 def run_windows(args, pipe, labels) -> int:
     """`--chunk-length`: a timeline per video (windows or segments), optional JSON and PNG."""
-    from ..windows import merge_segments
+    from ..video.windows import merge_segments
 
     call = dict(candidate_labels=labels, hypothesis_template=args.template, num_frames=args.num_frames,
                 num_spatial_crops=args.num_spatial_crops, chunk_length_s=args.chunk_length,
@@ -111,7 +111,7 @@ def run_windows(args, pipe, labels) -> int:
         if not args.json:
             print(_format_timeline(path, rows, args.segments), flush=True)
     if args.plot and timelines:
-        from ..timeline import save_timeline
+        from ..pipelines.timeline import save_timeline
 
         stride = args.stride if args.stride is not None else args.chunk_length
         save_timeline(args.plot, timelines, args.chunk_length, stride)
@@ -127,7 +127,7 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     from ..pipelines.video_inputs import is_url
-    from ..video_io import check_video_path
+    from ..video.reader import check_video_path
 
     labels = read_labels(args.labels, args.labels_file)
     unreadable = []

@@ -39,7 +39,7 @@ def original_video_processor(config):
     ImageNet mean/std on 0-255 values (rescaled by 1/255 first), bilinear resize."""
     from transformers.image_utils import PILImageResampling
 
-    from ..video_processing_xclip import XClipVideoProcessor
+    from ..models.video_processing_xclip import XClipVideoProcessor
 
     crop = config.vision_config.image_size
     return XClipVideoProcessor(
@@ -68,7 +68,8 @@ def _check_inputs(args) -> None:
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    from ..conversion.original import describe_config, load_original, read_original
+    from ..conversion.original import load_original, read_original
+    from ..models.configuration_xclip import describe_config
 
     _check_inputs(args)
     class_names = None
@@ -119,7 +120,7 @@ def run(args) -> int:
 
 def _save_processor(args, config, tokenizer, directory):
     """XClipProcessor (video processor + tokenizer), or the video processor alone without a tokenizer."""
-    from ..processing_xclip import XClipProcessor
+    from ..models.processing_xclip import XClipProcessor
 
     video_processor = original_video_processor(config)
     if tokenizer is None:
@@ -136,7 +137,7 @@ def _save_classifier(model, processor, class_names, template, directory):
 
     from transformers.initialization import no_init_weights
 
-    from ..modeling_xclip_classification import XClipForVideoClassification
+    from ..models.modeling_xclip_classification import XClipForVideoClassification
 
     config = copy.deepcopy(model.config)
     config.id2label = dict(enumerate(class_names))

@@ -34,7 +34,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from accelerate import PartialState
 
-    from ..embed import run_embedding
+    from ..corpus.embed import run_embedding
 
     if not args.videos and args.list_file is None:
         raise ValueError("no input videos: pass video files, directories or globs, or --list FILE")

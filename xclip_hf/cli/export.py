@@ -19,7 +19,7 @@ def add_arguments(e) -> None:
 
 def run(args) -> int:
     from ..conversion.original import export_original
-    from ..modeling_xclip import XClipModel
+    from ..models.modeling_xclip import XClipModel
 
     if os.path.isdir(args.output):
         raise ValueError(f"output {args.output!r} is a directory; give the .pth file to write")

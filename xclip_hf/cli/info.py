@@ -27,7 +27,7 @@ def add_arguments(i) -> None:
 
 def _load_config(model: str, num_frames: int | None):
     """Config of a variant name, a model directory or hub id (published ids fall back to the table when offline)."""
-    from ..configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipConfig
+    from ..models.configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipConfig
     from .common import check_model_source
 
     if model in VARIANTS:
@@ -62,9 +62,9 @@ def model_summary(model: str, num_frames: int | None = None) -> dict:
     """Variant, parameter counts (built on the meta device: nothing is allocated) and FLOPs per view of a model."""
     import torch
 
-    from ..conversion.original import describe_config
-    from ..flops import count_flops
-    from ..modeling_xclip import XClipModel
+    from ..models.configuration_xclip import describe_config
+    from ..models.flops import count_flops
+    from ..models.modeling_xclip import XClipModel
 
     config = _load_config(model, num_frames)
     with torch.device("meta"):

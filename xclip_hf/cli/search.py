@@ -28,7 +28,7 @@ def _seconds(value) -> str:
 
 
 def run(args) -> int:
-    from ..search import search_videos
+    from ..corpus.search import search_videos
 
     results = search_videos(args.dataset, list(args.queries), args.model, top_k=args.top_k,
                             rerank=not args.no_rerank, rerank_candidates=args.rerank_candidates,

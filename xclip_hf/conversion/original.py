@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..configuration_xclip import XClipConfig
+from ..models.configuration_xclip import XClipConfig, describe_config
 from .safe_load import NotUnpickled, find_not_unpickled, load_checkpoint
 
 __all__ = ["OriginalCheckpoint", "read_original", "load_original", "export_original", "infer_config",
-           "original_key", "to_original_state_dict", "from_original_state_dict", "describe_config", "HEAD_DIM"]
+           "original_key", "to_original_state_dict", "from_original_state_dict", "HEAD_DIM"]
 
 HEAD_DIM = 64  # the original code: num_heads = width // 64 in every attention layer
 
@@ -249,20 +249,6 @@ def infer_config(state: dict[str, torch.Tensor], source: str = "state dict", hea
                        logit_scale_init_value=scale, architectures=["XClipModel"])
 
 
-def describe_config(config: XClipConfig) -> dict:
-    """What `infer_config` found, as a flat dict (for `xclip-hf info` and the convert report)."""
-    v, t = config.vision_config, config.text_config
-    return {
-        "frames": v.num_frames, "image_size": v.image_size, "patch_size": v.patch_size,
-        "vision": f"{v.num_hidden_layers} layers, width {v.hidden_size}, {v.num_attention_heads} heads, MLP {v.intermediate_size}",
-        "mit": f"{v.mit_num_hidden_layers} layers, width {v.mit_hidden_size}, {v.mit_num_attention_heads} heads, MLP {v.mit_intermediate_size}",
-        "text": f"{t.num_hidden_layers} layers, width {t.hidden_size}, {t.num_attention_heads} heads, MLP {t.intermediate_size}",
-        "prompt_generator": f"{t.prompt_layers} layers, {t.prompt_num_attention_heads} heads",
-        "context_length": t.max_position_embeddings, "vocab_size": t.vocab_size,
-        "projection_dim": config.projection_dim, "variant": config.variant_name() or "custom",
-    }
-
-
 # ------------------------------------------------------------------------------------------- reading a file
 @dataclass
 class OriginalCheckpoint:
@@ -337,7 +323,7 @@ def read_original(path, trust_pickle: bool = False, head_dim: int = HEAD_DIM) ->
 def _empty_model(config: XClipConfig):
     from transformers.initialization import no_init_weights
 
-    from ..modeling_xclip import XClipModel
+    from ..models.modeling_xclip import XClipModel
 
     with no_init_weights():
         return XClipModel(config)

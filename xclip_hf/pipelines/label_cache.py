@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..fingerprint import weights_key
+from ..models.fingerprint import weights_key
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def build_label_set(candidate_labels, hypothesis_template: str = "{}", tokenizer
         )
     label_set = LabelSet(labels=tuple(candidate_labels), template=hypothesis_template)
     if tokenizer is not None:
-        from ..processing_xclip import check_label_tokens
+        from ..models.processing_xclip import check_label_tokens
 
         texts = list(label_set.texts)
         check_label_tokens(label_set.labels, tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"])

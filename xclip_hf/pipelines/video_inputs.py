@@ -20,7 +20,7 @@ import urllib.request
 import numpy as np
 import torch
 
-from ..video_io import check_video_path
+from ..video.reader import check_video_path
 
 __all__ = ["VideoSource", "normalize_videos", "describe_video", "is_url", "download_video"]
 

@@ -14,8 +14,8 @@ import sys
 
 import torch
 
-from ..video_io import VideoFile
-from ..windows import check_window_lengths, iter_window_frames, merge_segments, plan_windows, positive_number
+from ..video.reader import VideoFile
+from ..video.windows import check_window_lengths, iter_window_frames, merge_segments, plan_windows, positive_number
 from .video_inputs import VideoSource, download_video, is_url, normalize_videos
 
 __all__ = ["classify_windows"]

@@ -32,8 +32,8 @@ from transformers import Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
-from ..modeling_xclip import average_view_probabilities
-from ..processing_xclip import check_tokenizer_vocabulary
+from ..models.modeling_xclip import average_view_probabilities
+from ..models.processing_xclip import check_tokenizer_vocabulary
 from .label_cache import LabelEmbeddingCache, LabelSet, build_label_set, label_cache_key
 from .video_inputs import DEFAULT_URL_TIMEOUT, VideoSource, download_video, is_url, normalize_videos
 
@@ -305,7 +305,7 @@ def _max_text_length(model, tokenizer) -> int:
 
 def _as_xclip_model(model, dtype=None):
     """Our `XClipModel` for a str (dir or hub id), an `XClipModel`, or the base model of `XClipForVideoClassification`."""
-    from ..modeling_xclip import XClipModel
+    from ..models.modeling_xclip import XClipModel
 
     if isinstance(model, (str, os.PathLike)):
         if os.path.isfile(model):
@@ -327,7 +327,7 @@ def _as_xclip_model(model, dtype=None):
 
 def _resolve_processor(model, processor, tokenizer, video_processor):
     """The `XClipProcessor` to use: given, assembled from given parts, or loaded from the model's directory."""
-    from ..processing_xclip import XClipProcessor
+    from ..models.processing_xclip import XClipProcessor
 
     if isinstance(processor, (str, os.PathLike)):
         processor = XClipProcessor.from_pretrained(os.fspath(processor))
@@ -360,7 +360,7 @@ def _resolve_processor(model, processor, tokenizer, video_processor):
 
 def register_pipeline():
     """Register "zero-shot-video-classification" with transformers' `PIPELINE_REGISTRY` (called on import)."""
-    from ..modeling_xclip import XClipModel
+    from ..models.modeling_xclip import XClipModel
 
     PIPELINE_REGISTRY.supported_tasks.pop(TASK, None)  # re-registration (reloads) must not warn
     PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ZeroShotVideoClassificationPipeline, pt_model=XClipModel,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from transformers.image_utils import PILImageResampling, SizeDict
 
-from ..video_processing_xclip import resize_short_side as resize_frames
+from ..models.video_processing_xclip import resize_short_side as resize_frames
 
 __all__ = [
     "MULTI_SCALE_CROP_SCALES",

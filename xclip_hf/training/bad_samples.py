@@ -131,7 +131,7 @@ def check_videos(paths: Sequence[str], video_processor=None, disable_progress: b
     """
     from tqdm.auto import tqdm
 
-    from ..video_io import load_video
+    from ..video.reader import load_video
 
     def sampler(length):
         if video_processor is None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from transformers import Trainer
 
-from ..modeling_xclip import average_view_probabilities
+from ..models.modeling_xclip import average_view_probabilities
 from .bad_samples import BAD_VIDEO_KEY, BadVideoCallback
 from .mixup import MixupCutmix
 from .param_groups import xclip_param_groups

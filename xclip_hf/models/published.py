@@ -8,7 +8,7 @@
 * processor: a VideoMAE-style `preprocessor_config.json` (or the image-processor dict nested in transformers 5's
   `processor_config.json`) without a frame count -> `published_video_processor_dict` (frames from config.json).
 
-It enters through the hook of `xclip_hf.conversion.formats` (`CHECKPOINT_FORMAT`, registered by one line there,
+It enters through the hook of `xclip_hf.models.formats` (`CHECKPOINT_FORMAT`, registered by one line there,
 `_REGISTERED`); deleting this module and that line removes published support.
 """
 
@@ -100,7 +100,7 @@ def published_video_processor_dict(path, found: dict | None, hub_kwargs: dict) -
 
 
 class PublishedFormat:
-    """transformers' `"xclip"` layout, as a `xclip_hf.conversion.formats.CheckpointFormat`."""
+    """transformers' `"xclip"` layout, as a `xclip_hf.models.formats.CheckpointFormat`."""
 
     name = "xclip"
 
@@ -114,4 +114,4 @@ class PublishedFormat:
         return published_video_processor_dict(path, found, hub_kwargs)
 
 
-CHECKPOINT_FORMAT = PublishedFormat()  # what the hook loads for "xclip_hf.conversion.published"
+CHECKPOINT_FORMAT = PublishedFormat()  # what the hook loads for "xclip_hf.models.published"

@@ -191,8 +191,8 @@ class FaissVideoIndex:
 
 def load_search_model(model, processor=None, device=None):
     """(XClipModel, XClipProcessor) for search; a clear error when the model has no text tower or tokenizer."""
-    from .modeling_xclip import XClipModel
-    from .processing_xclip import XClipProcessor
+    from ..models.modeling_xclip import XClipModel
+    from ..models.processing_xclip import XClipProcessor
 
     if isinstance(model, (str, os.PathLike)):
         source = os.fspath(model)
@@ -231,8 +231,8 @@ def load_search_model(model, processor=None, device=None):
 
 def _text_features(model, processor, queries: list[str], template: str) -> torch.Tensor:
     """Unprompted text features (Q, P) through the zero-shot pipeline's own text path (tokenization, cache)."""
-    from .pipelines.label_cache import build_label_set
-    from .pipelines.zero_shot_video_classification import ZeroShotVideoClassificationPipeline
+    from ..pipelines.label_cache import build_label_set
+    from ..pipelines.zero_shot_video_classification import ZeroShotVideoClassificationPipeline
 
     pipe = ZeroShotVideoClassificationPipeline(model=model, processor=processor, device=model.device)
     return pipe.text_features(build_label_set(queries, template))

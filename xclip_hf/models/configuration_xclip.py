@@ -5,7 +5,7 @@ integration transformer, paper Sec. 3.2), `XClipTextConfig` the CLIP text encode
 video-specific prompt generator (Sec. 3.3), `XClipConfig` the two-tower model.
 
 Other checkpoint layouts (the published microsoft/xclip-* use transformers' own `"xclip"` config) are converted
-while their config.json is read, through the hook of `xclip_hf.conversion.formats` (`get_config_dict`).
+while their config.json is read, through the hook of `xclip_hf.models.formats` (`get_config_dict`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from transformers import PreTrainedConfig
 
 
 def _get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
-    """`get_config_dict` that converts other checkpoint layouts (`xclip_hf.conversion.formats`) to ours before the
+    """`get_config_dict` that converts other checkpoint layouts (`xclip_hf.models.formats`) to ours before the
     sub-config is picked from the dict."""
-    from .conversion.formats import native_config_dict
+    from .formats import native_config_dict
 
     config_dict, kwargs = PreTrainedConfig.get_config_dict.__func__(cls, pretrained_model_name_or_path, **kwargs)
     return native_config_dict(config_dict), kwargs
@@ -266,4 +266,18 @@ PUBLISHED_CHECKPOINTS.update({
     **{f"{_HUB}base-patch16-{ds}-{k}-shot": ("xclip-base-patch16", 32) for ds in ("hmdb", "ucf") for k in (2, 4, 8, 16)},
 })
 
-__all__ = ["XClipConfig", "XClipTextConfig", "XClipVisionConfig", "VARIANTS", "PUBLISHED_CHECKPOINTS"]
+__all__ = ["XClipConfig", "XClipTextConfig", "XClipVisionConfig", "VARIANTS", "PUBLISHED_CHECKPOINTS", "describe_config"]
+
+
+def describe_config(config: XClipConfig) -> dict:
+    """A config as a flat, readable dict (frames, sizes, widths, layers, heads; for `xclip-hf info` and reports)."""
+    v, t = config.vision_config, config.text_config
+    return {
+        "frames": v.num_frames, "image_size": v.image_size, "patch_size": v.patch_size,
+        "vision": f"{v.num_hidden_layers} layers, width {v.hidden_size}, {v.num_attention_heads} heads, MLP {v.intermediate_size}",
+        "mit": f"{v.mit_num_hidden_layers} layers, width {v.mit_hidden_size}, {v.mit_num_attention_heads} heads, MLP {v.mit_intermediate_size}",
+        "text": f"{t.num_hidden_layers} layers, width {t.hidden_size}, {t.num_attention_heads} heads, MLP {t.intermediate_size}",
+        "prompt_generator": f"{t.prompt_layers} layers, {t.prompt_num_attention_heads} heads",
+        "context_length": t.max_position_embeddings, "vocab_size": t.vocab_size,
+        "projection_dim": config.projection_dim, "variant": config.variant_name() or "custom",
+    }

@@ -400,10 +400,10 @@ class XClipPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """Loads our checkpoints, and other checkpoint layouts (the published `"xclip"` format of microsoft/xclip-*)
-        converted on the fly through the hook of `xclip_hf.conversion.formats`."""
-        from .conversion.formats import model_loading_kwargs
+        converted on the fly through the hook of `xclip_hf.models.formats`."""
+        from .formats import model_loading_kwargs
 
-        kwargs = model_loading_kwargs(cls, pretrained_model_name_or_path, kwargs)
+        kwargs = model_loading_kwargs(cls, pretrained_model_name_or_path, kwargs, XClipConfig)
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     def save_pretrained(self, save_directory, *args, save_original_format: bool = False, **kwargs):
@@ -588,7 +588,7 @@ class XClipModel(XClipPreTrainedModel):
     @classmethod
     def from_clip(cls, clip, num_frames: int = 8, **overrides):
         """Expand a transformers `CLIPModel` (instance, directory or hub id) to X-CLIP (Sec. 3.2, Initialization)."""
-        from .conversion.clip import expand_clip
+        from .clip_expansion import expand_clip
 
         return expand_clip(cls, clip, num_frames=num_frames, **overrides)
 

@@ -8,7 +8,7 @@ know no layout themselves; they ask the registered ones through three functions 
 * `model_loading_kwargs` - our models' `from_pretrained` (config + weight-key mapping);
 * `native_video_processor_dict` - `XClipVideoProcessor.get_video_processor_dict`.
 
-transformers' published `"xclip"` layout (microsoft/xclip-*) is `xclip_hf.conversion.published`, registered by one
+transformers' published `"xclip"` layout (microsoft/xclip-*) is `xclip_hf.models.published`, registered by one
 entry of `_REGISTERED` below; deleting that module and that line removes published support and nothing else.
 """
 
@@ -42,7 +42,7 @@ class CheckpointFormat(Protocol):
 
 
 # module names, imported on first use; the one registration of transformers' published "xclip" layout:
-_REGISTERED: list[str] = ["xclip_hf.conversion.published"]
+_REGISTERED: list[str] = ["xclip_hf.models.published"]
 
 
 def register_checkpoint_format(module_name: str) -> None:
@@ -103,11 +103,12 @@ def _sub_model_mapping(mapping: dict, prefix: str) -> dict:
     return sub
 
 
-def model_loading_kwargs(model_cls, path_or_hub_id, kwargs: dict) -> dict:
+def model_loading_kwargs(model_cls, path_or_hub_id, kwargs: dict, two_tower_config_cls) -> dict:
     """from_pretrained kwargs (config, key_mapping) that load a checkpoint of another layout into `model_cls`.
 
     Covers every registered layout, and a full two-tower checkpoint (ours) loaded into `XClipVisionModel` /
-    `XClipTextModel`. Anything else is returned unchanged.
+    `XClipTextModel`. Anything else is returned unchanged. `two_tower_config_cls` is `XClipConfig` (passed in by the
+    models, so that this hook, which the configs call, does not import them back).
     """
     if path_or_hub_id is None or not isinstance(kwargs.get("config", None), (type(None), str)):
         return kwargs
@@ -125,10 +126,8 @@ def model_loading_kwargs(model_cls, path_or_hub_id, kwargs: dict) -> dict:
         if raw.get("model_type") != "xclip_hf" or not sub_key:  # ours, loaded into the class it was saved from
             return kwargs
         native = raw
-    from ..configuration_xclip import XClipConfig
-
     kwargs = dict(kwargs)
-    config = XClipConfig.from_dict(native)
+    config = two_tower_config_cls.from_dict(native)
     kwargs["config"] = getattr(config, sub_key) if sub_key else config
     if sub_key:
         mapping = _sub_model_mapping(mapping or {}, sub_key.replace("_config", "_model."))

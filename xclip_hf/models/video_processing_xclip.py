@@ -6,7 +6,7 @@ Follows transformers 5's video-processor conventions (a ``BaseVideoProcessor`` s
 
 Inputs (one video or a batch):
 
-* a path (decoded with :mod:`xclip_hf.video_io`, only the sampled frames), or a list of paths;
+* a path (decoded with :mod:`xclip_hf.video.reader`, only the sampled frames), or a list of paths;
 * a numpy array ``(T, H, W, C)`` (channels-last; ``(T, C, H, W)`` is recognised when the last axis cannot be
   channels), a torch tensor ``(T, C, H, W)`` (channels-first; ``(T, H, W, C)`` likewise), a list of PIL images
   or of ``(H, W, C)`` arrays, or a 5-D array/tensor / list of any of these for a batch.
@@ -27,7 +27,7 @@ the 3 spatial crops are the start, centre and end of the long side (left/centre/
 
 Published X-CLIP ``preprocessor_config.json`` files (VideoMAE-style: ``"size": 224`` short side,
 ``"crop_size": 224``, ImageNet mean/std, ``"resample": 2``) load with ``from_pretrained`` (converted by
-:mod:`xclip_hf.conversion.published`). The paper's own
+:mod:`xclip_hf.models.published`). The paper's own
 evaluation (short side 256, crop 224) is ``size=256, crop_size=224``.
 """
 
@@ -45,8 +45,8 @@ from transformers.processing_utils import VideosKwargs
 from transformers.utils import logging
 from transformers.video_processing_utils import BaseVideoProcessor
 
-from .sampling import SAMPLING_MODES, as_generator, temporal_clip_indices
-from .video_io import BACKENDS, load_video
+from ..video.sampling import SAMPLING_MODES, as_generator, temporal_clip_indices
+from ..video.reader import BACKENDS, load_video
 
 logger = logging.get_logger(__name__)
 
@@ -216,8 +216,8 @@ class XClipVideoProcessor(BaseVideoProcessor):
     @classmethod
     def get_video_processor_dict(cls, pretrained_model_name_or_path, **kwargs):
         """Config dict of a directory or hub id; other checkpoint layouts are converted through
-        `xclip_hf.conversion.formats` (e.g. the published VideoMAE-style files of microsoft/xclip-*)."""
-        from .conversion.formats import native_video_processor_dict
+        `xclip_hf.models.formats` (e.g. the published VideoMAE-style files of microsoft/xclip-*)."""
+        from .formats import native_video_processor_dict
 
         try:
             config, kwargs = super().get_video_processor_dict(pretrained_model_name_or_path, **kwargs)

@@ -62,7 +62,7 @@ def _load_model(model, dtype):
     """An X-CLIP model with a video tower: XClipModel (or a saved XClipVisionModel) from a directory/hub id, or an object."""
     import torch
 
-    from .modeling_xclip import XClipModel, XClipVisionModel
+    from ..models.modeling_xclip import XClipModel, XClipVisionModel
 
     if isinstance(model, (str, os.PathLike)):
         kwargs = {} if dtype == "auto" else {"dtype": getattr(torch, dtype) if isinstance(dtype, str) else dtype}
@@ -87,7 +87,7 @@ def _load_model(model, dtype):
 
 def _load_video_processor(model, processor):
     """The video processor: given (an XClipProcessor or XClipVideoProcessor) or loaded from the model directory."""
-    from .video_processing_xclip import XClipVideoProcessor
+    from ..models.video_processing_xclip import XClipVideoProcessor
 
     processor = getattr(processor, "video_processor", processor)
     if processor is not None:
@@ -173,7 +173,7 @@ class _Embedder:
         self.ok = self.failed = 0
 
     def run(self, paths, num_workers, inflight_dir, loader_options):
-        from .embedding.loader import build_loader, inflight_paths
+        from .loader import build_loader, inflight_paths
 
         todo = list(paths)
         inflight_dir = inflight_dir if num_workers else None  # without workers a crash ends the process anyway
@@ -255,11 +255,11 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     from datasets import load_from_disk
     from tqdm.auto import tqdm
 
-    from .embedding.inputs import expand_inputs
-    from .embedding.loader import WindowPlan
-    from .embedding.store import ShardStore, row_features
-    from .video_io import BACKENDS
-    from .windows import check_window_lengths
+    from .inputs import expand_inputs
+    from .loader import WindowPlan
+    from .store import ShardStore, row_features
+    from ..video.reader import BACKENDS
+    from ..video.windows import check_window_lengths
 
     if output_dir is None:
         raise ValueError("output_dir is required: the directory the dataset (and its resumable shards) is written to")

@@ -10,7 +10,7 @@ import re
 import torch
 from transformers import CLIPModel
 
-from ..configuration_xclip import XClipConfig
+from .configuration_xclip import XClipConfig
 
 # CLIP key (regex) -> X-CLIP key; keys not listed keep their name.
 CLIP_KEY_MAPPING = {

@@ -3,7 +3,7 @@
 ``processor(text=labels, videos=videos, return_tensors="pt")`` returns ``input_ids`` and ``attention_mask``
 (padded to the longest label by default; labels longer than the text encoder's 77 positions are truncated,
 keeping the end-of-text token, with a logged warning) and ``pixel_values`` (see
-:mod:`xclip_hf.video_processing_xclip` for shapes). ``from_pretrained`` reads our own saved processors and
+:mod:`xclip_hf.models.video_processing_xclip` for shapes). ``from_pretrained`` reads our own saved processors and
 published X-CLIP directories (a VideoMAE-style ``preprocessor_config.json`` plus CLIP tokenizer files).
 
 Token checks at this boundary (the model reads no values, so they happen here): a directory without tokenizer
@@ -159,11 +159,13 @@ class XClipProcessor(ProcessorMixin):
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     @classmethod
-    def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
-        """Load our video processor (own or published VideoMAE-style config) and the CLIP tokenizer."""
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Our video processor (own or published VideoMAE-style config, read by `XClipVideoProcessor`) and the CLIP
+        tokenizer, each loaded by its own class: transformers' Auto lookup of the published video processor class
+        would need torchvision, and how ProcessorMixin resolves sub-processors changes between 5.x releases."""
         video_processor = XClipVideoProcessor.from_pretrained(pretrained_model_name_or_path, **kwargs)
         tokenizer = load_tokenizer(pretrained_model_name_or_path, **kwargs)
-        return [video_processor, tokenizer]
+        return cls(video_processor=video_processor, tokenizer=tokenizer)
 
     @property
     def model_input_names(self) -> list[str]:

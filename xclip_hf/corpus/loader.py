@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from ..video_io import VideoFile
-from ..windows import Window, iter_window_frames, plan_windows
+from ..video.reader import VideoFile
+from ..video.windows import Window, iter_window_frames, plan_windows
 
 __all__ = ["WindowPlan", "VideoWindowItems", "collate_items", "build_loader", "error_message", "inflight_paths"]
 

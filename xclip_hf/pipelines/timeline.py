@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from .windows import merge_segments
+from ..video.windows import merge_segments
 
 __all__ = ["window_probabilities", "top_labels", "plot_timeline", "save_timeline"]
 

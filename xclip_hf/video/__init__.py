@@ -1,0 +1,1 @@
+"""Video input: decoding (one reader), frame sampling, window plans."""
