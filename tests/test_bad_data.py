@@ -18,7 +18,7 @@ import torch
 from transformers import pipeline
 
 import xclip_hf  # noqa: F401  (registers the task)
-from xclip_hf.pipelines.label_cache import LabelEmbeddingCache, build_label_set
+from xclip_hf.models.text_features import LabelEmbeddingCache, build_label_set
 
 from _helpers_pipeline import LABELS, make_our_checkpoint, tiny_tokenizer, video_frames, write_videos
 
@@ -81,7 +81,7 @@ def test_returned_features_cannot_poison_the_cache(workdir):
     mp4 = workdir["videos"][0]
     pipe = pipeline(TASK, model=workdir["model"], device="cpu")
     label_set = build_label_set(LABELS)
-    reference = pipe._encode_texts(label_set).clone()
+    reference = pipe.text_encoder._encode(label_set.texts).clone()
     before = pipe(mp4, candidate_labels=LABELS)
     pipe.text_features(label_set).mul_(0).add_(1)  # a hit: edit the returned tensor in place
     pipe.text_features(label_set).zero_()
@@ -232,7 +232,7 @@ def test_processor_mean_of_two_values_is_a_config_error(workdir, tmp_path):
             target = config.get("video_processor", config)
             target["image_mean"] = [0.5, 0.5]
             path.write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"could not load an XClipProcessor from .*model.*image_mean must be 3"):
+    with pytest.raises(ValueError, match=r"cannot load the processor .*model.*image_mean must be 3"):
         pipeline(TASK, model=str(model_dir), device="cpu")
 
 

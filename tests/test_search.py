@@ -112,7 +112,7 @@ def test_rerank_scores_equal_pipeline_logits(setup, tmp_path):
     from transformers import XCLIPModel
 
     from xclip_hf import embed_videos, search_videos
-    from xclip_hf.pipelines.label_cache import build_label_set
+    from xclip_hf.models.text_features import build_label_set
     from xclip_hf.pipelines.zero_shot_video_classification import ZeroShotVideoClassificationPipeline
 
     root, _, videos, _ = setup

@@ -58,52 +58,6 @@ def _check_options(batch_size, num_workers, shard_size, save_dtype, dtype, num_f
         raise ValueError(f"dtype must be one of {COMPUTE_DTYPES} or a torch dtype, got {dtype!r}")
 
 
-def _load_model(model, dtype):
-    """An X-CLIP model with a video tower: XClipModel (or a saved XClipVisionModel) from a directory/hub id, or an object."""
-    import torch
-
-    from ..models.modeling_xclip import XClipModel, XClipVisionModel
-
-    if isinstance(model, (str, os.PathLike)):
-        kwargs = {} if dtype == "auto" else {"dtype": getattr(torch, dtype) if isinstance(dtype, str) else dtype}
-        try:
-            from transformers import PretrainedConfig
-
-            model_type = PretrainedConfig.get_config_dict(os.fspath(model))[0].get("model_type")
-            cls = XClipVisionModel if model_type == XClipVisionModel.config_class.model_type else XClipModel
-            loaded = cls.from_pretrained(os.fspath(model), **kwargs)
-        except Exception as err:
-            raise ValueError(f"could not load an X-CLIP model from {os.fspath(model)!r}: {type(err).__name__}: {err}") from err
-        return loaded.eval()
-    inner = getattr(model, "base_model", None)
-    if not isinstance(model, (XClipModel, XClipVisionModel)) and isinstance(inner, XClipModel):
-        model = inner
-    if not isinstance(model, (XClipModel, XClipVisionModel)):
-        raise TypeError(f"model must be an xclip_hf XClipModel / XClipVisionModel or a directory, got {type(model).__name__}")
-    if dtype != "auto":
-        model = model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
-    return model.eval()
-
-
-def _load_video_processor(model, processor):
-    """The video processor: given (an XClipProcessor or XClipVideoProcessor) or loaded from the model directory."""
-    from ..models.video_processing_xclip import XClipVideoProcessor
-
-    processor = getattr(processor, "video_processor", processor)
-    if processor is not None:
-        if not isinstance(processor, XClipVideoProcessor):
-            raise TypeError(f"processor must be an XClipProcessor or XClipVideoProcessor, got {type(processor).__name__}")
-        return processor
-    source = model if isinstance(model, (str, os.PathLike)) else getattr(model, "name_or_path", "")
-    if not source:
-        raise ValueError("the model was not loaded from a directory, so no video processor can be found; pass processor=")
-    try:
-        return XClipVideoProcessor.from_pretrained(os.fspath(source))
-    except Exception as err:
-        raise ValueError(f"could not load a video processor from {os.fspath(source)!r} ({type(err).__name__}: {err}); "
-                         "pass processor=") from err
-
-
 def _cpu_only(device) -> bool:
     """Whether processes talk over gloo on CPU: an explicit CPU device, or no accelerator on this machine."""
     import torch
@@ -258,6 +212,7 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     from .inputs import expand_inputs
     from .loader import WindowPlan
     from .store import ShardStore, row_features
+    from ..models.loading import load_model_and_processor
     from ..video.reader import BACKENDS
     from ..video.windows import check_window_lengths
 
@@ -278,8 +233,7 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     # processes that finish their share early wait at the final barrier for the slowest one: allow hours, not the
     # default 10-30 minutes (a process that dies still ends the job: torchrun/accelerate stop the others)
     state = PartialState(cpu=_cpu_only(device), timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS))
-    net = _load_model(model, dtype)
-    video_processor = _load_video_processor(model, processor)
+    net, video_processor = load_model_and_processor(model, processor=processor, need_text=False, dtype=dtype)
     vision_config = getattr(net.config, "vision_config", net.config)
     frames = num_frames or vision_config.num_frames
     projection_dim = net.config.projection_dim

@@ -15,9 +15,12 @@ Scores: the logit (as above) when re-ranked; otherwise the cosine similarity of 
 from __future__ import annotations
 
 import os
+import weakref
 
 import numpy as np
 import torch
+
+from ..models.text_features import TextFeatureEncoder
 
 __all__ = ["VideoIndex", "FaissVideoIndex", "search_videos", "load_search_model"]
 
@@ -190,52 +193,31 @@ class FaissVideoIndex:
 
 
 def load_search_model(model, processor=None, device=None):
-    """(XClipModel, XClipProcessor) for search; a clear error when the model has no text tower or tokenizer."""
-    from ..models.modeling_xclip import XClipModel
-    from ..models.processing_xclip import XClipProcessor
+    """(XClipModel, XClipProcessor) for search, through the one loader (a text tower and a tokenizer are needed)."""
+    from ..models.loading import load_model_and_processor
 
-    if isinstance(model, (str, os.PathLike)):
-        source = os.fspath(model)
-        from transformers import PretrainedConfig
+    return load_model_and_processor(model, processor=processor, need_text=True, device=device)
 
-        try:
-            config_dict, _ = PretrainedConfig.get_config_dict(source)
-        except Exception as err:
-            raise ValueError(f"could not read a model config from {source!r} ({type(err).__name__}: {err})") from err
-        if config_dict.get("model_type") not in ("xclip_hf", "xclip"):
-            raise ValueError(
-                f"model {source!r} (model_type {config_dict.get('model_type')!r}) has no text tower: search needs a "
-                "full X-CLIP model (video and text encoders), e.g. the checkpoint the embeddings were made with"
-            )
-        model = XClipModel.from_pretrained(source)
-    else:
-        model = getattr(model, "base_model", model) if not isinstance(model, XClipModel) else model
-        if not isinstance(model, XClipModel):
-            raise ValueError(f"search needs a full X-CLIP model with a text tower (an XClipModel), got "
-                             f"{type(model).__name__}")
-        source = getattr(model, "name_or_path", "") or ""
-    if processor is None:
-        if not source:
-            raise ValueError("the model was not loaded from a directory: pass processor= (an XClipProcessor)")
-        try:
-            processor = XClipProcessor.from_pretrained(source)
-        except Exception as err:
-            raise ValueError(f"no tokenizer/processor could be loaded from {source!r} ({type(err).__name__}: {err}); "
-                             "search needs the model's tokenizer: pass processor=") from err
-    if not isinstance(processor, XClipProcessor) or getattr(processor, "tokenizer", None) is None:
-        raise ValueError(f"search needs an XClipProcessor with a tokenizer, got {type(processor).__name__}")
-    if device is not None:
-        model = model.to(device)
-    return model.eval(), processor
+
+_TEXT_ENCODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def text_encoder_for(model, processor) -> TextFeatureEncoder:
+    """The `TextFeatureEncoder` (label cache) kept for this model object and tokenizer: a second search with the
+    same loaded model reuses the features of texts it encoded before."""
+    encoders = _TEXT_ENCODERS.setdefault(model, {})
+    key = id(processor.tokenizer)
+    encoder = encoders.get(key)
+    if encoder is None or encoder.processor.tokenizer is not processor.tokenizer:
+        encoder = encoders[key] = TextFeatureEncoder(model, processor, cache_size=16)
+    return encoder
 
 
 def _text_features(model, processor, queries: list[str], template: str) -> torch.Tensor:
-    """Unprompted text features (Q, P) through the zero-shot pipeline's own text path (tokenization, cache)."""
-    from ..pipelines.label_cache import build_label_set
-    from ..pipelines.zero_shot_video_classification import ZeroShotVideoClassificationPipeline
+    """Unprompted text features (Q, P) through the pipeline's text path (tokenization, label cache)."""
+    from ..models.text_features import build_label_set
 
-    pipe = ZeroShotVideoClassificationPipeline(model=model, processor=processor, device=model.device)
-    return pipe.text_features(build_label_set(queries, template))
+    return text_encoder_for(model, processor).features(build_label_set(queries, template))
 
 
 def search_videos(dataset, queries, model, processor=None, top_k: int = 10, rerank: bool = True,

@@ -1,6 +1,6 @@
 """Pipelines: `pipeline("zero-shot-video-classification")` (registered when `xclip_hf` is imported)."""
 
-from .label_cache import LabelEmbeddingCache, build_label_set, text_weights_fingerprint
+from ..models.text_features import LabelEmbeddingCache, build_label_set, text_weights_fingerprint
 from .zero_shot_video_classification import ZeroShotVideoClassificationPipeline, register_pipeline
 
 __all__ = ["ZeroShotVideoClassificationPipeline", "register_pipeline", "LabelEmbeddingCache", "build_label_set",

@@ -5,7 +5,7 @@ embedding and each text embedding enhanced by the video-specific prompt generato
 the learned logit scale. The pipeline returns the softmax of those logits over the candidate labels, sorted.
 
 Speed: the text encoder's output does not depend on the video, so it runs once per distinct (labels, template,
-tokenizer, text weights) and is kept in a small LRU cache (see `label_cache.py`); each batch of videos then runs
+tokenizer, text weights) and is kept in a small LRU cache (see `models/text_features.py`); each batch of videos then runs
 `model(pixel_values=..., text_embeds=cached)`, in which the prompt generator still runs per video.
 `compile=True` runs that video forward through `torch.compile(model, fullgraph=True)`: 1.34x over eager fp32 was
 measured for B/32-8f on an idle CPU (less, or nothing, on a busy one), after a one-off warm-up on the first batch
@@ -34,13 +34,12 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from ..models.modeling_xclip import average_view_probabilities
 from ..models.processing_xclip import check_tokenizer_vocabulary
-from .label_cache import LabelEmbeddingCache, LabelSet, build_label_set, label_cache_key
+from ..models.text_features import LabelSet, TextFeatureEncoder, build_label_set
 from .video_inputs import DEFAULT_URL_TIMEOUT, VideoSource, download_video, is_url, normalize_videos
 
 logger = logging.getLogger(__name__)
 
 TASK = "zero-shot-video-classification"
-TEXT_FEATURE_CHUNK = 512  # labels encoded per text-encoder forward (bounds memory for very large label sets)
 WINDOW_ARGS = ("chunk_length_s", "stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
 
 __all__ = ["ZeroShotVideoClassificationPipeline", "register_pipeline", "average_view_probabilities"]
@@ -89,27 +88,35 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
 
     def __init__(self, model, processor=None, tokenizer=None, video_processor=None, label_cache_size: int = 4,
                  url_timeout: float = DEFAULT_URL_TIMEOUT, compile: bool = False, **kwargs):
-        model = _as_xclip_model(model, dtype=kwargs.get("dtype") or kwargs.get("torch_dtype"))
-        processor = _resolve_processor(model, processor, tokenizer, video_processor)
+        model, processor = _model_and_processor(model, processor, tokenizer, video_processor,
+                                                kwargs.get("dtype") or kwargs.get("torch_dtype"))
         check_tokenizer_vocabulary(processor.tokenizer, getattr(model, "name_or_path", "") or "the processor",
                                    vocab_size=model.config.text_config.vocab_size)
         super().__init__(model=model, processor=processor, tokenizer=processor.tokenizer,
                          video_processor=processor.video_processor, **kwargs)
-        self.label_cache = LabelEmbeddingCache(label_cache_size)
+        self.text_encoder = TextFeatureEncoder(self.model, processor, label_cache_size)
         self.url_timeout = float(url_timeout)
-        self.text_encoder_calls = 0  # how many label sets were encoded (cache misses), for monitoring
         # the video forward: compiled on request (shares the model's weights; the text encoder stays eager)
         self.video_forward = torch.compile(self.model, fullgraph=True) if compile else self.model
 
     # ------------------------------------------------------------------ public helpers
     def clear_label_cache(self):
-        """Forget every cached label embedding (needed only after writes through `param.data`, see label_cache.py)."""
+        """Forget every cached label embedding (needed only after writes through `param.data`, see models/text_features.py)."""
         self.label_cache.clear()
+
+    @property
+    def label_cache(self):
+        """The label-embedding LRU cache (`LabelEmbeddingCache`) of this pipeline's text encoder."""
+        return self.text_encoder.cache
+
+    @property
+    def text_encoder_calls(self) -> int:
+        """How many label sets were encoded (cache misses), for monitoring."""
+        return self.text_encoder.calls
 
     def text_features(self, label_set: LabelSet) -> torch.Tensor:
         """Projected, unprompted text features (K, D) of a label set: from the cache, or one text-encoder run."""
-        key, keepalive = label_cache_key(label_set, self.tokenizer, self.model)
-        return self.label_cache.get_or_compute(key, lambda: self._encode_texts(label_set), keepalive)
+        return self.text_encoder.features(label_set)
 
     # ------------------------------------------------------------------ Pipeline API
     def __call__(self, videos, candidate_labels=None, **kwargs: Any):
@@ -245,22 +252,6 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
 
     # ------------------------------------------------------------------ internals
     @torch.no_grad()
-    def _encode_texts(self, label_set: LabelSet) -> torch.Tensor:
-        """Tokenize (padding to the longest label; longer than the text encoder's 77 positions: truncated with a
-        warning, by `XClipProcessor.tokenize_labels`) and run the text encoder once, in chunks of 512 labels."""
-        self.text_encoder_calls += 1
-        max_length = _max_text_length(self.model, self.tokenizer)
-        chunks = []
-        for start in range(0, len(label_set.texts), TEXT_FEATURE_CHUNK):
-            texts = list(label_set.texts[start:start + TEXT_FEATURE_CHUNK])
-            tokens = self.processor.tokenize_labels(texts, padding=True, max_length=max_length, return_tensors="pt",
-                                                    vocab_size=self.model.config.text_config.vocab_size)
-            out = self.model.get_text_features(
-                input_ids=tokens["input_ids"].to(self.device), attention_mask=tokens["attention_mask"].to(self.device)
-            )
-            chunks.append(_pooled(out))
-        return torch.cat(chunks, dim=0)
-
     def _process_video(self, video: VideoSource, num_temporal_clips: int, num_spatial_crops: int,
                        num_frames: int | None = None) -> torch.Tensor:
         """Decode (for paths/URLs), sample, resize, crop and normalize one video -> (1, [V,] T, C, H, W)."""
@@ -287,75 +278,19 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         return pixel_values
 
 
-def _pooled(output) -> torch.Tensor:
-    """The (K, D) features from `get_text_features`' output object (or a plain tensor)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    return output.pooler_output
-
-
-def _max_text_length(model, tokenizer) -> int:
-    """Tokens the text encoder accepts: its position embeddings (77 for CLIP), capped by the tokenizer's limit."""
-    length = model.config.text_config.max_position_embeddings
-    tok_max = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tok_max, int) and 0 < tok_max < length:
-        length = tok_max
-    return length
-
-
-def _as_xclip_model(model, dtype=None):
-    """Our `XClipModel` for a str (dir or hub id), an `XClipModel`, or the base model of `XClipForVideoClassification`."""
-    from ..models.modeling_xclip import XClipModel
-
-    if isinstance(model, (str, os.PathLike)):
-        if os.path.isfile(model):
-            raise ValueError(f"model {os.fspath(model)!r} is a file; pass the model directory that holds it")
-        kwargs = {"dtype": dtype} if dtype not in (None, "auto") else {}
-        return XClipModel.from_pretrained(os.fspath(model), **kwargs)
-    if isinstance(model, XClipModel):
-        return model
-    inner = getattr(model, "base_model", None)
-    if isinstance(inner, XClipModel):
-        return inner
-    source = getattr(model, "name_or_path", "") or ""
-    hint = f" (pass model={source!r} to load it with XClipModel)" if source else ""
-    raise TypeError(
-        f"zero-shot-video-classification needs an xclip_hf XClipModel (or a directory / hub id to load one), got "
-        f"{type(model).__name__}{hint}."
-    )
-
-
-def _resolve_processor(model, processor, tokenizer, video_processor):
-    """The `XClipProcessor` to use: given, assembled from given parts, or loaded from the model's directory."""
+def _model_and_processor(model, processor, tokenizer, video_processor, dtype):
+    """The model and `XClipProcessor` through the one loader; `tokenizer=` / `video_processor=` replace the
+    corresponding part of the processor (or, given both, make it)."""
+    from ..models.loading import load_model_and_processor
     from ..models.processing_xclip import XClipProcessor
 
-    if isinstance(processor, (str, os.PathLike)):
-        processor = XClipProcessor.from_pretrained(os.fspath(processor))
-    if processor is not None and not isinstance(processor, XClipProcessor):
-        raise TypeError(
-            f"zero-shot-video-classification needs an xclip_hf XClipProcessor, got {type(processor).__name__}; "
-            "build one with XClipProcessor(video_processor=XClipVideoProcessor(...), tokenizer=...) or omit it to "
-            "load it from the model directory (published XCLIPProcessor directories load too)."
-        )
-    if processor is None:
-        source = getattr(model, "name_or_path", "") or ""
-        if tokenizer is None or video_processor is None:
-            if not source:
-                raise ValueError(
-                    "zero-shot-video-classification: the model was not loaded from a directory, so no processor can be "
-                    "found; pass processor=XClipProcessor(...) (or tokenizer= and video_processor=)."
-                )
-            try:
-                loaded = XClipProcessor.from_pretrained(source)
-            except Exception as err:
-                raise ValueError(
-                    f"zero-shot-video-classification: could not load an XClipProcessor from {source!r} ({err}); pass "
-                    "processor=XClipProcessor(...)."
-                ) from err
-            tokenizer = tokenizer if tokenizer is not None else loaded.tokenizer
-            video_processor = video_processor if video_processor is not None else loaded.video_processor
+    if processor is None and tokenizer is not None and video_processor is not None:
         processor = XClipProcessor(video_processor=video_processor, tokenizer=tokenizer)
-    return processor
+    model, processor = load_model_and_processor(model, processor=processor, need_text=True, dtype=dtype)
+    if tokenizer is not None or video_processor is not None:
+        processor = XClipProcessor(video_processor=video_processor or processor.video_processor,
+                                   tokenizer=tokenizer or processor.tokenizer)
+    return model, processor
 
 
 def register_pipeline():

@@ -1,4 +1,4 @@
-"""Candidate-label handling for zero-shot video classification: validation and a label-embedding cache.
+"""Text features of label sets and queries: validation, a label-embedding cache, and the one text-encoding path.
 
 X-CLIP scores a video against K class texts (paper Sec. 3.1, Eq. 3). The text encoder's output for a label set
 does not depend on the video: only the video-specific prompt generator (Sec. 3.3, Eq. 10) does. So the projected,
@@ -32,11 +32,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..models.fingerprint import weights_key
+from .fingerprint import weights_key
+
+TEXT_FEATURE_CHUNK = 512  # texts encoded per text-encoder forward (bounds memory for very large label sets)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LabelSet", "LabelEmbeddingCache", "build_label_set", "text_weights_fingerprint", "label_cache_key",
+__all__ = ["LabelSet", "LabelEmbeddingCache", "TextFeatureEncoder", "build_label_set", "text_weights_fingerprint",
+           "label_cache_key", "TEXT_FEATURE_CHUNK",
            "tokenizer_key"]
 
 
@@ -110,7 +113,7 @@ def build_label_set(candidate_labels, hypothesis_template: str = "{}", tokenizer
         )
     label_set = LabelSet(labels=tuple(candidate_labels), template=hypothesis_template)
     if tokenizer is not None:
-        from ..models.processing_xclip import check_label_tokens
+        from .processing_xclip import check_label_tokens
 
         texts = list(label_set.texts)
         check_label_tokens(label_set.labels, tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"])
@@ -223,3 +226,47 @@ def _storage_ids(keepalive) -> tuple:
     if len(keepalive) < 2:
         return ()
     return tuple(storage.data_ptr() for storage in keepalive[1])
+
+
+def max_text_length(model, tokenizer) -> int:
+    """Tokens the text encoder accepts: its position embeddings (77 for CLIP), capped by the tokenizer's limit."""
+    length = model.config.text_config.max_position_embeddings
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_max, int) and 0 < tok_max < length:
+        length = tok_max
+    return length
+
+
+class TextFeatureEncoder:
+    """Projected, unprompted text features c (Eq. 1) of a label set, through one cache: the path that the zero-shot
+    pipeline (its candidate labels) and corpus search (its queries) share.
+
+    `model` is an `XClipModel`, `processor` an `XClipProcessor` (its `tokenize_labels` pads, truncates past 77
+    tokens with a warning and checks the ids). `calls` counts text-encoder runs (cache misses).
+    """
+
+    def __init__(self, model, processor, cache_size: int = 4):
+        self.model = model
+        self.processor = processor
+        self.cache = LabelEmbeddingCache(cache_size)
+        self.calls = 0
+
+    def features(self, label_set: LabelSet) -> torch.Tensor:
+        """(K, D) features of `label_set`: a cached copy, or one text-encoder run in chunks of 512 texts."""
+        key, keepalive = label_cache_key(label_set, self.processor.tokenizer, self.model)
+        return self.cache.get_or_compute(key, lambda: self._encode(label_set.texts), keepalive)
+
+    def _encode(self, texts) -> torch.Tensor:
+        self.calls += 1
+        model = self.model
+        max_length = max_text_length(model, self.processor.tokenizer)
+        device = next(model.parameters()).device
+        chunks = []
+        for start in range(0, len(texts), TEXT_FEATURE_CHUNK):
+            tokens = self.processor.tokenize_labels(list(texts[start:start + TEXT_FEATURE_CHUNK]), padding=True,
+                                                    max_length=max_length, return_tensors="pt",
+                                                    vocab_size=model.config.text_config.vocab_size)
+            out = model.get_text_features(input_ids=tokens["input_ids"].to(device),
+                                          attention_mask=tokens["attention_mask"].to(device))
+            chunks.append(out if isinstance(out, torch.Tensor) else out.pooler_output)
+        return torch.cat(chunks, dim=0)

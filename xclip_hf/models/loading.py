@@ -1,0 +1,210 @@
+"""The one loader: a model source (our directory, a published-format directory, a classifier directory, a hub id, or
+objects) -> an X-CLIP model and its processor, with the same accepted inputs and the same errors for every entry
+point (the zero-shot pipeline, embed, search, the CLI).
+
+Errors are `ModelLoadError` (a `ValueError`) whose message names the source, and the file where one is at fault
+(a weights file, a processor config); a wrong object type is a `TypeError` naming the type.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+__all__ = ["ModelLoadError", "LoadedModel", "load_model_and_processor", "resolve_model_source", "model_file_names"]
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+PROCESSOR_FILES = ("processor_config.json", "video_preprocessor_config.json", "preprocessor_config.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
+
+
+class ModelLoadError(ValueError):
+    """A model source that cannot be turned into a model + processor; the message names the source (and file)."""
+
+
+class LoadedModel(NamedTuple):
+    """What `load_model_and_processor` returns: the model (eval mode) and its processor."""
+
+    model: object
+    processor: object
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def resolve_model_source(source) -> str:
+    """Check a model given by name: an existing folder is returned as is; a file (e.g. `dir/config.json`), a
+    string that can only be a path but does not exist, or (offline) a hub id absent from the local cache raise
+    `ModelLoadError` at once, naming it."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    text = os.fspath(source)
+    if os.path.isdir(text):
+        return text
+    if os.path.exists(text):
+        parent = os.path.dirname(text) or "."
+        raise ModelLoadError(f"model {text!r} is a file; pass the folder that holds its config.json ({parent!r})")
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        raise ModelLoadError(f"model folder {text!r} does not exist (and it is not a hub id either)") from None
+    if text.startswith((".", "~")) or os.path.isabs(text):
+        raise ModelLoadError(f"model folder {text!r} does not exist")
+    if _offline() and not _in_hub_cache(text):
+        raise ModelLoadError(f"model {text!r} is not a local folder, and with HF_HUB_OFFLINE=1 the hub id is not in "
+                             "the local hub cache either")
+    return text
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "config.json")
+    return isinstance(found, str)
+
+
+def model_file_names(source: str, kind: str) -> list[str]:
+    """The files of a local model folder that a failure of `kind` ("weights", "processor") concerns."""
+    if not os.path.isdir(source):
+        return []
+    names = sorted(os.listdir(source))
+    if kind == "weights":
+        return [os.path.join(source, n) for n in names if n.endswith(WEIGHT_SUFFIXES)]
+    return [os.path.join(source, n) for n in PROCESSOR_FILES if n in names]
+
+
+def _failure(source: str, what: str, kind: str, err: BaseException) -> ModelLoadError:
+    files = model_file_names(source, kind)
+    where = ", ".join(repr(f) for f in files) if files else repr(source)
+    detail = next((line.strip() for line in str(err).splitlines() if line.strip() and "weights_only" not in line),
+                  type(err).__name__)
+    return ModelLoadError(f"cannot load the {what} {where}: {type(err).__name__}: {detail}")
+
+
+def _model_class(source: str, need_text: bool):
+    """XClipModel, or XClipVisionModel for a saved video tower (only where no text is needed)."""
+    from transformers import PretrainedConfig
+
+    from .modeling_xclip import XClipModel, XClipVisionModel
+
+    try:
+        config_dict, _ = PretrainedConfig.get_config_dict(source)
+    except Exception as err:
+        raise _failure(source, "model config", "config", err) from err
+    model_type = config_dict.get("model_type")
+    if model_type == XClipVisionModel.config_class.model_type:
+        if need_text:
+            raise ModelLoadError(f"model {source!r} is a video tower alone (model_type {model_type!r}): it has no text "
+                                 "tower, and this needs a full X-CLIP model with its text encoder")
+        return XClipVisionModel
+    if model_type not in ("xclip_hf", "xclip"):
+        raise ModelLoadError(f"model {source!r} is not an X-CLIP model (model_type {model_type!r})")
+    return XClipModel
+
+
+def _as_model(model, need_text: bool):
+    """Our model for an object: an XClipModel, the base model of an XClipForVideoClassification, or (no text
+    needed) an XClipVisionModel."""
+    from .modeling_xclip import XClipModel, XClipVisionModel
+
+    if isinstance(model, XClipModel) or (not need_text and isinstance(model, XClipVisionModel)):
+        return model
+    inner = getattr(model, "base_model", None)
+    if isinstance(inner, XClipModel):
+        return inner
+    name = getattr(model, "name_or_path", "") or ""
+    hint = f" (pass its folder {name!r} instead to load it with xclip_hf)" if name else ""
+    raise TypeError(f"model must be an xclip_hf XClipModel, an XClipForVideoClassification (or, where no text is "
+                    f"needed, an XClipVisionModel), or a folder / hub id to load one, got {type(model).__name__}{hint}")
+
+
+def _torch_dtype(dtype):
+    import torch
+
+    if dtype in (None, "auto"):
+        return dtype
+    if isinstance(dtype, str):
+        value = getattr(torch, dtype, None)
+        if not isinstance(value, torch.dtype):
+            raise ValueError(f"dtype {dtype!r} is not a torch dtype (e.g. 'float32', 'bfloat16')")
+        return value
+    return dtype
+
+
+def _load_processor(source: str, need_text: bool):
+    from .processing_xclip import XClipProcessor
+    from .video_processing_xclip import XClipVideoProcessor
+
+    if need_text:
+        if os.path.isdir(source) and not any(os.path.isfile(os.path.join(source, n)) for n in TOKENIZER_FILES):
+            raise ModelLoadError(f"model folder {source!r} has no tokenizer files ({', '.join(TOKENIZER_FILES)}): "
+                                 "text needs the model's tokenizer (pass processor=, or save the tokenizer there)")
+        cls, what = XClipProcessor, "processor"
+    else:
+        cls, what = XClipVideoProcessor, "video processor"
+    try:
+        return cls.from_pretrained(source)
+    except Exception as err:
+        raise _failure(source, what, "processor", err) from err
+
+
+def _check_processor(processor, need_text: bool):
+    from .processing_xclip import XClipProcessor
+    from .video_processing_xclip import XClipVideoProcessor
+
+    if need_text:
+        if not isinstance(processor, XClipProcessor) or getattr(processor, "tokenizer", None) is None:
+            raise TypeError(f"processor must be an xclip_hf XClipProcessor with a tokenizer, got "
+                            f"{type(processor).__name__}; build one with XClipProcessor(video_processor=..., "
+                            "tokenizer=...) or omit it to load it from the model folder")
+        return processor
+    processor = getattr(processor, "video_processor", processor)
+    if not isinstance(processor, XClipVideoProcessor):
+        raise TypeError(f"processor must be an XClipProcessor or XClipVideoProcessor, got {type(processor).__name__}")
+    return processor
+
+
+def load_model_and_processor(source, *, processor=None, need_text: bool = True, dtype=None,
+                             device=None) -> LoadedModel:
+    """(model, processor) for a model source, in eval mode.
+
+    Args:
+        source: a folder (ours, transformers' published "xclip" layout, an `XClipForVideoClassification` folder),
+            a hub id, or a model object (`XClipModel`, `XClipForVideoClassification` -> its base model; with
+            ``need_text=False`` also an `XClipVisionModel`).
+        processor: an `XClipProcessor` (or, with ``need_text=False``, an `XClipVideoProcessor`) or a folder to
+            load one from; by default loaded from the model's folder.
+        need_text: True -> an `XClipModel` with its text encoder and an `XClipProcessor` with a tokenizer;
+            False -> any model with a video tower and an `XClipVideoProcessor`.
+        dtype: a torch dtype or its name ("bfloat16"), or "auto"/None (as stored); device: where to put the model.
+    """
+    dtype = _torch_dtype(dtype)
+    if isinstance(source, (str, os.PathLike)):
+        name = resolve_model_source(source)
+        cls = _model_class(name, need_text)
+        kwargs = {} if dtype in (None, "auto") else {"dtype": dtype}
+        try:
+            model = cls.from_pretrained(name, **kwargs)
+        except ModelLoadError:
+            raise
+        except Exception as err:
+            raise _failure(name, "model weights", "weights", err) from err
+    else:
+        model = _as_model(source, need_text)
+        name = getattr(model, "name_or_path", "") or ""
+        if dtype not in (None, "auto"):
+            model = model.to(dtype)
+    if processor is None:
+        if not name:
+            raise ModelLoadError("the model was not loaded from a folder, so no processor can be found: pass "
+                                 "processor= (an XClipProcessor)")
+        processor = _load_processor(name, need_text)
+    elif isinstance(processor, (str, os.PathLike)):
+        processor = _load_processor(resolve_model_source(processor), need_text)
+    processor = _check_processor(processor, need_text)
+    if device is not None:
+        model = model.to(device)
+    return LoadedModel(model.eval(), processor)
