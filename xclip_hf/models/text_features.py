@@ -260,7 +260,7 @@ class TextFeatureEncoder:
         self.calls += 1
         model = self.model
         max_length = max_text_length(model, self.processor.tokenizer)
-        device = next(model.parameters()).device
+        device = model.device
         chunks = []
         for start in range(0, len(texts), TEXT_FEATURE_CHUNK):
             tokens = self.processor.tokenize_labels(list(texts[start:start + TEXT_FEATURE_CHUNK]), padding=True,
