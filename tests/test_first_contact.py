@@ -234,7 +234,11 @@ def test_readme_and_ci_install_torch_truthfully():
     readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
     ci = open(os.path.join(REPO, ".ci", "run"), encoding="utf-8").read()
     cpu = r"pip install (-q )?torch==2\.13\.0 --index-url https://download\.pytorch\.org/whl/cpu"
-    assert re.search(cpu, readme) and re.search(cpu, ci)  # the CPU build, wherever the machine is
+    assert re.search(cpu, readme)  # the CPU build, wherever the machine is
+    # CI runs README's command 2 itself, as written, in a fresh virtual environment
+    command = re.search(r"^# 2\. the tests.*\n(.+)$", readme, re.M).group(1)
+    assert re.search(cpu, command) and 'pip install -e ".[test]"' in command and "pytest" in command
+    assert "awk '/^# 2\\. the tests/" in ci and "python3 -m venv" in ci and 'bash -c' in ci
     gpu = re.search(r"GPU[^`]*default wheel", readme)  # and the default wheel (Linux: CUDA) on GPU machines
     assert gpu and re.search(r"^pip install torch==2\.13\.0$", readme[gpu.end():], re.M)
     assert "HF_HUB_OFFLINE=1" in readme
