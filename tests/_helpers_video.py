@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from contextlib import contextmanager
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -94,3 +95,38 @@ def no_hang(seconds: int = 60):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+# the issue's file: 20 fps for 1 s, then 5 fps up to 5.0 s (40 frames; the average-rate clock put its end at 4.54 s)
+VFR_TIMES = [i * 0.05 for i in range(20)] + [1.0 + i * 0.2 for i in range(20)]
+VFR_END = 5.0
+
+
+def write_timed_video(path, times, end, codec="libx264", size=(48, 64), bframes=0):
+    """Frames that show their index (red = index * 4), each with the pts and duration we choose (1 ms time base);
+    every packet's duration is set too, so the container knows when the last frame ends. ``bframes``: x264's."""
+    base = Fraction(1, 1000)
+    ticks = [round(t / base) for t in times]
+    duration = dict(zip(ticks, np.diff(ticks + [round(end / base)]).tolist()))
+    frames = index_frames(len(times), *size)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=20, options={"bf": str(bframes)} if codec == "libx264" else {})
+        stream.width, stream.height, stream.pix_fmt = size[1], size[0], "yuv420p"
+        stream.codec_context.time_base = base
+
+        def mux(packets):
+            for packet in packets:
+                packet.duration = duration[packet.pts]
+                container.mux(packet)
+
+        for frame, tick in zip(frames, ticks):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts, picture.time_base = tick, base
+            mux(stream.encode(picture))
+        mux(stream.encode())
+    return str(path)
+
+
+def on_screen(times, moment):
+    """Oracle: index of the frame shown at ``moment`` (the last one that started at or before it)."""
+    return max(i for i, t in enumerate(times) if t <= moment + 1e-9)
