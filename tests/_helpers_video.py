@@ -130,3 +130,22 @@ def write_timed_video(path, times, end, codec="libx264", size=(48, 64), bframes=
 def on_screen(times, moment):
     """Oracle: index of the frame shown at ``moment`` (the last one that started at or before it)."""
     return max(i for i, t in enumerate(times) if t <= moment + 1e-9)
+
+
+def write_oriented_video(path, frames, ccw_degrees=0, hflip=False, rotate_tag=None):
+    """An H.264 file (mp4, mkv) of ``frames`` with a display matrix (PyAV's ``set_display_rotation``:
+    counter-clockwise degrees, then a horizontal mirror) and/or a ``rotate`` tag (clockwise degrees)."""
+    height, width = frames.shape[1:3]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10, options={"bf": "0"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if ccw_degrees or hflip:
+            stream.set_display_rotation(ccw_degrees, hflip=hflip)
+        if rotate_tag is not None:
+            stream.metadata["rotate"] = str(rotate_tag)
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return str(path)
