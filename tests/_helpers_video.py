@@ -54,6 +54,15 @@ def pyav_decode_all(path) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
+def encode_all(container, stream, frames, pixel_format="rgb24"):
+    """Encode ``frames`` into ``stream`` and flush the encoder."""
+    for frame in frames:
+        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format=pixel_format)):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
 def write_h264_with_bframes(path, frames, gop: int = 10, bframes: int = 3, crf: int = 18, fps: int = 30,
                             scenecut: bool = True):
     """An H.264 mp4 with B-frames and short GOPs (exercises seeking and frame reordering); ``scenecut=False``: key
@@ -63,11 +72,7 @@ def write_h264_with_bframes(path, frames, gop: int = 10, bframes: int = 3, crf: 
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        encode_all(container, stream, frames)
     return str(path)
 
 
@@ -143,9 +148,14 @@ def write_oriented_video(path, frames, ccw_degrees=0, hflip=False, rotate_tag=No
             stream.set_display_rotation(ccw_degrees, hflip=hflip)
         if rotate_tag is not None:
             stream.metadata["rotate"] = str(rotate_tag)
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        encode_all(container, stream, frames)
+    return str(path)
+
+
+def write_gray_ffv1(path, frames):
+    """Lossless single-channel FFV1 in mkv (decoded as gray8; write_video maps gray to H.264's limited range)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "gray"
+        encode_all(container, stream, frames, "gray")
     return str(path)

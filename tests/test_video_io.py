@@ -13,6 +13,7 @@ from _helpers_video import (
     long_index_frames,
     no_hang,
     pyav_decode_all,
+    write_gray_ffv1,
     write_h264_with_bframes,
     write_oriented_video,
     write_zero_frame_video,
@@ -318,21 +319,9 @@ def real_world(tmp_path_factory):
         "odd_h264": (write_video(d / "odd.mp4", index_frames(5, 47, 63)), index_frames(5, 47, 63)),
         "odd_vp9": (write_video(d / "odd.webm", index_frames(5, 47, 63)), index_frames(5, 47, 63)),
         "gray_h264": (write_video(d / "gray.mp4", gray), gray),
-        "gray_ffv1": (_write_gray_ffv1(d / "gray.mkv", gray), gray),
+        "gray_ffv1": (write_gray_ffv1(d / "gray.mkv", gray), gray),
     }
 
-
-def _write_gray_ffv1(path, frames):
-    """Lossless single-channel FFV1 (write_video maps gray to H.264's limited range, which FFV1 does not use)."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("ffv1", rate=10)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "gray"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="gray")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return str(path)
 
 
 @pytest.mark.parametrize("backend", ["pyav", "decord"])
@@ -455,3 +444,12 @@ def test_decord_log_lines_stay_off_the_terminal(videos, monkeypatch, capfd):
     out = capfd.readouterr()
     assert "video_reader.cc" not in out.err and "ERROR opening" not in out.err
     assert out.err.count("other output") == 2  # one get_batch per read
+    # threads reading at once share the capture (no waiting on each other), fd 2 comes back after the last one
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        reads = list(pool.map(lambda i: read_video(videos["h264"], [i], backend="decord"), range(8)))
+    np.testing.assert_array_equal(np.concatenate(reads), oracle[:8])
+    os.write(2, b"after the reads\n")
+    out = capfd.readouterr()
+    assert "video_reader.cc" not in out.err and out.err.count("other output") == 8 and "after the reads" in out.err

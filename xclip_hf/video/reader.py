@@ -20,7 +20,7 @@ path it could hang on (``ValueError`` naming the path). Every decoder failure af
 becomes one :class:`VideoDecodeError` (a ``ValueError``) naming the file and the frame being read
 (:func:`decode_error` at the :class:`VideoFile` boundary). Decoder log noise is kept off the terminal: decord's
 FFmpeg logging is set to quiet, and decord's own logger, which writes to file descriptor 2 directly, is captured
-around every decord call (`_Fd2Capture`; what it says while opening a file goes into the error).
+around every decord call (`fd2.Fd2Capture`; what it says while opening a file goes into the error).
 
 Time and orientation: the reader owns the frames' clock. ``VideoFile.frame_times`` are the presentation times
 (seconds from the first frame, from the packet timestamps; decord: ``get_frame_timestamp``) and
@@ -40,12 +40,12 @@ import contextlib
 import os
 import re
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
+from .fd2 import Fd2Capture
 from .orientation import Orientation
 from .timing import frame_clock
 
@@ -91,61 +91,7 @@ def decode_error(path: str, exc: BaseException, frame=None, action: str = "decod
     return error
 
 
-class _Fd2Capture:
-    """File descriptor 2 captured while decord runs: decord's C++ logger writes its lines ("[12:00:00]
-    video_reader.cc:312: Failed to seek file...") straight to fd 2, past Python's ``sys.stderr`` and past
-    ``decord.logging`` (which only sets FFmpeg's level), during any call, not only while opening.
-
-    Reference-counted so that decord calls in several threads do not wait for each other: the first call in
-    points fd 2 at a temporary file, the last one out points it back and writes back every line that is not
-    decord's (what other code printed meanwhile: delayed, not lost). Each call gets the lines written while
-    it ran (for its error message).
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._saved = self._file = None
-
-    @contextlib.contextmanager
-    def captured(self, sink: list):
-        start = self._enter()
-        try:
-            yield
-        finally:
-            if start is not None:
-                sink.append(self._leave(start))
-
-    def _enter(self):
-        with self._lock:
-            if self._depth == 0:
-                try:
-                    sys.stderr.flush()
-                    self._saved = os.dup(2)
-                except (OSError, ValueError, AttributeError):  # no usable fd 2 (e.g. some embedded interpreters)
-                    return None
-                self._file = tempfile.TemporaryFile()
-                os.dup2(self._file.fileno(), 2)
-            self._depth += 1
-            return os.lseek(2, 0, os.SEEK_END)
-
-    def _leave(self, start: int) -> str:
-        with self._lock:
-            end = os.lseek(2, 0, os.SEEK_END)
-            mine = os.pread(self._file.fileno(), end - start, start).decode("utf-8", "replace")
-            self._depth -= 1
-            if self._depth == 0:
-                os.dup2(self._saved, 2)
-                os.close(self._saved)
-                everything = os.pread(self._file.fileno(), end, 0).decode("utf-8", "replace")
-                self._file.close()
-                others = [line for line in everything.splitlines(keepends=True) if not _LOG_PREFIX.match(line)]
-                if others:
-                    os.write(2, "".join(others).encode("utf-8", "replace"))
-            return mine
-
-
-_DECORD_LOG = _Fd2Capture()
+_DECORD_LOG = Fd2Capture(_LOG_PREFIX)  # decord's C++ logger writes to fd 2 itself, during any call
 
 
 def _quiet_decord(decord) -> None:
@@ -210,7 +156,7 @@ class _DecordBackend:
 
     decord 0.6 turns frames upright itself (it reads the ``rotate`` tag and the display matrix and inserts
     FFmpeg's ``transpose`` filter, as FFmpeg's tools do), so its frames and frame size are the displayed ones.
-    Every decord call runs with fd 2 captured (`_Fd2Capture`): its log lines never reach the terminal.
+    Every decord call runs with fd 2 captured (`fd2.Fd2Capture`): its log lines never reach the terminal.
     """
 
     name = "decord"
@@ -233,8 +179,9 @@ class _DecordBackend:
         if self.num_frames < 1:
             raise ValueError(f"video has no frames: {path!r}")
         self.fps = float(self._vr.get_avg_fps())
-        spans = np.asarray(self._quiet(self._vr.get_frame_timestamp, list(range(self.num_frames))), dtype=np.float64)
-        self.frame_times, self.duration = frame_clock(self.num_frames, spans[:, 0], spans[-1, 1] - spans[-1, 0], self.fps)
+        spans = np.asarray(self._quiet(self._vr.get_frame_timestamp, list(range(self.num_frames))), np.float64)
+        last = spans[-1, 1] - spans[-1, 0]  # (start, end) seconds of each frame, float32 in decord
+        self.frame_times, self.duration = frame_clock(self.num_frames, spans[:, 0], last, self.fps)
         self._size = None
 
     def _quiet(self, call, *args):
@@ -263,7 +210,8 @@ class _DecordBackend:
         self.position = (indices[0], indices[-1])
         frames = self._quiet(self._vr.get_batch, indices).asnumpy()
         if frames.shape[0] != len(indices) or frames.ndim != 4 or frames.shape[-1] != 3:
-            raise ValueError(f"decord returned frames of shape {frames.shape} for {len(indices)} indices of {self.path!r}")
+            raise ValueError(f"decord returned frames of shape {frames.shape} for {len(indices)} indices of "
+                             f"{self.path!r}")
         return frames
 
     def get_frames(self, indices: np.ndarray) -> np.ndarray:
@@ -406,9 +354,10 @@ class _PyAVBackend:
             codec.skip_frame = "DEFAULT"
 
     def _to_rgb(self, frame) -> np.ndarray:
-        """uint8 RGB (H, W, 3) of a decoded frame, turned upright (`Orientation`), through the thread's one converter: ``frame.to_ndarray`` builds a
-        new swscale context for every frame, which costs more than the conversion itself for small frames (measured
-        0.31 vs 0.07 ms per 32x32 frame, 0.34 vs 0.29 ms at 640x360). Same pixels."""
+        """uint8 RGB (H, W, 3) of a decoded frame, turned upright (`Orientation`), through the thread's one
+        converter: ``frame.to_ndarray`` builds a new swscale context for every frame, which costs more than the
+        conversion itself for small frames (measured 0.31 vs 0.07 ms per 32x32 frame, 0.34 vs 0.29 ms at 640x360).
+        Same pixels."""
         if self._orientation is None:
             self._orientation = Orientation.of_frame(frame)
         reformatter = getattr(_CONVERTERS, "rgb", None)
