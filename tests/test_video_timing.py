@@ -77,10 +77,12 @@ def _index_plan(n, fps, chunk, stride, t):
 
 
 @pytest.mark.parametrize("backend", ["pyav", "decord"])
-def test_constant_rate_files_keep_their_plans(tmp_path, backend):
-    """No change for constant frame rates: the plans on presentation times are the plans by frame index."""
-    for fps, n in ((10, 43), (Fraction(30000, 1001), 61)):
-        path = write_video(tmp_path / f"cfr{float(fps):.0f}.mp4", index_frames(n, 32, 32), fps=fps)
+@pytest.mark.parametrize("container", ["mp4", "webm"])
+def test_constant_rate_files_keep_their_plans(tmp_path, container, backend):
+    """No change for constant frame rates: the plans on presentation times are the plans by frame index, also where
+    the container rounds times (WebM: to milliseconds, so frame 2 at 30 fps is stored at 0.067 s, not 0.0667)."""
+    for fps, n in ((10, 43), (30, 47), (Fraction(30000, 1001), 61)):
+        path = write_video(tmp_path / f"cfr{float(fps):.0f}.{container}", index_frames(n, 32, 32), fps=fps)
         with VideoFile(path, backend=backend) as video:
             times, end = video.frame_times, video.duration
         rate = float(fps)

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["frame_clock", "frame_times_at_rate", "time_tolerance"]
+__all__ = ["frame_clock", "frame_times_at_rate", "time_tolerance", "GRID_SNAP_S"]
+
+# Containers round times to their time base (Matroska/WebM: 1 ms): times within this of the constant-rate grid
+# ``i / fps`` are that grid (see `frame_clock`)
+GRID_SNAP_S = 5e-4
 
 
 def time_tolerance(seconds) -> np.ndarray | float:
@@ -29,6 +33,10 @@ def frame_clock(num_frames: int, starts=None, last_duration=None, fps=None,
     The end of a video is the end of its last frame: its time plus its own duration (``last_duration``, same
     units, from the container), else plus the interval before it, else plus ``1 / fps``. ``(None, None)`` when
     there are neither times nor a frame rate.
+
+    Constant frame rate: when every time lies within `GRID_SNAP_S` of the grid ``i / fps`` (the container's
+    rounding, or decord's float32), the times are that grid, and an end within twice that of ``num_frames / fps``
+    is that: the same clock for every container and backend, and windows plan as they do by frame index.
     """
     rate = float(fps) if fps is not None and np.isfinite(float(fps)) and float(fps) > 0 else None
     ticks = None if starts is None else np.asarray(starts, dtype=np.float64).reshape(-1)
@@ -45,8 +53,15 @@ def frame_clock(num_frames: int, starts=None, last_duration=None, fps=None,
     steps = [last_duration, ticks[-1] - ticks[-2] if num_frames > 1 else None, den / (num * rate) if rate else None]
     step = next((float(x) for x in steps if x is not None and np.isfinite(x) and x > 0), 0.0)
     times = ticks * num / den  # multiplied before dividing: exact seconds for integer ticks
+    end = float((ticks[-1] + step) * num / den)
+    if rate is not None:
+        grid = np.arange(num_frames, dtype=np.float64) / rate
+        if np.abs(times - grid).max() <= GRID_SNAP_S:
+            times = grid
+            if abs(end - num_frames / rate) <= 2 * GRID_SNAP_S:  # the last time and its duration are both rounded
+                end = num_frames / rate
     times.setflags(write=False)
-    return times, float((ticks[-1] + step) * num / den)
+    return times, end
 
 
 def frame_times_at_rate(num_frames, fps, name: str = "video") -> tuple[np.ndarray, float]:
