@@ -272,9 +272,10 @@ def main(argv=None):
         for mode in args.mode:
             with BusyCores(mode in ("loaded", "many")):
                 if mode == "windows":
+                    from xclip_hf.video.timing import frame_times_at_rate
                     from xclip_hf.video.windows import plan_windows
 
-                    windows = plan_windows(len(frames), 30, 2, 1, num_frames=args.num_frames)
+                    windows = plan_windows(*frame_times_at_rate(len(frames), 30), 2, 1, num_frames=args.num_frames)
                     for name, path in files.items():
                         report(f"[windows, {len(windows)} x 2 s every 1 s] {name:12s}",
                                time_windows(path, windows, readers, args.repeats), len(windows) * args.num_frames,

@@ -91,13 +91,13 @@ def child(mode: str, path: str, checkpoint: str, chunk: float, stride: float, lo
     from transformers import pipeline
 
     import xclip_hf  # noqa: F401
-    from xclip_hf.video.reader import get_video_info
+    from xclip_hf.video.reader import VideoFile
     from xclip_hf.video.windows import plan_windows
 
     torch.set_num_threads(os.cpu_count() or 1)
     pipe = pipeline("zero-shot-video-classification", model=checkpoint, device="cpu")
-    info = get_video_info(path)
-    windows = plan_windows(info.num_frames, info.fps, chunk, stride, num_frames=8)
+    with VideoFile(path) as video:
+        windows = plan_windows(video.frame_times, video.duration, chunk, stride, num_frames=8)
     pipe(np.zeros((8, 64, 64, 3), np.uint8), candidate_labels=LABELS)  # warm-up: label features cached
     t0 = time.perf_counter()
     if mode == "windowed":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from contextlib import contextmanager
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -53,6 +54,15 @@ def pyav_decode_all(path) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
+def encode_all(container, stream, frames, pixel_format="rgb24"):
+    """Encode ``frames`` into ``stream`` and flush the encoder."""
+    for frame in frames:
+        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format=pixel_format)):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
 def write_h264_with_bframes(path, frames, gop: int = 10, bframes: int = 3, crf: int = 18, fps: int = 30,
                             scenecut: bool = True):
     """An H.264 mp4 with B-frames and short GOPs (exercises seeking and frame reordering); ``scenecut=False``: key
@@ -62,11 +72,7 @@ def write_h264_with_bframes(path, frames, gop: int = 10, bframes: int = 3, crf: 
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        encode_all(container, stream, frames)
     return str(path)
 
 
@@ -94,3 +100,62 @@ def no_hang(seconds: int = 60):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+# the issue's file: 20 fps for 1 s, then 5 fps up to 5.0 s (40 frames; the average-rate clock put its end at 4.54 s)
+VFR_TIMES = [i * 0.05 for i in range(20)] + [1.0 + i * 0.2 for i in range(20)]
+VFR_END = 5.0
+
+
+def write_timed_video(path, times, end, codec="libx264", size=(48, 64), bframes=0):
+    """Frames that show their index (red = index * 4), each with the pts and duration we choose (1 ms time base);
+    every packet's duration is set too, so the container knows when the last frame ends. ``bframes``: x264's."""
+    base = Fraction(1, 1000)
+    ticks = [round(t / base) for t in times]
+    duration = dict(zip(ticks, np.diff(ticks + [round(end / base)]).tolist()))
+    frames = index_frames(len(times), *size)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=20, options={"bf": str(bframes)} if codec == "libx264" else {})
+        stream.width, stream.height, stream.pix_fmt = size[1], size[0], "yuv420p"
+        stream.codec_context.time_base = base
+
+        def mux(packets):
+            for packet in packets:
+                packet.duration = duration[packet.pts]
+                container.mux(packet)
+
+        for frame, tick in zip(frames, ticks):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts, picture.time_base = tick, base
+            mux(stream.encode(picture))
+        mux(stream.encode())
+    return str(path)
+
+
+def on_screen(times, moment):
+    """Oracle: index of the frame shown at ``moment`` (the last one that started at or before it)."""
+    return max(i for i, t in enumerate(times) if t <= moment + 1e-9)
+
+
+def write_oriented_video(path, frames, ccw_degrees=0, hflip=False, rotate_tag=None):
+    """An H.264 file (mp4, mkv) of ``frames`` with a display matrix (PyAV's ``set_display_rotation``:
+    counter-clockwise degrees, then a horizontal mirror) and/or a ``rotate`` tag (clockwise degrees)."""
+    height, width = frames.shape[1:3]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10, options={"bf": "0"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if ccw_degrees or hflip:
+            stream.set_display_rotation(ccw_degrees, hflip=hflip)
+        if rotate_tag is not None:
+            stream.metadata["rotate"] = str(rotate_tag)
+        encode_all(container, stream, frames)
+    return str(path)
+
+
+def write_gray_ffv1(path, frames):
+    """Lossless single-channel FFV1 in mkv (decoded as gray8; write_video maps gray to H.264's limited range)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "gray"
+        encode_all(container, stream, frames, "gray")
+    return str(path)

@@ -59,6 +59,7 @@ def test_vectors_equal_get_video_features(setup, tmp_path):
     from xclip_hf import embed_videos
     from xclip_hf.video.sampling import sparse_sample_indices
     from xclip_hf.video.reader import get_video_info
+    from xclip_hf.video.timing import frame_times_at_rate
     from xclip_hf.video.windows import plan_windows
 
     root, ckpt, videos = setup
@@ -78,7 +79,7 @@ def test_vectors_equal_get_video_features(setup, tmp_path):
     ds = embed_videos([path], tmp_path / "windows", ckpt, chunk_length_s=0.2, stride_length_s=0.1, batch_size=3,
                       progress=False)
     info = get_video_info(path)
-    windows = plan_windows(info.num_frames, info.fps, 0.2, 0.1, num_frames=3)
+    windows = plan_windows(*frame_times_at_rate(info.num_frames, info.fps), 0.2, 0.1, num_frames=3)  # constant rate
     got = [(r["start_s"], r["end_s"]) for r in ds]
     assert len(got) == len(windows)
     np.testing.assert_allclose(np.array(got), np.array([(w.start_s, w.end_s) for w in windows]), rtol=1e-6, atol=0)

@@ -13,10 +13,11 @@ import xclip_hf  # noqa: F401  (registers the task)
 from xclip_hf import XClipConfig, XClipModel
 from xclip_hf.data.video_writer import write_video
 from xclip_hf.video.reader import VideoFile, _PyAVBackend
+from xclip_hf.video.timing import frame_times_at_rate
 from xclip_hf.video.windows import iter_window_frames, merge_segments, plan_windows
 
 from _helpers_pipeline import LABELS, NUM_FRAMES, make_our_checkpoint
-from _helpers_video import long_index_frames, pyav_decode_all
+from _helpers_video import VFR_END, VFR_TIMES, long_index_frames, on_screen, pyav_decode_all, write_timed_video
 
 TASK = "zero-shot-video-classification"
 
@@ -119,10 +120,10 @@ def test_segments_merge_consecutive_windows_with_the_same_top_label():
 
 
 def test_window_plan_tail_and_short_video():
-    windows = plan_windows(75, 10, 2, 1, num_frames=4)
+    windows = plan_windows(*frame_times_at_rate(75, 10), 2, 1, num_frames=4)
     assert [w.timestamp for w in windows] == [(0, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7), (5.5, 7.5)]
     np.testing.assert_array_equal(windows[-1].indices, [57, 62, 67, 72])  # 20 frames from 55: middles of 5
-    (only,) = plan_windows(12, 10, 2, num_frames=4)
+    (only,) = plan_windows(*frame_times_at_rate(12, 10), 2, num_frames=4)
     assert only.timestamp == (0, 1.2) and only.indices.tolist() == [1, 4, 7, 10]
 
 
@@ -130,7 +131,7 @@ def test_window_plan_tail_and_short_video():
 def test_three_window_file_is_read_in_one_pass_each_frame_decoded_once(tmp_path, monkeypatch, backend):
     frames = long_index_frames(30, 48, 96)
     path = write_video(tmp_path / "three.mp4", frames, fps=10, gop_size=12)
-    windows = plan_windows(30, 10, 1, num_frames=3)
+    windows = plan_windows(*frame_times_at_rate(30, 10), 1, num_frames=3)
     assert len(windows) == 3
     decoded, streamed, opened = [], [], []
     original_decode = _PyAVBackend._decode_from
@@ -190,6 +191,23 @@ def test_each_window_scores_like_its_frames_cut_out(setup, num_frames):
         alone = pipe(decoded[start:end], candidate_labels=LABELS, num_frames=num_frames)
         np.testing.assert_allclose(_scores(entry["labels"]), _scores(alone), atol=1e-5)
         assert [item["score"] for item in entry["labels"]] == sorted((i["score"] for i in entry["labels"]), reverse=True)
+
+
+def test_variable_frame_rate_windows_carry_the_frames_times(setup, tmp_path):
+    """A file at 20 fps for 1 s, then 5 fps to 5.0 s: windows are cut on presentation times (the average-rate
+    clock reported (1.02, 2.04) for frames shown at 0.5-0.8 s and ended the video at 4.54 s)."""
+    pipe = setup["pipe"]
+    path = write_timed_video(tmp_path / "vfr.mp4", VFR_TIMES, VFR_END, bframes=2)
+    decoded = pyav_decode_all(path)
+    result = pipe(path, candidate_labels=LABELS, chunk_length_s=1, return_timestamps=True, num_frames=4)
+    assert [tuple(r["timestamp"]) for r in result] == [(k, k + 1) for k in range(5)]
+    for entry in result:  # each window scores like the frames shown at 4 evenly spaced moments inside it
+        start = entry["timestamp"][0]
+        shown = [on_screen(VFR_TIMES, start + (j + 0.5) / 4) for j in range(4)]
+        alone = pipe(decoded[shown], candidate_labels=LABELS, num_frames=4)
+        np.testing.assert_allclose(_scores(entry["labels"]), _scores(alone), atol=1e-5)
+    segments = pipe(path, candidate_labels=LABELS, chunk_length_s=1, aggregate="segments", num_frames=4)
+    assert segments[-1]["end_s"] == VFR_END
 
 
 def test_array_windows_top_k_mean_and_segments(setup):

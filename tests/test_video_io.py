@@ -13,7 +13,9 @@ from _helpers_video import (
     long_index_frames,
     no_hang,
     pyav_decode_all,
+    write_gray_ffv1,
     write_h264_with_bframes,
+    write_oriented_video,
     write_zero_frame_video,
 )
 from xclip_hf.data.video_writer import write_video
@@ -300,3 +302,154 @@ def test_bad_files_give_value_errors_naming_the_file(videos):
             read_video(videos["three"], [[0]])
         with pytest.raises(ValueError, match="backend"):
             read_video(videos["three"], [0], backend="opencv")
+
+
+# ---------------------------------------------------------------- real-world encodings, every backend
+
+
+@pytest.fixture(scope="module")
+def real_world(tmp_path_factory):
+    """Tiny files as cameras and encoders make them: B-frames, odd sizes (4:4:4 H.264, 4:2:0 VP9), grayscale
+    sources (H.264 monochrome, which FFmpeg decodes as yuv420p; FFV1 gray, which decodes as gray8)."""
+    d = tmp_path_factory.mktemp("real_world")
+    gray = (np.arange(5)[:, None, None] * 50 + np.zeros((5, 47, 63))).astype(np.uint8)
+    gray[:, :10, :20] = 255
+    return {
+        "bframes": (write_h264_with_bframes(d / "bf.mp4", index_frames(12, 48, 64), gop=5, bframes=3), None),
+        "odd_h264": (write_video(d / "odd.mp4", index_frames(5, 47, 63)), index_frames(5, 47, 63)),
+        "odd_vp9": (write_video(d / "odd.webm", index_frames(5, 47, 63)), index_frames(5, 47, 63)),
+        "gray_h264": (write_video(d / "gray.mp4", gray), gray),
+        "gray_ffv1": (write_gray_ffv1(d / "gray.mkv", gray), gray),
+    }
+
+
+
+@pytest.mark.parametrize("backend", ["pyav", "decord"])
+@pytest.mark.parametrize("key", ["bframes", "odd_h264", "odd_vp9", "gray_h264", "gray_ffv1"])
+def test_real_world_encodings_decode_to_rgb(real_world, key, backend):
+    path, source = real_world[key]
+    oracle = pyav_decode_all(path)  # PyAV's own RGB conversion of a full decode
+    order = np.random.default_rng(1).permutation(len(oracle))
+    got = read_video(path, order, backend=backend)
+    assert got.dtype == np.uint8 and got.shape == oracle[order].shape
+    diff = np.abs(got.astype(int) - oracle[order])
+    if backend == "decord" and key == "odd_vp9":  # odd height, 4:2:0: chroma rows interpolated differently
+        assert diff.max() <= 6 and diff.mean() < 1.0
+    else:
+        assert diff.max() == 0
+    if source is not None and source.ndim == 3:  # grayscale: equal channels, the source's values
+        assert np.abs(got[..., 0].astype(int) - got[..., 2]).max() <= 1
+        assert np.abs(got[..., 1].astype(int) - source[order]).max() <= (0 if key == "gray_ffv1" else 4)
+    elif source is not None:
+        np.testing.assert_allclose(got[..., 0].mean((1, 2)), order * INDEX_STEP, atol=3)
+
+
+# ---------------------------------------------------------------- orientation: display matrix, rotate tag
+
+# (container, how the file says to turn it, np.rot90 quarter turns (counter-clockwise), where the top-left lands)
+ORIENTATIONS = [
+    ("mp4", dict(ccw_degrees=90), 1, ("bottom", "left")),
+    ("mp4", dict(ccw_degrees=180), 2, ("bottom", "right")),
+    ("mp4", dict(ccw_degrees=270), 3, ("top", "right")),
+    ("mkv", dict(rotate_tag=90), -1, ("top", "right")),  # the tag is clockwise
+    ("mkv", dict(rotate_tag=180), 2, ("bottom", "right")),
+    ("mkv", dict(rotate_tag=270), 1, ("bottom", "left")),
+]
+
+
+def _corner_frames(num_frames, height, width):
+    """Index frames with a yellow block in the top-left corner."""
+    frames = index_frames(num_frames, height, width)
+    frames[:, : height // 4, : width // 4] = (255, 255, 0)
+    return frames
+
+
+def _corner_of(frame):
+    """Where the yellow block is: ('top' | 'bottom', 'left' | 'right')."""
+    rows, cols = np.nonzero((frame[..., 0] > 200) & (frame[..., 1] > 200) & (frame[..., 2] < 80))
+    height, width = frame.shape[:2]
+    return ("top" if rows.mean() < height / 2 else "bottom", "left" if cols.mean() < width / 2 else "right")
+
+
+@pytest.mark.parametrize("backend", ["pyav", "decord"])
+@pytest.mark.parametrize("container, options, turns, corner", ORIENTATIONS)
+def test_rotated_videos_decode_upright(tmp_path, backend, container, options, turns, corner):
+    """As FFmpeg's tools show them: a 64x96 (h x w) coded frame turned by the file's display matrix or rotate tag
+    (96 x 64 displayed sizes are within what decord 0.6 reads: it fails on some small widths such as 48)."""
+    path = write_oriented_video(tmp_path / f"rotated.{container}", _corner_frames(4, 64, 96), **options)
+    coded = pyav_decode_all(path)  # oracle: PyAV's plain decode, as stored
+    assert coded.shape[1:3] == (64, 96) and _corner_of(coded[0]) == ("top", "left")
+    upright = np.rot90(coded, turns, axes=(1, 2))
+    info = get_video_info(path, backend=backend)
+    assert (info.height, info.width) == upright.shape[1:3]
+    idx = np.array([0, 3, 1])
+    got = read_video(path, idx, backend=backend)
+    with open_video(path, backend=backend) as video:
+        streamed = np.stack([frame for _, frame in video.iter_frames([0, 1, 3])])
+    assert _corner_of(got[0]) == corner and _corner_of(streamed[0]) == corner
+    for frames, want in ((got, upright[idx]), (streamed, upright[[0, 1, 3]])):
+        diff = np.abs(frames.astype(int) - want)
+        if backend == "pyav":
+            assert diff.max() == 0
+        else:  # decord turns 4:2:0 planes before converting: chroma lands on other samples
+            assert diff.max() <= 8 and diff.mean() < 1.0
+
+
+def test_portrait_size_mirror_and_auto_backend(tmp_path):
+    """The issue's file: a 64x48 (w x h) stream with a 90 degree matrix is 48 wide and 64 high as displayed,
+    before any frame is read; a mirroring matrix is applied (PyAV)."""
+    portrait = write_oriented_video(tmp_path / "portrait.mp4", _corner_frames(3, 48, 64), ccw_degrees=90)
+    info = get_video_info(portrait)
+    assert (info.height, info.width, info.backend) == (64, 48, "pyav")
+    np.testing.assert_array_equal(read_video(portrait, [2]), np.rot90(pyav_decode_all(portrait)[[2]], 1, axes=(1, 2)))
+    mirrored = write_oriented_video(tmp_path / "mirror.mp4", _corner_frames(3, 64, 96), hflip=True)
+    got = read_video(mirrored, [0, 1], backend="pyav")
+    assert _corner_of(got[0]) == ("top", "right")
+    np.testing.assert_array_equal(got, pyav_decode_all(mirrored)[[0, 1], :, ::-1])
+
+
+# ---------------------------------------------------------------- decord's log lines
+
+
+def test_decord_log_lines_stay_off_the_terminal(videos, monkeypatch, capfd):
+    """decord's C++ logger writes to file descriptor 2 itself, during any call (the issue saw
+    "video_reader.cc:312: Failed to seek file..." on the terminal). A decord whose open and reads succeed but
+    log such lines: none reaches fd 2, while other output written meanwhile is given back."""
+    import os
+
+    import decord
+
+    line = b"[01:02:03] /github/workspace/src/video/video_reader.cc:312: Failed to seek file to position: 0\n"
+
+    class LoggingReader(decord.VideoReader):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            os.write(2, line)
+
+        def get_batch(self, indices):
+            os.write(2, line + b"other output\n")
+            return super().get_batch(indices)
+
+    monkeypatch.setattr(decord, "VideoReader", LoggingReader)
+    capfd.readouterr()
+    oracle = pyav_decode_all(videos["h264"])
+    np.testing.assert_array_equal(read_video(videos["h264"], [5, 0], backend="decord"), oracle[[5, 0]])
+    with open_video(videos["h264"], backend="decord") as video:
+        assert video.info.height == 64 and [i for i, _ in video.iter_frames([1, 2])] == [1, 2]
+    text = videos["dir"] / "not_a_video.mp4"
+    text.write_text("this is not a video\n")
+    with pytest.raises(ValueError, match="cannot open") as err:  # real decord prints "ERROR opening" on fd 2
+        read_video(text, [0], backend="decord")
+    assert "ERROR opening" in str(err.value)  # ... into the error instead
+    out = capfd.readouterr()
+    assert "video_reader.cc" not in out.err and "ERROR opening" not in out.err
+    assert out.err.count("other output") == 2  # one get_batch per read
+    # threads reading at once share the capture (no waiting on each other), fd 2 comes back after the last one
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        reads = list(pool.map(lambda i: read_video(videos["h264"], [i], backend="decord"), range(8)))
+    np.testing.assert_array_equal(np.concatenate(reads), oracle[:8])
+    os.write(2, b"after the reads\n")
+    out = capfd.readouterr()
+    assert "video_reader.cc" not in out.err and out.err.count("other output") == 8 and "after the reads" in out.err

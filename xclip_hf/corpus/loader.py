@@ -9,7 +9,6 @@ video says so (``last``), which lets the consumer commit whole videos only.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 
@@ -39,13 +38,14 @@ class WindowPlan:
     decode_backend: str = "auto"
 
     def windows(self, video: VideoFile, processor) -> list[Window]:
-        """The windows of an open video (time spans in seconds; the whole video ends at its duration)."""
-        n, fps = video.num_frames, video.fps
+        """The windows of an open video (time spans in seconds from the frames' presentation times; the whole video
+        ends at the end of its last frame)."""
         if self.chunk_length_s is not None:
-            return plan_windows(n, fps, self.chunk_length_s, self.stride_length_s, self.num_frames, name=video.path)
-        duration = n / fps if fps and math.isfinite(fps) and fps > 0 else None
-        indices = processor.sample_indices(n, num_frames=self.num_frames, num_temporal_clips=1, random_sampling=False)
-        return [Window(0.0, duration, np.asarray(indices).reshape(-1))]
+            return plan_windows(video.frame_times, video.duration, self.chunk_length_s, self.stride_length_s,
+                                self.num_frames, name=video.path)
+        indices = processor.sample_indices(video.num_frames, num_frames=self.num_frames, num_temporal_clips=1,
+                                           random_sampling=False)
+        return [Window(0.0, video.duration, np.asarray(indices).reshape(-1))]
 
 
 class VideoWindowItems(IterableDataset):

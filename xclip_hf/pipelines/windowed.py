@@ -15,6 +15,7 @@ import sys
 import torch
 
 from ..video.reader import VideoFile
+from ..video.timing import frame_times_at_rate
 from ..video.windows import check_window_lengths, iter_window_frames, merge_segments, plan_windows, positive_number
 from .video_inputs import VideoSource, download_video, is_url, normalize_videos
 
@@ -71,14 +72,17 @@ def _classify_one(pipe, source: VideoSource, s: dict):
             temp_path = data = download_video(data, timeout=pipe.url_timeout)
         if isinstance(data, str):
             with VideoFile(data) as video:
-                fps = video.fps if video.fps > 0 else s["fps"]
-                windows = plan_windows(video.num_frames, fps, s["chunk"], s["stride"], s["num_frames"], source.name)
+                times, end = video.frame_times, video.duration
+                if times is None:  # neither timestamps nor a frame rate in the file: fps= is its clock
+                    times, end = frame_times_at_rate(video.num_frames, s["fps"], source.name)
+                windows = plan_windows(times, end, s["chunk"], s["stride"], s["num_frames"], source.name)
                 scored = _score_windows(pipe, source, iter_window_frames(video, windows), len(windows), s)
         else:
             if s["fps"] is None:
                 raise ValueError(f"video {source.name}: a frame array has no clock; pass fps= (frames per second) to "
                                  "cut it into windows of chunk_length_s seconds")
-            windows = plan_windows(data.shape[0], s["fps"], s["chunk"], s["stride"], s["num_frames"], source.name)
+            times, end = frame_times_at_rate(data.shape[0], s["fps"], source.name)
+            windows = plan_windows(times, end, s["chunk"], s["stride"], s["num_frames"], source.name)
             take = (lambda i: data[torch.as_tensor(i)]) if isinstance(data, torch.Tensor) else (lambda i: data[i])
             scored = _score_windows(pipe, source, ((w, take(w.indices)) for w in windows), len(windows), s)
     finally:

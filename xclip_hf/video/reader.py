@@ -19,7 +19,14 @@ Every function validates the path first (exists, is a non-empty regular file) so
 path it could hang on (``ValueError`` naming the path). Every decoder failure after that, of any exception class,
 becomes one :class:`VideoDecodeError` (a ``ValueError``) naming the file and the frame being read
 (:func:`decode_error` at the :class:`VideoFile` boundary). Decoder log noise is kept off the terminal: decord's
-FFmpeg logging is set to quiet, and what decord prints while opening a file is captured into the error.
+FFmpeg logging is set to quiet, and decord's own logger, which writes to file descriptor 2 directly, is captured
+around every decord call (`fd2.Fd2Capture`; what it says while opening a file goes into the error).
+
+Time and orientation: the reader owns the frames' clock. ``VideoFile.frame_times`` are the presentation times
+(seconds from the first frame, from the packet timestamps; decord: ``get_frame_timestamp``) and
+``VideoFile.duration`` the end of the last frame (`timing.frame_clock`), right for variable frame rates. Frames
+come out upright: a ``rotate`` tag or a display matrix (portrait phone videos) is applied as FFmpeg's tools do
+(`orientation.Orientation`; decord 0.6 applies rotations itself), and sizes are the displayed ones.
 Both backends return identical frames for even-sized and 4:4:4 videos; for 4:2:0 videos with an odd height
 their YUV->RGB converters interpolate chroma rows slightly differently (measured: at most 5 levels).
 Frames are returned as ``uint8`` RGB arrays of shape ``(T, H, W, 3)`` in the order of the requested indices
@@ -33,11 +40,14 @@ import contextlib
 import os
 import re
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass
 
 import numpy as np
+
+from .fd2 import Fd2Capture
+from .orientation import Orientation
+from .timing import frame_clock
 
 __all__ = ["VideoInfo", "VideoFile", "VideoDecodeError", "VideoPathError", "check_video_path", "decode_error", "open_video", "get_video_info", "read_video", "load_video", "BACKENDS"]
 
@@ -81,31 +91,7 @@ def decode_error(path: str, exc: BaseException, frame=None, action: str = "decod
     return error
 
 
-_STDERR_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _captured_stderr(sink: list):
-    """Capture what C libraries write to file descriptor 2 into ``sink`` (decord prints its own error lines).
-
-    Output of other threads written meanwhile is re-emitted afterwards, so nothing is lost, only delayed.
-    """
-    with _STDERR_LOCK:
-        try:
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError, AttributeError):  # no usable fd 2 (e.g. some embedded interpreters)
-            yield
-            return
-        with tempfile.TemporaryFile() as tmp:
-            os.dup2(tmp.fileno(), 2)
-            try:
-                yield
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
-                tmp.seek(0)
-                sink.append(tmp.read().decode("utf-8", "replace"))
+_DECORD_LOG = Fd2Capture(_LOG_PREFIX)  # decord's C++ logger writes to fd 2 itself, during any call
 
 
 def _quiet_decord(decord) -> None:
@@ -118,7 +104,8 @@ def _quiet_decord(decord) -> None:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """Frame count, frame rate and size of a video file, and the backend that read it."""
+    """Frame count, average frame rate, displayed size (after rotation) and duration (seconds, the end of the last
+    frame; None when the file has neither timestamps nor a frame rate) of a video file, and the backend that read it."""
 
     path: str
     num_frames: int
@@ -126,6 +113,7 @@ class VideoInfo:
     height: int
     width: int
     backend: str
+    duration: float | None = None
 
 
 class VideoPathError(FileNotFoundError, ValueError):
@@ -164,7 +152,12 @@ def _check_indices(indices, num_frames: int, path: str) -> np.ndarray:
 
 
 class _DecordBackend:
-    """decord reader: random access by frame index through ``get_batch``."""
+    """decord reader: random access by frame index through ``get_batch``.
+
+    decord 0.6 turns frames upright itself (it reads the ``rotate`` tag and the display matrix and inserts
+    FFmpeg's ``transpose`` filter, as FFmpeg's tools do), so its frames and frame size are the displayed ones.
+    Every decord call runs with fd 2 captured (`fd2.Fd2Capture`): its log lines never reach the terminal.
+    """
 
     name = "decord"
 
@@ -176,26 +169,31 @@ class _DecordBackend:
         self.position = None  # (first, last) frame index of the batch being read
         captured: list[str] = []
         try:
-            with _captured_stderr(captured):
+            with _DECORD_LOG.captured(captured):
                 self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
         except Exception as exc:
             noise = " ".join(line.strip() for line in "".join(captured).splitlines() if line.strip())
             noise = _LOG_PREFIX.sub("", noise)
             raise RuntimeError(f"{_first_line(exc, with_type=False)}{' (' + noise[:300] + ')' if noise else ''}") from exc
-        else:
-            if captured and captured[0].strip() and "ERROR" not in captured[0]:
-                sys.stderr.write(captured[0])  # not decord's noise: another thread's output, give it back
         self.num_frames = len(self._vr)
         if self.num_frames < 1:
             raise ValueError(f"video has no frames: {path!r}")
         self.fps = float(self._vr.get_avg_fps())
+        spans = np.asarray(self._quiet(self._vr.get_frame_timestamp, list(range(self.num_frames))), np.float64)
+        last = spans[-1, 1] - spans[-1, 0]  # (start, end) seconds of each frame, float32 in decord
+        self.frame_times, self.duration = frame_clock(self.num_frames, spans[:, 0], last, self.fps)
         self._size = None
+
+    def _quiet(self, call, *args):
+        """``call(*args)`` with decord's log lines kept off the terminal."""
+        with _DECORD_LOG.captured([]):
+            return call(*args)
 
     def _frame_size(self) -> tuple[int, int]:
         """(height, width), read from the first frame on first use (decord has no size accessor)."""
         if self._size is None:
-            shape = self._vr[0].shape
-            self._vr.seek(0)
+            shape = self._quiet(self._vr.__getitem__, 0).shape
+            self._quiet(self._vr.seek, 0)
             self._size = (int(shape[0]), int(shape[1]))
         return self._size
 
@@ -207,25 +205,26 @@ class _DecordBackend:
     def width(self) -> int:
         return self._frame_size()[1]
 
+    def _batch(self, indices: list) -> np.ndarray:
+        """uint8 RGB frames ``(len(indices), H, W, 3)`` from ``get_batch``, checked."""
+        self.position = (indices[0], indices[-1])
+        frames = self._quiet(self._vr.get_batch, indices).asnumpy()
+        if frames.shape[0] != len(indices) or frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"decord returned frames of shape {frames.shape} for {len(indices)} indices of "
+                             f"{self.path!r}")
+        return frames
+
     def get_frames(self, indices: np.ndarray) -> np.ndarray:
         """Decode the frames at ``indices`` (any order, repeats allowed)."""
         uniq, inverse = np.unique(indices, return_inverse=True)
-        self.position = (int(uniq[0]), int(uniq[-1]))
-        frames = self._vr.get_batch(uniq.tolist()).asnumpy()
-        if frames.shape[0] != uniq.size or frames.ndim != 4 or frames.shape[-1] != 3:
-            raise ValueError(f"decord returned frames of shape {frames.shape} for {uniq.size} indices of {self.path!r}")
-        return frames[inverse]
+        return self._batch([int(i) for i in uniq])[inverse]
 
     def iter_frames(self, wanted: np.ndarray, chunk: int = 16):
         """Yield ``(index, frame)`` for sorted unique ``wanted``: ``get_batch`` on consecutive chunks (decord skips
         forward inside a GOP instead of seeking back, so no frame is decoded twice); memory is one chunk."""
         for start in range(0, wanted.size, chunk):
             part = wanted[start:start + chunk].tolist()
-            self.position = (part[0], part[-1])
-            frames = self._vr.get_batch(part).asnumpy()
-            if frames.shape[0] != len(part) or frames.ndim != 4 or frames.shape[-1] != 3:
-                raise ValueError(f"decord returned frames of shape {frames.shape} for {len(part)} indices of {self.path!r}")
-            yield from zip(part, frames)
+            yield from zip(part, self._batch(part))
 
     def close(self):
         self._vr = None
@@ -265,13 +264,14 @@ class _PyAVBackend:
             self._container.close()
             raise ValueError(f"file has no video stream: {path!r}")
         self._stream = self._container.streams.video[0]
-        pts, keys = [], []
+        pts, keys, durations = [], [], []
         for packet in self._container.demux(self._stream):
             if packet.size == 0:
                 continue  # flush packet
             stamp = packet.pts if packet.pts is not None else packet.dts
             pts.append(stamp)
             keys.append(bool(packet.is_keyframe))
+            durations.append(packet.duration or 0)
         if not pts:
             self._container.close()
             raise ValueError(f"video has no frames: {path!r}")
@@ -280,22 +280,48 @@ class _PyAVBackend:
             self._container.close()
             raise ValueError(f"video file is truncated: {path!r} declares {declared} frames but only {len(pts)} can be read")
         self._by_pts = None not in pts
+        self.num_frames = len(pts)
+        rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
+        self.fps = float(rate) if rate else 0.0
+        base = self._stream.time_base
+        starts = last_duration = None
         if self._by_pts:
             order = np.argsort(np.asarray(pts, dtype=np.int64), kind="stable")
             self._pts = [pts[i] for i in order]
             self._pts_to_index = {p: i for i, p in enumerate(self._pts)}
             # a key frame at presentation index i lets decoding restart there
             self._key_positions = sorted(i for i, j in enumerate(order) if keys[j]) or [0]
+            if base:
+                starts, last_duration = self._pts, durations[order[-1]]
         else:
             self._key_positions = [0]
-        self.num_frames = len(pts)
-        rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
-        self.fps = float(rate) if rate else 0.0
+        self.frame_times, self.duration = frame_clock(self.num_frames, starts, last_duration, self.fps, base)
         # Non-reference frames are (nearly always) B-frames: skipping pays only in streams that reorder frames;
         # in streams without B-frames it only costs (measured: benchmarks/bench_decode.py --nonref)
         self._skip_nonref = bool(self.skip_nonref and self._stream.codec_context.has_b_frames)
-        self.height = int(self._stream.codec_context.height)
-        self.width = int(self._stream.codec_context.width)
+        self._coded_size = (int(self._stream.codec_context.height), int(self._stream.codec_context.width))
+        # how frames are turned for display: from the ``rotate`` tag at once, else from the first decoded frame's
+        # display matrix (PyAV exposes it on frames only); None until known
+        self._orientation = Orientation.from_rotate_tag(self._stream.metadata)
+
+    @property
+    def height(self) -> int:
+        return self._orientation_now().display_size(*self._coded_size)[0]
+
+    @property
+    def width(self) -> int:
+        return self._orientation_now().display_size(*self._coded_size)[1]
+
+    def _orientation_now(self) -> "Orientation":
+        """The display orientation, reading the first frame's display matrix if no frame was converted yet (a
+        separate open, so this decoder's threading choice stays free)."""
+        if self._orientation is None:
+            import av
+
+            with av.open(self.path, mode="r") as container:
+                first = next(container.decode(container.streams.video[0]), None)
+            self._orientation = Orientation.of_frame(first) if first is not None else Orientation()
+        return self._orientation
 
     def _decode_from(self, index: int, wanted=()):
         """Seek to the key frame at presentation ``index`` and yield (frame_index, frame).
@@ -328,9 +354,12 @@ class _PyAVBackend:
             codec.skip_frame = "DEFAULT"
 
     def _to_rgb(self, frame) -> np.ndarray:
-        """uint8 RGB (H, W, 3) of a decoded frame, through the thread's one converter: ``frame.to_ndarray`` builds a
-        new swscale context for every frame, which costs more than the conversion itself for small frames (measured
-        0.31 vs 0.07 ms per 32x32 frame, 0.34 vs 0.29 ms at 640x360). Same pixels."""
+        """uint8 RGB (H, W, 3) of a decoded frame, turned upright (`Orientation`), through the thread's one
+        converter: ``frame.to_ndarray`` builds a new swscale context for every frame, which costs more than the
+        conversion itself for small frames (measured 0.31 vs 0.07 ms per 32x32 frame, 0.34 vs 0.29 ms at 640x360).
+        Same pixels."""
+        if self._orientation is None:
+            self._orientation = Orientation.of_frame(frame)
         reformatter = getattr(_CONVERTERS, "rgb", None)
         if reformatter is None:
             from av.video.reformatter import VideoReformatter
@@ -338,7 +367,7 @@ class _PyAVBackend:
             reformatter = _CONVERTERS.rgb = VideoReformatter()  # reuses its context while the frame size stays
         # one swscale thread: a kept context with worker threads hangs a forked child (a DataLoader worker) that
         # uses or frees it, because threads do not survive fork
-        return reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+        return self._orientation.apply(reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray())
 
     def _key_before(self, index: int) -> int:
         """Presentation index of the last key frame at or before ``index``."""
@@ -352,7 +381,7 @@ class _PyAVBackend:
         decodes frames that are thrown away. Frames are the same either way; frame threading costs ~10% more CPU time for less wall time, so DataLoader workers (which
         are the decoding parallelism already, beside the model) keep slice threading."""
         codec = self._stream.codec_context
-        small = self.height * self.width < self.FRAME_THREADING_MIN_PIXELS
+        small = self._coded_size[0] * self._coded_size[1] < self.FRAME_THREADING_MIN_PIXELS
         if codec.is_open or small or not self.frame_threads or not len(wanted) or _in_dataloader_worker():
             return
         decoded, seeks, start, previous = 0, 0, None, None
@@ -485,6 +514,7 @@ class _FailedBackend:
 
     def __init__(self, closed):
         self.num_frames, self.fps = closed.num_frames, closed.fps
+        self.frame_times, self.duration = closed.frame_times, closed.duration
         self.height = self.width = 0
 
     def get_frames(self, indices):
@@ -512,8 +542,8 @@ class VideoFile:
         """Metadata of the open file."""
         b = self._backend
         try:
-            return VideoInfo(self.path, b.num_frames, b.fps, b.height, b.width, b.name)
-        except Exception as exc:  # decord reads the first frame for the size
+            return VideoInfo(self.path, b.num_frames, b.fps, b.height, b.width, b.name, b.duration)
+        except Exception as exc:  # the size may need the first frame (decord; PyAV's display matrix)
             raise decode_error(self.path, exc, frame=0, action="read") from exc
 
     @property
@@ -522,7 +552,20 @@ class VideoFile:
 
     @property
     def fps(self) -> float:
+        """The container's average frame rate (frames per second; 0.0 when unknown)."""
         return self._backend.fps
+
+    @property
+    def frame_times(self) -> np.ndarray | None:
+        """Presentation time of each frame in seconds from the first frame, read-only float64 ``(num_frames,)``, in
+        frame-index order (non-decreasing): the packet timestamps for PyAV, ``get_frame_timestamp`` for decord;
+        ``index / fps`` for files without timestamps; None for files with neither (see `timing.frame_clock`)."""
+        return self._backend.frame_times
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the first frame to the end of the last one (its time plus its duration)."""
+        return self._backend.duration
 
     def get_frames(self, indices) -> np.ndarray:
         """uint8 RGB frames ``(len(indices), H, W, 3)``; falls back to PyAV if decord fails mid-way (auto mode).

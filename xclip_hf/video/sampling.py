@@ -10,6 +10,10 @@ Tab. 11: "#views = temporal clips x spatial crops") uses ``N`` temporal clips:
 * dense: the ``N`` clips start at ``N`` evenly spaced points from the first possible start to the last one
   (``N = 1`` is the centred clip).
 
+Windows of an untrimmed video are sampled by time (`sparse_sample_by_time`): the frame shown at the middle of each
+of ``T`` equal parts of the window's time span, which is the index rule above at a constant frame rate and stays
+right at a variable one.
+
 A video shorter than the number of requested frames repeats frames (sparse: segments shorter than one frame
 map several positions to the same frame; dense: indices past the end are clamped to the last frame). A
 one-frame video yields index 0 everywhere. All functions return ``int64`` numpy arrays.
@@ -19,8 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .timing import time_tolerance
+
 __all__ = [
     "sparse_sample_indices",
+    "sparse_sample_by_time",
     "dense_sample_indices",
     "sparse_multiview_indices",
     "dense_multiview_indices",
@@ -58,6 +65,21 @@ def sparse_sample_indices(video_length: int, num_frames: int, random_offset: boo
         offsets = np.full(t, 0.5)  # the middle frame of each segment (evaluation)
     idx = np.floor(seg * (np.arange(t) + offsets)).astype(np.int64)
     return np.clip(idx, 0, n - 1)
+
+
+def sparse_sample_by_time(frame_times, start_s: float, end_s: float, num_frames: int) -> np.ndarray:
+    """Sparse sampling in time: the frame on screen (the last one whose presentation time is at or before) at the
+    middle of each of ``num_frames`` equal parts of ``[start_s, end_s)``; ``frame_times`` sorted, in seconds.
+
+    With frame ``i`` at ``i / fps`` this picks `sparse_sample_indices`' frames; with a variable frame rate it picks
+    by time, not by count (a stretch of dense frames does not take more of the samples).
+    """
+    times = np.asarray(frame_times, dtype=np.float64)
+    _check_counts(times.size, num_frames)
+    t = int(num_frames)
+    targets = float(start_s) + (float(end_s) - float(start_s)) * (np.arange(t) + 0.5) / t
+    idx = np.searchsorted(times, targets + time_tolerance(targets), side="right") - 1
+    return np.clip(idx, 0, times.size - 1).astype(np.int64)
 
 
 def sparse_multiview_indices(video_length: int, num_frames: int, num_clips: int) -> np.ndarray:

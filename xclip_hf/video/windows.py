@@ -2,11 +2,16 @@
 
 A long video is cut into windows of ``chunk_length_s`` seconds every ``stride_length_s`` seconds (the chunking
 convention of transformers' speech pipeline); each window samples ``num_frames`` frames sparsely inside itself
-(paper Sec. 4.2 sampling, applied per window). The tail shorter than a window becomes one last window aligned to
-the end of the video; a video shorter than one window gives one window over the whole video.
+(paper Sec. 4.2 sampling, applied per window, by time). The tail shorter than a window becomes one last window
+aligned to the end of the video; a video shorter than one window gives one window over the whole video.
+
+Windows are planned on the frames' presentation times (``reader.VideoFile.frame_times`` and ``duration``; for
+frame arrays ``timing.frame_times_at_rate``), so their timestamps are right at a variable frame rate too; at a
+constant rate they are the windows of whole frames ``k * hop .. k * hop + length`` (for lengths and hops that are
+whole frames).
 
 This module only plans (indices and timestamps) and groups decoded frames by window; decoding belongs to
-``video_io`` (one pass over the file, each frame decoded once), the model to the pipeline and to ``embed``.
+``reader`` (one pass over the file, each frame decoded once), the model to the pipeline and to ``embed``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .sampling import sparse_sample_indices
+from .sampling import sparse_sample_by_time
+from .timing import time_tolerance
 
 __all__ = ["Window", "plan_windows", "check_window_lengths", "positive_number", "iter_window_frames", "merge_segments"]
 
@@ -59,38 +65,40 @@ def check_window_lengths(chunk_length_s, stride_length_s=None) -> tuple[float, f
     return chunk, stride
 
 
-def plan_windows(video_length: int, fps: float, chunk_length_s, stride_length_s=None, num_frames: int = 8,
+def plan_windows(frame_times, end_s, chunk_length_s, stride_length_s=None, num_frames: int = 8,
                  name: str = "video") -> list[Window]:
-    """Windows of ``chunk_length_s`` every ``stride_length_s`` over ``video_length`` frames at ``fps``.
+    """Windows of ``chunk_length_s`` every ``stride_length_s`` seconds over a video whose frames are shown at
+    ``frame_times`` (seconds from the first frame, sorted) and which ends at ``end_s``.
 
-    Window ``k`` covers frames ``[k * hop, k * hop + length)``; a tail not covered by a full window becomes one
-    last window ending at the last frame; ``num_frames`` frames are sampled sparsely (segment middles) in each.
+    Window ``k`` spans ``[k * stride, k * stride + chunk)``; a tail not covered by a full window becomes one last
+    window ending at ``end_s``; a video no longer than one window is one window. ``num_frames`` frames are sampled
+    sparsely by time in each (`sampling.sparse_sample_by_time`).
     """
     chunk, stride = check_window_lengths(chunk_length_s, stride_length_s)
-    if fps is None or not np.isfinite(float(fps)) or float(fps) <= 0:
-        raise ValueError(f"{name}: windows in seconds need a frame rate; got fps={fps!r}")
-    if int(video_length) != video_length or video_length < 1:
-        raise ValueError(f"{name}: cannot cut windows from a video with {video_length!r} frames")
-    fps, n = float(fps), int(video_length)
-    length = max(1, int(round(chunk * fps)))
-    hop = max(1, int(round(stride * fps)))
-    if n <= length:
-        starts = [0]
-        length = n
+    if frame_times is None or end_s is None:
+        raise ValueError(f"{name}: windows in seconds need the frames' times; the video has no timestamps and no frame "
+                         "rate")
+    times = np.asarray(frame_times, dtype=np.float64)
+    if times.ndim != 1 or times.size < 1:
+        raise ValueError(f"{name}: cannot cut windows from a video with {times.size} frames")
+    end = float(end_s)
+    if not (np.isfinite(times).all() and (np.diff(times) >= 0).all() and times[0] >= 0 and end >= times[-1]):
+        raise ValueError(f"{name}: frame times must be finite, sorted, from 0 and end by end_s={end_s!r}")
+    tol = time_tolerance(end)
+    if end <= chunk + tol:
+        spans = [(0.0, end)]
     else:
-        starts = list(range(0, n - length + 1, hop))
-        if starts[-1] + length < n:
-            starts.append(n - length)  # the tail: one last window aligned to the end
-    return [
-        Window(start / fps, (start + length) / fps, sparse_sample_indices(length, num_frames) + start)
-        for start in starts
-    ]
+        full = int(np.floor((end - chunk + tol) / stride)) + 1  # windows with k * stride + chunk <= end
+        spans = [(k * stride, k * stride + chunk) for k in range(full)]
+        if spans[-1][1] < end - tol:
+            spans.append((end - chunk, end))  # the tail: one last window aligned to the end
+    return [Window(start, stop, sparse_sample_by_time(times, start, stop, num_frames)) for start, stop in spans]
 
 
 def iter_window_frames(video, windows: Iterable[Window]) -> Iterator[tuple[Window, np.ndarray]]:
     """Yield ``(window, frames (T, H, W, 3))`` in time order, decoding each needed frame of ``video`` once.
 
-    ``video`` is an open ``video_io.VideoFile``. The sorted unique indices of all windows are read in ONE pass
+    ``video`` is an open ``reader.VideoFile``. The sorted unique indices of all windows are read in ONE pass
     (``VideoFile.iter_frames``); a window is yielded as soon as its last frame has arrived, and frames shared by
     overlapping windows are kept only until the last window that needs them, so memory is bounded by the
     overlap, not by the video's length.
