@@ -308,6 +308,31 @@ class XClipPromptGenerator(nn.Module):
         return self.alpha * text_embeds
 
 
+def sincos_position_table(grid: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """A 2-D sin-cos pattern (grid*grid, dim) float64, rows in row-major patch order: dim/4 frequencies each of sin
+    and cos of the column x, then of the row y; centred over the positions (the constant part carries no position)."""
+    if dim % 4:
+        raise ValueError(f"sincos_position_table: hidden size {dim} is not a multiple of 4")
+    omega = temperature ** (-torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    y, x = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij")
+    x, y = x.reshape(-1, 1) * omega, y.reshape(-1, 1) * omega
+    pattern = torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1)
+    return pattern - pattern.mean(dim=0)
+
+
+@torch.no_grad()
+def sincos_position_init(embeddings: XClipVisionEmbeddings) -> torch.Tensor:
+    """The position table of `position_embedding_init="sincos"`: the class row as it is, the patch rows the sin-cos
+    pattern scaled to the RMS of the patch embedding's output for unit-variance pixels (its per-channel std,
+    averaged), so position is neither drowned by nor drowns the patch content."""
+    table = embeddings.position_embedding.weight.detach().clone()
+    grid = embeddings.config.image_size // embeddings.config.patch_size
+    pattern = sincos_position_table(grid, table.shape[1])
+    target = embeddings.patch_embedding.weight.double().flatten(1).pow(2).sum(dim=1).mean().sqrt()
+    table[1:] = (pattern * (target / pattern.pow(2).mean().sqrt())).to(table.dtype)
+    return table
+
+
 # ----------------------------------------------------------------------------------------------------- models
 class XClipPreTrainedModel(PreTrainedModel):
     """Weight initialisation (CLIP's scheme for the image-language parts, small normals for X-CLIP's new modules),
@@ -346,6 +371,8 @@ class XClipPreTrainedModel(PreTrainedModel):
             init.normal_(module.patch_embedding.weight, std=std)
             init.normal_(module.position_embedding.weight, std=std)
             init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+            if module.config.position_embedding_init == "sincos":
+                init.copy_(module.position_embedding.weight, sincos_position_init(module))
         elif isinstance(module, XClipMultiFrameIntegrationTransformer):
             init.trunc_normal_(module.position_embedding, std=0.02)
         elif isinstance(module, XClipPromptGenerator):
