@@ -309,10 +309,8 @@ class XClipPromptGenerator(nn.Module):
 
 
 def sincos_position_table(grid: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
-    """A 2-D sin-cos pattern (grid*grid, dim) float64, rows in row-major patch order: dim/4 frequencies each of sin
-    and cos of the column x, then of the row y; centred over the positions (the constant part carries no position)."""
-    if dim % 4:
-        raise ValueError(f"sincos_position_table: hidden size {dim} is not a multiple of 4")
+    """2-D sin-cos pattern (grid*grid, dim) float64, row-major patches: dim/4 frequencies of sin, cos of the column x,
+    then of the row y (dim: a multiple of 4, checked by the config); centred (the constant part carries no position)."""
     omega = temperature ** (-torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
     y, x = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij")
     x, y = x.reshape(-1, 1) * omega, y.reshape(-1, 1) * omega
@@ -322,12 +320,10 @@ def sincos_position_table(grid: int, dim: int, temperature: float = 10000.0) -> 
 
 @torch.no_grad()
 def sincos_position_init(embeddings: XClipVisionEmbeddings) -> torch.Tensor:
-    """The position table of `position_embedding_init="sincos"`: the class row as it is, the patch rows the sin-cos
-    pattern scaled to the RMS of the patch embedding's output for unit-variance pixels (its per-channel std,
-    averaged), so position is neither drowned by nor drowns the patch content."""
+    """Position table of `position_embedding_init="sincos"`: the class row kept, the patch rows the sin-cos pattern
+    at the RMS of the patch embedding's output for unit-variance pixels (position neither drowned nor drowning)."""
     table = embeddings.position_embedding.weight.detach().clone()
-    grid = embeddings.config.image_size // embeddings.config.patch_size
-    pattern = sincos_position_table(grid, table.shape[1])
+    pattern = sincos_position_table(embeddings.config.image_size // embeddings.config.patch_size, table.shape[1])
     target = embeddings.patch_embedding.weight.double().flatten(1).pow(2).sum(dim=1).mean().sqrt()
     table[1:] = (pattern * (target / pattern.pow(2).mean().sqrt())).to(table.dtype)
     return table

@@ -25,6 +25,10 @@ multi-view evaluation (paper Sec. 4.2, Tab. 11) with ``V = num_temporal_clips * 
 clip-major: view ``v`` is temporal clip ``v // num_spatial_crops`` and spatial crop ``v % num_spatial_crops``;
 the 3 spatial crops are the start, centre and end of the long side (left/centre/right for landscape frames).
 
+Training (``augmentation=``, a call option, e.g. `xclip_hf.training.VideoTrainAugmentation`): the same resize,
+rounding, rescale and normalisation, with the augmentation (MultiScaleCrop, flip, colour jitter, grayscale) in
+place of the crop; its draws come from ``seed``. With every random change off it gives the evaluation pixels.
+
 Published X-CLIP ``preprocessor_config.json`` files (VideoMAE-style: ``"size": 224`` short side,
 ``"crop_size": 224``, ImageNet mean/std, ``"resample": 2``) load with ``from_pretrained`` (converted by
 :mod:`xclip_hf.models.published`). The paper's own
