@@ -32,7 +32,6 @@ import sys
 from dataclasses import dataclass, field
 
 import datasets
-import torch
 import transformers
 from transformers import AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 

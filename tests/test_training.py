@@ -155,51 +155,52 @@ def _processor(size, crop=32, frames=8):
     return XClipVideoProcessor(num_frames=frames, size={"shortest_edge": size}, crop_size={"height": crop, "width": crop})
 
 
-def _video_file(tmp_path, frames=8, height=48, width=48):
-    from xclip_hf.data.video_writer import write_video
-
-    pixels = np.random.default_rng(0).integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
-    return write_video(tmp_path / "clip.mp4", pixels, lossless=True)
-
-
 OFF = dict(scales=(1.0,), flip_prob=0.0, color_jitter_prob=0.0, grayscale_prob=0.0)  # no random change left
 
 
-def test_training_preprocessing_without_augmentation_equals_evaluation(tmp_path):
-    """The training sample goes through the evaluation pipeline (resize geometry, rounding, normalisation) with the
+def _frames(frames=8, height=48, width=48, dtype=np.float32):
+    """Integer pixel values in [0, 255] (float frames: evaluation rounds resized uint8 frames as PIL does, training
+    keeps them float, so float frames are the ones both paths see alike)."""
+    return np.random.default_rng(0).integers(0, 256, (frames, height, width, 3)).astype(dtype)
+
+
+def test_training_preprocessing_without_augmentation_equals_evaluation():
+    """The training sample goes through the video processor (its resize geometry and normalisation) with the
     augmentation in place of the crop: with every random change off, it is the evaluation sample."""
     from xclip_hf.training import VideoClipTransform
 
-    path = _video_file(tmp_path)  # 8 frames for num_frames=8: random and middle sampling take the same frames
+    frames = _frames()  # 8 frames for num_frames=8: random and middle sampling take the same frames
     processor = _processor(size=32)  # square frames resized to 32 x 32 = the crop: the crop is the whole frame
     torch.manual_seed(0)
-    train = VideoClipTransform(processor, VideoTrainAugmentation(crop_size=32, **OFF))._train_clip(path)
-    evaluation = VideoClipTransform(processor)._eval_views(path)
+    train = VideoClipTransform(processor, VideoTrainAugmentation(crop_size=32, **OFF))._train_clip(frames)
+    evaluation = VideoClipTransform(processor)._eval_views(frames)
     assert train.shape == evaluation.shape == (8, 3, 32, 32)
     torch.testing.assert_close(train, evaluation, atol=1e-6, rtol=0)
     # the first resize is the processor's (short side 40), not one of the augmentation's own: with a 32/40 scale
     # the crop box is 32 x 32 at one of five positions of the evaluation-resized frame, taken without resizing
     processor = _processor(size=40)
-    whole = processor(path, do_center_crop=False, return_tensors="pt")["pixel_values"][0]
+    whole = processor(frames, do_center_crop=False, return_tensors="pt")["pixel_values"][0]
     step = (40 - 32) // 4
     boxes = [whole[..., t : t + 32, l : l + 32] for t, l in
              [(0, 0), (0, 4 * step), (4 * step, 0), (4 * step, 4 * step), (2 * step, 2 * step)]]
     for seed in range(4):
         torch.manual_seed(seed)
         augmentation = VideoTrainAugmentation(crop_size=32, **{**OFF, "scales": (0.8,)})
-        clip = VideoClipTransform(processor, augmentation)._train_clip(path)
+        clip = VideoClipTransform(processor, augmentation)._train_clip(frames)
         assert min(float((clip - box).abs().max()) for box in boxes) <= 1e-6
 
 
-def test_processor_applies_the_augmentation_reproducibly(tmp_path):
-    """`augmentation=` of the video processor: one draw per clip from the call's seed, normalised by the processor;
-    a processor never holds an augmentation (a saved one would augment at inference)."""
+def test_processor_applies_the_augmentation_reproducibly():
+    """`augmentation=` of the video processor: one draw per clip from torch's RNG, normalised by the processor; a
+    processor never holds an augmentation (a saved one would augment at inference)."""
     from xclip_hf.models.video_processing_xclip import XClipVideoProcessor
 
-    still = np.repeat(np.random.default_rng(1).integers(0, 256, (1, 40, 56, 3), dtype=np.uint8), 8, axis=0)
+    still = np.repeat(_frames(frames=1, height=40, width=56, dtype=np.uint8), 8, axis=0)
     processor, augment = _processor(size=37), VideoTrainAugmentation(color_jitter_prob=1.0, grayscale_prob=0.5)
-    runs = [processor(still, random_sampling=True, seed=s, augmentation=augment, return_tensors="pt")["pixel_values"]
-            for s in (3, 3, 4)]
+    runs = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(seed)
+        runs.append(processor(still, augmentation=augment, return_tensors="pt")["pixel_values"])
     assert runs[0].shape == (1, 8, 3, 32, 32)
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
     assert torch.equal(runs[0], runs[0][:, :1].expand_as(runs[0]))  # the same transform on every frame

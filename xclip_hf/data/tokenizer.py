@@ -85,8 +85,6 @@ def _clip_vocab(merges: list[tuple[str, str]]) -> dict[str, int]:
 
 def build_clip_tokenizer(texts: Iterable[str], save_directory=None, vocab_size: int = 1024):
     """Train a CLIP-style BPE tokenizer on ``texts`` and return a ``CLIPTokenizerFast`` (saved if a directory is given)."""
-    from transformers import CLIPTokenizerFast
-
     texts = [t for t in texts]
     if not texts or not all(isinstance(t, str) for t in texts):
         raise ValueError(f"build_clip_tokenizer: texts must be a non-empty list of strings, got {texts[:3]!r}")

@@ -25,9 +25,10 @@ multi-view evaluation (paper Sec. 4.2, Tab. 11) with ``V = num_temporal_clips * 
 clip-major: view ``v`` is temporal clip ``v // num_spatial_crops`` and spatial crop ``v % num_spatial_crops``;
 the 3 spatial crops are the start, centre and end of the long side (left/centre/right for landscape frames).
 
-Training (``augmentation=``, a call option, e.g. `xclip_hf.training.VideoTrainAugmentation`): the same resize,
-rounding, rescale and normalisation, with the augmentation (MultiScaleCrop, flip, colour jitter, grayscale) in
-place of the crop; its draws come from ``seed``. With every random change off it gives the evaluation pixels.
+Training (``augmentation=``, a call option, e.g. `xclip_hf.training.VideoTrainAugmentation`): the same resize
+geometry and normalisation, with the augmentation (MultiScaleCrop, flip, colour jitter, grayscale) in place of the
+crop, on float pixels (uint8 frames are not rounded after resizing, as the recipe has always had them). With every
+random change off it gives the evaluation pixels of float frames.
 
 Published X-CLIP ``preprocessor_config.json`` files (VideoMAE-style: ``"size": 224`` short side,
 ``"crop_size": 224``, ImageNet mean/std, ``"resample": 2``) load with ``from_pretrained`` (converted by
@@ -331,15 +332,16 @@ class XClipVideoProcessor(BaseVideoProcessor):
         return tensor[indices]
 
     # ----- spatial pipeline -----
-    def _spatial_views(self, clips: torch.Tensor, opts: dict, generator=None) -> torch.Tensor:
-        """(N, T, 3, H, W) clips -> views (N * crops, T, 3, h, w) float32, in one order for evaluation and training:
-        resize (`resized_size`), round uint8 input, rescale, then the crops (evaluation) or the `augmentation`
-        (training, drawing from `generator`), then normalise."""
+    def _spatial_views(self, clips: torch.Tensor, opts: dict) -> torch.Tensor:
+        """(N, T, 3, H, W) clips -> views (N * crops, T, 3, h, w) float32: resize (`resized_size`), then the crops
+        (evaluation) or the `augmentation` (training), then the one normalisation (`_finish_views`)."""
         num_clips, num_frames = clips.shape[:2]
         is_uint8 = clips.dtype == torch.uint8
         x = clips.reshape(num_clips * num_frames, *clips.shape[2:]).float()
         crop, augmentation = opts["crop_size"], opts["augmentation"]
-        crops = opts["do_center_crop"] and augmentation is None
+        if augmentation is not None:
+            return self._finish_views(_train_views(x, num_clips, opts), num_clips, num_frames, opts)
+        crops = opts["do_center_crop"]
         extreme = _extreme_target(x.shape[-2:], opts) if opts["do_resize"] and crops else None
         if extreme is not None:  # crop before resize: cost bounded by the crops, not by the frame's long side
             x = _crop_then_resize(x, extreme, crop, opts["num_spatial_crops"], opts["resample"])
@@ -356,8 +358,6 @@ class XClipVideoProcessor(BaseVideoProcessor):
             x = x * float(opts["rescale_factor"])  # before the crops: the same values as rescaling the crops
         if extreme is not None:
             views = x
-        elif augmentation is not None:
-            views = _augment(x.reshape(num_clips, num_frames, *x.shape[1:]), augmentation, crop, opts, generator)
         elif crops:
             h, w = x.shape[-2:]
             windows = crop_windows(h, w, crop.height, crop.width, opts["num_spatial_crops"])
@@ -418,14 +418,11 @@ class XClipVideoProcessor(BaseVideoProcessor):
         ``augmentation`` (training, e.g. `xclip_hf.training.VideoTrainAugmentation`) replaces the crop step: it is
         called as ``augmentation(clip, size=(crop_h, crop_w), resample=resample, generator=generator)`` on each
         resized, rescaled clip ``(T, 3, H, W)`` in ``[0, 1]`` and returns ``(T, 3, crop_h, crop_w)``; the processor
-        normalises the result. Its random draws come from a ``torch.Generator`` seeded with ``seed`` (torch's global
-        RNG when ``seed`` is None).
+        normalises the result. Its random draws come from torch's global RNG (``generator=None``), which Trainer
+        seeds and DataLoader re-seeds per worker, as torchvision's transforms do.
         """
         opts = self._resolve_options(kwargs)
         rng = as_generator(opts["seed"]) if opts["random_sampling"] else None
-        generator = None
-        if opts["augmentation"] is not None and opts["seed"] is not None:
-            generator = torch.Generator().manual_seed(int(opts["seed"]))
         outputs = []
         for i, video in enumerate(self._split_batch(videos)):
             name = f"video {i}" + (f" ({os.fspath(video)!r})" if _is_path(video) else "")
@@ -433,7 +430,7 @@ class XClipVideoProcessor(BaseVideoProcessor):
             _check_frame_values(clips, name, opts["do_rescale"])
             if opts["augmentation"] is not None:
                 _check_augmentation_range(clips, name, opts)
-            outputs.append(self._spatial_views(clips, opts, generator))
+            outputs.append(self._spatial_views(clips, opts))
         shapes = {tuple(o.shape) for o in outputs}
         if len(shapes) > 1:
             raise ValueError(f"videos of a batch give different shapes {sorted(shapes)}; enable center crop or pass them separately")
@@ -486,12 +483,19 @@ def _check_augmentation_range(clips: torch.Tensor, name: str, opts: dict) -> Non
         )
 
 
-def _augment(clips: torch.Tensor, augmentation, crop: SizeDict, opts: dict, generator) -> torch.Tensor:
-    """(N, T, 3, H, W) rescaled clips -> (N*T, 1, 3, crop_h, crop_w): the train-time augmentation, one draw per clip."""
+def _train_views(x: torch.Tensor, num_clips: int, opts: dict) -> torch.Tensor:
+    """(N*T, 3, H, W) float frames -> (N*T, 1, 3, crop_h, crop_w): rescaled, resized (`resized_size`; float pixels,
+    not rounded as PIL rounds uint8 at evaluation, as the training recipe has always had them), then the
+    train-time augmentation of each clip, one draw per clip."""
+    if opts["do_rescale"]:
+        x = x * float(opts["rescale_factor"])
+    if opts["do_resize"]:
+        x = resize_short_side(x, opts["size"], opts["resample"]).clamp(0, 1)  # resampling may overshoot [0, 1]
+    crop = opts["crop_size"]
     size = (crop.height, crop.width)
     views = []
-    for clip in clips.clamp(0, 1):  # resampling may overshoot [0, 1] slightly
-        out = augmentation(clip, size=size, resample=opts["resample"], generator=generator)
+    for clip in x.reshape(num_clips, -1, *x.shape[1:]):
+        out = opts["augmentation"](clip, size=size, resample=opts["resample"], generator=None)
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != (clip.shape[0], 3, *size):
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(f"augmentation must return a clip of shape {(clip.shape[0], 3, *size)}, got {shape}")
