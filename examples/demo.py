@@ -23,8 +23,8 @@ No CLIP weights are available offline, so both models start from random weights 
 text encoder frozen: the class names' random text features serve as fixed class prototypes that the video
 side and the video-specific prompt generator learn to match (paper Tab. 7: frozen text branch). Horizontal
 flips are off: they would turn "moving left" into "moving right". The vision position embeddings start from a
-fixed 2-D sin-cos pattern (`--position_init sincos`): with CLIP's small random init the tiny ViT sees a bag of
-patches and never tells "moving left" from "moving right".
+fixed 2-D sin-cos pattern (`--position_init sincos`, i.e. the model's `vision_config.position_embedding_init`):
+with CLIP's small random init the tiny ViT sees a bag of patches and never tells "moving left" from "moving right".
 """
 
 from __future__ import annotations

@@ -32,13 +32,13 @@ import sys
 from dataclasses import dataclass, field
 
 import datasets
-import torch
 import transformers
 from transformers import AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 
 import xclip_hf
 from xclip_hf import XClipConfig, XClipForVideoClassification, XClipProcessor
 from xclip_hf.training import (
+    BAD_VIDEO_POLICIES,
     BadVideoCallback,
     MixupCutmix,
     SkipBadSamplesCollator,
@@ -52,6 +52,7 @@ from xclip_hf.training import (
     read_labels_file,
     sample_k_shot,
 )
+from xclip_hf.models.configuration_xclip import POSITION_EMBEDDING_INITS
 from xclip_hf.models.video_processing_xclip import XClipVideoProcessor
 
 logger = logging.getLogger(__name__)
@@ -64,9 +65,9 @@ class ModelArguments:
     model_name_or_path: str | None = field(default=None, metadata={"help": "X-CLIP checkpoint (ours or the published format) to fine-tune."})
     init_from_clip: str | None = field(default=None, metadata={"help": "A transformers CLIP checkpoint to expand into X-CLIP (paper Sec. 3.2, Initialization)."})
     model_variant: str | None = field(default=None, metadata={"help": "Train from scratch: a variant of XClipConfig.from_variant, e.g. xclip-tiny."})
-    config_overrides: str | None = field(default=None, metadata={"help": "Config overrides 'key=value,...' for --init_from_clip / --model_variant, e.g. 'use_mit=false,use_cross_frame_attention=false' (CLIP-Mean); --model_variant also takes vision_config.<field> / text_config.<field>."})
+    config_overrides: str | None = field(default=None, metadata={"help": "Config overrides 'key=value,...' for --init_from_clip / --model_variant, e.g. 'use_mit=false,use_cross_frame_attention=false' (CLIP-Mean); a field of both towers as vision_config.<field> / text_config.<field> (XClipConfig.from_variant's rule, route_overrides)."})
     num_frames: int = field(default=8, metadata={"help": "Frames per clip for --init_from_clip / --model_variant (a checkpoint keeps its own)."})
-    position_init: str = field(default="random", metadata={"help": "--model_variant only: 'random' (CLIP's init) or 'sincos' (a fixed 2-D sin-cos pattern, still trained, scaled to the patch embedding's output; a small ViT from scratch otherwise sees a bag of patches)."})
+    position_init: str = field(default="random", metadata={"help": "--model_variant only: the model's vision_config.position_embedding_init, 'random' (CLIP's init) or 'sincos' (a fixed 2-D sin-cos pattern, still trained, scaled to the patch embedding's output; a small ViT from scratch otherwise sees a bag of patches).", "choices": ["random", "sincos"]})
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer directory (default: the model or CLIP checkpoint)."})
     video_processor_name: str | None = field(default=None, metadata={"help": "Video processor directory (default: the checkpoint's, else one sized for the model)."})
     prompt_template: str = field(default="{}", metadata={"help": "Text template of the class names; the paper uses the bare label."})
@@ -97,7 +98,7 @@ class DataTrainingArguments:
     grayscale_prob: float = field(default=0.2, metadata={"help": "Grayscale probability."})
     num_temporal_clips: int = field(default=1, metadata={"help": "Evaluation temporal views (paper: 4 fully supervised, 1 few/zero-shot)."})
     num_spatial_crops: int = field(default=1, metadata={"help": "Evaluation spatial crops: 1 (centre) or 3 (paper, fully supervised)."})
-    on_bad_video: str = field(default="skip", metadata={"help": "A video that cannot be decoded or processed: 'skip' (drop it from its batch, log it once, count it) or 'raise' (stop, naming it).", "choices": ["skip", "raise"]})
+    on_bad_video: str = field(default="skip", metadata={"help": "A video that cannot be decoded or processed: 'skip' (drop it from its batch, log it once, count it) or 'raise' (stop, naming it).", "choices": list(BAD_VIDEO_POLICIES)})
     max_bad_video_fraction: float = field(default=0.1, metadata={"help": "With --on_bad_video skip: stop with an error when more than this fraction of the listed videos is broken."})
     check_videos: bool = field(default=False, metadata={"help": "Before training, open every listed video and decode one clip; broken files are reported (and skipped, or raise with --on_bad_video raise)."})
 
@@ -137,44 +138,11 @@ def parse_overrides(text: str | None) -> dict:
 
 
 def config_from_variant(variant: str, num_frames: int, overrides: dict) -> XClipConfig:
-    """`XClipConfig.from_variant` with any field overridden: `key` (routed to the config that has it) or `sub.key`."""
-    values = XClipConfig.from_variant(variant, num_frames=num_frames).to_dict()
-    for key, value in overrides.items():
-        where, _, attr = key.rpartition(".")
-        if where:
-            target = values.get(where) if where in ("text_config", "vision_config") else None
-        else:
-            target = next((d for d in (values, values["vision_config"], values["text_config"]) if attr in d), None)
-        if target is None or attr not in target:
-            raise ValueError(f"--config_overrides: unknown config field {key!r}")
-        target[attr] = value
-    return XClipConfig.from_dict(values)
-
-
-def sincos_position_embedding(grid: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
-    """A 2-D sin-cos pattern (grid*grid, dim), row-major: dim/4 frequencies each of sin/cos of x, then of y; centred over positions."""
-    if dim % 4:
-        raise ValueError(f"sincos_position_embedding: hidden size {dim} is not a multiple of 4")
-    omega = temperature ** (-torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
-    y, x = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij")
-    x, y = x.reshape(-1, 1) * omega, y.reshape(-1, 1) * omega
-    pattern = torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1)
-    return pattern - pattern.mean(dim=0)  # the constant part carries no position
-
-
-@torch.no_grad()
-def init_sincos_positions(model) -> float:
-    """Overwrite the vision patch positions with the sin-cos pattern at the RMS of the patch embedding's output for
-    unit-variance pixels (the class-token row keeps its init); returns that RMS."""
-    embeddings = model.base_model.vision_model.embeddings
-    table = embeddings.position_embedding.weight
-    grid = embeddings.config.image_size // embeddings.config.patch_size
-    pattern = sincos_position_embedding(grid, table.shape[1])
-    weight = embeddings.patch_embedding.weight.double()
-    target = weight.flatten(1).pow(2).sum(dim=1).mean().sqrt()  # std of one output channel, averaged, for unit inputs
-    pattern = pattern * (target / pattern.pow(2).mean().sqrt())
-    table[1:] = pattern.to(table.dtype)
-    return float(target)
+    """`XClipConfig.from_variant` with --config_overrides (each key goes to the config that owns it)."""
+    try:
+        return XClipConfig.from_variant(variant, num_frames=num_frames, **overrides)
+    except ValueError as err:
+        raise ValueError(f"--config_overrides: {err}") from err
 
 
 def match_special_tokens(text_config, tokenizer) -> None:
@@ -194,8 +162,8 @@ def build_model(model_args: ModelArguments, class_names: list[str], tokenizer) -
     sources = [s for s in (model_args.model_name_or_path, model_args.init_from_clip, model_args.model_variant) if s]
     if len(sources) != 1:
         raise ValueError("pass exactly one of --model_name_or_path, --init_from_clip, --model_variant")
-    if model_args.position_init not in ("random", "sincos"):
-        raise ValueError(f"--position_init: {model_args.position_init!r} is not 'random' or 'sincos'")
+    if model_args.position_init not in POSITION_EMBEDDING_INITS:
+        raise ValueError(f"--position_init: {model_args.position_init!r} is not one of {POSITION_EMBEDDING_INITS}")
     if model_args.position_init != "random" and not model_args.model_variant:
         raise ValueError("--position_init sincos applies to --model_variant (from scratch), not to pretrained weights")
     overrides = parse_overrides(model_args.config_overrides)
@@ -205,13 +173,16 @@ def build_model(model_args: ModelArguments, class_names: list[str], tokenizer) -
             raise ValueError("--config_overrides applies to --init_from_clip / --model_variant, not to a trained checkpoint")
         model = XClipForVideoClassification.from_pretrained(model_args.model_name_or_path)
     elif model_args.init_from_clip:
-        model = XClipForVideoClassification.from_clip(model_args.init_from_clip, num_frames=model_args.num_frames, **overrides)
+        try:
+            model = XClipForVideoClassification.from_clip(model_args.init_from_clip, num_frames=model_args.num_frames,
+                                                          **overrides)
+        except ValueError as err:
+            raise ValueError(f"--config_overrides: {err}") from err
     else:
         overrides.setdefault("vocab_size", len(tokenizer))
-        config = config_from_variant(model_args.model_variant, model_args.num_frames, overrides)
-        model = XClipForVideoClassification(config)
-        if model_args.position_init == "sincos":
-            init_sincos_positions(model)
+        if model_args.position_init != "random":
+            overrides["vision_config.position_embedding_init"] = model_args.position_init
+        model = XClipForVideoClassification(config_from_variant(model_args.model_variant, model_args.num_frames, overrides))
     match_special_tokens(model.config.text_config, tokenizer)
     model.set_class_texts(tokenizer, model_args.prompt_template, id2label=id2label)
     if model_args.freeze_text_encoder:
@@ -271,8 +242,8 @@ def validate_eval_settings(data_args: DataTrainingArguments, video_processor) ->
     """Run the evaluation views once on a blank clip, so impossible settings fail before training, not after."""
     import numpy as np
 
-    if data_args.on_bad_video not in ("skip", "raise"):
-        raise ValueError(f"--on_bad_video must be 'skip' or 'raise', got {data_args.on_bad_video!r}")
+    if data_args.on_bad_video not in BAD_VIDEO_POLICIES:
+        raise ValueError(f"--on_bad_video must be one of {BAD_VIDEO_POLICIES}, got {data_args.on_bad_video!r}")
     if not 0 <= data_args.max_bad_video_fraction <= 1:
         raise ValueError(f"--max_bad_video_fraction must be in [0, 1], got {data_args.max_bad_video_fraction}")
     blank = np.zeros((video_processor.num_frames, 8, 8, 3), dtype=np.uint8)
@@ -339,10 +310,9 @@ def main(argv=None):
         train_ds, eval_ds = screen_videos(data_args, train_ds, eval_ds, video_processor, tracker,
                                           disable_progress=training_args.disable_tqdm or None)
 
-    augmentation = VideoTrainAugmentation(
-        crop_size=model.config.vision_config.image_size, flip_prob=data_args.flip_prob,
-        color_jitter_prob=data_args.color_jitter_prob, grayscale_prob=data_args.grayscale_prob,
-    )
+    # the video processor resizes, crops to the model's image size and normalises; this replaces its crop
+    augmentation = VideoTrainAugmentation(flip_prob=data_args.flip_prob, color_jitter_prob=data_args.color_jitter_prob,
+                                          grayscale_prob=data_args.grayscale_prob)
     if train_ds is not None:
         train_ds.set_transform(VideoClipTransform(video_processor, augmentation, on_bad_video=data_args.on_bad_video))
     if eval_ds is not None:

@@ -252,33 +252,33 @@ def test_demo_test_pairs_defeat_an_order_blind_model(tmp_path):
     assert not torch.allclose(pixels[:2], pixels[2:])  # ... although the clips differ (the frame order)
 
 
-def test_sincos_position_init_scale_and_distinct_rows():
-    """--position_init sincos: one 2-D pattern row per patch, at the patch embedding's output RMS; class row kept."""
-    from xclip_hf import XClipForVideoClassification
+def test_position_init_flag_passes_through_to_the_model_config(data):
+    """--position_init sincos is the model's own `vision_config.position_embedding_init` (saved with it)."""
+    from transformers import AutoTokenizer
 
-    torch.manual_seed(0)
-    model = XClipForVideoClassification(script.config_from_variant("xclip-tiny", 3, {}))
+    from xclip_hf.models.modeling_xclip import sincos_position_init
+
+    tokenizer = AutoTokenizer.from_pretrained(data["tokenizer"])
+    args = script.ModelArguments(model_variant="xclip-tiny", num_frames=3, position_init="sincos")
+    model = script.build_model(args, CLASSES, tokenizer)
+    assert model.config.vision_config.position_embedding_init == "sincos"
     embeddings = model.base_model.vision_model.embeddings
-    table = embeddings.position_embedding.weight.detach()
-    class_row = table[0].detach().clone()
-    assert float(table[1:].pow(2).mean().sqrt()) < 0.05  # CLIP's default init, untouched by the model
-    script.init_sincos_positions(model)
-    grid = embeddings.config.image_size // embeddings.config.patch_size
-    assert table.shape == (grid * grid + 1, embeddings.config.hidden_size)
-    assert torch.equal(table[0], class_row)
-    # scale: the spread of the patch embedding's output for unit-variance pixels, measured on random frames
-    with torch.no_grad():
-        out = embeddings.patch_embedding(torch.randn(64, 3, 32, 32))
-    patch_rms = float(out.pow(2).mean().sqrt())
-    assert abs(float(table[1:].pow(2).mean().sqrt()) / patch_rms - 1) < 0.1
-    # distinct rows; the first half depends only on the column (x), the second only on the row (y)
-    rows = table[1:].reshape(grid, grid, -1)
-    half = rows.shape[-1] // 2
-    assert torch.cdist(table[1:], table[1:]).add(torch.eye(grid * grid) * 1e9).min() > 0.1 * patch_rms
-    assert torch.allclose(rows[0, :, :half], rows[1, :, :half]) and not torch.allclose(rows[:, 0, :half], rows[:, 1, :half])
-    assert torch.allclose(rows[:, 0, half:], rows[:, 1, half:]) and not torch.allclose(rows[0, :, half:], rows[1, :, half:])
-    with pytest.raises(ValueError, match="multiple of 4"):
-        script.sincos_position_embedding(4, 30)
+    torch.testing.assert_close(embeddings.position_embedding.weight.detach(), sincos_position_init(embeddings),
+                               atol=0, rtol=0)
+    default = script.build_model(script.ModelArguments(model_variant="xclip-tiny", num_frames=3), CLASSES, tokenizer)
+    assert default.config.vision_config.position_embedding_init == "random"
+
+
+def test_config_overrides_follow_the_configs_own_rule():
+    """--config_overrides routes keys as XClipConfig.from_variant does (one rule: route_overrides)."""
+    config = script.config_from_variant("xclip-tiny", 3, {"mit_num_hidden_layers": 2, "vocab_size": 700,
+                                                          "projection_dim": 64, "vision_config.mit_hidden_size": 64})
+    assert config.vision_config.mit_num_hidden_layers == 2 and config.text_config.vocab_size == 700
+    assert config.projection_dim == config.vision_config.projection_dim == 64
+    with pytest.raises(ValueError, match=r"--config_overrides: .*vision_config\.hidden_size"):
+        script.config_from_variant("xclip-tiny", 3, {"hidden_size": 64})  # both towers have it: name the tower
+    with pytest.raises(ValueError, match="--config_overrides: .*no X-CLIP config has this field"):
+        script.config_from_variant("xclip-tiny", 3, {"hiden_size": 64})
 
 
 def test_sincos_position_init_only_from_scratch(tmp_path):

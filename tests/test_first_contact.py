@@ -80,6 +80,31 @@ def test_registration_happens_when_transformers_loads_its_registries():
     assert "could not register" not in first.stderr + second.stderr
 
 
+def test_registration_has_one_home():
+    """Only `_registration.py` registers with transformers' Auto classes, and no module registers at import time
+    (a module-level call would import transformers' registries with it and bypass the deferred registration)."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(REPO) / "xclip_hf"
+    auto_calls, import_time = [], []
+    for path in sorted(root.rglob("*.py")):
+        name = path.relative_to(root).as_posix()
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "register"
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id.startswith(("Auto", "CONFIG_"))):
+                auto_calls.append(name)
+        for node in tree.body:  # module-level statements
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+                func = node.value.func
+                called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if "regist" in called or "install" in called:
+                    import_time.append(f"{name}: {called}()")
+    assert sorted(set(auto_calls)) == ["_registration.py"], auto_calls
+    assert import_time == ["__init__.py: install()"]  # the package's one `_registration.install()`
+
+
 def test_transformers_progress_bars_follow_no_progress_and_terminals(monkeypatch):
     from transformers.utils import logging as hf_logging
 

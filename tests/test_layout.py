@@ -91,3 +91,21 @@ def test_lower_layers_do_not_import_applications(lower):
 def test_cycle_detector_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_private_names_stay_in_their_package():
+    """A name one package shares with another is public (one owner, e.g. CLIP's byte table in data/tokenizer.py):
+    no module imports an underscore name from a module of another package."""
+    crossing = []
+    for path in PACKAGE.rglob("*.py"):
+        module = _module_name(path)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            source = _resolve(module, path.name == "__init__.py", node)[0]
+            source_package = source if (PACKAGE.parent / source.replace(".", "/")).is_dir() else source.rpartition(".")[0]
+            private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+            if private and source.startswith("xclip_hf") and source_package != package and source != package:
+                crossing.append(f"{module} imports {private} from {source}")
+    assert crossing == []

@@ -359,3 +359,98 @@ def test_published_format_is_known_in_one_module():
                      for line in p.read_text(encoding="utf-8").splitlines()
                      if '"xclip_hf.models.published"' in line and not line.lstrip().startswith("#")]
     assert registrations == ["models/formats.py"]
+
+
+# ------------------------------------------------------------------------- initialisation and config rules
+def _numpy_sincos(grid, dim):
+    """Independent float64 numpy 2-D sin-cos table: per patch (row y, column x, row-major), dim/4 frequencies
+    10000^(-k/(dim/4)) of sin x, cos x, sin y, cos y; centred over the patches."""
+    import numpy as np
+
+    omega = 10000.0 ** (-np.arange(dim // 4) / (dim // 4))
+    rows = []
+    for y in range(grid):
+        for x in range(grid):
+            rows.append(np.concatenate([np.sin(x * omega), np.cos(x * omega), np.sin(y * omega), np.cos(y * omega)]))
+    table = np.array(rows)
+    return table - table.mean(axis=0)
+
+
+def test_sincos_position_init_is_a_config_option(tmp_path):
+    """vision_config.position_embedding_init="sincos": the patch rows are the 2-D sin-cos table (numpy oracle) at
+    the RMS of the patch embedding's output for unit-variance pixels; every other weight, the class row included,
+    is the default init; the option is saved, and loading does not re-initialise."""
+    import numpy as np
+
+    plain, model = _tiny(), _tiny(position_embedding_init="sincos")  # same seed
+    assert model.config.vision_config.position_embedding_init == "sincos"
+    embeddings = model.vision_model.embeddings
+    table = embeddings.position_embedding.weight.detach()
+    grid = embeddings.config.image_size // embeddings.config.patch_size
+    weight = embeddings.patch_embedding.weight.detach().double().numpy().reshape(table.shape[1], -1)
+    expected = _numpy_sincos(grid, table.shape[1])
+    expected *= np.sqrt((weight**2).sum(axis=1).mean()) / np.sqrt((expected**2).mean())
+    np.testing.assert_allclose(table[1:].double().numpy(), expected, rtol=1e-5, atol=1e-7)
+    different = [n for n, p in plain.state_dict().items() if not torch.equal(p, model.state_dict()[n])]
+    assert different == ["vision_model.embeddings.position_embedding.weight"]
+    assert torch.equal(table[0], plain.vision_model.embeddings.position_embedding.weight[0])
+    # the scale, measured: the spread of the patch embedding's output for unit-variance pixels
+    with torch.no_grad():
+        patch_rms = float(embeddings.patch_embedding(torch.randn(64, 3, 32, 32)).pow(2).mean().sqrt())
+    assert abs(float(table[1:].pow(2).mean().sqrt()) / patch_rms - 1) < 0.1
+    model.save_pretrained(tmp_path)
+    assert XClipConfig.from_pretrained(tmp_path).vision_config.position_embedding_init == "sincos"
+    torch.manual_seed(1)  # a re-initialisation would draw other weights
+    loaded = XClipModel.from_pretrained(tmp_path)
+    assert all(torch.equal(p, loaded.state_dict()[n]) for n, p in model.state_dict().items())
+    from huggingface_hub.errors import StrictDataclassClassValidationError
+
+    with pytest.raises(StrictDataclassClassValidationError, match="position_embedding_init must be one of"):
+        XClipConfig.from_variant("xclip-tiny", position_embedding_init="learned")
+
+
+def test_override_keys_have_one_owner():
+    """from_variant and the CLIP expansion route a key to the config that owns it (route_overrides)."""
+    from transformers import CLIPConfig
+
+    from xclip_hf.models.clip_expansion import xclip_config_from_clip
+    from xclip_hf.models.configuration_xclip import route_overrides
+
+    overrides = {"mit_num_hidden_layers": 2, "max_position_embeddings": 40, "logit_scale_init_value": 1.5,
+                 "text_config.hidden_act": "gelu"}
+    assert route_overrides(overrides) == {"": {"logit_scale_init_value": 1.5},
+                                          "text_config": {"max_position_embeddings": 40, "hidden_act": "gelu"},
+                                          "vision_config": {"mit_num_hidden_layers": 2}}
+    clip = CLIPConfig(text_config=dict(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                                       num_attention_heads=4), projection_dim=64,
+                      vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
+                                         num_hidden_layers=1, num_attention_heads=4))
+    for build in (lambda **kw: XClipConfig.from_variant("xclip-tiny", **kw), lambda **kw: xclip_config_from_clip(clip, **kw)):
+        config = build(**overrides)
+        assert config.vision_config.mit_num_hidden_layers == 2 and config.text_config.max_position_embeddings == 40
+        assert config.text_config.hidden_act == "gelu" and config.logit_scale_init_value == 1.5
+        with pytest.raises(ValueError, match=r"vision_config\.intermediate_size"):  # a field of both towers
+            build(intermediate_size=64)
+        with pytest.raises(ValueError, match="no X-CLIP config has this field"):
+            build(mit_layers=2)
+
+
+def test_published_layout_reads_its_files_with_the_hub_keywords(monkeypatch, tmp_path):
+    """Every file the published layout reads gets the from_pretrained keywords that locate files (formats'
+    HUB_KWARGS), all of them and nothing else."""
+    from xclip_hf.models import formats, published
+
+    calls = []
+
+    def spy(path, filename, **kwargs):
+        calls.append((filename, kwargs))
+        return {"vision_config": {"num_frames": 8}} if filename == "config.json" else {"video_processor": {"size": 224}}
+
+    monkeypatch.setattr(published, "read_json_file", spy)
+    monkeypatch.setattr(published, "read_config_dict", lambda path, **kw: spy(path, "config.json", **kw))
+    given = {"cache_dir": str(tmp_path), "force_download": True, "proxies": {"https": "p"}, "token": "t",
+             "revision": "r", "local_files_only": True, "subfolder": "s", "num_frames_hint": 3, "_from_auto": True}
+    assert published.published_video_processor_dict(tmp_path, None, given) == {"size": 224, "num_frames": 8}
+    expected = {k: given[k] for k in formats.HUB_KWARGS}
+    assert [name for name, _ in calls] == ["processor_config.json", "config.json"]
+    assert all(kwargs == expected for _, kwargs in calls), calls

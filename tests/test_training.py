@@ -148,6 +148,75 @@ def test_multi_scale_crop_output_and_bad_input():
         random_grayscale(torch.zeros(2, 3, 4, 4, dtype=torch.uint8))
 
 
+# ------------------------------------------------------------- training preprocessing through the processor
+def _processor(size, crop=32, frames=8):
+    from xclip_hf.models.video_processing_xclip import XClipVideoProcessor
+
+    return XClipVideoProcessor(num_frames=frames, size={"shortest_edge": size}, crop_size={"height": crop, "width": crop})
+
+
+OFF = dict(scales=(1.0,), flip_prob=0.0, color_jitter_prob=0.0, grayscale_prob=0.0)  # no random change left
+
+
+def _frames(frames=8, height=48, width=48, dtype=np.float32):
+    """Integer pixel values in [0, 255] (float frames: evaluation rounds resized uint8 frames as PIL does, training
+    keeps them float, so float frames are the ones both paths see alike)."""
+    return np.random.default_rng(0).integers(0, 256, (frames, height, width, 3)).astype(dtype)
+
+
+def test_training_preprocessing_without_augmentation_equals_evaluation():
+    """The training sample goes through the video processor (its resize geometry and normalisation) with the
+    augmentation in place of the crop: with every random change off, it is the evaluation sample."""
+    from xclip_hf.training import VideoClipTransform
+
+    frames = _frames()  # 8 frames for num_frames=8: random and middle sampling take the same frames
+    processor = _processor(size=32)  # square frames resized to 32 x 32 = the crop: the crop is the whole frame
+    torch.manual_seed(0)
+    train = VideoClipTransform(processor, VideoTrainAugmentation(crop_size=32, **OFF))._train_clip(frames)
+    evaluation = VideoClipTransform(processor)._eval_views(frames)
+    assert train.shape == evaluation.shape == (8, 3, 32, 32)
+    torch.testing.assert_close(train, evaluation, atol=1e-6, rtol=0)
+    # the first resize is the processor's (short side 40), not one of the augmentation's own: with a 32/40 scale
+    # the crop box is 32 x 32 at one of five positions of the evaluation-resized frame, taken without resizing
+    processor = _processor(size=40)
+    whole = processor(frames, do_center_crop=False, return_tensors="pt")["pixel_values"][0]
+    step = (40 - 32) // 4
+    boxes = [whole[..., t : t + 32, l : l + 32] for t, l in
+             [(0, 0), (0, 4 * step), (4 * step, 0), (4 * step, 4 * step), (2 * step, 2 * step)]]
+    for seed in range(4):
+        torch.manual_seed(seed)
+        augmentation = VideoTrainAugmentation(crop_size=32, **{**OFF, "scales": (0.8,)})
+        clip = VideoClipTransform(processor, augmentation)._train_clip(frames)
+        assert min(float((clip - box).abs().max()) for box in boxes) <= 1e-6
+
+
+def test_processor_applies_the_augmentation_reproducibly():
+    """`augmentation=` of the video processor: one draw per clip from torch's RNG, normalised by the processor; a
+    processor never holds an augmentation (a saved one would augment at inference)."""
+    from xclip_hf.models.video_processing_xclip import XClipVideoProcessor
+
+    still = np.repeat(_frames(frames=1, height=40, width=56, dtype=np.uint8), 8, axis=0)
+    processor, augment = _processor(size=37), VideoTrainAugmentation(color_jitter_prob=1.0, grayscale_prob=0.5)
+    runs = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(seed)
+        runs.append(processor(still, augmentation=augment, return_tensors="pt")["pixel_values"])
+    assert runs[0].shape == (1, 8, 3, 32, 32)
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+    assert torch.equal(runs[0], runs[0][:, :1].expand_as(runs[0]))  # the same transform on every frame
+    mean, std = torch.tensor(processor.image_mean).view(3, 1, 1), torch.tensor(processor.image_std).view(3, 1, 1)
+    unnormalised = runs[0][0] * std + mean
+    assert unnormalised.min() >= -1e-6 and unnormalised.max() <= 1 + 1e-6
+    with pytest.raises(ValueError, match="call option"):
+        XClipVideoProcessor(augmentation=augment)
+    with pytest.raises(ValueError, match="num_spatial_crops=1"):
+        processor(still, augmentation=augment, num_spatial_crops=3)
+    with pytest.raises(ValueError, match=r"video 0: augmentation needs frames in \[0, 1\]"):
+        processor(still, augmentation=augment, do_rescale=False)
+    with pytest.raises(ValueError, match="crop_size 24 disagrees"):
+        processor(still, augmentation=VideoTrainAugmentation(crop_size=24))
+
+
 # ---------------------------------------------------------------------------------------------------- mixup
 def test_mixup_targets_match_mixed_pixels():
     torch.manual_seed(0)

@@ -1,4 +1,5 @@
 """Registration with transformers (Auto classes, pipeline task), done when transformers loads its registries.
+The one place that registers: no module of the package registers itself at import time.
 
 Every transformers registry (`CONFIG_MAPPING`, the `AutoModel*` mappings, `AutoProcessor`, `AutoVideoProcessor`,
 `PIPELINE_REGISTRY`) lives in a module whose import also imports torch, so registering at `import xclip_hf` would
@@ -45,15 +46,21 @@ def _register_models():
 
 
 def _register_processor():
-    from .models.processing_xclip import register_processor
+    from transformers.models.auto.processing_auto import AutoProcessor
 
-    register_processor()
+    from .models.configuration_xclip import XClipConfig
+    from .models.processing_xclip import XClipProcessor
+
+    AutoProcessor.register(XClipConfig, XClipProcessor, exist_ok=True)
 
 
 def _register_video_processor():
-    from .models.video_processing_xclip import register_video_processor
+    from transformers.models.auto.video_processing_auto import AutoVideoProcessor
 
-    register_video_processor()
+    from .models.configuration_xclip import XClipConfig
+    from .models.video_processing_xclip import XClipVideoProcessor
+
+    AutoVideoProcessor.register(XClipConfig, XClipVideoProcessor, exist_ok=True)
 
 
 def _register_pipeline():

@@ -12,12 +12,11 @@ from __future__ import annotations
 import gzip
 import os
 
-from ..data.tokenizer import BOS_TOKEN, EOS_TOKEN, _byte_symbols, save_clip_tokenizer
+from ..data.tokenizer import BOS_TOKEN, EOS_TOKEN, clip_base_tokens, save_clip_tokenizer
 
 __all__ = ["CLIP_NUM_MERGES", "read_bpe_merges", "clip_vocab_from_merges", "build_tokenizer_from_bpe"]
 
 CLIP_NUM_MERGES = 49152 - 256 - 2  # the merges CLIP's tokenizer uses (vocabulary of 49408 tokens)
-_EOW = "</w>"
 
 
 def read_bpe_merges(path, max_merges: int = CLIP_NUM_MERGES) -> list[tuple[str, str]]:
@@ -47,8 +46,7 @@ def read_bpe_merges(path, max_merges: int = CLIP_NUM_MERGES) -> list[tuple[str, 
 
 def clip_vocab_from_merges(merges: list[tuple[str, str]]) -> dict[str, int]:
     """CLIP's token -> id: bytes, bytes + '</w>', one token per merge, then <|startoftext|>, <|endoftext|>."""
-    symbols = _byte_symbols()
-    tokens = symbols + [s + _EOW for s in symbols] + [left + right for left, right in merges] + [BOS_TOKEN, EOS_TOKEN]
+    tokens = clip_base_tokens() + [left + right for left, right in merges] + [BOS_TOKEN, EOS_TOKEN]
     vocab: dict[str, int] = {}
     for index, token in enumerate(tokens):
         if token in vocab:

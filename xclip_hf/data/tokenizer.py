@@ -20,28 +20,35 @@ import os
 import tempfile
 from collections.abc import Iterable
 
-__all__ = ["build_clip_tokenizer", "save_clip_tokenizer", "BOS_TOKEN", "EOS_TOKEN"]
+__all__ = ["build_clip_tokenizer", "save_clip_tokenizer", "byte_symbols", "clip_base_tokens", "BOS_TOKEN", "EOS_TOKEN",
+           "END_OF_WORD"]
 
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
-_EOW = "</w>"
+END_OF_WORD = "</w>"
 # CLIP's pre-tokenisation pattern (contractions, letter runs, single digits, punctuation runs).
 _CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 
 
-def _byte_symbols() -> list[str]:
+def byte_symbols() -> list[str]:
     """The 256 byte-level BPE symbols in CLIP's vocabulary order: printable Latin-1 bytes (as themselves) first,
-    then the remaining bytes mapped to code points 256, 257, ..."""
+    then the remaining bytes mapped to code points 256, 257, ... (CLIP's byte table; the one copy in the package)."""
     keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     others = [b for b in range(256) if b not in keep]
     return [chr(b) for b in keep] + [chr(256 + n) for n in range(len(others))]
+
+
+def clip_base_tokens() -> list[str]:
+    """The first 512 tokens of a CLIP vocabulary: the byte symbols, then the same symbols ending a word (``</w>``)."""
+    symbols = byte_symbols()
+    return symbols + [s + END_OF_WORD for s in symbols]
 
 
 def _learn_merges(texts: list[str], num_merges: int) -> list[tuple[str, str]]:
     """Learn up to ``num_merges`` BPE merges on ``texts`` with CLIP's normaliser and pre-tokeniser."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-    tok = Tokenizer(models.BPE(end_of_word_suffix=_EOW, continuing_subword_prefix=""))
+    tok = Tokenizer(models.BPE(end_of_word_suffix=END_OF_WORD, continuing_subword_prefix=""))
     tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Split(Regex(_CLIP_SPLIT), behavior="removed", invert=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
@@ -52,7 +59,7 @@ def _learn_merges(texts: list[str], num_merges: int) -> list[tuple[str, str]]:
         min_frequency=1,
         show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        end_of_word_suffix=_EOW,
+        end_of_word_suffix=END_OF_WORD,
         continuing_subword_prefix="",
     )
     tok.train_from_iterator(texts, trainer=trainer)
@@ -63,8 +70,7 @@ def _learn_merges(texts: list[str], num_merges: int) -> list[tuple[str, str]]:
 
 def _clip_vocab(merges: list[tuple[str, str]]) -> dict[str, int]:
     """CLIP-ordered vocabulary: bytes, bytes + '</w>', merge results, then <|startoftext|>, <|endoftext|>."""
-    symbols = _byte_symbols()
-    tokens = symbols + [s + _EOW for s in symbols]
+    tokens = clip_base_tokens()
     seen = set(tokens)
     for left, right in merges:
         if left not in seen or right not in seen:
@@ -79,8 +85,6 @@ def _clip_vocab(merges: list[tuple[str, str]]) -> dict[str, int]:
 
 def build_clip_tokenizer(texts: Iterable[str], save_directory=None, vocab_size: int = 1024):
     """Train a CLIP-style BPE tokenizer on ``texts`` and return a ``CLIPTokenizerFast`` (saved if a directory is given)."""
-    from transformers import CLIPTokenizerFast
-
     texts = [t for t in texts]
     if not texts or not all(isinstance(t, str) for t in texts):
         raise ValueError(f"build_clip_tokenizer: texts must be a non-empty list of strings, got {texts[:3]!r}")

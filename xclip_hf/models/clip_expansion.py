@@ -10,7 +10,7 @@ import re
 import torch
 from transformers import CLIPModel
 
-from .configuration_xclip import XClipConfig
+from .configuration_xclip import XClipConfig, route_overrides
 
 # CLIP key (regex) -> X-CLIP key; keys not listed keep their name.
 CLIP_KEY_MAPPING = {
@@ -21,7 +21,8 @@ CLIP_KEY_MAPPING = {
 
 
 def xclip_config_from_clip(clip_config, num_frames: int = 8, **overrides) -> XClipConfig:
-    """X-CLIP config whose CLIP parts copy `clip_config`; new modules sized like the paper (heads = width / 64)."""
+    """X-CLIP config whose CLIP parts copy `clip_config`; new modules sized like the paper (heads = width / 64);
+    `overrides` go to the config that owns them (`route_overrides`)."""
     v, t, p = clip_config.vision_config, clip_config.text_config, clip_config.projection_dim
     heads = max(p // 64, 1)
     eos = getattr(t, "eos_token_id", None)
@@ -36,11 +37,11 @@ def xclip_config_from_clip(clip_config, num_frames: int = 8, **overrides) -> XCl
                 layer_norm_eps=t.layer_norm_eps, prompt_num_attention_heads=heads,
                 # CLIP's legacy eos_token_id=2 means "pool at the highest id"
                 eos_token_id=None if eos in (None, 2) else eos)
-    for key in list(overrides):
-        if key in ("drop_path_rate", "use_cross_frame_attention", "use_mit"):
-            vision[key] = overrides.pop(key)
-    return XClipConfig(text_config=text, vision_config=vision, projection_dim=p,
-                       logit_scale_init_value=float(clip_config.logit_scale_init_value), **overrides)
+    routed = route_overrides(overrides)
+    vision.update(routed["vision_config"])
+    text.update(routed["text_config"])
+    top = {"projection_dim": p, "logit_scale_init_value": float(clip_config.logit_scale_init_value), **routed[""]}
+    return XClipConfig(text_config=text, vision_config=vision, **top)
 
 
 def rename_clip_key(key: str) -> str:

@@ -11,6 +11,7 @@ while their config.json is read, through the hook of `xclip_hf.models.formats` (
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
@@ -76,6 +77,10 @@ class XClipVisionConfig(PreTrainedConfig):
     `use_mit=False` replaces the multi-frame integration transformer (Eq. 6) by a plain mean over frames — both off
     is the paper's CLIP-Mean baseline (Tab. 6). `num_frames` is the clip length T the model was built for (it
     sizes the temporal position embedding of the MIT).
+    `position_embedding_init` sets how a new model's spatial position embedding starts: `"random"` (CLIP's small
+    normal init, what pretrained checkpoints expect) or `"sincos"` (the patch rows get a fixed, centred 2-D
+    sin-cos pattern at the RMS of the patch embedding's output for unit-variance pixels; the class row keeps its
+    random init; still trained). Weights loaded from a checkpoint are never re-initialised.
     """
 
     model_type = "xclip_hf_vision_model"
@@ -103,10 +108,17 @@ class XClipVisionConfig(PreTrainedConfig):
     mit_num_attention_heads: int = 8
     use_cross_frame_attention: bool = True
     use_mit: bool = True
+    position_embedding_init: str = "random"
 
     def validate_architecture(self):
         """Heads must divide the widths they split; the MIT runs on the projected frame features."""
         _check_heads("vision", self.hidden_size, self.num_attention_heads)
+        if self.position_embedding_init not in POSITION_EMBEDDING_INITS:
+            raise ValueError(f"position_embedding_init must be one of {POSITION_EMBEDDING_INITS}, got "
+                             f"{self.position_embedding_init!r}")
+        if self.position_embedding_init == "sincos" and self.hidden_size % 4:
+            raise ValueError(f"position_embedding_init='sincos' needs a hidden_size that is a multiple of 4, got "
+                             f"{self.hidden_size}")
         _check_heads("MIT", self.mit_hidden_size, self.mit_num_attention_heads)
         if self.mit_hidden_size != self.projection_dim:
             raise ValueError(
@@ -150,11 +162,8 @@ class XClipConfig(PreTrainedConfig):
 
     @classmethod
     def from_variant(cls, name: str, num_frames: int | None = None, **overrides) -> XClipConfig:
-        """A config from the variant table, e.g. `from_variant("xclip-base-patch32", num_frames=16)`.
-
-        `vocab_size` goes to the text config; `image_size`, `drop_path_rate`, `use_cross_frame_attention` and
-        `use_mit` to the vision config; other keywords to `XClipConfig`.
-        """
+        """A config from the variant table, e.g. `from_variant("xclip-base-patch32", num_frames=16)`; keyword
+        overrides go to the config that owns them (`route_overrides`), e.g. `use_mit=False` to the vision config."""
         if name not in VARIANTS:
             raise ValueError(f"Unknown X-CLIP variant {name!r}; known variants: {', '.join(VARIANTS)}.")
         spec = copy.deepcopy(VARIANTS[name])
@@ -165,12 +174,10 @@ class XClipConfig(PreTrainedConfig):
             if not isinstance(num_frames, int) or num_frames < 1:
                 raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}.")
             vision["num_frames"] = num_frames
-        for key in list(overrides):
-            if key in _TEXT_OVERRIDES:
-                text[key] = overrides.pop(key)
-            elif key in _VISION_OVERRIDES:
-                vision[key] = overrides.pop(key)
-        spec.update(overrides)
+        routed = route_overrides(overrides)
+        text.update(routed["text_config"])
+        vision.update(routed["vision_config"])
+        spec.update(routed[""])
         return cls(text_config=text, vision_config=vision, **spec)
 
     @property
@@ -199,8 +206,45 @@ def _check_heads(what: str, width: int, heads: int):
         raise ValueError(f"{what} width ({width}) is not a multiple of its number of attention heads ({heads}).")
 
 
-_TEXT_OVERRIDES = {"vocab_size", "max_position_embeddings", "eos_token_id", "pad_token_id", "bos_token_id"}
-_VISION_OVERRIDES = {"image_size", "drop_path_rate", "use_cross_frame_attention", "use_mit", "num_channels"}
+POSITION_EMBEDDING_INITS = ("random", "sincos")
+
+
+def _fields(config_cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(config_cls)}
+
+
+def route_overrides(overrides: dict) -> dict[str, dict]:
+    """Which config owns each override key: ``{"": XClipConfig's, "text_config": ..., "vision_config": ...}``.
+
+    ``text_config.K`` / ``vision_config.K`` name the sub-config. A bare key goes to `XClipConfig` when it is one of
+    its fields (`projection_dim`, `logit_scale_init_value`, `initializer_factor`, and transformers' general ones
+    such as `id2label` or `output_hidden_states`), else to the one sub-config that has it (`use_mit` -> vision,
+    `vocab_size` -> text). A field of both towers (`hidden_size`, ...) must be named with its prefix; an unknown
+    key is an error. Used by `XClipConfig.from_variant`, the CLIP expansion and the example's --config_overrides.
+    """
+    owners = {"text_config": _fields(XClipTextConfig), "vision_config": _fields(XClipVisionConfig)}
+    top = _fields(XClipConfig) - set(owners) | {"output_attentions"}  # a property of every PreTrainedConfig
+    routed: dict[str, dict] = {"": {}, "text_config": {}, "vision_config": {}}
+    for key, value in overrides.items():
+        where, _, name = key.rpartition(".")
+        if where:
+            if where not in owners or name not in owners[where]:
+                raise ValueError(f"config override {key!r}: {where!r} has no field {name!r}" if where in owners else
+                                 f"config override {key!r}: the prefix must be text_config or vision_config")
+            routed[where][name] = value
+        elif key in top:
+            routed[""][key] = value
+        else:
+            found = [sub for sub, names in owners.items() if key in names]
+            if len(found) != 1:
+                raise ValueError(
+                    f"config override {key!r}: both towers have this field; write text_config.{key} or "
+                    f"vision_config.{key}" if found else f"config override {key!r}: no X-CLIP config has this field"
+                )
+            routed[found[0]][key] = value
+    return routed
+
+
 _ARCH_KEYS_VISION = ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size", "image_size")
 _ARCH_KEYS_TEXT = ("hidden_size", "num_hidden_layers", "num_attention_heads")
 
@@ -266,7 +310,8 @@ PUBLISHED_CHECKPOINTS.update({
     **{f"{_HUB}base-patch16-{ds}-{k}-shot": ("xclip-base-patch16", 32) for ds in ("hmdb", "ucf") for k in (2, 4, 8, 16)},
 })
 
-__all__ = ["XClipConfig", "XClipTextConfig", "XClipVisionConfig", "VARIANTS", "PUBLISHED_CHECKPOINTS", "describe_config"]
+__all__ = ["XClipConfig", "XClipTextConfig", "XClipVisionConfig", "VARIANTS", "PUBLISHED_CHECKPOINTS", "describe_config",
+           "route_overrides", "POSITION_EMBEDDING_INITS"]
 
 
 def describe_config(config: XClipConfig) -> dict:

@@ -19,10 +19,15 @@ import json
 from typing import Protocol
 
 __all__ = ["CheckpointFormat", "register_checkpoint_format", "native_config_dict", "model_loading_kwargs",
-           "native_video_processor_dict", "read_config_dict", "read_json_file", "HUB_KWARGS"]
+           "native_video_processor_dict", "read_config_dict", "read_json_file", "HUB_KWARGS", "select_hub_kwargs"]
 
 # from_pretrained kwargs that locate files (passed on when a layout reads a file of the checkpoint)
 HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+
+
+def select_hub_kwargs(kwargs: dict) -> dict:
+    """The `HUB_KWARGS` among from_pretrained `kwargs` (what a layout passes on when it reads a checkpoint file)."""
+    return {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
 
 
 class CheckpointFormat(Protocol):
@@ -112,7 +117,7 @@ def model_loading_kwargs(model_cls, path_or_hub_id, kwargs: dict, two_tower_conf
     """
     if path_or_hub_id is None or not isinstance(kwargs.get("config", None), (type(None), str)):
         return kwargs
-    raw = read_config_dict(path_or_hub_id, **{k: kwargs[k] for k in HUB_KWARGS if k in kwargs})
+    raw = read_config_dict(path_or_hub_id, **select_hub_kwargs(kwargs))
     if raw is None:
         return kwargs
     sub_key = model_cls.config_class.base_config_key  # "" for two-tower models

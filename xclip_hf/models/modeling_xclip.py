@@ -308,6 +308,27 @@ class XClipPromptGenerator(nn.Module):
         return self.alpha * text_embeds
 
 
+def sincos_position_table(grid: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """2-D sin-cos pattern (grid*grid, dim) float64, row-major patches: dim/4 frequencies of sin, cos of the column x,
+    then of the row y (dim: a multiple of 4, checked by the config); centred (the constant part carries no position)."""
+    omega = temperature ** (-torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    y, x = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij")
+    x, y = x.reshape(-1, 1) * omega, y.reshape(-1, 1) * omega
+    pattern = torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1)
+    return pattern - pattern.mean(dim=0)
+
+
+@torch.no_grad()
+def sincos_position_init(embeddings: XClipVisionEmbeddings) -> torch.Tensor:
+    """Position table of `position_embedding_init="sincos"`: the class row kept, the patch rows the sin-cos pattern
+    at the RMS of the patch embedding's output for unit-variance pixels (position neither drowned nor drowning)."""
+    table = embeddings.position_embedding.weight.detach().clone()
+    pattern = sincos_position_table(embeddings.config.image_size // embeddings.config.patch_size, table.shape[1])
+    target = embeddings.patch_embedding.weight.double().flatten(1).pow(2).sum(dim=1).mean().sqrt()
+    table[1:] = (pattern * (target / pattern.pow(2).mean().sqrt())).to(table.dtype)
+    return table
+
+
 # ----------------------------------------------------------------------------------------------------- models
 class XClipPreTrainedModel(PreTrainedModel):
     """Weight initialisation (CLIP's scheme for the image-language parts, small normals for X-CLIP's new modules),
@@ -346,6 +367,8 @@ class XClipPreTrainedModel(PreTrainedModel):
             init.normal_(module.patch_embedding.weight, std=std)
             init.normal_(module.position_embedding.weight, std=std)
             init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+            if module.config.position_embedding_init == "sincos":
+                init.copy_(module.position_embedding.weight, sincos_position_init(module))
         elif isinstance(module, XClipMultiFrameIntegrationTransformer):
             init.trunc_normal_(module.position_embedding, std=0.02)
         elif isinstance(module, XClipPromptGenerator):

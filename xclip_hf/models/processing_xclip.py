@@ -170,16 +170,3 @@ class XClipProcessor(ProcessorMixin):
     @property
     def model_input_names(self) -> list[str]:
         return ["input_ids", "attention_mask", "pixel_values"]
-
-
-def register_processor() -> None:
-    """Register XClipProcessor with AutoProcessor for XClipConfig."""
-    from transformers import AutoProcessor
-
-    try:
-        from .configuration_xclip import XClipConfig
-    except ImportError:
-        return
-    AutoProcessor.register(XClipConfig, XClipProcessor, exist_ok=True)
-
-register_processor()

@@ -14,7 +14,7 @@ It enters through the hook of `xclip_hf.models.formats` (`CHECKPOINT_FORMAT`, re
 
 from __future__ import annotations
 
-from .formats import read_config_dict, read_json_file
+from .formats import read_config_dict, read_json_file, select_hub_kwargs
 
 _PROMPT_KEYS = ("prompt_layers", "prompt_alpha", "prompt_hidden_act", "prompt_num_attention_heads",
                 "prompt_attention_dropout", "prompt_projection_dropout")
@@ -70,8 +70,7 @@ _PROCESSOR_TYPE_KEYS = ("feature_extractor_type", "image_processor_type", "proce
 def _nested_processor_config(path, hub_kwargs) -> dict | None:
     """The image/video processor dict nested in a `processor_config.json` (what transformers 5's
     `XCLIPProcessor.save_pretrained` writes instead of a separate `preprocessor_config.json`)."""
-    hub = {k: hub_kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in hub_kwargs}
-    processor_config = read_json_file(path, "processor_config.json", **hub)
+    processor_config = read_json_file(path, "processor_config.json", **select_hub_kwargs(hub_kwargs))
     if processor_config is None:
         return None
     return processor_config.get("video_processor") or processor_config.get("image_processor")
@@ -92,7 +91,7 @@ def published_video_processor_dict(path, found: dict | None, hub_kwargs: dict) -
         return None
     config = {k: v for k, v in found.items() if k not in _PROCESSOR_TYPE_KEYS}
     if "num_frames" not in config:
-        model_config = read_config_dict(path, **{k: v for k, v in hub_kwargs.items() if k != "force_download"}) or {}
+        model_config = read_config_dict(path, **select_hub_kwargs(hub_kwargs)) or {}
         frames = (model_config.get("vision_config") or {}).get("num_frames")
         if frames:
             config["num_frames"] = int(frames)

@@ -25,6 +25,11 @@ multi-view evaluation (paper Sec. 4.2, Tab. 11) with ``V = num_temporal_clips * 
 clip-major: view ``v`` is temporal clip ``v // num_spatial_crops`` and spatial crop ``v % num_spatial_crops``;
 the 3 spatial crops are the start, centre and end of the long side (left/centre/right for landscape frames).
 
+Training (``augmentation=``, a call option, e.g. `xclip_hf.training.VideoTrainAugmentation`): the same resize
+geometry and normalisation, with the augmentation (MultiScaleCrop, flip, colour jitter, grayscale) in place of the
+crop, on float pixels (uint8 frames are not rounded after resizing, as the recipe has always had them). With every
+random change off it gives the evaluation pixels of float frames.
+
 Published X-CLIP ``preprocessor_config.json`` files (VideoMAE-style: ``"size": 224`` short side,
 ``"crop_size": 224``, ImageNet mean/std, ``"resample": 2``) load with ``from_pretrained`` (converted by
 :mod:`xclip_hf.models.published`). The paper's own
@@ -72,6 +77,7 @@ class XClipVideoProcessorKwargs(VideosKwargs, total=False):
     random_sampling: bool
     seed: int | None
     decode_backend: str
+    augmentation: object  # call option only (training): see `XClipVideoProcessor.preprocess`
 
 
 def _is_path(x) -> bool:
@@ -140,31 +146,45 @@ def _fix_channels(video: torch.Tensor) -> torch.Tensor:
     return video
 
 
-def resize_short_side(frames: torch.Tensor, size: SizeDict, resample) -> torch.Tensor:
-    """Resize (M, C, H, W) float frames: short side to ``size.shortest_edge`` (aspect kept) or to height x width."""
-    height, width = frames.shape[-2:]
+def resized_size(height: int, width: int, size: SizeDict) -> tuple[int, int]:
+    """Frame size after the resize step: short side to ``size.shortest_edge`` (aspect kept), or height x width."""
     if size.shortest_edge:
         short, long = (width, height) if width <= height else (height, width)
         new_short, new_long = int(size.shortest_edge), int(size.shortest_edge * long / short)
-        new_h, new_w = (new_long, new_short) if width <= height else (new_short, new_long)
-    elif size.height and size.width:
-        new_h, new_w = int(size.height), int(size.width)
-    else:
-        raise ValueError(f"size must have 'shortest_edge' or 'height' and 'width', got {size}")
-    return _interpolate(frames, new_h, new_w, resample)
+        return (new_long, new_short) if width <= height else (new_short, new_long)
+    if size.height and size.width:
+        return int(size.height), int(size.width)
+    raise ValueError(f"size must have 'shortest_edge' or 'height' and 'width', got {size}")
 
 
-def _interpolate(frames: torch.Tensor, new_h: int, new_w: int, resample) -> torch.Tensor:
-    """torch resize with PIL-like antialiasing for bilinear/bicubic."""
-    if (new_h, new_w) == tuple(frames.shape[-2:]):
-        return frames
+def fit_crop(height: int, width: int, crop: SizeDict) -> tuple[int, int]:
+    """Frame size after upsampling (aspect kept) until the crop fits; unchanged when it fits already."""
+    if height >= crop.height and width >= crop.width:
+        return height, width
+    scale = max(crop.height / height, crop.width / width)
+    return max(crop.height, math.ceil(height * scale)), max(crop.width, math.ceil(width * scale))
+
+
+def _torch_mode(resample) -> tuple[str, dict]:
+    """torch interpolation mode and options of a PIL resampling code (PIL-like antialiasing for bilinear/bicubic)."""
     code = int(resample) if resample is not None else int(PILImageResampling.BILINEAR)
     if code not in _TORCH_MODES:
         raise ValueError(f"resample={resample!r} is not supported; use 0 (nearest), 2 (bilinear) or 3 (bicubic)")
     mode = _TORCH_MODES[code]
-    if mode == "nearest-exact":
-        return F.interpolate(frames, size=(new_h, new_w), mode=mode)
-    return F.interpolate(frames, size=(new_h, new_w), mode=mode, align_corners=False, antialias=True)
+    return mode, ({} if mode == "nearest-exact" else {"align_corners": False, "antialias": True})
+
+
+def resize_short_side(frames: torch.Tensor, size: SizeDict, resample) -> torch.Tensor:
+    """Resize (M, C, H, W) float frames to `resized_size` (the resize step of evaluation and training)."""
+    return _interpolate(frames, *resized_size(*frames.shape[-2:], size), resample)
+
+
+def _interpolate(frames: torch.Tensor, new_h: int, new_w: int, resample) -> torch.Tensor:
+    """torch resize of (M, C, H, W) frames to new_h x new_w with `resample`'s mode."""
+    if (new_h, new_w) == tuple(frames.shape[-2:]):
+        return frames
+    mode, options = _torch_mode(resample)
+    return F.interpolate(frames, size=(new_h, new_w), mode=mode, **options)
 
 
 def crop_windows(height: int, width: int, crop_h: int, crop_w: int, num_crops: int) -> list[tuple[int, int]]:
@@ -209,6 +229,8 @@ class XClipVideoProcessor(BaseVideoProcessor):
     def __init__(self, **kwargs):
         for key in _TYPE_KEYS:
             kwargs.pop(key, None)
+        if kwargs.get("augmentation") is not None:  # a saved processor must never augment at inference
+            raise ValueError("augmentation is a call option (training), not a processor setting: pass it to the call")
         super().__init__(**kwargs)
         _check_mean_std(self.image_mean, self.image_std)
 
@@ -311,29 +333,32 @@ class XClipVideoProcessor(BaseVideoProcessor):
 
     # ----- spatial pipeline -----
     def _spatial_views(self, clips: torch.Tensor, opts: dict) -> torch.Tensor:
-        """(N, T, 3, H, W) clips -> normalised views (N * crops, T, 3, h, w) float32."""
+        """(N, T, 3, H, W) clips -> views (N * crops, T, 3, h, w) float32: resize (`resized_size`), then the crops
+        (evaluation) or the `augmentation` (training), then the one normalisation (`_finish_views`)."""
         num_clips, num_frames = clips.shape[:2]
         is_uint8 = clips.dtype == torch.uint8
-        x = clips.reshape(num_clips * num_frames, *clips.shape[2:])
-        crop = opts["crop_size"]
-        extreme = _extreme_target(x.shape[-2:], opts) if opts["do_resize"] and opts["do_center_crop"] else None
+        x = clips.reshape(num_clips * num_frames, *clips.shape[2:]).float()
+        crop, augmentation = opts["crop_size"], opts["augmentation"]
+        if augmentation is not None:
+            return self._finish_views(_train_views(x, num_clips, opts), num_clips, num_frames, opts)
+        crops = opts["do_center_crop"]
+        extreme = _extreme_target(x.shape[-2:], opts) if opts["do_resize"] and crops else None
         if extreme is not None:  # crop before resize: cost bounded by the crops, not by the frame's long side
-            views = _crop_then_resize(x.float(), extreme, crop, opts["num_spatial_crops"], opts["resample"])
-            if is_uint8:
-                views = views.round_().clamp_(0, 255)
-            return self._finish_views(views, num_clips, num_frames, opts)
-        x = x.float()
-        if opts["do_resize"]:
-            x = resize_short_side(x, opts["size"], opts["resample"])
-        if opts["do_center_crop"]:
+            x = _crop_then_resize(x, extreme, crop, opts["num_spatial_crops"], opts["resample"])
+        else:
+            if opts["do_resize"]:
+                x = resize_short_side(x, opts["size"], opts["resample"])
             h, w = x.shape[-2:]
-            if h < crop.height or w < crop.width:  # documented: upsample small frames until the crop fits
-                scale = max(crop.height / h, crop.width / w)
+            if crops and (h < crop.height or w < crop.width):  # documented: upsample small frames until the crop fits
                 logger.warning_once(f"frames of {h}x{w} are smaller than the crop {crop.height}x{crop.width}: upsampling them")
-                x = _interpolate(x, max(crop.height, math.ceil(h * scale)), max(crop.width, math.ceil(w * scale)), opts["resample"])
-        if is_uint8 and (opts["do_resize"] or opts["do_center_crop"]):
+                x = _interpolate(x, *fit_crop(h, w, crop), opts["resample"])
+        if is_uint8 and (opts["do_resize"] or crops):
             x = x.round_().clamp_(0, 255)  # PIL resizes uint8 images to uint8
-        if opts["do_center_crop"]:
+        if opts["do_rescale"]:
+            x = x * float(opts["rescale_factor"])  # before the crops: the same values as rescaling the crops
+        if extreme is not None:
+            views = x
+        elif crops:
             h, w = x.shape[-2:]
             windows = crop_windows(h, w, crop.height, crop.width, opts["num_spatial_crops"])
             views = torch.stack([x[..., t : t + crop.height, l : l + crop.width] for t, l in windows], dim=1)
@@ -345,9 +370,8 @@ class XClipVideoProcessor(BaseVideoProcessor):
 
     @staticmethod
     def _finish_views(views: torch.Tensor, num_clips: int, num_frames: int, opts: dict) -> torch.Tensor:
-        """Rescale and normalise (N*T, S, 3, h, w) crops and order them as views (N*S, T, 3, h, w)."""
-        if opts["do_rescale"]:
-            views = views * float(opts["rescale_factor"])
+        """Normalise (N*T, S, 3, h, w) crops (the one normalisation of every path) and order them as views
+        (N*S, T, 3, h, w)."""
         if opts["do_normalize"]:
             mean = torch.tensor(opts["image_mean"], dtype=torch.float32).view(1, 1, -1, 1, 1)
             std = torch.tensor(opts["image_std"], dtype=torch.float32).view(1, 1, -1, 1, 1)
@@ -378,13 +402,25 @@ class XClipVideoProcessor(BaseVideoProcessor):
             if not isinstance(opts[key], (int, np.integer)) or opts[key] < 1:
                 raise ValueError(f"{key} must be a positive integer, got {opts[key]!r}")
         crop_windows(2, 2, 1, 1, opts["num_spatial_crops"])  # validates 1 or 3
+        if opts["augmentation"] is not None:
+            if not callable(opts["augmentation"]):
+                raise ValueError(f"augmentation must be callable, got {type(opts['augmentation']).__name__}")
+            if opts["num_spatial_crops"] != 1:
+                raise ValueError("augmentation replaces the crops: it needs num_spatial_crops=1")
         fmt = kwargs.get("input_data_format")
         opts["channels_first"] = None if fmt is None else str(getattr(fmt, "value", fmt)) in ("channels_first", "first")
         opts["return_tensors"] = kwargs.get("return_tensors")
         return opts
 
     def preprocess(self, videos, **kwargs) -> BatchFeature:
-        """Videos -> ``BatchFeature(pixel_values=(B, T, 3, H, W) or (B, V, T, 3, H, W))`` (see module docstring)."""
+        """Videos -> ``BatchFeature(pixel_values=(B, T, 3, H, W) or (B, V, T, 3, H, W))`` (see module docstring).
+
+        ``augmentation`` (training, e.g. `xclip_hf.training.VideoTrainAugmentation`) replaces the crop step: it is
+        called as ``augmentation(clip, size=(crop_h, crop_w), resample=resample, generator=generator)`` on each
+        resized, rescaled clip ``(T, 3, H, W)`` in ``[0, 1]`` and returns ``(T, 3, crop_h, crop_w)``; the processor
+        normalises the result. Its random draws come from torch's global RNG (``generator=None``), which Trainer
+        seeds and DataLoader re-seeds per worker, as torchvision's transforms do.
+        """
         opts = self._resolve_options(kwargs)
         rng = as_generator(opts["seed"]) if opts["random_sampling"] else None
         outputs = []
@@ -392,6 +428,8 @@ class XClipVideoProcessor(BaseVideoProcessor):
             name = f"video {i}" + (f" ({os.fspath(video)!r})" if _is_path(video) else "")
             clips = self._load_clips(video, name, opts, rng)
             _check_frame_values(clips, name, opts["do_rescale"])
+            if opts["augmentation"] is not None:
+                _check_augmentation_range(clips, name, opts)
             outputs.append(self._spatial_views(clips, opts))
         shapes = {tuple(o.shape) for o in outputs}
         if len(shapes) > 1:
@@ -434,6 +472,37 @@ def _check_frame_values(clips: torch.Tensor, name: str, do_rescale: bool) -> Non
             )
 
 
+def _check_augmentation_range(clips: torch.Tensor, name: str, opts: dict) -> None:
+    """The augmentation works on frames in [0, 1]: refuse frames whose rescaled values are outside it."""
+    low, high = (float(v) for v in torch.aminmax(clips.float()))
+    factor = float(opts["rescale_factor"]) if opts["do_rescale"] else 1.0
+    if low * factor < 0 or high * factor > 1 + 1e-6:
+        raise ValueError(
+            f"{name}: augmentation needs frames in [0, 1] after rescaling, got values in [{low * factor:g}, "
+            f"{high * factor:g}] (do_rescale={opts['do_rescale']}, rescale_factor={opts['rescale_factor']:g})"
+        )
+
+
+def _train_views(x: torch.Tensor, num_clips: int, opts: dict) -> torch.Tensor:
+    """(N*T, 3, H, W) float frames -> (N*T, 1, 3, crop_h, crop_w): rescaled, resized (`resized_size`; float pixels,
+    not rounded as PIL rounds uint8 at evaluation, as the training recipe has always had them), then the
+    train-time augmentation of each clip, one draw per clip."""
+    if opts["do_rescale"]:
+        x = x * float(opts["rescale_factor"])
+    if opts["do_resize"]:
+        x = resize_short_side(x, opts["size"], opts["resample"]).clamp(0, 1)  # resampling may overshoot [0, 1]
+    crop = opts["crop_size"]
+    size = (crop.height, crop.width)
+    views = []
+    for clip in x.reshape(num_clips, -1, *x.shape[1:]):
+        out = opts["augmentation"](clip, size=size, resample=opts["resample"], generator=None)
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (clip.shape[0], 3, *size):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"augmentation must return a clip of shape {(clip.shape[0], 3, *size)}, got {shape}")
+        views.append(out)
+    return torch.stack(views).flatten(0, 1)[:, None]
+
+
 EXTREME_PIXELS = 1 << 20  # resized frames larger than this and than 16 crops (extreme aspect ratios): crop first
 
 
@@ -443,13 +512,7 @@ def _extreme_target(shape, opts: dict):
     size, crop = opts["size"], opts["crop_size"]
     if not size.shortest_edge:
         return None
-    height, width = shape
-    short, long = (width, height) if width <= height else (height, width)
-    new_short, new_long = int(size.shortest_edge), int(size.shortest_edge * long / short)
-    new_h, new_w = (new_long, new_short) if width <= height else (new_short, new_long)
-    if new_h < crop.height or new_w < crop.width:
-        scale = max(crop.height / new_h, crop.width / new_w)
-        new_h, new_w = max(crop.height, math.ceil(new_h * scale)), max(crop.width, math.ceil(new_w * scale))
+    new_h, new_w = fit_crop(*resized_size(*shape, size), crop)
     if new_h * new_w <= max(EXTREME_PIXELS, 16 * crop.height * crop.width):
         return None
     return new_h, new_w
@@ -474,11 +537,7 @@ def _crop_then_resize(x: torch.Tensor, target, crop, num_crops: int, resample) -
     only the source region under the window at the same scale as the whole frame."""
     height, width = x.shape[-2:]
     new_h, new_w = target
-    code = int(resample) if resample is not None else int(PILImageResampling.BILINEAR)
-    if code not in _TORCH_MODES:
-        raise ValueError(f"resample={resample!r} is not supported; use 0 (nearest), 2 (bilinear) or 3 (bicubic)")
-    mode = _TORCH_MODES[code]
-    extra = {} if mode == "nearest-exact" else {"align_corners": False, "antialias": True}
+    mode, extra = _torch_mode(resample)
     views = []
     for top, left in crop_windows(new_h, new_w, crop.height, crop.width, num_crops):
         r0, r1, t = _source_span(top, crop.height, height, new_h)
@@ -489,16 +548,3 @@ def _crop_then_resize(x: torch.Tensor, target, crop, num_crops: int, resample) -
         l = min(l, region.shape[-1] - crop.width)
         views.append(region[..., t : t + crop.height, l : l + crop.width])
     return torch.stack(views, dim=1)
-
-
-def register_video_processor() -> None:
-    """Register XClipVideoProcessor with AutoVideoProcessor for XClipConfig (or the 'xclip_hf' model type)."""
-    from transformers.models.auto.video_processing_auto import AutoVideoProcessor
-
-    try:
-        from .configuration_xclip import XClipConfig
-    except ImportError:  # the config module is not importable: nothing to map from
-        return
-    AutoVideoProcessor.register(XClipConfig, XClipVideoProcessor, exist_ok=True)
-
-register_video_processor()

@@ -4,11 +4,14 @@ Every function takes one clip `(T, 3, H, W)` float in [0, 1] (before normalisati
 parameters ONCE per clip, so all frames get the same crop, flip and colour change: the temporal signal
 (what moves where) is left intact. Randomness comes from `generator` (a `torch.Generator`) or, when it is
 None, torch's global RNG (which DataLoader workers seed per worker).
+
+`VideoTrainAugmentation` is the step the video processor applies in place of its crops during training
+(`XClipVideoProcessor(videos, augmentation=...)`): the processor resizes (the geometry of evaluation), rescales,
+calls it with its crop size and resampling mode, and normalises.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -77,25 +80,24 @@ def multi_scale_crop_box(
     return top, left, crop_h, crop_w
 
 
-def _resize(clip: torch.Tensor, size: SizeDict) -> torch.Tensor:
-    """The video processor's antialiased bilinear resize (short side, or height x width), kept in [0, 1]."""
-    return resize_frames(clip, size, PILImageResampling.BILINEAR).clamp(0, 1)
-
-
 def multi_scale_crop(
     clip: torch.Tensor,
-    size: int,
+    size,
     scales=MULTI_SCALE_CROP_SCALES,
     max_aspect_gap: int = 1,
     random_position: bool = False,
     generator: torch.Generator | None = None,
+    resample=PILImageResampling.BILINEAR,
 ) -> torch.Tensor:
-    """MultiScaleCrop (1, .875, .75, .66) then resize to size x size, same box for all frames (supp. Tab. 1)."""
+    """MultiScaleCrop (1, .875, .75, .66), then the video processor's resize to `size` (an int for a square, or
+    (height, width)), kept in [0, 1]; the same box for all frames (supp. Tab. 1)."""
     _check_clip(clip, "multi_scale_crop")
+    height, width = (size, size) if isinstance(size, int) else size
     top, left, crop_h, crop_w = multi_scale_crop_box(
         clip.shape[-2], clip.shape[-1], scales, max_aspect_gap, random_position, generator
     )
-    return _resize(clip[..., top : top + crop_h, left : left + crop_w], SizeDict(height=size, width=size))
+    box = clip[..., top : top + crop_h, left : left + crop_w]
+    return resize_frames(box, SizeDict(height=height, width=width), resample).clamp(0, 1)
 
 
 def random_horizontal_flip(clip: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -181,21 +183,33 @@ def random_grayscale(clip: torch.Tensor, p: float = 0.2, generator: torch.Genera
 
 @dataclass
 class VideoTrainAugmentation:
-    """The paper's train-time pipeline (supp. Tab. 1): short-side resize, MultiScaleCrop, flip, colour jitter, grayscale."""
+    """The paper's train-time pipeline after the short-side resize (supp. Tab. 1): MultiScaleCrop, flip, colour
+    jitter, grayscale. The video processor applies it (see the module docstring) with its own crop size;
+    `crop_size` is only for calling it directly, and must agree with the processor's when both are set."""
 
-    crop_size: int = 224
-    short_side: int | None = None  # first resize; None: round(crop_size * 256 / 224), as in the paper's pipeline
+    crop_size: int | None = None
     scales: tuple = MULTI_SCALE_CROP_SCALES
     flip_prob: float = 0.5
     color_jitter_prob: float = 0.8
     grayscale_prob: float = 0.2
 
-    def __call__(self, clip: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Augment one float clip (T, 3, H, W) in [0, 1]; returns (T, 3, crop_size, crop_size)."""
+    def __call__(self, clip: torch.Tensor, generator: torch.Generator | None = None, size=None,
+                 resample=PILImageResampling.BILINEAR) -> torch.Tensor:
+        """Augment one float clip (T, 3, H, W) in [0, 1] to (T, 3, height, width) of `size` ((height, width), from
+        the video processor) or of `crop_size`."""
         _check_clip(clip, "VideoTrainAugmentation")
-        short = self.short_side or int(math.floor(self.crop_size * 256 / 224 + 0.5))
-        clip = _resize(clip, SizeDict(shortest_edge=short))
-        clip = multi_scale_crop(clip, self.crop_size, self.scales, generator=generator)
+        size = self._output_size(size)
+        clip = multi_scale_crop(clip, size, self.scales, generator=generator, resample=resample)
         clip = random_horizontal_flip(clip, self.flip_prob, generator=generator)
         clip = color_jitter(clip, p=self.color_jitter_prob, generator=generator)
         return random_grayscale(clip, self.grayscale_prob, generator=generator)
+
+    def _output_size(self, size) -> tuple[int, int]:
+        """(height, width) of the output: the caller's `size`, else `crop_size`; refuses a disagreement."""
+        own = None if self.crop_size is None else (int(self.crop_size), int(self.crop_size))
+        if size is None and own is None:
+            raise ValueError("VideoTrainAugmentation: no output size (set crop_size, or let the video processor apply it)")
+        if size is not None and own is not None and tuple(size) != own:
+            raise ValueError(f"VideoTrainAugmentation: crop_size {self.crop_size} disagrees with the video processor's "
+                             f"crop size {tuple(size)}; leave crop_size unset")
+        return tuple(size) if size is not None else own

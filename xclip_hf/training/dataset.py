@@ -23,6 +23,7 @@ import datasets
 import torch
 
 from .augment import VideoTrainAugmentation
+from .bad_samples import BAD_VIDEO_POLICIES
 
 __all__ = ["read_labels_file", "load_annotation_file", "load_table_file", "load_video_dataset", "VideoClipTransform"]
 
@@ -138,10 +139,11 @@ def load_video_dataset(
 class VideoClipTransform:
     """`Dataset.set_transform` function: decode and process videos lazily, per batch (paper Sec. 4.2 sampling).
 
-    With `augmentation` (training): one sparse clip with random offsets inside the segments, then the paper's
-    train-time augmentation, then normalisation. Without (evaluation): the video processor's deterministic
-    pipeline (middle of each segment, resize, centre or 3 crops), `num_temporal_clips x num_spatial_crops` views.
-    Returns `pixel_values` (T, 3, H, W) or (V, T, 3, H, W) and `labels` per row.
+    Both go through the video processor, with its one resize geometry and normalisation. With `augmentation`
+    (training): one sparse clip with random offsets inside the segments, resized, then the paper's train-time
+    augmentation in place of the crop (the processor's `augmentation` option). Without (evaluation): the
+    deterministic pipeline (middle of each segment, resize, centre or 3 crops), `num_temporal_clips x
+    num_spatial_crops` views. Returns `pixel_values` (T, 3, H, W) or (V, T, 3, H, W) and `labels` per row.
 
     `on_bad_video`: "raise" (default) raises an error naming the file when a video cannot be decoded or processed;
     "skip" marks the row instead (`bad_video` = its path, `bad_video_error`; `pixel_values` None) for
@@ -155,21 +157,17 @@ class VideoClipTransform:
     on_bad_video: str = "raise"
 
     def __post_init__(self):
-        if self.on_bad_video not in ("skip", "raise"):
-            raise ValueError(f"on_bad_video must be 'skip' or 'raise', got {self.on_bad_video!r}")
+        if self.on_bad_video not in BAD_VIDEO_POLICIES:
+            raise ValueError(f"on_bad_video must be one of {BAD_VIDEO_POLICIES}, got {self.on_bad_video!r}")
 
     def _train_clip(self, path) -> torch.Tensor:
         """One randomly sampled, augmented, normalised clip (T, 3, H, W)."""
-        # the sampling seed comes from torch's RNG, which Trainer seeds (and DataLoader re-seeds per worker)
+        # the seed of sampling and augmentation comes from torch's RNG, which Trainer seeds (and DataLoader re-seeds
+        # per worker)
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
-        clip = self.video_processor(
-            videos=path, random_sampling=True, seed=seed, do_resize=False, do_center_crop=False,
-            do_normalize=False, return_tensors="pt",
+        return self.video_processor(
+            videos=path, random_sampling=True, seed=seed, augmentation=self.augmentation, return_tensors="pt",
         )["pixel_values"][0]
-        clip = self.augmentation(clip)
-        mean = torch.tensor(self.video_processor.image_mean, dtype=clip.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(self.video_processor.image_std, dtype=clip.dtype).view(1, 3, 1, 1)
-        return (clip - mean) / std
 
     def _eval_views(self, path) -> torch.Tensor:
         """The processor's evaluation views of one video: (T, 3, H, W), or (V, T, 3, H, W) for multi-view."""
