@@ -399,7 +399,7 @@ def test_cli_exit_codes(workdir, tmp_path, capsys):
     assert code == 2 and len(lines) == 1 and "unknown device 'tpu'" in lines[0]
 
     code, lines, err = _run_cli(base + ["--model", os.path.join(model, "config.json")], capsys)
-    assert code == 2 and len(lines) == 1 and "config.json" in lines[0] and "is a file" in lines[0]
+    assert code == 1 and len(lines) == 1 and "config.json" in lines[0] and "is a file" in lines[0]
     assert "weights_only" not in err
 
     code, lines, err = _run_cli(["info", "xclip-tiny", "--num-frames", "0"], capsys)
