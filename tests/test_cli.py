@@ -53,7 +53,8 @@ def test_classify_labels_file_and_errors(setup, tmp_path, capsys):
     results = json.loads(capsys.readouterr().out)
     assert {p["label"] for p in results[0]["predictions"]} == set(LABELS[:3])
 
-    assert main(["classify", mp4, str(tmp_path / "missing.mp4"), "--labels", "a,b", "--model", setup["model"]]) == 1  # a missing file: a runtime failure
+    missing = str(tmp_path / "missing.mp4")
+    assert main(["classify", mp4, missing, "--labels", "a,b", "--model", setup["model"]]) == 1  # a file: runtime
     assert "missing.mp4" in capsys.readouterr().err
     assert main(["classify", mp4, "--labels", "a,,b", "--model", setup["model"]]) == 2
     assert "empty label" in capsys.readouterr().err

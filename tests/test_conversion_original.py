@@ -494,8 +494,8 @@ def test_a_model_that_does_not_fit_in_memory_is_refused_before_it_is_built(tmp_p
     monkeypatch.setattr(safe_load, "available_memory", lambda: 100_000)
     with monkeypatch.context() as patch:  # (reading the file builds a model on the meta device, nothing more)
         patch.setattr(XClipModel, "__init__", lambda *a, **k: pytest.fail("the model was built"))
-        with pytest.raises(safe_load.CheckpointSizeError, match=rf"m\.pth: building the model \({ckpt.parameters:,} "
-                                                                 rf"float32 parameters\) needs .* only 97\.7 KB is available"):
+        expected = rf"m\.pth: building the model \({ckpt.parameters:,} float32 parameters\) needs .* only 97\.7 KB"
+        with pytest.raises(safe_load.CheckpointSizeError, match=expected):
             load_original(ckpt)
     assert main(["convert", pth, str(tmp_path / "out"), "--no-progress"]) == 1
     assert "m.pth: building the model" in capsys.readouterr().err

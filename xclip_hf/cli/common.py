@@ -1,4 +1,5 @@
-"""Pieces shared by the `xclip-hf` subcommands (kept free of heavy imports)."""
+"""Pieces shared by the `xclip-hf` subcommands: the exit-code contract, argument types, labels, the model-source
+check, transformers' progress bars (kept free of heavy imports)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,6 @@ import math
 import os
 import re
 import sys
-
-
-def read_labels(labels: str | None, labels_file: str | None) -> list[str]:
-    """Candidate labels from `--labels "a,b"` (an empty label is a `UsageError`) or `--labels-file` (one per line;
-    a missing or empty file is a `CommandFailure` naming it)."""
-    if labels_file is not None:
-        if not os.path.isfile(labels_file):
-            raise CommandFailure(f"labels file {labels_file!r} does not exist")
-        with open(labels_file, encoding="utf-8") as f:
-            items = [line.strip() for line in f]
-        items = [item for item in items if item]
-        if not items:
-            raise CommandFailure(f"labels file {labels_file!r} holds no label")
-        return items
-    items = [item.strip() for item in labels.split(",")]
-    if any(not item for item in items):
-        raise UsageError(f"--labels {labels!r} has an empty label (check for doubled or trailing commas)")
-    return items
 
 
 # ----------------------------------------------------------------------------------------------- exit status
@@ -77,8 +60,26 @@ def writing(path: str):
         raise CommandFailure(f"cannot write {path!r}: {type(err).__name__}: {one_line(err)}") from err
 
 
+def read_labels(labels: str | None, labels_file: str | None) -> list[str]:
+    """Candidate labels from `--labels "a,b"` (an empty label is a `UsageError`) or `--labels-file` (one per line;
+    a missing or empty file is a `CommandFailure` naming it)."""
+    if labels_file is not None:
+        if not os.path.isfile(labels_file):
+            raise CommandFailure(f"labels file {labels_file!r} does not exist")
+        with open(labels_file, encoding="utf-8") as f:
+            items = [line.strip() for line in f]
+        items = [item for item in items if item]
+        if not items:
+            raise CommandFailure(f"labels file {labels_file!r} holds no label")
+        return items
+    items = [item.strip() for item in labels.split(",")]
+    if any(not item for item in items):
+        raise UsageError(f"--labels {labels!r} has an empty label (check for doubled or trailing commas)")
+    return items
+
+
 def _number(text: str, kind, minimum, what: str, strict: bool = False):
-    """argparse type helper: ``kind(text)``, finite, >= ``minimum`` (> with ``strict``), else a message naming `what`."""
+    """argparse type helper: ``kind(text)``, finite, >= ``minimum`` (> with ``strict``); else an error naming `what`."""
     try:
         value = kind(text)
     except ValueError:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from .common import (UsageError, check_model_source, device_arg, failed_inputs, library_progress, nonnegative_int,
-                     one_line, positive_float, positive_int, usage_errors)
+from .common import (EXIT_FAILURE, EXIT_OK, UsageError, check_model_source, device_arg, failed_inputs,
+                     library_progress, nonnegative_int, one_line, positive_float, positive_int, usage_errors)
 
 HELP = "embed many videos (whole or in windows) into a datasets dataset; resumable, runs under torchrun/accelerate"
 
@@ -41,7 +41,8 @@ def _failed_rows(dataset, shown: int = 5) -> list[str]:
     table = dataset.select_columns(["path", "error"]).with_format("arrow")[:]
     table = table.filter(pc.is_valid(table["error"]))
     errors = dict(zip(table["path"].to_pylist(), table["error"].to_pylist()))  # one entry per file
-    return [f"{path} ({one_line(Exception(error))})" if i < shown else path for i, (path, error) in enumerate(errors.items())]
+    return [f"{path} ({one_line(Exception(error))})" if i < shown else path
+            for i, (path, error) in enumerate(errors.items())]
 
 
 def run(args) -> int:
@@ -67,7 +68,7 @@ def run(args) -> int:
             timeout_s=args.timeout, progress=not args.no_progress,
         )
     if not PartialState().is_main_process:
-        return 1 if counts.failed else 0
+        return EXIT_FAILURE if counts.failed else EXIT_OK
     print(f"xclip-hf embed: {counts.summary(args.output, len(dataset))}", file=sys.stderr)
     failed = _failed_rows(dataset) if counts.failed else []
     return failed_inputs("embed", failed, counts.done + counts.skipped + counts.failed, "failed (error rows)")
