@@ -330,6 +330,30 @@ def test_training_skips_a_corrupt_video_names_and_counts_it(train_data, tmp_path
     assert (out / "model.safetensors").exists()
 
 
+def test_resumed_training_keeps_the_bad_video_record(train_data, tmp_path, caplog):
+    """Resuming from a checkpoint: the corrupt file (met in each epoch) is not logged again, counts go on."""
+    import json
+
+    out = tmp_path / "run"
+    _script().main(_train_args(train_data, out, "--save_strategy", "epoch", "--max_bad_video_fraction", "0.2"))
+    checkpoint = out / "checkpoint-4"
+    saved = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"]["BadVideoCallback"]
+    assert saved["attributes"]["num_failures"] == 1
+    second = _train_args(train_data, out, "--save_strategy", "epoch", "--max_bad_video_fraction", "0.2",
+                         "--resume_from_checkpoint", str(checkpoint))
+    second[second.index("--num_train_epochs") + 1] = "2"
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        trainer = _script().main(second)
+    corrupt = train_data["corrupt"]
+    assert trainer.state.global_step == 8
+    assert not [r for r in caplog.records if "skipping bad video" in r.getMessage()]  # known before the checkpoint
+    state = json.loads((out / "trainer_state.json").read_text())["stateful_callbacks"]["BadVideoCallback"]
+    assert list(state["attributes"]["failures"]) == [corrupt]
+    assert state["attributes"]["num_failures"] == 2  # one failed read per epoch, across the resume
+    assert json.loads((out / "train_results.json").read_text())["train_bad_videos"] == 1
+
+
 def test_bad_video_limit_stops_with_a_clear_error():
     from xclip_hf.training import BadVideoCallback, TooManyBadVideosError
 
@@ -375,7 +399,7 @@ def test_cli_exit_codes(workdir, tmp_path, capsys):
     assert code == 2 and len(lines) == 1 and "unknown device 'tpu'" in lines[0]
 
     code, lines, err = _run_cli(base + ["--model", os.path.join(model, "config.json")], capsys)
-    assert code == 2 and len(lines) == 1 and "config.json" in lines[0] and "is a file" in lines[0]
+    assert code == 1 and len(lines) == 1 and "config.json" in lines[0] and "is a file" in lines[0]
     assert "weights_only" not in err
 
     code, lines, err = _run_cli(["info", "xclip-tiny", "--num-frames", "0"], capsys)

@@ -53,7 +53,8 @@ def test_classify_labels_file_and_errors(setup, tmp_path, capsys):
     results = json.loads(capsys.readouterr().out)
     assert {p["label"] for p in results[0]["predictions"]} == set(LABELS[:3])
 
-    assert main(["classify", mp4, str(tmp_path / "missing.mp4"), "--labels", "a,b", "--model", setup["model"]]) == 2
+    missing = str(tmp_path / "missing.mp4")
+    assert main(["classify", mp4, missing, "--labels", "a,b", "--model", setup["model"]]) == 1  # a file: runtime
     assert "missing.mp4" in capsys.readouterr().err
     assert main(["classify", mp4, "--labels", "a,,b", "--model", setup["model"]]) == 2
     assert "empty label" in capsys.readouterr().err
@@ -82,7 +83,7 @@ def test_info_variant_and_checkpoint(setup, capsys):
     text = capsys.readouterr().out
     assert "xclip-tiny" in text and "FLOPs per view" in text and "parameters" in text
 
-    assert main(["info", str(setup["root"] / "no-such-model")]) == 2
+    assert main(["info", str(setup["root"] / "no-such-model")]) == 1
     assert "no-such-model" in capsys.readouterr().err
 
 
@@ -91,3 +92,35 @@ def test_console_entry_point_runs():
                           text=True, cwd=ROOT, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr
     assert "xclip-tiny" in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["embed", "search"])
+def test_no_progress_hides_the_weight_loading_bar(setup, tmp_path, monkeypatch, capsys, command):
+    """On a terminal transformers draws its "Loading weights" bar; `--no-progress` hides it in embed and search."""
+    import io
+
+    from xclip_hf import embed_videos
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    video = setup["videos"][0]
+    index = tmp_path / "index"
+    if command == "search":
+        embed_videos([video], index, setup["model"], progress=False)
+    outputs = iter(range(10))
+
+    def stderr_of(*extra):
+        argv = (["embed", video, "--model", setup["model"], "--output", str(tmp_path / f"out{next(outputs)}"),
+                 "--num-workers", "0"] if command == "embed" else ["search", str(index), "cooking", "--model",
+                                                                   setup["model"]])
+        terminal = Terminal()
+        with monkeypatch.context() as m:
+            m.setattr(sys, "stdout", Terminal())
+            m.setattr(sys, "stderr", terminal)
+            assert main(argv + list(extra)) == 0
+        return terminal.getvalue()
+
+    assert "Loading weights" in stderr_of()  # the control: on a terminal the bar is drawn
+    assert "Loading weights" not in stderr_of("--no-progress")

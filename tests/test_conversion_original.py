@@ -39,13 +39,14 @@ SPECS = {
 }
 
 
-def original_state_dict(s: dict, seed: int = 0, clip_only: bool = False) -> dict[str, torch.Tensor]:
-    """Random tensors under the original code's names and shapes (the issue's facts)."""
+def original_state_dict(s: dict, seed: int = 0, clip_only: bool = False, tensor=None) -> dict[str, torch.Tensor]:
+    """Random tensors under the original code's names and shapes (the issue's facts); `tensor(*shape)` makes the
+    tensors instead when given (e.g. stride-0 views)."""
     g = torch.Generator().manual_seed(seed)
     sd = {}
 
     def r(*shape):
-        return torch.randn(*shape, generator=g) * 0.2
+        return torch.randn(*shape, generator=g) * 0.2 if tensor is None else tensor(*shape)
 
     def ln(name, d):
         sd[f"{name}.weight"], sd[f"{name}.bias"] = 1 + r(d), r(d)
@@ -369,7 +370,7 @@ def test_malicious_model_entry_is_refused(hostile_module, tmp_path):
         with pytest.raises(ValueError, match=r"system.*NOT executed") as err:
             read_original(tmp_path / file)
         assert str(tmp_path / file) in str(err.value)
-        assert main(["convert", str(tmp_path / file), str(tmp_path / "out"), "--no-progress"]) == 2
+        assert main(["convert", str(tmp_path / file), str(tmp_path / "out"), "--no-progress"]) == 1
     assert not list(marks.iterdir()) and not (tmp_path / "out" / "config.json").exists()
 
     # control: the payload is real, fully unpickling the file runs it
@@ -419,6 +420,121 @@ def test_clear_errors(tmp_path):
     torch.save({"state_dict": {}, "epoch": 1}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="no 'model' entry.*'state_dict'"):
         read_original(tmp_path / "other.pth")
+
+
+# ------------------------------------------------------------------------------------------- bounded files
+def stride0_checkpoint(path) -> str:
+    """A ~1.5 MB original-layout .pth of stride-0 views declaring ~14e9 parameters (width 8192, 12 layers): the
+    issue's "0.8 MB file" that `convert` once built into a ~58 GB model."""
+    spec = dict(W=8192, layers=12, patch=14, image=224, T=8, mit=1, P=1024, prompt=2, Wt=1024, text_layers=12,
+                ctx=77, vocab=49408, mlp=32768, mit_mlp=4096, text_mlp=4096)
+    state = original_state_dict(spec, tensor=lambda *shape: torch.zeros(()).expand(*shape))
+    assert sum(t.numel() for t in state.values()) > 13e9 and all(0 in t.stride() for t in state.values() if t.ndim == 2)
+    return save_original(path, state)
+
+
+def test_views_declaring_more_than_the_file_stores_are_refused(tmp_path):
+    from xclip_hf.conversion.safe_load import CheckpointSizeError, load_checkpoint
+
+    s = SPECS["tiny-1frame"]
+    sd = original_state_dict(s)
+    sd["token_embedding.weight"] = sd["visual.proj"] = torch.randn(64, 64)  # tied: one storage declared twice
+    assert read_original(save_original(tmp_path / "tied.pth", sd)).config.projection_dim == 64
+
+    sd = original_state_dict(s)
+    sd["visual.proj"] = torch.zeros(()).expand(64, 64)  # 16 KB declared over 4 bytes: within the slack
+    read_original(save_original(tmp_path / "small_view.pth", sd))
+    sd["extra"] = torch.zeros(()).expand(1024, 1024)  # 4 MB declared over 4 bytes
+    with pytest.raises(CheckpointSizeError) as err:
+        load_checkpoint(save_original(tmp_path / "view.pth", sd))
+    message = str(err.value)
+    assert "view.pth" in message and "stride-0" in message and "(1024, 1024)" in message and "stores only" in message
+
+    big = stride0_checkpoint(tmp_path / "stride0.pth")
+    assert os.path.getsize(big) < 2e6
+    with pytest.raises(CheckpointSizeError, match=r"stride0\.pth.*13,956,602,881 elements \(52\.0 GB\).*stores only"):
+        read_original(big)
+
+
+def test_shapes_larger_than_their_storage_are_refused(tmp_path):
+    """A hand-made zip-format file whose tensor needs 4e10 bytes over a 16-byte storage record."""
+    import collections
+    import io
+    import zipfile
+
+    class Storage:
+        pass
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):  # torch.save's storage record: (tag, type, key, location, elements)
+            return ("storage", torch.FloatStorage, "0", "cpu", 4) if isinstance(obj, Storage) else None
+
+    class Tensor:
+        def __reduce__(self):
+            return (torch._utils._rebuild_tensor_v2,
+                    (Storage(), 0, (100000, 100000), (100000, 1), False, collections.OrderedDict()))
+
+    buffer = io.BytesIO()
+    Pickler(buffer, protocol=2).dump({"model": {"visual.proj": Tensor()}})
+    path = tmp_path / "oversized.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in (("data.pkl", buffer.getvalue()), ("data/0", bytes(16)), ("version", b"3\n"),
+                           ("byteorder", b"little")):
+            archive.writestr(f"archive/{name}", data)
+    with pytest.raises(ValueError, match=r"oversized\.pth: refusing the file: it declares a tensor larger than"):
+        read_original(path)
+
+
+def test_a_model_that_does_not_fit_in_memory_is_refused_before_it_is_built(tmp_path, monkeypatch, capsys):
+    from xclip_hf.conversion import safe_load
+
+    pth = save_original(tmp_path / "m.pth", original_state_dict(SPECS["tiny-1frame"]))
+    ckpt = read_original(pth)
+    assert ckpt.parameters == sum(p.numel() for p in load_original(ckpt).parameters())
+    monkeypatch.setattr(safe_load, "available_memory", lambda: 100_000)
+    with monkeypatch.context() as patch:  # (reading the file builds a model on the meta device, nothing more)
+        patch.setattr(XClipModel, "__init__", lambda *a, **k: pytest.fail("the model was built"))
+        expected = rf"m\.pth: building the model \({ckpt.parameters:,} float32 parameters\) needs .* only 97\.7 KB"
+        with pytest.raises(safe_load.CheckpointSizeError, match=expected):
+            load_original(ckpt)
+    assert main(["convert", pth, str(tmp_path / "out"), "--no-progress"]) == 1
+    assert "m.pth: building the model" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+REFUSAL_SCRIPT = """
+import resource, sys, time
+from xclip_hf.conversion.safe_load import available_memory
+resource.setrlimit(resource.RLIMIT_AS, (6 << 30, resource.RLIM_INFINITY))  # even a regression cannot take the machine
+assert available_memory() <= 6 << 30
+from xclip_hf.cli import main
+assert main(["info", "xclip-tiny"]) == 0  # imports done before the timing
+for argv in (["info", sys.argv[1]], ["convert", sys.argv[1], sys.argv[2], "--no-progress"]):
+    start = time.perf_counter()
+    status = main(argv)
+    print(argv[0], status, round(time.perf_counter() - start, 3), flush=True)
+print("maxrss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_stride0_file_is_refused_by_info_and_convert_fast_with_bounded_memory(tmp_path):
+    """The issue's acceptance: `info` and `convert` refuse the stride-0 file at once; peak RSS stays that of the
+    interpreter with torch (measured in a fresh process)."""
+    import subprocess
+
+    big = stride0_checkpoint(tmp_path / "stride0.pth")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", REFUSAL_SCRIPT, big, str(tmp_path / "out")], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    for command in ("info", "convert"):
+        status, seconds = rows[command].split()
+        assert status == "1" and float(seconds) < 5, rows  # measured 0.1-0.3 s; the old convert built 58 GB
+    assert int(rows["maxrss_kb"]) < 1_500_000, rows  # the interpreter with torch: ~0.35 GB
+    assert proc.stderr.count("stride0.pth: refusing the file") == 2 and "52.0 GB" in proc.stderr
+    assert not os.path.exists(tmp_path / "out" / "model.safetensors")
 
 
 def test_export_refuses_models_the_original_code_cannot_run(tmp_path):
@@ -571,7 +687,7 @@ def test_cli_convert_end_to_end(bpe_file, tmp_path, hostile_module, capsys):
     labels.write_text("id,name\n0,playing guitar\n1,riding a bike\n2,cooking pasta\n")
     out = tmp_path / "converted"
 
-    assert main(["convert", pth, str(out), "--bpe", str(bpe), "--num-frames", "5", "--no-progress"]) == 2
+    assert main(["convert", pth, str(out), "--bpe", str(bpe), "--num-frames", "5", "--no-progress"]) == 1  # the file does not match: a runtime failure
     assert "trained with 3 frames" in capsys.readouterr().err
     assert main(["convert", pth, str(out), "--bpe", str(bpe), "--labels", str(labels), "--num-frames", "3",
                  "--no-progress"]) == 0
@@ -615,7 +731,7 @@ def test_cli_convert_end_to_end(bpe_file, tmp_path, hostile_module, capsys):
 
 
 def test_cli_convert_argument_errors(tmp_path, capsys):
-    assert main(["convert", str(tmp_path / "none.pth"), str(tmp_path / "o")]) == 2
+    assert main(["convert", str(tmp_path / "none.pth"), str(tmp_path / "o")]) == 1
     assert "none.pth" in capsys.readouterr().err
     pth = save_original(tmp_path / "m.pth", original_state_dict(SPECS["tiny-1frame"]))
     (tmp_path / "l.csv").write_text("id,name\n0,a\n")

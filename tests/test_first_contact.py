@@ -150,10 +150,10 @@ def test_classify_prints_no_weight_loading_bar_off_a_terminal(tmp_path, capsys):
 
 def test_missing_model_folder_is_named(tmp_path, capsys):
     missing = str(tmp_path / "no-such-model")
-    assert main(["classify", __file__, "--labels", "a,b", "--model", missing]) == 2
+    assert main(["classify", __file__, "--labels", "a,b", "--model", missing]) == 1
     err = capsys.readouterr().err
     assert f"model folder {missing!r} does not exist" in err and "alphanumeric" not in err
-    assert main(["info", "./no-such-model"]) == 2
+    assert main(["info", "./no-such-model"]) == 1
     err = capsys.readouterr().err
     assert "model folder './no-such-model' does not exist" in err and "alphanumeric" not in err
 
@@ -165,7 +165,8 @@ def test_hub_id_gets_one_early_note_unless_offline(monkeypatch, capsys):
 
     monkeypatch.setattr(common, "_hub_note_printed", False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    common.check_model_source("someone/some-model")
+    with pytest.raises(ValueError, match="not in the local hub cache"):  # offline: refused at once, no note
+        common.check_model_source("someone/some-model")
     assert capsys.readouterr().err == ""
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     common.check_model_source("someone/some-model")

@@ -5,6 +5,11 @@ and `run(args) -> int`; modules import torch/transformers inside `run` only, so 
     xclip-hf info M            (M: a model directory, a hub id, or a variant name such as xclip-base-patch32)
     xclip-hf embed VIDEO... --model M --output DIR [--chunk-length S] [--num-workers N] [--save-context]
     xclip-hf search DIR "a person surfing" --model M [--top-k K] [--json]
+    xclip-hf convert ORIGINAL.pth OUTPUT_DIR [--bpe FILE] [--labels CSV]
+    xclip-hf export M OUTPUT.pth
+
+Exit status, the same for every subcommand (`common.exit_status`): 0 success, 1 a runtime failure (one line
+naming the file), 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import sys
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
@@ -42,15 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `xclip-hf`; returns the exit status (0 ok, 1 a runtime failure such as a video or model file that cannot
-    be read, 2 bad arguments); errors are one line on stderr (set XCLIP_HF_DEBUG=1 for the traceback)."""
+    """Run `xclip-hf`; returns the exit status of the one contract (`common.exit_status`): 0 ok, 1 a runtime failure
+    (a file, model, video or OS error; one line naming the file), 2 bad arguments. Errors are one line on stderr
+    (XCLIP_HF_DEBUG=1 shows the traceback)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # argparse's own errors: status 2
     try:
         return _command_module(args.command).run(args)
     except Exception as err:  # noqa: BLE001 - every failure becomes one line and an exit status
-        if os.environ.get("XCLIP_HF_DEBUG"):
-            raise
-        from .common import report_error
+        from .common import debug_enabled, report_error
 
+        if debug_enabled():
+            raise
         return report_error(args.command, err)

@@ -7,10 +7,10 @@ window and printed as a timeline (start - end, score, top label).
 from __future__ import annotations
 
 import json
-import os
 import sys
 
-from .common import check_model_arg, check_model_source, device_arg, library_progress, model_load_failure, read_labels
+from .common import (CommandFailure, UsageError, check_model_source, device_arg, failed_inputs, library_progress,
+                     positive_float, positive_int, read_labels, usage_errors, writing)
 
 HELP = "zero-shot classification of video files against free-form labels"
 
@@ -22,12 +22,12 @@ def add_arguments(c) -> None:
     group.add_argument("--labels", help='comma-separated candidate labels, e.g. "running,swimming,cooking"')
     group.add_argument("--labels-file", help="a text file with one candidate label per line (blank lines ignored)")
     c.add_argument("--model", required=True, help="model directory or hub id (ours or the published microsoft/xclip-*)")
-    c.add_argument("--top-k", type=int, default=None, help="print only the K best labels per video")
+    c.add_argument("--top-k", type=positive_int, default=None, help="print only the K best labels per video")
     c.add_argument("--json", action="store_true", help="print JSON instead of a table")
     c.add_argument("--template", default="{}", help='hypothesis template, default "{}" (the paper\'s bare label)')
-    c.add_argument("--num-temporal-clips", type=int, default=1, help="temporal views averaged per video (paper: 4)")
-    c.add_argument("--num-spatial-crops", type=int, default=1, help="spatial crops averaged per video (paper: 3)")
-    c.add_argument("--batch-size", type=int, default=1, help="videos per model forward")
+    c.add_argument("--num-temporal-clips", type=positive_int, default=1, help="temporal views averaged per video (paper: 4)")
+    c.add_argument("--num-spatial-crops", type=int, choices=(1, 3), default=1, help="spatial crops averaged per video (paper: 3)")
+    c.add_argument("--batch-size", type=positive_int, default=1, help="videos per model forward")
     c.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     c.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="weights/compute dtype (bfloat16 is fastest on recent CPUs)")
@@ -35,13 +35,13 @@ def add_arguments(c) -> None:
     c.add_argument("--compile", action="store_true",
                    help="torch.compile the video forward: faster per video after a one-off warm-up (minutes for "
                         "B/32 on a CPU); worth it for many videos")
-    c.add_argument("--num-frames", type=int, default=None,
+    c.add_argument("--num-frames", type=positive_int, default=None,
                    help="frames per clip or window (default: the model's; another count resamples the MIT's "
                         "temporal position embedding)")
     w = c.add_argument_group("untrimmed videos (windows)")
-    w.add_argument("--chunk-length", type=float, default=None, metavar="SECONDS",
+    w.add_argument("--chunk-length", type=positive_float, default=None, metavar="SECONDS",
                    help="classify windows of this many seconds and print a timeline")
-    w.add_argument("--stride", type=float, default=None, metavar="SECONDS",
+    w.add_argument("--stride", type=positive_float, default=None, metavar="SECONDS",
                    help="hop between windows in seconds (default: the window length)")
     w.add_argument("--segments", action="store_true",
                    help="merge consecutive windows with the same top label into segments")
@@ -70,19 +70,23 @@ def _format_timeline(path: str, rows: list[dict], segments: bool) -> str:
     return "\n".join(lines)
 
 
-def _check_window_args(args) -> None:
-    """Reject window options that make no sense before loading anything."""
+def _check_arguments(args, labels) -> None:
+    """Reject labels, template and window options that make no sense, before loading anything (`UsageError`)."""
+    from ..models.text_features import build_label_set
     from ..video.windows import check_window_lengths
 
-    if args.chunk_length is None:
-        given = [flag for flag, value in (("--stride", args.stride), ("--segments", args.segments),
-                                          ("--plot", args.plot)) if value]
-        if given:
-            raise ValueError(f"{', '.join(given)} need --chunk-length (window length in seconds)")
-        return
-    check_window_lengths(args.chunk_length, args.stride)
-    if args.num_temporal_clips != 1:
-        raise ValueError("--num-temporal-clips does not apply to windows (each window is one clip); use --stride")
+    with usage_errors():
+        build_label_set(labels, args.template)
+        if args.chunk_length is None:
+            given = [flag for flag, value in (("--stride", args.stride), ("--segments", args.segments),
+                                              ("--plot", args.plot)) if value]
+            if given:
+                raise UsageError(f"{', '.join(given)} need{'s' if len(given) == 1 else ''} --chunk-length (window "
+                                 "length in seconds)")
+            return
+        check_window_lengths(args.chunk_length, args.stride)
+        if args.num_temporal_clips != 1:
+            raise UsageError("--num-temporal-clips does not apply to windows (each window is one clip); use --stride")
 
 
 def run_windows(args, pipe, labels) -> int:
@@ -91,14 +95,14 @@ def run_windows(args, pipe, labels) -> int:
 
     call = dict(candidate_labels=labels, hypothesis_template=args.template, num_frames=args.num_frames,
                 num_spatial_crops=args.num_spatial_crops, chunk_length_s=args.chunk_length,
-                stride_length_s=args.stride, return_timestamps=True, batch_size=max(1, args.batch_size),
+                stride_length_s=args.stride, return_timestamps=True, batch_size=args.batch_size,
                 progress=False if args.no_progress else None)
-    results, timelines, failures = [], {}, 0
+    results, timelines, failures = [], {}, []
     for path in args.videos:
         try:
             windows = pipe(path, **call)
         except Exception as err:
-            failures += 1
+            failures.append(path)
             results.append({"video": path, "error": f"{type(err).__name__}: {err}"})
             if not args.json:
                 print(f"{path}\n  error: {err}", flush=True)
@@ -114,13 +118,12 @@ def run_windows(args, pipe, labels) -> int:
         from ..pipelines.timeline import save_timeline
 
         stride = args.stride if args.stride is not None else args.chunk_length
-        save_timeline(args.plot, timelines, args.chunk_length, stride)
+        with writing(args.plot):
+            save_timeline(args.plot, timelines, args.chunk_length, stride)
         print(f"saved {args.plot}", file=sys.stderr)
     if args.json:
         print(json.dumps(results, indent=2))
-    if failures:
-        print(f"xclip-hf: {failures} of {len(args.videos)} video(s) could not be classified", file=sys.stderr)
-    return 1 if failures else 0
+    return failed_inputs("classify", failures, len(args.videos), "could not be classified")
 
 
 def run(args) -> int:
@@ -130,6 +133,7 @@ def run(args) -> int:
     from ..video.reader import check_video_path
 
     labels = read_labels(args.labels, args.labels_file)
+    _check_arguments(args, labels)
     unreadable = []
     for video in args.videos:  # every path checked before the model loads
         try:
@@ -137,25 +141,19 @@ def run(args) -> int:
         except ValueError as err:
             unreadable.append(str(err))
     if unreadable:
-        raise ValueError("; ".join(unreadable))
-    _check_window_args(args)
-    check_model_arg(args.model)
+        raise CommandFailure("; ".join(unreadable))
     check_model_source(args.model)
-    try:
-        with library_progress(args.no_progress):
-            pipe = build_pipeline(args.model, args.device, args.dtype, compile=getattr(args, "compile", False))
-    except Exception as err:
-        if os.path.isdir(args.model):  # it exists but cannot be loaded: a runtime failure naming its files
-            raise model_load_failure(args.model, err) from err
-        raise
+    with library_progress(args.no_progress):
+        pipe = build_pipeline(args.model, args.device, args.dtype, compile=args.compile)
     call = dict(candidate_labels=labels, hypothesis_template=args.template, top_k=args.top_k,
                 num_temporal_clips=args.num_temporal_clips, num_spatial_crops=args.num_spatial_crops,
                 num_frames=args.num_frames)
-    pipe._sanitize_parameters(**call)  # validate labels and options before reading any video
+    with usage_errors():  # labels as the model's tokenizer reads them (duplicates after normalisation)
+        pipe._sanitize_parameters(**call)
     if args.chunk_length is not None:
         return run_windows(args, pipe, labels)
-    results, failures = [], 0
-    chunk = max(1, args.batch_size)
+    results, failures = [], []
+    chunk = args.batch_size
     bar = tqdm(total=len(args.videos), unit="video", desc="classifying", disable=args.no_progress or None,
                file=sys.stderr)
     for start in range(0, len(args.videos), chunk):
@@ -168,7 +166,7 @@ def run(args) -> int:
                 try:
                     results.append({"video": p, "predictions": pipe(p, **call)})
                 except Exception as err:
-                    failures += 1
+                    failures.append(p)
                     results.append({"video": p, "error": f"{type(err).__name__}: {err}"})
         bar.update(len(paths))
         if not args.json:
@@ -178,21 +176,17 @@ def run(args) -> int:
     bar.close()
     if args.json:
         print(json.dumps(results, indent=2))
-    if failures:
-        print(f"xclip-hf: {failures} of {len(args.videos)} video(s) could not be classified", file=sys.stderr)
-    return 1 if failures else 0
+    return failed_inputs("classify", failures, len(args.videos), "could not be classified")
 
 
 def build_pipeline(model: str, device: str | None, dtype: str, compile: bool = False):
+    """The zero-shot pipeline over the one loader (`models.loading`: its errors name the model folder and file)."""
     import torch
-    from transformers import pipeline
 
-    import xclip_hf  # noqa: F401  (registers the task)
+    from ..pipelines.zero_shot_video_classification import ZeroShotVideoClassificationPipeline
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    extra = {"compile": True} if compile else {}
-    return pipeline("zero-shot-video-classification", model=model, device=device, dtype=torch_dtype, **extra)
+    return ZeroShotVideoClassificationPipeline(model=model, device=device, dtype=dtype, compile=compile)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
+from .common import CommandFailure, UsageError, positive_int, writing
+
 HELP = "convert a checkpoint of the original X-CLIP code (.pth) to a model directory"
 
 # the original code normalises 0-255 frames with the ImageNet statistics
@@ -27,7 +29,7 @@ def add_arguments(c) -> None:
     c.add_argument("--labels", help="the original labels CSV (id,name): also writes OUTPUT_DIR/classifier for the "
                                     "video-classification pipeline (needs --bpe)")
     c.add_argument("--template", default="{}", help='prompt of each class name for --labels (default "{}", the paper\'s)')
-    c.add_argument("--num-frames", type=int, default=None,
+    c.add_argument("--num-frames", type=positive_int, default=None,
                    help="frames per clip you expect; checked against the checkpoint's (from mit.positional_embedding)")
     c.add_argument("--trust-pickle", action="store_true",
                    help="unpickle the file fully; only for files you trust: it can run code stored in the file")
@@ -51,18 +53,16 @@ def original_video_processor(config):
 
 
 def _check_inputs(args) -> None:
-    """Cheap checks before any heavy work, naming the bad argument."""
+    """Cheap checks before any heavy work: bad arguments (`UsageError`), then missing files (`CommandFailure`)."""
+    if args.labels and not args.bpe:
+        raise UsageError("--labels needs --bpe: the class names are tokenized with CLIP's tokenizer")
+    if "{}" not in args.template:
+        raise UsageError(f"--template {args.template!r} has no '{{}}' for the class name")
     for flag, value in (("checkpoint", args.checkpoint), ("--bpe", args.bpe), ("--labels", args.labels)):
         if value is not None and not os.path.isfile(value):
-            raise ValueError(f"{flag} file {value!r} does not exist")
-    if args.labels and not args.bpe:
-        raise ValueError("--labels needs --bpe: the class names are tokenized with CLIP's tokenizer")
+            raise CommandFailure(f"{flag} file {value!r} does not exist")
     if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
-        raise ValueError(f"output directory {args.output_dir!r} exists and is not a directory")
-    if args.num_frames is not None and args.num_frames < 1:
-        raise ValueError(f"--num-frames must be a positive integer, got {args.num_frames}")
-    if "{}" not in args.template:
-        raise ValueError(f"--template {args.template!r} has no '{{}}' for the class name")
+        raise CommandFailure(f"output directory {args.output_dir!r} exists and is not a directory")
 
 
 def run(args) -> int:
@@ -83,12 +83,14 @@ def run(args) -> int:
     config = ckpt.config
     frames = config.vision_config.num_frames
     if args.num_frames is not None and args.num_frames != frames:
-        raise ValueError(f"{args.checkpoint} was trained with {frames} frames per clip (mit.positional_embedding "
+        raise CommandFailure(f"{args.checkpoint} was trained with {frames} frames per clip (mit.positional_embedding "
                          f"{tuple(ckpt.state_dict['mit.positional_embedding'].shape)}), not --num-frames {args.num_frames}")
     for note in ckpt.notes:
         bar.write(f"{args.checkpoint}: {note}", file=sys.stderr)
     bar.update()
-    model = load_original(ckpt)
+    with writing(args.output_dir):  # a read-only place fails now, not after the model is built
+        os.makedirs(args.output_dir, exist_ok=True)
+    model = load_original(ckpt)  # refuses, before building, a model that does not fit in memory
     if args.bpe:  # build the tokenizer first: its vocabulary must fit the model before anything is written
         import tempfile
 
@@ -97,12 +99,13 @@ def run(args) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             tokenizer = build_tokenizer_from_bpe(args.bpe, tmp)
         if len(tokenizer) != config.text_config.vocab_size:
-            raise ValueError(f"--bpe {args.bpe!r} gives {len(tokenizer)} tokens but the checkpoint's token_embedding "
+            raise CommandFailure(f"--bpe {args.bpe!r} gives {len(tokenizer)} tokens but the checkpoint's token_embedding "
                              f"has {config.text_config.vocab_size} rows")
-    model.save_pretrained(args.output_dir)
-    bar.update()
-    processor = _save_processor(args, config, tokenizer if args.bpe else None, args.output_dir)
-    bar.update()
+    with writing(args.output_dir):  # disk full and friends name no file: name the output
+        model.save_pretrained(args.output_dir)
+        bar.update()
+        processor = _save_processor(args, config, tokenizer if args.bpe else None, args.output_dir)
+        bar.update()
     if class_names:
         _save_classifier(model, processor, class_names, args.template, os.path.join(args.output_dir, "classifier"))
         bar.update()
@@ -147,5 +150,6 @@ def _save_classifier(model, processor, class_names, template, directory):
         classifier = XClipForVideoClassification(config)
     classifier.xclip.load_state_dict(model.state_dict(), strict=True)
     classifier.set_class_texts(processor.tokenizer, template)
-    classifier.eval().save_pretrained(directory)
-    processor.save_pretrained(directory)
+    with writing(directory):
+        classifier.eval().save_pretrained(directory)
+        processor.save_pretrained(directory)

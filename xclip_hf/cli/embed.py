@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from .common import (EXIT_FAILURE, EXIT_OK, UsageError, check_model_source, device_arg, failed_inputs,
+                     library_progress, nonnegative_int, one_line, positive_float, positive_int, usage_errors)
+
 HELP = "embed many videos (whole or in windows) into a datasets dataset; resumable, runs under torchrun/accelerate"
 
 
@@ -13,38 +16,59 @@ def add_arguments(p) -> None:
     p.add_argument("--list", dest="list_file", default=None, help="a text file with one video path per line")
     p.add_argument("--model", required=True, help="model directory or hub id (ours or the published microsoft/xclip-*)")
     p.add_argument("--output", required=True, help="output directory (new, empty, or an earlier run's: resumed)")
-    p.add_argument("--chunk-length", type=float, default=None, help="one row per window of S seconds (default: per video)")
-    p.add_argument("--stride", type=float, default=None, help="seconds between window starts (default: --chunk-length)")
-    p.add_argument("--num-frames", type=int, default=None, help="frames per row (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per model forward")
-    p.add_argument("--num-workers", type=int, default=2, help="decoding worker processes beside the model (0: none)")
-    p.add_argument("--timeout", type=float, default=600.0,
+    p.add_argument("--chunk-length", type=positive_float, default=None, help="one row per window of S seconds (default: per video)")
+    p.add_argument("--stride", type=positive_float, default=None, help="seconds between window starts (default: --chunk-length)")
+    p.add_argument("--num-frames", type=positive_int, default=None, help="frames per row (default: the model's)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="windows per model forward")
+    p.add_argument("--num-workers", type=nonnegative_int, default=2, help="decoding worker processes beside the model (0: none)")
+    p.add_argument("--timeout", type=positive_float, default=600.0,
                    help="seconds a decoding worker may take for one batch before its videos count as stalled (error rows)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="compute dtype of the model")
     p.add_argument("--save-dtype", default="float32", choices=["float32", "float16"], help="dtype of the stored vectors")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: this process's accelerator or cpu)")
+    p.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, cuda:1, ... (default: this process's accelerator or cpu)")
     p.add_argument("--save-context", action="store_true",
                    help="also store the prompt generator's visual context (lets `search` re-rank with X-CLIP's prompts)")
     p.add_argument("--save-frame-embeds", action="store_true", help="also store the per-frame embeddings")
-    p.add_argument("--shard-size", type=int, default=64, help="videos per committed shard (the unit of resumption)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--shard-size", type=positive_int, default=64, help="videos per committed shard (the unit of resumption)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars (also transformers' weight-loading bar)")
+
+
+def _failed_rows(dataset, shown: int = 5) -> list[str]:
+    """'path (first line of its error)' of the first `shown` files with an error row, and the other paths."""
+    import pyarrow.compute as pc
+
+    table = dataset.select_columns(["path", "error"]).with_format("arrow")[:]
+    table = table.filter(pc.is_valid(table["error"]))
+    errors = dict(zip(table["path"].to_pylist(), table["error"].to_pylist()))  # one entry per file
+    return [f"{path} ({one_line(Exception(error))})" if i < shown else path
+            for i, (path, error) in enumerate(errors.items())]
 
 
 def run(args) -> int:
     from accelerate import PartialState
 
     from ..corpus.embed import run_embedding
+    from ..video.windows import check_window_lengths
 
     if not args.videos and args.list_file is None:
-        raise ValueError("no input videos: pass video files, directories or globs, or --list FILE")
-    dataset, counts = run_embedding(
-        args.videos, args.output, args.model, list_file=args.list_file, chunk_length_s=args.chunk_length,
-        stride_length_s=args.stride, num_frames=args.num_frames, batch_size=args.batch_size,
-        num_workers=args.num_workers, dtype=args.dtype, save_dtype=args.save_dtype, device=args.device,
-        save_context=args.save_context, save_frame_embeds=args.save_frame_embeds, shard_size=args.shard_size,
-        timeout_s=args.timeout, progress=not args.no_progress,
-    )
-    if PartialState().is_main_process:
-        print(f"xclip-hf embed: {counts.summary(args.output, len(dataset))}", file=sys.stderr)
-    return 1 if counts.failed else 0
+        raise UsageError("no input videos: pass video files, directories or globs, or --list FILE")
+    with usage_errors():
+        if args.chunk_length is not None:
+            check_window_lengths(args.chunk_length, args.stride)
+        elif args.stride is not None:
+            raise UsageError("--stride needs --chunk-length (window length in seconds)")
+    check_model_source(args.model, prog="xclip-hf embed")
+    with library_progress(args.no_progress):
+        dataset, counts = run_embedding(
+            args.videos, args.output, args.model, list_file=args.list_file, chunk_length_s=args.chunk_length,
+            stride_length_s=args.stride, num_frames=args.num_frames, batch_size=args.batch_size,
+            num_workers=args.num_workers, dtype=args.dtype, save_dtype=args.save_dtype, device=args.device,
+            save_context=args.save_context, save_frame_embeds=args.save_frame_embeds, shard_size=args.shard_size,
+            timeout_s=args.timeout, progress=not args.no_progress,
+        )
+    if not PartialState().is_main_process:
+        return EXIT_FAILURE if counts.failed else EXIT_OK
+    print(f"xclip-hf embed: {counts.summary(args.output, len(dataset))}", file=sys.stderr)
+    failed = _failed_rows(dataset) if counts.failed else []
+    return failed_inputs("embed", failed, counts.done + counts.skipped + counts.failed, "failed (error rows)")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from .common import CommandFailure, check_model_source, library_progress
+
 HELP = "export a model directory to the original X-CLIP checkpoint layout (.pth)"
 
 
@@ -19,11 +21,13 @@ def add_arguments(e) -> None:
 
 def run(args) -> int:
     from ..conversion.original import export_original
-    from ..models.modeling_xclip import XClipModel
+    from ..models.loading import load_model
 
     if os.path.isdir(args.output):
-        raise ValueError(f"output {args.output!r} is a directory; give the .pth file to write")
-    model = XClipModel.from_pretrained(args.model)
-    state = export_original(model, args.output)
+        raise CommandFailure(f"output {args.output!r} is a directory; give the .pth file to write")
+    check_model_source(args.model, prog="xclip-hf export")
+    with library_progress(no_progress=False):  # transformers' weight-loading bar only on a terminal
+        model = load_model(args.model)
+    state = export_original(model, args.output)  # a failed write raises naming the file
     print(f"exported {args.model} -> {args.output} ({len(state)} tensors, original X-CLIP layout)")
     return 0

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from .common import positive_int
+from .common import UsageError, check_model_source, one_line, positive_int
 
 HELP = "variant, parameters and FLOPs of a model"
 
@@ -26,21 +26,22 @@ def add_arguments(i) -> None:
 
 
 def _load_config(model: str, num_frames: int | None):
-    """Config of a variant name, a model directory or hub id (published ids fall back to the table when offline)."""
+    """Config of a variant name, an original `.pth`, a model directory or hub id (published ids fall back to the
+    table when they cannot be read)."""
     from ..models.configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipConfig
-    from .common import check_model_source
+    from ..models.loading import ModelLoadError
 
     if model in VARIANTS:
         frames = num_frames or (8 if 8 in VARIANTS[model]["frames"] else VARIANTS[model]["frames"][0])
         return XClipConfig.from_variant(model, num_frames=frames)
     if num_frames is not None:
-        raise ValueError("--num-frames applies to variant names only; a checkpoint's config fixes its frames")
+        raise UsageError("--num-frames applies to variant names only; a checkpoint's config fixes its frames")
     if _is_original_checkpoint(model):  # a .pth of the original X-CLIP code: the config is inferred from shapes
         from ..conversion.original import read_original
 
         return read_original(model).config
-    check_model_source(model, prog="xclip-hf info")
     try:
+        check_model_source(model, prog="xclip-hf info")
         return XClipConfig.from_pretrained(model)
     except Exception as err:
         if model in PUBLISHED_CHECKPOINTS:
@@ -48,14 +49,18 @@ def _load_config(model: str, num_frames: int | None):
             print(f"xclip-hf info: {model!r} is not reachable; using the variant table ({name}, {frames} frames)",
                   file=sys.stderr)
             return XClipConfig.from_variant(name, num_frames=frames)
-        raise ValueError(
-            f"could not read an X-CLIP config from {model!r} ({type(err).__name__}: {err}); pass a model directory, "
-            f"a reachable hub id, or a variant name ({', '.join(VARIANTS)})"
+        if isinstance(err, ModelLoadError):
+            raise
+        where = os.path.join(model, "config.json") if os.path.isdir(model) else model
+        raise ModelLoadError(
+            f"could not read an X-CLIP config from {where!r} ({type(err).__name__}: {one_line(err)}); pass a model "
+            f"directory, a reachable hub id, or a variant name ({', '.join(VARIANTS)})"
         ) from err
 
 
 def _is_original_checkpoint(model: str) -> bool:
-    return model.endswith((".pth", ".pt")) and os.path.isfile(model)
+    """A file named .pth / .pt (missing ones too: reading them names the missing file)."""
+    return model.endswith((".pth", ".pt")) and not os.path.isdir(model)
 
 
 def model_summary(model: str, num_frames: int | None = None) -> dict:

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import json
 
+from .common import check_model_source, device_arg, library_progress, nonempty_text, positive_int, usage_errors
+
 HELP = "search an embedded collection by text (cosine recall, X-CLIP prompt re-ranking when contexts were saved)"
 
 
 def add_arguments(p) -> None:
     """Arguments of `search` (no heavy import here: `--help` must answer at once)."""
     p.add_argument("dataset", help="the --output directory of `xclip-hf embed`")
-    p.add_argument("queries", nargs="+", help="one or more texts to search for")
+    p.add_argument("queries", nargs="+", type=nonempty_text, help="one or more texts to search for")
     p.add_argument("--model", required=True, help="the model the embeddings were made with (needs its text tower)")
-    p.add_argument("--top-k", type=int, default=10, help="results per query")
+    p.add_argument("--top-k", type=positive_int, default=10, help="results per query")
     p.add_argument("--no-rerank", action="store_true", help="cosine only, even where video contexts were saved")
-    p.add_argument("--rerank-candidates", type=int, default=None, help="candidates re-ranked (default max(4k, 50))")
+    p.add_argument("--rerank-candidates", type=positive_int, default=None, help="candidates re-ranked (default max(4k, 50))")
     p.add_argument("--template", default="{}", help='hypothesis template applied to each query (default "{}")')
-    p.add_argument("--faiss", default=None, metavar="FACTORY",
+    p.add_argument("--faiss", default=None, type=nonempty_text, metavar="FACTORY",
                    help='recall through a datasets FAISS index ("Flat": exact; "HNSW32", "IVF256,Flat": approximate); '
                         "needs faiss (pip install faiss-cpu); default: exact cosine with torch")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
+    p.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, ... (default cpu)")
     p.add_argument("--json", action="store_true", help="print JSON: a list of {path, start_s, end_s, score} per query")
+    p.add_argument("--no-progress", action="store_true", help="hide transformers' weight-loading bar")
 
 
 def _seconds(value) -> str:
@@ -29,10 +32,15 @@ def _seconds(value) -> str:
 
 def run(args) -> int:
     from ..corpus.search import search_videos
+    from ..models.text_features import build_label_set
 
-    results = search_videos(args.dataset, list(args.queries), args.model, top_k=args.top_k,
-                            rerank=not args.no_rerank, rerank_candidates=args.rerank_candidates,
-                            template=args.template, device=args.device, faiss_factory=args.faiss)
+    with usage_errors():
+        build_label_set(["query"], args.template)  # the template, before anything loads
+    check_model_source(args.model, prog="xclip-hf search")
+    with library_progress(args.no_progress):
+        results = search_videos(args.dataset, list(args.queries), args.model, top_k=args.top_k,
+                                rerank=not args.no_rerank, rerank_candidates=args.rerank_candidates,
+                                template=args.template, device=args.device, faiss_factory=args.faiss)
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else dict(zip(args.queries, results)), indent=2))
         return 0

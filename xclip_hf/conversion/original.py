@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..models.configuration_xclip import XClipConfig, describe_config
-from .safe_load import NotUnpickled, find_not_unpickled, load_checkpoint
+from .safe_load import NotUnpickled, check_fits_in_memory, find_not_unpickled, load_checkpoint
 
 __all__ = ["OriginalCheckpoint", "read_original", "load_original", "export_original", "infer_config",
            "original_key", "to_original_state_dict", "from_original_state_dict", "HEAD_DIM"]
@@ -252,12 +252,14 @@ def infer_config(state: dict[str, torch.Tensor], source: str = "state dict", hea
 # ------------------------------------------------------------------------------------------- reading a file
 @dataclass
 class OriginalCheckpoint:
-    """An original-layout state dict read safely, with the config inferred from it and notes for the user."""
+    """An original-layout state dict read safely, with the config inferred from it and notes for the user;
+    `parameters`: the model's parameter count (from the checked shapes, before anything is built)."""
 
     path: str
     state_dict: dict[str, torch.Tensor]
     config: XClipConfig
     notes: list[str] = field(default_factory=list)
+    parameters: int = 0
 
 
 def _state_dict_entry(data, path: str) -> tuple[dict, str]:
@@ -311,13 +313,14 @@ def read_original(path, trust_pickle: bool = False, head_dim: int = HEAD_DIM) ->
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in _empty_model(config).state_dict().items()}
     from_original_state_dict(state, shapes, where)  # raises naming missing / unexpected keys and wrong shapes
+    parameters = sum(math.prod(shape) for shape in shapes.values())
     notes = [f"read with the {loaded.method}"]
     if loaded.not_unpickled:
         places = find_not_unpickled(loaded.data)
         notes.append("left out, never imported nor run: " + ", ".join(f"{name} in {loc}" for loc, name in places))
     if stripped:
         notes.append("removed the 'module.' prefix of the keys")
-    return OriginalCheckpoint(path, state, config, notes)
+    return OriginalCheckpoint(path, state, config, notes, parameters)
 
 
 def _empty_model(config: XClipConfig):
@@ -330,8 +333,10 @@ def _empty_model(config: XClipConfig):
 
 
 def load_original(source, trust_pickle: bool = False, head_dim: int = HEAD_DIM):
-    """An `XClipModel` (eval mode) from an original `.pth` path or an `OriginalCheckpoint`."""
+    """An `XClipModel` (eval mode) from an original `.pth` path or an `OriginalCheckpoint`; refuses, before building
+    anything, a model whose float32 weights would not fit in the available memory."""
     ckpt = source if isinstance(source, OriginalCheckpoint) else read_original(source, trust_pickle, head_dim)
+    check_fits_in_memory(ckpt.path, 4 * ckpt.parameters, f"building the model ({ckpt.parameters:,} float32 parameters)")
     model = _empty_model(ckpt.config)
     shapes = {k: v.shape for k, v in model.state_dict().items()}
     model.load_state_dict(from_original_state_dict(ckpt.state_dict, shapes, ckpt.path), strict=True)
@@ -339,7 +344,7 @@ def load_original(source, trust_pickle: bool = False, head_dim: int = HEAD_DIM):
 
 
 # ------------------------------------------------------------------------------------------- export
-def _check_exportable(config: XClipConfig, head_dim: int) -> None:
+def _check_exportable(config: XClipConfig, head_dim: int, name: str = "this model") -> None:
     """The original code fixes what our config leaves open: heads = width // 64, MIT and message tokens present."""
     v, t, p = config.vision_config, config.text_config, config.projection_dim
     problems = [f"{what} has {heads} heads, the original code would use {width} // {head_dim} = {width // head_dim}"
@@ -353,22 +358,29 @@ def _check_exportable(config: XClipConfig, head_dim: int) -> None:
     if t.eos_token_id is not None:
         problems.append(f"texts are pooled at eos_token_id={t.eos_token_id}, the original code pools at argmax(ids)")
     if problems:
-        raise ValueError("this model cannot run unchanged in the original X-CLIP code: " + "; ".join(problems))
+        raise ValueError(f"{name} cannot run unchanged in the original X-CLIP code: " + "; ".join(problems))
 
 
 def export_original(model, path, config=None, head_dim: int = HEAD_DIM) -> dict[str, torch.Tensor]:
     """Write `model` (an `XClipModel` or `XClipForVideoClassification`) as the original code's checkpoint:
-    ``torch.save({"model": state_dict, "config": config}, path)``; returns the original-layout state dict.
+    ``torch.save({"model": state_dict, "config": config}, path)``; returns the original-layout state dict. A
+    failed write (disk full, read-only) raises OSError naming `path` and leaves no partial file.
 
     `config` is stored as given; by default a plain dict describing the architecture (loadable with
     ``weights_only=True``). Raises ValueError when the model does not run unchanged in the original code.
     """
     xclip = getattr(model, "xclip", model)
-    _check_exportable(xclip.config, head_dim)
+    _check_exportable(xclip.config, head_dim, repr(xclip.name_or_path) if xclip.name_or_path else "this model")
     state = to_original_state_dict({k: v.detach().cpu() for k, v in xclip.state_dict().items()})
     if config is None:
         config = {"exported_by": "xclip_hf", **describe_config(xclip.config)}
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.save({"model": state, "config": config}, path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        torch.save({"model": state, "config": config}, path)
+    except Exception as err:  # torch's writer names no file (disk full: "unexpected pos ...", "file write failed")
+        if os.path.isfile(path):
+            os.remove(path)  # no half-written checkpoint left behind
+        reason = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise OSError(f"cannot write the checkpoint {path!r}: {type(err).__name__}: {reason}") from err
     return state

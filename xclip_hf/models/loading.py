@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-__all__ = ["ModelLoadError", "LoadedModel", "load_model_and_processor", "resolve_model_source", "model_file_names"]
+__all__ = ["ModelLoadError", "LoadedModel", "load_model", "load_model_and_processor", "resolve_model_source", "model_file_names"]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 PROCESSOR_FILES = ("processor_config.json", "video_preprocessor_config.json", "preprocessor_config.json")
@@ -67,12 +67,14 @@ def _in_hub_cache(repo_id: str) -> bool:
 
 
 def model_file_names(source: str, kind: str) -> list[str]:
-    """The files of a local model folder that a failure of `kind` ("weights", "processor") concerns."""
+    """The files of a local model folder that a failure of `kind` ("weights", "config", "processor") concerns."""
     if not os.path.isdir(source):
         return []
     names = sorted(os.listdir(source))
     if kind == "weights":
         return [os.path.join(source, n) for n in names if n.endswith(WEIGHT_SUFFIXES)]
+    if kind == "config":
+        return [os.path.join(source, "config.json")] if "config.json" in names else []
     return [os.path.join(source, n) for n in PROCESSOR_FILES if n in names]
 
 
@@ -167,6 +169,22 @@ def _check_processor(processor, need_text: bool):
     return processor
 
 
+def load_model(source, *, need_text: bool = True, dtype=None):
+    """The model alone (eval mode) from a folder or hub id, with the checks and errors of
+    `load_model_and_processor` (for tools that need no processor, e.g. export)."""
+    name = resolve_model_source(source)
+    cls = _model_class(name, need_text)
+    dtype = _torch_dtype(dtype)
+    kwargs = {} if dtype in (None, "auto") else {"dtype": dtype}
+    try:
+        model = cls.from_pretrained(name, **kwargs)
+    except ModelLoadError:
+        raise
+    except Exception as err:
+        raise _failure(name, "model weights", "weights", err) from err
+    return model.eval()
+
+
 def load_model_and_processor(source, *, processor=None, need_text: bool = True, dtype=None,
                              device=None) -> LoadedModel:
     """(model, processor) for a model source, in eval mode.
@@ -183,15 +201,7 @@ def load_model_and_processor(source, *, processor=None, need_text: bool = True, 
     """
     dtype = _torch_dtype(dtype)
     if isinstance(source, (str, os.PathLike)):
-        name = resolve_model_source(source)
-        cls = _model_class(name, need_text)
-        kwargs = {} if dtype in (None, "auto") else {"dtype": dtype}
-        try:
-            model = cls.from_pretrained(name, **kwargs)
-        except ModelLoadError:
-            raise
-        except Exception as err:
-            raise _failure(name, "model weights", "weights", err) from err
+        model, name = load_model(source, need_text=need_text, dtype=dtype), os.fspath(source)
     else:
         model = _as_model(source, need_text)
         name = getattr(model, "name_or_path", "") or ""

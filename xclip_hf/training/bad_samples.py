@@ -9,7 +9,7 @@ Long runs over scraped video collections always meet some broken files. The piec
 * `XClipTrainer` pops ``bad_videos`` before the model sees the batch and hands them to `BadVideoCallback`, which
   logs each file once with its path, counts the failures, stops the run with a clear error when more than
   ``max_fraction`` of the listed videos are broken, and reports the files in ``trainer_state.json``
-  (``stateful_callbacks``) and in the logs;
+  (``stateful_callbacks``) and in the logs; a run resumed from a checkpoint takes the record over from there;
 * `check_videos` opens every listed file (and decodes the frames a clip would use) before training, with a
   progress bar, and returns the broken ones.
 """
@@ -108,6 +108,21 @@ class BadVideoCallback(TrainerCallback, ExportableState):
     def _export(self, state) -> None:
         if isinstance(getattr(state, "stateful_callbacks", None), dict):
             state.stateful_callbacks[type(self).__name__] = self.state()
+
+    def restore(self, attributes: dict) -> None:
+        """Take over a recorded state (`state()["attributes"]`): its files join this tracker's, counts go on."""
+        self.failures = {**dict(attributes.get("failures") or {}), **self.failures}
+        self.num_failures = max(self.num_failures, int(attributes.get("num_failures") or 0))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """A run resumed from a checkpoint starts from the record in its trainer_state.json: files seen before the
+        checkpoint are not logged again and the counts and the limit go on from there."""
+        stored = (getattr(state, "stateful_callbacks", None) or {}).get(type(self).__name__)
+        stored = stored[0] if isinstance(stored, list) and stored else stored
+        if isinstance(stored, dict) and stored.get("attributes", {}).get("failures"):
+            self.restore(stored["attributes"])
+            logger.info(f"resumed with {len(self.failures)} bad video(s) recorded before the checkpoint")
+        self._export(state)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is not None and self.failures:
