@@ -15,30 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from _helpers_pipeline import make_our_checkpoint, write_videos
+import test_embed
+from _helpers_pipeline import make_our_checkpoint
+from test_embed import _cli, _env
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("identity")
-    ckpt = make_our_checkpoint(root / "ckpt")
-    videos = write_videos(str(root))
-    return root, ckpt, videos
-
-
-def _env():
-    return dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-
-
-def _cli(capsys, *args):
-    from xclip_hf.cli import main
-
-    capsys.readouterr()
-    status = main([str(a) for a in args])
-    return status, capsys.readouterr().err
+setup = test_embed.setup  # the module fixture of test_embed: a tiny checkpoint and two videos
 
 
 def _job(directory):

@@ -10,8 +10,9 @@ Decoding runs in DataLoader workers in parallel with the model (``corpus.loader`
 atomic shards of whole videos (``corpus.store``), so an interrupted run resumes where it stopped and each input
 ends up in the dataset exactly once. The output records the job's identity (``corpus.identity``: a fingerprint of
 the model, the settings, the code version) and is locked while a run writes it (``corpus.lock``). The same call
-runs on one process or under ``torchrun`` / ``accelerate launch``: inputs are split with accelerate's ``PartialState.split_between_processes``, every process writes its own
-shards, and the main process merges them after a barrier.
+runs on one process or under ``torchrun`` / ``accelerate launch``: inputs are split with accelerate's
+``PartialState.split_between_processes``, every process writes its own shards, and the main process merges them
+after a barrier.
 """
 
 from __future__ import annotations

@@ -252,7 +252,8 @@ def _text_features(model, processor, queries: list[str], template: str) -> torch
     unique = list(dict.fromkeys(queries))
     texts = build_label_set(unique, template).texts  # validates the template and every query
     tokenizer = processor.tokenizer
-    ids = tokenizer(list(texts), truncation=True, max_length=max_text_length(model, tokenizer), verbose=False)["input_ids"]
+    length = max_text_length(model, tokenizer)
+    ids = tokenizer(list(texts), truncation=True, max_length=length, verbose=False)["input_ids"]
     slot, kept = {}, []  # token ids -> position among the encoded queries
     for query, row in zip(unique, ids):
         if tuple(row) not in slot:
