@@ -102,6 +102,21 @@ def _guard(directory: str):
         os.close(fd)  # releases the flock
 
 
+def _create(tmp: str, path: str, holder: dict) -> None:
+    """Create ``path`` with the content of ``tmp``, failing with FileExistsError if it exists: ``os.link`` (atomic,
+    also on NFS), or, on a file system without hard links, an exclusive create written under the guard."""
+    try:
+        os.link(tmp, path)
+        return
+    except FileExistsError:
+        raise
+    except OSError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(holder, f)
+
+
 class JobLock:
     """The lock of one embed output directory, held by this process (`acquire` / `release`)."""
 
@@ -135,7 +150,7 @@ class JobLock:
                     os.replace(tmp, lock.path)  # a stale lock: its process is gone
                 else:
                     try:
-                        os.link(tmp, lock.path)  # atomic: fails if another run created it meanwhile
+                        _create(tmp, lock.path, mine)
                     except FileExistsError:
                         raise OutputLockedError(lock._refusal(_read(lock.path) or {})) from None
         finally:

@@ -5,7 +5,7 @@ Layout of an output directory ``DIR``::
     DIR/_embed_config.json          the job's identity, checked again when a run resumes: the settings that shape
                                     the rows, the fingerprint of the model's video side (`identity`), the model as
                                     named and the code version (recorded, not compared)
-    DIR/_embed.lock                 the run writing now (pid, host, start time; `lock`)
+    DIR/_embed.lock                 the run writing now (pid, host, start time; `lock`); _embed.lock.guard stays
     DIR/_shards/rank{r}-{k:06d}/    a `datasets` dataset saved by process r (its k-th commit) + videos.json,
                                     the inputs whose rows it holds (the done-list); renamed into place atomically
     DIR/{state.json, data-*.arrow}  the merged dataset, written by the main process (`datasets.load_from_disk(DIR)`)
