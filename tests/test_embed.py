@@ -221,6 +221,7 @@ def test_two_processes_under_torchrun_match_one(setup, tmp_path):
     assert two.returncode == 0, two.stderr[-3000:]
     shards = os.listdir(tmp_path / "two" / "_shards")
     assert any(n.startswith("rank0-") for n in shards) and any(n.startswith("rank1-") for n in shards)
+    assert not (tmp_path / "two" / "_embed.lock").exists()  # rank 0 took the job's lock and released it
     a, b = load_from_disk(str(tmp_path / "one")), load_from_disk(str(tmp_path / "two"))
     key = lambda r: (r["path"], round(r["start_s"], 6), round(r["end_s"], 6))  # noqa: E731
     rows_a, rows_b = {key(r): r for r in a}, {key(r): r for r in b}
@@ -251,3 +252,31 @@ def test_bad_arguments(setup, tmp_path, capsys):
     embed_videos(videos[:1], tmp_path / "run", ckpt, progress=False)
     with pytest.raises(ValueError, match=r"other settings \(.*video_context: False -> True"):
         embed_videos(videos, tmp_path / "run", ckpt, save_context=True, progress=False)
+
+
+def test_directory_inputs_follow_symlinked_directories(tmp_path):
+    """A directory input descends into symlinked sub-directories (as a `**` glob does), each directory once,
+    and a symlink loop ends."""
+    from xclip_hf.corpus.inputs import expand_inputs
+
+    top, elsewhere = tmp_path / "top", tmp_path / "elsewhere"
+    (top / "sub").mkdir(parents=True)
+    (elsewhere / "deeper").mkdir(parents=True)
+    for path in (top / "a.mp4", top / "sub" / "b.mp4", elsewhere / "c.mp4", elsewhere / "deeper" / "d.webm"):
+        path.write_bytes(b"")
+    os.symlink(elsewhere, top / "linked")
+    os.symlink(top, elsewhere / "deeper" / "loop")  # a cycle back to the top
+    os.symlink(elsewhere, top / "sub" / "again")  # a second way into one directory
+    found = [os.path.relpath(p, top) for p in expand_inputs([top])]
+    assert found == ["a.mp4", "linked/c.mp4", "linked/deeper/d.webm", "sub/b.mp4"]
+
+
+def test_list_file_names_are_kept_as_written(tmp_path):
+    """List-file lines are paths exactly as written (leading and trailing spaces kept) minus the line ending;
+    empty or blank lines and lines starting with '#' are skipped."""
+    from xclip_hf.corpus.inputs import read_list_file
+
+    listing = tmp_path / "list.txt"
+    listing.write_bytes("\ufeff# my videos\n  two spaces.mp4\r\n\n   \nplain.mp4\ntrailing .mp4 \n ./#hash.mp4\n"
+                        .encode("utf-8"))
+    assert read_list_file(listing) == ["  two spaces.mp4", "plain.mp4", "trailing .mp4 ", " ./#hash.mp4"]

@@ -152,3 +152,37 @@ def test_search_bad_arguments(setup, tmp_path):
         search_videos(root / "windows", "  ", ckpt)
     with pytest.raises(ValueError, match="top_k"):
         search_videos(root / "windows", "dancing", ckpt, top_k=0)
+
+
+def test_queries_are_independent_and_repeats_allowed(setup, capsys):
+    """Search queries are not candidate labels: repeats and near-repeats ("dancing", "Dancing": the same tokens)
+    each get their own result list, equal to searching them alone."""
+    from xclip_hf import search_videos
+    from xclip_hf.cli import main
+
+    root, ckpt, videos, ds = setup
+    queries = ["dancing", "Dancing", "cooking pasta", "dancing"]
+    results = search_videos(root / "windows", queries, ckpt, top_k=3)
+    assert len(results) == 4
+    for query, hits in zip(queries, results):
+        alone = search_videos(root / "windows", query, ckpt, top_k=3)
+        assert [h["path"] for h in hits] == [h["path"] for h in alone]
+        np.testing.assert_allclose([h["score"] for h in hits], [h["score"] for h in alone], atol=1e-6, rtol=0)
+    cos = _cosines(ckpt, ds, "Dancing")
+    np.testing.assert_allclose([h["score"] for h in results[1]], -np.sort(-cos)[:3], atol=1e-5, rtol=0)
+    capsys.readouterr()
+    assert main(["search", str(root / "windows"), "dancing", "Dancing", "--model", ckpt, "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"dancing", "Dancing"}
+
+
+def test_empty_faiss_factory_is_refused(setup, capsys):
+    from xclip_hf import search_videos
+    from xclip_hf.cli import main
+
+    root, ckpt, videos, ds = setup
+    for factory in ("", "  "):
+        with pytest.raises(ValueError, match="faiss_factory must be a FAISS index factory string"):
+            search_videos(root / "windows", "dancing", ckpt, faiss_factory=factory)
+    capsys.readouterr()
+    assert main(["search", str(root / "windows"), "dancing", "--model", ckpt, "--faiss", ""]) != 0
+    assert "FAISS index factory" in capsys.readouterr().err

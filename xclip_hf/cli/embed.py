@@ -31,6 +31,8 @@ def add_arguments(p) -> None:
                    help="also store the prompt generator's visual context (lets `search` re-rank with X-CLIP's prompts)")
     p.add_argument("--save-frame-embeds", action="store_true", help="also store the per-frame embeddings")
     p.add_argument("--shard-size", type=positive_int, default=64, help="videos per committed shard (the unit of resumption)")
+    p.add_argument("--no-retry-errors", action="store_true",
+                   help="on a rerun, keep the error rows of earlier runs (default: embed those inputs again)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars (also transformers' weight-loading bar)")
 
 
@@ -65,7 +67,7 @@ def run(args) -> int:
             stride_length_s=args.stride, num_frames=args.num_frames, batch_size=args.batch_size,
             num_workers=args.num_workers, dtype=args.dtype, save_dtype=args.save_dtype, device=args.device,
             save_context=args.save_context, save_frame_embeds=args.save_frame_embeds, shard_size=args.shard_size,
-            timeout_s=args.timeout, progress=not args.no_progress,
+            timeout_s=args.timeout, retry_errors=not args.no_retry_errors, progress=not args.no_progress,
         )
     if not PartialState().is_main_process:
         return EXIT_FAILURE if counts.failed else EXIT_OK

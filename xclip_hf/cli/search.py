@@ -21,6 +21,8 @@ def add_arguments(p) -> None:
     p.add_argument("--faiss", default=None, type=nonempty_text, metavar="FACTORY",
                    help='recall through a datasets FAISS index ("Flat": exact; "HNSW32", "IVF256,Flat": approximate); '
                         "needs faiss (pip install faiss-cpu); default: exact cosine with torch")
+    p.add_argument("--allow-model-mismatch", action="store_true",
+                   help="search even if --model is not the model that embedded the dataset (its fingerprint differs)")
     p.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, ... (default cpu)")
     p.add_argument("--json", action="store_true", help="print JSON: a list of {path, start_s, end_s, score} per query")
     p.add_argument("--no-progress", action="store_true", help="hide transformers' weight-loading bar")
@@ -40,7 +42,8 @@ def run(args) -> int:
     with library_progress(args.no_progress):
         results = search_videos(args.dataset, list(args.queries), args.model, top_k=args.top_k,
                                 rerank=not args.no_rerank, rerank_candidates=args.rerank_candidates,
-                                template=args.template, device=args.device, faiss_factory=args.faiss)
+                                template=args.template, device=args.device, faiss_factory=args.faiss,
+                                allow_model_mismatch=args.allow_model_mismatch)
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else dict(zip(args.queries, results)), indent=2))
         return 0

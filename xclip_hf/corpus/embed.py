@@ -6,11 +6,13 @@ of paper Eq. 6, i.e. ``XClipModel.get_video_features(...).video_embeds``), optio
 features h_t) and ``video_context`` (z-bar of Eq. 10, what the prompt generator attends to: with it, search can
 re-rank with X-CLIP's own video-specific prompts), and ``error`` (null, or why the file/window has no vectors).
 
-Decoding runs in DataLoader workers in parallel with the model (``embedding.loader``); rows are committed in
-atomic shards of whole videos (``embedding.store``), so an interrupted run resumes where it stopped and each input
-ends up in the dataset exactly once. The same call runs on one process or under ``torchrun`` / ``accelerate
-launch``: inputs are split with accelerate's ``PartialState.split_between_processes``, every process writes its own
-shards, and the main process merges them after a barrier.
+Decoding runs in DataLoader workers in parallel with the model (``corpus.loader``); rows are committed in
+atomic shards of whole videos (``corpus.store``), so an interrupted run resumes where it stopped and each input
+ends up in the dataset exactly once. The output records the job's identity (``corpus.identity``: a fingerprint of
+the model, the settings, the code version) and is locked while a run writes it (``corpus.lock``). The same call
+runs on one process or under ``torchrun`` / ``accelerate launch``: inputs are split with accelerate's
+``PartialState.split_between_processes``, every process writes its own shards, and the main process merges them
+after a barrier.
 """
 
 from __future__ import annotations
@@ -31,14 +33,17 @@ DEFAULT_TIMEOUT_S = 600.0  # longest wait for one batch from a decoding worker (
 
 @dataclass
 class EmbedCounts:
-    """What a run did: videos embedded now, skipped (committed by an earlier run), failed now (error rows)."""
+    """What a run did: videos embedded now, skipped (committed by an earlier run), failed now (error rows), and how
+    many of those embedded or failed now were an earlier run's error rows (retried)."""
 
     done: int = 0
     skipped: int = 0
     failed: int = 0
+    retried: int = 0
 
     def summary(self, output_dir: str, rows: int) -> str:
-        return (f"{self.done} video(s) embedded, {self.skipped} skipped (already done), {self.failed} failed; "
+        again = f" ({self.retried} earlier failure(s) retried)" if self.retried else ""
+        return (f"{self.done} video(s) embedded, {self.skipped} skipped (already done), {self.failed} failed{again}; "
                 f"{rows} row(s) in {output_dir!r}")
 
 
@@ -198,21 +203,66 @@ class _Embedder:
             self.store.commit(rows, videos, self.features)
 
 
+def _take_job_lock(state, output_dir):
+    """The job's lock (`lock.JobLock`), taken by the main process for all; every process learns whether it was
+    refused, so that none waits at a barrier for a job that never starts. Returns the lock on the main process."""
+    from accelerate.utils import broadcast_object_list
+
+    from .lock import JobLock, OutputLockedError
+
+    lock, failure = None, None
+    if state.is_main_process:
+        try:
+            lock = JobLock.acquire(output_dir)
+        except Exception as err:
+            if state.num_processes == 1:
+                raise
+            failure = err
+    if state.num_processes > 1:
+        shared = [None if failure is None else (isinstance(failure, OutputLockedError), f"{failure}")]
+        broadcast_object_list(shared, from_process=0)
+        if failure is not None:
+            raise failure
+        if shared[0] is not None:
+            locked, text = shared[0]
+            raise (OutputLockedError if locked else RuntimeError)(text)
+    return lock
+
+
+def _load_embed_model(model, processor, dtype):
+    """(model, video processor, fingerprint): the fingerprint is taken of the weights as stored, before the cast to
+    the compute ``dtype`` (a bfloat16 run and a float32 search of one checkpoint agree)."""
+    from ..models.loading import load_model_and_processor
+    from .identity import model_fingerprint
+
+    net, video_processor = load_model_and_processor(model, processor=processor, need_text=False)
+    fingerprint = model_fingerprint(net)
+    if dtype not in (None, "auto"):
+        net, video_processor = load_model_and_processor(net, processor=video_processor, need_text=False, dtype=dtype)
+    return net, video_processor, fingerprint
+
+
+def _job_settings(model, net, video_processor, fingerprint, frames, chunk_length_s, stride_length_s, save_dtype,
+                  save_frame_embeds, save_context) -> dict:
+    """What the job config records: the row-shaping settings (compared on resume) and the `store.RECORDED_KEYS`."""
+    from .identity import code_version
+
+    source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else getattr(net, "name_or_path", "")
+    return {"num_frames": frames, "sampling": video_processor.sampling, "chunk_length_s": chunk_length_s,
+            "stride_length_s": stride_length_s, "save_dtype": save_dtype, "frame_embeds": bool(save_frame_embeds),
+            "video_context": bool(save_context), "projection_dim": net.config.projection_dim,
+            "model_fingerprint": fingerprint, "model_source": source, "code_version": code_version()}
+
+
 def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, processor=None, chunk_length_s=None,
                   stride_length_s=None, num_frames=None, batch_size=8, num_workers=0, dtype="auto",
                   save_dtype="float32", device=None, save_context=False, save_frame_embeds=False, shard_size=64,
-                  decode_backend="auto", timeout_s=DEFAULT_TIMEOUT_S, progress=True):
+                  decode_backend="auto", timeout_s=DEFAULT_TIMEOUT_S, retry_errors=True, progress=True):
     """`embed_videos`, also returning the `EmbedCounts` of this run (summed over processes)."""
-    import torch
     from accelerate import PartialState
-    from accelerate.utils import gather_object
-    from datasets import load_from_disk
-    from tqdm.auto import tqdm
 
     from .inputs import expand_inputs
-    from .loader import WindowPlan
-    from .store import ShardStore, row_features
-    from ..models.loading import load_model_and_processor
+    from .store import ShardStore
     from ..video.reader import BACKENDS
     from ..video.windows import check_window_lengths
 
@@ -228,26 +278,47 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     elif stride_length_s is not None:
         raise ValueError("stride_length_s needs chunk_length_s (windows); without it each video is one row")
     paths = expand_inputs(videos, list_file)
-    ShardStore(output_dir).check_owner()  # before the (slow) model load
+    ShardStore(output_dir).check_owner()  # before the lock and the (slow) model load
 
     # processes that finish their share early wait at the final barrier for the slowest one: allow hours, not the
     # default 10-30 minutes (a process that dies still ends the job: torchrun/accelerate stop the others)
     state = PartialState(cpu=_cpu_only(device), timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS))
-    net, video_processor = load_model_and_processor(model, processor=processor, need_text=False, dtype=dtype)
+    lock = _take_job_lock(state, output_dir)
+    try:
+        return _run_locked(state, paths, output_dir, model, processor, chunk_length_s, stride_length_s, num_frames,
+                           batch_size, num_workers, dtype, save_dtype, device, save_context, save_frame_embeds,
+                           shard_size, decode_backend, timeout_s, retry_errors, progress)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(state, paths, output_dir, model, processor, chunk_length_s, stride_length_s, num_frames, batch_size,
+                num_workers, dtype, save_dtype, device, save_context, save_frame_embeds, shard_size, decode_backend,
+                timeout_s, retry_errors, progress):
+    """The job, once this run holds the output's lock."""
+    import torch
+    from accelerate.utils import gather_object
+    from datasets import load_from_disk
+    from tqdm.auto import tqdm
+
+    from .loader import WindowPlan
+    from .store import ShardStore, row_features
+
+    net, video_processor, fingerprint = _load_embed_model(model, processor, dtype)
     vision_config = getattr(net.config, "vision_config", net.config)
     frames = num_frames or vision_config.num_frames
-    projection_dim = net.config.projection_dim
-    settings = {"model": os.fspath(model) if isinstance(model, (str, os.PathLike)) else getattr(net, "name_or_path", ""),
-                "num_frames": frames, "sampling": video_processor.sampling, "chunk_length_s": chunk_length_s,
-                "stride_length_s": stride_length_s, "save_dtype": save_dtype, "frame_embeds": bool(save_frame_embeds),
-                "video_context": bool(save_context), "projection_dim": projection_dim}
-    features = row_features(projection_dim, save_dtype, save_frame_embeds, save_context)
+    settings = _job_settings(model, net, video_processor, fingerprint, frames, chunk_length_s, stride_length_s,
+                             save_dtype, save_frame_embeds, save_context)
+    features = row_features(net.config.projection_dim, save_dtype, save_frame_embeds, save_context)
     columns = list(features)
 
     store = ShardStore(output_dir, state.process_index)
     store.check(settings)
-    done = store.done_keys()
-    pending = [p for p in paths if os.path.abspath(p) not in done]
+    committed = store.committed_inputs()  # absolute path -> whether its committed rows hold an error
+    pending = [p for p in paths if os.path.abspath(p) not in committed
+               or (retry_errors and committed[os.path.abspath(p)])]
+    retried = sum(os.path.abspath(p) in committed for p in pending)
     state.wait_for_everyone()  # every process has read the same done-list before anyone writes
     if state.is_main_process:
         store.write_config(settings)
@@ -272,7 +343,7 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
 
     per_process = gather_object([(ok, failed)])
     counts = EmbedCounts(done=sum(p[0] for p in per_process), skipped=len(paths) - len(pending),
-                         failed=sum(p[1] for p in per_process))
+                         failed=sum(p[1] for p in per_process), retried=retried)
     state.wait_for_everyone()  # all shards are committed
     dataset = store.merge(features, progress) if state.is_main_process else None
     state.wait_for_everyone()
@@ -287,9 +358,14 @@ def embed_videos(videos=(), output_dir=None, model=None, **kwargs):
     Args:
         videos: paths, directories (their video files, recursively) and glob patterns; ``list_file=`` adds a text
             file with one path per line. Every input is embedded once, in any number of runs.
-        output_dir: a new or empty directory, or the directory of an earlier run with the same settings (resumed).
+        output_dir: a new or empty directory, or the directory of an earlier run with the same settings and the
+            same model (resumed; the model is compared by a fingerprint of its video side's config and weights, not
+            by name). One run writes an output at a time: a second one refuses at once, naming the first (pid,
+            host); the lock of a run that died on this host is taken over.
         model: a model directory or hub id (ours or the published microsoft/xclip-* format), or an ``XClipModel``;
             ``processor=`` (an ``XClipProcessor``/``XClipVideoProcessor``) when the model is an object.
+        retry_errors: embed again the inputs whose rows in an earlier run were error rows (default); their new
+            rows replace the error rows. False: keep them as they are.
         chunk_length_s, stride_length_s: one row per window of ``chunk_length_s`` seconds every ``stride_length_s``
             (default: the window length); without them one row per video (``start_s`` 0, ``end_s`` its duration).
         num_frames: frames per row (default: the model's). batch_size: windows per model forward.

@@ -14,18 +14,27 @@ _GLOB_CHARS = set("*?[")
 
 
 def read_list_file(list_file) -> list[str]:
-    """Paths from a text file, one per line (blank lines and lines starting with '#' ignored)."""
+    """Paths from a UTF-8 text file, one per line, each exactly as written minus its line ending (leading and
+    trailing spaces are part of the name; a leading BOM is dropped). Lines that are empty or white space only are
+    skipped, and so are comments: lines whose first character is '#' (write a path starting with '#' as ./#name)."""
     list_file = os.fspath(list_file)
     if not os.path.isfile(list_file):
         raise ValueError(f"list file {list_file!r} does not exist")
-    with open(list_file, encoding="utf-8") as f:
-        lines = [line.strip() for line in f]
-    return [line for line in lines if line and not line.startswith("#")]
+    with open(list_file, encoding="utf-8-sig") as f:  # a BOM is dropped; "\r\n" and "\r" end lines too
+        lines = [line.rstrip("\n") for line in f]
+    return [line for line in lines if line.strip() and not line.startswith("#")]
 
 
 def _directory_videos(directory: str) -> list[str]:
-    found = []
-    for root, dirs, files in os.walk(directory):
+    """Video files under ``directory``, recursively and sorted, following symlinked directories; a directory
+    reached twice (a symlink loop, or two links to one place) is searched once; hidden directories are skipped."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(directory, followlinks=True):
+        info = os.stat(root)
+        if (info.st_dev, info.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(os.path.join(root, f) for f in sorted(files) if f.lower().endswith(VIDEO_EXTENSIONS))
     return found

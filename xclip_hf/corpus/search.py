@@ -10,10 +10,15 @@ the top candidates are scored with X-CLIP's video-specific prompts (Sec. 3.3, Eq
 zero-shot pipeline gives that (video, text) pair: exp(logit_scale) * cos(v, c + prompt(c, z-bar)).
 
 Scores: the logit (as above) when re-ranked; otherwise the cosine similarity of stage 1.
+
+Queries are independent: each gets its own result list, so repeated or near-identical queries are allowed (texts
+that tokenize alike are encoded once). The model is checked against the one that wrote the dataset: the
+fingerprint of its video side (`identity.model_fingerprint`) must equal the one `embed` recorded.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import weakref
 
@@ -22,18 +27,28 @@ import torch
 
 from ..models.text_features import TextFeatureEncoder
 
-__all__ = ["VideoIndex", "FaissVideoIndex", "search_videos", "load_search_model"]
+__all__ = ["VideoIndex", "FaissVideoIndex", "search_videos", "load_search_model", "check_index_model",
+           "ModelMismatchError"]
+
+logger = logging.getLogger(__name__)
 
 CHUNK_ROWS = 262_144  # rows whose norms are taken at once when an index is built
 SCORES_PER_CHUNK = 1 << 24  # scores (rows x queries) computed per matmul: bounds temporary memory for many queries
 
 
 def _list_column(table, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """A list<float> Arrow column as (valid row ids, values (rows, width)) without going through Python objects."""
+    """A list<float> (or list<list<float>>) Arrow column as (valid row ids, values (rows, -1)) without going through
+    Python objects. ``table`` is a pyarrow table whose rows are the dataset's rows (no indices mapping: read a
+    `datasets` view through `_rows`)."""
+    import pyarrow as pa
+
     ids, blocks, offset = [], [], 0
     for chunk in table.column(column).chunks:
         valid = np.asarray(chunk.is_valid())
-        values = chunk.flatten().to_numpy(zero_copy_only=False)
+        values = chunk.flatten()  # drops the null (error) rows, honours the chunk's offset
+        while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+            values = values.flatten()
+        values = values.to_numpy(zero_copy_only=False)
         n_valid = int(valid.sum())
         if n_valid:
             blocks.append(values.reshape(n_valid, -1))
@@ -42,6 +57,16 @@ def _list_column(table, column: str) -> tuple[np.ndarray, np.ndarray]:
     if not blocks:
         return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
     return np.concatenate(ids), np.concatenate(blocks)
+
+
+def _rows(dataset, columns, ids=None):
+    """Rows ``ids`` (in that order; default all) of ``columns`` as a pyarrow table, read through the dataset API so
+    that an indices mapping (a `select` / `filter` view) is applied, never the underlying table's row order.
+    Without a mapping, all rows are a zero-copy slice of the (memory-mapped) table."""
+    dataset = dataset.select_columns(columns)
+    if ids is not None:
+        dataset = dataset.select(list(ids))
+    return dataset.with_format("arrow")[:]
 
 
 def _as_dataset(dataset):
@@ -60,8 +85,6 @@ def _as_dataset(dataset):
     missing = {"path", "start_s", "end_s", "video_embeds"} - set(dataset.column_names)
     if missing:
         raise ValueError(f"the dataset has no column(s) {sorted(missing)}: it was not written by `xclip-hf embed`")
-    if getattr(dataset, "_indices", None) is not None:  # a select/filter view: materialise the rows it shows
-        dataset = dataset.flatten_indices()
     return dataset
 
 
@@ -96,7 +119,7 @@ class VideoIndex:
     def from_dataset(cls, dataset, device=None) -> VideoIndex:
         """Index the ``video_embeds`` of a dataset (or its directory)."""
         dataset = _as_dataset(dataset)
-        ids, values = _list_column(dataset.data, "video_embeds")
+        ids, values = _list_column(_rows(dataset, ["video_embeds"]), "video_embeds")
         return cls(torch.from_numpy(np.ascontiguousarray(values)), ids, dataset=dataset, device=device)
 
     @property
@@ -136,6 +159,12 @@ class VideoIndex:
         return scores.cpu(), self.row_ids[pos.cpu().numpy()]
 
 
+def _check_factory(factory) -> None:
+    if not isinstance(factory, str) or not factory.strip():
+        raise ValueError(f"faiss_factory must be a FAISS index factory string such as 'Flat', 'HNSW32' or "
+                         f"'IVF256,Flat' (or None: exact cosine with torch), got {factory!r}")
+
+
 class FaissVideoIndex:
     """Inner-product search over the L2-normalised ``video_embeds`` (= cosine) in a `datasets` FAISS index
     (``datasets.search.FaissIndex``), built with a FAISS ``factory`` string: ``"Flat"`` is exact (same rows and
@@ -150,6 +179,7 @@ class FaissVideoIndex:
                               "(or search without it: exact cosine with torch)") from err
         from datasets.search import FaissIndex
 
+        _check_factory(factory)
         vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
         if vectors.ndim != 2:
             raise ValueError(f"embeddings must be (rows, width), got shape {vectors.shape}")
@@ -168,7 +198,7 @@ class FaissVideoIndex:
     def from_dataset(cls, dataset, factory: str = "Flat") -> FaissVideoIndex:
         """Index the ``video_embeds`` of a dataset (or its directory)."""
         dataset = _as_dataset(dataset)
-        ids, values = _list_column(dataset.data, "video_embeds")
+        ids, values = _list_column(_rows(dataset, ["video_embeds"]), "video_embeds")
         return cls(values, ids, factory, dataset=dataset)
 
     @property
@@ -214,21 +244,81 @@ def text_encoder_for(model, processor) -> TextFeatureEncoder:
 
 
 def _text_features(model, processor, queries: list[str], template: str) -> torch.Tensor:
-    """Unprompted text features (Q, P) through the pipeline's text path (tokenization, label cache)."""
-    from ..models.text_features import build_label_set
+    """Unprompted text features (Q, P), one row per query, through the pipeline's text path (tokenization, label
+    cache). Queries are independent, so the pipeline's duplicate-label check does not apply: queries whose texts
+    tokenize alike (repeats, "dancing" / "Dancing") are encoded once and share their features."""
+    from ..models.text_features import build_label_set, max_text_length
 
-    return text_encoder_for(model, processor).features(build_label_set(queries, template))
+    unique = list(dict.fromkeys(queries))
+    texts = build_label_set(unique, template).texts  # validates the template and every query
+    tokenizer = processor.tokenizer
+    length = max_text_length(model, tokenizer)
+    ids = tokenizer(list(texts), truncation=True, max_length=length, verbose=False)["input_ids"]
+    slot, kept = {}, []  # token ids -> position among the encoded queries
+    for query, row in zip(unique, ids):
+        if tuple(row) not in slot:
+            slot[tuple(row)] = len(kept)
+            kept.append(query)
+    position = {query: slot[tuple(row)] for query, row in zip(unique, ids)}
+    features = text_encoder_for(model, processor).features(build_label_set(kept, template))
+    return features[[position[q] for q in queries]]
+
+
+class ModelMismatchError(ValueError):
+    """The search model is not the model whose video side wrote the dataset's vectors."""
+
+
+def _job_directory(dataset) -> str | None:
+    """The directory an embedding dataset was loaded from (where `embed` keeps its job config), or None."""
+    if isinstance(dataset, (str, os.PathLike)):
+        return os.fspath(dataset)
+    files = getattr(dataset, "cache_files", None) or []
+    return os.path.dirname(files[0]["filename"]) if files else None
+
+
+def check_index_model(dataset, model, allow_model_mismatch: bool = False, name: str | None = None) -> None:
+    """Check that ``model`` (a loaded model) is the one that embedded ``dataset`` (its directory or the dataset
+    loaded from it), by the fingerprint `embed` recorded: `ModelMismatchError` if not (a warning instead with
+    ``allow_model_mismatch``); a warning if the dataset records none (written before fingerprints were recorded,
+    or not by `embed`)."""
+    from .identity import model_fingerprint, short
+    from .store import read_job_config
+
+    directory = _job_directory(dataset)
+    config = read_job_config(directory) if directory and os.path.isdir(directory) else None
+    recorded = (config or {}).get("model_fingerprint")
+    name = name or getattr(model, "name_or_path", "") or type(model).__name__
+    where = f"embedding dataset {directory!r}" if directory else "the embedding dataset (in memory)"
+    if recorded is None:
+        logger.warning(f"{where} records no model fingerprint (written before `xclip-hf embed` recorded them, or not "
+                       f"by it): cannot check that {name!r} is the model its vectors come from")
+        return
+    fingerprint = model_fingerprint(model)
+    if fingerprint == recorded:
+        return
+    source = config.get("model_source", config.get("model"))
+    message = (f"{where} was embedded with another model ({source!r}, fingerprint {short(recorded)}) than {name!r} "
+               f"(fingerprint {short(fingerprint)}): its text features would be compared with another model's video "
+               "vectors")
+    if allow_model_mismatch:
+        logger.warning(f"{message}; searching anyway (allow_model_mismatch)")
+        return
+    raise ModelMismatchError(f"{message}. Search with the model that wrote it, or pass allow_model_mismatch=True "
+                             "(--allow-model-mismatch) to search anyway")
 
 
 def search_videos(dataset, queries, model, processor=None, top_k: int = 10, rerank: bool = True,
                   rerank_candidates: int | None = None, template: str = "{}", device=None, index=None,
-                  faiss_factory: str | None = None):
+                  faiss_factory: str | None = None, allow_model_mismatch: bool = False):
     """Search an embedding dataset by text: ``[{"path", "start_s", "end_s", "score"}, ...]`` best first.
 
     Args:
         dataset: the output directory of `embed_videos` (or the dataset it returned).
-        queries: a text, or a list of texts (then a list of result lists is returned).
-        model, processor: the X-CLIP model (directory, hub id or ``XClipModel``) the embeddings were made with.
+        queries: a text, or a list of texts (then a list of result lists is returned, one per query, repeats
+            included).
+        model, processor: the X-CLIP model (directory, hub id or ``XClipModel``) the embeddings were made with:
+            checked against the fingerprint `embed` recorded (`ModelMismatchError` if it is another model, unless
+            ``allow_model_mismatch=True``; a warning for a dataset that records none).
         top_k: results per query. rerank: re-rank candidates that stored ``video_context`` with the prompt
             generator (their score is then the pipeline's logit); rerank_candidates: how many (default
             ``max(4 * top_k, 50)``). template: hypothesis template applied to each query (the pipeline's, "{}").
@@ -242,9 +332,13 @@ def search_videos(dataset, queries, model, processor=None, top_k: int = 10, rera
     query_list = [queries] if single else list(queries)
     if not query_list or any(not isinstance(q, str) or not q.strip() for q in query_list):
         raise ValueError(f"queries must be non-empty texts, got {queries!r}")
+    if faiss_factory is not None:
+        _check_factory(faiss_factory)
     net, processor = load_search_model(model, processor, device)
+    check_index_model(dataset, net, allow_model_mismatch,
+                      name=os.fspath(model) if isinstance(model, (str, os.PathLike)) else None)
     if index is None:
-        index = (FaissVideoIndex.from_dataset(dataset, faiss_factory) if faiss_factory
+        index = (FaissVideoIndex.from_dataset(dataset, faiss_factory) if faiss_factory is not None
                  else VideoIndex.from_dataset(dataset, device=device))
     dataset = index.dataset if index.dataset is not None else _as_dataset(dataset)
     if len(index) and index.width != net.config.projection_dim:
@@ -269,15 +363,17 @@ def search_videos(dataset, queries, model, processor=None, top_k: int = 10, rera
 
 def _rerank(net, dataset, ids: np.ndarray, cosines: np.ndarray, text: torch.Tensor) -> np.ndarray:
     """Logits of (candidate video, text) with the video-specific prompts, for candidates that stored a context."""
-    stored = dataset.select(ids.tolist()).select_columns(["video_embeds", "video_context"])
-    has_context = np.asarray(stored.data.column("video_context").is_valid())
+    rows = _rows(dataset, ["video_embeds", "video_context"], ids)
+    keep, context = _list_column(rows, "video_context")
     scores = cosines * float(net.logit_scale.exp())  # on the logit scale: exp(s) * cos, unprompted
-    if has_context.any():
-        keep = np.flatnonzero(has_context)
-        rows = stored.select(keep.tolist()).with_format("torch")[:]
+    if len(keep):
+        with_video, video = _list_column(rows.take(keep), "video_embeds")
+        if len(with_video) != len(keep):
+            raise ValueError("the dataset has rows with a video_context but no video_embeds: it was not written by "
+                             "`xclip-hf embed`")
         dtype = net.dtype
-        video = rows["video_embeds"].to(net.device, dtype)
-        context = rows["video_context"].to(net.device, dtype)
+        video = torch.from_numpy(video).to(net.device, dtype)
+        context = torch.from_numpy(context).to(net.device, dtype).reshape(len(keep), -1, video.shape[-1])
         logits, _, _ = net.video_text_logits(video, context, text.to(net.device, dtype))
         scores[keep] = logits[:, 0].double().cpu().numpy()
     return scores

@@ -2,29 +2,51 @@
 
 Layout of an output directory ``DIR``::
 
-    DIR/_embed_config.json          the settings that shape the rows (checked again when a run resumes)
+    DIR/_embed_config.json          the job's identity, checked again when a run resumes: the settings that shape
+                                    the rows, the fingerprint of the model's video side (`identity`), the model as
+                                    named and the code version (recorded, not compared)
+    DIR/_embed.lock                 the run writing now (pid, host, start time; `lock`); _embed.lock.guard stays
     DIR/_shards/rank{r}-{k:06d}/    a `datasets` dataset saved by process r (its k-th commit) + videos.json,
                                     the inputs whose rows it holds (the done-list); renamed into place atomically
     DIR/{state.json, data-*.arrow}  the merged dataset, written by the main process (`datasets.load_from_disk(DIR)`)
 
 A shard holds complete videos only, so after a kill (even ``kill -9``) every input is either fully in one
-committed shard or not at all; the next run skips the inputs of committed shards and embeds the rest.
+committed shard or not at all; the next run skips the inputs of committed shards and embeds the rest. A video
+with an error row is retried by the next run (unless told not to): its new rows go to a new shard, and the merge
+keeps, per video, the first copy without errors (else the newest copy).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import uuid
 
-__all__ = ["ShardStore", "row_features", "CONFIG_NAME", "SHARDS_DIR"]
+from .identity import short
+from .lock import LOCK_FILES, LOCK_NAME
+
+__all__ = ["ShardStore", "row_features", "read_job_config", "CONFIG_NAME", "SHARDS_DIR", "RECORDED_KEYS"]
+
+logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "_embed_config.json"
 SHARDS_DIR = "_shards"
 DONE_LIST = "videos.json"
 _DATASET_FILES = ("state.json", "dataset_info.json")
+# recorded in the job config but not compared as settings: the model is compared by fingerprint, not by name
+RECORDED_KEYS = ("model", "model_source", "model_fingerprint", "code_version")
+
+
+def read_job_config(directory) -> dict | None:
+    """The job config of an embed output directory (None if there is none)."""
+    path = os.path.join(os.fspath(directory), CONFIG_NAME)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def row_features(projection_dim: int, save_dtype: str, frame_embeds: bool, video_context: bool):
@@ -74,33 +96,54 @@ class ShardStore:
         """Refuse an output path that is a file, or a directory holding anything but an earlier embed run."""
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise ValueError(f"output {self.directory!r} exists and is not a directory")
-        if not os.path.isdir(self.directory) or not os.listdir(self.directory):
+        if not os.path.isdir(self.directory):
             return
-        if not os.path.isfile(os.path.join(self.directory, CONFIG_NAME)):
-            listing = ", ".join(sorted(os.listdir(self.directory))[:5])
+        names = [n for n in os.listdir(self.directory)
+                 if n not in LOCK_FILES and not n.startswith(f".{LOCK_NAME}.")]  # a lock left by a killed first run
+        if names and not os.path.isfile(os.path.join(self.directory, CONFIG_NAME)):
+            listing = ", ".join(sorted(names)[:5])
             raise ValueError(
                 f"output directory {self.directory!r} already holds other files ({listing}) and was not written by "
                 "`xclip-hf embed`; pass a new or empty directory (or the directory of an earlier embed run to resume it)"
             )
 
     def check(self, settings: dict) -> None:
-        """`check_owner`, and refuse an earlier run made with different settings (read-only)."""
+        """`check_owner`, and refuse an earlier run made with different settings or another model (read-only).
+
+        ``settings`` holds the row-shaping settings and the `RECORDED_KEYS`; the model is compared by its
+        fingerprint. An output written before fingerprints were recorded cannot be checked: a warning says so.
+        """
         self.check_owner()
-        config_path = os.path.join(self.directory, CONFIG_NAME)
-        if not os.path.isfile(config_path):
+        saved = read_job_config(self.directory)
+        if saved is None:
             return
-        with open(config_path, encoding="utf-8") as f:
-            saved = json.load(f)
-        changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
+        changed = {k: (saved.get(k), v) for k, v in settings.items()
+                   if k not in RECORDED_KEYS and saved.get(k) != v}
         if changed:
             diff = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
             raise ValueError(
                 f"output directory {self.directory!r} holds an embed run made with other settings ({diff}); rows of "
                 "both would not be comparable: use another directory, or the same settings to resume"
             )
+        recorded = saved.get("model_fingerprint")
+        source = saved.get("model_source", saved.get("model"))
+        if recorded is None:
+            logger.warning(f"output directory {self.directory!r} was written before embed recorded model "
+                           f"fingerprints: cannot check that {settings.get('model_source')!r} is the model that wrote "
+                           f"its rows (it recorded the name {source!r}); resuming")
+        elif recorded != settings["model_fingerprint"]:
+            raise ValueError(
+                f"output directory {self.directory!r} holds rows of another model (written with {source!r}, "
+                f"fingerprint {short(recorded)}; {settings.get('model_source')!r} has fingerprint "
+                f"{short(settings['model_fingerprint'])}): rows of two models are not comparable. Use another "
+                "directory, or the model that wrote it"
+            )
+        if saved.get("code_version") not in (None, settings.get("code_version")):
+            logger.warning(f"output directory {self.directory!r} was started by xclip_hf {saved['code_version']}; "
+                           f"this is {settings.get('code_version')}: new rows come from this version")
 
     def write_config(self, settings: dict) -> None:
-        """Record the settings (main process, once, before any shard is written)."""
+        """Record the job (main process, once, before any shard is written); an earlier run's record is kept."""
         os.makedirs(self.shards_dir, exist_ok=True)
         path = os.path.join(self.directory, CONFIG_NAME)
         if not os.path.isfile(path):
@@ -128,9 +171,37 @@ class ShardStore:
         with open(os.path.join(self.shards_dir, name, DONE_LIST), encoding="utf-8") as f:
             return json.load(f)
 
-    def done_keys(self) -> set[str]:
-        """Inputs (absolute paths) already committed by any process of any earlier run."""
-        return {_video_key(p) for name in self.committed_shards() for p in self.shard_videos(name)}
+    def shard_failures(self, name: str) -> set[str]:
+        """Inputs (absolute paths) with an error row in a shard."""
+        import pyarrow.compute as pc
+        from datasets import load_from_disk
+
+        table = load_from_disk(os.path.join(self.shards_dir, name)).data  # a saved shard has no indices mapping
+        failed = pc.filter(table.column("path"), pc.is_valid(table.column("error")))
+        return {_video_key(p) for p in failed.to_pylist()}
+
+    def _commit_order(self) -> list[str]:
+        """Committed shards oldest first (commit time of the done-list, then name)."""
+        def when(name):
+            return os.stat(os.path.join(self.shards_dir, name, DONE_LIST)).st_mtime_ns, name
+
+        return sorted(self.committed_shards(), key=when)
+
+    def chosen_copies(self) -> dict[str, tuple[str, bool]]:
+        """Per input (absolute path): the shard whose rows count and whether they hold an error. An input can be in
+        several shards when an earlier run's error rows were retried: the first copy without errors counts, else
+        the newest copy."""
+        chosen: dict[str, tuple[str, bool]] = {}
+        for name in self._commit_order():
+            failed = self.shard_failures(name)
+            for key in {_video_key(p) for p in self.shard_videos(name)}:
+                if key not in chosen or chosen[key][1]:
+                    chosen[key] = (name, key in failed)
+        return chosen
+
+    def committed_inputs(self) -> dict[str, bool]:
+        """Inputs (absolute paths) committed by any process of any earlier run -> whether their rows hold an error."""
+        return {key: failed for key, (_, failed) in self.chosen_copies().items()}
 
     # ---------------------------------------------------------------- writing
     def _next_index(self) -> int:
@@ -161,14 +232,14 @@ class ShardStore:
         """Concatenate every committed shard (each input once, rows sorted by path and start) into ``DIR``."""
         from datasets import Dataset, concatenate_datasets, load_from_disk
 
-        parts, seen = [], set()
-        for name in self.committed_shards():
+        chosen = self.chosen_copies()
+        parts = []
+        for name in self._commit_order():
             videos = {_video_key(p) for p in self.shard_videos(name)}
             part = load_from_disk(os.path.join(self.shards_dir, name))
-            repeated = videos & seen
-            if repeated:  # only possible when two runs wrote into one directory at once: keep the first copy
-                part = part.filter(lambda p: _video_key(p) not in repeated, input_columns="path")
-            seen |= videos
+            superseded = {key for key in videos if chosen[key][0] != name}  # rows replaced by another copy
+            if superseded:
+                part = part.filter(lambda p: _video_key(p) not in superseded, input_columns="path")
             parts.append(part)
         merged = concatenate_datasets(parts) if parts else Dataset.from_dict({k: [] for k in features}, features=features)
         if len(merged):

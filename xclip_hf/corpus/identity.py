@@ -1,0 +1,81 @@
+"""What an embedding job is: a fingerprint of the model side its rows come from, and the code version.
+
+Rows of `embed` depend only on the model's video side (the `XClipVisionModel`: frame encoder, MIT, projection and
+the prompt context z-bar), so that is what is fingerprinted: its config (minus bookkeeping such as the transformers
+version, output flags and initialisation settings) and every weight's name, dtype, shape and bytes (sha256). The
+same model therefore has the same fingerprint however it is named (``./model``, an absolute path, another working
+directory, an object), and new weights saved under the same path have another one. A model whose text tower alone
+changed keeps its fingerprint: its rows are the same vectors. Weights are hashed as given: the same checkpoint
+cast to another dtype is another model.
+
+Hashing reads every weight once (for X-CLIP B/32, about 350 MB on the video side: a fraction of a second); the
+result is kept per model object and recomputed only when its weights change (`models.fingerprint.weights_key`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import weakref
+
+__all__ = ["model_fingerprint", "code_version", "short"]
+
+# config entries that do not change the rows: bookkeeping, output flags, initialisation and training-only settings
+_NOT_ROW_SHAPING = {"transformers_version", "architectures", "output_hidden_states", "output_attentions",
+                    "return_dict", "dtype", "torch_dtype", "chunk_size_feed_forward", "is_encoder_decoder", "id2label",
+                    "label2id", "problem_type", "initializer_range", "initializer_factor", "drop_path_rate",
+                    "attention_dropout", "use_cache", "tie_word_embeddings"}
+_FORMAT = "xclip-video-side-v1"
+
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _video_side(model):
+    """The module the rows come from: an XClipModel's `vision_model`, or an XClipVisionModel itself."""
+    return getattr(model, "vision_model", model)
+
+
+def _config_text(config) -> str:
+    items = {k: v for k, v in config.to_dict().items() if not k.startswith("_") and k not in _NOT_ROW_SHAPING}
+    return json.dumps(items, sort_keys=True, default=str)
+
+
+def _hash(module) -> str:
+    import torch
+
+    digest = hashlib.sha256(_FORMAT.encode())
+    digest.update(_config_text(module.config).encode())
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach()
+        digest.update(f"\n{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
+        if tensor.numel():
+            data = tensor.to("cpu").contiguous().reshape(-1).view(torch.uint8)
+            digest.update(memoryview(data.numpy()))
+    return "sha256:" + digest.hexdigest()
+
+
+def model_fingerprint(model) -> str:
+    """``"sha256:<hex>"`` of the model's video side (config and weights); kept per object until its weights change."""
+    from ..models.fingerprint import weights_key
+
+    module = _video_side(model)
+    weights, keepalive = weights_key(module)
+    key = (weights, _config_text(module.config))
+    cached = _CACHE.get(module)
+    if cached is not None and cached[0] == key:
+        return cached[2]
+    fingerprint = _hash(module)
+    _CACHE[module] = (key, keepalive, fingerprint)  # keepalive: no new weights can take the addresses the key names
+    return fingerprint
+
+
+def code_version() -> str:
+    """The xclip_hf version that wrote a job (recorded with it)."""
+    from .. import __version__
+
+    return __version__
+
+
+def short(fingerprint: str | None) -> str:
+    """A fingerprint shortened for messages."""
+    return "none" if not fingerprint else fingerprint.split(":", 1)[-1][:12]

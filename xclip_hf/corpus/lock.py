@@ -1,0 +1,173 @@
+"""One writer per embed output: ``DIR/_embed.lock`` names the run that holds it (pid, host, start time).
+
+A second run refuses at once, naming the holder. A lock whose process is gone (same host: no such pid, a zombie,
+or the pid now belongs to a process started later) is stale and is taken over. Taking and taking over happen
+under an exclusive ``flock`` of ``DIR/_embed.lock.guard`` (released by the kernel even if its holder is killed),
+so two runs can never both decide a lock is theirs; the lock file itself is always written whole (a temporary
+file renamed into place) and a fresh one is created with ``os.link`` (atomic, fails if it exists). A lock held on
+another host cannot be checked from here: it is refused, and the message says to delete it if that run is gone.
+Under torchrun / accelerate, the main process takes the lock for the job and the others trust it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import socket
+import sys
+import uuid
+
+__all__ = ["LOCK_NAME", "LOCK_FILES", "JobLock", "OutputLockedError"]
+
+LOCK_NAME = "_embed.lock"
+GUARD_NAME = "_embed.lock.guard"
+LOCK_FILES = (LOCK_NAME, GUARD_NAME)
+
+
+class OutputLockedError(RuntimeError):
+    """The output directory is being written by another embed run (the message names it)."""
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks since boot) from /proc (Linux), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2:].split()  # after "pid (comm) "
+    try:
+        return fields[0], int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _holder_alive(holder: dict) -> bool | None:
+    """Whether the process named by a lock still runs: True/False on this host, None on another (cannot tell)."""
+    if holder.get("host") != socket.gethostname():
+        return None
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by another user
+    except OSError:
+        return False
+    stat = _proc_stat(pid)
+    if stat is not None:
+        if stat[0] in ("Z", "X"):  # exited, not yet reaped
+            return False
+        if holder.get("proc_start") is not None and stat[1] != holder["proc_start"]:
+            return False  # the pid was reused by a process started later
+    return True
+
+
+def _read(path: str) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            holder = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _describe(holder: dict) -> str:
+    if not holder:
+        return "an unreadable lock"
+    return (f"pid {holder.get('pid')} on host {holder.get('host')!r}, started {holder.get('started')}"
+            + (f" ({holder['command']})" if holder.get("command") else ""))
+
+
+@contextlib.contextmanager
+def _guard(directory: str):
+    """An exclusive flock that serialises lock decisions in ``directory`` (no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: fresh locks are still atomic (os.link); take-overs are not serialised
+        yield
+        return
+    fd = os.open(os.path.join(directory, GUARD_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _create(tmp: str, path: str, holder: dict) -> None:
+    """Create ``path`` with the content of ``tmp``, failing with FileExistsError if it exists: ``os.link`` (atomic,
+    also on NFS), or, on a file system without hard links, an exclusive create written under the guard."""
+    try:
+        os.link(tmp, path)
+        return
+    except FileExistsError:
+        raise
+    except OSError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(holder, f)
+
+
+class JobLock:
+    """The lock of one embed output directory, held by this process (`acquire` / `release`)."""
+
+    def __init__(self, directory: str, holder: dict):
+        self.directory = directory
+        self.path = os.path.join(directory, LOCK_NAME)
+        self.holder = holder
+
+    @classmethod
+    def acquire(cls, directory) -> JobLock:
+        """Take the lock of ``directory`` (created if needed); `OutputLockedError` naming the holder if it is held."""
+        directory = os.fspath(directory)
+        os.makedirs(directory, exist_ok=True)
+        stat = _proc_stat(os.getpid())
+        mine = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "proc_start": stat[1] if stat else None, "token": uuid.uuid4().hex,
+                "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:200]}
+        lock = cls(directory, mine)
+        tmp = os.path.join(directory, f".{LOCK_NAME}.{mine['token']}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(mine, f)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            with _guard(directory):
+                holder = _read(lock.path)
+                if holder is not None:
+                    if _holder_alive(holder) is not False or not holder:
+                        raise OutputLockedError(lock._refusal(holder))
+                    os.replace(tmp, lock.path)  # a stale lock: its process is gone
+                else:
+                    try:
+                        _create(tmp, lock.path, mine)
+                    except FileExistsError:
+                        raise OutputLockedError(lock._refusal(_read(lock.path) or {})) from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+        return lock
+
+    def _refusal(self, holder: dict) -> str:
+        remote = holder and holder.get("host") != socket.gethostname()
+        gone = (f"if that run is gone (it ran on another host, which this one cannot check), delete {self.path!r}"
+                if remote or not holder else "or stop it")
+        return (f"output directory {self.directory!r} is being written by another embed run: {_describe(holder)} "
+                f"(lock file {self.path!r}). Wait for it to finish or use another output directory; {gone}.")
+
+    def release(self) -> None:
+        """Remove the lock if it is still this run's."""
+        with contextlib.suppress(FileNotFoundError), _guard(self.directory):
+            holder = _read(self.path)
+            if holder and holder.get("token") == self.holder["token"]:
+                os.remove(self.path)
