@@ -151,7 +151,7 @@ def run(args) -> int:
     call = dict(candidate_labels=labels, hypothesis_template=args.template, top_k=args.top_k,
                 num_temporal_clips=args.num_temporal_clips, num_spatial_crops=args.num_spatial_crops,
                 num_frames=args.num_frames)
-    pipe._sanitize_parameters(**call)  # validate labels and options before reading any video
+    pipe([], **call)  # an empty batch: checks the labels and options, reads no video
     if args.chunk_length is not None:
         return run_windows(args, pipe, labels)
     results, failures = [], 0
