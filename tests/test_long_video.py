@@ -297,6 +297,12 @@ def test_windows_in_batches_of_4_with_2_workers_score_as_one_by_one(setup, secon
         pids = set(readers.read_text().split())
         assert str(os.getpid()) not in pids  # read in worker processes, beside the model
         assert len(pids) == (2 if isinstance(videos, list) else 1)
+    missing = str(tmp_path / "missing.mp4")
+    with pytest.raises(FileNotFoundError) as in_process:
+        pipe([path, missing], batch_size=4, **call)
+    with pytest.raises(FileNotFoundError) as in_worker:
+        pipe([path, missing], batch_size=4, num_workers=2, **call)
+    assert str(in_worker.value) == str(in_process.value) and "missing.mp4" in str(in_process.value)
     mean = pipe([path, second_file], candidate_labels=LABELS, chunk_length_s=2, batch_size=4, num_workers=2)
     for got, video in zip(mean, [path, second_file]):
         want = pipe(video, candidate_labels=LABELS, chunk_length_s=2)

@@ -284,3 +284,19 @@ def test_cuda_matches_cpu(pipe, workdir):
     assert gpu.model.device.type == "cuda"
     a, b = _scores(gpu(mp4, candidate_labels=LABELS)), _scores(pipe(mp4, candidate_labels=LABELS))
     assert max(abs(a[k] - b[k]) for k in LABELS) < 1e-3
+
+
+def test_nothing_outside_the_pipeline_class_calls_its_internals():
+    """Windows, views and the CLI go through the pipeline's public call (issue 18: `windowed.py` and `classify`
+    called `_sanitize_parameters`, `_preprocess_params` and `forward` from outside)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    internals = re.compile(r"\b(_sanitize_parameters|_preprocess_params|_forward_params|_postprocess_params)\b|"
+                           r"\bpipe\w*\.(forward|preprocess|postprocess|_\w+)\(")
+    owner = root / "xclip_hf" / "pipelines" / "zero_shot_video_classification.py"
+    offenders = [f"{path.relative_to(root)}:{n}" for folder in ("xclip_hf", "examples", "benchmarks")
+                 for path in sorted((root / folder).rglob("*.py")) if path != owner
+                 for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if internals.search(line)]
+    assert not offenders, offenders

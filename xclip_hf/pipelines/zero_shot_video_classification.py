@@ -64,7 +64,11 @@ def _positive_int(value, name: str, low: int = 1):
 
 
 def _collate_chunks(chunks: list[dict]) -> dict:
-    """Batch chunks: concatenate pixel values (1, V, T, C, H, W) -> (B, ...), keep the other fields in lists."""
+    """Batch chunks: concatenate pixel values (1, V, T, C, H, W) -> (B, ...), keep the other fields in lists (a
+    worker's error passes on as ``{"error": exception}``)."""
+    failed = next((chunk["error"] for chunk in chunks if "error" in chunk), None)
+    if failed is not None:
+        return {"error": failed}
     shapes = {tuple(chunk["pixel_values"].shape[1:]) for chunk in chunks}
     if len(shapes) != 1:
         raise ValueError(f"Chunks in one batch were processed to different shapes {sorted(shapes)}; use batch_size=1 "
@@ -75,7 +79,8 @@ def _collate_chunks(chunks: list[dict]) -> dict:
 
 class _VideoChunks(IterableDataset):
     """The chunks of every video, each tagged with its video's position; in DataLoader workers, video i is read by
-    worker i % num_workers (a generator input is read by one process)."""
+    worker i % num_workers (a generator input is read by one process). A worker hands an error on as an item, so
+    that it is raised in the calling process with its own message (not DataLoader's wrapped traceback)."""
 
     def __init__(self, videos, preprocess, params: dict):
         self.videos, self.preprocess, self.params = videos, preprocess, params
@@ -87,10 +92,15 @@ class _VideoChunks(IterableDataset):
             indexed = ((i, self.videos[i]) for i in range(worker, len(self.videos), workers))
         else:
             indexed = enumerate(self.videos)
-        for index, video in indexed:
-            for chunk in self.preprocess(video, **self.params):
-                chunk["video_index"] = index
-                yield chunk
+        try:
+            for index, video in indexed:
+                for chunk in self.preprocess(video, **self.params):
+                    chunk["video_index"] = index
+                    yield chunk
+        except Exception as err:
+            if info is None:
+                raise
+            yield {"error": err}
 
 
 def _one_thread(_):
@@ -353,6 +363,12 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                             num_workers=workers, collate_fn=_collate_chunks, **extra)
         return self._results(loader, forward_params, postprocess_params, progress)
 
+    def _scored(self, loader, forward_params):
+        for batch in loader:
+            if "error" in batch:  # raised by a worker
+                raise batch["error"]
+            yield self.forward(batch, **forward_params)
+
     def _results(self, loader, forward_params, postprocess_params, progress):
         from tqdm.auto import tqdm
 
@@ -361,8 +377,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             bar = tqdm(total=0, unit="window", desc="windows", file=sys.stderr, leave=False,
                        disable=None if progress is None else not progress)
         try:
-            scored = (self.forward(batch, **forward_params) for batch in loader)
-            for chunks in _videos_in_order(scored, bar):
+            for chunks in _videos_in_order(self._scored(loader, forward_params), bar):
                 yield self.postprocess(chunks, **postprocess_params)
         finally:
             if bar is not None:
