@@ -250,7 +250,10 @@ def test_bad_videos_name_the_file_and_do_not_hang(pipe, workdir, tmp_path):
     assert time.monotonic() - start < 15
 
 
-def test_http_url_is_downloaded_and_decoded(pipe, workdir):
+def test_http_url_is_downloaded_and_decoded(pipe, workdir, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the downloads go
     root = os.path.dirname(workdir["videos"][0])
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
     handler.log_message = lambda *a, **k: None
@@ -260,10 +263,20 @@ def test_http_url_is_downloaded_and_decoded(pipe, workdir):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/{os.path.basename(workdir['videos'][1])}"
         from_url = pipe(url, candidate_labels=LABELS)
+        windows = dict(candidate_labels=LABELS, chunk_length_s=0.4, return_timestamps=True)
+        windows_from_url = pipe([url, url], num_workers=2, **windows)
     finally:
         server.shutdown()
         server.server_close()
     assert from_url == pipe(workdir["videos"][1], candidate_labels=LABELS)
+    from_file = pipe(workdir["videos"][1], **windows)
+    for result in windows_from_url:  # read in worker processes: the same windows and scores
+        assert [w["timestamp"] for w in result] == [w["timestamp"] for w in from_file]
+        for got, want in zip(result, from_file):
+            assert [x["label"] for x in got["labels"]] == [x["label"] for x in want["labels"]]
+            np.testing.assert_allclose([x["score"] for x in got["labels"]], [x["score"] for x in want["labels"]],
+                                       atol=1e-6)
+    assert os.listdir(tmp_path) == []  # every download was removed after use
 
 
 def test_bfloat16_on_cpu(workdir):
