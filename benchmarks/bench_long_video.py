@@ -19,6 +19,7 @@ The model is a randomly initialised X-CLIP of ``--variant`` (default ``xclip-tin
 measure reading and the pipeline's own overhead; ``--variant xclip-base-patch32`` adds a realistic model cost).
 
     python benchmarks/bench_long_video.py [--minutes 1 5] [--repeats 2] [--variant xclip-tiny] [--loop-windows 12]
+                                          [--num-workers 0]
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def make_checkpoint(directory: str, variant: str) -> str:
     return directory
 
 
-def child(mode: str, path: str, checkpoint: str, chunk: float, stride: float, loop_windows: int) -> dict:
+def child(mode: str, path: str, checkpoint: str, chunk: float, stride: float, loop_windows: int,
+          num_workers: int = 0) -> dict:
     """One measurement in this (fresh) process: windows/s, scores of the windows, peak RSS."""
     import av
     import torch
@@ -102,7 +104,7 @@ def child(mode: str, path: str, checkpoint: str, chunk: float, stride: float, lo
     t0 = time.perf_counter()
     if mode == "windowed":
         out = pipe(path, candidate_labels=LABELS, chunk_length_s=chunk, stride_length_s=stride,
-                   return_timestamps=True, batch_size=8, progress=False)
+                   return_timestamps=True, batch_size=8, num_workers=num_workers, progress=False)
         scores = {str(r["timestamp"]): {i["label"]: i["score"] for i in r["labels"]} for r in out}
         count = len(out)
     else:
@@ -124,7 +126,8 @@ def child(mode: str, path: str, checkpoint: str, chunk: float, stride: float, lo
 
 def run_child(args, mode, path, checkpoint) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", mode, "--path", path, "--checkpoint", checkpoint,
-           "--chunk", str(args.chunk), "--stride", str(args.stride), "--loop-windows", str(args.loop_windows)]
+           "--chunk", str(args.chunk), "--stride", str(args.stride), "--loop-windows", str(args.loop_windows),
+           "--num-workers", str(args.num_workers)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -138,13 +141,17 @@ def main(argv=None):
     parser.add_argument("--chunk", type=float, default=2.0)
     parser.add_argument("--stride", type=float, default=1.0)
     parser.add_argument("--loop-windows", type=int, default=12, help="windows the loop runs (0: all)")
+    parser.add_argument("--num-workers", type=int, default=0,
+                        help="DataLoader workers of the windowed pipeline (decoding beside the model; default 0;"
+                             " peak RSS counts the main process only)")
     parser.add_argument("--workdir", default=None, help="keep the written files here (default: a temp dir)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--path", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.path, args.checkpoint, args.chunk, args.stride, args.loop_windows)))
+        print(json.dumps(child(args.child, args.path, args.checkpoint, args.chunk, args.stride, args.loop_windows,
+                               args.num_workers)))
         return
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,7 +168,7 @@ def main(argv=None):
                       flush=True)
             files[minutes] = path
         print(f"model {args.variant} (random weights), {len(LABELS)} labels, {args.chunk:g} s windows every "
-              f"{args.stride:g} s, 8 frames each, batch 8; {os.cpu_count()} cores", flush=True)
+              f"{args.stride:g} s, 8 frames each, batch 8, {args.num_workers} workers; {os.cpu_count()} cores", flush=True)
         results = {m: {"windowed": [], "loop": []} for m in files}
         for rep in range(args.repeats):
             for minutes, path in files.items():

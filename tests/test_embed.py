@@ -119,6 +119,7 @@ def test_crashing_or_stalling_decoder_becomes_an_error_row(setup, tmp_path, monk
     """A decoder that kills its worker (segfault) or hangs costs one error row, not the run; the others embed."""
     from xclip_hf.corpus import embed as embed_module
     from xclip_hf.corpus import loader
+    from xclip_hf.models import video_windows
     from xclip_hf.video.reader import VideoFile
 
     root, ckpt, videos = setup
@@ -132,7 +133,7 @@ def test_crashing_or_stalling_decoder_becomes_an_error_row(setup, tmp_path, monk
                 time.sleep(120)
             super().__init__(path, *args, **kwargs)
 
-    monkeypatch.setattr(loader, "VideoFile", FragileVideoFile)
+    monkeypatch.setattr(video_windows, "VideoFile", FragileVideoFile)  # what the loader's workers open
     inputs = []
     for name in ("a.mp4", "crash.mp4", "b.mp4", "stall.mp4", "c.mp4", "d.mp4"):
         shutil.copy(videos[len(inputs) % 2], tmp_path / name)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import numpy as np
 import pytest
@@ -244,6 +246,94 @@ def test_bad_window_options_are_clear_errors(setup):
             pipe(setup["path"], candidate_labels=LABELS, **options)
     with pytest.raises(ValueError, match="has no clock; pass fps="):
         pipe(decoded, candidate_labels=LABELS, chunk_length_s=2)
+
+
+def _same_results(a, b, atol=1e-5):
+    """Two window results (lists of windows, or of per-video lists) are the same windows with the same scores."""
+    if a and isinstance(a[0], list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _same_results(x, y, atol)
+        return
+    assert [w["timestamp"] for w in a] == [w["timestamp"] for w in b]
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(_scores(x["labels"]), _scores(y["labels"]), atol=atol, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def second_file(setup, tmp_path_factory):
+    rng = np.random.default_rng(1)
+    frames = np.repeat(rng.integers(0, 256, (9, 24, 40, 3), dtype=np.uint8), 5, axis=0)  # 45 frames, 4.5 s
+    return write_video(tmp_path_factory.mktemp("second") / "second.mp4", frames, fps=10)
+
+
+def test_windows_in_batches_of_4_with_2_workers_score_as_one_by_one(setup, second_file, tmp_path, monkeypatch):
+    """Windows go through the pipeline's own stages: `batch_size` windows per forward, read by `num_workers`
+    DataLoader workers; the scores are those of one window at a time in this process."""
+    from xclip_hf.models.video_windows import VideoWindowStream
+
+    pipe, path = setup["pipe"], setup["path"]
+    call = dict(candidate_labels=LABELS, chunk_length_s=2, stride_length_s=1, return_timestamps=True)
+    readers = tmp_path / "readers.txt"
+    original_open = VideoWindowStream.open
+
+    def recording_open(self):
+        with open(readers, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return original_open(self)
+
+    batches = []
+    model = pipe.video_forward
+    monkeypatch.setattr(VideoWindowStream, "open", recording_open)
+    monkeypatch.setattr(pipe, "video_forward", lambda **kw: batches.append(kw["pixel_values"].shape[0]) or model(**kw))
+    for videos in (path, [path, second_file, path]):
+        one_by_one = pipe(videos, batch_size=1, **call)
+        batches.clear()
+        readers.unlink()
+        batched = pipe(videos, batch_size=4, num_workers=2, **call)
+        _same_results(batched, one_by_one)
+        total = sum(len(r) for r in (batched if isinstance(videos, list) else [batched]))
+        assert sum(batches) == total and max(batches) == 4  # the model saw batches of up to 4 windows
+        pids = set(readers.read_text().split())
+        assert str(os.getpid()) not in pids  # read in worker processes, beside the model
+        assert len(pids) == (2 if isinstance(videos, list) else 1)
+    missing = str(tmp_path / "missing.mp4")
+    with pytest.raises(FileNotFoundError) as in_process:
+        pipe([path, missing], batch_size=4, **call)
+    with pytest.raises(FileNotFoundError) as in_worker:
+        pipe([path, missing], batch_size=4, num_workers=2, **call)
+    assert str(in_worker.value) == str(in_process.value) and "missing.mp4" in str(in_process.value)
+    mean = pipe([path, second_file], candidate_labels=LABELS, chunk_length_s=2, batch_size=4, num_workers=2)
+    for got, video in zip(mean, [path, second_file]):
+        want = pipe(video, candidate_labels=LABELS, chunk_length_s=2)
+        np.testing.assert_allclose(_scores(got), _scores(want), atol=1e-5, rtol=0)
+
+
+def test_temporal_views_are_chunks_batched_across_videos(setup, second_file):
+    """Without windows the chunks are a video's temporal views (each with its spatial crops): batch_size 4 with 2
+    workers gives the scores of one view at a time."""
+    pipe = setup["pipe"]
+    views = dict(candidate_labels=LABELS, num_temporal_clips=2, num_spatial_crops=3)
+    videos = [setup["path"], second_file, setup["decoded"]]
+    one_by_one = pipe(videos, batch_size=1, **views)
+    for got, want in zip(pipe(videos, batch_size=4, num_workers=2, **views), one_by_one):
+        assert [x["label"] for x in got] == [x["label"] for x in want]
+        np.testing.assert_allclose(_scores(got), _scores(want), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(chunk_length_s=True), "chunk_length_s must be a number of seconds, got True"),
+    (dict(chunk_length_s=2, stride_length_s=True), "stride_length_s must be a number of seconds, got True"),
+    (dict(chunk_length_s=2, batch_size=0), "batch_size must be a positive integer, got 0"),
+    (dict(batch_size=0), "batch_size must be a positive integer, got 0"),
+    (dict(chunk_length_s=2, fps=10), "fps=10.0 is the clock of frame arrays; a file has its own"),
+    (dict(chunk_length_s=2, aggregate="segments", top_k=2), "top_k=2 does not apply to aggregate='segments'"),
+])
+def test_window_options_that_were_taken_silently_are_refused(setup, options, message):
+    """Issue 22, defect 9: True was taken as 1 s, batch_size=0 as 1, fps= ignored for a file (files have their own
+    clock), top_k ignored with segments (each segment carries one label): each is refused, naming the option."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        setup["pipe"](setup["path"], candidate_labels=LABELS, **options)
 
 
 # ------------------------------------------------------------------ command line

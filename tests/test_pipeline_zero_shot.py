@@ -238,8 +238,10 @@ def test_bad_videos_name_the_file_and_do_not_hang(pipe, workdir, tmp_path):
     with pytest.raises(ValueError, match="corrupt.mp4"):
         pipe([mp4, str(corrupt)], candidate_labels=LABELS)
     assert time.monotonic() - start < 30
-    with pytest.raises(ValueError, match="5-D|4-D"):
-        pipe(np.zeros((2, 3, 8, 8, 3), dtype=np.uint8), candidate_labels=LABELS)
+    with pytest.raises(ValueError, match="5-D"):
+        pipe(np.zeros((1, 2, 3, 8, 8, 3), dtype=np.uint8), candidate_labels=LABELS)
+    with pytest.raises(ValueError, match="4-D"):
+        pipe(np.zeros((8, 8), dtype=np.uint8), candidate_labels=LABELS)
     with pytest.raises(TypeError, match="unsupported video input"):
         pipe([mp4, 3.5], candidate_labels=LABELS)
     start = time.monotonic()
@@ -248,7 +250,10 @@ def test_bad_videos_name_the_file_and_do_not_hang(pipe, workdir, tmp_path):
     assert time.monotonic() - start < 15
 
 
-def test_http_url_is_downloaded_and_decoded(pipe, workdir):
+def test_http_url_is_downloaded_and_decoded(pipe, workdir, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the downloads go
     root = os.path.dirname(workdir["videos"][0])
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
     handler.log_message = lambda *a, **k: None
@@ -258,10 +263,20 @@ def test_http_url_is_downloaded_and_decoded(pipe, workdir):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/{os.path.basename(workdir['videos'][1])}"
         from_url = pipe(url, candidate_labels=LABELS)
+        windows = dict(candidate_labels=LABELS, chunk_length_s=0.4, return_timestamps=True)
+        windows_from_url = pipe([url, url], num_workers=2, **windows)
     finally:
         server.shutdown()
         server.server_close()
     assert from_url == pipe(workdir["videos"][1], candidate_labels=LABELS)
+    from_file = pipe(workdir["videos"][1], **windows)
+    for result in windows_from_url:  # read in worker processes: the same windows and scores
+        assert [w["timestamp"] for w in result] == [w["timestamp"] for w in from_file]
+        for got, want in zip(result, from_file):
+            assert [x["label"] for x in got["labels"]] == [x["label"] for x in want["labels"]]
+            np.testing.assert_allclose([x["score"] for x in got["labels"]], [x["score"] for x in want["labels"]],
+                                       atol=1e-6)
+    assert os.listdir(tmp_path) == []  # every download was removed after use
 
 
 def test_bfloat16_on_cpu(workdir):
@@ -282,3 +297,19 @@ def test_cuda_matches_cpu(pipe, workdir):
     assert gpu.model.device.type == "cuda"
     a, b = _scores(gpu(mp4, candidate_labels=LABELS)), _scores(pipe(mp4, candidate_labels=LABELS))
     assert max(abs(a[k] - b[k]) for k in LABELS) < 1e-3
+
+
+def test_nothing_outside_the_pipeline_class_calls_its_internals():
+    """Windows, views and the CLI go through the pipeline's public call (issue 18: `windowed.py` and `classify`
+    called `_sanitize_parameters`, `_preprocess_params` and `forward` from outside)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    internals = re.compile(r"\b(_sanitize_parameters|_preprocess_params|_forward_params|_postprocess_params)\b|"
+                           r"\bpipe\w*\.(forward|preprocess|postprocess|_\w+)\(")
+    owner = root / "xclip_hf" / "pipelines" / "zero_shot_video_classification.py"
+    offenders = [f"{path.relative_to(root)}:{n}" for folder in ("xclip_hf", "examples", "benchmarks")
+                 for path in sorted((root / folder).rglob("*.py")) if path != owner
+                 for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if internals.search(line)]
+    assert not offenders, offenders

@@ -127,7 +127,8 @@ def test_rerank_scores_equal_pipeline_logits(setup, tmp_path):
     oracle = XCLIPModel.from_pretrained(published).eval()
     tokens = pipe.tokenizer([query], return_tensors="pt")
     for hit in hits:
-        pixel_values = pipe.preprocess(hit["path"], label_set=labels)["pixel_values"]
+        (chunk,) = pipe.preprocess(hit["path"], label_set=labels)  # one chunk: the whole video, one view
+        pixel_values = chunk["pixel_values"][:, 0]
         with torch.no_grad():
             logit = pipe.model(pixel_values=pixel_values, text_embeds=pipe.text_features(labels)).logits_per_video
             reference = oracle(pixel_values=pixel_values, **tokens).logits_per_video

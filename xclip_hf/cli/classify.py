@@ -148,8 +148,8 @@ def run(args) -> int:
     call = dict(candidate_labels=labels, hypothesis_template=args.template, top_k=args.top_k,
                 num_temporal_clips=args.num_temporal_clips, num_spatial_crops=args.num_spatial_crops,
                 num_frames=args.num_frames)
-    with usage_errors():  # labels as the model's tokenizer reads them (duplicates after normalisation)
-        pipe._sanitize_parameters(**call)
+    with usage_errors():  # labels (as the model's tokenizer reads them) and options, before any video is read
+        pipe([], **call)  # an empty batch: checks the labels and options, reads no video
     if args.chunk_length is not None:
         return run_windows(args, pipe, labels)
     results, failures = [], []

@@ -1,10 +1,10 @@
 """Decode-side data loading for `embed`: (path, window) items produced in DataLoader workers, batched for the model.
 
-Each worker opens its share of the videos once (``video_io.VideoFile``), plans the windows (``windows.plan_windows``,
-or one window over the whole video sampled like the video processor does), reads their frames in one pass
-(``windows.iter_window_frames``) and runs the video processor on each window. A video that cannot be opened, read
-or processed becomes an item carrying its ``error`` instead of pixels, so the run goes on; the last item of every
-video says so (``last``), which lets the consumer commit whole videos only.
+Each worker reads its share of the videos through ``models.video_windows.VideoWindowStream`` (the "video ->
+processed windows" piece the zero-shot pipeline uses too): each file opened once, its windows planned (or one
+window over the whole video, sampled like the video processor does), their frames read in one pass and processed.
+A video that cannot be opened, read or processed becomes an item carrying its ``error`` instead of pixels, so the
+run goes on; the last item of every video says so (``last``), which lets the consumer commit whole videos only.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from ..video.reader import VideoFile
-from ..video.windows import Window, iter_window_frames, plan_windows
+from ..models.video_windows import VideoWindowStream
 
 __all__ = ["WindowPlan", "VideoWindowItems", "collate_items", "build_loader", "error_message", "inflight_paths"]
 
@@ -36,16 +34,6 @@ class WindowPlan:
     chunk_length_s: float | None = None
     stride_length_s: float | None = None
     decode_backend: str = "auto"
-
-    def windows(self, video: VideoFile, processor) -> list[Window]:
-        """The windows of an open video (time spans in seconds from the frames' presentation times; the whole video
-        ends at the end of its last frame)."""
-        if self.chunk_length_s is not None:
-            return plan_windows(video.frame_times, video.duration, self.chunk_length_s, self.stride_length_s,
-                                self.num_frames, name=video.path)
-        indices = processor.sample_indices(video.num_frames, num_frames=self.num_frames, num_temporal_clips=1,
-                                           random_sampling=False)
-        return [Window(0.0, video.duration, np.asarray(indices).reshape(-1))]
 
 
 class VideoWindowItems(IterableDataset):
@@ -75,35 +63,26 @@ class VideoWindowItems(IterableDataset):
             with open(os.path.join(self.inflight_dir, f"{os.getpid()}.inflight"), "w") as f:
                 f.write("" if index is None else str(index))
 
-    def _pixels(self, frames: np.ndarray) -> torch.Tensor:
-        """One window's uint8 frames (T, H, W, 3) -> processed (T, 3, h, w) float32 (no resampling: already sampled)."""
-        out = self.processor(frames, do_sample_frames=False, num_temporal_clips=1, num_spatial_crops=1,
-                             input_data_format="channels_last", return_tensors="pt")
-        return out["pixel_values"][0]
-
     def video_items(self, index: int):
         """The items of video ``index``: one per window, or one error item (after the windows that did succeed)."""
         path = self.paths[index]
         base = {"index": index, "path": path}
+        stream = VideoWindowStream(path, self.processor, num_frames=self.plan.num_frames,
+                                   chunk_length_s=self.plan.chunk_length_s, stride_length_s=self.plan.stride_length_s,
+                                   decode_backend=self.plan.decode_backend)
         try:
-            video = VideoFile(path, backend=self.plan.decode_backend)
+            stream.open()
         except Exception as err:
+            stream.close()
             yield {**base, "start_s": 0.0, "end_s": None, "pixel_values": None, "error": error_message(err), "last": True}
             return
-        with video:
+        with stream:
+            windows, done = stream.windows, 0
             try:
-                windows = self.plan.windows(video, self.processor)
-            except Exception as err:
-                yield {**base, "start_s": 0.0, "end_s": None, "pixel_values": None, "error": error_message(err),
-                       "last": True}
-                return
-            done = 0
-            try:
-                for window, frames in iter_window_frames(video, windows):
-                    pixels = self._pixels(frames)
+                for window, pixels in stream:
                     done += 1
                     yield {**base, "start_s": float(window.start_s), "end_s": _seconds(window.end_s),
-                           "pixel_values": pixels, "error": None, "last": done == len(windows)}
+                           "pixel_values": pixels[0], "error": None, "last": done == len(windows)}
             except Exception as err:  # decoding or processing failed part-way: the rest of the video is one error row
                 rest = sorted(windows, key=lambda w: w.start_s)[done:]
                 start = float(rest[0].start_s) if rest else 0.0

@@ -4,14 +4,15 @@ Follows transformers 5's video-processor conventions (a ``BaseVideoProcessor`` s
 ``video_preprocessor_config.json``, registered with ``AutoVideoProcessor``), but resizes and crops with torch
 (antialiased ``F.interpolate``) because transformers' default video path needs torchvision.
 
-Inputs (one video or a batch):
+Inputs (one video or a batch), decided and checked by :mod:`xclip_hf.models.video_input` (the one owner, which
+the pipeline uses too): a path (decoded with :mod:`xclip_hf.video.reader`, only the sampled frames); a numpy array
+``(T, H, W, C)`` (channels-last; ``(T, C, H, W)`` is recognised when the last axis cannot be channels) or a torch
+tensor ``(T, C, H, W)`` (channels-first; ``(T, H, W, C)`` likewise); a ``(T, H, W)`` grayscale array/tensor; a list
+of frames (PIL images, ``(H, W)`` grayscale or ``(H, W, C)`` arrays); or a 5-D array/tensor / list of videos for a
+batch.
 
-* a path (decoded with :mod:`xclip_hf.video.reader`, only the sampled frames), or a list of paths;
-* a numpy array ``(T, H, W, C)`` (channels-last; ``(T, C, H, W)`` is recognised when the last axis cannot be
-  channels), a torch tensor ``(T, C, H, W)`` (channels-first; ``(T, H, W, C)`` likewise), a list of PIL images
-  or of ``(H, W, C)`` arrays, or a 5-D array/tensor / list of any of these for a batch.
-
-Documented conversions: ``C == 1`` (and PIL "L") is expanded to RGB, ``C == 4`` (and PIL "RGBA") drops alpha;
+Documented conversions: grayscale (``C == 1``, 2-D frames, PIL "L") is replicated to RGB, ``C == 4`` (and PIL
+"RGBA") drops alpha;
 frames smaller than the crop after resizing are upsampled (aspect kept) until the crop fits; uint8 frames are
 rounded back to integer values after resizing, as PIL does. Pixel values are expected in ``[0, 255]`` (set
 ``do_rescale=False`` for frames already in ``[0, 1]``; float frames that look rescaled already get a warning, as in
@@ -39,7 +40,6 @@ evaluation (short side 256, crop 224) is ``size=256, crop_size=224``.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import torch
@@ -52,6 +52,7 @@ from transformers.video_processing_utils import BaseVideoProcessor
 
 from ..video.sampling import SAMPLING_MODES, as_generator, temporal_clip_indices
 from ..video.reader import BACKENDS, load_video
+from .video_input import OneVideo, split_videos
 
 logger = logging.get_logger(__name__)
 
@@ -78,72 +79,6 @@ class XClipVideoProcessorKwargs(VideosKwargs, total=False):
     seed: int | None
     decode_backend: str
     augmentation: object  # call option only (training): see `XClipVideoProcessor.preprocess`
-
-
-def _is_path(x) -> bool:
-    return isinstance(x, (str, os.PathLike))
-
-
-def _is_pil(x) -> bool:
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(x, Image.Image)
-
-
-def _pil_to_array(image, name: str) -> np.ndarray:
-    """PIL frame -> uint8 (H, W, 3): L expanded, RGBA/LA alpha dropped, other modes converted to RGB."""
-    mode = image.mode
-    if mode in ("RGBA", "LA", "PA"):
-        image = image.convert("RGBA" if mode != "LA" else "LA")
-        arr = np.asarray(image)[..., :-1]
-        return np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr
-    if mode not in ("RGB", "L"):
-        image = image.convert("RGB")
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=-1)
-    if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f"{name}: cannot convert a PIL image of mode {mode!r} to RGB")
-    return arr
-
-
-def _array_to_tchw(video, name: str, channels_first: bool | None) -> torch.Tensor:
-    """A 4-D array/tensor -> torch (T, C, H, W), C in {1, 3, 4}; ValueError naming the input otherwise."""
-    is_torch = isinstance(video, torch.Tensor)
-    shape = tuple(video.shape)
-    if len(shape) != 4:
-        raise ValueError(f"{name}: a video array must be 4-D (T, H, W, C) or (T, C, H, W), got shape {shape}")
-    if channels_first is None:
-        last_ok, second_ok = shape[-1] in (1, 3, 4), shape[1] in (1, 3, 4)
-        if is_torch:
-            channels_first = second_ok or not last_ok
-        else:
-            channels_first = second_ok and not last_ok
-    num_channels = shape[1] if channels_first else shape[-1]
-    if num_channels not in (1, 3, 4):
-        raise ValueError(
-            f"{name}: frames must have 1, 3 or 4 channels (gray, RGB, RGBA), got shape {shape} "
-            f"({'channels-first' if channels_first else 'channels-last'})"
-        )
-    tensor = video if is_torch else torch.from_numpy(np.ascontiguousarray(video))
-    if tensor.dtype == torch.bool or tensor.is_complex():
-        raise ValueError(f"{name}: unsupported frame dtype {tensor.dtype}")
-    if not channels_first:
-        tensor = tensor.permute(0, 3, 1, 2)
-    if min(tensor.shape[0], tensor.shape[2], tensor.shape[3]) < 1:
-        raise ValueError(f"{name}: video has an empty axis, shape {shape}")
-    return tensor
-
-
-def _fix_channels(video: torch.Tensor) -> torch.Tensor:
-    """(T, C, H, W) with C in {1, 3, 4} -> 3 channels: gray expanded, alpha dropped (documented conversion)."""
-    if video.shape[1] == 1:
-        return video.expand(-1, 3, -1, -1)
-    if video.shape[1] == 4:
-        return video[:, :3]
-    return video
 
 
 def resized_size(height: int, width: int, size: SizeDict) -> tuple[int, int]:
@@ -265,71 +200,23 @@ class XClipVideoProcessor(BaseVideoProcessor):
         )
 
     # ----- input handling -----
-    def _split_batch(self, videos) -> list:
-        """Turn the accepted input forms into a list of single videos (paths, arrays or frame lists)."""
-        if videos is None:
-            raise ValueError("videos must be given (a path, an array, a list of frames, or a batch of these)")
-        if _is_path(videos):
-            return [videos]
-        if isinstance(videos, (np.ndarray, torch.Tensor)):
-            if videos.ndim == 5:
-                return list(videos)
-            if videos.ndim == 4:
-                return [videos]
-            raise ValueError(
-                f"videos: expected a 4-D video (T, H, W, C) / (T, C, H, W) or a 5-D batch, got shape {tuple(videos.shape)}"
-            )
-        if _is_pil(videos):
-            raise ValueError("videos: got a single PIL image; pass a list of frames (a video) instead")
-        if isinstance(videos, (list, tuple)):
-            if len(videos) == 0:
-                raise ValueError("videos: got an empty list")
-            first = videos[0]
-            if _is_pil(first) or (isinstance(first, (np.ndarray, torch.Tensor)) and first.ndim == 3):
-                return [videos]  # one video given as a list of frames
-            return list(videos)
-        raise ValueError(f"videos: unsupported input type {type(videos).__name__}")
-
-    def _frames_to_tensor(self, frames, name: str, channels_first) -> torch.Tensor:
-        """A list of PIL images or (H, W, C) arrays -> torch (T, C, H, W)."""
-        arrays = []
-        for i, frame in enumerate(frames):
-            if _is_pil(frame):
-                arrays.append(torch.from_numpy(_pil_to_array(frame, f"{name} frame {i}").copy()).permute(2, 0, 1))
-            elif isinstance(frame, (np.ndarray, torch.Tensor)) and frame.ndim == 3:
-                arrays.append(_array_to_tchw(frame[None], f"{name} frame {i}", channels_first)[0])
-            else:
-                shape = getattr(frame, "shape", None)
-                raise ValueError(f"{name} frame {i}: expected a PIL image or an (H, W, C) array, got {type(frame).__name__} {shape}")
-            arrays[-1] = _fix_channels(arrays[-1][None])[0]
-            if arrays[-1].shape != arrays[0].shape:
-                raise ValueError(f"{name}: frame {i} has shape {tuple(arrays[-1].shape)}, frame 0 has {tuple(arrays[0].shape)}")
-        return torch.stack(arrays)
-
-    def _load_clips(self, video, name: str, opts: dict, rng) -> torch.Tensor:
-        """One input video -> sampled clips as torch (N, T, 3, H, W) (uint8 or float)."""
+    def _load_clips(self, video: OneVideo, opts: dict, rng) -> torch.Tensor:
+        """One video (see `video_input.split_videos`) -> sampled clips as torch (N, T, 3, H, W) (uint8 or float)."""
         sampler = None
         if opts["do_sample_frames"]:
             def sampler(length):
                 return self.sample_indices(length, rng=rng, **opts)
         elif opts["num_temporal_clips"] != 1:
             raise ValueError("num_temporal_clips > 1 needs do_sample_frames=True")
-        if _is_path(video):
+        if video.is_file:
             if sampler is None:
                 def sampler(length):
                     return np.arange(length)[None]
-            frames, _, _ = load_video(video, sampler, backend=opts["decode_backend"])
+            frames, _, _ = load_video(video.data, sampler, backend=opts["decode_backend"])
             return torch.from_numpy(frames).permute(0, 1, 4, 2, 3)  # (N, T, 3, H, W)
-        if isinstance(video, (np.ndarray, torch.Tensor)):
-            tensor = _fix_channels(_array_to_tchw(video, name, opts["channels_first"]))
-        elif isinstance(video, (list, tuple)) and len(video) > 0:
-            tensor = self._frames_to_tensor(video, name, opts["channels_first"])
-        else:
-            raise ValueError(f"{name}: expected a path, a 4-D array/tensor or a non-empty list of frames, got {type(video).__name__}")
         if sampler is None:
-            return tensor[None]
-        indices = torch.as_tensor(sampler(tensor.shape[0]))
-        return tensor[indices]
+            return video.data[None]
+        return video.data[torch.as_tensor(sampler(video.data.shape[0]))]
 
     # ----- spatial pipeline -----
     def _spatial_views(self, clips: torch.Tensor, opts: dict) -> torch.Tensor:
@@ -412,6 +299,16 @@ class XClipVideoProcessor(BaseVideoProcessor):
         opts["return_tensors"] = kwargs.get("return_tensors")
         return opts
 
+    def process_clips(self, clips: torch.Tensor, name: str = "video 0", **kwargs) -> torch.Tensor:
+        """Frames already sampled, ``(N, T, 3, H, W)`` (N clips of one video, e.g. windows read by
+        `video_windows.VideoWindowStream`) -> normalised views ``(N * num_spatial_crops, T, 3, h, w)``; a bad value
+        is an error naming ``name``. Options as for a call (sampling options do not apply)."""
+        return self._views(clips, name, self._resolve_options(kwargs))
+
+    def _views(self, clips: torch.Tensor, name: str, opts: dict) -> torch.Tensor:
+        _check_frame_values(clips, name, opts["do_rescale"])
+        return self._spatial_views(clips, opts)
+
     def preprocess(self, videos, **kwargs) -> BatchFeature:
         """Videos -> ``BatchFeature(pixel_values=(B, T, 3, H, W) or (B, V, T, 3, H, W))`` (see module docstring).
 
@@ -424,13 +321,11 @@ class XClipVideoProcessor(BaseVideoProcessor):
         opts = self._resolve_options(kwargs)
         rng = as_generator(opts["seed"]) if opts["random_sampling"] else None
         outputs = []
-        for i, video in enumerate(self._split_batch(videos)):
-            name = f"video {i}" + (f" ({os.fspath(video)!r})" if _is_path(video) else "")
-            clips = self._load_clips(video, name, opts, rng)
-            _check_frame_values(clips, name, opts["do_rescale"])
+        for video in split_videos(videos, opts["channels_first"])[0]:
+            clips = self._load_clips(video, opts, rng)
             if opts["augmentation"] is not None:
-                _check_augmentation_range(clips, name, opts)
-            outputs.append(self._spatial_views(clips, opts))
+                _check_augmentation_range(clips, video.name, opts)
+            outputs.append(self._views(clips, video.name, opts))
         shapes = {tuple(o.shape) for o in outputs}
         if len(shapes) > 1:
             raise ValueError(f"videos of a batch give different shapes {sorted(shapes)}; enable center crop or pass them separately")

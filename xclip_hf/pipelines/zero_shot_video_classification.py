@@ -4,18 +4,23 @@ X-CLIP (paper Sec. 3.1, Eq. 3) scores a video against K class texts by the cosin
 embedding and each text embedding enhanced by the video-specific prompt generator (Sec. 3.3, Eq. 10), scaled by
 the learned logit scale. The pipeline returns the softmax of those logits over the candidate labels, sorted.
 
+Stages (a transformers `ChunkPipeline`, as its speech pipeline serves long audio): `preprocess` yields the chunks
+of one video, streamed from one pass over the file by `models.video_windows.VideoWindowStream`: its temporal views
+(`num_temporal_clips`), or with `chunk_length_s=` its windows of that many seconds every `stride_length_s`, each
+chunk with its `num_spatial_crops` crops; `batch_size` chunks go through the model per forward, read by
+`num_workers` DataLoader worker processes (video i by worker i % num_workers) in parallel with the model;
+`postprocess` takes the chunks of one video and averages the per-view softmax (the paper's multi-view protocol),
+or returns them per window (`return_timestamps=True`), merged into segments (`aggregate="segments"`), or averaged
+over the windows (the default). What one video is, is decided by the video processor
+(`models.video_input.split_videos`); the pipeline only downloads http(s) URLs (`video_inputs.local_video`).
+
 Speed: the text encoder's output does not depend on the video, so it runs once per distinct (labels, template,
-tokenizer, text weights) and is kept in a small LRU cache (see `models/text_features.py`); each batch of videos then runs
-`model(pixel_values=..., text_embeds=cached)`, in which the prompt generator still runs per video.
+tokenizer, text weights) and is kept in a small LRU cache (see `models/text_features.py`); each batch of chunks
+then runs `model(pixel_values=..., text_embeds=cached)`, in which the prompt generator still runs per view.
 `compile=True` runs that video forward through `torch.compile(model, fullgraph=True)`: 1.34x over eager fp32 was
 measured for B/32-8f on an idle CPU (less, or nothing, on a busy one), after a one-off warm-up on the first batch
 (2-4 minutes for B/32 on 2 CPU cores, seconds once inductor's cache holds the graph; a new batch shape or label
 count compiles again, dynamically after the first change). Worth it for many videos.
-
-Untrimmed videos (`chunk_length_s=`): windows of that many seconds every `stride_length_s`, `num_frames` frames
-sampled sparsely in each (see `windows.py`); a file is read in one pass, window by window, and windows go through
-the model in batches of `batch_size`. Results per window (`return_timestamps=True`), merged into segments
-(`aggregate="segments"`), or averaged over the windows (the default).
 """
 
 from __future__ import annotations
@@ -23,44 +28,114 @@ from __future__ import annotations
 import collections.abc
 import logging
 import os
+import sys
 import types
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
-from transformers import Pipeline
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from transformers.pipelines import PIPELINE_REGISTRY
-from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
+from transformers.pipelines.base import ChunkPipeline
 
 from ..models.modeling_xclip import average_view_probabilities
 from ..models.processing_xclip import check_tokenizer_vocabulary
 from ..models.text_features import LabelSet, TextFeatureEncoder, build_label_set
-from .video_inputs import DEFAULT_URL_TIMEOUT, VideoSource, download_video, is_url, normalize_videos
+from ..models.video_input import OneVideo, split_videos
+from ..models.video_windows import VideoWindowStream
+from ..video.windows import check_window_lengths, merge_segments, positive_number
+from .video_inputs import DEFAULT_URL_TIMEOUT, local_video
 
 logger = logging.getLogger(__name__)
 
 TASK = "zero-shot-video-classification"
-WINDOW_ARGS = ("chunk_length_s", "stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
+CALL_OPTIONS = ("candidate_labels", "hypothesis_template", "top_k", "num_temporal_clips", "num_spatial_crops",
+                "num_frames", "chunk_length_s", "stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
+WINDOW_ONLY = ("stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
+AGGREGATES = ("mean", "segments")
+CHUNK_FIELDS = ("label_set", "video_name", "timestamp", "num_chunks", "video_index")  # passed through the forward
 
 __all__ = ["ZeroShotVideoClassificationPipeline", "register_pipeline", "average_view_probabilities"]
 
 
-def _collate_videos(items: list[dict]) -> dict:
-    """Batch preprocessed videos: concatenate pixel values, keep the label set of each item in a list."""
-    shapes = {tuple(item["pixel_values"].shape[1:]) for item in items}
+def _positive_int(value, name: str, low: int = 1):
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be {'a positive integer' if low == 1 else f'an integer >= {low}'}, got {value!r}")
+    return value
+
+
+def _collate_chunks(chunks: list[dict]) -> dict:
+    """Batch chunks: concatenate pixel values (1, V, T, C, H, W) -> (B, ...), keep the other fields in lists (a
+    worker's error passes on as ``{"error": exception}``)."""
+    failed = next((chunk["error"] for chunk in chunks if "error" in chunk), None)
+    if failed is not None:
+        return {"error": failed}
+    shapes = {tuple(chunk["pixel_values"].shape[1:]) for chunk in chunks}
     if len(shapes) != 1:
-        raise ValueError(
-            f"Videos in one batch were processed to different shapes {sorted(shapes)}; use batch_size=1 or the same "
-            "num_temporal_clips / num_spatial_crops for all videos."
-        )
-    return {
-        "pixel_values": torch.cat([item["pixel_values"] for item in items], dim=0),
-        "label_set": [item["label_set"] for item in items],
-        "video_name": [item["video_name"] for item in items],
-    }
+        raise ValueError(f"Chunks in one batch were processed to different shapes {sorted(shapes)}; use batch_size=1 "
+                         "or a video processor that center-crops to a fixed size.")
+    return {"pixel_values": torch.cat([chunk["pixel_values"] for chunk in chunks]),
+            **{field: [chunk[field] for chunk in chunks] for field in CHUNK_FIELDS}}
 
 
-class ZeroShotVideoClassificationPipeline(Pipeline):
+class _VideoChunks(IterableDataset):
+    """The chunks of every video, each tagged with its video's position; in DataLoader workers, video i is read by
+    worker i % num_workers (a generator input is read by one process). A worker hands an error on as an item, so
+    that it is raised in the calling process with its own message (not DataLoader's wrapped traceback)."""
+
+    def __init__(self, videos, preprocess, params: dict):
+        self.videos, self.preprocess, self.params = videos, preprocess, params
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        if isinstance(self.videos, collections.abc.Sized):
+            indexed = ((i, self.videos[i]) for i in range(worker, len(self.videos), workers))
+        else:
+            indexed = enumerate(self.videos)
+        try:
+            for index, video in indexed:
+                for chunk in self.preprocess(video, **self.params):
+                    chunk["video_index"] = index
+                    yield chunk
+        except Exception as err:
+            if info is None:
+                raise
+            yield {"error": err}
+
+
+def _one_thread(_):
+    torch.set_num_threads(1)  # workers decode and resize; the model owns the cores' math threads
+
+
+def _videos_in_order(scored_batches, bar=None):
+    """Scored batches -> the scored chunks of one video at a time, in input order (workers finish out of order)."""
+    pending: dict[int, list] = {}
+    finished: dict[int, list] = {}
+    next_index = 0
+    for out in scored_batches:
+        for b, index in enumerate(out["video_index"]):
+            chunk = {"scores": out["scores"][b], **{field: out[field][b] for field in CHUNK_FIELDS}}
+            if index not in pending and bar is not None:
+                bar.total += chunk["num_chunks"]
+                bar.refresh()
+            pending.setdefault(index, []).append(chunk)
+            if len(pending[index]) == chunk["num_chunks"]:
+                finished[index] = pending.pop(index)
+            if bar is not None:
+                bar.update(1)
+        while next_index in finished:
+            yield finished.pop(next_index)
+            next_index += 1
+    if pending or finished:  # pragma: no cover - every video yields all of its chunks or raises
+        raise RuntimeError(f"incomplete videos {sorted(pending) + sorted(finished)} after the last batch")
+
+
+def _ranked(scores: torch.Tensor, label_set: LabelSet, top_k: int | None) -> list[dict]:
+    ranked = sorted(zip(scores.reshape(-1).tolist(), label_set.labels), key=lambda pair: -pair[0])
+    return [{"score": score, "label": label} for score, label in ranked[:top_k]]
+
+
+class ZeroShotVideoClassificationPipeline(ChunkPipeline):
     """Zero-shot video classification with X-CLIP: which of the `candidate_labels` describes each video?
 
     ```python
@@ -74,7 +149,8 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
     Init arguments beyond transformers' `Pipeline` ones: `processor` (an `XClipProcessor`; loaded from the model's
     directory when omitted), `label_cache_size` (entries of the label-embedding LRU cache, 0 disables it; default 4),
     `url_timeout` (seconds for downloading http(s) videos; default 10), `compile` (`torch.compile` the video
-    forward, see the module docstring for its warm-up cost; default False).
+    forward, see the module docstring for its warm-up cost; default False). Call options (see `__call__`) given at
+    init are the defaults of every call.
     """
 
     # One component, one loader: the pipeline needs an XClipProcessor and builds it itself in __init__
@@ -92,6 +168,7 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
                                                 kwargs.get("dtype") or kwargs.get("torch_dtype"))
         check_tokenizer_vocabulary(processor.tokenizer, getattr(model, "name_or_path", "") or "the processor",
                                    vocab_size=model.config.text_config.vocab_size)
+        self._call_defaults = {name: kwargs[name] for name in CALL_OPTIONS if kwargs.get(name) is not None}
         super().__init__(model=model, processor=processor, tokenizer=processor.tokenizer,
                          video_processor=processor.video_processor, **kwargs)
         self.text_encoder = TextFeatureEncoder(self.model, processor, label_cache_size)
@@ -123,15 +200,20 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         """Classify `videos` against `candidate_labels`.
 
         Args:
-            videos: a path, an http(s) URL, a 4-D array/tensor of frames, a list of frames (one video), or a list of
-                any of these (a batch).
+            videos: a path, an http(s) URL, a 4-D array/tensor of frames, a (T, H, W) grayscale array/tensor, a list
+                of frames (one video; PIL images, (H, W) or (H, W, C) arrays), or a list of any of these or a 5-D
+                array (a batch); a generator or dataset of videos is streamed. (`models.video_input`; grayscale is
+                replicated to RGB.) An empty list returns `[]` after checking the options.
             candidate_labels (`list[str]`): the labels; softmax is taken over them. Must be non-empty strings without
                 duplicates (duplicates raise a ValueError).
             hypothesis_template (`str`, defaults to `"{}"`): how a label becomes a text; the paper uses the bare label.
-            top_k (`int`, optional): keep only the `top_k` best labels.
+            top_k (`int`, optional): keep only the `top_k` best labels (per window with `return_timestamps`; refused
+                with `aggregate="segments"`, whose segments carry one label each).
             num_temporal_clips / num_spatial_crops (`int`, default 1): multi-view inference; the per-view softmax
                 scores are averaged (the paper's 4x3 views: `num_temporal_clips=4, num_spatial_crops=3`).
-            batch_size (`int`): videos (or windows) per model forward.
+            batch_size (`int`, default 1): chunks (temporal views, or windows) per model forward.
+            num_workers (`int`, default 0): DataLoader worker processes that read and process videos (video i by
+                worker i % num_workers) while the model runs; 0 reads in this process.
             num_frames (`int`, optional): frames sampled per clip or window (default: the model's `num_frames`);
                 another count resamples the MIT's temporal position embedding (an extrapolation of the trained
                 model, see `XClipMultiFrameIntegrationTransformer.temporal_position_encoding`).
@@ -143,11 +225,12 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
             aggregate (`"mean"` or `"segments"`): with windows, `"segments"` merges consecutive windows with the same
                 top label into `{"start_s", "end_s", "label", "score"}`; `"mean"` (the default without
                 `return_timestamps`) averages the windows' scores into one ranked list.
-            fps (`float`): frame rate of a frame array (arrays have no clock; required for windows over arrays).
+            fps (`float`): the clock of frame arrays (they have none; required for windows over arrays). Refused for
+                a file, which has its own (its frames' presentation times).
             progress (`bool`, optional): show a progress bar over windows (default: only on a terminal).
 
         Returns:
-            `[{"score": float, "label": str}, ...]` sorted by decreasing score, or a list of such lists for a list input
+            `[{"score": float, "label": str}, ...]` sorted by decreasing score, or a list of such lists for a batch
             (with windows: see `return_timestamps` / `aggregate`).
         """
         if "candidate_labels" in kwargs:  # passed positionally-by-name through Pipeline internals
@@ -156,66 +239,94 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
             raise ValueError("zero-shot-video-classification needs `candidate_labels`, e.g. candidate_labels=['running', 'swimming'].")
         if candidate_labels is not None:
             kwargs["candidate_labels"] = candidate_labels
-        window_options = {name: kwargs.pop(name) for name in WINDOW_ARGS if name in kwargs}
-        if window_options.get("chunk_length_s") is not None:
-            from .windowed import classify_windows
-
-            return classify_windows(self, videos, window_options, **kwargs)
-        given = sorted(name for name, value in window_options.items() if value not in (None, False))
-        if given:
-            raise ValueError(f"zero-shot-video-classification: {', '.join(given)} only apply to windows; pass "
-                             "chunk_length_s (window length in seconds) too.")
-        if isinstance(videos, types.GeneratorType) or isinstance(videos, torch.utils.data.Dataset):
-            return super().__call__(videos, **kwargs)  # streamed: each item is normalized in preprocess
-        sources, is_batch = normalize_videos(videos)
-        if is_batch and not sources:
-            self._sanitize_parameters(**kwargs)  # still validate the labels
+        batch_size = kwargs.get("batch_size") if kwargs.get("batch_size") is not None else self._batch_size
+        workers = kwargs.get("num_workers") if kwargs.get("num_workers") is not None else self._num_workers
+        _positive_int(1 if batch_size is None else batch_size, "batch_size")
+        _positive_int(0 if workers is None else workers, "num_workers", low=0)
+        if isinstance(videos, (types.GeneratorType, torch.utils.data.Dataset)):
+            return super().__call__(videos, **kwargs)  # streamed: each item is split in preprocess
+        if isinstance(videos, (list, tuple)) and len(videos) == 0:
+            self._sanitize_parameters(**{k: v for k, v in kwargs.items() if k not in ("batch_size", "num_workers")})
             return []
-        outputs = super().__call__(sources if is_batch else sources[0], **kwargs)
-        return outputs
+        items, is_batch = split_videos(videos)
+        return super().__call__(items if is_batch else items[0], **kwargs)
 
-    def _sanitize_parameters(self, candidate_labels=None, hypothesis_template=None, top_k=None,
-                             num_temporal_clips=None, num_spatial_crops=None, num_frames=None, **unused):
-        if unused:
-            raise TypeError(f"zero-shot-video-classification got unexpected arguments: {sorted(unused)}")
-        preprocess_params, postprocess_params = {}, {}
-        if candidate_labels is not None or hypothesis_template is not None:
-            init_set = getattr(self, "_preprocess_params", {}).get("label_set")  # labels/template given at init
-            if candidate_labels is None and init_set is not None:
-                candidate_labels = init_set.labels
-            if hypothesis_template is None:
-                hypothesis_template = init_set.template if init_set is not None else "{}"
-            preprocess_params["label_set"] = build_label_set(candidate_labels, hypothesis_template,
+    def _sanitize_parameters(self, **given):
+        unknown = sorted(set(given) - set(CALL_OPTIONS))
+        if unknown:
+            raise TypeError(f"zero-shot-video-classification got unexpected arguments: {unknown}")
+        # call options over the defaults given at init: the returned dicts replace the init ones key by key
+        options = {**getattr(self, "_call_defaults", {}), **{k: v for k, v in given.items() if v is not None}}
+        preprocess_params = {}
+        if "candidate_labels" in options or "hypothesis_template" in options:
+            preprocess_params["label_set"] = build_label_set(options.get("candidate_labels"),
+                                                             options.get("hypothesis_template", "{}"),
                                                              tokenizer=getattr(self, "tokenizer", None))
-        for name, value in (("num_temporal_clips", num_temporal_clips), ("num_spatial_crops", num_spatial_crops),
-                            ("num_frames", num_frames)):
-            if value is not None:
-                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                    raise ValueError(f"{name} must be a positive integer, got {value!r}")
-                preprocess_params[name] = value
+        for name in ("num_temporal_clips", "num_spatial_crops", "num_frames"):
+            if name in options:
+                preprocess_params[name] = _positive_int(options[name], name)
+        top_k = options.get("top_k")
         if top_k is not None:
-            if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-                raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
-            postprocess_params["top_k"] = top_k
-        return preprocess_params, {}, postprocess_params
+            _positive_int(top_k, "top_k")
+        mode, forward_params = "video", {}
+        if "chunk_length_s" in options:
+            mode = self._window_mode(options, top_k)
+            chunk, stride = check_window_lengths(options["chunk_length_s"], options.get("stride_length_s"))
+            fps = options.get("fps")
+            preprocess_params.update(chunk_length_s=chunk, stride_length_s=stride,
+                                     fps=None if fps is None else positive_number(fps, "fps", "frames per second"))
+            forward_params["progress"] = options.get("progress")
+        else:
+            given_window = sorted(name for name in WINDOW_ONLY if options.get(name) not in (None, False))
+            if given_window:
+                raise ValueError(f"zero-shot-video-classification: {', '.join(given_window)} only apply to windows; "
+                                 "pass chunk_length_s (window length in seconds) too.")
+        return preprocess_params, forward_params, {"mode": mode, "top_k": top_k}
 
-    def preprocess(self, video: VideoSource, label_set: LabelSet | None = None, num_temporal_clips: int = 1,
-                   num_spatial_crops: int = 1, num_frames: int | None = None):
+    @staticmethod
+    def _window_mode(options: dict, top_k) -> str:
+        """How windows are returned: "windows" (per window), "segments" or "mean"; checks the window options."""
+        aggregate, timestamps = options.get("aggregate"), options.get("return_timestamps", False)
+        if aggregate is not None and aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {AGGREGATES} or None, got {aggregate!r}")
+        if not isinstance(timestamps, bool):
+            raise ValueError(f"return_timestamps must be True or False, got {timestamps!r}")
+        if timestamps and aggregate is not None:
+            raise ValueError(f"return_timestamps=True returns every window; aggregate={aggregate!r} merges them: pass one")
+        if options.get("num_temporal_clips", 1) != 1:
+            raise ValueError("num_temporal_clips > 1 does not apply to windows (each window is one temporal clip); "
+                             "use a shorter stride_length_s for denser coverage")
+        if aggregate == "segments" and top_k is not None:
+            raise ValueError(f"top_k={top_k!r} does not apply to aggregate='segments' (each segment has one label, its "
+                             "windows' top label); use return_timestamps=True for the top_k labels of every window")
+        return "windows" if timestamps else (aggregate or "mean")
+
+    def preprocess(self, video, label_set: LabelSet | None = None, num_temporal_clips: int = 1,
+                   num_spatial_crops: int = 1, num_frames: int | None = None, chunk_length_s=None,
+                   stride_length_s=None, fps=None):
+        """One video -> its chunks (a temporal view or a window each, with its spatial crops), streamed."""
         if label_set is None:
             raise ValueError("zero-shot-video-classification needs `candidate_labels`.")
-        if not isinstance(video, VideoSource):  # e.g. items of a dataset or generator
-            video = normalize_videos(video)[0][0]
-        pixel_values = self._process_video(video, num_temporal_clips, num_spatial_crops, num_frames)
-        return {"pixel_values": pixel_values.to(self.dtype), "label_set": label_set, "video_name": video.name}
+        if not isinstance(video, OneVideo):  # an item of a dataset or generator
+            items, is_batch = split_videos(video)
+            if is_batch:
+                raise ValueError(f"each item of a dataset or generator must be one video, got a batch of {len(items)}")
+            video = items[0]
+        with local_video(video.data, self.url_timeout) as data:
+            local = OneVideo(data, video.name)
+            with VideoWindowStream(local, self.video_processor, chunk_length_s=chunk_length_s,
+                                   stride_length_s=stride_length_s, fps=fps, num_temporal_clips=num_temporal_clips,
+                                   num_spatial_crops=num_spatial_crops,
+                                   num_frames=num_frames or self.model.config.vision_config.num_frames) as stream:
+                for window, pixel_values in stream:
+                    yield {"pixel_values": pixel_values[None].to(self.dtype), "label_set": label_set,
+                           "video_name": video.name, "timestamp": window.timestamp,
+                           "num_chunks": len(stream.windows)}
 
     def _forward(self, model_inputs):
-        label_sets = model_inputs["label_set"]
-        batched = isinstance(label_sets, list)
-        label_set = label_sets[0] if batched else label_sets
-        pixel_values = model_inputs["pixel_values"]
-        if pixel_values.ndim == 5:  # (B, T, C, H, W): one view per video
-            pixel_values = pixel_values.unsqueeze(1)
-        num_videos, num_views = pixel_values.shape[:2]
+        label_set = model_inputs["label_set"][0]
+        pixel_values = model_inputs["pixel_values"]  # (B, V, T, C, H, W): B chunks of V views
+        num_chunks, num_views = pixel_values.shape[:2]
         text_embeds = self.text_features(label_set)
         # another frame count than the model's: resample the MIT's temporal position embedding (Eq. 6)
         other_length = pixel_values.shape[2] != self.model.config.vision_config.num_frames
@@ -223,59 +334,54 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
             outputs = self.video_forward(pixel_values=pixel_values.flatten(0, 1), text_embeds=text_embeds,
                                          **({"interpolate_pos_encoding": True} if other_length else {}))
         except ValueError as err:  # e.g. a frame count or size the model was not built for
-            names = model_inputs["video_name"]
-            raise ValueError(f"video {', '.join(names) if batched else names}: {err}") from err
-        logits = outputs.logits_per_video.reshape(num_videos, num_views, len(label_set))
-        return {"scores": average_view_probabilities(logits), "label_set": label_sets}
+            raise ValueError(f"{', '.join(dict.fromkeys(model_inputs['video_name']))}: {err}") from err
+        logits = outputs.logits_per_video.reshape(num_chunks, num_views, len(label_set))
+        return {"scores": average_view_probabilities(logits), **{field: model_inputs[field] for field in CHUNK_FIELDS}}
 
-    def postprocess(self, model_outputs, top_k: int | None = None):
-        label_set = model_outputs["label_set"]
-        if isinstance(label_set, list):
-            label_set = label_set[0]
-        scores = model_outputs["scores"].reshape(-1).tolist()
-        ranked = sorted(zip(scores, label_set.labels), key=lambda pair: -pair[0])
-        if top_k is not None:
-            ranked = ranked[:top_k]
-        return [{"score": score, "label": label} for score, label in ranked]
+    def postprocess(self, chunks: list[dict], mode: str = "video", top_k: int | None = None):
+        """The scored chunks of one video -> its result: the mean over its views or windows, or per window, or
+        segments."""
+        label_set = chunks[0]["label_set"]
+        if mode in ("video", "mean"):
+            return _ranked(torch.stack([chunk["scores"] for chunk in chunks]).mean(0), label_set, top_k)
+        windows = [{"timestamp": tuple(round(float(t), 6) for t in chunk["timestamp"]),
+                    "labels": _ranked(chunk["scores"], label_set, top_k if mode == "windows" else None)}
+                   for chunk in chunks]
+        return windows if mode == "windows" else merge_segments(windows)
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
-        """As transformers' `Pipeline.get_iterator`, with a collate function that stacks videos and keeps label sets."""
-        if batch_size == 1:
-            return super().get_iterator(inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params)
-        if isinstance(inputs, collections.abc.Sized):
-            dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
-        else:  # a generator: preprocess lazily, one process
-            dataset, num_workers = PipelineIterator(inputs, self.preprocess, preprocess_params), 0
-        loader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=_collate_videos)
-        model_iterator = PipelineIterator(loader, self.forward, forward_params, loader_batch_size=batch_size)
-        return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
+        """As transformers' `ChunkPipeline.get_iterator`, with workers that take whole videos (so any number of
+        them is correct) and results regrouped per video in input order."""
+        forward_params = dict(forward_params)
+        progress = forward_params.pop("progress", False)  # a bar over windows (absent: no windows, no bar)
+        sized = isinstance(inputs, collections.abc.Sized)
+        workers = min(num_workers, len(inputs)) if sized else 0
+        if workers and "TOKENIZERS_PARALLELISM" not in os.environ:
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"  # as transformers does beside DataLoader workers
+        extra = {"worker_init_fn": _one_thread} if workers else {}
+        loader = DataLoader(_VideoChunks(inputs, self.preprocess, preprocess_params), batch_size=batch_size,
+                            num_workers=workers, collate_fn=_collate_chunks, **extra)
+        return self._results(loader, forward_params, postprocess_params, progress)
 
-    # ------------------------------------------------------------------ internals
-    @torch.no_grad()
-    def _process_video(self, video: VideoSource, num_temporal_clips: int, num_spatial_crops: int,
-                       num_frames: int | None = None) -> torch.Tensor:
-        """Decode (for paths/URLs), sample, resize, crop and normalize one video -> (1, [V,] T, C, H, W)."""
-        temp_path = None
-        data = video.data
+    def _scored(self, loader, forward_params):
+        for batch in loader:
+            if "error" in batch:  # raised by a worker
+                raise batch["error"]
+            yield self.forward(batch, **forward_params)
+
+    def _results(self, loader, forward_params, postprocess_params, progress):
+        from tqdm.auto import tqdm
+
+        bar = None
+        if progress is not False:
+            bar = tqdm(total=0, unit="window", desc="windows", file=sys.stderr, leave=False,
+                       disable=None if progress is None else not progress)
         try:
-            if is_url(data):
-                temp_path = data = download_video(data, timeout=self.url_timeout)
-            options = {"num_temporal_clips": num_temporal_clips, "num_spatial_crops": num_spatial_crops,
-                       "num_frames": num_frames or self.model.config.vision_config.num_frames}
-            try:
-                out = self.video_processor([data], return_tensors="pt", **options)
-            except (FileNotFoundError, ConnectionError):
-                raise
-            except Exception as err:
-                kind = "read or process" if isinstance(data, str) else "process"
-                raise ValueError(f"Could not {kind} video {video.name}: {type(err).__name__}: {err}") from err
+            for chunks in _videos_in_order(self._scored(loader, forward_params), bar):
+                yield self.postprocess(chunks, **postprocess_params)
         finally:
-            if temp_path is not None and os.path.exists(temp_path):
-                os.unlink(temp_path)
-        pixel_values = out["pixel_values"]
-        if pixel_values.ndim == 5 and (num_temporal_clips > 1 or num_spatial_crops > 1):
-            raise RuntimeError(f"the video processor returned one view for {video.name} where several were asked for")
-        return pixel_values
+            if bar is not None:
+                bar.close()
 
 
 def _model_and_processor(model, processor, tokenizer, video_processor, dtype):

@@ -41,7 +41,9 @@ class Window:
 
 
 def positive_number(value, name: str, unit: str = "seconds") -> float:
-    """``value`` as a finite float > 0, or a ValueError naming ``name``."""
+    """``value`` as a finite float > 0, or a ValueError naming ``name`` (booleans too: True is not 1 second)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number of {unit}, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -1,0 +1,113 @@
+"""One video as a stream of processed windows: the one loop plan -> frames -> video processor.
+
+`VideoWindowStream` plans the clips of one video (windows of ``chunk_length_s`` seconds every ``stride_length_s``,
+or, without windows, the processor's ``num_temporal_clips`` temporal views of the whole video), reads their frames
+in one pass (a file through ``reader.VideoFile`` and ``windows.iter_window_frames``; frames in memory by index) and
+runs the video processor on each clip as it arrives, so memory does not grow with the video's length. The
+zero-shot pipeline's ``preprocess`` (one chunk per window or view) and ``embed``'s loader (one row per window) both
+read videos through it; this module is the only caller of ``plan_windows`` and ``iter_window_frames``.
+
+Clocks: a file's windows are cut on its frames' presentation times; frames in memory have none, so windows over
+them need ``fps``. ``fps`` for a file that has its own clock is refused (it would be ignored); a file with neither
+timestamps nor a frame rate takes ``fps`` as its clock.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from ..video.reader import VideoFile
+from ..video.timing import frame_times_at_rate
+from ..video.windows import Window, iter_window_frames, plan_windows
+from .video_input import OneVideo
+
+__all__ = ["VideoWindowStream"]
+
+
+class VideoWindowStream:
+    """``with VideoWindowStream(video, processor, num_frames=8, ...) as stream:`` ``stream.windows`` is the plan
+    (time order) and iterating yields ``(window, pixel_values (num_spatial_crops, T, 3, h, w))`` in that order.
+
+    ``video``: a path, or a `video_input.OneVideo` (a path or frames ``(T, 3, H, W)``, as ``split_videos`` gives).
+    Without ``chunk_length_s`` the windows are the whole video's temporal views, each spanning ``(0, end)``.
+    """
+
+    def __init__(self, video, processor, *, num_frames: int, chunk_length_s=None, stride_length_s=None,
+                 num_temporal_clips: int = 1, num_spatial_crops: int = 1, fps=None, decode_backend=None):
+        if not isinstance(video, OneVideo):
+            video = OneVideo(os.fspath(video), f"video {os.fspath(video)!r}")
+        self.video, self.processor = video, processor
+        self.num_frames, self.num_temporal_clips, self.num_spatial_crops = num_frames, num_temporal_clips, num_spatial_crops
+        self.chunk_length_s, self.stride_length_s, self.fps = chunk_length_s, stride_length_s, fps
+        self.decode_backend = decode_backend or processor.decode_backend
+        self.windows: list[Window] | None = None
+        self._file: VideoFile | None = None
+
+    @property
+    def name(self) -> str:
+        return self.video.name
+
+    def open(self) -> "VideoWindowStream":
+        """Open the file (if any) and plan the windows; errors name the video."""
+        if self.windows is not None:
+            return self
+        if self.video.is_file:
+            self._file = VideoFile(self.video.data, backend=self.decode_backend)
+            count, times, end = self._file.num_frames, self._file.frame_times, self._file.duration
+            if self.fps is not None and times is not None:
+                raise ValueError(f"{self.name}: fps={self.fps!r} is the clock of frame arrays; a file has its own "
+                                 "(its frames' presentation times): drop fps=")
+        else:
+            count, times, end = self.video.data.shape[0], None, None
+        if times is None and self.fps is not None:
+            times, end = frame_times_at_rate(count, self.fps, self.name)
+        self.windows = self._plan(count, times, end)
+        return self
+
+    def _plan(self, count: int, times, end) -> list[Window]:
+        if self.chunk_length_s is None:  # the whole video: its temporal views
+            if self.processor.do_sample_frames:
+                clips = self.processor.sample_indices(count, num_frames=self.num_frames,
+                                                      num_temporal_clips=self.num_temporal_clips, random_sampling=False)
+            elif self.num_temporal_clips != 1:
+                raise ValueError("num_temporal_clips > 1 needs do_sample_frames=True")
+            else:
+                clips = np.arange(count)[None]
+            return [Window(0.0, end, np.asarray(indices, dtype=np.int64)) for indices in clips]
+        if times is None and not self.video.is_file:
+            raise ValueError(f"{self.name}: a frame array has no clock; pass fps= (frames per second) to cut it into "
+                             "windows of chunk_length_s seconds")
+        return plan_windows(times, end, self.chunk_length_s, self.stride_length_s, self.num_frames, name=self.name)
+
+    def _frames(self):
+        """(window, frames (T, 3, H, W)) in time order, from one pass over the file or by index in memory."""
+        if self._file is not None:
+            for window, frames in iter_window_frames(self._file, self.windows):
+                yield window, torch.from_numpy(frames).permute(0, 3, 1, 2)
+        else:
+            for window in self.windows:
+                yield window, self.video.data[torch.as_tensor(window.indices)]
+
+    def __iter__(self):
+        self.open()
+        for window, frames in self._frames():
+            yield window, self.processor.process_clips(frames[None], self.name,
+                                                       num_spatial_crops=self.num_spatial_crops)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "VideoWindowStream":
+        try:
+            return self.open()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.close()
