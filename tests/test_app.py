@@ -151,6 +151,64 @@ def test_search_gives_the_rows_of_search_videos(served):
     assert all(p["visible"] for p in players[:3]) and not any(p["visible"] for p in players[3:])
 
 
+def test_a_url_is_downloaded_classified_and_shown(served, oracle):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=os.path.dirname(served["clip"]))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{os.path.basename(served['clip'])}"
+        out = _classify(served, source=url, top_k=3)
+    finally:
+        server.shutdown()
+        thread.join()
+    _assert_ranked_equal(out["result"]["predictions"], oracle(served["clip"], candidate_labels=LABELS, top_k=3))
+    assert out["player"] and out["source"] == ""
+
+
+def test_model_runs_are_queued_one_at_a_time_with_progress(served, monkeypatch):
+    import threading
+    import time
+
+    service, lock, state = served["service"], threading.Lock(), {"active": 0, "peak": 0, "calls": 0}
+
+    def counted(method):
+        def run(*args, **kwargs):
+            with lock:
+                state["active"] += 1
+                state["calls"] += 1
+                state["peak"] = max(state["peak"], state["active"])
+            time.sleep(0.2)
+            try:
+                return method(*args, **kwargs)
+            finally:
+                with lock:
+                    state["active"] -= 1
+        return run
+
+    monkeypatch.setattr(service, "classify", counted(service.classify))
+    monkeypatch.setattr(service, "search", counted(service.search))
+    client = served["client"]
+    windows = client.submit(None, served["long"], "a, b, c", 3, "{}", "windows", 1.0, 0.1, api_name="/classify")
+    others = [client.submit("cooking pasta", 2, api_name="/search"),
+              client.submit(None, served["clip"], "a, b", 2, "{}", "whole video", 4, 2, api_name="/classify")]
+    progress = set()
+    while not windows.done():
+        for update in windows.status().progress_data or []:
+            progress.add((update.desc, update.length))
+        time.sleep(0.02)
+    results = [job.result() for job in [windows, *others]]
+    assert all("frames per clip" in r[0] or "results for" in r[0] for r in results), [r[0] for r in results]
+    assert state == {"active": 0, "peak": 1, "calls": 3}
+    n_windows = len(results[0][5]["windows"])
+    assert ("windows", n_windows) in progress, progress  # the page shows how far the windows are
+
+
 def test_errors_are_one_line_in_the_page_and_the_app_still_answers(served, tmp_path):
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(3000))
@@ -218,6 +276,15 @@ def test_an_index_made_with_another_model_is_refused_clearly(served, tmp_path):
         assert same.index_problem is None and same.search("cooking pasta", 2)
     finally:
         same.close()
+
+
+def test_cli_without_gradio_says_how_to_install_it():
+    code = ("import sys\nsys.modules['gradio'] = None  # as if not installed\nfrom xclip_hf.cli import main\n"
+            "sys.exit(main(['app', '--model', 'some/model']))\n")
+    env = {**os.environ, "PYTHONPATH": REPO}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.strip() == \
+        'xclip-hf app: error: the web app needs gradio: pip install -e ".[app]" (or pip install gradio)', proc.stderr
 
 
 def test_cli_help_imports_neither_gradio_nor_torch():

@@ -8,7 +8,6 @@ imported when an app is built. From the shell: ``xclip-hf app --model M [--index
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 __all__ = ["build_app", "launch_app", "AppService", "AppLimits", "parse_labels"]
 
@@ -28,5 +27,7 @@ def __getattr__(name: str):
 
 def _require_gradio() -> None:
     """A clear error when the optional extra is not installed."""
-    if importlib.util.find_spec("gradio") is None:
-        raise ImportError('the web app needs gradio: pip install -e ".[app]" (or pip install gradio)')
+    try:
+        import gradio  # noqa: F401
+    except ImportError as err:
+        raise ImportError('the web app needs gradio: pip install -e ".[app]" (or pip install gradio)') from err

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -87,6 +88,7 @@ class AppService:
         self.workdir = tempfile.mkdtemp(prefix="xclip_app_")
         self._finalizer = weakref.finalize(self, shutil.rmtree, self.workdir, True)
         self._copies: collections.deque = collections.deque()
+        self._numbers = itertools.count()
         self.index_dir = self.index = self.index_model = self.index_note = self.index_problem = None
         self.video_dirs: list[str] = []
         if index is not None:
@@ -134,9 +136,7 @@ class AppService:
 
     def _keep(self, path: str, move: bool) -> str:
         """A copy of ``path`` in the app's own folder (the page may show it); only the newest few are kept."""
-        target = os.path.join(self.workdir, f"{len(self._copies)}_{os.path.basename(path)}")
-        while os.path.exists(target):
-            target = os.path.join(self.workdir, f"x{os.path.basename(target)}")
+        target = os.path.join(self.workdir, f"{next(self._numbers)}_{os.path.basename(path)}")
         (shutil.move if move else shutil.copyfile)(path, target)
         self._copies.append(target)
         while len(self._copies) > KEEP_COPIES:

@@ -21,6 +21,9 @@ MAX_RESULTS = 8  # video players on the search tab
 # outputs of the API endpoints, in order (the Python client returns them as a tuple)
 CLASSIFY_OUTPUTS = ("status", "scores", "frames", "timeline", "segments", "result", "player", "source")
 SEARCH_OUTPUTS = ("status", "results", *[f"video_{i}" for i in range(MAX_RESULTS)])
+SEGMENT_HEADERS = ["start (s)", "end (s)", "label", "score"]
+RESULT_HEADERS = ["rank", "path", "start (s)", "end (s)", "score"]
+TIME_AND_SCORE = {"start (s)": "{:.2f}", "end (s)": "{:.2f}", "score": "{:.4f}"}
 
 CSS = """
 #frames img { image-rendering: pixelated; }
@@ -53,6 +56,13 @@ def _timeline_figure(windows: list[dict], window_s: float, stride_s: float):
     plot_timeline(ax, windows, f"label probability per {window_s:g} s window (hop {stride_s:g} s)")
     fig.tight_layout()
     return fig
+
+
+def _table(rows: list[list], headers: list[str], formats: dict[str, str]):
+    """Rows for a Dataframe: exact values (what the API returns), shown rounded (a pandas Styler's display)."""
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=headers).style.format(formats, na_rep="")
 
 
 def _number(value, name: str) -> float:
@@ -100,9 +110,8 @@ def _classify_handler(service: AppService):
             summary += (f" · {len(out['windows'])} windows of {window_s:g} s every {stride_s:g} s; scores and frames "
                         f"of the most confident window, {best[0]:.2f}-{best[1]:.2f} s")
             timeline = gr.update(value=_timeline_figure(out["all_windows"], window_s, stride_s), visible=True)
-            rows = [[round(s["start_s"], 2), round(s["end_s"], 2), s["label"], round(s["score"], 4)]
-                    for s in out["segments"]]
-            segments = gr.update(value=rows, visible=True)
+            rows = [[s["start_s"], s["end_s"], s["label"], s["score"]] for s in out["segments"]]
+            segments = gr.update(value=_table(rows, SEGMENT_HEADERS, TIME_AND_SCORE), visible=True)
         else:
             timeline = segments = hidden
         # a local path or URL: show the file in the player and clear the box (the player now holds that video)
@@ -120,7 +129,8 @@ def _search_handler(service: AppService):
             hits = service.search(query, int(top_k))
         except Exception as err:  # noqa: BLE001
             return (f"**Error:** {_error_line(err)}", [], *players)
-        rows = [[rank, hit["path"], hit["start_s"], hit["end_s"], hit["score"]] for rank, hit in enumerate(hits, 1)]
+        rows = _table([[rank, hit["path"], hit["start_s"], hit["end_s"], hit["score"]] for rank, hit in enumerate(hits, 1)],
+                      RESULT_HEADERS, TIME_AND_SCORE)
         for i, hit in enumerate(hits[:MAX_RESULTS]):
             file = service.video_file(hit["path"])
             start = float(hit["start_s"] or 0.0)
@@ -186,7 +196,7 @@ def build_app(model=None, index=None, *, processor=None, limits: AppLimits | Non
                                         fit_columns=False, object_fit="contain", format="png", elem_id="frames",
                                         allow_preview=False)
             timeline = gr.Plot(label="Timeline", visible=False, elem_id="timeline")
-            segments = gr.Dataframe(headers=["start (s)", "end (s)", "label", "score"], label="Segments "
+            segments = gr.Dataframe(headers=SEGMENT_HEADERS, label="Segments "
                                     "(click a row to play it)", visible=False, interactive=False,
                                     elem_id="segments", latex_delimiters=[])
             with gr.Accordion("Result (JSON)", open=False):
@@ -206,7 +216,7 @@ def build_app(model=None, index=None, *, processor=None, limits: AppLimits | Non
                 search_k = gr.Slider(1, 20, value=4, step=1, label="Results", scale=1)
             find = gr.Button("Search", variant="primary", elem_id="search-btn")
             search_status = gr.Markdown(elem_id="search-status", elem_classes="status-line", **md)
-            results = gr.Dataframe(headers=["rank", "path", "start (s)", "end (s)", "score"], label="Results",
+            results = gr.Dataframe(headers=RESULT_HEADERS, label="Results",
                                    interactive=False, elem_id="results", latex_delimiters=[])
             players = []
             for row in range(0, MAX_RESULTS, 4):
