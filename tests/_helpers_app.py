@@ -110,8 +110,9 @@ def classify_in_page(page, video: str, labels: list[str], screenshot: str | None
     if " windows of " in status.inner_text():  # the status line says when the video was cut into windows
         page.locator("#timeline img").first.wait_for()
         segments = table_column(page, "#segments", 2)
-    shown = {"top": page.locator("#scores h2").first.inner_text().strip() if page.locator("#scores h2").count() else None,
-             "status": status.inner_text().strip(), "segments": segments}
+    top = page.locator("#scores h2")
+    shown = {"top": top.first.inner_text().strip() if top.count() else None, "status": status.inner_text().strip(),
+             "segments": segments}
     if screenshot:
         page.screenshot(path=screenshot, full_page=True)
     return shown

@@ -236,8 +236,7 @@ class AppService:
 
     def video_file(self, path: str) -> str | None:
         """Where an indexed video is on this machine (as recorded, or relative to the index's folder), or None."""
-        candidates = [path] if os.path.isabs(path) else [path, os.path.join(os.path.dirname(self.index_dir), path)]
-        return next((os.path.abspath(c) for c in candidates if os.path.isfile(c)), None)
+        return next((os.path.abspath(c) for c in _beside_index(path, self.index_dir) if os.path.isfile(c)), None)
 
     def search(self, query: str, top_k: int = 5) -> list[dict]:
         """`search_videos` over the index with the loaded model: ``[{"path", "start_s", "end_s", "score"}, ...]``."""
@@ -273,5 +272,10 @@ def same_model(recorded: str, loaded: str, index_dir: str) -> bool:
         return True
     if not os.path.isdir(loaded):
         return False
-    candidates = [recorded] if os.path.isabs(recorded) else [recorded, os.path.join(os.path.dirname(index_dir), recorded)]
-    return any(os.path.isdir(c) and os.path.samefile(c, loaded) for c in candidates)
+    return any(os.path.isdir(c) and os.path.samefile(c, loaded) for c in _beside_index(recorded, index_dir))
+
+
+def _beside_index(path: str, index_dir: str) -> list[str]:
+    """Where a path recorded in an index may be: as given (relative to the working directory), or relative to the
+    index's parent folder (where `embed` probably ran)."""
+    return [path] if os.path.isabs(path) else [path, os.path.join(os.path.dirname(index_dir), path)]

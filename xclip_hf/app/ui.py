@@ -78,7 +78,6 @@ def _number(value, name: str) -> float:
 def _classify_handler(service: AppService):
     def classify(video, source, labels_text, top_k, template, mode, window_s, stride_s,
                  progress=gr.Progress(track_tqdm=True)):
-        hidden = gr.update(visible=False)
         try:
             labels = parse_labels(labels_text)
             top_k = int(top_k) if top_k else None
@@ -98,7 +97,8 @@ def _classify_handler(service: AppService):
             line = _error_line(err)
             if video:  # name an upload by its file name, not by the server's cache folder
                 line = line.replace(os.path.dirname(os.fspath(video)) + os.sep, "")
-            return f"**Error:** {line}", None, None, hidden, hidden, {"error": line}, gr.skip(), gr.skip()
+            return (f"**Error:** {line}", None, None, gr.update(visible=False), gr.update(visible=False),
+                    {"error": line}, gr.skip(), gr.skip())
         scores = {p["label"]: p["score"] for p in out["predictions"]}
         result = {"model": service.model_name, "num_frames": service.num_frames, "duration_s": round(duration, 3),
                   "predictions": out["predictions"]}
@@ -113,7 +113,7 @@ def _classify_handler(service: AppService):
             rows = [[s["start_s"], s["end_s"], s["label"], s["score"]] for s in out["segments"]]
             segments = gr.update(value=_table(rows, SEGMENT_HEADERS, TIME_AND_SCORE), visible=True)
         else:
-            timeline = segments = hidden
+            timeline, segments = gr.update(visible=False), gr.update(visible=False)
         # a local path or URL: show the file in the player and clear the box (the player now holds that video)
         player_update = player if player is not None else gr.skip()
         source_update = "" if player is not None else gr.skip()
@@ -129,8 +129,8 @@ def _search_handler(service: AppService):
             hits = service.search(query, int(top_k))
         except Exception as err:  # noqa: BLE001
             return (f"**Error:** {_error_line(err)}", [], *players)
-        rows = _table([[rank, hit["path"], hit["start_s"], hit["end_s"], hit["score"]] for rank, hit in enumerate(hits, 1)],
-                      RESULT_HEADERS, TIME_AND_SCORE)
+        rows = [[rank, hit["path"], hit["start_s"], hit["end_s"], hit["score"]] for rank, hit in enumerate(hits, 1)]
+        rows = _table(rows, RESULT_HEADERS, TIME_AND_SCORE)
         for i, hit in enumerate(hits[:MAX_RESULTS]):
             file = service.video_file(hit["path"])
             start = float(hit["start_s"] or 0.0)

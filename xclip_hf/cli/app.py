@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import check_model_arg, check_model_source, device_arg
+from .common import check_model_arg, check_model_source, device_arg, library_progress
 
 HELP = "a local web app: classify a video against typed labels (timeline for long videos), search an index"
 
@@ -40,7 +40,8 @@ def run(args) -> int:
     check_model_arg(args.model)
     check_model_source(args.model)
     limits = AppLimits(max_upload_mb=args.max_upload_mb, max_video_s=args.max_video_s)
-    app = build_app(args.model, args.index, limits=limits, device=args.device)
+    with library_progress(no_progress=False):  # transformers' weight-loading bar only on a terminal
+        app = build_app(args.model, args.index, limits=limits, device=args.device)
     print(f"xclip-hf app: serving on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
     launch_app(app, args.host, args.port, block=True, quiet=True)
     return 0
