@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 
@@ -69,6 +70,8 @@ def main(argv=None) -> None:
     finally:
         browser.close()
         app.close()
+        app.xclip_service.close()
+        shutil.rmtree(work, ignore_errors=True)
     from PIL import Image
 
     for name in ("app_classify.png", "app_search.png"):  # 256 colours: a third of the bytes, same look
