@@ -25,6 +25,10 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest>=8", "faiss-cpu"], "faiss": ["faiss-cpu"]},
+    extras_require={
+        "test": ["pytest>=8", "faiss-cpu", "gradio>=6,<7", "gradio_client>=2,<3", "playwright>=1.40"],
+        "faiss": ["faiss-cpu"],
+        "app": ["gradio>=6,<7", "gradio_client>=2,<3"],  # `xclip-hf app`, xclip_hf.app
+    },
     entry_points={"console_scripts": ["xclip-hf=xclip_hf.cli:main"]},
 )

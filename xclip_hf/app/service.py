@@ -1,0 +1,281 @@
+"""What the web app does, without the web page: one loaded model shared by the classify and search tabs.
+
+`AppService` loads the model once (the one loader), builds the zero-shot pipeline from those objects, and runs
+one model call at a time (a lock, on top of the page's queue). It resolves a video from an upload, a local path
+or an http(s) URL, enforces the size / length limits, classifies (the whole video, or windows with a timeline),
+computes the frames the model saw (the video processor's output, normalisation undone) and searches an index
+written by `xclip-hf embed`. Nothing here imports gradio.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import weakref
+
+import numpy as np
+
+__all__ = ["AppLimits", "AppService", "parse_labels", "MODES", "DEFAULT_MODEL"]
+
+DEFAULT_MODEL = "microsoft/xclip-base-patch32"
+MODES = ("auto", "whole video", "windows")
+AUTO_WINDOWS = 3  # "auto" cuts windows when the video is longer than this many windows
+KEEP_COPIES = 8  # local/URL videos copied for the page's player: the newest are kept
+
+
+@dataclasses.dataclass(frozen=True)
+class AppLimits:
+    """What the app accepts: the largest video file (MB; uploads, local paths and downloads) and the longest
+    video (seconds)."""
+
+    max_upload_mb: float = 200.0
+    max_video_s: float = 600.0
+
+    def __post_init__(self):
+        for name in ("max_upload_mb", "max_video_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def parse_labels(text) -> list[str]:
+    """Labels typed in the box: comma- or line-separated, blanks around and empty items dropped."""
+    items = [item.strip() for item in re.split(r"[,\n]", text or "")]
+    labels = [item for item in items if item]
+    if not labels:
+        raise ValueError("no labels: type at least one label (comma- or line-separated), e.g. \"cooking, dancing\"")
+    return labels
+
+
+def _megabytes(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.3g} MB"
+
+
+class AppService:
+    """The model, its pipeline and (optionally) a search index, loaded once and shared by every request.
+
+    Args:
+        model: a model folder or hub id (or an `XClipModel`, then with ``processor``), loaded with
+            `load_model_and_processor`.
+        index: a folder written by `xclip-hf embed` (enables search), or None.
+        limits: `AppLimits`. device / dtype: as for the loader. url_timeout: seconds for downloading a URL.
+    """
+
+    def __init__(self, model=DEFAULT_MODEL, index=None, *, processor=None, limits: AppLimits | None = None,
+                 device=None, dtype=None, url_timeout: float = 10.0):
+        from ..models.loading import load_model_and_processor
+        from ..pipelines import ZeroShotVideoClassificationPipeline
+
+        self.limits = limits or AppLimits()
+        self.model, self.processor = load_model_and_processor(model, processor=processor, need_text=True,
+                                                              dtype=dtype, device=device)
+        self.pipeline = ZeroShotVideoClassificationPipeline(model=self.model, processor=self.processor,
+                                                            url_timeout=url_timeout)
+        self.model_name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else (
+            getattr(self.model, "name_or_path", "") or type(self.model).__name__)
+        self.short_name = os.path.basename(os.path.normpath(self.model_name)) if os.path.isdir(self.model_name) \
+            else self.model_name  # a local folder by its name, a hub id as it is
+        self.num_frames = int(self.model.config.vision_config.num_frames)
+        self.url_timeout = float(url_timeout)
+        self.lock = threading.Lock()  # one model run at a time, whoever calls
+        self.workdir = tempfile.mkdtemp(prefix="xclip_app_")
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self.workdir, True)
+        self._copies: collections.deque = collections.deque()
+        self._numbers = itertools.count()
+        self.index_dir = self.index = self.index_model = self.index_note = self.index_problem = None
+        self.video_dirs: list[str] = []
+        if index is not None:
+            self._open_index(os.fspath(index))
+
+    def close(self):
+        """Remove the app's temporary copies of videos (also done when the service is garbage-collected)."""
+        self._finalizer()
+
+    # ------------------------------------------------------------------ videos
+    def resolve_video(self, upload=None, source=None) -> tuple[str, str | None, object]:
+        """The video to classify: ``source`` (a local path or an http(s) URL, when typed) or else ``upload``.
+
+        Returns (path to read, a copy for the page's player or None when the page already has the file, VideoInfo);
+        raises ValueError with one line naming the video when it is missing, too large, too long or unreadable.
+        """
+        from ..pipelines.video_inputs import download_video, is_url
+        from ..video.reader import check_video_path, get_video_info
+
+        text = (source or "").strip()
+        player = None
+        if text and is_url(text):
+            path = player = self._keep(download_video(text, timeout=self.url_timeout), move=True)
+            name = repr(text)
+        elif text:
+            path = check_video_path(os.path.expanduser(text), "video path")
+            name = repr(text)
+        elif upload:
+            path = check_video_path(os.fspath(upload), "uploaded video")
+            name = f"the uploaded video {os.path.basename(path)!r}"
+        else:
+            raise ValueError("no video: upload one, or type a local path or an http(s) URL")
+        size, limit = os.path.getsize(path), self.limits.max_upload_mb * 1e6
+        if size > limit:
+            raise ValueError(f"{name} is {_megabytes(size)}, over the app's limit of {_megabytes(limit)} "
+                             "(start the app with a larger --max-upload-mb)")
+        info = get_video_info(path)
+        duration = info.num_frames / info.fps if info.fps > 0 else 0.0
+        if duration > self.limits.max_video_s:
+            raise ValueError(f"{name} is {duration:.1f} s long, over the app's limit of {self.limits.max_video_s:g} s "
+                             "(start the app with a larger --max-video-s)")
+        if text and player is None:
+            player = self._keep(path, move=False)
+        return path, player, info
+
+    def _keep(self, path: str, move: bool) -> str:
+        """A copy of ``path`` in the app's own folder (the page may show it); only the newest few are kept."""
+        target = os.path.join(self.workdir, f"{next(self._numbers)}_{os.path.basename(path)}")
+        (shutil.move if move else shutil.copyfile)(path, target)
+        self._copies.append(target)
+        while len(self._copies) > KEEP_COPIES:
+            old = self._copies.popleft()
+            if os.path.exists(old):
+                os.unlink(old)
+        return target
+
+    # ------------------------------------------------------------------ classify
+    def wants_windows(self, mode: str, duration_s: float, chunk_length_s: float) -> bool:
+        """Windows for mode "windows", or for "auto" when the video is longer than a few windows."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        return mode == "windows" or (mode == "auto" and duration_s > AUTO_WINDOWS * chunk_length_s)
+
+    def classify(self, path: str, labels: list[str], *, top_k: int | None = None, template: str = "{}",
+                 windows: bool = False, chunk_length_s: float | None = None,
+                 stride_length_s: float | None = None) -> dict:
+        """The pipeline's answer for one video file.
+
+        Whole video: ``{"predictions": [{"score", "label"}, ...]}`` (``top_k`` best). Windows: ``{"windows":
+        [{"timestamp", "labels"}, ...] (top_k per window), "segments": [...], "best": index of the most confident
+        window, "predictions": that window's labels}``; the segments are merged from all labels of every window.
+        """
+        from ..video.windows import merge_segments
+
+        template = template if (template or "").strip() else "{}"
+        common = dict(candidate_labels=labels, hypothesis_template=template)
+        with self.lock:
+            if not windows:
+                return {"predictions": self.pipeline(path, top_k=top_k, **common)}
+            per_window = self.pipeline(path, chunk_length_s=chunk_length_s, stride_length_s=stride_length_s,
+                                       return_timestamps=True, **common)
+        best = max(range(len(per_window)), key=lambda i: per_window[i]["labels"][0]["score"])
+        shown = [{"timestamp": tuple(w["timestamp"]), "labels": w["labels"][:top_k]} for w in per_window]
+        return {"windows": shown, "segments": merge_segments(per_window), "best": best,
+                "predictions": shown[best]["labels"], "all_windows": per_window}
+
+    def model_frames(self, path: str, window: tuple[float, float] | None = None, chunk_length_s=None,
+                     stride_length_s=None) -> list[tuple[np.ndarray, str]]:
+        """The frames the model saw, as uint8 (H, W, 3) images with their time: the video processor's output
+        (sampling, resize, crop) with rescaling and normalisation undone. ``window`` (start_s, end_s): the frames
+        of that window of the given window plan instead of the whole video's."""
+        from ..video.reader import open_video
+        from ..video.windows import plan_windows
+
+        vp = self.processor.video_processor
+        with open_video(path) as video:
+            fps, length = video.fps, video.num_frames
+            if window is None:
+                indices = np.asarray(vp.sample_indices(length, num_frames=self.num_frames))[0]
+                pixels = vp([path], return_tensors="pt", num_frames=self.num_frames)["pixel_values"][0]
+            else:
+                plan = plan_windows(length, fps, chunk_length_s, stride_length_s, self.num_frames, repr(path))
+                chosen = min(plan, key=lambda w: abs(w.start_s - window[0]) + abs(w.end_s - window[1]))
+                indices = chosen.indices
+                frames = video.get_frames(indices)
+                pixels = vp([frames], return_tensors="pt", num_frames=self.num_frames,
+                            do_sample_frames=False)["pixel_values"][0]
+        images = self._to_images(pixels)
+        return [(image, f"{int(i) / fps:.2f} s" if fps > 0 else f"frame {int(i)}") for image, i in zip(images, indices)]
+
+    def _to_images(self, pixels) -> list[np.ndarray]:
+        """(T, 3, H, W) model input -> uint8 (H, W, 3) images (normalisation and rescaling undone)."""
+        import torch
+
+        vp = self.processor.video_processor
+        x = pixels.detach().float().cpu()
+        if vp.do_normalize:
+            mean = torch.tensor(vp.image_mean, dtype=torch.float32).view(1, -1, 1, 1)
+            std = torch.tensor(vp.image_std, dtype=torch.float32).view(1, -1, 1, 1)
+            x = x * std + mean
+        if vp.do_rescale:
+            x = x / float(vp.rescale_factor)
+        x = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+        return list(x)
+
+    # ------------------------------------------------------------------ search
+    def _open_index(self, index_dir: str) -> None:
+        from ..corpus.search import VideoIndex
+
+        self.index = VideoIndex.from_dataset(index_dir)
+        self.index_dir = index_dir
+        width, joint = self.index.width, int(self.model.config.projection_dim)
+        recorded = self.index_model = recorded_index_model(index_dir)
+        if len(self.index) and width != joint:
+            self.index_problem = (f"the index {index_dir!r} holds vectors of width {width}, the loaded model "
+                                  f"{self.model_name!r} makes {joint}: start the app with the model that made it"
+                                  + (f" (--model {recorded})" if recorded else ""))
+        elif recorded is None:
+            self.index_note = f"the index {index_dir!r} does not record which model made it"
+        elif not same_model(recorded, self.model_name, index_dir):
+            self.index_problem = (f"the index {index_dir!r} was made with the model {recorded!r}, the app loaded "
+                                  f"{self.model_name!r}: start the app with --model {recorded} to search it")
+        paths = self.index.dataset.unique("path")
+        self.video_dirs = sorted({os.path.dirname(p) for p in map(self.video_file, paths) if p})
+
+    def video_file(self, path: str) -> str | None:
+        """Where an indexed video is on this machine (as recorded, or relative to the index's folder), or None."""
+        return next((os.path.abspath(c) for c in _beside_index(path, self.index_dir) if os.path.isfile(c)), None)
+
+    def search(self, query: str, top_k: int = 5) -> list[dict]:
+        """`search_videos` over the index with the loaded model: ``[{"path", "start_s", "end_s", "score"}, ...]``."""
+        from ..corpus.search import search_videos
+
+        if self.index is None:
+            raise ValueError("no index: start the app with --index DIR (a folder written by `xclip-hf embed`)")
+        if self.index_problem:
+            raise ValueError(self.index_problem)
+        if not (query or "").strip():
+            raise ValueError("no query: type what to look for, e.g. \"a person cooking\"")
+        with self.lock:
+            return search_videos(self.index_dir, query.strip(), self.model, processor=self.processor,
+                                 top_k=int(top_k), index=self.index)
+
+
+def recorded_index_model(index_dir: str) -> str | None:
+    """The model an `xclip-hf embed` folder records in its settings file, or None."""
+    from ..corpus.store import CONFIG_NAME
+
+    try:
+        with open(os.path.join(index_dir, CONFIG_NAME), encoding="utf-8") as f:
+            value = json.load(f).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value or None
+
+
+def same_model(recorded: str, loaded: str, index_dir: str) -> bool:
+    """True when the recorded model name and the loaded one are the same string or the same folder (the recorded
+    name may be relative to where `embed` ran: tried as given and relative to the index's parent folder)."""
+    if recorded == loaded:
+        return True
+    if not os.path.isdir(loaded):
+        return False
+    return any(os.path.isdir(c) and os.path.samefile(c, loaded) for c in _beside_index(recorded, index_dir))
+
+
+def _beside_index(path: str, index_dir: str) -> list[str]:
+    """Where a path recorded in an index may be: as given (relative to the working directory), or relative to the
+    index's parent folder (where `embed` probably ran)."""
+    return [path] if os.path.isabs(path) else [path, os.path.join(os.path.dirname(index_dir), path)]
