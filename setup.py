@@ -25,6 +25,12 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest>=8", "faiss-cpu"], "faiss": ["faiss-cpu"]},
+    extras_require={
+        # the tests run the ONNX export and both CPU runtimes (tests/test_deploy.py)
+        "test": ["pytest>=8", "faiss-cpu", "onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18", "openvino>=2024.0"],
+        "faiss": ["faiss-cpu"],
+        # xclip-hf export-onnx and the onnxruntime / openvino runtimes (xclip_hf.deploy)
+        "onnx": ["onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18", "openvino>=2024.0"],
+    },
     entry_points={"console_scripts": ["xclip-hf=xclip_hf.cli:main"]},
 )

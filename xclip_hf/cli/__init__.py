@@ -24,6 +24,7 @@ COMMANDS = {
     "search": "search",
     "convert": "convert",
     "export": "export",
+    "export-onnx": "export_onnx",
 }
 
 

@@ -189,10 +189,19 @@ def build_pipeline(model: str, device: str | None, dtype: str, compile: bool = F
 
     import xclip_hf  # noqa: F401  (registers the task)
 
+    from ..deploy.manifest import is_export_dir
+
+    exported = is_export_dir(model)
     if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() and not exported else "cpu"
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     extra = {"compile": True} if compile else {}
+    if exported:  # graphs written by `xclip-hf export-onnx`: run by the one loader's runtime, no torch model
+        from ..models.loading import load_model_and_processor
+
+        if compile:
+            raise ValueError(f"--compile applies to torch models; {model!r} holds exported graphs")
+        model = load_model_and_processor(model, dtype=torch_dtype).model
     return pipeline("zero-shot-video-classification", model=model, device=device, dtype=torch_dtype, **extra)
 
 
