@@ -1,15 +1,16 @@
 """CPU deployment: torch fp32 vs ONNX Runtime fp32 / int8 vs OpenVINO fp32 / int8, on random B/32-8f weights.
 
 The model is built here (random weights, a throw-away tokenizer), exported with `xclip_hf.deploy.export_onnx` and
-quantised with `quantize_export` (per-tensor and per-channel int8 weights); every engine then runs the same inputs
+quantised with `quantize_export` (per-channel int8 weights, the default, and per-tensor); every engine then runs the same inputs
 through the same model surface (`ExportedXClipModel` / `XClipModel`), alternately in each round so that machine
 noise hits every column alike. Rows: the video tower (a batch of videos), the text tower (a label set), the head
 (prompt generator + scaled cosine, videos x labels) and a zero-shot step (video tower + head with cached labels,
-what the pipeline runs per batch). Then the accuracy cost: cosine of int8 vs fp32 video / text embeddings (min and
-median) and top-1 agreement of int8 vs fp32 logits over the label set. Usage:
+what the pipeline runs per batch). Then the accuracy cost on these random weights: cosine of int8 vs fp32 video and
+text embeddings (min and median) and the largest logit difference (top-1 agreement needs a trained model, whose
+labels are not near-ties: tests/test_deploy.py prints it for a tiny trained model). Usage:
 
     HF_HUB_OFFLINE=1 python benchmarks/bench_onnx.py [--variant xclip-base-patch32] [--frames 8] [--batch 4]
-        [--labels 400] [--rounds 3] [--engines torch ort ort-int8 ort-int8pc ov ov-int8] [--keep DIR]
+        [--labels 400] [--rounds 5] [--engines torch ort ort-int8 ort-int8pt ov ov-int8] [--keep DIR]
 """
 
 import argparse
@@ -26,11 +27,10 @@ from xclip_hf.models.loading import load_model_and_processor
 ENGINES = {  # column -> (export folder, runtime)
     "torch": (None, "torch"),
     "ort": ("fp32", "onnxruntime"),
-    "ort-int8": ("int8", "onnxruntime"),
-    "ort-int8pc": ("int8pc", "onnxruntime"),
+    "ort-int8": ("int8", "onnxruntime"),  # per-channel int8 weights (the default of --quantize int8)
+    "ort-int8pt": ("int8pt", "onnxruntime"),  # per-tensor int8 weights
     "ov": ("fp32", "openvino"),
     "ov-int8": ("int8", "openvino"),
-    "ov-int8pc": ("int8pc", "openvino"),
 }
 
 
@@ -58,7 +58,7 @@ def export_all(source, root, needed):
     start = time.perf_counter()
     folders["fp32"] = export_onnx(source, os.path.join(root, "fp32"))
     print(f"export fp32: {time.perf_counter() - start:.0f} s", flush=True)
-    for name, per_channel in (("int8", False), ("int8pc", True)):
+    for name, per_channel in (("int8", True), ("int8pt", False)):
         if name in needed:
             start = time.perf_counter()
             folders[name] = quantize_export(folders["fp32"], os.path.join(root, name), per_channel=per_channel)
@@ -97,9 +97,9 @@ def main():
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--batch", type=int, default=4, help="videos per call")
     parser.add_argument("--labels", type=int, default=400, help="labels of the text tower / head rows")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--accuracy-videos", type=int, default=16, help="random videos for the int8 accuracy rows")
-    parser.add_argument("--engines", nargs="+", default=["torch", "ort", "ort-int8", "ort-int8pc", "ov", "ov-int8"],
+    parser.add_argument("--engines", nargs="+", default=["torch", "ort", "ort-int8", "ort-int8pt", "ov", "ov-int8"],
                         choices=list(ENGINES))
     parser.add_argument("--keep", default=None, help="write the model and exports here (default: a temp folder)")
     args = parser.parse_args()
@@ -146,7 +146,7 @@ def main():
         line += "".join(f"{rate[e] / rate[first]:{len(r) + 2}.2f}" for e, r in zip(args.engines[1:], ratio_names))
         print(f"{line}   ({unit})", flush=True)
 
-    # accuracy cost of int8 on random weights (a trained model's top-1 agreement: tests/test_deploy.py)
+    # accuracy cost of int8 on random weights
     fp32_engine = next((e for e in args.engines if e in ("torch", "ort", "ov")), None)
     if fp32_engine is None:
         return
@@ -167,10 +167,9 @@ def main():
             logits = model.video_text_logits(video.video_embeds, video.video_context, text_features)[0]
             v_min, v_med = cosine_stats(video.video_embeds, base_video.video_embeds)
             t_min, t_med = cosine_stats(text_features, base_text)
-            top1 = float((logits.argmax(-1) == base_logits.argmax(-1)).float().mean())
             print(f"  {engine:<11} video {v_min:.5f} / {v_med:.5f}   text {t_min:.5f} / {t_med:.5f}   "
-                  f"max |logit diff| {float((logits - base_logits).abs().max()):.4f}   top-1 agreement {top1:.3f}",
-                  flush=True)
+                  f"max |logit diff| {float((logits - base_logits).abs().max()):.4f} "
+                  f"(logit scale {float(base.logit_scale.exp()):.1f})", flush=True)
 
 
 if __name__ == "__main__":

@@ -156,13 +156,13 @@ def _check_output(output_dir) -> str:
     return output_dir
 
 
-def _check_options(quantize, opset, default_runtime):
+def _check_options(quantize, opset, runtime):
     if quantize not in (None, *QUANTIZE_CHOICES):
         raise ValueError(f"quantize must be None or one of {QUANTIZE_CHOICES}, got {quantize!r}")
     if not isinstance(opset, int) or isinstance(opset, bool) or opset < MIN_OPSET:
         raise ValueError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
-    if default_runtime not in (None, *RUNTIMES):
-        raise ValueError(f"runtime must be one of {RUNTIMES}, got {default_runtime!r}")
+    if runtime not in (None, *RUNTIMES):
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
 
 
 def export_onnx(model, output_dir, *, processor=None, quantize: str | None = None, opset: int = DEFAULT_OPSET,
@@ -174,7 +174,8 @@ def export_onnx(model, output_dir, *, processor=None, quantize: str | None = Non
         processor: its `XClipProcessor` (default: loaded from the model's folder); saved beside the graphs.
         quantize: None (float32 graphs) or "int8" (MatMul weights int8, see `quantize_export`).
         opset: the ONNX opset of the graphs (default 18).
-        runtime: the runtime the directory runs on by default ("onnxruntime" or "openvino"; default onnxruntime).
+        runtime: the engine the folder runs on by default ("onnxruntime" or "openvino"); default: the faster one
+            installed for its precision (OpenVINO for float32, ONNX Runtime for int8; see `manifest.default_runtime`).
     The folder then holds video.onnx, text.onnx, head.onnx, config.json, the processor files and `xclip_onnx.json`
     (opset, versions, frame count, input size); `load_model_and_processor(folder)`, the zero-shot pipeline,
     `embed_videos`, `search_videos` and the CLI run it without building a torch model.
@@ -193,7 +194,7 @@ def export_onnx(model, output_dir, *, processor=None, quantize: str | None = Non
         vision = net.config.vision_config
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "opset": opset, "precision": "float32",
-            "quantization": None, "runtime": runtime or RUNTIMES[0], "graphs": graphs,
+            "quantization": None, "runtime": runtime, "graphs": graphs,
             "num_frames": vision.num_frames, "image_size": vision.image_size, "num_channels": vision.num_channels,
             "projection_dim": net.config.projection_dim,
             "max_text_length": net.config.text_config.max_position_embeddings,
@@ -217,12 +218,13 @@ def _float_copy(model):
     return copy.deepcopy(model).float()
 
 
-def quantize_export(source_dir, output_dir, *, per_channel: bool = False) -> str:
+def quantize_export(source_dir, output_dir, *, per_channel: bool = True) -> str:
     """An int8 copy of the float32 export `source_dir` in `output_dir` (a new or empty folder); returns the folder.
 
     Dynamic quantisation (`onnxruntime.quantization.quantize_dynamic`): the weights of every MatMul with a constant
-    weight become int8 (per tensor, or per output channel with `per_channel=True`), activations are quantised to
-    uint8 at run time; embeddings, layer norms, softmax, attention products and the scaled cosine stay float32.
+    weight become int8 (one scale per output channel; `per_channel=False`: one per matrix, slightly less accurate
+    at the same speed, see benchmarks/bench_onnx.py), activations are quantised to uint8 at run time; embeddings,
+    layer norms, softmax, attention products and the scaled cosine stay float32.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -14,14 +14,18 @@ import json
 import os
 
 __all__ = ["MANIFEST_NAME", "FORMAT", "FORMAT_VERSION", "DEFAULT_OPSET", "MIN_OPSET", "GRAPHS", "RUNTIMES",
-           "read_manifest", "write_manifest", "is_export_dir"]
+           "PREFERRED_RUNTIMES", "default_runtime", "read_manifest", "write_manifest", "is_export_dir"]
 
 MANIFEST_NAME = "xclip_onnx.json"
 FORMAT = "xclip_hf-onnx"
 FORMAT_VERSION = 1
 DEFAULT_OPSET = 18  # read by onnxruntime >= 1.14 and OpenVINO >= 2023.0
 MIN_OPSET = 17  # LayerNormalization is a standard op from 17 on
-RUNTIMES = ("onnxruntime", "openvino")  # the first is the default (see README "CPU deployment" for the figures)
+RUNTIMES = ("onnxruntime", "openvino")
+# default engine per precision, fastest first (benchmarks/bench_onnx.py, B/32-8f on a 2-core AVX-512 VNNI CPU:
+# float32 zero-shot step OpenVINO 1.33x torch vs ONNX Runtime 1.24-1.29x; int8 ONNX Runtime 3.1-3.5x vs OpenVINO
+# 1.05-1.19x); the first one installed is used unless the export or the caller names one
+PREFERRED_RUNTIMES = {"float32": ("openvino", "onnxruntime"), "int8": ("onnxruntime", "openvino")}
 
 # graph -> (input names, output names); batch axis "batch" (videos), "labels" (texts), "sequence" (tokens)
 GRAPHS = {
@@ -30,6 +34,17 @@ GRAPHS = {
     "head": (("text_embeds", "video_context", "video_embeds"),
              ("logits_per_video", "video_embeds_normalized", "text_embeds_prompted")),
 }
+
+
+def default_runtime(manifest: dict) -> str:
+    """The engine an export runs on when the caller names none: the one its export named, else the fastest
+    installed one for its precision."""
+    import importlib.util
+
+    if manifest.get("runtime"):
+        return manifest["runtime"]
+    preferred = PREFERRED_RUNTIMES.get(manifest.get("precision"), RUNTIMES)
+    return next((name for name in preferred if importlib.util.find_spec(name) is not None), preferred[0])
 
 
 def is_export_dir(directory) -> bool:

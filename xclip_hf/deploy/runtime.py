@@ -5,7 +5,8 @@ output containers only.
 
 `load_model_and_processor(folder)` finds this module through `models.loading`'s registry of runtime module names
 (`RUNTIME` below says which folders are its own); `runtime="onnxruntime"` / `"openvino"` chooses the engine, by
-default the one the export names (onnxruntime unless exported with `runtime="openvino"`).
+default the one the export names, else the faster one installed for its precision (`manifest.default_runtime`:
+OpenVINO for float32, ONNX Runtime for int8).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from ..models.loading import ModelLoadError
 from ..models.modeling_outputs_xclip import XClipOutput, XClipVisionOutput
 from ..models.modeling_xclip import XClipModel, XClipTextModel, XClipVisionModel
-from .manifest import MANIFEST_NAME, RUNTIMES, is_export_dir, read_manifest
+from .manifest import MANIFEST_NAME, default_runtime, is_export_dir, read_manifest
 
 __all__ = ["ExportedXClipModel", "RUNTIME", "OnnxRuntimeGraph", "OpenVinoGraph"]
 
@@ -80,7 +81,7 @@ class ExportedXClipModel(nn.Module):
             manifest = read_manifest(directory)
         except ValueError as err:
             raise ModelLoadError(f"cannot load the exported model {directory!r}: {err}") from err
-        runtime = runtime or manifest.get("runtime") or RUNTIMES[0]
+        runtime = runtime or default_runtime(manifest)
         if runtime not in ENGINES:
             raise ModelLoadError(f"runtime must be one of {tuple(ENGINES)} for the exported model {directory!r}, "
                                  f"got {runtime!r}")
