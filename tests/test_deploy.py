@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -298,3 +299,26 @@ def test_bad_inputs_give_the_torch_models_messages(deployed, torch_model):
         for interpolate in (False, True):
             message = _message(lambda: exported.get_video_features(bad, interpolate_pos_encoding=interpolate))
             assert all(word in message for word in words), message
+
+
+def _signal_stack_size():
+    import ctypes
+
+    class Stack(ctypes.Structure):
+        _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+    stack = Stack()
+    if ctypes.CDLL(None).sigaltstack(None, ctypes.byref(stack)) != 0:
+        pytest.skip("sigaltstack is not available")
+    return stack.ss_size
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack via glibc")
+def test_openvino_leaves_the_callers_signal_stack_alone(deployed):
+    """OpenVINO's compile_model installs an 11 KB alternate signal stack on the calling thread; Python runs its signal
+    handlers there (SA_ONSTACK), and a SIGCHLD from a dying DataLoader worker then overflowed it (a segfault of the
+    whole process, seen in tests/test_embed.py's crashing-decoder test run after these tests)."""
+    _runtime("openvino")
+    before = _signal_stack_size()
+    load_model_and_processor(deployed["fp32"], runtime="openvino")
+    assert _signal_stack_size() == before

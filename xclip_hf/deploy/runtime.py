@@ -43,12 +43,21 @@ class OnnxRuntimeGraph:
 
 class OpenVinoGraph:
     """One graph compiled by OpenVINO for the CPU, in float32 (OpenVINO would otherwise run bf16 on CPUs with
-    AVX-512 BF16 or AMX, changing the results)."""
+    AVX-512 BF16 or AMX, changing the results).
+
+    Compiled on a helper thread: OpenVINO's `compile_model` installs a small (11 KB) alternate signal stack on the
+    calling thread, where Python then runs its signal handlers; a SIGCHLD (e.g. a DataLoader worker dying) could
+    overflow it and crash the process. Inference does not touch the caller's signal stack.
+    """
 
     def __init__(self, path: str):
+        from concurrent.futures import ThreadPoolExecutor
+
         import openvino
 
-        self.compiled = openvino.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        with ThreadPoolExecutor(1, thread_name_prefix="openvino-compile") as pool:
+            self.compiled = pool.submit(openvino.Core().compile_model, path, "CPU",
+                                        {"INFERENCE_PRECISION_HINT": "f32"}).result()
 
     def __call__(self, feeds: dict) -> list:
         results = self.compiled(feeds)
