@@ -26,9 +26,13 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest>=8", "faiss-cpu", "gradio>=6,<7", "gradio_client>=2,<3", "playwright>=1.40"],
+        # the tests run the web app (gradio + a real browser), the ONNX export and both CPU runtimes
+        "test": ["pytest>=8", "faiss-cpu", "gradio>=6,<7", "gradio_client>=2,<3", "playwright>=1.40",
+                 "onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18", "openvino>=2024.0"],
         "faiss": ["faiss-cpu"],
         "app": ["gradio>=6,<7", "gradio_client>=2,<3"],  # `xclip-hf app`, xclip_hf.app
+        # xclip-hf export-onnx and the onnxruntime / openvino runtimes (xclip_hf.deploy)
+        "onnx": ["onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18", "openvino>=2024.0"],
     },
     entry_points={"console_scripts": ["xclip-hf=xclip_hf.cli:main"]},
 )

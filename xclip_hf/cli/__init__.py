@@ -30,6 +30,7 @@ COMMANDS = {
     "convert": "convert",
     "export": "export",
     "app": "app",
+    "export-onnx": "export_onnx",
 }
 
 

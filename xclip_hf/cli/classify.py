@@ -185,8 +185,13 @@ def build_pipeline(model: str, device: str | None, dtype: str, compile: bool = F
 
     from ..pipelines.zero_shot_video_classification import ZeroShotVideoClassificationPipeline
 
+    from ..deploy.manifest import is_export_dir
+
+    exported = is_export_dir(model)
     if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() and not exported else "cpu"
+    if exported and compile:  # graphs written by `xclip-hf export-onnx` run on their runtime, not torch.compile
+        raise ValueError(f"--compile applies to torch models; {model!r} holds exported graphs")
     return ZeroShotVideoClassificationPipeline(model=model, device=device, dtype=dtype, compile=compile)
 
 

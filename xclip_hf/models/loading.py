@@ -4,14 +4,20 @@ point (the zero-shot pipeline, embed, search, the CLI).
 
 Errors are `ModelLoadError` (a `ValueError`) whose message names the source, and the file where one is at fault
 (a weights file, a processor config); a wrong object type is a `TypeError` naming the type.
+
+A folder that a registered *runtime* claims (an exported model, e.g. ONNX graphs) is loaded by that runtime
+instead of as torch weights: runtimes are module names in `_RUNTIMES`, imported on first use (so this layer never
+imports them), each with a `RUNTIME` object implementing `ExportRuntime`.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
-__all__ = ["ModelLoadError", "LoadedModel", "load_model", "load_model_and_processor", "resolve_model_source", "model_file_names"]
+__all__ = ["ModelLoadError", "LoadedModel", "load_model", "load_model_and_processor", "resolve_model_source",
+           "model_file_names", "ExportRuntime", "register_runtime", "runtime_names", "TORCH_RUNTIME"]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 PROCESSOR_FILES = ("processor_config.json", "video_preprocessor_config.json", "preprocessor_config.json")
@@ -20,6 +26,63 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
 
 class ModelLoadError(ValueError):
     """A model source that cannot be turned into a model + processor; the message names the source (and file)."""
+
+
+class ExportRuntime(Protocol):
+    """A way to run exported models without a torch model (see `register_runtime`)."""
+
+    names: tuple[str, ...]  # the values of `runtime=` it serves, e.g. ("onnxruntime", "openvino")
+    model_class: type  # the class of the models it loads (accepted as model objects too)
+
+    def claims(self, directory: str) -> bool:
+        """Whether the local folder `directory` is an export this runtime loads."""
+
+    def load(self, directory: str, *, runtime: str | None, need_text: bool, dtype):
+        """The model of `directory` (runtime None: the export's default); `ModelLoadError` naming the file at fault."""
+
+    def check_processor(self, model, processor, source: str) -> None:
+        """`ModelLoadError` when `processor` does not fit the exported model (frame count, input size)."""
+
+
+TORCH_RUNTIME = "torch"
+# runtime modules (names, imported on first use); each defines RUNTIME (an `ExportRuntime`)
+_RUNTIMES: list[str] = ["xclip_hf.deploy.runtime"]
+
+
+def register_runtime(module_name: str) -> None:
+    """Make `load_model_and_processor` offer the folders claimed by module `module_name`'s `RUNTIME`; idempotent."""
+    if module_name not in _RUNTIMES:
+        _RUNTIMES.append(module_name)
+
+
+def _runtimes() -> list[ExportRuntime]:
+    return [importlib.import_module(name).RUNTIME for name in _RUNTIMES]
+
+
+def runtime_names() -> tuple[str, ...]:
+    """Values `runtime=` accepts: "torch" and those of every registered runtime."""
+    return (TORCH_RUNTIME,) + tuple(n for r in _runtimes() for n in r.names)
+
+
+def _export_runtime(name: str, runtime: str | None) -> ExportRuntime | None:
+    """The registered runtime that claims folder `name` (None: torch weights), checked against `runtime=`."""
+    if runtime is not None and runtime not in runtime_names():
+        raise ValueError(f"runtime must be None or one of {runtime_names()}, got {runtime!r}")
+    owner = next((r for r in _runtimes() if r.claims(name)), None) if os.path.isdir(name) else None
+    if owner is None and runtime not in (None, TORCH_RUNTIME):
+        raise ModelLoadError(f"runtime={runtime!r} runs an exported model, and {name!r} is not one (no export "
+                             "manifest): export it first with `xclip-hf export-onnx`")
+    if owner is not None and runtime == TORCH_RUNTIME:
+        raise ModelLoadError(f"model folder {name!r} holds exported graphs, not torch weights: load the folder it "
+                             "was exported from for the torch model")
+    if owner is not None and runtime is not None and runtime not in owner.names:
+        raise ModelLoadError(f"model folder {name!r} runs on {owner.names}, not runtime={runtime!r}")
+    return owner
+
+
+def _runtime_of(model) -> ExportRuntime | None:
+    """The registered runtime whose models include the object `model`, or None."""
+    return next((r for r in _runtimes() if isinstance(model, r.model_class)), None)
 
 
 class LoadedModel(NamedTuple):
@@ -186,7 +249,7 @@ def load_model(source, *, need_text: bool = True, dtype=None):
 
 
 def load_model_and_processor(source, *, processor=None, need_text: bool = True, dtype=None,
-                             device=None) -> LoadedModel:
+                             device=None, runtime: str | None = None) -> LoadedModel:
     """(model, processor) for a model source, in eval mode.
 
     Args:
@@ -198,12 +261,24 @@ def load_model_and_processor(source, *, processor=None, need_text: bool = True, 
         need_text: True -> an `XClipModel` with its text encoder and an `XClipProcessor` with a tokenizer;
             False -> any model with a video tower and an `XClipVideoProcessor`.
         dtype: a torch dtype or its name ("bfloat16"), or "auto"/None (as stored); device: where to put the model.
+        runtime: None (an exported folder runs on its export's runtime, anything else on torch), "torch", or a
+            registered runtime's name ("onnxruntime", "openvino") for an exported folder (`xclip-hf export-onnx`).
     """
     dtype = _torch_dtype(dtype)
+    exported = None
     if isinstance(source, (str, os.PathLike)):
-        model, name = load_model(source, need_text=need_text, dtype=dtype), os.fspath(source)
+        name = resolve_model_source(source)
+        exported = _export_runtime(name, runtime)
+    if exported is not None:
+        model = exported.load(name, runtime=runtime, need_text=need_text, dtype=dtype)
+    elif isinstance(source, (str, os.PathLike)):
+        model = load_model(name, need_text=need_text, dtype=dtype)
     else:
-        model = _as_model(source, need_text)
+        exported = _runtime_of(source)
+        if runtime is not None and (exported is None) != (runtime == TORCH_RUNTIME):
+            raise ValueError(f"runtime={runtime!r} does not apply to a {type(source).__name__} object; pass the "
+                             "folder instead")
+        model = source if exported is not None else _as_model(source, need_text)
         name = getattr(model, "name_or_path", "") or ""
         if dtype not in (None, "auto"):
             model = model.to(dtype)
@@ -215,6 +290,8 @@ def load_model_and_processor(source, *, processor=None, need_text: bool = True, 
     elif isinstance(processor, (str, os.PathLike)):
         processor = _load_processor(resolve_model_source(processor), need_text)
     processor = _check_processor(processor, need_text)
+    if exported is not None:
+        exported.check_processor(model, processor, name)
     if device is not None:
         model = model.to(device)
     return LoadedModel(model.eval(), processor)

@@ -1,0 +1,176 @@
+"""CPU deployment: torch fp32 vs ONNX Runtime fp32 / int8 vs OpenVINO fp32 / int8, on random B/32-8f weights.
+
+The model is built here (random weights, a throw-away tokenizer), exported with `xclip_hf.deploy.export_onnx` and
+quantised with `quantize_export` (per-channel int8 weights, the default, and per-tensor); every engine then runs the same inputs
+through the same model surface (`ExportedXClipModel` / `XClipModel`), alternately in each round so that machine
+noise hits every column alike. Rows: the video tower (a batch of videos), the text tower (a label set), the head
+(prompt generator + scaled cosine, videos x labels) and a zero-shot step (video tower + head with cached labels,
+what the pipeline runs per batch). Then the accuracy cost on these random weights: cosine of int8 vs fp32 video and
+text embeddings (min and median) and the largest logit difference (top-1 agreement needs a trained model, whose
+labels are not near-ties: tests/test_deploy.py prints it for a tiny trained model). Usage:
+
+    HF_HUB_OFFLINE=1 python benchmarks/bench_onnx.py [--variant xclip-base-patch32] [--frames 8] [--batch 4]
+        [--labels 400] [--rounds 5] [--engines torch ort ort-int8 ort-int8pt ov ov-int8] [--keep DIR]
+"""
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import torch
+
+from xclip_hf import XClipConfig, XClipModel
+from xclip_hf.models.loading import load_model_and_processor
+
+ENGINES = {  # column -> (export folder, runtime)
+    "torch": (None, "torch"),
+    "ort": ("fp32", "onnxruntime"),
+    "ort-int8": ("int8", "onnxruntime"),  # per-channel int8 weights (the default of --quantize int8)
+    "ort-int8pt": ("int8pt", "onnxruntime"),  # per-tensor int8 weights
+    "ov": ("fp32", "openvino"),
+    "ov-int8": ("int8", "openvino"),
+}
+
+
+def build_model(args, folder):
+    """Random B/32 weights + a processor (throw-away tokenizer) saved to `folder`."""
+    from xclip_hf.data.tokenizer import build_clip_tokenizer
+    from xclip_hf.models.processing_xclip import XClipProcessor
+    from xclip_hf.models.video_processing_xclip import XClipVideoProcessor
+
+    torch.manual_seed(0)
+    config = XClipConfig.from_variant(args.variant, num_frames=args.frames)
+    XClipModel(config).eval().save_pretrained(folder)
+    size = config.vision_config.image_size
+    tokenizer = build_clip_tokenizer(["a video of people doing things outdoors and indoors"] * 4, vocab_size=600)
+    video_processor = XClipVideoProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+                                          num_frames=args.frames)
+    XClipProcessor(video_processor=video_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return config
+
+
+def export_all(source, root, needed):
+    from xclip_hf.deploy import export_onnx, quantize_export
+
+    folders = {}
+    start = time.perf_counter()
+    folders["fp32"] = export_onnx(source, os.path.join(root, "fp32"))
+    print(f"export fp32: {time.perf_counter() - start:.0f} s", flush=True)
+    for name, per_channel in (("int8", True), ("int8pt", False)):
+        if name in needed:
+            start = time.perf_counter()
+            folders[name] = quantize_export(folders["fp32"], os.path.join(root, name), per_channel=per_channel)
+            print(f"quantise {name}: {time.perf_counter() - start:.0f} s", flush=True)
+    for name, folder in folders.items():
+        size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder) if f.endswith(".onnx"))
+        print(f"  {name}: {size / 1e6:.0f} MB of graphs", flush=True)
+    return folders
+
+
+def timed(fn):
+    start = time.perf_counter()
+    with torch.inference_mode():
+        fn()
+    return time.perf_counter() - start
+
+
+def workloads(model, pixels, ids, mask, text, video):
+    """name -> (callable, items per call) for one engine."""
+    return {
+        "video tower": lambda: model.get_video_features(pixels),
+        "text tower": lambda: model.get_text_features(input_ids=ids, attention_mask=mask),
+        "head": lambda: model.video_text_logits(video.video_embeds, video.video_context, text),
+        "zero-shot step": lambda: model(pixel_values=pixels, text_embeds=text),
+    }
+
+
+def cosine_stats(a, b):
+    cos = torch.nn.functional.cosine_similarity(a.flatten(1).double(), b.flatten(1).double(), dim=-1)
+    return float(cos.min()), float(cos.median())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", default="xclip-base-patch32")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=4, help="videos per call")
+    parser.add_argument("--labels", type=int, default=400, help="labels of the text tower / head rows")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--accuracy-videos", type=int, default=16, help="random videos for the int8 accuracy rows")
+    parser.add_argument("--engines", nargs="+", default=["torch", "ort", "ort-int8", "ort-int8pt", "ov", "ov-int8"],
+                        choices=list(ENGINES))
+    parser.add_argument("--keep", default=None, help="write the model and exports here (default: a temp folder)")
+    args = parser.parse_args()
+
+    root = args.keep or tempfile.mkdtemp(prefix="bench-onnx-")
+    source = os.path.join(root, "torch")
+    config = build_model(args, source)
+    folders = export_all(source, root, {ENGINES[e][0] for e in args.engines})
+    models = {}
+    for engine in args.engines:
+        folder, runtime = ENGINES[engine]
+        models[engine] = load_model_and_processor(source if folder is None else folders[folder], runtime=runtime).model
+
+    g = torch.Generator().manual_seed(0)
+    size, vocab = config.vision_config.image_size, config.text_config.vocab_size
+    pixels = torch.randn(args.batch, args.frames, 3, size, size, generator=g)
+    ids = torch.randint(1, vocab - 1, (args.labels, 12), generator=g)
+    ids[:, -1] = vocab - 1  # end-of-text: the highest id
+    mask = torch.ones_like(ids)
+    with torch.inference_mode():
+        reference = models[args.engines[0]]
+        text = reference.get_text_features(input_ids=ids, attention_mask=mask).pooler_output
+        video = reference.get_video_features(pixels)
+    runs = {engine: workloads(model, pixels, ids, mask, text, video) for engine, model in models.items()}
+    per_call = {"video tower": (args.batch, "videos/s"), "text tower": (args.labels, "labels/s"),
+                "head": (args.batch, f"videos/s x {args.labels} labels"),
+                "zero-shot step": (args.batch, f"videos/s, {args.labels} cached labels")}
+
+    print(f"\n{args.variant} {args.frames}f, batch {args.batch}, {args.labels} labels, torch threads "
+          f"{torch.get_num_threads()}, {os.cpu_count()} CPUs, {args.rounds} rounds (median)")
+    first = args.engines[0]
+    ratio_names = [f"{e}/{first}" for e in args.engines[1:]]
+    header = f"{'':<15}" + "".join(f"{e:>11}" for e in args.engines) + "".join(f"{r:>{len(r) + 2}}" for r in ratio_names)
+    print(header)
+    for row, (count, unit) in per_call.items():
+        for engine in args.engines:  # warm-up (first-call allocations, OpenVINO shape specialisation)
+            timed(runs[engine][row])
+        times = {engine: [] for engine in args.engines}
+        for _ in range(args.rounds):
+            for engine in args.engines:
+                times[engine].append(timed(runs[engine][row]))
+        rate = {e: count / statistics.median(ts) for e, ts in times.items()}
+        line = f"{row:<15}" + "".join(f"{rate[e]:11.2f}" for e in args.engines)
+        line += "".join(f"{rate[e] / rate[first]:{len(r) + 2}.2f}" for e, r in zip(args.engines[1:], ratio_names))
+        print(f"{line}   ({unit})", flush=True)
+
+    # accuracy cost of int8 on random weights
+    fp32_engine = next((e for e in args.engines if e in ("torch", "ort", "ov")), None)
+    if fp32_engine is None:
+        return
+    pixels = torch.randn(args.accuracy_videos, args.frames, 3, size, size, generator=g)
+    with torch.inference_mode():
+        base = models[fp32_engine]
+        base_video = base.get_video_features(pixels)
+        base_text = base.get_text_features(input_ids=ids, attention_mask=mask).pooler_output
+        base_logits = base.video_text_logits(base_video.video_embeds, base_video.video_context, base_text)[0]
+        print(f"\naccuracy vs {fp32_engine} ({args.accuracy_videos} random videos, {args.labels} labels; "
+              "cosine min / median)")
+        for engine in args.engines:
+            if engine == fp32_engine:
+                continue
+            model = models[engine]
+            video = model.get_video_features(pixels)
+            text_features = model.get_text_features(input_ids=ids, attention_mask=mask).pooler_output
+            logits = model.video_text_logits(video.video_embeds, video.video_context, text_features)[0]
+            v_min, v_med = cosine_stats(video.video_embeds, base_video.video_embeds)
+            t_min, t_med = cosine_stats(text_features, base_text)
+            print(f"  {engine:<11} video {v_min:.5f} / {v_med:.5f}   text {t_min:.5f} / {t_med:.5f}   "
+                  f"max |logit diff| {float((logits - base_logits).abs().max()):.4f} "
+                  f"(logit scale {float(base.logit_scale.exp()):.1f})", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+"""CPU deployment (xclip_hf.deploy): ONNX export of a tiny X-CLIP model trained here for a few steps, its graphs
+against the torch model (the oracle), the pipeline / embed / search / CLI over the exported folder, int8 top-1
+agreement, and the checks at load."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from _helpers_pipeline import LABELS, TOKENIZER_TEXTS, make_our_checkpoint, write_videos  # noqa: E402
+
+from xclip_hf.data.synthetic import SYNTHETIC_CLASSES, render_video  # noqa: E402
+from xclip_hf.models.loading import ModelLoadError, load_model_and_processor  # noqa: E402
+
+TOL = 1e-4
+RUNTIMES = ["onnxruntime", "openvino"]
+
+
+def _runtime(name):
+    if name == "openvino":
+        pytest.importorskip("openvino")
+    return name
+
+
+def _synthetic_clips(processor, count, seed):
+    """`count` processed clips (count, T, C, H, W) of the first len(LABELS) synthetic classes, and their classes."""
+    rng = np.random.default_rng(seed)
+    classes = list(SYNTHETIC_CLASSES)[:len(LABELS)]
+    targets = [i % len(classes) for i in range(count)]
+    videos = [render_video(classes[t], rng, size=32, num_frames=3) for t in targets]
+    pixel_values = processor.video_processor(videos, return_tensors="pt", do_sample_frames=False)["pixel_values"]
+    return pixel_values, torch.tensor(targets)
+
+
+def _train(checkpoint, output, steps=12):
+    """A few AdamW steps of the tiny model on synthetic motion classes named by LABELS; saved to `output`."""
+    model, processor = load_model_and_processor(checkpoint)
+    tokens = processor.tokenize_labels(LABELS, return_tensors="pt")
+    pixel_values, targets = _synthetic_clips(processor, 40, seed=0)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        batch = torch.randperm(len(targets), generator=gen)[:10]
+        loss = model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"],
+                     pixel_values=pixel_values[batch], labels=targets[batch]).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval().save_pretrained(output)
+    processor.save_pretrained(output)
+    return str(output)
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    """Torch checkpoint (trained), its float32 export (Python API) and int8 export (CLI), and two videos."""
+    from xclip_hf.cli import main
+    from xclip_hf.deploy import export_onnx
+
+    root = tmp_path_factory.mktemp("deploy")
+    trained = _train(make_our_checkpoint(root / "init"), root / "trained")
+    fp32 = export_onnx(trained, root / "onnx")
+    assert main(["export-onnx", trained, str(root / "int8"), "--quantize", "int8"]) == 0
+    return {"torch": trained, "fp32": fp32, "int8": str(root / "int8"), "videos": write_videos(str(root)),
+            "root": root}
+
+
+@pytest.fixture(scope="module")
+def torch_model(deployed):
+    return load_model_and_processor(deployed["torch"])
+
+
+def _tokens(processor, k):
+    texts = (TOKENIZER_TEXTS * 2)[:k]
+    texts = [f"{t} {i}" if i >= len(TOKENIZER_TEXTS) else t for i, t in enumerate(texts)]
+    return processor.tokenize_labels(texts, return_tensors="pt")
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("batch,labels", [(1, 1), (3, 7), (1, 7), (3, 1)])
+def test_fp32_graphs_equal_torch(deployed, torch_model, runtime, batch, labels):
+    model, processor = torch_model
+    exported, _ = load_model_and_processor(deployed["fp32"], runtime=_runtime(runtime))
+    assert exported.runtime == runtime and not isinstance(exported, type(model))
+    pixel_values = torch.randn(batch, 3, 3, 32, 32, generator=torch.Generator().manual_seed(batch))
+    tokens = _tokens(processor, labels)
+    assert labels == 1 or (tokens["attention_mask"] == 0).any()  # padded texts: the mask is really used
+    with torch.no_grad():
+        video = model.get_video_features(pixel_values)
+        text = model.get_text_features(**tokens).pooler_output
+        logits = model(pixel_values=pixel_values, text_embeds=text).logits_per_video
+    got_video = exported.get_video_features(pixel_values)
+    for name in ("video_embeds", "video_context", "frame_embeds"):
+        torch.testing.assert_close(getattr(got_video, name), getattr(video, name), rtol=0, atol=TOL)
+    got_text = exported.get_text_features(**tokens).pooler_output
+    torch.testing.assert_close(got_text, text, rtol=0, atol=TOL)
+    out = exported(pixel_values=pixel_values, text_embeds=text)
+    assert out.logits_per_video.shape == (batch, labels)
+    torch.testing.assert_close(out.logits_per_video, logits, rtol=0, atol=TOL)
+    torch.testing.assert_close(exported(pixel_values=pixel_values, **tokens).logits_per_video, logits, rtol=0,
+                               atol=TOL)
+
+
+def _assert_same_ranking(got, want):
+    assert [p["label"] for p in got] == [p["label"] for p in want]
+    np.testing.assert_allclose([p["score"] for p in got], [p["score"] for p in want], rtol=0, atol=TOL)
+
+
+def test_pipeline_on_export_equals_torch_pipeline(deployed, monkeypatch):
+    from transformers import pipeline
+
+    from xclip_hf import XClipPreTrainedModel, ZeroShotVideoClassificationPipeline
+
+    videos = deployed["videos"]
+    reference = pipeline("zero-shot-video-classification", model=deployed["torch"])
+    want_one = reference(videos[0], candidate_labels=LABELS)
+    want_list = reference(videos, candidate_labels=LABELS, batch_size=2)
+    windows = dict(candidate_labels=LABELS, chunk_length_s=0.2, stride_length_s=0.1, return_timestamps=True)
+    want_windows = reference(videos[0], **windows)
+    assert len(want_windows) > 1
+
+    def no_torch_model(*args, **kwargs):
+        raise AssertionError("a torch model was built for an exported folder")
+
+    monkeypatch.setattr(XClipPreTrainedModel, "__init__", no_torch_model)
+    exported = ZeroShotVideoClassificationPipeline(model=deployed["fp32"])  # detected from the folder
+    _assert_same_ranking(exported(videos[0], candidate_labels=LABELS), want_one)
+    for got, want in zip(exported(videos, candidate_labels=LABELS, batch_size=2), want_list, strict=True):
+        _assert_same_ranking(got, want)
+    got_windows = exported(videos[0], **windows)
+    assert [w["timestamp"] for w in got_windows] == [w["timestamp"] for w in want_windows]
+    for got, want in zip(got_windows, want_windows):
+        _assert_same_ranking(got["labels"], want["labels"])
+    assert exported.text_encoder_calls == 1  # one label set: encoded once, then the label cache
+    # transformers' factory with the loaded object
+    loaded = load_model_and_processor(deployed["fp32"], runtime="onnxruntime")
+    factory = pipeline("zero-shot-video-classification", model=loaded.model, processor=loaded.processor)
+    _assert_same_ranking(factory(videos[0], candidate_labels=LABELS), want_one)
+
+
+def test_embed_and_search_on_export(deployed, tmp_path):
+    from datasets import load_from_disk
+
+    from xclip_hf import embed_videos, search_videos
+
+    options = dict(num_workers=0, progress=False, save_context=True, save_frame_embeds=True)
+    want = embed_videos(deployed["videos"], tmp_path / "torch", deployed["torch"], **options)
+    got = embed_videos(deployed["videos"], tmp_path / "onnx", deployed["fp32"], **options)
+    assert got["path"] == want["path"]
+    for column in ("video_embeds", "frame_embeds", "video_context"):
+        a = np.asarray(got[column], dtype=np.float64).reshape(len(got), -1)
+        b = np.asarray(want[column], dtype=np.float64).reshape(len(want), -1)
+        cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert cosine.min() >= 0.9999, (column, cosine)
+    # search over the torch-made embeddings with the exported model: same hits, same re-ranked logits
+    dataset = load_from_disk(str(tmp_path / "torch"))
+    want_hits = search_videos(dataset, LABELS[:2], deployed["torch"], top_k=2)
+    got_hits = search_videos(dataset, LABELS[:2], deployed["fp32"], top_k=2)
+    for got_q, want_q in zip(got_hits, want_hits):
+        assert [h["path"] for h in got_q] == [h["path"] for h in want_q]
+        np.testing.assert_allclose([h["score"] for h in got_q], [h["score"] for h in want_q], rtol=0, atol=TOL)
+
+
+def test_cli_classify_on_export(deployed, capsys):
+    from xclip_hf.cli import main
+
+    args = [*deployed["videos"], "--labels", ",".join(LABELS), "--json", "--no-progress"]
+    assert main(["classify", *args, "--model", deployed["torch"]]) == 0
+    want = json.loads(capsys.readouterr().out)
+    assert main(["classify", *args, "--model", deployed["fp32"]]) == 0
+    got = json.loads(capsys.readouterr().out)
+    for g, w in zip(got, want, strict=True):
+        _assert_same_ranking(g["predictions"], w["predictions"])
+
+
+def test_int8_top1_agrees_with_fp32(deployed):
+    """64 random (video, label set) pairs of the trained model: int8 picks fp32's top label on >= 95%."""
+    fp32, processor = load_model_and_processor(deployed["fp32"])
+    int8, _ = load_model_and_processor(deployed["int8"])
+    assert int8.precision == "int8"
+    pixel_values, _ = _synthetic_clips(processor, 64, seed=1)
+    rng = np.random.default_rng(0)
+    agree = []
+    v32, v8 = fp32.get_video_features(pixel_values), int8.get_video_features(pixel_values)
+    for i in range(64):
+        chosen = rng.choice(len(TOKENIZER_TEXTS), size=int(rng.integers(2, len(TOKENIZER_TEXTS) + 1)), replace=False)
+        tokens = processor.tokenize_labels([TOKENIZER_TEXTS[j] for j in chosen], return_tensors="pt")
+        top = []
+        for model, video in ((fp32, v32), (int8, v8)):
+            text = model.get_text_features(**tokens).pooler_output
+            logits = model.video_text_logits(video.video_embeds[i:i + 1], video.video_context[i:i + 1], text)[0]
+            top.append(int(logits.argmax()))
+        agree.append(top[0] == top[1])
+    fraction = float(np.mean(agree))
+    print(f"int8 vs fp32 top-1 agreement: {fraction:.3f} of {len(agree)} (video, label set) pairs")
+    assert fraction >= 0.95
+
+
+# ------------------------------------------------------------------------------------------------ checks at load
+def _copy(deployed, tmp_path, name="copy"):
+    target = tmp_path / name
+    shutil.copytree(deployed["fp32"], target)
+    return str(target)
+
+
+def _edit_json(path, **changes):
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    for key, value in changes.items():
+        target = data
+        *parents, last = key.split(".")
+        for parent in parents:
+            target = target[parent]
+        target[last] = value
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"format_version": 99}, "export format version 99"),
+    ({"opset": 11}, "opset 11"),
+    ({"num_frames": 5}, "num_frames 3 vs 5"),
+])
+def test_manifest_from_another_version_or_shape_is_an_error(deployed, tmp_path, change, message):
+    folder = _copy(deployed, tmp_path)
+    _edit_json(os.path.join(folder, "xclip_onnx.json"), **change)
+    with pytest.raises(ModelLoadError, match=message) as info:
+        load_model_and_processor(folder)
+    assert "xclip_onnx.json" in str(info.value) or "config.json" in str(info.value)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"num_frames": 4}, "samples 4 frames per video; the exported graphs .* take num_frames=3"),
+    ({"crop_size": {"height": 48, "width": 48}}, "crops 48x48; the exported graphs .* take 32x32"),
+])
+def test_processor_that_does_not_fit_the_graphs_is_an_error(deployed, tmp_path, change, message):
+    folder = _copy(deployed, tmp_path)
+    processor_file = os.path.join(folder, "processor_config.json")
+    with open(processor_file, encoding="utf-8") as f:
+        has_nested = "video_processor" in json.load(f)
+    _edit_json(processor_file, **{(f"video_processor.{k}" if has_nested else k): v for k, v in change.items()})
+    with pytest.raises(ModelLoadError, match=message):
+        load_model_and_processor(folder)
+
+
+def test_unreadable_graph_is_an_error_naming_it(deployed, tmp_path):
+    folder = _copy(deployed, tmp_path)
+    with open(os.path.join(folder, "head.onnx"), "wb") as f:
+        f.write(b"not a graph")
+    with pytest.raises(ModelLoadError, match="head.onnx"):
+        load_model_and_processor(folder)
+
+
+def test_runtime_choice_is_checked(deployed):
+    with pytest.raises(ModelLoadError, match="not one"):
+        load_model_and_processor(deployed["torch"], runtime="onnxruntime")
+    with pytest.raises(ModelLoadError, match="exported graphs, not torch weights"):
+        load_model_and_processor(deployed["fp32"], runtime="torch")
+    with pytest.raises(ValueError, match="runtime must be"):
+        load_model_and_processor(deployed["fp32"], runtime="tensorrt")
+    with pytest.raises(ModelLoadError, match="dtype"):
+        load_model_and_processor(deployed["fp32"], dtype="bfloat16")
+
+
+def _message(fn):
+    with pytest.raises(ValueError) as info:
+        fn()
+    return str(info.value)
+
+
+def test_bad_inputs_give_the_torch_models_messages(deployed, torch_model):
+    model, processor = torch_model
+    exported, _ = load_model_and_processor(deployed["fp32"])
+    for bad in (torch.randn(3, 3, 32, 32), torch.zeros(1, 3, 3, 32, 32, dtype=torch.uint8),
+                torch.randn(1, 3, 4, 32, 32), torch.randn(1, 0, 3, 32, 32), torch.randn(1, 3, 3, 30, 30)):
+        assert _message(lambda: exported.get_video_features(bad)) == _message(
+            lambda: model.get_video_features(bad, interpolate_pos_encoding=True))
+    for bad in (torch.ones(2, 3, 4, dtype=torch.long), torch.ones(1, 78, dtype=torch.long),
+                torch.ones(0, 5, dtype=torch.long)):
+        assert _message(lambda: exported.get_text_features(bad)) == _message(lambda: model.get_text_features(bad))
+    text = torch.randn(2, model.config.projection_dim + 1)
+    assert (_message(lambda: exported(pixel_values=torch.randn(1, 3, 3, 32, 32), text_embeds=text))
+            == _message(lambda: model(pixel_values=torch.randn(1, 3, 3, 32, 32), text_embeds=text)))
+    assert "must be integers" in _message(lambda: exported.get_text_features(torch.ones(1, 5)))
+    assert "outside the vocabulary" in _message(lambda: exported.get_text_features(torch.full((1, 5), 10**6)))
+    # another frame count or size: the torch model resamples its position tables on request, the graphs cannot
+    for bad, words in ((torch.randn(1, 5, 3, 32, 32), ("5 frames", "num_frames=3")),
+                       (torch.randn(1, 3, 3, 40, 40), ("40x40", "expects 32x32"))):
+        for interpolate in (False, True):
+            message = _message(lambda: exported.get_video_features(bad, interpolate_pos_encoding=interpolate))
+            assert all(word in message for word in words), message
+
+
+def _signal_stack_size():
+    import ctypes
+
+    class Stack(ctypes.Structure):
+        _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+    stack = Stack()
+    if ctypes.CDLL(None).sigaltstack(None, ctypes.byref(stack)) != 0:
+        pytest.skip("sigaltstack is not available")
+    return stack.ss_size
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack via glibc")
+def test_openvino_leaves_the_callers_signal_stack_alone(deployed):
+    """OpenVINO's compile_model installs an 11 KB alternate signal stack on the calling thread; Python runs its signal
+    handlers there (SA_ONSTACK), and a SIGCHLD from a dying DataLoader worker then overflowed it (a segfault of the
+    whole process, seen in tests/test_embed.py's crashing-decoder test run after these tests)."""
+    _runtime("openvino")
+    before = _signal_stack_size()
+    load_model_and_processor(deployed["fp32"], runtime="openvino")
+    assert _signal_stack_size() == before

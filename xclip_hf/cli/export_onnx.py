@@ -1,0 +1,38 @@
+"""`xclip-hf export-onnx MODEL OUT [--quantize int8]`: a model -> ONNX graphs (video tower, text tower, prompt
+generator + similarity head) with the processor files, in one folder that `classify`, `embed`, `search` and the
+Python API run with ONNX Runtime or OpenVINO, without a torch model.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .common import check_model_arg, check_model_source
+
+HELP = "export a model to ONNX graphs (float32 or int8) that run without torch models (ONNX Runtime / OpenVINO)"
+
+
+def add_arguments(p) -> None:
+    """Arguments of `export-onnx` (no heavy import here: `--help` must answer at once)."""
+    p.add_argument("model", help="model directory or hub id (ours, a classifier, or the published microsoft/xclip-*)")
+    p.add_argument("output", help="the folder to write (new or empty)")
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="int8: MatMul weights in int8, activations quantised at run time (embeddings, layer norms, "
+                        "softmax and the logit scale stay float32)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset of the graphs (default 18)")
+    p.add_argument("--runtime", choices=["onnxruntime", "openvino"], default=None,
+                   help="the engine the folder runs on by default (default: the faster one installed, OpenVINO for "
+                        "float32 and ONNX Runtime for int8; either can be chosen at load with runtime=)")
+
+
+def run(args) -> int:
+    from ..deploy.export import export_onnx
+
+    check_model_arg(args.model)
+    check_model_source(args.model)
+    out = export_onnx(args.model, args.output, quantize=args.quantize, opset=args.opset, runtime=args.runtime)
+    files = sorted(name for name in os.listdir(out) if name.endswith(".onnx"))
+    size = sum(os.path.getsize(os.path.join(out, name)) for name in os.listdir(out)) / 1e6
+    print(f"exported {args.model} -> {out} ({', '.join(files)}; {args.quantize or 'float32'}, opset {args.opset}, "
+          f"{size:.1f} MB)")
+    return 0

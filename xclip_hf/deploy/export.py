@@ -1,0 +1,252 @@
+"""Export an X-CLIP model to three ONNX graphs (video tower, text tower, prompt generator + similarity head) with
+dynamic batch, label and sequence axes, plus the processor files, in one self-contained directory; optionally with
+int8 weights (dynamic quantisation: weights int8 ahead of time, activations quantised at run time).
+
+    from xclip_hf.deploy import export_onnx
+    export_onnx("my-xclip", "my-xclip-onnx")                    # float32
+    export_onnx("my-xclip", "my-xclip-int8", quantize="int8")   # int8 MatMul weights
+
+The graphs are traced with `torch.onnx.export` (torch.export, `dynamo=True`): optimum's exporters cover CLIP's image
+tower only and do not install beside transformers 5.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+
+import torch
+from torch import nn
+
+from .manifest import DEFAULT_OPSET, FORMAT, FORMAT_VERSION, GRAPHS, MANIFEST_NAME, MIN_OPSET, RUNTIMES, \
+    read_manifest, write_manifest
+
+__all__ = ["export_onnx", "quantize_export", "QUANTIZE_CHOICES"]
+
+QUANTIZE_CHOICES = ("int8",)
+# int8: only MatMuls with a constant weight (the Linear layers of every block) get int8 weights; the patch
+# embedding (Conv), token/position embeddings (Gather), layer norms, softmax, the attention products of two
+# activations and the final scaled cosine (Einsum, with exp(logit_scale)) stay float32.
+QUANTIZED_OPS = ("MatMul",)
+EXTERNAL_DATA_BYTES = 1_800_000_000  # graphs with more weight bytes keep them in a side file (protobuf's 2 GB limit)
+
+
+class _VideoGraph(nn.Module):
+    """pixel_values (B, T, C, H, W) -> video embedding v (B, P), prompt context z-bar (B, N, P), frame embeddings."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.vision_model = model.vision_model
+
+    def forward(self, pixel_values):
+        out = self.vision_model(pixel_values)
+        return out.video_embeds, out.video_context, out.frame_embeds
+
+
+class _TextGraph(nn.Module):
+    """input_ids, attention_mask (K, L) -> unprompted projected text features c (K, P) (`get_text_features`)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+
+
+class _HeadGraph(nn.Module):
+    """text features (K, P), z-bar (B, N, P), v (B, P) -> logits (B, K), normalised v, prompted texts (B, K, P)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, text_embeds, video_context, video_embeds):
+        return self.model.video_text_logits(video_embeds, video_context, text_embeds)
+
+
+def _example_inputs(model) -> dict:
+    """Inputs to trace each graph with (batch 2, 2 labels, 8 tokens; the axes are exported as dynamic)."""
+    vision, text = model.config.vision_config, model.config.text_config
+    pixel_values = torch.randn(2, vision.num_frames, vision.num_channels, vision.image_size, vision.image_size)
+    input_ids = torch.randint(0, text.vocab_size, (2, 8))
+    attention_mask = torch.ones_like(input_ids)
+    with torch.no_grad():
+        video = model.get_video_features(pixel_values)
+        text_embeds = model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+    return {"video": (pixel_values,), "text": (input_ids, attention_mask),
+            "head": (text_embeds, video.video_context, video.video_embeds)}
+
+
+def _dynamic_shapes(model) -> dict:
+    batch, labels = torch.export.Dim("batch"), torch.export.Dim("labels")
+    sequence = torch.export.Dim("sequence", max=model.config.text_config.max_position_embeddings)
+    return {"video": {"pixel_values": {0: batch}},
+            "text": {"input_ids": {0: labels, 1: sequence}, "attention_mask": {0: labels, 1: sequence}},
+            "head": {"text_embeds": {0: labels}, "video_context": {0: batch}, "video_embeds": {0: batch}}}
+
+
+def _weight_bytes(module: nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporters' progress prints, warnings and advice (stdout, `warnings`, the root and torch.onnx
+    loggers); errors still raise."""
+    loggers = [logging.getLogger(), logging.getLogger("torch.onnx")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _export_graphs(model, directory: str, opset: int) -> dict:
+    """Write video.onnx, text.onnx and head.onnx; returns the manifest's "graphs" entry."""
+    wrappers = {"video": _VideoGraph(model), "text": _TextGraph(model), "head": _HeadGraph(model)}
+    examples, shapes = _example_inputs(model), _dynamic_shapes(model)
+    graphs = {}
+    for name, wrapper in wrappers.items():
+        inputs, outputs = GRAPHS[name]
+        path = os.path.join(directory, f"{name}.onnx")
+        try:
+            with _quiet():
+                torch.onnx.export(wrapper.eval(), examples[name], path, input_names=list(inputs),
+                                  output_names=list(outputs), dynamic_shapes=shapes[name], opset_version=opset,
+                                  dynamo=True, external_data=_weight_bytes(wrapper) > EXTERNAL_DATA_BYTES,
+                                  verbose=False)
+        except Exception as err:
+            raise RuntimeError(f"exporting the {name} graph to {path!r} failed: {type(err).__name__}: {err}") from err
+        graphs[name] = {"file": os.path.basename(path), "inputs": list(inputs), "outputs": list(outputs)}
+    return graphs
+
+
+def _versions() -> dict:
+    import onnx
+    import transformers
+
+    import xclip_hf
+
+    versions = {"xclip_hf": xclip_hf.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
+                "onnx": onnx.__version__}
+    with contextlib.suppress(ImportError):
+        import onnxruntime
+
+        versions["onnxruntime"] = onnxruntime.__version__
+    return versions
+
+
+def _check_output(output_dir) -> str:
+    """`output_dir` as a string; ValueError when it is a file or a folder that is not empty."""
+    output_dir = os.fspath(output_dir)
+    if os.path.isfile(output_dir):
+        raise ValueError(f"output {output_dir!r} is a file; give a new (or empty) folder for the exported model")
+    if os.path.isdir(output_dir) and os.listdir(output_dir):
+        raise ValueError(f"output folder {output_dir!r} is not empty; give a new (or empty) folder")
+    return output_dir
+
+
+def _check_options(quantize, opset, runtime):
+    if quantize not in (None, *QUANTIZE_CHOICES):
+        raise ValueError(f"quantize must be None or one of {QUANTIZE_CHOICES}, got {quantize!r}")
+    if not isinstance(opset, int) or isinstance(opset, bool) or opset < MIN_OPSET:
+        raise ValueError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
+    if runtime not in (None, *RUNTIMES):
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+
+
+def export_onnx(model, output_dir, *, processor=None, quantize: str | None = None, opset: int = DEFAULT_OPSET,
+                runtime: str | None = None) -> str:
+    """Export `model` to `output_dir` (a new or empty folder); returns the folder.
+
+    Args:
+        model: a model folder or hub id (anything `load_model_and_processor` reads), or an `XClipModel`.
+        processor: its `XClipProcessor` (default: loaded from the model's folder); saved beside the graphs.
+        quantize: None (float32 graphs) or "int8" (MatMul weights int8, see `quantize_export`).
+        opset: the ONNX opset of the graphs (default 18).
+        runtime: the engine the folder runs on by default ("onnxruntime" or "openvino"); default: the faster one
+            installed for its precision (OpenVINO for float32, ONNX Runtime for int8; see `manifest.default_runtime`).
+    The folder then holds video.onnx, text.onnx, head.onnx, config.json, the processor files and `xclip_onnx.json`
+    (opset, versions, frame count, input size); `load_model_and_processor(folder)`, the zero-shot pipeline,
+    `embed_videos`, `search_videos` and the CLI run it without building a torch model.
+    """
+    from ..models.loading import load_model_and_processor
+
+    _check_options(quantize, opset, runtime)
+    output_dir = _check_output(output_dir)
+    net, processor = load_model_and_processor(model, processor=processor, need_text=True, runtime="torch")
+    if net.dtype != torch.float32:
+        net = _float_copy(net)
+    os.makedirs(output_dir, exist_ok=True)
+    target = tempfile.mkdtemp(prefix="xclip-onnx-") if quantize else output_dir
+    try:
+        graphs = _export_graphs(net, target, opset)
+        vision = net.config.vision_config
+        manifest = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "opset": opset, "precision": "float32",
+            "quantization": None, "runtime": runtime, "graphs": graphs,
+            "num_frames": vision.num_frames, "image_size": vision.image_size, "num_channels": vision.num_channels,
+            "projection_dim": net.config.projection_dim,
+            "max_text_length": net.config.text_config.max_position_embeddings,
+            "logit_scale": float(net.logit_scale.detach().float()),
+            "source": getattr(net, "name_or_path", "") or "", "versions": _versions(),
+        }
+        net.config.save_pretrained(target)
+        processor.save_pretrained(target)
+        write_manifest(target, manifest)
+        if quantize:
+            quantize_export(target, output_dir)
+    finally:
+        if target != output_dir:
+            shutil.rmtree(target, ignore_errors=True)
+    return output_dir
+
+
+def _float_copy(model):
+    import copy
+
+    return copy.deepcopy(model).float()
+
+
+def quantize_export(source_dir, output_dir, *, per_channel: bool = True) -> str:
+    """An int8 copy of the float32 export `source_dir` in `output_dir` (a new or empty folder); returns the folder.
+
+    Dynamic quantisation (`onnxruntime.quantization.quantize_dynamic`): the weights of every MatMul with a constant
+    weight become int8 (one scale per output channel; `per_channel=False`: one per matrix, slightly less accurate
+    at the same speed, see benchmarks/bench_onnx.py), activations are quantised to uint8 at run time; embeddings,
+    layer norms, softmax, attention products and the scaled cosine stay float32.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source_dir = os.fspath(source_dir)
+    manifest = read_manifest(source_dir)
+    if manifest.get("precision") != "float32":
+        raise ValueError(f"{source_dir!r} holds {manifest.get('precision')} graphs; quantise a float32 export")
+    output_dir = _check_output(output_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    graph_files = {entry["file"] for entry in manifest["graphs"].values()}
+    for name in os.listdir(source_dir):
+        if name != MANIFEST_NAME and name not in graph_files and not name.endswith(".onnx.data"):
+            shutil.copy2(os.path.join(source_dir, name), os.path.join(output_dir, name))
+    for entry in manifest["graphs"].values():
+        src, dst = os.path.join(source_dir, entry["file"]), os.path.join(output_dir, entry["file"])
+        big = os.path.exists(src + ".data")
+        with _quiet():
+            quantize_dynamic(src, dst, op_types_to_quantize=list(QUANTIZED_OPS), per_channel=per_channel,
+                             weight_type=QuantType.QInt8, extra_options={"MatMulConstBOnly": True},
+                             use_external_data_format=big)
+    manifest = dict(manifest, precision="int8", quantization={
+        "method": "onnxruntime.quantization.quantize_dynamic", "weights": "int8", "activations": "uint8 (run time)",
+        "op_types": list(QUANTIZED_OPS), "per_channel": per_channel})
+    write_manifest(output_dir, manifest)
+    return output_dir
