@@ -5,6 +5,7 @@ and `run(args) -> int`; modules import torch/transformers inside `run` only, so 
     xclip-hf info M            (M: a model directory, a hub id, or a variant name such as xclip-base-patch32)
     xclip-hf embed VIDEO... --model M --output DIR [--chunk-length S] [--num-workers N] [--save-context]
     xclip-hf search DIR "a person surfing" --model M [--top-k K] [--json]
+    xclip-hf evaluate PROTOCOL --model M --data FILE --output DIR ...   (closed-set, zero-shot, ...)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ COMMANDS = {
     "search": "search",
     "convert": "convert",
     "export": "export",
+    "evaluate": "evaluate",
 }
 
 
