@@ -15,12 +15,10 @@ from _helpers_pipeline import LABELS, make_published_checkpoint, video_frames
 VIEWS = dict(num_temporal_clips=2, num_spatial_crops=3)
 
 
-@pytest.fixture(scope="module")
-def evalset(tmp_path_factory):
+def make_evalset(root):
     """A published-layout tiny checkpoint, 7 videos of different sizes/lengths, an annotation file and labels csv."""
     from xclip_hf.data.video_writer import write_video
 
-    root = tmp_path_factory.mktemp("evaluation")
     model_dir = make_published_checkpoint(root / "model", seed=4)
     os.makedirs(root / "videos")
     references = [0, 1, 2, 3, 4, 0, 2]
@@ -35,6 +33,11 @@ def evalset(tmp_path_factory):
     (root / "labels.csv").write_text("id,name\n" + "".join(f"{k},{n}\n" for k, n in enumerate(LABELS)))
     return {"root": root, "model": model_dir, "references": references,
             "videos": [str(root / f"videos/v{i}.mp4") for i in range(len(references))]}
+
+
+@pytest.fixture(scope="module")
+def evalset(tmp_path_factory):
+    return make_evalset(tmp_path_factory.mktemp("evaluation"))
 
 
 def _oracle_scores(model_dir, video_processor, videos, labels):

@@ -12,9 +12,9 @@ from .common import check_model_source, device_arg, library_progress, positive_i
 HELP = "evaluate a model with the paper's protocols (closed-set, ...) and write a report"
 
 
-def _common(p, data_help: str) -> None:
+def _common(p, data_help: str, nargs=None) -> None:
     p.add_argument("--model", required=True, help="model directory or hub id")
-    p.add_argument("--data", required=True, help=data_help)
+    p.add_argument("--data", required=True, nargs=nargs, help=data_help)
     p.add_argument("--labels", default=None,
                    help="class names: a shipped list (kinetics400, kinetics600, ucf101, hmdb51) or an id,name csv")
     p.add_argument("--video-root", default=None, help="folder the annotation paths are relative to (default: its folder)")
@@ -40,6 +40,48 @@ def add_arguments(c) -> None:
     p = sub.add_parser("closed-set", help="fully supervised: top-1/top-5, per-class accuracy, confusion matrix (Sec. 4.2)")
     _common(p, "annotation file: X-CLIP 'path label' .txt, or .csv/.json/.jsonl with video,label columns")
     _views(p)
+    z = sub.add_parser("zero-shot", help="zero-shot: per-split top-1/top-5, mean ± std over splits (Sec. 4.4)")
+    _common(z, "one annotation file per test split (UCF-101 / HMDB-51: three); with --k600-new-classes, the "
+               "Kinetics-600 validation annotation (K600 ids)", nargs="+")
+    _views(z)
+    k = z.add_argument_group("Kinetics-600 new classes")
+    k.add_argument("--k600-new-classes", action="store_true",
+                   help="evaluate on the K600 classes absent from K400 (derived from the two label lists)")
+    k.add_argument("--k400-labels", default="kinetics400", help="Kinetics-400 list (name or id,name csv)")
+    k.add_argument("--k600-labels", default="kinetics600", help="Kinetics-600 list (name or id,name csv)")
+    k.add_argument("--renames", default=None, help="csv of 'k400 name,k600 name' pairs for renamed classes")
+    k.add_argument("--num-subsets", type=positive_int, default=3, help="seeded subsets of classes (paper: 3)")
+    k.add_argument("--subset-size", type=positive_int, default=160, help="classes per subset (paper: 160)")
+    k.add_argument("--seed", type=int, default=0, help="seed of the first subset (then seed+1, ...)")
+
+
+def _read_renames(path) -> dict:
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = [row for row in csv.reader(f) if row and not row[0].startswith("#")]
+    bad = [row for row in rows if len(row) != 2]
+    if bad:
+        raise ValueError(f"renames file {path!r}: expected 'k400 name,k600 name' rows, got {bad[0]}")
+    return {a.strip(): b.strip() for a, b in rows}
+
+
+def _zero_shot(args) -> dict:
+    from ..evaluation import zero_shot
+
+    views = dict(num_temporal_clips=args.num_temporal_clips, num_spatial_crops=args.num_spatial_crops)
+    if not args.k600_new_classes:
+        if args.labels is None:
+            raise ValueError("zero-shot needs --labels (a shipped list name or an id,name csv)")
+        return zero_shot.evaluate_zero_shot(args.model, args.data, args.labels, **_options(args), **views)
+    if len(args.data) != 1:
+        raise ValueError("--k600-new-classes takes one --data file (the Kinetics-600 validation annotation)")
+    if views != dict(num_temporal_clips=1, num_spatial_crops=1):
+        raise ValueError("--k600-new-classes evaluates one view per video (the paper's protocol)")
+    return zero_shot.evaluate_kinetics600_new_classes(
+        args.model, args.data[0], k400_labels=args.k400_labels, k600_labels=args.k600_labels,
+        renames=_read_renames(args.renames) if args.renames else None, num_subsets=args.num_subsets,
+        subset_size=args.subset_size, seed=args.seed, **_options(args))
 
 
 def _options(args) -> dict:
@@ -72,6 +114,8 @@ def run(args) -> int:
             report = evaluate_closed_set(args.model, args.data, args.labels, **_options(args),
                                          num_temporal_clips=args.num_temporal_clips,
                                          num_spatial_crops=args.num_spatial_crops)
+        elif args.protocol == "zero-shot":
+            report = _zero_shot(args)
         else:  # pragma: no cover - argparse restricts the choices
             raise ValueError(f"unknown protocol {args.protocol!r}")
     print(f"{args.protocol}: {_summary(report)}")
