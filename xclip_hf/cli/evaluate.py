@@ -53,6 +53,18 @@ def add_arguments(c) -> None:
     k.add_argument("--num-subsets", type=positive_int, default=3, help="seeded subsets of classes (paper: 3)")
     k.add_argument("--subset-size", type=positive_int, default=160, help="classes per subset (paper: 160)")
     k.add_argument("--seed", type=int, default=0, help="seed of the first subset (then seed+1, ...)")
+    r = sub.add_parser("retrieval", help="text->video and video->text R@1/5/10, median/mean rank from embed vectors")
+    r.add_argument("--model", required=True, help="the model the embeddings were made with")
+    r.add_argument("--captions", required=True, help="captions file: .csv/.tsv (video,caption) or .json/.jsonl")
+    r.add_argument("--embeddings", required=True, help="an `xclip-hf embed` output folder (one row per video)")
+    r.add_argument("--video-root", default=None, help="folder the caption paths are relative to")
+    r.add_argument("--output", required=True, help="folder for report.json and report.md")
+    r.add_argument("--template", default="{}", help='text template, default "{}"')
+    r.add_argument("--no-rerank", action="store_true", help="cosine only (no prompt-generator re-rank)")
+    r.add_argument("--rerank-candidates", type=positive_int, default=None,
+                   help="videos re-ranked per caption (default: search's max(4 * top_k, 50))")
+    r.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, cuda:1, ...")
+    r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _read_renames(path) -> dict:
@@ -116,6 +128,13 @@ def run(args) -> int:
                                          num_spatial_crops=args.num_spatial_crops)
         elif args.protocol == "zero-shot":
             report = _zero_shot(args)
+        elif args.protocol == "retrieval":
+            from ..evaluation.retrieval import evaluate_retrieval
+
+            report = evaluate_retrieval(args.model, args.captions, args.embeddings, output_dir=args.output,
+                                        video_root=args.video_root, rerank=not args.no_rerank,
+                                        rerank_candidates=args.rerank_candidates, template=args.template,
+                                        device=args.device)
         else:  # pragma: no cover - argparse restricts the choices
             raise ValueError(f"unknown protocol {args.protocol!r}")
     print(f"{args.protocol}: {_summary(report)}")
