@@ -53,6 +53,14 @@ def add_arguments(c) -> None:
     k.add_argument("--num-subsets", type=positive_int, default=3, help="seeded subsets of classes (paper: 3)")
     k.add_argument("--subset-size", type=positive_int, default=160, help="classes per subset (paper: 160)")
     k.add_argument("--seed", type=int, default=0, help="seed of the first subset (then seed+1, ...)")
+    f = sub.add_parser("few-shot", help="few-shot: K-shot lists + training commands, then top-1 per K (Sec. 4.3)")
+    _common(f, "evaluation annotation file (split 1)")
+    f.add_argument("--train-file", required=True, help="the full training annotation file K-shot lists are drawn from")
+    f.add_argument("--k", type=positive_int, nargs="+", default=[2, 4, 8, 16], help="shots per class (paper: 2 4 8 16)")
+    f.add_argument("--seed", type=int, default=0, help="seed of the K-shot draw and of training")
+    f.add_argument("--train", action="store_true", help="run the training commands (else: write them, evaluate "
+                   "the models already trained under --output)")
+    f.add_argument("--script", default=None, help="run_video_classification.py (default: examples/ of a checkout)")
     r = sub.add_parser("retrieval", help="text->video and video->text R@1/5/10, median/mean rank from embed vectors")
     r.add_argument("--model", required=True, help="the model the embeddings were made with")
     r.add_argument("--captions", required=True, help="captions file: .csv/.tsv (video,caption) or .json/.jsonl")
@@ -96,6 +104,29 @@ def _zero_shot(args) -> dict:
         subset_size=args.subset_size, seed=args.seed, **_options(args))
 
 
+def _few_shot(args):
+    """Write the K-shot lists and commands; train with --train; evaluate the trained models (None: none yet)."""
+    import os
+
+    from ..evaluation import few_shot
+
+    if args.labels is None:
+        raise ValueError("few-shot needs --labels (a shipped list name or an id,name csv)")
+    plan = few_shot.prepare_few_shot(args.train_file, args.data,
+                                     args.labels, args.k, args.output, ["--model_name_or_path", args.model],
+                                     seed=args.seed, video_root=args.video_root, script=args.script)
+    print(f"wrote {len(plan['lists'])} K-shot lists and {plan['script']}", file=sys.stderr)
+    if args.train:
+        few_shot.run_training(plan["commands"])
+    models = {k: d for k, d in plan["models"].items() if os.path.isfile(os.path.join(d, "config.json"))}
+    if not models:
+        print(f"no trained model yet: run {plan['script']} (or pass --train), then rerun this command")
+        return None
+    options = {k: v for k, v in _options(args).items() if k not in ("num_frames",)}
+    return few_shot.evaluate_few_shot(models, args.data, args.labels, **options,
+                                      settings={"k": args.k, "seed": args.seed, "lists": plan["lists"]})
+
+
 def _options(args) -> dict:
     return dict(output_dir=args.output, video_root=args.video_root, template=args.template,
                 num_frames=args.num_frames, batch_size=args.batch_size, on_bad_video=args.on_bad_video,
@@ -128,6 +159,10 @@ def run(args) -> int:
                                          num_spatial_crops=args.num_spatial_crops)
         elif args.protocol == "zero-shot":
             report = _zero_shot(args)
+        elif args.protocol == "few-shot":
+            report = _few_shot(args)
+            if report is None:
+                return 0
         elif args.protocol == "retrieval":
             from ..evaluation.retrieval import evaluate_retrieval
 
