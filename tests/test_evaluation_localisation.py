@@ -120,6 +120,22 @@ def test_localisation_protocol_end_to_end(tmp_path):
     with VideoFile(video) as vf:
         segs = aggregate_segments(windows, vf.frame_times, vf.duration, names)
     assert report["results"]["summary"]["frame_accuracy"] == pytest.approx(100 * frame_accuracy(segs, truth, 6))
+    # the pipeline's hook gives the same segments
+    hooked = pipe(video, candidate_labels=names, chunk_length_s=1.0, stride_length_s=0.5, aggregate="frames")
+    assert [(h["label"], h["start_s"], h["end_s"]) for h in hooked] == [(g["label"], g["start_s"], g["end_s"]) for g in segs]
+    np.testing.assert_allclose([h["score"] for h in hooked], [g["score"] for g in segs], atol=1e-6)
+    assert [(g["label"], g["start_s"], g["end_s"]) for g in segs] == [
+        (g["label"], g["start_s"], g["end_s"]) for g in report["results"]["per_video"][video]["segments"]]
     assert report["bad_videos"]["count"] == 1 and report["bad_videos"]["videos"][0]["video"].endswith("missing.mp4")
     assert {"mAP@0.3", "mAP@0.5", "mAP@0.7"} <= set(report["results"]["summary"])
     assert "frame accuracy (%)" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_cli_localisation_rejects_bad_annotations(tmp_path, capsys):
+    from xclip_hf.cli import main
+
+    (tmp_path / "seg.csv").write_text("video,start_s,end_s,label\nv.mp4,3,2,a\n")
+    (tmp_path / "m").mkdir()
+    assert main(["evaluate", "localisation", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "seg.csv"),
+                 "--chunk-length", "2", "--output", str(tmp_path / "o")]) == 2
+    assert "line 2: needs 0 <= start_s < end_s, got 3.0, 2.0" in capsys.readouterr().err

@@ -61,6 +61,15 @@ def add_arguments(c) -> None:
     f.add_argument("--train", action="store_true", help="run the training commands (else: write them, evaluate "
                    "the models already trained under --output)")
     f.add_argument("--script", default=None, help="run_video_classification.py (default: examples/ of a checkout)")
+    loc = sub.add_parser("localisation", help="untrimmed videos: frame accuracy and segment mAP@tIoU 0.3/0.5/0.7")
+    _common(loc, "segment annotation csv with columns video,start_s,end_s,label")
+    loc.add_argument("--chunk-length", type=float, required=True, metavar="SECONDS", help="window length")
+    loc.add_argument("--stride", type=float, default=None, metavar="SECONDS", help="hop between windows")
+    loc.add_argument("--aggregate", choices=["frames", "windows"], default="frames",
+                     help="frames: per-frame scores over covering windows + minimum duration; windows: merge "
+                          "consecutive window top labels (the pipeline's aggregate='segments')")
+    loc.add_argument("--min-duration", type=float, default=None, metavar="SECONDS",
+                     help="shortest segment kept by --aggregate frames (default 1 s)")
     r = sub.add_parser("retrieval", help="text->video and video->text R@1/5/10, median/mean rank from embed vectors")
     r.add_argument("--model", required=True, help="the model the embeddings were made with")
     r.add_argument("--captions", required=True, help="captions file: .csv/.tsv (video,caption) or .json/.jsonl")
@@ -163,6 +172,13 @@ def run(args) -> int:
             report = _few_shot(args)
             if report is None:
                 return 0
+        elif args.protocol == "localisation":
+            from ..evaluation.localisation import evaluate_localisation
+
+            options = {k: v for k, v in _options(args).items() if k not in ("num_frames", "progress")}
+            report = evaluate_localisation(args.model, args.data, args.labels, chunk_length_s=args.chunk_length,
+                                           stride_length_s=args.stride, aggregate=args.aggregate,
+                                           min_duration_s=args.min_duration, **options)
         elif args.protocol == "retrieval":
             from ..evaluation.retrieval import evaluate_retrieval
 

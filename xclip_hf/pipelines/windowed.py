@@ -21,7 +21,7 @@ from .video_inputs import VideoSource, download_video, is_url, normalize_videos
 
 __all__ = ["classify_windows"]
 
-AGGREGATES = ("mean", "segments")
+AGGREGATES = ("mean", "segments", "frames")
 
 
 def _check_options(options: dict) -> dict:
@@ -88,7 +88,7 @@ def _classify_one(pipe, source: VideoSource, s: dict):
     finally:
         if temp_path is not None and os.path.exists(temp_path):
             os.unlink(temp_path)
-    return _format(pipe, scored, s)
+    return _format(pipe, scored, s, times, end)
 
 
 def _score_windows(pipe, source: VideoSource, stream, total: int, s: dict) -> list:
@@ -130,8 +130,13 @@ def _ranked(pipe, scores: torch.Tensor, s: dict, top_k) -> list[dict]:
     return pipe.postprocess({"scores": scores[None], "label_set": s["label_set"]}, top_k=top_k)
 
 
-def _format(pipe, scored: list, s: dict):
+def _format(pipe, scored: list, s: dict, times=None, end=None):
     """The result of one video in the requested mode (per window, segments, or the mean over windows)."""
+    if s["mode"] == "frames":  # per-frame scores over covering windows, minimum duration (pipelines/segments.py)
+        from .segments import aggregate_segments
+
+        windows = [{"timestamp": (w.start_s, w.end_s), "labels": _ranked(pipe, row, s, None)} for w, row in scored]
+        return aggregate_segments(windows, times, end, list(s["label_set"].labels))
     if s["mode"] == "mean":
         return _ranked(pipe, torch.stack([row for _, row in scored]).mean(0), s, s["top_k"])
     windows = [{"timestamp": (round(w.start_s, 6), round(w.end_s, 6)),

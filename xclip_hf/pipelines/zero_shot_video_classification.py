@@ -140,9 +140,11 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
                 no overlap; must not exceed it).
             return_timestamps (`bool`): with windows, one entry per window
                 `{"timestamp": (start_s, end_s), "labels": [{"score", "label"}, ...]}` (`top_k` applies per window).
-            aggregate (`"mean"` or `"segments"`): with windows, `"segments"` merges consecutive windows with the same
-                top label into `{"start_s", "end_s", "label", "score"}`; `"mean"` (the default without
-                `return_timestamps`) averages the windows' scores into one ranked list.
+            aggregate (`"mean"`, `"segments"` or `"frames"`): with windows, `"segments"` merges consecutive windows
+                with the same top label into `{"start_s", "end_s", "label", "score"}`; `"frames"` makes such segments
+                from per-frame scores averaged over every covering window, with a 1 s minimum duration
+                (`pipelines/segments.py`); `"mean"` (the default without `return_timestamps`) averages the windows'
+                scores into one ranked list.
             fps (`float`): frame rate of a frame array (arrays have no clock; required for windows over arrays).
             progress (`bool`, optional): show a progress bar over windows (default: only on a terminal).
 
