@@ -1,6 +1,11 @@
 """`xclip-hf evaluate PROTOCOL ...`: the paper's evaluation protocols with a report (report.json + report.md).
 
     xclip-hf evaluate closed-set --model M --data val.txt --labels kinetics400 --num-temporal-clips 4 --num-spatial-crops 3 --output out/
+    xclip-hf evaluate zero-shot --model M --data split1.txt split2.txt split3.txt --labels ucf101 --output out/
+    xclip-hf evaluate zero-shot --k600-new-classes --model M --data k600_val.txt --output out/
+    xclip-hf evaluate few-shot --model M --train-file train.txt --data test1.txt --labels hmdb51 --k 2 4 8 16 --output out/
+    xclip-hf evaluate retrieval --model M --captions captions.csv --embeddings emb/ --output out/
+    xclip-hf evaluate localisation --model M --data segments.csv --chunk-length 2 --stride 0.5 --output out/
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ import sys
 
 from .common import check_model_source, device_arg, library_progress, positive_int
 
-HELP = "evaluate a model with the paper's protocols (closed-set, ...) and write a report"
+HELP = "evaluate with the paper's protocols (closed-set, zero-shot, few-shot), retrieval, localisation"
 
 
 def _common(p, data_help: str, nargs=None) -> None:
@@ -69,7 +74,7 @@ def add_arguments(c) -> None:
                      help="frames: per-frame scores over covering windows + minimum duration; windows: merge "
                           "consecutive window top labels (the pipeline's aggregate='segments')")
     loc.add_argument("--min-duration", type=float, default=None, metavar="SECONDS",
-                     help="shortest segment kept by --aggregate frames (default 1 s)")
+                     help="shortest segment kept by --aggregate frames (default: 0.625 x the window length)")
     r = sub.add_parser("retrieval", help="text->video and video->text R@1/5/10, median/mean rank from embed vectors")
     r.add_argument("--model", required=True, help="the model the embeddings were made with")
     r.add_argument("--captions", required=True, help="captions file: .csv/.tsv (video,caption) or .json/.jsonl")

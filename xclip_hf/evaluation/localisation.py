@@ -121,9 +121,10 @@ def evaluate_localisation(model, segments_file, labels=None, *, chunk_length_s: 
     """Frame accuracy and segment mAP of the windowed pipeline's output over the videos of `segments_file`.
 
     `aggregate="frames"`: `pipelines.segments.aggregate_segments` (per-frame averaging + minimum duration);
-    `"windows"`: the pipeline's own `merge_segments` of the window top labels (for comparison). `labels`: class
+    `"windows"`: the pipeline's own `merge_segments` of the window top labels (for comparison). `min_duration_s`:
+    default `segments.MIN_DURATION_FRACTION` of the window length. `labels`: class
     names (default: the annotated ones)."""
-    from ..pipelines.segments import DEFAULT_MIN_DURATION_S, aggregate_segments
+    from ..pipelines.segments import aggregate_segments
     from ..video.reader import VideoFile
     from ..video.timing import frame_times_at_rate
     from ..video.windows import merge_segments
@@ -138,7 +139,6 @@ def evaluate_localisation(model, segments_file, labels=None, *, chunk_length_s: 
     unknown = sorted({s["label"] for v in truth.values() for s in v} - set(class_names))
     if unknown:
         raise ValueError(f"annotated labels {unknown[:5]} are not among the {len(class_names)} classes")
-    min_duration_s = DEFAULT_MIN_DURATION_S if min_duration_s is None else float(min_duration_s)
     pipe = model if hasattr(model, "text_features") else build_pipeline(model, processor, device, dtype)
     predicted, accuracies, bad = {}, {}, []
     for video, segs in truth.items():

@@ -142,7 +142,7 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
                 `{"timestamp": (start_s, end_s), "labels": [{"score", "label"}, ...]}` (`top_k` applies per window).
             aggregate (`"mean"`, `"segments"` or `"frames"`): with windows, `"segments"` merges consecutive windows
                 with the same top label into `{"start_s", "end_s", "label", "score"}`; `"frames"` makes such segments
-                from per-frame scores averaged over every covering window, with a 1 s minimum duration
+                from per-frame scores averaged over every covering window, with a minimum duration of 0.625 windows
                 (`pipelines/segments.py`); `"mean"` (the default without `return_timestamps`) averages the windows'
                 scores into one ranked list.
             fps (`float`): frame rate of a frame array (arrays have no clock; required for windows over arrays).
