@@ -10,9 +10,9 @@
 2. fine-tunes a small X-CLIP with `examples/run_video_classification.py`, then the same model with
    cross-frame attention and MIT switched off by config: the paper's CLIP-Mean baseline (Sec. 4.5, Tab. 6),
    which averages per-frame features and so cannot see the order of the frames;
-3. reloads each model with `AutoModel`, classifies the held-out videos with
-   `pipeline("zero-shot-video-classification")`, prints top-1 and a per-class table, and saves a PNG with the
-   training losses and the confusion matrices.
+3. evaluates each model on the held-out videos with `xclip_hf.evaluation` (the code of `xclip-hf evaluate
+   closed-set`, through `pipeline("zero-shot-video-classification")`), prints top-1 and a per-class table, and
+   saves a PNG with the training losses and the confusion matrices.
 
 The held-out videos of each pair are exact time reverses of each other (same frames, backwards, lossless), so a
 model blind to frame order gives both videos of a test pair the same answer: at most 50 % on every pair.
@@ -80,29 +80,19 @@ def train(name: str, args, data, tokenizer_dir: str, overrides: str) -> str:
 
 
 def classify(model_dir: str, videos: list[str], class_names: list[str]) -> np.ndarray:
-    """Reload with AutoModel and classify with pipeline("zero-shot-video-classification"): top-1 class ids."""
-    from transformers import AutoModel, pipeline
+    """Top-1 class ids of `videos` through the evaluation code (`xclip_hf.evaluation`: the zero-shot pipeline)."""
+    from xclip_hf.evaluation import build_pipeline, score_videos
 
-    from xclip_hf import XClipProcessor
-
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the classifier's class-text buffers are not XClipModel weights: no report
-    model = AutoModel.from_pretrained(model_dir)  # XClipModel: the two-tower model inside the classifier
-    hf_logging.set_verbosity(verbosity)
-    processor = XClipProcessor.from_pretrained(model_dir)
-    classifier = pipeline("zero-shot-video-classification", model=model, processor=processor)
-    results = classifier(videos, candidate_labels=class_names, batch_size=16)
-    index = {name: i for i, name in enumerate(class_names)}
-    return np.array([index[r[0]["label"]] for r in results])
+    scored = score_videos(build_pipeline(model_dir), videos, class_names, batch_size=16, on_bad_video="raise",
+                          progress=False)
+    return scored.scores.argmax(1)
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts[true, predicted]."""
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (labels, predictions), 1)
-    return matrix
+    """Rows: true class, columns: predicted class (the evaluation code's matrix)."""
+    from xclip_hf.evaluation.metrics import confusion_matrix as matrix
+
+    return matrix(predictions, labels, num_classes)
 
 
 def per_class_table(matrices: dict, class_names: list[str]) -> str:
@@ -228,13 +218,15 @@ def main(argv=None):
     runs = {"X-CLIP": train("xclip", args, data, tokenizer_dir, MODEL_OVERRIDES),
             "CLIP-Mean": train("clip_mean", args, data, tokenizer_dir, f"{MODEL_OVERRIDES},{CLIP_MEAN_OVERRIDES}")}
 
-    lines = open(data.test_file).read().split("\n")
-    videos = [os.path.join(data.root, line.rsplit(" ", 1)[0]) for line in lines if line]
-    labels = np.array([int(line.rsplit(" ", 1)[1]) for line in lines if line])
+    from xclip_hf.evaluation import evaluate_closed_set
+
     matrices = {}
-    for name, out in runs.items():
-        print(f"\n[{name}] classifying {len(videos)} held-out videos with pipeline('zero-shot-video-classification')", flush=True)
-        matrices[name] = confusion_matrix(labels, classify(out, videos, data.class_names), len(data.class_names))
+    for name, out in runs.items():  # the held-out accuracy comes from the evaluation code (xclip-hf evaluate)
+        print(f"\n[{name}] evaluating the held-out videos (xclip_hf.evaluation, closed-set, 1 view)", flush=True)
+        report = evaluate_closed_set(out, data.test_file, data.labels_file, video_root=data.root, batch_size=16,
+                                     on_bad_video="raise", progress=False)
+        matrices[name] = np.array(report["results"]["confusion_matrix"])
+    videos = report["results"]["predictions"]
 
     top1 = {name: float(np.trace(m) / m.sum()) for name, m in matrices.items()}
     print("\nper-class top-1 on held-out videos")

@@ -11,6 +11,7 @@ and `run(args) -> int`; modules import torch/transformers inside `run` only, so 
 
 Exit status, the same for every subcommand (`common.exit_status`): 0 success, 1 a runtime failure (one line
 naming the file), 2 bad arguments.
+    xclip-hf evaluate PROTOCOL --model M --data FILE --output DIR ...   (closed-set, zero-shot, ...)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ COMMANDS = {
     "export": "export",
     "app": "app",
     "export-onnx": "export_onnx",
+    "evaluate": "evaluate",
 }
 
 

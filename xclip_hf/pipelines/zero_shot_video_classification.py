@@ -32,6 +32,7 @@ import sys
 import types
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from transformers.pipelines import PIPELINE_REGISTRY
@@ -51,7 +52,7 @@ TASK = "zero-shot-video-classification"
 CALL_OPTIONS = ("candidate_labels", "hypothesis_template", "top_k", "num_temporal_clips", "num_spatial_crops",
                 "num_frames", "chunk_length_s", "stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
 WINDOW_ONLY = ("stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
-AGGREGATES = ("mean", "segments")
+AGGREGATES = ("mean", "segments", "frames")
 CHUNK_FIELDS = ("label_set", "video_name", "timestamp", "num_chunks", "video_index")  # passed through the forward
 
 __all__ = ["ZeroShotVideoClassificationPipeline", "register_pipeline", "average_view_probabilities"]
@@ -222,9 +223,11 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                 no overlap; must not exceed it).
             return_timestamps (`bool`): with windows, one entry per window
                 `{"timestamp": (start_s, end_s), "labels": [{"score", "label"}, ...]}` (`top_k` applies per window).
-            aggregate (`"mean"` or `"segments"`): with windows, `"segments"` merges consecutive windows with the same
-                top label into `{"start_s", "end_s", "label", "score"}`; `"mean"` (the default without
-                `return_timestamps`) averages the windows' scores into one ranked list.
+            aggregate (`"mean"`, `"segments"` or `"frames"`): with windows, `"segments"` merges consecutive windows
+                with the same top label into `{"start_s", "end_s", "label", "score"}`; `"frames"` makes such segments
+                from per-frame scores averaged over every covering window, with a minimum duration of 0.625 windows
+                (`pipelines/segments.py`); `"mean"` (the default without `return_timestamps`) averages the windows'
+                scores into one ranked list.
             fps (`float`): the clock of frame arrays (they have none; required for windows over arrays). Refused for
                 a file, which has its own (its frames' presentation times).
             progress (`bool`, optional): show a progress bar over windows (default: only on a terminal).
@@ -296,7 +299,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         if options.get("num_temporal_clips", 1) != 1:
             raise ValueError("num_temporal_clips > 1 does not apply to windows (each window is one temporal clip); "
                              "use a shorter stride_length_s for denser coverage")
-        if aggregate == "segments" and top_k is not None:
+        if aggregate in ("segments", "frames") and top_k is not None:
             raise ValueError(f"top_k={top_k!r} does not apply to aggregate='segments' (each segment has one label, its "
                              "windows' top label); use return_timestamps=True for the top_k labels of every window")
         return "windows" if timestamps else (aggregate or "mean")
@@ -347,6 +350,11 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         windows = [{"timestamp": tuple(round(float(t), 6) for t in chunk["timestamp"]),
                     "labels": _ranked(chunk["scores"], label_set, top_k if mode == "windows" else None)}
                    for chunk in chunks]
+        if mode == "frames":  # per-frame scores over the covering windows, on a 10 ms grid (pipelines/segments.py)
+            from .segments import aggregate_segments
+
+            end = max(w["timestamp"][1] for w in windows)
+            return aggregate_segments(windows, np.arange(0.0, end, 0.01), end, list(label_set.labels))
         return windows if mode == "windows" else merge_segments(windows)
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):

@@ -1,0 +1,198 @@
+"""`xclip-hf evaluate PROTOCOL ...`: the paper's evaluation protocols with a report (report.json + report.md).
+
+    xclip-hf evaluate closed-set --model M --data val.txt --labels kinetics400 --num-temporal-clips 4 --num-spatial-crops 3 --output out/
+    xclip-hf evaluate zero-shot --model M --data split1.txt split2.txt split3.txt --labels ucf101 --output out/
+    xclip-hf evaluate zero-shot --k600-new-classes --model M --data k600_val.txt --output out/
+    xclip-hf evaluate few-shot --model M --train-file train.txt --data test1.txt --labels hmdb51 --k 2 4 8 16 --output out/
+    xclip-hf evaluate retrieval --model M --captions captions.csv --embeddings emb/ --output out/
+    xclip-hf evaluate localisation --model M --data segments.csv --chunk-length 2 --stride 0.5 --output out/
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .common import check_model_source, device_arg, library_progress, positive_int
+
+HELP = "evaluate with the paper's protocols (closed-set, zero-shot, few-shot), retrieval, localisation"
+
+
+def _common(p, data_help: str, nargs=None) -> None:
+    p.add_argument("--model", required=True, help="model directory or hub id")
+    p.add_argument("--data", required=True, nargs=nargs, help=data_help)
+    p.add_argument("--labels", default=None,
+                   help="class names: a shipped list (kinetics400, kinetics600, ucf101, hmdb51) or an id,name csv")
+    p.add_argument("--video-root", default=None, help="folder the annotation paths are relative to (default: its folder)")
+    p.add_argument("--output", required=True, help="folder for report.json, report.md (and figures)")
+    p.add_argument("--template", default="{}", help='text template, default "{}" (the paper\'s bare label)')
+    p.add_argument("--num-frames", type=positive_int, default=None, help="frames per view (default: the model's)")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="videos per model forward")
+    p.add_argument("--on-bad-video", choices=["skip", "raise"], default="skip",
+                   help="skip (count and list in the report) or stop at a video that cannot be read")
+    p.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--paper-figures", default=None, help="paper_figures.json (default: model_cards/ of a checkout)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _views(p, temporal: int = 1, spatial: int = 1) -> None:
+    p.add_argument("--num-temporal-clips", type=positive_int, default=temporal, help="temporal views (paper: 4)")
+    p.add_argument("--num-spatial-crops", type=int, choices=[1, 3], default=spatial, help="spatial crops (paper: 3)")
+
+
+def add_arguments(c) -> None:
+    sub = c.add_subparsers(dest="protocol", required=True)
+    p = sub.add_parser("closed-set", help="fully supervised: top-1/top-5, per-class accuracy, confusion matrix (Sec. 4.2)")
+    _common(p, "annotation file: X-CLIP 'path label' .txt, or .csv/.json/.jsonl with video,label columns")
+    _views(p)
+    z = sub.add_parser("zero-shot", help="zero-shot: per-split top-1/top-5, mean ± std over splits (Sec. 4.4)")
+    _common(z, "one annotation file per test split (UCF-101 / HMDB-51: three); with --k600-new-classes, the "
+               "Kinetics-600 validation annotation (K600 ids)", nargs="+")
+    _views(z)
+    k = z.add_argument_group("Kinetics-600 new classes")
+    k.add_argument("--k600-new-classes", action="store_true",
+                   help="evaluate on the K600 classes absent from K400 (derived from the two label lists)")
+    k.add_argument("--k400-labels", default="kinetics400", help="Kinetics-400 list (name or id,name csv)")
+    k.add_argument("--k600-labels", default="kinetics600", help="Kinetics-600 list (name or id,name csv)")
+    k.add_argument("--renames", default=None, help="csv of 'k400 name,k600 name' pairs for renamed classes")
+    k.add_argument("--num-subsets", type=positive_int, default=3, help="seeded subsets of classes (paper: 3)")
+    k.add_argument("--subset-size", type=positive_int, default=160, help="classes per subset (paper: 160)")
+    k.add_argument("--seed", type=int, default=0, help="seed of the first subset (then seed+1, ...)")
+    f = sub.add_parser("few-shot", help="few-shot: K-shot lists + training commands, then top-1 per K (Sec. 4.3)")
+    _common(f, "evaluation annotation file (split 1)")
+    f.add_argument("--train-file", required=True, help="the full training annotation file K-shot lists are drawn from")
+    f.add_argument("--k", type=positive_int, nargs="+", default=[2, 4, 8, 16], help="shots per class (paper: 2 4 8 16)")
+    f.add_argument("--seed", type=int, default=0, help="seed of the K-shot draw and of training")
+    f.add_argument("--train", action="store_true", help="run the training commands (else: write them, evaluate "
+                   "the models already trained under --output)")
+    f.add_argument("--script", default=None, help="run_video_classification.py (default: examples/ of a checkout)")
+    loc = sub.add_parser("localisation", help="untrimmed videos: frame accuracy and segment mAP@tIoU 0.3/0.5/0.7")
+    _common(loc, "segment annotation csv with columns video,start_s,end_s,label")
+    loc.add_argument("--chunk-length", type=float, required=True, metavar="SECONDS", help="window length")
+    loc.add_argument("--stride", type=float, default=None, metavar="SECONDS", help="hop between windows")
+    loc.add_argument("--aggregate", choices=["frames", "windows"], default="frames",
+                     help="frames: per-frame scores over covering windows + minimum duration; windows: merge "
+                          "consecutive window top labels (the pipeline's aggregate='segments')")
+    loc.add_argument("--min-duration", type=float, default=None, metavar="SECONDS",
+                     help="shortest segment kept by --aggregate frames (default: 0.625 x the window length)")
+    r = sub.add_parser("retrieval", help="text->video and video->text R@1/5/10, median/mean rank from embed vectors")
+    r.add_argument("--model", required=True, help="the model the embeddings were made with")
+    r.add_argument("--captions", required=True, help="captions file: .csv/.tsv (video,caption) or .json/.jsonl")
+    r.add_argument("--embeddings", required=True, help="an `xclip-hf embed` output folder (one row per video)")
+    r.add_argument("--video-root", default=None, help="folder the caption paths are relative to")
+    r.add_argument("--output", required=True, help="folder for report.json and report.md")
+    r.add_argument("--template", default="{}", help='text template, default "{}"')
+    r.add_argument("--no-rerank", action="store_true", help="cosine only (no prompt-generator re-rank)")
+    r.add_argument("--rerank-candidates", type=positive_int, default=None,
+                   help="videos re-ranked per caption (default: search's max(4 * top_k, 50))")
+    r.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, cuda:1, ...")
+    r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _read_renames(path) -> dict:
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = [row for row in csv.reader(f) if row and not row[0].startswith("#")]
+    bad = [row for row in rows if len(row) != 2]
+    if bad:
+        raise ValueError(f"renames file {path!r}: expected 'k400 name,k600 name' rows, got {bad[0]}")
+    return {a.strip(): b.strip() for a, b in rows}
+
+
+def _zero_shot(args) -> dict:
+    from ..evaluation import zero_shot
+
+    views = dict(num_temporal_clips=args.num_temporal_clips, num_spatial_crops=args.num_spatial_crops)
+    if not args.k600_new_classes:
+        if args.labels is None:
+            raise ValueError("zero-shot needs --labels (a shipped list name or an id,name csv)")
+        return zero_shot.evaluate_zero_shot(args.model, args.data, args.labels, **_options(args), **views)
+    if len(args.data) != 1:
+        raise ValueError("--k600-new-classes takes one --data file (the Kinetics-600 validation annotation)")
+    if views != dict(num_temporal_clips=1, num_spatial_crops=1):
+        raise ValueError("--k600-new-classes evaluates one view per video (the paper's protocol)")
+    return zero_shot.evaluate_kinetics600_new_classes(
+        args.model, args.data[0], k400_labels=args.k400_labels, k600_labels=args.k600_labels,
+        renames=_read_renames(args.renames) if args.renames else None, num_subsets=args.num_subsets,
+        subset_size=args.subset_size, seed=args.seed, **_options(args))
+
+
+def _few_shot(args):
+    """Write the K-shot lists and commands; train with --train; evaluate the trained models (None: none yet)."""
+    import os
+
+    from ..evaluation import few_shot
+
+    if args.labels is None:
+        raise ValueError("few-shot needs --labels (a shipped list name or an id,name csv)")
+    plan = few_shot.prepare_few_shot(args.train_file, args.data,
+                                     args.labels, args.k, args.output, ["--model_name_or_path", args.model],
+                                     seed=args.seed, video_root=args.video_root, script=args.script)
+    print(f"wrote {len(plan['lists'])} K-shot lists and {plan['script']}", file=sys.stderr)
+    if args.train:
+        few_shot.run_training(plan["commands"])
+    models = {k: d for k, d in plan["models"].items() if os.path.isfile(os.path.join(d, "config.json"))}
+    if not models:
+        print(f"no trained model yet: run {plan['script']} (or pass --train), then rerun this command")
+        return None
+    options = {k: v for k, v in _options(args).items() if k not in ("num_frames",)}
+    return few_shot.evaluate_few_shot(models, args.data, args.labels, **options,
+                                      settings={"k": args.k, "seed": args.seed, "lists": plan["lists"]})
+
+
+def _options(args) -> dict:
+    return dict(output_dir=args.output, video_root=args.video_root, template=args.template,
+                num_frames=args.num_frames, batch_size=args.batch_size, on_bad_video=args.on_bad_video,
+                device=args.device, dtype=None if args.dtype == "auto" else args.dtype,
+                progress=False if args.no_progress else None, paper_figures=args.paper_figures)
+
+
+def _summary(report: dict) -> str:
+    results = report["results"].get("summary", {})
+    parts = []
+    for key, value in results.items():
+        if isinstance(value, dict) and "mean" in value:
+            parts.append(f"{key} {value['mean']:.2f} ± {value['std']:.2f}")
+        elif isinstance(value, float):
+            parts.append(f"{key} {value:.2f}")
+    bad = report["bad_videos"]["count"]
+    return ", ".join(parts) + (f"; {bad} bad video(s) skipped" if bad else "")
+
+
+def run(args) -> int:
+    check_model_source(args.model)
+    with library_progress(args.no_progress):
+        if args.protocol == "closed-set":
+            from ..evaluation.closed_set import evaluate_closed_set
+
+            if args.labels is None:
+                raise ValueError("closed-set needs --labels (a shipped list name or an id,name csv)")
+            report = evaluate_closed_set(args.model, args.data, args.labels, **_options(args),
+                                         num_temporal_clips=args.num_temporal_clips,
+                                         num_spatial_crops=args.num_spatial_crops)
+        elif args.protocol == "zero-shot":
+            report = _zero_shot(args)
+        elif args.protocol == "few-shot":
+            report = _few_shot(args)
+            if report is None:
+                return 0
+        elif args.protocol == "localisation":
+            from ..evaluation.localisation import evaluate_localisation
+
+            options = {k: v for k, v in _options(args).items() if k not in ("num_frames", "progress")}
+            report = evaluate_localisation(args.model, args.data, args.labels, chunk_length_s=args.chunk_length,
+                                           stride_length_s=args.stride, aggregate=args.aggregate,
+                                           min_duration_s=args.min_duration, **options)
+        elif args.protocol == "retrieval":
+            from ..evaluation.retrieval import evaluate_retrieval
+
+            report = evaluate_retrieval(args.model, args.captions, args.embeddings, output_dir=args.output,
+                                        video_root=args.video_root, rerank=not args.no_rerank,
+                                        rerank_candidates=args.rerank_candidates, template=args.template,
+                                        device=args.device)
+        else:  # pragma: no cover - argparse restricts the choices
+            raise ValueError(f"unknown protocol {args.protocol!r}")
+    print(f"{args.protocol}: {_summary(report)}")
+    print(f"wrote {report['files']['json']} and {report['files']['md']}", file=sys.stderr)
+    return 0

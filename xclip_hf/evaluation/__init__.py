@@ -1,0 +1,11 @@
+"""`xclip_hf.evaluation`: the paper's evaluation protocols (closed-set, zero-shot, few-shot), retrieval and temporal
+localisation metrics, with a report (`xclip-hf evaluate`)."""
+
+from .closed_set import evaluate_closed_set, read_annotations
+from .labels import LABEL_LISTS, load_label_list, resolve_labels
+from .metrics import classification_figures, mean_std
+from .report import write_report
+from .runner import build_pipeline, score_videos
+
+__all__ = ["evaluate_closed_set", "read_annotations", "LABEL_LISTS", "load_label_list", "resolve_labels",
+           "classification_figures", "mean_std", "write_report", "build_pipeline", "score_videos"]

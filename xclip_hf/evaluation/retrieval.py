@@ -1,0 +1,145 @@
+"""Text-video retrieval from `xclip-hf embed` vectors: text->video and video->text R@1/R@5/R@10, median and mean rank.
+
+Scores come from the search's public API (`corpus.search.search_videos` over the embedded dataset, every video
+ranked for every caption): the cosine of the stored video embedding and the caption's text feature, and, with
+`rerank=True`, the prompt-generator re-rank of the `rerank_candidates` best videos per caption (their score is the
+zero-shot pipeline's logit; the others keep exp(logit_scale) * cosine, the same scale). Video->text uses the same
+(caption, video) scores read per video.
+
+Rank and ties (`retrieval_ranks`): a query's rank is 1 + the number of WRONG candidates whose score is at least
+the best score of a correct candidate (ties count against the query: a constant score matrix gives every query the
+worst rank, never R@1 = 100%). A video with several captions is a hit for video->text when its best caption ranks
+within K.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+
+__all__ = ["retrieval_ranks", "retrieval_metrics", "read_captions", "evaluate_retrieval"]
+
+RECALL_AT = (1, 5, 10)
+
+
+def retrieval_ranks(scores, relevant) -> np.ndarray:
+    """Rank (1-based) of each query's best correct candidate: scores (Q, C), relevant (Q, C) boolean."""
+    scores = np.asarray(scores, dtype=np.float64)
+    relevant = np.asarray(relevant, dtype=bool)
+    if scores.shape != relevant.shape or scores.ndim != 2:
+        raise ValueError(f"scores {scores.shape} and relevant {relevant.shape} must be the same (Q, C) shape")
+    if not relevant.any(1).all():
+        raise ValueError(f"query {int(np.flatnonzero(~relevant.any(1))[0])} has no correct candidate")
+    best = np.where(relevant, scores, -np.inf).max(1, keepdims=True)
+    return 1 + ((scores >= best) & ~relevant).sum(1)
+
+
+def retrieval_metrics(scores, relevant, recall_at=RECALL_AT) -> dict:
+    """R@K (%), median rank, mean rank of `retrieval_ranks`."""
+    ranks = retrieval_ranks(scores, relevant)
+    out = {f"R@{k}": float(100.0 * np.mean(ranks <= k)) for k in recall_at}
+    out.update(median_rank=float(np.median(ranks)), mean_rank=float(np.mean(ranks)), num_queries=int(len(ranks)))
+    return out
+
+
+def read_captions(path, video_root=None) -> list[tuple[str, str]]:
+    """(absolute video path, caption) pairs from a .csv/.tsv (columns video,caption), a .json list or .jsonl of
+    {"video", "caption"} objects; several captions per video allowed."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"captions file not found: {path!r}")
+    root = os.fspath(video_root) if video_root is not None else os.path.dirname(os.path.abspath(path))
+    ext = os.path.splitext(path)[1].lower()
+    with open(path, encoding="utf-8", newline="") as f:
+        if ext in (".csv", ".tsv"):
+            rows = list(csv.DictReader(f, delimiter="\t" if ext == ".tsv" else ","))
+        elif ext == ".json":
+            rows = json.load(f)
+        elif ext == ".jsonl":
+            rows = [json.loads(line) for line in f if line.strip()]
+        else:
+            raise ValueError(f"captions file {path!r} must be .csv, .tsv, .json or .jsonl")
+    pairs = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not str(row.get("video") or "").strip() or not str(row.get("caption") or "").strip():
+            raise ValueError(f"captions file {path!r} row {i}: needs a non-empty 'video' and 'caption', got {row!r}")
+        pairs.append((os.path.abspath(os.path.join(root, str(row["video"]).strip())), str(row["caption"]).strip()))
+    if not pairs:
+        raise ValueError(f"captions file {path!r} has no rows")
+    return pairs
+
+
+def _score_matrix(dataset, captions: list[str], videos: list[str], model, processor, rerank: bool,
+                  rerank_candidates: int | None, template: str, device) -> np.ndarray:
+    """(captions, videos) scores through `search_videos`, every video ranked for every distinct caption (a caption
+    shared by several videos is searched once)."""
+    from ..corpus.search import search_videos
+
+    column = {v: j for j, v in enumerate(videos)}
+    distinct = list(dict.fromkeys(captions))
+    results = search_videos(dataset, distinct, model, processor, top_k=len(videos), rerank=rerank,
+                            rerank_candidates=rerank_candidates, template=template, device=device)
+    unique_scores = np.full((len(distinct), len(videos)), -np.inf)
+    for q, hits in enumerate(results):
+        for hit in hits:
+            j = column.get(os.path.abspath(hit["path"]))
+            if j is not None:
+                unique_scores[q, j] = hit["score"]
+    row = {caption: q for q, caption in enumerate(distinct)}
+    return unique_scores[[row[c] for c in captions]]
+
+
+def evaluate_retrieval(model, captions_file, embeddings, *, output_dir=None, video_root=None, processor=None,
+                       rerank: bool = True, rerank_candidates: int | None = None, template: str = "{}",
+                       device=None, paper_figures=None) -> dict:
+    """Retrieval figures of `embeddings` (an `xclip-hf embed` output dir, one row per video) for a captions file:
+    cosine always, and the re-ranked scores too when `rerank` and the rows stored `video_context`."""
+    from datasets import load_from_disk
+
+    from ..corpus.search import load_search_model
+    from .report import build_report, model_identity, write_report
+
+    pairs = read_captions(captions_file, video_root)
+    dataset = load_from_disk(os.fspath(embeddings)) if isinstance(embeddings, (str, os.PathLike)) else embeddings
+    paths = [os.path.abspath(p) for p in dataset["path"]]
+    if len(set(paths)) != len(paths):
+        raise ValueError(f"embeddings {os.fspath(embeddings)!r} hold several rows per video (windows); embed "
+                         "without --chunk-length for retrieval")
+    errors = dict(zip(paths, dataset["error"])) if "error" in dataset.column_names else {}
+    bad = [{"video": v, "error": errors[v] if errors.get(v) else "not in the embeddings"}
+           for v in dict.fromkeys(v for v, _ in pairs) if v not in errors or errors.get(v)]
+    bad_set = {b["video"] for b in bad}
+    pairs = [(v, c) for v, c in pairs if v not in bad_set]
+    if not pairs:
+        raise ValueError("no caption's video has an embedding; the first problem: "
+                         f"{bad[0]['video']}: {bad[0]['error']}")
+    videos = list(dict.fromkeys(v for v, _ in pairs))  # candidates: the captioned videos that have vectors
+    captions = [c for _, c in pairs]
+    relevant = np.zeros((len(pairs), len(videos)), dtype=bool)
+    relevant[np.arange(len(pairs)), [videos.index(v) for v, _ in pairs]] = True
+    net, processor = load_search_model(model, processor, device)
+    kinds = {"cosine": False}
+    if rerank and "video_context" in dataset.column_names:
+        kinds["rerank"] = True
+    wanted = set(videos)
+    subset = dataset.select([i for i, p in enumerate(paths) if p in wanted]) if len(wanted) < len(paths) else dataset
+    results = {}
+    for name, use_rerank in kinds.items():
+        scores = _score_matrix(subset, captions, videos, net, processor, use_rerank, rerank_candidates, template,
+                               device)
+        t2v, v2t = retrieval_metrics(scores, relevant), retrieval_metrics(scores.T, relevant.T)
+        results[name] = {**{f"t2v_{k}": v for k, v in t2v.items()}, **{f"v2t_{k}": v for k, v in v2t.items()}}
+    identity = model_identity(net, model if isinstance(model, (str, os.PathLike)) else None)
+    source = os.fspath(embeddings) if isinstance(embeddings, (str, os.PathLike)) else None
+    settings = {"captions_file": os.fspath(captions_file), "embeddings": source,
+                "num_captions": len(captions), "num_videos": len(videos), "template": template,
+                "rerank": "rerank" in kinds, "rerank_candidates": rerank_candidates,
+                "tie_rule": "wrong candidates tied with the best correct one rank above it"}
+    summary = results.get("rerank", results["cosine"])
+    report = build_report("retrieval", settings, identity, {"summary": summary, **results}, bad)
+    if output_dir is not None:
+        report["files"] = write_report(output_dir, report)
+    return report
