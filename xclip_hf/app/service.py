@@ -185,19 +185,21 @@ class AppService:
 
         vp = self.processor.video_processor
         with open_video(path) as video:
-            fps, length = video.fps, video.num_frames
+            length, times = video.num_frames, np.asarray(video.frame_times)
             if window is None:
                 indices = np.asarray(vp.sample_indices(length, num_frames=self.num_frames))[0]
                 pixels = vp([path], return_tensors="pt", num_frames=self.num_frames)["pixel_values"][0]
             else:
-                plan = plan_windows(length, fps, chunk_length_s, stride_length_s, self.num_frames, repr(path))
+                plan = plan_windows(times, video.duration, chunk_length_s, stride_length_s, self.num_frames,
+                                    name=repr(path))
                 chosen = min(plan, key=lambda w: abs(w.start_s - window[0]) + abs(w.end_s - window[1]))
                 indices = chosen.indices
                 frames = video.get_frames(indices)
                 pixels = vp([frames], return_tensors="pt", num_frames=self.num_frames,
                             do_sample_frames=False)["pixel_values"][0]
         images = self._to_images(pixels)
-        return [(image, f"{int(i) / fps:.2f} s" if fps > 0 else f"frame {int(i)}") for image, i in zip(images, indices)]
+        return [(image, f"{times[int(i)]:.2f} s" if len(times) > int(i) else f"frame {int(i)}")
+                for image, i in zip(images, indices)]
 
     def _to_images(self, pixels) -> list[np.ndarray]:
         """(T, 3, H, W) model input -> uint8 (H, W, 3) images (normalisation and rescaling undone)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import check_model_arg, check_model_source, device_arg, library_progress
+from .common import check_model_source, device_arg, library_progress
 
 HELP = "a local web app: classify a video against typed labels (timeline for long videos), search an index"
 
@@ -37,7 +37,6 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from ..app import AppLimits, build_app, launch_app
 
-    check_model_arg(args.model)
     check_model_source(args.model)
     limits = AppLimits(max_upload_mb=args.max_upload_mb, max_video_s=args.max_video_s)
     with library_progress(no_progress=False):  # transformers' weight-loading bar only on a terminal

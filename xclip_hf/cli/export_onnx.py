@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from .common import check_model_arg, check_model_source
+from .common import check_model_source
 
 HELP = "export a model to ONNX graphs (float32 or int8) that run without torch models (ONNX Runtime / OpenVINO)"
 
@@ -28,7 +28,6 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from ..deploy.export import export_onnx
 
-    check_model_arg(args.model)
     check_model_source(args.model)
     out = export_onnx(args.model, args.output, quantize=args.quantize, opset=args.opset, runtime=args.runtime)
     files = sorted(name for name in os.listdir(out) if name.endswith(".onnx"))
