@@ -135,5 +135,5 @@ def test_cli_localisation_rejects_bad_annotations(tmp_path, capsys):
     (tmp_path / "seg.csv").write_text("video,start_s,end_s,label\nv.mp4,3,2,a\n")
     (tmp_path / "m").mkdir()
     assert main(["evaluate", "localisation", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "seg.csv"),
-                 "--chunk-length", "2", "--output", str(tmp_path / "o")]) == 2
+                 "--chunk-length", "2", "--output", str(tmp_path / "o")]) == 1  # a bad file: a runtime failure
     assert "line 2: needs 0 <= start_s < end_s, got 3.0, 2.0" in capsys.readouterr().err

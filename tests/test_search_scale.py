@@ -158,7 +158,8 @@ def test_rerank_at_scale_equals_oracle_and_pipeline(corpus):
     labels = build_label_set([QUERY])
     real = {paths[at] for at in REAL_AT}
     for path in real:
-        pixel_values = pipe.preprocess(path, label_set=labels)["pixel_values"]
+        (chunk,) = pipe.preprocess(path, label_set=labels)  # one chunk: the whole video, one view
+        pixel_values = chunk["pixel_values"]
         with torch.no_grad():
             logit = pipe.model(pixel_values=pixel_values, text_embeds=pipe.text_features(labels)).logits_per_video
         scores = [h["score"] for h in hits if h["path"] == path]

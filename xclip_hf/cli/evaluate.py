@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import check_model_source, device_arg, library_progress, positive_int
+from .common import check_model_source, device_arg, library_progress, positive_int, usage_errors
 
 HELP = "evaluate with the paper's protocols (closed-set, zero-shot, few-shot), retrieval, localisation"
 
@@ -161,6 +161,12 @@ def _summary(report: dict) -> str:
 
 
 def run(args) -> int:
+    from ..evaluation.labels import resolve_labels
+
+    with usage_errors():  # a label list that is neither shipped nor a file is a bad argument (exit status 2)
+        for name in ("labels", "k400_labels", "k600_labels"):
+            if getattr(args, name, None) is not None:
+                resolve_labels(getattr(args, name))
     check_model_source(args.model)
     with library_progress(args.no_progress):
         if args.protocol == "closed-set":

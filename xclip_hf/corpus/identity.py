@@ -58,6 +58,9 @@ def model_fingerprint(model) -> str:
     """``"sha256:<hex>"`` of the model's video side (config and weights); kept per object until its weights change."""
     from ..models.fingerprint import weights_key
 
+    recorded = getattr(model, "source_fingerprint", None)  # an exported model: the fingerprint of its source
+    if recorded:
+        return recorded
     module = _video_side(model)
     weights, keepalive = weights_key(module)
     key = (weights, _config_text(module.config))

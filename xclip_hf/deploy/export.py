@@ -22,6 +22,7 @@ import warnings
 import torch
 from torch import nn
 
+from ..corpus.identity import model_fingerprint
 from .manifest import DEFAULT_OPSET, FORMAT, FORMAT_VERSION, GRAPHS, MANIFEST_NAME, MIN_OPSET, RUNTIMES, \
     read_manifest, write_manifest
 
@@ -200,6 +201,9 @@ def export_onnx(model, output_dir, *, processor=None, quantize: str | None = Non
             "max_text_length": net.config.text_config.max_position_embeddings,
             "logit_scale": float(net.logit_scale.detach().float()),
             "source": getattr(net, "name_or_path", "") or "", "versions": _versions(),
+            # the torch model's fingerprint (corpus job identity): vectors of this export and of the model it came
+            # from may share an index; int8 graphs are marked (`ExportedXClipModel.source_fingerprint`)
+            "source_fingerprint": model_fingerprint(net),
         }
         net.config.save_pretrained(target)
         processor.save_pretrained(target)

@@ -96,6 +96,9 @@ class ExportedXClipModel(nn.Module):
                                  f"got {runtime!r}")
         self.directory, self.name_or_path, self.runtime, self.manifest = directory, directory, runtime, manifest
         self.precision = manifest.get("precision", "float32")
+        recorded = manifest.get("source_fingerprint")
+        self.source_fingerprint = (recorded if self.precision == "float32" or not recorded
+                                   else f"{recorded}+{self.precision}")
         self.config = _config(directory, manifest)
         # the one parameter: the logit scale (for search's unprompted scores); it also keys the label cache
         self.logit_scale = nn.Parameter(torch.tensor(float(manifest["logit_scale"])), requires_grad=False)

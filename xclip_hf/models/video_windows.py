@@ -64,6 +64,7 @@ class VideoWindowStream:
             count, times, end = self.video.data.shape[0], None, None
         if times is None and self.fps is not None:
             times, end = frame_times_at_rate(count, self.fps, self.name)
+        self.frame_times, self.end_s = times, end  # the video's clock (None for a frame array without fps)
         self.windows = self._plan(count, times, end)
         return self
 

@@ -32,7 +32,6 @@ import sys
 import types
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from transformers.pipelines import PIPELINE_REGISTRY
@@ -53,7 +52,7 @@ CALL_OPTIONS = ("candidate_labels", "hypothesis_template", "top_k", "num_tempora
                 "num_frames", "chunk_length_s", "stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
 WINDOW_ONLY = ("stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
 AGGREGATES = ("mean", "segments", "frames")
-CHUNK_FIELDS = ("label_set", "video_name", "timestamp", "num_chunks", "video_index")  # passed through the forward
+CHUNK_FIELDS = ("label_set", "video_name", "timestamp", "num_chunks", "video_index", "clock")  # passed through the forward
 
 __all__ = ["ZeroShotVideoClassificationPipeline", "register_pipeline", "average_view_probabilities"]
 
@@ -324,7 +323,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                 for window, pixel_values in stream:
                     yield {"pixel_values": pixel_values[None].to(self.dtype), "label_set": label_set,
                            "video_name": video.name, "timestamp": window.timestamp,
-                           "num_chunks": len(stream.windows)}
+                           "num_chunks": len(stream.windows), "clock": (stream.frame_times, stream.end_s)}
 
     def _forward(self, model_inputs):
         label_set = model_inputs["label_set"][0]
@@ -350,11 +349,11 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         windows = [{"timestamp": tuple(round(float(t), 6) for t in chunk["timestamp"]),
                     "labels": _ranked(chunk["scores"], label_set, top_k if mode == "windows" else None)}
                    for chunk in chunks]
-        if mode == "frames":  # per-frame scores over the covering windows, on a 10 ms grid (pipelines/segments.py)
+        if mode == "frames":  # per-frame scores over the windows covering each frame (pipelines/segments.py)
             from .segments import aggregate_segments
 
-            end = max(w["timestamp"][1] for w in windows)
-            return aggregate_segments(windows, np.arange(0.0, end, 0.01), end, list(label_set.labels))
+            times, end = chunks[0]["clock"]
+            return aggregate_segments(windows, times, end, list(label_set.labels))
         return windows if mode == "windows" else merge_segments(windows)
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
