@@ -159,7 +159,7 @@ def test_rerank_at_scale_equals_oracle_and_pipeline(corpus):
     real = {paths[at] for at in REAL_AT}
     for path in real:
         (chunk,) = pipe.preprocess(path, label_set=labels)  # one chunk: the whole video, one view
-        pixel_values = chunk["pixel_values"]
+        pixel_values = chunk["pixel_values"][:, 0]  # (1, views=1, T, C, H, W) -> (1, T, C, H, W)
         with torch.no_grad():
             logit = pipe.model(pixel_values=pixel_values, text_embeds=pipe.text_features(labels)).logits_per_video
         scores = [h["score"] for h in hits if h["path"] == path]
