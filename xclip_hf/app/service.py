@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
-import json
 import os
 import re
 import shutil
@@ -218,21 +217,21 @@ class AppService:
 
     # ------------------------------------------------------------------ search
     def _open_index(self, index_dir: str) -> None:
-        from ..corpus.search import VideoIndex
+        """Open the index and check it against the loaded model with corpus search's own check (the fingerprint
+        `embed` recorded): a mismatch becomes the tab's one-line problem, a missing fingerprint its note."""
+        from ..corpus.search import ModelMismatchError, VideoIndex, check_index_model
+        from ..corpus.store import read_job_config
 
         self.index = VideoIndex.from_dataset(index_dir)
         self.index_dir = index_dir
-        width, joint = self.index.width, int(self.model.config.projection_dim)
-        recorded = self.index_model = recorded_index_model(index_dir)
-        if len(self.index) and width != joint:
-            self.index_problem = (f"the index {index_dir!r} holds vectors of width {width}, the loaded model "
-                                  f"{self.model_name!r} makes {joint}: start the app with the model that made it"
-                                  + (f" (--model {recorded})" if recorded else ""))
-        elif recorded is None:
+        config = read_job_config(index_dir) or {}
+        self.index_model = config.get("model_source", config.get("model")) or None
+        try:
+            check_index_model(index_dir, self.model, name=self.model_name)
+        except ModelMismatchError as err:
+            self.index_problem = f"{err}; start the app with the model that made it"
+        if config.get("model_fingerprint") is None:
             self.index_note = f"the index {index_dir!r} does not record which model made it"
-        elif not same_model(recorded, self.model_name, index_dir):
-            self.index_problem = (f"the index {index_dir!r} was made with the model {recorded!r}, the app loaded "
-                                  f"{self.model_name!r}: start the app with --model {recorded} to search it")
         paths = self.index.dataset.unique("path")
         self.video_dirs = sorted({os.path.dirname(p) for p in map(self.video_file, paths) if p})
 
@@ -253,28 +252,6 @@ class AppService:
         with self.lock:
             return search_videos(self.index_dir, query.strip(), self.model, processor=self.processor,
                                  top_k=int(top_k), index=self.index)
-
-
-def recorded_index_model(index_dir: str) -> str | None:
-    """The model an `xclip-hf embed` folder records in its settings file, or None."""
-    from ..corpus.store import CONFIG_NAME
-
-    try:
-        with open(os.path.join(index_dir, CONFIG_NAME), encoding="utf-8") as f:
-            value = json.load(f).get("model")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value or None
-
-
-def same_model(recorded: str, loaded: str, index_dir: str) -> bool:
-    """True when the recorded model name and the loaded one are the same string or the same folder (the recorded
-    name may be relative to where `embed` ran: tried as given and relative to the index's parent folder)."""
-    if recorded == loaded:
-        return True
-    if not os.path.isdir(loaded):
-        return False
-    return any(os.path.isdir(c) and os.path.samefile(c, loaded) for c in _beside_index(recorded, index_dir))
 
 
 def _beside_index(path: str, index_dir: str) -> list[str]:

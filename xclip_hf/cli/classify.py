@@ -183,15 +183,14 @@ def build_pipeline(model: str, device: str | None, dtype: str, compile: bool = F
     """The zero-shot pipeline over the one loader (`models.loading`: its errors name the model folder and file)."""
     import torch
 
-    from ..pipelines.zero_shot_video_classification import ZeroShotVideoClassificationPipeline
-
     from ..deploy.manifest import is_export_dir
+    from ..pipelines.zero_shot_video_classification import ZeroShotVideoClassificationPipeline
 
     exported = is_export_dir(model)
     if device is None:
         device = "cuda" if torch.cuda.is_available() and not exported else "cpu"
     if exported and compile:  # graphs written by `xclip-hf export-onnx` run on their runtime, not torch.compile
-        raise ValueError(f"--compile applies to torch models; {model!r} holds exported graphs")
+        raise UsageError(f"--compile applies to torch models; {model!r} holds exported graphs")
     return ZeroShotVideoClassificationPipeline(model=model, device=device, dtype=dtype, compile=compile)
 
 
