@@ -112,7 +112,7 @@ def test_localisation_protocol_end_to_end(tmp_path):
     (tmp_path / "segments.csv").write_text("video,start_s,end_s,label\n" + "".join(
         f"long.mp4,{t['start_s']},{t['end_s']},{t['label']}\n" for t in truth) + "missing.mp4,0,1,growing\n")
     report = evaluate_localisation(s["model"], tmp_path / "segments.csv", names, chunk_length_s=1.0,
-                                   stride_length_s=0.5, output_dir=str(tmp_path / "out"))
+                                   stride_length_s=0.5, aggregate="frames", output_dir=str(tmp_path / "out"))
     pipe = build_pipeline(s["model"])
     windows = pipe(video, candidate_labels=names, chunk_length_s=1.0, stride_length_s=0.5, return_timestamps=True)
     with VideoFile(video) as vf:
@@ -127,6 +127,16 @@ def test_localisation_protocol_end_to_end(tmp_path):
     assert report["bad_videos"]["count"] == 1 and report["bad_videos"]["videos"][0]["video"].endswith("missing.mp4")
     assert {"mAP@0.3", "mAP@0.5", "mAP@0.7"} <= set(report["results"]["summary"])
     assert "frame accuracy (%)" in (tmp_path / "out" / "report.md").read_text()
+    # the default, segmentation: the pipeline's hook, the protocol and segment_windows on the same windows agree
+    from xclip_hf.pipelines.segments import segment_windows
+
+    expected = segment_windows(windows, vf.duration, names)
+    hooked = pipe(video, candidate_labels=names, chunk_length_s=1.0, stride_length_s=0.5, aggregate="segmentation")
+    default = evaluate_localisation(s["model"], tmp_path / "segments.csv", names, chunk_length_s=1.0,
+                                    stride_length_s=0.5)
+    key = lambda segs: [(g["label"], g["start_s"], g["end_s"]) for g in segs]  # noqa: E731
+    assert key(hooked) == key(expected) == key(default["results"]["per_video"][video]["segments"])
+    assert default["settings"]["aggregate"] == "segmentation"
 
 
 def test_cli_localisation_rejects_bad_annotations(tmp_path, capsys):
@@ -137,3 +147,70 @@ def test_cli_localisation_rejects_bad_annotations(tmp_path, capsys):
     assert main(["evaluate", "localisation", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "seg.csv"),
                  "--chunk-length", "2", "--output", str(tmp_path / "o")]) == 1  # a bad file: a runtime failure
     assert "line 2: needs 0 <= start_s < end_s, got 3.0, 2.0" in capsys.readouterr().err
+
+
+def _compositional_boundary():
+    """'a' on [0, 4), 'b' on [4, 8); 2 s windows every 0.5 s; EVERY window across the boundary confidently names a
+    third action 'c' (as "disappearing" then "growing" reads as "appearing")."""
+    windows = []
+    for k in range(13):
+        start, end = 0.5 * k, 0.5 * k + 2.0
+        probs = [0.8, 0.1, 0.1] if end <= 4.0 else ([0.1, 0.8, 0.1] if start >= 4.0 else [0.05, 0.1, 0.85])
+        windows.append(_window(start, end, probs))
+    return windows
+
+
+def test_segmentation_leaves_straddling_windows_out():
+    from xclip_hf.pipelines.segments import aggregate_segments, segment_windows
+
+    windows = _compositional_boundary()
+    frames = aggregate_segments(windows, np.arange(96) / 12, 8.0, LABELS)
+    assert "c" in [s["label"] for s in frames]  # per-frame voting: the straddlers outvote the inside windows
+    segs = segment_windows(windows, 8.0, LABELS)
+    assert [(s["label"], s["start_s"], s["end_s"]) for s in segs] == [("a", 0.0, 4.0), ("b", 4.0, 8.0)]
+    assert segs[0]["score"] == pytest.approx(0.8) and segs[1]["score"] == pytest.approx(0.8)
+
+
+def _brute_force_best(spans, scores, end_s, min_duration_s):
+    """The objective of `best_segmentation` maximised by enumerating every set of boundaries on the grid (numpy)."""
+    import itertools
+
+    gain = np.log(np.clip(scores, 1e-6, 1.0)) + np.log(scores.shape[1])
+    grid = np.unique(np.concatenate([[0.0, end_s], spans.ravel()]))
+    inner = grid[1:-1]
+    best = -np.inf
+    for mask in itertools.product([False, True], repeat=len(inner)):
+        cuts = np.concatenate([[0.0], inner[np.array(mask, dtype=bool)], [end_s]])
+        lengths = np.diff(cuts)
+        interior = lengths[1:-1] if len(lengths) > 2 else lengths[:0]
+        if np.any(interior < min_duration_s - 1e-9):
+            continue
+        total = 0.0
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            inside = (spans[:, 0] >= a - 1e-9) & (spans[:, 1] <= b + 1e-9)
+            total += gain[inside].sum(0).max() if inside.any() else 0.0
+        best = max(best, total)
+    return best
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("min_duration_s", [0.0, 1.0, 2.0])
+@pytest.mark.parametrize("last_start", [6.0, 7.0])  # 7.0: a last window cut short by the end of the video
+def test_best_segmentation_is_the_exact_optimum(seed, min_duration_s, last_start):
+    from xclip_hf.pipelines.segments import best_segmentation
+
+    rng = np.random.default_rng(seed)
+    starts = np.arange(0.0, last_start + 0.5, 1.0)
+    spans = np.stack([starts, np.minimum(starts + 2.0, 8.0)], 1)
+    scores = rng.dirichlet(np.full(3, 0.4), size=len(spans))
+    cuts = best_segmentation(spans, scores, 8.0, min_duration_s)
+    gain = np.log(np.clip(scores, 1e-6, 1.0)) + np.log(3)
+    total = 0.0
+    for a, b, label in cuts:
+        inside = (spans[:, 0] >= a - 1e-9) & (spans[:, 1] <= b + 1e-9)
+        total += gain[inside, label].sum() if label >= 0 else 0.0
+        assert label >= 0 or not inside.any()
+    assert cuts[0][0] == 0.0 and cuts[-1][1] == 8.0
+    assert all(x[1] == y[0] for x, y in zip(cuts, cuts[1:]))
+    assert all(b - a >= min_duration_s - 1e-9 for a, b, _ in cuts[1:-1])
+    assert total == pytest.approx(_brute_force_best(spans, scores, 8.0, min_duration_s), abs=1e-9)

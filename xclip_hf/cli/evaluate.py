@@ -70,11 +70,12 @@ def add_arguments(c) -> None:
     _common(loc, "segment annotation csv with columns video,start_s,end_s,label")
     loc.add_argument("--chunk-length", type=float, required=True, metavar="SECONDS", help="window length")
     loc.add_argument("--stride", type=float, default=None, metavar="SECONDS", help="hop between windows")
-    loc.add_argument("--aggregate", choices=["frames", "windows"], default="frames",
-                     help="frames: per-frame scores over covering windows + minimum duration; windows: merge "
-                          "consecutive window top labels (the pipeline's aggregate='segments')")
+    loc.add_argument("--aggregate", choices=["segmentation", "frames", "segments", "windows"], default="segmentation",
+                     help="how windows become segments (the pipeline's aggregate=): segmentation (default): the "
+                          "segmentation the windows inside segments explain best; frames: per-frame scores over "
+                          "covering windows; segments (or windows): consecutive window top labels merged")
     loc.add_argument("--min-duration", type=float, default=None, metavar="SECONDS",
-                     help="shortest segment kept by --aggregate frames (default: 0.625 x the window length)")
+                     help="shortest segment (default: 0.5 x the window length for segmentation, 0.625 x for frames)")
     r = sub.add_parser("retrieval", help="text->video and video->text R@1/5/10, median/mean rank from embed vectors")
     r.add_argument("--model", required=True, help="the model the embeddings were made with")
     r.add_argument("--captions", required=True, help="captions file: .csv/.tsv (video,caption) or .json/.jsonl")

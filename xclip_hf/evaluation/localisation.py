@@ -114,26 +114,26 @@ def segment_map(predicted: dict, truth: dict, thresholds=TIOU_THRESHOLDS) -> dic
 
 
 def evaluate_localisation(model, segments_file, labels=None, *, chunk_length_s: float, stride_length_s=None,
-                          min_duration_s: float | None = None, aggregate: str = "frames", output_dir=None,
+                          min_duration_s: float | None = None, aggregate: str = "segmentation", output_dir=None,
                           video_root=None, processor=None, template: str = "{}", batch_size: int = 1,
                           on_bad_video: str = "skip", device=None, dtype=None, fps: float | None = None,
                           paper_figures=None) -> dict:
     """Frame accuracy and segment mAP of the windowed pipeline's output over the videos of `segments_file`.
 
-    `aggregate="frames"`: `pipelines.segments.aggregate_segments` (per-frame averaging + minimum duration);
-    `"windows"`: the pipeline's own `merge_segments` of the window top labels (for comparison). `min_duration_s`:
-    default `segments.MIN_DURATION_FRACTION` of the window length. `labels`: class
-    names (default: the annotated ones)."""
-    from ..pipelines.segments import aggregate_segments
+    `aggregate`: how the pipeline's windows become segments, as the pipeline's `aggregate=`
+    (`pipelines.segments.aggregate_windows`): `"segmentation"` (default), `"frames"`, or `"segments"` (window top
+    labels merged; `"windows"` is accepted for it). `min_duration_s`: default a fraction of the window length
+    (per method, `pipelines/segments.py`). `labels`: class names (default: the annotated ones)."""
+    from ..pipelines.segments import AGGREGATIONS, aggregate_windows
     from ..video.reader import VideoFile
     from ..video.timing import frame_times_at_rate
-    from ..video.windows import merge_segments
     from .labels import resolve_labels
     from .report import build_report, model_identity, write_report
     from .runner import build_pipeline
 
-    if aggregate not in ("frames", "windows"):
-        raise ValueError(f"aggregate must be 'frames' or 'windows', got {aggregate!r}")
+    how = "segments" if aggregate == "windows" else aggregate  # "windows": this module's earlier name
+    if how not in AGGREGATIONS:
+        raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {aggregate!r}")
     truth = read_segments(segments_file, video_root)
     class_names = resolve_labels(labels)[0] if labels is not None else sorted({s["label"] for v in truth.values() for s in v})
     unknown = sorted({s["label"] for v in truth.values() for s in v} - set(class_names))
@@ -155,10 +155,8 @@ def evaluate_localisation(model, segments_file, labels=None, *, chunk_length_s: 
                 raise ValueError(f"video {video!r} could not be evaluated: {err}") from err
             bad.append({"video": video, "error": f"{type(err).__name__}: {err}"})
             continue
-        if aggregate == "frames":
-            predicted[video] = aggregate_segments(windows, times, end, class_names, min_duration_s)
-        else:
-            predicted[video] = merge_segments(windows)
+        predicted[video] = aggregate_windows(windows, how, end_s=end, frame_times=times, labels=class_names,
+                                             min_duration_s=min_duration_s)
         accuracies[video] = frame_accuracy(predicted[video], segs, rate)
     if not predicted:
         raise ValueError(f"none of the {len(truth)} videos could be evaluated; the first error: {bad[0]['error']}")

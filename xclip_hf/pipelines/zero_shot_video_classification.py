@@ -42,7 +42,7 @@ from ..models.processing_xclip import check_tokenizer_vocabulary
 from ..models.text_features import LabelSet, TextFeatureEncoder, build_label_set
 from ..models.video_input import OneVideo, split_videos
 from ..models.video_windows import VideoWindowStream
-from ..video.windows import check_window_lengths, merge_segments, positive_number
+from ..video.windows import check_window_lengths, positive_number
 from .video_inputs import DEFAULT_URL_TIMEOUT, local_video
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ TASK = "zero-shot-video-classification"
 CALL_OPTIONS = ("candidate_labels", "hypothesis_template", "top_k", "num_temporal_clips", "num_spatial_crops",
                 "num_frames", "chunk_length_s", "stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
 WINDOW_ONLY = ("stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
-AGGREGATES = ("mean", "segments", "frames")
+AGGREGATES = ("mean", "segments", "frames", "segmentation")
 CHUNK_FIELDS = ("label_set", "video_name", "timestamp", "num_chunks", "video_index", "clock")  # passed through the forward
 
 __all__ = ["ZeroShotVideoClassificationPipeline", "register_pipeline", "average_view_probabilities"]
@@ -208,7 +208,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                 duplicates (duplicates raise a ValueError).
             hypothesis_template (`str`, defaults to `"{}"`): how a label becomes a text; the paper uses the bare label.
             top_k (`int`, optional): keep only the `top_k` best labels (per window with `return_timestamps`; refused
-                with `aggregate="segments"`, whose segments carry one label each).
+                with `aggregate="segments"`/`"frames"`/`"segmentation"`, whose segments carry one label each).
             num_temporal_clips / num_spatial_crops (`int`, default 1): multi-view inference; the per-view softmax
                 scores are averaged (the paper's 4x3 views: `num_temporal_clips=4, num_spatial_crops=3`).
             batch_size (`int`, default 1): chunks (temporal views, or windows) per model forward.
@@ -222,11 +222,13 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                 no overlap; must not exceed it).
             return_timestamps (`bool`): with windows, one entry per window
                 `{"timestamp": (start_s, end_s), "labels": [{"score", "label"}, ...]}` (`top_k` applies per window).
-            aggregate (`"mean"`, `"segments"` or `"frames"`): with windows, `"segments"` merges consecutive windows
-                with the same top label into `{"start_s", "end_s", "label", "score"}`; `"frames"` makes such segments
-                from per-frame scores averaged over every covering window, with a minimum duration of 0.625 windows
-                (`pipelines/segments.py`); `"mean"` (the default without `return_timestamps`) averages the windows'
-                scores into one ranked list.
+            aggregate (`"mean"`, `"segments"`, `"frames"` or `"segmentation"`): with windows, `"segments"` merges
+                consecutive windows with the same top label into `{"start_s", "end_s", "label", "score"}`;
+                `"frames"` makes such segments from per-frame scores averaged over every covering window, with a
+                minimum duration of 0.625 windows; `"segmentation"` finds the segmentation that the windows lying
+                wholly inside its segments explain best (a window across a boundary counts as no evidence), the
+                most accurate on held-out untrimmed videos (README, "Untrimmed videos"; `pipelines/segments.py`);
+                `"mean"` (the default without `return_timestamps`) averages the windows' scores into one list.
             fps (`float`): the clock of frame arrays (they have none; required for windows over arrays). Refused for
                 a file, which has its own (its frames' presentation times).
             progress (`bool`, optional): show a progress bar over windows (default: only on a terminal).
@@ -298,7 +300,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         if options.get("num_temporal_clips", 1) != 1:
             raise ValueError("num_temporal_clips > 1 does not apply to windows (each window is one temporal clip); "
                              "use a shorter stride_length_s for denser coverage")
-        if aggregate in ("segments", "frames") and top_k is not None:
+        if aggregate in AGGREGATES[1:] and top_k is not None:
             raise ValueError(f"top_k={top_k!r} does not apply to aggregate='segments' (each segment has one label, its "
                              "windows' top label); use return_timestamps=True for the top_k labels of every window")
         return "windows" if timestamps else (aggregate or "mean")
@@ -349,12 +351,12 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         windows = [{"timestamp": tuple(round(float(t), 6) for t in chunk["timestamp"]),
                     "labels": _ranked(chunk["scores"], label_set, top_k if mode == "windows" else None)}
                    for chunk in chunks]
-        if mode == "frames":  # per-frame scores over the windows covering each frame (pipelines/segments.py)
-            from .segments import aggregate_segments
+        if mode == "windows":
+            return windows
+        from .segments import aggregate_windows  # segments, frames or segmentation (pipelines/segments.py)
 
-            times, end = chunks[0]["clock"]
-            return aggregate_segments(windows, times, end, list(label_set.labels))
-        return windows if mode == "windows" else merge_segments(windows)
+        times, end = chunks[0]["clock"]
+        return aggregate_windows(windows, mode, end_s=end, frame_times=times, labels=list(label_set.labels))
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
         """As transformers' `ChunkPipeline.get_iterator`, with workers that take whole videos (so any number of
