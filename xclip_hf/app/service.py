@@ -158,9 +158,10 @@ class AppService:
 
         Whole video: ``{"predictions": [{"score", "label"}, ...]}`` (``top_k`` best). Windows: ``{"windows":
         [{"timestamp", "labels"}, ...] (top_k per window), "segments": [...], "best": index of the most confident
-        window, "predictions": that window's labels}``; the segments are merged from all labels of every window.
+        window, "predictions": that window's labels}``; the segments come from all labels of every window
+        (`pipelines.segments.timeline_segments`, the pipeline's aggregate="segmentation").
         """
-        from ..video.windows import merge_segments
+        from ..pipelines.segments import timeline_segments
 
         template = template if (template or "").strip() else "{}"
         common = dict(candidate_labels=labels, hypothesis_template=template)
@@ -171,7 +172,7 @@ class AppService:
                                        return_timestamps=True, **common)
         best = max(range(len(per_window)), key=lambda i: per_window[i]["labels"][0]["score"])
         shown = [{"timestamp": tuple(w["timestamp"]), "labels": w["labels"][:top_k]} for w in per_window]
-        return {"windows": shown, "segments": merge_segments(per_window), "best": best,
+        return {"windows": shown, "segments": timeline_segments(per_window), "best": best,
                 "predictions": shown[best]["labels"], "all_windows": per_window}
 
     def model_frames(self, path: str, window: tuple[float, float] | None = None, chunk_length_s=None,

@@ -46,7 +46,7 @@ def _theme():
 
 
 def _timeline_figure(windows: list[dict], window_s: float, stride_s: float):
-    """Each label's probability over time and the merged segments (`pipelines.timeline.plot_timeline`)."""
+    """Each label's probability over time and the segments (`pipelines.timeline.plot_timeline`)."""
     from matplotlib.figure import Figure
 
     from ..pipelines.timeline import plot_timeline

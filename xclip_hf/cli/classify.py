@@ -44,7 +44,8 @@ def add_arguments(c) -> None:
     w.add_argument("--stride", type=positive_float, default=None, metavar="SECONDS",
                    help="hop between windows in seconds (default: the window length)")
     w.add_argument("--segments", action="store_true",
-                   help="merge consecutive windows with the same top label into segments")
+                   help="print segments instead of windows: the segmentation the windows wholly inside segments "
+                        "explain best (the pipeline's aggregate='segmentation')")
     w.add_argument("--plot", default=None, metavar="PNG",
                    help="save each label's probability over time (one panel per video) to this PNG")
 
@@ -91,7 +92,7 @@ def _check_arguments(args, labels) -> None:
 
 def run_windows(args, pipe, labels) -> int:
     """`--chunk-length`: a timeline per video (windows or segments), optional JSON and PNG."""
-    from ..video.windows import merge_segments
+    from ..pipelines.segments import timeline_segments
 
     call = dict(candidate_labels=labels, hypothesis_template=args.template, num_frames=args.num_frames,
                 num_spatial_crops=args.num_spatial_crops, chunk_length_s=args.chunk_length,
@@ -108,7 +109,7 @@ def run_windows(args, pipe, labels) -> int:
                 print(f"{path}\n  error: {err}", flush=True)
             continue
         timelines[path] = windows
-        rows = merge_segments(windows) if args.segments else [
+        rows = timeline_segments(windows) if args.segments else [
             {"timestamp": w["timestamp"], "labels": w["labels"][:args.top_k] if args.top_k else w["labels"]}
             for w in windows]
         results.append({"video": path, "segments" if args.segments else "windows": rows})

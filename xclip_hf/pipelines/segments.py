@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["window_matrix", "frame_scores", "frame_labels", "segments_from_frames", "aggregate_segments",
-           "best_segmentation", "segment_windows", "aggregate_windows", "AGGREGATIONS", "MIN_DURATION_FRACTION", "SEGMENTATION_MIN_DURATION_FRACTION"]
+           "best_segmentation", "segment_windows", "aggregate_windows", "timeline_segments", "AGGREGATIONS", "MIN_DURATION_FRACTION", "SEGMENTATION_MIN_DURATION_FRACTION"]
 
 # default minimum segment duration, as a fraction of the window length (1.25 s for 2 s windows): chosen on the
 # demo's three untrimmed videos (frame accuracy 83.0 / 87.2 / 70.5% for seeds 0-2; 1.0 s gave 83.0 / 75.3 / 72.2%)
@@ -229,3 +229,10 @@ def aggregate_windows(windows: list[dict], how: str, *, end_s: float, frame_time
     if how == "segmentation":
         return segment_windows(windows, end_s, labels, min_duration_s)
     raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {how!r}")
+
+
+def timeline_segments(windows: list[dict], labels: list[str] | None = None) -> list[dict]:
+    """The segments shown for a per-window timeline (CLI `classify --segments`, its plots, the app):
+    `aggregate_windows(..., "segmentation")` up to the last window's end (windows reach the video's end)."""
+    end = max(float(w["timestamp"][1]) for w in windows) if windows else 0.0
+    return aggregate_windows(windows, "segmentation", end_s=end, labels=labels)

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from ..video.windows import merge_segments
+from .segments import timeline_segments
 
 __all__ = ["window_probabilities", "top_labels", "plot_timeline", "save_timeline"]
 
@@ -43,15 +43,15 @@ def top_labels(windows: list[dict], limit: int = 6) -> list[str]:
 def plot_timeline(ax, windows: list[dict], title: str, limit: int = 6, truth: list[dict] | None = None,
                   segments: list[dict] | None = None) -> None:
     """Draw the probability of the top labels against time on `ax`, with the model's segments as a coloured band
-    at the top (`segments`, default the window top labels merged) and `truth` segments `{"start_s", "end_s",
-    "label"}` as a second band, if given."""
+    at the top (`segments`, default `segments.timeline_segments` of the windows) and `truth` segments
+    `{"start_s", "end_s", "label"}` as a second band, if given."""
     shown = top_labels(windows, limit)
     centres, labels, probs = window_probabilities(windows, shown)
     others = [seg["label"] for seg in (truth or []) if seg["label"] not in shown]
     colors = {label: f"C{k % 10}" for k, label in enumerate(dict.fromkeys(shown + others))}
     for k, label in enumerate(labels):
         ax.plot(centres, probs[:, k], marker="o", markersize=3, linewidth=1.5, color=colors[label], label=label)
-    bands = [("model", merge_segments(windows) if segments is None else segments, 1.04)]
+    bands = [("model", timeline_segments(windows) if segments is None else segments, 1.04)]
     if truth:
         bands.append(("truth", truth, 1.13))
     for name, segments, bottom in bands:
