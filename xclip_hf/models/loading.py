@@ -294,4 +294,6 @@ def load_model_and_processor(source, *, processor=None, need_text: bool = True, 
         exported.check_processor(model, processor, name)
     if device is not None:
         model = model.to(device)
-    return LoadedModel(model.eval(), processor)
+    if getattr(model, "training", False):  # eval() walks every module: skip it for a model already in eval mode
+        model = model.eval()               # (search calls the loader once per query with the same object)
+    return LoadedModel(model, processor)
