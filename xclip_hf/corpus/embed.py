@@ -203,32 +203,6 @@ class _Embedder:
             self.store.commit(rows, videos, self.features)
 
 
-def _take_job_lock(state, output_dir):
-    """The job's lock (`lock.JobLock`), taken by the main process for all; every process learns whether it was
-    refused, so that none waits at a barrier for a job that never starts. Returns the lock on the main process."""
-    from accelerate.utils import broadcast_object_list
-
-    from .lock import JobLock, OutputLockedError
-
-    lock, failure = None, None
-    if state.is_main_process:
-        try:
-            lock = JobLock.acquire(output_dir)
-        except Exception as err:
-            if state.num_processes == 1:
-                raise
-            failure = err
-    if state.num_processes > 1:
-        shared = [None if failure is None else (isinstance(failure, OutputLockedError), f"{failure}")]
-        broadcast_object_list(shared, from_process=0)
-        if failure is not None:
-            raise failure
-        if shared[0] is not None:
-            locked, text = shared[0]
-            raise (OutputLockedError if locked else RuntimeError)(text)
-    return lock
-
-
 def _load_embed_model(model, processor, dtype):
     """(model, video processor, fingerprint): the fingerprint is taken of the weights as stored, before the cast to
     the compute ``dtype`` (a bfloat16 run and a float32 search of one checkpoint agree)."""
@@ -262,6 +236,7 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     from accelerate import PartialState
 
     from .inputs import expand_inputs
+    from .lock import take_job_lock
     from .store import ShardStore
     from ..video.reader import BACKENDS
     from ..video.windows import check_window_lengths
@@ -283,7 +258,7 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     # processes that finish their share early wait at the final barrier for the slowest one: allow hours, not the
     # default 10-30 minutes (a process that dies still ends the job: torchrun/accelerate stop the others)
     state = PartialState(cpu=_cpu_only(device), timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS))
-    lock = _take_job_lock(state, output_dir)
+    lock = take_job_lock(state, output_dir)
     try:
         return _run_locked(state, paths, output_dir, model, processor, chunk_length_s, stride_length_s, num_frames,
                            batch_size, num_workers, dtype, save_dtype, device, save_context, save_frame_embeds,
