@@ -1,6 +1,6 @@
 """Per-video predictions of an evaluation on one process or many (`torchrun` / `accelerate launch`), resumable.
 
-* Processes: accelerate's `PartialState` (gloo on CPU). The videos still to score are split between the processes
+* Processes: accelerate's `PartialState` (`corpus.lock.job_state`, as embed: gloo on CPU). The videos still to score are split between the processes
   with `split_between_processes` without padding (each video in exactly one share; a process may get none), and
   the per-video results are gathered once (`gather_object`) at the end, so every process returns the same
   predictions and reaches the same end, also when its share is empty or all bad.
@@ -16,13 +16,12 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 import sys
 
 import numpy as np
 
-__all__ = ["JOB", "process_state", "process_device", "is_main_process", "predictions_dir", "job_settings",
+__all__ = ["JOB", "process_device", "is_main_process", "predictions_dir", "job_settings",
            "PredictionRun"]
 
 JOB = "evaluate"  # the store's job name: _evaluate_config.json, _evaluate.lock
@@ -35,21 +34,14 @@ def predictions_dir(output_dir, *parts) -> str | None:
     return None if output_dir is None else os.path.join(os.fspath(output_dir), FOLDER, *map(str, parts))
 
 
-def process_state(device=None):
-    """accelerate's `PartialState` of this process (created once; gloo when the model runs on CPU)."""
-    from accelerate import PartialState
-
-    from ..corpus.embed import BARRIER_TIMEOUT_HOURS, _cpu_only
-
-    return PartialState(cpu=_cpu_only(device), timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS))
-
-
 def process_device(device=None):
     """Where this process's model runs: ``device`` as given on one process; with several processes, a device left
     out or named by type only (``"cuda"``) is the process's own (``cuda:LOCAL_RANK``)."""
     import torch
 
-    state = process_state(device)
+    from ..corpus.lock import job_state
+
+    state = job_state(device)
     if state.num_processes == 1:
         return device
     if device is None or (torch.device(device).index is None and torch.device(device).type == state.device.type):
@@ -59,7 +51,9 @@ def process_device(device=None):
 
 def is_main_process() -> bool:
     """Whether this process writes the shared outputs (always, on one process)."""
-    return process_state().is_main_process
+    from ..corpus.lock import job_state
+
+    return job_state().is_main_process
 
 
 def _features():

@@ -85,7 +85,8 @@ def score_videos(pipe, videos: list[str], class_names: list[str], *, num_tempora
     other `job_settings` such as the protocol's data files, is refused)."""
     from tqdm.auto import tqdm
 
-    from .predictions import PredictionRun, job_settings as settings_of, process_state
+    from ..corpus.lock import job_state
+    from .predictions import PredictionRun, job_settings as settings_of
 
     if on_bad_video not in ON_BAD_VIDEO:
         raise ValueError(f"on_bad_video must be one of {ON_BAD_VIDEO}, got {on_bad_video!r}")
@@ -94,7 +95,7 @@ def score_videos(pipe, videos: list[str], class_names: list[str], *, num_tempora
                    num_temporal_clips=num_temporal_clips, num_spatial_crops=num_spatial_crops, num_frames=num_frames)
     options = {k: v for k, v in options.items() if v is not None}
     unique = list(dict.fromkeys(str(v) for v in videos))
-    state = process_state(getattr(pipe, "device", None))
+    state = job_state(getattr(pipe, "device", None))
     settings = settings_of(pipe, class_names, options, job_settings) if predictions_dir is not None else None
     run = PredictionRun(state, unique, predictions_dir, settings, shard_size)
     try:
