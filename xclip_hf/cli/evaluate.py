@@ -129,21 +129,27 @@ def _few_shot(args):
     """Write the K-shot lists and commands; train with --train; evaluate the trained models (None: none yet)."""
     import os
 
+    from ..corpus.lock import job_state
     from ..evaluation import few_shot
-    from ..evaluation.predictions import is_main_process
 
     if args.labels is None:
         raise ValueError("few-shot needs --labels (a shipped list name or an id,name csv)")
-    plan = few_shot.prepare_few_shot(args.train_file, args.data,
-                                     args.labels, args.k, args.output, ["--model_name_or_path", args.model],
-                                     seed=args.seed, video_root=args.video_root, script=args.script)
-    if is_main_process():
+    state = job_state(args.device)
+    if args.train and state.num_processes > 1:
+        raise ValueError("few-shot --train runs the training commands: start it as one process (each command can "
+                         "be launched with torchrun itself); the evaluation then runs under torchrun")
+    with state.main_process_first():  # the others write the same seeded lists after it, never at the same time
+        plan = few_shot.prepare_few_shot(args.train_file, args.data,
+                                         args.labels, args.k, args.output, ["--model_name_or_path", args.model],
+                                         seed=args.seed, video_root=args.video_root, script=args.script)
+    if state.is_main_process:
         print(f"wrote {len(plan['lists'])} K-shot lists and {plan['script']}", file=sys.stderr)
     if args.train:
         few_shot.run_training(plan["commands"])
     models = {k: d for k, d in plan["models"].items() if os.path.isfile(os.path.join(d, "config.json"))}
     if not models:
-        print(f"no trained model yet: run {plan['script']} (or pass --train), then rerun this command")
+        if state.is_main_process:
+            print(f"no trained model yet: run {plan['script']} (or pass --train), then rerun this command")
         return None
     options = {k: v for k, v in _options(args).items() if k not in ("num_frames",)}
     return few_shot.evaluate_few_shot(models, args.data, args.labels, **options,

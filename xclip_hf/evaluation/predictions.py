@@ -1,9 +1,10 @@
 """Per-video predictions of an evaluation on one process or many (`torchrun` / `accelerate launch`), resumable.
 
-* Processes: accelerate's `PartialState` (`corpus.lock.job_state`, as embed: gloo on CPU). The videos still to score are split between the processes
-  with `split_between_processes` without padding (each video in exactly one share; a process may get none), and
-  the per-video results are gathered once (`gather_object`) at the end, so every process returns the same
-  predictions and reaches the same end, also when its share is empty or all bad.
+* Processes: accelerate's `PartialState` (`corpus.lock.job_state`, as embed: gloo on CPU). The videos still to
+  score are split between the processes with `split_between_processes` without padding (each video in exactly
+  one share; a process may get none), and the per-video results are gathered once (`gather_object`) at the end,
+  so every process returns the same predictions and reaches the same end, also when its share is empty or all
+  bad.
 * Resumption: with a predictions folder, each process commits its videos' rows (video, class scores or error) in
   atomic shards with a done-list, the embed store (`corpus.store.ShardStore`, ``job="evaluate"``) under one lock
   (`corpus.lock`) taken by the main process. The folder records the job (class names, template, views, frames,
@@ -21,8 +22,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["JOB", "process_device", "is_main_process", "predictions_dir", "job_settings",
-           "PredictionRun"]
+__all__ = ["JOB", "process_device", "is_main_process", "predictions_dir", "job_settings", "PredictionRun"]
 
 JOB = "evaluate"  # the store's job name: _evaluate_config.json, _evaluate.lock
 FOLDER = "predictions"  # under a report's output folder
@@ -97,14 +97,19 @@ class PredictionRun:
         """Take the lock and read what earlier runs committed; returns this process's share of the rest."""
         if self.directory is not None:
             self._open_store()
-        pending = [v for v in self.videos if self.earlier.get(os.path.abspath(v), (None, "not done"))[1] is not None]
+        pending = [v for v in self.videos if not self._done(v)]
         with self.state.split_between_processes(pending) as mine:  # no padding: each video in one share
             return list(mine)
+
+    def _done(self, video: str) -> bool:
+        """Whether an earlier run committed `video` with scores (one that failed is tried again)."""
+        found = self.earlier.get(os.path.abspath(video))
+        return found is not None and found[1] is None
 
     @property
     def resumed(self) -> int:
         """Videos whose predictions come from an earlier run."""
-        return sum(self.earlier.get(os.path.abspath(v), (None, "x"))[1] is None for v in self.videos)
+        return sum(map(self._done, self.videos))
 
     def _open_store(self) -> None:
         from ..corpus.lock import take_job_lock
