@@ -6,6 +6,11 @@
     xclip-hf evaluate few-shot --model M --train-file train.txt --data test1.txt --labels hmdb51 --k 2 4 8 16 --output out/
     xclip-hf evaluate retrieval --model M --captions captions.csv --embeddings emb/ --output out/
     xclip-hf evaluate localisation --model M --data segments.csv --chunk-length 2 --stride 0.5 --output out/
+
+Closed-set, zero-shot and few-shot run unchanged under `torchrun --nproc_per_node N -m xclip_hf.cli evaluate ...` /
+`accelerate launch` (the videos split between the processes; the main process writes the report) and resume: the
+per-video predictions are committed under OUTPUT/predictions, and a rerun with the same settings and model scores
+only the videos not done yet.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ def _common(p, data_help: str, nargs=None) -> None:
     p.add_argument("--batch-size", type=positive_int, default=1, help="videos per model forward")
     p.add_argument("--on-bad-video", choices=["skip", "raise"], default="skip",
                    help="skip (count and list in the report) or stop at a video that cannot be read")
+    p.add_argument("--shard-size", type=positive_int, default=64,
+                   help="videos per committed shard of predictions under OUTPUT/predictions (the unit of resumption)")
     p.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--paper-figures", default=None, help="paper_figures.json (default: model_cards/ of a checkout)")
@@ -123,19 +130,27 @@ def _few_shot(args):
     """Write the K-shot lists and commands; train with --train; evaluate the trained models (None: none yet)."""
     import os
 
+    from ..corpus.lock import job_state
     from ..evaluation import few_shot
 
     if args.labels is None:
         raise ValueError("few-shot needs --labels (a shipped list name or an id,name csv)")
-    plan = few_shot.prepare_few_shot(args.train_file, args.data,
-                                     args.labels, args.k, args.output, ["--model_name_or_path", args.model],
-                                     seed=args.seed, video_root=args.video_root, script=args.script)
-    print(f"wrote {len(plan['lists'])} K-shot lists and {plan['script']}", file=sys.stderr)
+    state = job_state(args.device)
+    if args.train and state.num_processes > 1:
+        raise ValueError("few-shot --train runs the training commands: start it as one process (each command can "
+                         "be launched with torchrun itself); the evaluation then runs under torchrun")
+    with state.main_process_first():  # the others write the same seeded lists after it, never at the same time
+        plan = few_shot.prepare_few_shot(args.train_file, args.data,
+                                         args.labels, args.k, args.output, ["--model_name_or_path", args.model],
+                                         seed=args.seed, video_root=args.video_root, script=args.script)
+    if state.is_main_process:
+        print(f"wrote {len(plan['lists'])} K-shot lists and {plan['script']}", file=sys.stderr)
     if args.train:
         few_shot.run_training(plan["commands"])
     models = {k: d for k, d in plan["models"].items() if os.path.isfile(os.path.join(d, "config.json"))}
     if not models:
-        print(f"no trained model yet: run {plan['script']} (or pass --train), then rerun this command")
+        if state.is_main_process:
+            print(f"no trained model yet: run {plan['script']} (or pass --train), then rerun this command")
         return None
     options = {k: v for k, v in _options(args).items() if k not in ("num_frames",)}
     return few_shot.evaluate_few_shot(models, args.data, args.labels, **options,
@@ -146,7 +161,8 @@ def _options(args) -> dict:
     return dict(output_dir=args.output, video_root=args.video_root, template=args.template,
                 num_frames=args.num_frames, batch_size=args.batch_size, on_bad_video=args.on_bad_video,
                 device=args.device, dtype=None if args.dtype == "auto" else args.dtype,
-                progress=False if args.no_progress else None, paper_figures=args.paper_figures)
+                progress=False if args.no_progress else None, paper_figures=args.paper_figures,
+                shard_size=args.shard_size)
 
 
 def _summary(report: dict) -> str:
@@ -163,6 +179,7 @@ def _summary(report: dict) -> str:
 
 def run(args) -> int:
     from ..evaluation.labels import resolve_labels
+    from ..evaluation.predictions import is_main_process
 
     with usage_errors():  # a label list that is neither shipped nor a file is a bad argument (exit status 2)
         for name in ("labels", "k400_labels", "k600_labels"):
@@ -187,7 +204,7 @@ def run(args) -> int:
         elif args.protocol == "localisation":
             from ..evaluation.localisation import evaluate_localisation
 
-            options = {k: v for k, v in _options(args).items() if k not in ("num_frames", "progress")}
+            options = {k: v for k, v in _options(args).items() if k not in ("num_frames", "progress", "shard_size")}
             report = evaluate_localisation(args.model, args.data, args.labels, chunk_length_s=args.chunk_length,
                                            stride_length_s=args.stride, aggregate=args.aggregate,
                                            min_duration_s=args.min_duration, **options)
@@ -200,6 +217,7 @@ def run(args) -> int:
                                         device=args.device)
         else:  # pragma: no cover - argparse restricts the choices
             raise ValueError(f"unknown protocol {args.protocol!r}")
-    print(f"{args.protocol}: {_summary(report)}")
-    print(f"wrote {report['files']['json']} and {report['files']['md']}", file=sys.stderr)
+    if is_main_process():
+        print(f"{args.protocol}: {_summary(report)}")
+        print(f"wrote {report['files']['json']} and {report['files']['md']}", file=sys.stderr)
     return 0

@@ -17,7 +17,6 @@ after a barrier.
 
 from __future__ import annotations
 
-import datetime
 import os
 import sys
 import tempfile
@@ -26,7 +25,6 @@ from dataclasses import dataclass
 __all__ = ["embed_videos", "EmbedCounts", "run_embedding"]
 
 SAVE_DTYPES = ("float32", "float16")
-BARRIER_TIMEOUT_HOURS = 12
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEFAULT_TIMEOUT_S = 600.0  # longest wait for one batch from a decoding worker (None: wait forever)
 
@@ -61,16 +59,6 @@ def _check_options(batch_size, num_workers, shard_size, save_dtype, dtype, num_f
         raise ValueError(f"save_dtype must be one of {SAVE_DTYPES}, got {save_dtype!r}")
     if dtype not in COMPUTE_DTYPES and not hasattr(dtype, "is_floating_point"):
         raise ValueError(f"dtype must be one of {COMPUTE_DTYPES} or a torch dtype, got {dtype!r}")
-
-
-def _cpu_only(device) -> bool:
-    """Whether processes talk over gloo on CPU: an explicit CPU device, or no accelerator on this machine."""
-    import torch
-
-    if device is not None:
-        return torch.device(device).type == "cpu"
-    accelerator = getattr(torch, "accelerator", None)
-    return not (accelerator.is_available() if accelerator is not None else torch.cuda.is_available())
 
 
 def _video_features(model, pixel_values):
@@ -203,32 +191,6 @@ class _Embedder:
             self.store.commit(rows, videos, self.features)
 
 
-def _take_job_lock(state, output_dir):
-    """The job's lock (`lock.JobLock`), taken by the main process for all; every process learns whether it was
-    refused, so that none waits at a barrier for a job that never starts. Returns the lock on the main process."""
-    from accelerate.utils import broadcast_object_list
-
-    from .lock import JobLock, OutputLockedError
-
-    lock, failure = None, None
-    if state.is_main_process:
-        try:
-            lock = JobLock.acquire(output_dir)
-        except Exception as err:
-            if state.num_processes == 1:
-                raise
-            failure = err
-    if state.num_processes > 1:
-        shared = [None if failure is None else (isinstance(failure, OutputLockedError), f"{failure}")]
-        broadcast_object_list(shared, from_process=0)
-        if failure is not None:
-            raise failure
-        if shared[0] is not None:
-            locked, text = shared[0]
-            raise (OutputLockedError if locked else RuntimeError)(text)
-    return lock
-
-
 def _load_embed_model(model, processor, dtype):
     """(model, video processor, fingerprint): the fingerprint is taken of the weights as stored, before the cast to
     the compute ``dtype`` (a bfloat16 run and a float32 search of one checkpoint agree)."""
@@ -259,9 +221,8 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
                   save_dtype="float32", device=None, save_context=False, save_frame_embeds=False, shard_size=64,
                   decode_backend="auto", timeout_s=DEFAULT_TIMEOUT_S, retry_errors=True, progress=True):
     """`embed_videos`, also returning the `EmbedCounts` of this run (summed over processes)."""
-    from accelerate import PartialState
-
     from .inputs import expand_inputs
+    from .lock import job_state, take_job_lock
     from .store import ShardStore
     from ..video.reader import BACKENDS
     from ..video.windows import check_window_lengths
@@ -280,10 +241,8 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     paths = expand_inputs(videos, list_file)
     ShardStore(output_dir).check_owner()  # before the lock and the (slow) model load
 
-    # processes that finish their share early wait at the final barrier for the slowest one: allow hours, not the
-    # default 10-30 minutes (a process that dies still ends the job: torchrun/accelerate stop the others)
-    state = PartialState(cpu=_cpu_only(device), timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS))
-    lock = _take_job_lock(state, output_dir)
+    state = job_state(device)
+    lock = take_job_lock(state, output_dir)
     try:
         return _run_locked(state, paths, output_dir, model, processor, chunk_length_s, stride_length_s, num_frames,
                            batch_size, num_workers, dtype, save_dtype, device, save_context, save_frame_embeds,

@@ -8,6 +8,9 @@ directory, an object), and new weights saved under the same path have another on
 changed keeps its fingerprint: its rows are the same vectors. Weights are hashed as given: the same checkpoint
 cast to another dtype is another model.
 
+`model_fingerprint(model, whole=True)` hashes the whole model the same way (video and text sides, prompt generator,
+logit scale): what a classifier's scores depend on (`xclip-hf evaluate`'s predictions).
+
 Hashing reads every weight once (for X-CLIP B/32, about 350 MB on the video side: a fraction of a second); the
 result is kept per model object and recomputed only when its weights change (`models.fingerprint.weights_key`).
 """
@@ -26,6 +29,7 @@ _NOT_ROW_SHAPING = {"transformers_version", "architectures", "output_hidden_stat
                     "label2id", "problem_type", "initializer_range", "initializer_factor", "drop_path_rate",
                     "attention_dropout", "use_cache", "tie_word_embeddings"}
 _FORMAT = "xclip-video-side-v1"
+_WHOLE_FORMAT = "xclip-whole-model-v1"
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -40,10 +44,10 @@ def _config_text(config) -> str:
     return json.dumps(items, sort_keys=True, default=str)
 
 
-def _hash(module) -> str:
+def _hash(module, whole: bool = False) -> str:
     import torch
 
-    digest = hashlib.sha256(_FORMAT.encode())
+    digest = hashlib.sha256((_WHOLE_FORMAT if whole else _FORMAT).encode())
     digest.update(_config_text(module.config).encode())
     for name, tensor in sorted(module.state_dict().items()):
         tensor = tensor.detach()
@@ -54,20 +58,21 @@ def _hash(module) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def model_fingerprint(model) -> str:
-    """``"sha256:<hex>"`` of the model's video side (config and weights); kept per object until its weights change."""
+def model_fingerprint(model, whole: bool = False) -> str:
+    """``"sha256:<hex>"`` of the model's video side (config and weights; ``whole=True``: of the whole model); kept
+    per object until its weights change. An exported model gives its source model's (video-side) fingerprint."""
     from ..models.fingerprint import weights_key
 
     recorded = getattr(model, "source_fingerprint", None)  # an exported model: the fingerprint of its source
     if recorded:
         return recorded
-    module = _video_side(model)
+    module = model if whole else _video_side(model)
     weights, keepalive = weights_key(module)
-    key = (weights, _config_text(module.config))
+    key = (weights, _config_text(module.config), whole)
     cached = _CACHE.get(module)
     if cached is not None and cached[0] == key:
         return cached[2]
-    fingerprint = _hash(module)
+    fingerprint = _hash(module, whole)
     _CACHE[module] = (key, keepalive, fingerprint)  # keepalive: no new weights can take the addresses the key names
     return fingerprint
 

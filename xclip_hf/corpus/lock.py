@@ -1,4 +1,5 @@
-"""One writer per embed output: ``DIR/_embed.lock`` names the run that holds it (pid, host, start time).
+"""One writer per job output: ``DIR/_embed.lock`` (``_evaluate.lock`` for an evaluate job's predictions; the
+``job`` argument) names the run that holds it (pid, host, start time).
 
 A second run refuses at once, naming the holder. A lock whose process is gone (same host: no such pid, a zombie,
 or the pid now belongs to a process started later) is stale and is taken over. Taking and taking over happen
@@ -6,7 +7,8 @@ under an exclusive ``flock`` of ``DIR/_embed.lock.guard`` (released by the kerne
 so two runs can never both decide a lock is theirs; the lock file itself is always written whole (a temporary
 file renamed into place) and a fresh one is created with ``os.link`` (atomic, fails if it exists). A lock held on
 another host cannot be checked from here: it is refused, and the message says to delete it if that run is gone.
-Under torchrun / accelerate, the main process takes the lock for the job and the others trust it.
+Under torchrun / accelerate, the main process takes the lock for the job and the others trust it
+(`take_job_lock`).
 """
 
 from __future__ import annotations
@@ -19,15 +21,22 @@ import socket
 import sys
 import uuid
 
-__all__ = ["LOCK_NAME", "LOCK_FILES", "JobLock", "OutputLockedError"]
+__all__ = ["LOCK_NAME", "LOCK_FILES", "JobLock", "OutputLockedError", "lock_files", "job_state", "take_job_lock"]
 
-LOCK_NAME = "_embed.lock"
-GUARD_NAME = "_embed.lock.guard"
+BARRIER_TIMEOUT_HOURS = 12
+
+
+def lock_files(job: str = "embed") -> tuple[str, str]:
+    """(lock file, guard file) names of a ``job``'s output directory."""
+    return f"_{job}.lock", f"_{job}.lock.guard"
+
+
+LOCK_NAME, GUARD_NAME = lock_files()
 LOCK_FILES = (LOCK_NAME, GUARD_NAME)
 
 
 class OutputLockedError(RuntimeError):
-    """The output directory is being written by another embed run (the message names it)."""
+    """The output directory is being written by another run (the message names it)."""
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -87,14 +96,14 @@ def _describe(holder: dict) -> str:
 
 
 @contextlib.contextmanager
-def _guard(directory: str):
-    """An exclusive flock that serialises lock decisions in ``directory`` (no-op where fcntl is missing)."""
+def _guard(directory: str, name: str = GUARD_NAME):
+    """An exclusive flock of ``directory/name`` that serialises lock decisions (no-op where fcntl is missing)."""
     try:
         import fcntl
     except ImportError:  # not POSIX: fresh locks are still atomic (os.link); take-overs are not serialised
         yield
         return
-    fd = os.open(os.path.join(directory, GUARD_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(os.path.join(directory, name), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -118,15 +127,16 @@ def _create(tmp: str, path: str, holder: dict) -> None:
 
 
 class JobLock:
-    """The lock of one embed output directory, held by this process (`acquire` / `release`)."""
+    """The lock of one ``job`` output directory (embed, evaluate), held by this process (`acquire` / `release`)."""
 
-    def __init__(self, directory: str, holder: dict):
-        self.directory = directory
-        self.path = os.path.join(directory, LOCK_NAME)
+    def __init__(self, directory: str, holder: dict, job: str = "embed"):
+        self.directory, self.job = directory, job
+        name, self.guard = lock_files(job)
+        self.path = os.path.join(directory, name)
         self.holder = holder
 
     @classmethod
-    def acquire(cls, directory) -> JobLock:
+    def acquire(cls, directory, job: str = "embed") -> JobLock:
         """Take the lock of ``directory`` (created if needed); `OutputLockedError` naming the holder if it is held."""
         directory = os.fspath(directory)
         os.makedirs(directory, exist_ok=True)
@@ -135,14 +145,14 @@ class JobLock:
                 "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "proc_start": stat[1] if stat else None, "token": uuid.uuid4().hex,
                 "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:200]}
-        lock = cls(directory, mine)
-        tmp = os.path.join(directory, f".{LOCK_NAME}.{mine['token']}.tmp")
+        lock = cls(directory, mine, job)
+        tmp = os.path.join(directory, f".{os.path.basename(lock.path)}.{mine['token']}.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(mine, f)
             f.flush()
             os.fsync(f.fileno())
         try:
-            with _guard(directory):
+            with _guard(directory, lock.guard):
                 holder = _read(lock.path)
                 if holder is not None:
                     if _holder_alive(holder) is not False or not holder:
@@ -162,12 +172,57 @@ class JobLock:
         remote = holder and holder.get("host") != socket.gethostname()
         gone = (f"if that run is gone (it ran on another host, which this one cannot check), delete {self.path!r}"
                 if remote or not holder else "or stop it")
-        return (f"output directory {self.directory!r} is being written by another embed run: {_describe(holder)} "
+        return (f"output directory {self.directory!r} is being written by another {self.job} run: {_describe(holder)} "
                 f"(lock file {self.path!r}). Wait for it to finish or use another output directory; {gone}.")
 
     def release(self) -> None:
         """Remove the lock if it is still this run's."""
-        with contextlib.suppress(FileNotFoundError), _guard(self.directory):
+        with contextlib.suppress(FileNotFoundError), _guard(self.directory, self.guard):
             holder = _read(self.path)
             if holder and holder.get("token") == self.holder["token"]:
                 os.remove(self.path)
+
+
+def _cpu_only(device) -> bool:
+    """Whether processes talk over gloo on CPU: an explicit CPU device, or no accelerator on this machine."""
+    import torch
+
+    if device is not None:
+        return torch.device(device).type == "cpu"
+    accelerator = getattr(torch, "accelerator", None)
+    return not (accelerator.is_available() if accelerator is not None else torch.cuda.is_available())
+
+
+def job_state(device=None):
+    """accelerate's `PartialState` of a job's process (one process, or torchrun / accelerate launch; created once),
+    over gloo when the processes run on CPU. Processes that finish their share early wait at the final barrier for
+    the slowest one: barriers allow hours, not the default 10-30 minutes (a process that dies still ends the job:
+    torchrun/accelerate stop the others)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=_cpu_only(device), timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS))
+
+
+def take_job_lock(state, directory, job: str = "embed") -> JobLock | None:
+    """The job's lock, taken by the main process of an accelerate ``state`` for all; every process learns whether
+    it was refused, so that none waits at a barrier for a job that never starts. Returns the lock on the main
+    process (None on the others)."""
+    from accelerate.utils import broadcast_object_list
+
+    lock, failure = None, None
+    if state.is_main_process:
+        try:
+            lock = JobLock.acquire(directory, job)
+        except Exception as err:
+            if state.num_processes == 1:
+                raise
+            failure = err
+    if state.num_processes > 1:
+        shared = [None if failure is None else (isinstance(failure, OutputLockedError), f"{failure}")]
+        broadcast_object_list(shared, from_process=0)
+        if failure is not None:
+            raise failure
+        if shared[0] is not None:
+            locked, text = shared[0]
+            raise (OutputLockedError if locked else RuntimeError)(text)
+    return lock

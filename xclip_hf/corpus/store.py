@@ -1,5 +1,8 @@
 """Where an embedding run keeps its work: atomic shards per process, a done-list, and the merged dataset.
 
+The same store keeps `xclip-hf evaluate`'s per-video predictions (``job="evaluate"``: ``_evaluate_config.json``,
+``_evaluate.lock``; the rows' features are the caller's, with a ``path`` and an ``error`` column).
+
 Layout of an output directory ``DIR``::
 
     DIR/_embed_config.json          the job's identity, checked again when a run resumes: the settings that shape
@@ -26,13 +29,21 @@ import shutil
 import uuid
 
 from .identity import short
-from .lock import LOCK_FILES, LOCK_NAME
+from .lock import lock_files
 
-__all__ = ["ShardStore", "row_features", "read_job_config", "CONFIG_NAME", "SHARDS_DIR", "RECORDED_KEYS"]
+__all__ = ["ShardStore", "row_features", "read_job_config", "config_name", "CONFIG_NAME", "SHARDS_DIR",
+           "RECORDED_KEYS"]
 
 logger = logging.getLogger(__name__)
 
-CONFIG_NAME = "_embed_config.json"
+
+
+def config_name(job: str = "embed") -> str:
+    """The job config's file name in a ``job``'s output directory."""
+    return f"_{job}_config.json"
+
+
+CONFIG_NAME = config_name()
 SHARDS_DIR = "_shards"
 DONE_LIST = "videos.json"
 _DATASET_FILES = ("state.json", "dataset_info.json")
@@ -40,9 +51,9 @@ _DATASET_FILES = ("state.json", "dataset_info.json")
 RECORDED_KEYS = ("model", "model_source", "model_fingerprint", "code_version")
 
 
-def read_job_config(directory) -> dict | None:
-    """The job config of an embed output directory (None if there is none)."""
-    path = os.path.join(os.fspath(directory), CONFIG_NAME)
+def read_job_config(directory, job: str = "embed") -> dict | None:
+    """The job config of an embed (or other ``job``) output directory (None if there is none)."""
+    path = os.path.join(os.fspath(directory), config_name(job))
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as f:
@@ -82,29 +93,39 @@ def _video_key(path: str) -> str:
     return os.path.abspath(path)
 
 
-class ShardStore:
-    """The output directory of one embedding run, seen from process ``rank``."""
+def _brief(value, limit: int = 120) -> str:
+    """repr of a setting, cut to ``limit`` characters (a class list can be long)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 5] + " ...]"
 
-    def __init__(self, directory, rank: int = 0):
+
+class ShardStore:
+    """The output directory of one embedding (or other ``job``) run, seen from process ``rank``."""
+
+    def __init__(self, directory, rank: int = 0, job: str = "embed"):
         self.directory = os.fspath(directory)
         self.rank = int(rank)
+        self.job = job
+        self.config_path = os.path.join(self.directory, config_name(job))
         self.shards_dir = os.path.join(self.directory, SHARDS_DIR)
         self._next = None
 
     # ---------------------------------------------------------------- opening
     def check_owner(self) -> None:
-        """Refuse an output path that is a file, or a directory holding anything but an earlier embed run."""
+        """Refuse an output path that is a file, or a directory holding anything but an earlier run of this job."""
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise ValueError(f"output {self.directory!r} exists and is not a directory")
         if not os.path.isdir(self.directory):
             return
+        locks = lock_files(self.job)
         names = [n for n in os.listdir(self.directory)
-                 if n not in LOCK_FILES and not n.startswith(f".{LOCK_NAME}.")]  # a lock left by a killed first run
-        if names and not os.path.isfile(os.path.join(self.directory, CONFIG_NAME)):
+                 if n not in locks and not n.startswith(f".{locks[0]}.")]  # a lock left by a killed first run
+        if names and not os.path.isfile(self.config_path):
             listing = ", ".join(sorted(names)[:5])
             raise ValueError(
                 f"output directory {self.directory!r} already holds other files ({listing}) and was not written by "
-                "`xclip-hf embed`; pass a new or empty directory (or the directory of an earlier embed run to resume it)"
+                f"`xclip-hf {self.job}`; pass a new or empty directory (or the directory of an earlier {self.job} run "
+                "to resume it)"
             )
 
     def check(self, settings: dict) -> None:
@@ -114,21 +135,21 @@ class ShardStore:
         fingerprint. An output written before fingerprints were recorded cannot be checked: a warning says so.
         """
         self.check_owner()
-        saved = read_job_config(self.directory)
+        saved = read_job_config(self.directory, self.job)
         if saved is None:
             return
         changed = {k: (saved.get(k), v) for k, v in settings.items()
                    if k not in RECORDED_KEYS and saved.get(k) != v}
         if changed:
-            diff = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            diff = ", ".join(f"{k}: {_brief(old)} -> {_brief(new)}" for k, (old, new) in changed.items())
             raise ValueError(
-                f"output directory {self.directory!r} holds an embed run made with other settings ({diff}); rows of "
+                f"output directory {self.directory!r} holds an {self.job} run made with other settings ({diff}); rows of "
                 "both would not be comparable: use another directory, or the same settings to resume"
             )
         recorded = saved.get("model_fingerprint")
         source = saved.get("model_source", saved.get("model"))
         if recorded is None:
-            logger.warning(f"output directory {self.directory!r} was written before embed recorded model "
+            logger.warning(f"output directory {self.directory!r} was written before {self.job} recorded model "
                            f"fingerprints: cannot check that {settings.get('model_source')!r} is the model that wrote "
                            f"its rows (it recorded the name {source!r}); resuming")
         elif recorded != settings["model_fingerprint"]:
@@ -145,7 +166,7 @@ class ShardStore:
     def write_config(self, settings: dict) -> None:
         """Record the job (main process, once, before any shard is written); an earlier run's record is kept."""
         os.makedirs(self.shards_dir, exist_ok=True)
-        path = os.path.join(self.directory, CONFIG_NAME)
+        path = self.config_path
         if not os.path.isfile(path):
             tmp = f"{path}.{uuid.uuid4().hex}.tmp"
             with open(tmp, "w", encoding="utf-8") as f:
@@ -228,8 +249,8 @@ class ShardStore:
         return name
 
     # ---------------------------------------------------------------- merging
-    def merge(self, features, progress: bool = True):
-        """Concatenate every committed shard (each input once, rows sorted by path and start) into ``DIR``."""
+    def chosen_rows(self, features):
+        """The rows of every committed shard, each input once (`chosen_copies`), in commit order (a `Dataset`)."""
         from datasets import Dataset, concatenate_datasets, load_from_disk
 
         chosen = self.chosen_copies()
@@ -241,7 +262,13 @@ class ShardStore:
             if superseded:
                 part = part.filter(lambda p: _video_key(p) not in superseded, input_columns="path")
             parts.append(part)
-        merged = concatenate_datasets(parts) if parts else Dataset.from_dict({k: [] for k in features}, features=features)
+        return concatenate_datasets(parts) if parts else Dataset.from_dict({k: [] for k in features}, features=features)
+
+    def merge(self, features, progress: bool = True):
+        """Concatenate every committed shard (each input once, rows sorted by path and start) into ``DIR``."""
+        from datasets import load_from_disk
+
+        merged = self.chosen_rows(features)
         if len(merged):
             keys = list(zip(merged["path"], merged["start_s"]))
             merged = merged.select(sorted(range(len(keys)), key=keys.__getitem__))

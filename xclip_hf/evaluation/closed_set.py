@@ -10,6 +10,7 @@ import numpy as np
 
 from .labels import resolve_labels
 from .metrics import classification_figures, save_confusion_png
+from .predictions import is_main_process, predictions_dir
 from .report import build_report, find_paper_figures, model_identity, paper_figure, write_report
 from .runner import build_pipeline, score_videos
 
@@ -28,7 +29,8 @@ def read_annotations(data_file, class_names: list[str], video_root=None) -> tupl
 
 
 def evaluate_classification(pipe, videos: list[str], references: list[int], class_names: list[str], **options) -> dict:
-    """Score `videos` and compute the figures over the readable ones: {"figures", "scores", "kept", "bad_videos"}."""
+    """Score `videos` (`score_videos` with `options`) and compute the figures over the readable ones:
+    {"figures", "scores", "kept", "bad_videos"}."""
     scored = score_videos(pipe, videos, class_names, **options)
     refs = np.asarray(references, dtype=np.int64)[scored.kept]
     figures = classification_figures(scored.scores, refs, class_names)
@@ -38,16 +40,21 @@ def evaluate_classification(pipe, videos: list[str], references: list[int], clas
 def evaluate_closed_set(model, data_file, labels, *, output_dir=None, video_root=None, processor=None,
                         num_temporal_clips: int = 1, num_spatial_crops: int = 1, num_frames: int | None = None,
                         template: str = "{}", batch_size: int = 1, on_bad_video: str = "skip", device=None,
-                        dtype=None, progress: bool | None = None, paper_figures=None, dataset: str | None = None) -> dict:
+                        dtype=None, progress: bool | None = None, paper_figures=None, dataset: str | None = None,
+                        shard_size: int = 64) -> dict:
     """Run the closed-set protocol; returns the report (and writes report.json/.md + confusion.png to `output_dir`).
 
-    `labels`: a shipped list name (`kinetics400`, ...), an `id,name` csv, or a list of names."""
+    `labels`: a shipped list name (`kinetics400`, ...), an `id,name` csv, or a list of names. With `output_dir`,
+    per-video predictions are committed under `output_dir/predictions` every `shard_size` videos, and a rerun
+    resumes (`runner.score_videos`); under torchrun / accelerate launch the main process writes the files."""
     class_names, dataset_key = resolve_labels(labels)
     dataset = dataset or dataset_key
     videos, references = read_annotations(data_file, class_names, video_root)
     pipe = model if hasattr(model, "text_features") else build_pipeline(model, processor, device, dtype)
     options = dict(num_temporal_clips=num_temporal_clips, num_spatial_crops=num_spatial_crops, num_frames=num_frames,
-                   template=template, batch_size=batch_size, on_bad_video=on_bad_video, progress=progress)
+                   template=template, batch_size=batch_size, on_bad_video=on_bad_video, progress=progress,
+                   predictions_dir=predictions_dir(output_dir), shard_size=shard_size,
+                   job_settings={"protocol": "closed-set", "data_file": os.path.abspath(data_file)})
     out = evaluate_classification(pipe, videos, references, class_names, **options)
     identity = model_identity(pipe.model, model if isinstance(model, (str, os.PathLike)) else None)
     settings = {"data_file": os.fspath(data_file), "labels": labels if isinstance(labels, str) else None,
@@ -63,6 +70,7 @@ def evaluate_closed_set(model, data_file, labels, *, output_dir=None, video_root
     report = build_report("closed-set", settings, identity, results, out["bad_videos"], paper)
     if output_dir is not None:
         report["files"] = write_report(output_dir, report)
-        report["files"]["confusion_png"] = save_confusion_png(os.path.join(output_dir, "confusion.png"),
-                                                              results["confusion_matrix"], class_names)
+        png = os.path.join(output_dir, "confusion.png")
+        report["files"]["confusion_png"] = (save_confusion_png(png, results["confusion_matrix"], class_names)
+                                            if is_main_process() else png)
     return report

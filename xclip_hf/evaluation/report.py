@@ -156,9 +156,14 @@ def to_markdown(report: dict) -> str:
 
 
 def write_report(output_dir: str, report: dict) -> dict:
-    """Write report.json and report.md into `output_dir`; returns their paths."""
-    os.makedirs(output_dir, exist_ok=True)
+    """Write report.json and report.md into `output_dir` (only the main process under torchrun / accelerate
+    launch); returns their paths."""
+    from .predictions import is_main_process
+
     paths = {"json": os.path.join(output_dir, "report.json"), "md": os.path.join(output_dir, "report.md")}
+    if not is_main_process():
+        return paths
+    os.makedirs(output_dir, exist_ok=True)
     with open(paths["json"], "w", encoding="utf-8") as f:
         json.dump(report, f, indent=1, sort_keys=False)
         f.write("\n")

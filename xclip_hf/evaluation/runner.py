@@ -5,6 +5,10 @@ Multi-view (paper Sec. 4.2): `num_temporal_clips x num_spatial_crops` views per 
 averaged over the views (the pipeline's `num_temporal_clips` / `num_spatial_crops`). Each file is opened and decoded
 once for all of its temporal views: the video processor asks the reader for the sorted union of the clips' frame
 indices in one pass (`reader.load_video`).
+
+The same call runs on one process or under ``torchrun`` / ``accelerate launch`` (the videos split between the
+processes, the predictions gathered once), and with ``predictions_dir`` it is resumable: per-video predictions are
+committed in shards there, and a rerun scores only what is missing (`predictions`).
 """
 
 from __future__ import annotations
@@ -25,14 +29,18 @@ class ScoredVideos:
 
     scores: np.ndarray  # (N_ok, K) float64, averaged per-view softmax
     kept: list[int]  # input positions of the rows of `scores`
-    bad_videos: list[dict] = field(default_factory=list)  # {"video", "error"}
+    bad_videos: list[dict] = field(default_factory=list)  # {"video", "error"}, each video once
+    resumed: int = 0  # videos whose predictions an earlier run committed to `predictions_dir`
 
 
 def build_pipeline(model, processor=None, device=None, dtype=None):
-    """The zero-shot pipeline for a model given as a folder, hub id or object (through the one loader)."""
+    """The zero-shot pipeline for a model given as a folder, hub id or object (through the one loader); under
+    torchrun / accelerate launch, on this process's device (`predictions.process_device`)."""
     from ..models.loading import load_model_and_processor
     from ..pipelines.zero_shot_video_classification import ZeroShotVideoClassificationPipeline
+    from .predictions import process_device
 
+    device = process_device(device)
     loaded = load_model_and_processor(model, processor=processor, need_text=True, dtype=dtype, device=device)
     return ZeroShotVideoClassificationPipeline(model=loaded.model, processor=loaded.processor,
                                                device=loaded.model.device)
@@ -45,15 +53,40 @@ def _vector(result: list[dict], column: dict[str, int]) -> np.ndarray:
     return row
 
 
+def _score_chunk(pipe, chunk: list[str], batch_size: int, options: dict) -> list[tuple]:
+    """(video, pipeline result or None, error or None) per video of `chunk`; a failing batch is retried video by
+    video to find the bad one(s)."""
+    try:
+        return list(zip(chunk, pipe(chunk, batch_size=batch_size, **options), [None] * len(chunk)))
+    except (ValueError, RuntimeError, OSError) as err:
+        if len(chunk) == 1:
+            return [(chunk[0], None, err)]
+    outcome = []
+    for video in chunk:
+        try:
+            outcome.append((video, pipe([video], batch_size=1, **options)[0], None))
+        except (ValueError, RuntimeError, OSError) as single:
+            outcome.append((video, None, single))
+    return outcome
+
+
 def score_videos(pipe, videos: list[str], class_names: list[str], *, num_temporal_clips: int = 1,
                  num_spatial_crops: int = 1, num_frames: int | None = None, template: str = "{}",
-                 batch_size: int = 1, on_bad_video: str = "skip", progress: bool | None = None) -> ScoredVideos:
+                 batch_size: int = 1, on_bad_video: str = "skip", progress: bool | None = None,
+                 predictions_dir=None, job_settings: dict | None = None, shard_size: int = 64) -> ScoredVideos:
     """Scores (N, K) of `videos` against `class_names` (the paper's bare label by default: `template="{}"`).
 
     A batch that fails is retried video by video; a video that still fails is listed in `bad_videos` with its
     error (`on_bad_video="skip"`) or raises a ValueError naming it (`"raise"`). If no video can be read at all the
-    first error is raised (a model or setting problem, not bad videos)."""
+    first error is raised (a model or setting problem, not bad videos). A video listed twice is scored once.
+
+    `predictions_dir`: commit per-video predictions there in shards of `shard_size` videos and skip those an
+    earlier run with the same settings and model committed (a folder of another model or other settings, or
+    other `job_settings` such as the protocol's data files, is refused)."""
     from tqdm.auto import tqdm
+
+    from ..corpus.lock import job_state
+    from .predictions import PredictionRun, job_settings as settings_of
 
     if on_bad_video not in ON_BAD_VIDEO:
         raise ValueError(f"on_bad_video must be one of {ON_BAD_VIDEO}, got {on_bad_video!r}")
@@ -61,37 +94,44 @@ def score_videos(pipe, videos: list[str], class_names: list[str], *, num_tempora
     options = dict(candidate_labels=list(class_names), hypothesis_template=template,
                    num_temporal_clips=num_temporal_clips, num_spatial_crops=num_spatial_crops, num_frames=num_frames)
     options = {k: v for k, v in options.items() if v is not None}
-    rows, kept, bad = [], [], []
-    step = max(1, int(batch_size)) * 4
-    disable = None if progress is None else not progress
-    with tqdm(total=len(videos), unit="video", desc="evaluate", file=sys.stderr, disable=disable) as bar:
-        for start in range(0, len(videos), step):
-            chunk = list(videos[start:start + step])
-            try:
-                results = pipe(chunk, batch_size=batch_size, **options)
-                outcome = list(zip(range(start, start + len(chunk)), results, [None] * len(chunk)))
-            except (ValueError, RuntimeError, OSError) as err:
-                if len(chunk) == 1:
-                    outcome = [(start, None, err)]
-                else:  # find the bad one(s)
-                    outcome = []
-                    for i, video in enumerate(chunk, start=start):
-                        try:
-                            outcome.append((i, pipe([video], batch_size=1, **options)[0], None))
-                        except (ValueError, RuntimeError, OSError) as single:
-                            outcome.append((i, None, single))
-            for i, result, err in outcome:
-                if err is None:
-                    rows.append(_vector(result, column))
-                    kept.append(i)
-                    continue
-                message = f"{type(err).__name__}: {err}"
-                if on_bad_video == "raise":
-                    raise ValueError(f"video {videos[i]!r} could not be evaluated ({message}); pass "
-                                     "on_bad_video='skip' (--on-bad-video skip) to skip such files") from err
-                bad.append({"video": str(videos[i]), "error": message})
-            bar.update(len(chunk))
+    unique = list(dict.fromkeys(str(v) for v in videos))
+    state = job_state(getattr(pipe, "device", None))
+    settings = settings_of(pipe, class_names, options, job_settings) if predictions_dir is not None else None
+    run = PredictionRun(state, unique, predictions_dir, settings, shard_size)
+    try:
+        mine = run.start()  # this process's share of the videos not done by an earlier run
+        run.note_resumed(progress)
+        step = max(1, int(batch_size)) * 4
+        disable = True if state.num_processes > 1 and not state.is_main_process else (
+            None if progress is None else not progress)
+        desc = "evaluate" + (f" (process {state.process_index} of {state.num_processes})"
+                             if state.num_processes > 1 else "")
+        with tqdm(total=len(mine), unit="video", desc=desc, file=sys.stderr, disable=disable) as bar:
+            for start in range(0, len(mine), step):
+                chunk = mine[start:start + step]
+                for video, result, err in _score_chunk(pipe, chunk, batch_size, options):
+                    if err is None:
+                        run.add(video, _vector(result, column))
+                        continue
+                    message = f"{type(err).__name__}: {err}"
+                    if on_bad_video == "raise":
+                        run.stop(video, message, err)
+                        break
+                    run.add(video, None, message)
+                bar.update(len(chunk))
+                if run.stopped:
+                    break
+        done = run.finish()  # every process's results, gathered once (raises a stop on every process)
+    finally:
+        run.close()
+    rows, kept = [], []
+    for i, video in enumerate(videos):
+        row, error = done[str(video)]
+        if error is None:
+            rows.append(row)
+            kept.append(i)
+    bad = [{"video": video, "error": done[video][1]} for video in unique if done[video][1] is not None]
     if videos and not kept:
         raise ValueError(f"none of the {len(videos)} videos could be evaluated; the first error: {bad[0]['error']}")
     scores = np.stack(rows) if rows else np.zeros((0, len(class_names)))
-    return ScoredVideos(scores=scores, kept=kept, bad_videos=bad)
+    return ScoredVideos(scores=scores, kept=kept, bad_videos=bad, resumed=run.resumed)

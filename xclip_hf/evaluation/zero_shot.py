@@ -24,6 +24,7 @@ import numpy as np
 from .closed_set import read_annotations
 from .labels import resolve_labels
 from .metrics import classification_figures, mean_std
+from .predictions import predictions_dir
 from .report import build_report, find_paper_figures, model_identity, paper_figure, write_report
 from .runner import build_pipeline, score_videos
 
@@ -128,8 +129,10 @@ def _finish(protocol, dataset, pipe, model, settings, results, bad, output_dir, 
 def evaluate_zero_shot(model, split_files, labels, *, output_dir=None, video_root=None, processor=None,
                        num_temporal_clips: int = 1, num_spatial_crops: int = 1, num_frames: int | None = None,
                        template: str = "{}", batch_size: int = 1, on_bad_video: str = "skip", device=None, dtype=None,
-                       progress: bool | None = None, paper_figures=None, dataset: str | None = None) -> dict:
-    """Per-split top-1/top-5 and mean +- std over `split_files` (annotation files over the classes of `labels`)."""
+                       progress: bool | None = None, paper_figures=None, dataset: str | None = None,
+                       shard_size: int = 64) -> dict:
+    """Per-split top-1/top-5 and mean +- std over `split_files` (annotation files over the classes of `labels`).
+    With `output_dir`, resumable through `output_dir/predictions` (see `closed_set.evaluate_closed_set`)."""
     split_files = [split_files] if isinstance(split_files, (str, os.PathLike)) else list(split_files)
     if not split_files:
         raise ValueError("zero-shot needs at least one split file")
@@ -139,7 +142,10 @@ def evaluate_zero_shot(model, split_files, labels, *, output_dir=None, video_roo
     pipe = model if hasattr(model, "text_features") else build_pipeline(model, processor, device, dtype)
     scored = score_videos(pipe, union, class_names, num_temporal_clips=num_temporal_clips,
                           num_spatial_crops=num_spatial_crops, num_frames=num_frames, template=template,
-                          batch_size=batch_size, on_bad_video=on_bad_video, progress=progress)
+                          batch_size=batch_size, on_bad_video=on_bad_video, progress=progress,
+                          predictions_dir=predictions_dir(output_dir), shard_size=shard_size,
+                          job_settings={"protocol": "zero-shot",
+                                        "split_files": [os.path.abspath(f) for f in split_files]})
     row = {union[i]: r for i, r in zip(scored.kept, scored.scores)}
     per_split = {}
     for name, videos, refs in splits:
@@ -161,9 +167,11 @@ def evaluate_kinetics600_new_classes(model, data_file, *, k400_labels="kinetics4
                                      num_subsets: int = 3, subset_size: int = SUBSET_SIZE, seed: int = 0,
                                      output_dir=None, video_root=None, processor=None, num_frames: int | None = None,
                                      template: str = "{}", batch_size: int = 1, on_bad_video: str = "skip",
-                                     device=None, dtype=None, progress: bool | None = None, paper_figures=None) -> dict:
+                                     device=None, dtype=None, progress: bool | None = None, paper_figures=None,
+                                     shard_size: int = 64) -> dict:
     """Zero-shot on the K600 classes absent from K400: `data_file` annotates K600 validation videos with K600
-    ids; each subset (seeded, or given) scores its classes' videos against its own names."""
+    ids; each subset (seeded, or given) scores its classes' videos against its own names. With `output_dir`,
+    resumable through `output_dir/predictions/subset{i}`."""
     k400, _ = resolve_labels(k400_labels)
     k600, _ = resolve_labels(k600_labels)
     derived = kinetics600_new_classes(k400, k600, renames)
@@ -181,7 +189,10 @@ def evaluate_kinetics600_new_classes(model, data_file, *, k400_labels="kinetics4
         if not chosen:
             raise ValueError(f"subset {i}: {os.fspath(data_file)!r} has no videos of its classes")
         scored = score_videos(pipe, [v for v, _ in chosen], subset, num_frames=num_frames, template=template,
-                              batch_size=batch_size, on_bad_video=on_bad_video, progress=progress)
+                              batch_size=batch_size, on_bad_video=on_bad_video, progress=progress,
+                              predictions_dir=predictions_dir(output_dir, f"subset{i}"), shard_size=shard_size,
+                              job_settings={"protocol": "zero-shot k600-new-classes",
+                                            "data_file": os.path.abspath(data_file)})
         figures = classification_figures(scored.scores, np.asarray([r for _, r in chosen])[scored.kept], subset)
         per_subset[f"subset{i}"] = _headline(figures)
         bad.update({b["video"]: b for b in scored.bad_videos})

@@ -1,0 +1,185 @@
+"""Per-video predictions of an evaluation on one process or many (`torchrun` / `accelerate launch`), resumable.
+
+* Processes: accelerate's `PartialState` (`corpus.lock.job_state`, as embed: gloo on CPU). The videos still to
+  score are split between the processes with `split_between_processes` without padding (each video in exactly
+  one share; a process may get none), and the per-video results are gathered once (`gather_object`) at the end,
+  so every process returns the same predictions and reaches the same end, also when its share is empty or all
+  bad.
+* Resumption: with a predictions folder, each process commits its videos' rows (video, class scores or error) in
+  atomic shards with a done-list, the embed store (`corpus.store.ShardStore`, ``job="evaluate"``) under one lock
+  (`corpus.lock`) taken by the main process. The folder records the job (class names, template, views, frames,
+  dtype, the protocol's data files, and a fingerprint of the whole model: `corpus.identity`); a rerun with the same
+  job skips the videos already committed (videos that failed are tried again) and one with another model or other
+  settings is refused, naming what differs.
+* ``on_bad_video="raise"``: a process stops at its first bad video, and every process raises the same error after
+  the gathering (the one of the first such video in input order); rows committed before stay for a rerun.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+__all__ = ["JOB", "process_device", "is_main_process", "predictions_dir", "job_settings", "PredictionRun"]
+
+JOB = "evaluate"  # the store's job name: _evaluate_config.json, _evaluate.lock
+FOLDER = "predictions"  # under a report's output folder
+
+
+def predictions_dir(output_dir, *parts) -> str | None:
+    """The predictions folder of an evaluation written to ``output_dir`` (``output_dir/predictions[/part...]``;
+    protocols that score several times, one per subset or model, use one folder each); None without an output."""
+    return None if output_dir is None else os.path.join(os.fspath(output_dir), FOLDER, *map(str, parts))
+
+
+def process_device(device=None):
+    """Where this process's model runs: ``device`` as given on one process; with several processes, a device left
+    out or named by type only (``"cuda"``) is the process's own (``cuda:LOCAL_RANK``)."""
+    import torch
+
+    from ..corpus.lock import job_state
+
+    state = job_state(device)
+    if state.num_processes == 1:
+        return device
+    if device is None or (torch.device(device).index is None and torch.device(device).type == state.device.type):
+        return state.device
+    return device
+
+
+def is_main_process() -> bool:
+    """Whether this process writes the shared outputs (always, on one process)."""
+    from ..corpus.lock import job_state
+
+    return job_state().is_main_process
+
+
+def _features():
+    from datasets import Features, List, Value
+
+    return Features({"path": Value("string"), "scores": List(Value("float64")), "error": Value("string")})
+
+
+def job_settings(pipe, class_names, options: dict, job: dict | None = None) -> dict:
+    """What a predictions folder records: the settings that shape the scores (compared on resume), the whole
+    model's fingerprint (compared), its source and the code version (recorded)."""
+    from ..corpus.identity import code_version, model_fingerprint
+
+    model = pipe.model
+    frames = options.get("num_frames") or model.config.vision_config.num_frames
+    return {"class_names": list(class_names), "template": options.get("hypothesis_template", "{}"),
+            "num_temporal_clips": options.get("num_temporal_clips", 1),
+            "num_spatial_crops": options.get("num_spatial_crops", 1), "num_frames": int(frames),
+            "dtype": str(model.dtype).replace("torch.", ""), **(job or {}),
+            "model_fingerprint": model_fingerprint(model, whole=True),
+            "model_source": str(getattr(model, "name_or_path", "") or ""), "code_version": code_version()}
+
+
+class PredictionRun:
+    """One `score_videos` call seen from this process: `start` (lock, resume, this process's share), `add` /
+    `stop` per scored video, `finish` (commit, gather: every video's (scores, error)), `close` (release the lock)."""
+
+    def __init__(self, state, videos: list[str], directory=None, settings: dict | None = None, shard_size: int = 64):
+        if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size < 1:
+            raise ValueError(f"shard_size must be an integer >= 1, got {shard_size!r}")
+        self.state, self.videos, self.settings, self.shard_size = state, list(videos), settings, shard_size
+        self.directory = None if directory is None else os.fspath(directory)
+        self.store = self.lock = None
+        self.earlier: dict[str, tuple] = {}  # absolute path -> (scores or None, error or None), earlier runs
+        self.new: list[tuple] = []  # (video, scores or None, error or None) scored by this process now
+        self.buffer: list[tuple] = []  # rows of `new` not committed yet
+        self.stopped = None  # (video, message, exception) with on_bad_video="raise"
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> list[str]:
+        """Take the lock and read what earlier runs committed; returns this process's share of the rest."""
+        if self.directory is not None:
+            self._open_store()
+        pending = [v for v in self.videos if not self._done(v)]
+        with self.state.split_between_processes(pending) as mine:  # no padding: each video in one share
+            return list(mine)
+
+    def _done(self, video: str) -> bool:
+        """Whether an earlier run committed `video` with scores (one that failed is tried again)."""
+        found = self.earlier.get(os.path.abspath(video))
+        return found is not None and found[1] is None
+
+    @property
+    def resumed(self) -> int:
+        """Videos whose predictions come from an earlier run."""
+        return sum(map(self._done, self.videos))
+
+    def _open_store(self) -> None:
+        from ..corpus.lock import take_job_lock
+        from ..corpus.store import ShardStore
+
+        state = self.state
+        self.store = ShardStore(self.directory, state.process_index, job=JOB)
+        self.store.check_owner()
+        self.lock = take_job_lock(state, self.directory, job=JOB)
+        self.store.check(self.settings)
+        rows = self.store.chosen_rows(_features()).to_dict()
+        self.earlier = {os.path.abspath(p): (None if s is None else np.asarray(s, dtype=np.float64), e)
+                        for p, s, e in zip(rows["path"], rows["scores"], rows["error"])}
+        state.wait_for_everyone()  # every process has read the same shards before anyone writes
+        if state.is_main_process:
+            self.store.write_config(self.settings)
+            self.store.remove_partial_shards()
+        state.wait_for_everyone()
+
+    # ------------------------------------------------------------------ scoring
+    def add(self, video: str, scores: np.ndarray | None, error: str | None = None) -> None:
+        """One scored video (its scores, or the error that made it bad)."""
+        self.new.append((video, scores, error))
+        self.buffer.append((video, scores, error))
+        if len(self.buffer) >= self.shard_size:
+            self._commit()
+
+    def stop(self, video: str, message: str, err: BaseException) -> None:
+        """``on_bad_video="raise"``: this process scores no more; `finish` raises on every process."""
+        self.stopped = (video, message, err)
+
+    def _commit(self) -> None:
+        if self.store is not None and self.buffer:
+            rows = {"path": [str(v) for v, _, _ in self.buffer],
+                    "scores": [None if s is None else [float(x) for x in s] for _, s, _ in self.buffer],
+                    "error": [e for _, _, e in self.buffer]}
+            self.store.commit(rows, [str(v) for v, _, _ in self.buffer], _features())
+        self.buffer = []
+
+    # ------------------------------------------------------------------ end
+    def finish(self) -> dict[str, tuple]:
+        """Commit the last rows, gather every process's results once; video -> (scores or None, error or None).
+        Raises the first stop (in input order) on every process."""
+        from accelerate.utils import gather_object
+
+        self._commit()
+        stop = None if self.stopped is None else self.stopped[:2]
+        gathered = gather_object([("result", item) for item in self.new] + ([("stop", stop)] if stop else []))
+        results = {v: self.earlier[os.path.abspath(v)] for v in self.videos if os.path.abspath(v) in self.earlier}
+        stops = {}
+        for kind, item in gathered:
+            if kind == "result":
+                results[item[0]] = (item[1], item[2])
+            else:
+                stops[item[0]] = item[1]
+        if stops:
+            video = next(v for v in self.videos if v in stops)
+            cause = self.stopped[2] if self.stopped and self.stopped[0] == video else None
+            raise ValueError(f"video {video!r} could not be evaluated ({stops[video]}); pass on_bad_video='skip' "
+                             "(--on-bad-video skip) to skip such files") from cause
+        return results
+
+    def close(self) -> None:
+        """Release the predictions folder's lock (main process)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def note_resumed(self, progress) -> None:
+        """Say on stderr (main process) how many videos an earlier run scored."""
+        if self.resumed and progress is not False and self.state.is_main_process:
+            print(f"evaluate: {self.resumed} of {len(self.videos)} video(s) scored by an earlier run in "
+                  f"{self.directory!r}; scoring the rest", file=sys.stderr)
