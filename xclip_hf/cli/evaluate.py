@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import check_model_source, device_arg, library_progress, positive_int, usage_errors
+from .common import check_model_source, device_arg, library_progress, nonnegative_int, positive_int, usage_errors
 
 HELP = "evaluate with the paper's protocols (closed-set, zero-shot, few-shot), retrieval, localisation"
 
@@ -45,6 +45,8 @@ def add_arguments(c) -> None:
     p = sub.add_parser("closed-set", help="fully supervised: top-1/top-5, per-class accuracy, confusion matrix (Sec. 4.2)")
     _common(p, "annotation file: X-CLIP 'path label' .txt, or .csv/.json/.jsonl with video,label columns")
     _views(p)
+    p.add_argument("--num-workers", type=nonnegative_int, default=0, metavar="N",
+                   help="processes that decode and preprocess videos while the model runs (default 0: in this one)")
     z = sub.add_parser("zero-shot", help="zero-shot: per-split top-1/top-5, mean ± std over splits (Sec. 4.4)")
     _common(z, "one annotation file per test split (UCF-101 / HMDB-51: three); with --k600-new-classes, the "
                "Kinetics-600 validation annotation (K600 ids)", nargs="+")
@@ -176,7 +178,7 @@ def run(args) -> int:
                 raise ValueError("closed-set needs --labels (a shipped list name or an id,name csv)")
             report = evaluate_closed_set(args.model, args.data, args.labels, **_options(args),
                                          num_temporal_clips=args.num_temporal_clips,
-                                         num_spatial_crops=args.num_spatial_crops)
+                                         num_spatial_crops=args.num_spatial_crops, num_workers=args.num_workers)
         elif args.protocol == "zero-shot":
             report = _zero_shot(args)
         elif args.protocol == "few-shot":

@@ -47,12 +47,14 @@ def _vector(result: list[dict], column: dict[str, int]) -> np.ndarray:
 
 def score_videos(pipe, videos: list[str], class_names: list[str], *, num_temporal_clips: int = 1,
                  num_spatial_crops: int = 1, num_frames: int | None = None, template: str = "{}",
-                 batch_size: int = 1, on_bad_video: str = "skip", progress: bool | None = None) -> ScoredVideos:
+                 batch_size: int = 1, on_bad_video: str = "skip", progress: bool | None = None,
+                 num_workers: int = 0) -> ScoredVideos:
     """Scores (N, K) of `videos` against `class_names` (the paper's bare label by default: `template="{}"`).
 
     A batch that fails is retried video by video; a video that still fails is listed in `bad_videos` with its
     error (`on_bad_video="skip"`) or raises a ValueError naming it (`"raise"`). If no video can be read at all the
-    first error is raised (a model or setting problem, not bad videos)."""
+    first error is raised (a model or setting problem, not bad videos). `num_workers`: the pipeline's DataLoader
+    workers, which decode and preprocess videos while the model runs (same scores as 0)."""
     from tqdm.auto import tqdm
 
     if on_bad_video not in ON_BAD_VIDEO:
@@ -68,7 +70,7 @@ def score_videos(pipe, videos: list[str], class_names: list[str], *, num_tempora
         for start in range(0, len(videos), step):
             chunk = list(videos[start:start + step])
             try:
-                results = pipe(chunk, batch_size=batch_size, **options)
+                results = pipe(chunk, batch_size=batch_size, num_workers=num_workers, **options)
                 outcome = list(zip(range(start, start + len(chunk)), results, [None] * len(chunk)))
             except (ValueError, RuntimeError, OSError) as err:
                 if len(chunk) == 1:
