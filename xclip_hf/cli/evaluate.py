@@ -26,7 +26,8 @@ def _common(p, data_help: str, nargs=None) -> None:
     p.add_argument("--output", required=True, help="folder for report.json, report.md (and figures)")
     p.add_argument("--template", default="{}", help='text template, default "{}" (the paper\'s bare label)')
     p.add_argument("--num-frames", type=positive_int, default=None, help="frames per view (default: the model's)")
-    p.add_argument("--batch-size", type=positive_int, default=1, help="videos per model forward")
+    p.add_argument("--batch-size", type=positive_int, default=1,
+                   help="chunks per model forward: temporal views (each with its spatial crops), or windows")
     p.add_argument("--on-bad-video", choices=["skip", "raise"], default="skip",
                    help="skip (count and list in the report) or stop at a video that cannot be read")
     p.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, cuda:1, ...")
