@@ -25,7 +25,7 @@ cached) and the decode + preprocessing of its 4x3 views alone (one core, as a wo
 the evaluate side cost `model` per video and a serial loop `model + decode`, so on this machine the best ratio
 over the trainer at 0 workers is about `(model + decode + its text passes) / model`.
 
-    python benchmarks/bench_evaluate.py               # the full benchmark (~30 min on 2 CPU cores)
+    python benchmarks/bench_evaluate.py               # the full benchmark (55 min on 2 loaded CPU cores)
     python benchmarks/bench_evaluate.py --quick       # tiny model, 4 short small videos, 40 labels: a smoke test
 """
 
