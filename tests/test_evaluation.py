@@ -93,6 +93,21 @@ def test_multi_view_closed_set_matches_xclipmodel_view_by_view(evalset, tmp_path
     assert (tmp_path / "confusion.png").stat().st_size > 0
 
 
+def test_decoding_workers_give_the_same_scores(evalset):
+    """num_workers=2 (videos decoded in DataLoader workers while the model runs) scores as in-process reading does,
+    rows in input order, a bad video still listed."""
+    from xclip_hf.evaluation.runner import build_pipeline, score_videos
+
+    pipe = build_pipeline(evalset["model"])
+    # batch_size=1: chunks of 4 videos, so the first 4 are read by the workers, the last chunk is retried one by one
+    videos = evalset["videos"][:5] + [str(evalset["root"] / "missing.mp4")]
+    alone = score_videos(pipe, videos, LABELS, batch_size=1, **VIEWS)
+    workers = score_videos(pipe, videos, LABELS, batch_size=1, num_workers=2, **VIEWS)
+    assert workers.kept == alone.kept == list(range(5))
+    assert [b["video"] for b in workers.bad_videos] == [videos[-1]]
+    np.testing.assert_allclose(workers.scores, alone.scores, atol=1e-6, rtol=0)
+
+
 def test_corrupt_and_empty_videos_are_listed_and_the_rest_evaluated(evalset, tmp_path):
     from xclip_hf.evaluation import evaluate_closed_set
     from xclip_hf.evaluation.runner import build_pipeline
@@ -151,7 +166,7 @@ def test_cli_closed_set_writes_the_report(evalset, tmp_path, capsys):
     out = tmp_path / "out"
     status = main(["evaluate", "closed-set", "--model", evalset["model"], "--data", str(evalset["root"] / "val.txt"),
                    "--labels", str(evalset["root"] / "labels.csv"), "--output", str(out), "--no-progress",
-                   "--num-temporal-clips", "2", "--num-spatial-crops", "3", "--batch-size", "2"])
+                   "--num-temporal-clips", "2", "--num-spatial-crops", "3", "--batch-size", "2", "--num-workers", "2"])
     assert status == 0
     report = json.loads((out / "report.json").read_text())
     assert "top1" in capsys.readouterr().out and report["settings"]["views"] == "2x3"

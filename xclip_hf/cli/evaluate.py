@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import check_model_source, device_arg, library_progress, positive_int, usage_errors
+from .common import check_model_source, device_arg, library_progress, nonnegative_int, positive_int, usage_errors
 
 HELP = "evaluate with the paper's protocols (closed-set, zero-shot, few-shot), retrieval, localisation"
 
@@ -31,7 +31,8 @@ def _common(p, data_help: str, nargs=None) -> None:
     p.add_argument("--output", required=True, help="folder for report.json, report.md (and figures)")
     p.add_argument("--template", default="{}", help='text template, default "{}" (the paper\'s bare label)')
     p.add_argument("--num-frames", type=positive_int, default=None, help="frames per view (default: the model's)")
-    p.add_argument("--batch-size", type=positive_int, default=1, help="videos per model forward")
+    p.add_argument("--batch-size", type=positive_int, default=1,
+                   help="chunks per model forward: temporal views (each with its spatial crops), or windows")
     p.add_argument("--on-bad-video", choices=["skip", "raise"], default="skip",
                    help="skip (count and list in the report) or stop at a video that cannot be read")
     p.add_argument("--shard-size", type=positive_int, default=64,
@@ -52,6 +53,8 @@ def add_arguments(c) -> None:
     p = sub.add_parser("closed-set", help="fully supervised: top-1/top-5, per-class accuracy, confusion matrix (Sec. 4.2)")
     _common(p, "annotation file: X-CLIP 'path label' .txt, or .csv/.json/.jsonl with video,label columns")
     _views(p)
+    p.add_argument("--num-workers", type=nonnegative_int, default=0, metavar="N",
+                   help="processes that decode and preprocess videos while the model runs (default 0: in this one)")
     z = sub.add_parser("zero-shot", help="zero-shot: per-split top-1/top-5, mean ± std over splits (Sec. 4.4)")
     _common(z, "one annotation file per test split (UCF-101 / HMDB-51: three); with --k600-new-classes, the "
                "Kinetics-600 validation annotation (K600 ids)", nargs="+")
@@ -194,7 +197,7 @@ def run(args) -> int:
                 raise ValueError("closed-set needs --labels (a shipped list name or an id,name csv)")
             report = evaluate_closed_set(args.model, args.data, args.labels, **_options(args),
                                          num_temporal_clips=args.num_temporal_clips,
-                                         num_spatial_crops=args.num_spatial_crops)
+                                         num_spatial_crops=args.num_spatial_crops, num_workers=args.num_workers)
         elif args.protocol == "zero-shot":
             report = _zero_shot(args)
         elif args.protocol == "few-shot":

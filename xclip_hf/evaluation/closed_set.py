@@ -41,19 +41,20 @@ def evaluate_closed_set(model, data_file, labels, *, output_dir=None, video_root
                         num_temporal_clips: int = 1, num_spatial_crops: int = 1, num_frames: int | None = None,
                         template: str = "{}", batch_size: int = 1, on_bad_video: str = "skip", device=None,
                         dtype=None, progress: bool | None = None, paper_figures=None, dataset: str | None = None,
-                        shard_size: int = 64) -> dict:
+                        shard_size: int = 64, num_workers: int = 0) -> dict:
     """Run the closed-set protocol; returns the report (and writes report.json/.md + confusion.png to `output_dir`).
 
     `labels`: a shipped list name (`kinetics400`, ...), an `id,name` csv, or a list of names. With `output_dir`,
     per-video predictions are committed under `output_dir/predictions` every `shard_size` videos, and a rerun
-    resumes (`runner.score_videos`); under torchrun / accelerate launch the main process writes the files."""
+    resumes (`runner.score_videos`); under torchrun / accelerate launch the main process writes the files.
+    `num_workers`: processes that decode videos while the model runs (`score_videos`)."""
     class_names, dataset_key = resolve_labels(labels)
     dataset = dataset or dataset_key
     videos, references = read_annotations(data_file, class_names, video_root)
     pipe = model if hasattr(model, "text_features") else build_pipeline(model, processor, device, dtype)
     options = dict(num_temporal_clips=num_temporal_clips, num_spatial_crops=num_spatial_crops, num_frames=num_frames,
                    template=template, batch_size=batch_size, on_bad_video=on_bad_video, progress=progress,
-                   predictions_dir=predictions_dir(output_dir), shard_size=shard_size,
+                   predictions_dir=predictions_dir(output_dir), shard_size=shard_size, num_workers=num_workers,
                    job_settings={"protocol": "closed-set", "data_file": os.path.abspath(data_file)})
     out = evaluate_classification(pipe, videos, references, class_names, **options)
     identity = model_identity(pipe.model, model if isinstance(model, (str, os.PathLike)) else None)

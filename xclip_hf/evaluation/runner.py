@@ -53,11 +53,12 @@ def _vector(result: list[dict], column: dict[str, int]) -> np.ndarray:
     return row
 
 
-def _score_chunk(pipe, chunk: list[str], batch_size: int, options: dict) -> list[tuple]:
+def _score_chunk(pipe, chunk: list[str], batch_size: int, options: dict, num_workers: int = 0) -> list[tuple]:
     """(video, pipeline result or None, error or None) per video of `chunk`; a failing batch is retried video by
-    video to find the bad one(s)."""
+    video (in this process) to find the bad one(s)."""
     try:
-        return list(zip(chunk, pipe(chunk, batch_size=batch_size, **options), [None] * len(chunk)))
+        return list(zip(chunk, pipe(chunk, batch_size=batch_size, num_workers=num_workers, **options),
+                        [None] * len(chunk)))
     except (ValueError, RuntimeError, OSError) as err:
         if len(chunk) == 1:
             return [(chunk[0], None, err)]
@@ -73,7 +74,8 @@ def _score_chunk(pipe, chunk: list[str], batch_size: int, options: dict) -> list
 def score_videos(pipe, videos: list[str], class_names: list[str], *, num_temporal_clips: int = 1,
                  num_spatial_crops: int = 1, num_frames: int | None = None, template: str = "{}",
                  batch_size: int = 1, on_bad_video: str = "skip", progress: bool | None = None,
-                 predictions_dir=None, job_settings: dict | None = None, shard_size: int = 64) -> ScoredVideos:
+                 predictions_dir=None, job_settings: dict | None = None, shard_size: int = 64,
+                 num_workers: int = 0) -> ScoredVideos:
     """Scores (N, K) of `videos` against `class_names` (the paper's bare label by default: `template="{}"`).
 
     A batch that fails is retried video by video; a video that still fails is listed in `bad_videos` with its
@@ -82,7 +84,8 @@ def score_videos(pipe, videos: list[str], class_names: list[str], *, num_tempora
 
     `predictions_dir`: commit per-video predictions there in shards of `shard_size` videos and skip those an
     earlier run with the same settings and model committed (a folder of another model or other settings, or
-    other `job_settings` such as the protocol's data files, is refused)."""
+    other `job_settings` such as the protocol's data files, is refused). `num_workers`: the pipeline's DataLoader
+    workers, which decode and preprocess videos while the model runs (same scores as 0)."""
     from tqdm.auto import tqdm
 
     from ..corpus.lock import job_state
@@ -109,7 +112,7 @@ def score_videos(pipe, videos: list[str], class_names: list[str], *, num_tempora
         with tqdm(total=len(mine), unit="video", desc=desc, file=sys.stderr, disable=disable) as bar:
             for start in range(0, len(mine), step):
                 chunk = mine[start:start + step]
-                for video, result, err in _score_chunk(pipe, chunk, batch_size, options):
+                for video, result, err in _score_chunk(pipe, chunk, batch_size, options, num_workers):
                     if err is None:
                         run.add(video, _vector(result, column))
                         continue
