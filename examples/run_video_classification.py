@@ -356,5 +356,16 @@ def main(argv=None):
     return trainer
 
 
+def end_process_group() -> None:
+    """Under torchrun / accelerate launch, end the process group before the interpreter exits: left to interpreter
+    shutdown, gloo's threads can abort a process that has finished ("terminate called without an active
+    exception", exit -6), which fails the whole launch."""
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 if __name__ == "__main__":
     main()
+    end_process_group()
