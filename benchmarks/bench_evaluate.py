@@ -20,12 +20,14 @@ child and its DataLoader workers; and times the evaluation loop (`score_videos` 
 already loaded) beside the whole command. Prints videos/s per side and round, ranges, ratios, the decode counts
 and the top-1/top-5 of both sides (the same model, views and weights: they must agree).
 
-Then the bound (`--no-bound` skips it): per video, the model alone on its 12 views (both cores, text features
-cached) and the decode + preprocessing of its 4x3 views alone (one core, as a worker does): a perfect overlap makes
-the evaluate side cost `model` per video and a serial loop `model + decode`, so on this machine the best ratio
-over the trainer at 0 workers is about `(model + decode + its text passes) / model`.
+Then the bound (`--no-bound` skips it, `--bound-only` runs nothing else): per video, the model alone on its 12
+views (both cores, text features cached), the decode + preprocessing of its 4x3 views alone (one core, as a worker
+does), the 400-label text pass, and the trainer's shape (the views of 8 videos in one 96-clip forward). A perfect
+overlap makes the evaluate side cost `model` per video and a serial loop `model + decode`; the trainer also pays a
+text pass per eval batch of 8 videos and its batch shape.
 
     python benchmarks/bench_evaluate.py               # the full benchmark (55 min on 2 loaded CPU cores)
+    python benchmarks/bench_evaluate.py --num-videos 8 --bound-only   # only the bound (about 6 min)
     python benchmarks/bench_evaluate.py --quick       # tiny model, 4 short small videos, 40 labels: a smoke test
 """
 
@@ -218,7 +220,8 @@ def per_file(counts: dict, event: str, videos: list[str]) -> str:
 
 # ------------------------------------------------------------------------------- the bound (parent, in-process)
 def measure_bound(data: dict, args, repeats: int = 2) -> dict:
-    """Per video: the model alone on its 4x3 views (text features cached) and decode + preprocessing alone."""
+    """Per video: the model alone on its 4x3 views (text features cached), the same views of all sampled videos in
+    one forward (the trainer's eval batch of 8 videos = 96 clips), and decode + preprocessing alone."""
     import torch
 
     from xclip_hf.evaluation.runner import build_pipeline
@@ -242,7 +245,7 @@ def measure_bound(data: dict, args, repeats: int = 2) -> dict:
             return torch.cat([pixels for _, pixels in stream])
 
     threads = torch.get_num_threads()
-    decode_s, model_s = [], []
+    decode_s, model_s, batched_s = [], [], []
     with torch.no_grad():
         pipe.video_forward(pixel_values=views(sample[0]), text_embeds=text)  # warm-up
         for _ in range(repeats):
@@ -255,7 +258,11 @@ def measure_bound(data: dict, args, repeats: int = 2) -> dict:
             for pixel_values in clips:
                 pipe.video_forward(pixel_values=pixel_values, text_embeds=text)
             model_s.append((time.perf_counter() - start) / len(sample))
-    return {"text_s": text_s, "decode_s": decode_s, "model_s": model_s, "threads": threads, "videos": len(sample)}
+            start = time.perf_counter()  # the trainer's shape: all of the sample's videos in one forward
+            pipe.video_forward(pixel_values=torch.cat(clips), text_embeds=text)
+            batched_s.append((time.perf_counter() - start) / len(sample))
+    return {"text_s": text_s, "decode_s": decode_s, "model_s": model_s, "batched_s": batched_s, "threads": threads,
+            "videos": len(sample)}
 
 
 def span(values, fmt="{:.3f}") -> str:
@@ -272,7 +279,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="runs of every side (order swapped every round)")
     parser.add_argument("--batch-size", type=int, default=4, help="evaluate's --batch-size (temporal views per forward)")
     parser.add_argument("--workers", type=int, default=2, help="evaluate's --num-workers (and the trainer's third side)")
-    parser.add_argument("--bound-videos", type=int, default=4, help="videos timed for the bound")
+    parser.add_argument("--bound-videos", type=int, default=8,
+                        help="videos timed for the bound (8 = the trainer's default eval batch)")
+    parser.add_argument("--bound-only", action="store_true", help="only the bound, no side runs")
     parser.add_argument("--no-bound", action="store_true", help="skip the model-alone / decode-alone bound")
     parser.add_argument("--quick", action="store_true", help="tiny model, 4 short 160x90 videos, 40 labels (smoke test)")
     args = parser.parse_args(argv)
@@ -293,7 +302,7 @@ def main(argv=None) -> int:
               flush=True)
         names = list(side_commands(data, args, tmp))
         runs: dict[str, list[dict]] = {name: [] for name in names}
-        for r in range(args.rounds):
+        for r in range(0 if args.bound_only else args.rounds):
             order = names if r % 2 == 0 else names[::-1]
             for name in order:
                 out = os.path.join(tmp, f"out_{r}_{len(runs[name])}_{names.index(name)}")
@@ -307,14 +316,15 @@ def main(argv=None) -> int:
                       f"{per_file(c, 'frame', data['videos'])}; metrics {result.get('metrics')}; "
                       f"load {os.getloadavg()[0]:.2f}", flush=True)
 
-        base = names[1]
-        print(f"\n{'':>14} | {'videos/s (range)':>18} | {'mean':>7} | {'vs ' + base:>14} | per-round ratio")
-        mean_rate = {m: n * len(runs[m]) / sum(x["eval_s"] for x in runs[m]) for m in names}
-        for m in names:
-            rates = [n / x["eval_s"] for x in runs[m]]
-            ratios = [b["eval_s"] / x["eval_s"] for x, b in zip(runs[m], runs[base])]
-            print(f"{m:>14} | {span(rates):>18} | {mean_rate[m]:7.3f} | {mean_rate[m] / mean_rate[base]:13.2f}x |"
-                  f" {span(ratios, '{:.2f}')}x")
+        if not args.bound_only:
+            base = names[1]
+            print(f"\n{'':>14} | {'videos/s (range)':>18} | {'mean':>7} | {'vs ' + base:>14} | per-round ratio")
+            mean_rate = {m: n * len(runs[m]) / sum(x["eval_s"] for x in runs[m]) for m in names}
+            for m in names:
+                rates = [n / x["eval_s"] for x in runs[m]]
+                ratios = [b["eval_s"] / x["eval_s"] for x, b in zip(runs[m], runs[base])]
+                print(f"{m:>14} | {span(rates):>18} | {mean_rate[m]:7.3f} | {mean_rate[m] / mean_rate[base]:13.2f}x |"
+                      f" {span(ratios, '{:.2f}')}x")
         if not args.no_bound:
             bound = measure_bound(data, args)
             model, decode, text = min(bound["model_s"]), min(bound["decode_s"]), min(bound["text_s"])
@@ -326,6 +336,9 @@ def main(argv=None) -> int:
             print(f"  serial loop (model + decode + text/8 videos) {serial:.3f} s/video = {1 / serial:.3f} videos/s; "
                   f"perfect overlap (model alone) {1 / model:.3f} videos/s: at most {serial / model:.2f}x over a "
                   f"serial loop of the same model")
+            batched = min(bound["batched_s"])
+            print(f"  the trainer's batch shape ({bound['videos']} videos x 12 clips in one forward) "
+                  f"{span(bound['batched_s'])} s/video: {batched / model:.2f}x the per-video forward")
     return 0
 
 

@@ -89,6 +89,34 @@ def test_frozen_text_encoder_caches_class_features(tokenizer):
     assert len(calls) == 4
 
 
+def test_trainable_text_encoder_encodes_class_texts_once_per_evaluation(tokenizer):
+    """Evaluation (no gradients, eval mode) reuses the class features between batches even when the text encoder
+    trains; a training step that changes its weights, or training mode, computes them again."""
+    model = _classifier(tokenizer).eval()
+    assert not model.text_encoder_frozen
+    calls = _count_text_calls(model)
+    pixels = torch.randn(2, 3, 3, 32, 32)
+    with torch.no_grad():
+        first = model(pixel_values=pixels).logits
+        second = model(pixel_values=pixels).logits
+    assert len(calls) == 1
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+    model.train()
+    model(pixel_values=pixels, labels=torch.tensor([0, 1])).loss.backward()
+    assert len(calls) == 2  # with gradients: recomputed
+    torch.optim.SGD(model.parameters(), lr=1.0).step()
+    model.eval()
+    with torch.no_grad():
+        after = model(pixel_values=pixels).logits
+        model(pixel_values=pixels)
+    assert len(calls) == 3  # new weights: one new encoding, then cached again
+    assert not torch.allclose(after, first)
+    model.xclip.text_model.train()  # dropout on: no cache even without gradients
+    with torch.no_grad():
+        model(pixel_values=pixels)
+    assert len(calls) == 4
+
+
 def test_frozen_class_feature_cache_never_stale_and_not_poisoned(tokenizer):
     """`param.data = new tensor` (freed memory may be reused at the same address) must never hit the old entry,
     and editing the returned features in place must not change later results."""

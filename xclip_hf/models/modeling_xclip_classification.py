@@ -83,10 +83,12 @@ class XClipForVideoClassification(XClipPreTrainedModel):
         return self._class_length[1]
 
     def class_text_features(self) -> torch.Tensor:
-        """(num_labels, P) un-prompted class-text features; cached while the text encoder is frozen."""
+        """(num_labels, P) un-prompted class-text features; cached while the text encoder is frozen, and in
+        evaluation (no gradients, text encoder in eval mode) while its weights stay the same."""
         length = self.class_text_length()
         ids, mask = self.class_input_ids[:, :length], self.class_attention_mask[:, :length]
-        if not self.text_encoder_frozen:
+        evaluating = not torch.is_grad_enabled() and not self.xclip.text_model.training
+        if not (self.text_encoder_frozen or evaluating):
             return self.xclip.get_text_features(ids, attention_mask=mask).pooler_output
         if torch.compiler.is_compiling():  # no Python-side cache inside a graph
             with torch.no_grad():
