@@ -52,6 +52,7 @@ from xclip_hf.training import (
     read_labels_file,
     sample_k_shot,
 )
+from xclip_hf.corpus.lock import end_process_group
 from xclip_hf.models.configuration_xclip import POSITION_EMBEDDING_INITS
 from xclip_hf.models.video_processing_xclip import XClipVideoProcessor
 
@@ -356,16 +357,6 @@ def main(argv=None):
     return trainer
 
 
-def end_process_group() -> None:
-    """Under torchrun / accelerate launch, end the process group before the interpreter exits: left to interpreter
-    shutdown, gloo's threads can abort a process that has finished ("terminate called without an active
-    exception", exit -6), which fails the whole launch."""
-    import torch
-
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-
-
 if __name__ == "__main__":
     main()
-    end_process_group()
+    end_process_group()  # torchrun: before the interpreter exits (corpus.lock)

@@ -62,6 +62,17 @@ def _stored(folder):
     return rows, count
 
 
+def _same_rows(two: dict, one: dict) -> None:
+    """The stored rows of a two-process run equal the one-process run's: the same videos, the same scores
+    (<= 1e-6), an error where it has one."""
+    assert set(two) == set(one)
+    for path, value in one.items():
+        if isinstance(value, str):
+            assert isinstance(two[path], str), path
+        else:
+            np.testing.assert_allclose(two[path], value, atol=1e-6, rtol=0)
+
+
 def _same_results(a, b):
     """The report figures and predictions of two runs (scores may differ by float rounding of other batches)."""
     assert a["results"]["predictions"] == b["results"]["predictions"]
@@ -128,12 +139,8 @@ def test_two_processes_under_torchrun_match_one(evalset, tmp_path):
     assert {n.split("-")[0] for n in shards} == {"rank0", "rank1"}
     rows_two, count = _stored(tmp_path / "two")
     rows_one, _ = _stored(tmp_path / "one")
-    assert count == 9 + 2 and set(rows_two) == set(rows_one)
-    for path, value in rows_one.items():
-        if isinstance(value, str):
-            assert isinstance(rows_two[path], str)
-        else:
-            np.testing.assert_allclose(rows_two[path], value, atol=1e-6, rtol=0)
+    assert count == 9 + 2
+    _same_rows(rows_two, rows_one)
     assert not (tmp_path / "two" / "predictions" / "_evaluate.lock").exists()  # rank 0 took the lock, released it
 
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -148,9 +155,8 @@ def test_two_processes_under_torchrun_match_one(evalset, tmp_path):
     assert _report(tmp_path / "zs_two")["bad_videos"] == zero_shot["bad_videos"]
     assert sorted(os.path.basename(b["video"]) for b in zero_shot["bad_videos"]["videos"]) == sorted(BAD)
     (rows_two, count), (rows_one, _) = _stored(tmp_path / "zs_two"), _stored(tmp_path / "zs_one")
-    assert count == 5 and set(rows_two) == set(rows_one)
-    for path, value in rows_one.items():
-        np.testing.assert_allclose(rows_two[path], value, atol=1e-6, rtol=0) if not isinstance(value, str) else None
+    assert count == 5
+    _same_rows(rows_two, rows_one)
 
 
 def test_resume_after_kill_counts_each_video_once(evalset, tmp_path):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import sys
 
 __all__ = ["main", "entry", "build_parser", "COMMANDS"]
 
@@ -68,17 +67,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry(argv: list[str] | None = None) -> int:
-    """The `xclip-hf` command (and `python -m xclip_hf.cli`): `main`, then the end of a torchrun process group."""
+    """The `xclip-hf` command (and `python -m xclip_hf.cli`): `main`, then the end of a torchrun process group
+    (`corpus.lock.end_process_group`; not in `main`, which may run several times in one process)."""
     try:
         return main(argv)
     finally:
-        _end_process_group()
+        from ..corpus.lock import end_process_group
 
-
-def _end_process_group() -> None:
-    """Under torchrun / accelerate launch (embed, evaluate), end the process group before the interpreter exits:
-    left to interpreter shutdown, gloo's threads can abort a finished process (exit -6), failing the launch. Only
-    at the end of the process: `main` may run several times in one process (tests, scripts)."""
-    torch = sys.modules.get("torch")  # never imported just for this (`--help` stays torch-free)
-    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+        end_process_group()

@@ -21,7 +21,8 @@ import socket
 import sys
 import uuid
 
-__all__ = ["LOCK_NAME", "LOCK_FILES", "JobLock", "OutputLockedError", "lock_files", "job_state", "take_job_lock"]
+__all__ = ["LOCK_NAME", "LOCK_FILES", "JobLock", "OutputLockedError", "lock_files", "job_state", "take_job_lock",
+           "end_process_group"]
 
 BARRIER_TIMEOUT_HOURS = 12
 
@@ -201,6 +202,15 @@ def job_state(device=None):
     from accelerate import PartialState
 
     return PartialState(cpu=_cpu_only(device), timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS))
+
+
+def end_process_group() -> None:
+    """Under torchrun / accelerate launch, end the process group before the interpreter exits: left to interpreter
+    shutdown, gloo's threads can abort a finished process ("terminate called without an active exception", exit
+    -6), failing the whole launch. Call it once, at the end of the process. Never imports torch just for this."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def take_job_lock(state, directory, job: str = "embed") -> JobLock | None:

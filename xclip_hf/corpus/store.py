@@ -37,7 +37,6 @@ __all__ = ["ShardStore", "row_features", "read_job_config", "config_name", "CONF
 logger = logging.getLogger(__name__)
 
 
-
 def config_name(job: str = "embed") -> str:
     """The job config's file name in a ``job``'s output directory."""
     return f"_{job}_config.json"
