@@ -34,5 +34,5 @@ setup(
         # xclip-hf export-onnx and the onnxruntime / openvino runtimes (xclip_hf.deploy)
         "onnx": ["onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18", "openvino>=2024.0"],
     },
-    entry_points={"console_scripts": ["xclip-hf=xclip_hf.cli:entry"]},
+    entry_points={"console_scripts": ["xclip-hf=xclip_hf.cli:main"]},
 )

@@ -52,7 +52,6 @@ from xclip_hf.training import (
     read_labels_file,
     sample_k_shot,
 )
-from xclip_hf.corpus.lock import end_process_group
 from xclip_hf.models.configuration_xclip import POSITION_EMBEDDING_INITS
 from xclip_hf.models.video_processing_xclip import XClipVideoProcessor
 
@@ -359,4 +358,3 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
-    end_process_group()  # torchrun: before the interpreter exits (corpus.lock)

@@ -76,7 +76,7 @@ def test_no_import_cycle():
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
 
 
-LOWER_LAYERS = ("xclip_hf.models", "xclip_hf.video")
+LOWER_LAYERS = ("xclip_hf.models", "xclip_hf.video", "xclip_hf.jobs")
 UPPER_LAYERS = ("xclip_hf.pipelines", "xclip_hf.corpus", "xclip_hf.cli", "xclip_hf.conversion", "xclip_hf.training",
                 "xclip_hf.evaluation", "xclip_hf.deploy", "xclip_hf.app")
 

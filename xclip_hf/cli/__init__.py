@@ -20,7 +20,7 @@ import argparse
 import importlib
 import os
 
-__all__ = ["main", "entry", "build_parser", "COMMANDS"]
+__all__ = ["main", "build_parser", "COMMANDS"]
 
 # subcommand -> module of this package (one owner per command; add a line to add a command)
 COMMANDS = {
@@ -64,14 +64,3 @@ def main(argv: list[str] | None = None) -> int:
         if debug_enabled():
             raise
         return report_error(args.command, err)
-
-
-def entry(argv: list[str] | None = None) -> int:
-    """The `xclip-hf` command (and `python -m xclip_hf.cli`): `main`, then the end of a torchrun process group
-    (`corpus.lock.end_process_group`; not in `main`, which may run several times in one process)."""
-    try:
-        return main(argv)
-    finally:
-        from ..corpus.lock import end_process_group
-
-        end_process_group()

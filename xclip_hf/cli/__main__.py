@@ -2,6 +2,6 @@
 
 import sys
 
-from . import entry
+from . import main
 
-sys.exit(entry())
+sys.exit(main())

@@ -48,9 +48,8 @@ def _failed_rows(dataset, shown: int = 5) -> list[str]:
 
 
 def run(args) -> int:
-    from accelerate import PartialState
-
     from ..corpus.embed import run_embedding
+    from ..jobs import job_state
     from ..video.windows import check_window_lengths
 
     if not args.videos and args.list_file is None:
@@ -69,7 +68,7 @@ def run(args) -> int:
             save_context=args.save_context, save_frame_embeds=args.save_frame_embeds, shard_size=args.shard_size,
             timeout_s=args.timeout, retry_errors=not args.no_retry_errors, progress=not args.no_progress,
         )
-    if not PartialState().is_main_process:
+    if not job_state().is_main_process:
         return EXIT_FAILURE if counts.failed else EXIT_OK
     print(f"xclip-hf embed: {counts.summary(args.output, len(dataset))}", file=sys.stderr)
     failed = _failed_rows(dataset) if counts.failed else []

@@ -133,7 +133,7 @@ def _few_shot(args):
     """Write the K-shot lists and commands; train with --train; evaluate the trained models (None: none yet)."""
     import os
 
-    from ..corpus.lock import job_state
+    from ..jobs import job_state
     from ..evaluation import few_shot
 
     if args.labels is None:

@@ -222,7 +222,8 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
                   decode_backend="auto", timeout_s=DEFAULT_TIMEOUT_S, retry_errors=True, progress=True):
     """`embed_videos`, also returning the `EmbedCounts` of this run (summed over processes)."""
     from .inputs import expand_inputs
-    from .lock import job_state, take_job_lock
+    from ..jobs import job_state
+    from .lock import take_job_lock
     from .store import ShardStore
     from ..video.reader import BACKENDS
     from ..video.windows import check_window_lengths
@@ -345,8 +346,8 @@ def embed_videos(videos=(), output_dir=None, model=None, **kwargs):
     progress = kwargs.get("progress", True)
     dataset, counts = run_embedding(videos, output_dir, model, **kwargs)
     if progress:
-        from accelerate import PartialState
+        from ..jobs import job_state
 
-        if PartialState().is_main_process:
+        if job_state().is_main_process:
             print(f"xclip-hf embed: {counts.summary(os.fspath(output_dir), len(dataset))}", file=sys.stderr)
     return dataset

@@ -21,10 +21,7 @@ import socket
 import sys
 import uuid
 
-__all__ = ["LOCK_NAME", "LOCK_FILES", "JobLock", "OutputLockedError", "lock_files", "job_state", "take_job_lock",
-           "end_process_group"]
-
-BARRIER_TIMEOUT_HOURS = 12
+__all__ = ["LOCK_NAME", "LOCK_FILES", "JobLock", "OutputLockedError", "lock_files", "take_job_lock"]
 
 
 def lock_files(job: str = "embed") -> tuple[str, str]:
@@ -182,35 +179,6 @@ class JobLock:
             holder = _read(self.path)
             if holder and holder.get("token") == self.holder["token"]:
                 os.remove(self.path)
-
-
-def _cpu_only(device) -> bool:
-    """Whether processes talk over gloo on CPU: an explicit CPU device, or no accelerator on this machine."""
-    import torch
-
-    if device is not None:
-        return torch.device(device).type == "cpu"
-    accelerator = getattr(torch, "accelerator", None)
-    return not (accelerator.is_available() if accelerator is not None else torch.cuda.is_available())
-
-
-def job_state(device=None):
-    """accelerate's `PartialState` of a job's process (one process, or torchrun / accelerate launch; created once),
-    over gloo when the processes run on CPU. Processes that finish their share early wait at the final barrier for
-    the slowest one: barriers allow hours, not the default 10-30 minutes (a process that dies still ends the job:
-    torchrun/accelerate stop the others)."""
-    from accelerate import PartialState
-
-    return PartialState(cpu=_cpu_only(device), timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS))
-
-
-def end_process_group() -> None:
-    """Under torchrun / accelerate launch, end the process group before the interpreter exits: left to interpreter
-    shutdown, gloo's threads can abort a finished process ("terminate called without an active exception", exit
-    -6), failing the whole launch. Call it once, at the end of the process. Never imports torch just for this."""
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
 
 
 def take_job_lock(state, directory, job: str = "embed") -> JobLock | None:

@@ -1,6 +1,6 @@
 """Per-video predictions of an evaluation on one process or many (`torchrun` / `accelerate launch`), resumable.
 
-* Processes: accelerate's `PartialState` (`corpus.lock.job_state`, as embed: gloo on CPU). The videos still to
+* Processes: accelerate's `PartialState` (`jobs.job_state`, as embed: gloo on CPU). The videos still to
   score are split between the processes with `split_between_processes` without padding (each video in exactly
   one share; a process may get none), and the per-video results are gathered once (`gather_object`) at the end,
   so every process returns the same predictions and reaches the same end, also when its share is empty or all
@@ -39,7 +39,7 @@ def process_device(device=None):
     out or named by type only (``"cuda"``) is the process's own (``cuda:LOCAL_RANK``)."""
     import torch
 
-    from ..corpus.lock import job_state
+    from ..jobs import job_state
 
     state = job_state(device)
     if state.num_processes == 1:
@@ -51,7 +51,7 @@ def process_device(device=None):
 
 def is_main_process() -> bool:
     """Whether this process writes the shared outputs (always, on one process)."""
-    from ..corpus.lock import job_state
+    from ..jobs import job_state
 
     return job_state().is_main_process
 

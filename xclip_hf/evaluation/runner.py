@@ -88,7 +88,7 @@ def score_videos(pipe, videos: list[str], class_names: list[str], *, num_tempora
     workers, which decode and preprocess videos while the model runs (same scores as 0)."""
     from tqdm.auto import tqdm
 
-    from ..corpus.lock import job_state
+    from ..jobs import job_state
     from .predictions import PredictionRun, job_settings as settings_of
 
     if on_bad_video not in ON_BAD_VIDEO:

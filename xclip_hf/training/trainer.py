@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from transformers import Trainer
 
+from ..jobs import end_process_group_at_exit
 from ..models.modeling_xclip import average_view_probabilities
 from .bad_samples import BAD_VIDEO_KEY, BadVideoCallback
 from .mixup import MixupCutmix
@@ -33,6 +34,7 @@ class XClipTrainer(Trainer):
 
     def __init__(self, *args, new_lr_scale: float = 10.0, mixup: MixupCutmix | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        end_process_group_at_exit()  # the Trainer's arguments may have started one (torchrun)
         self.new_lr_scale = new_lr_scale
         self.mixup = mixup
         # X-CLIP's losses are batch means that ignore `num_items_in_batch`: let Trainer scale them for
