@@ -1,7 +1,7 @@
 """Stress test: the public Python API under `torchrun --nproc_per_node 2`, many launches, both cores busy.
 
 Each launch runs a user's script that calls only `evaluate_closed_set`, `evaluate_zero_shot` and `embed_videos`
-(tiny model, a few short videos) and does nothing about the process group. A launch fails when a rank exits
+(tiny model, a few short videos, a corrupt and an empty file) and does nothing about the process group. A launch fails when a rank exits
 non-zero: a finished rank aborted at interpreter exit ("terminate called without an active exception", SIGABRT)
 is counted separately. Two busy-loop processes keep both cores loaded while the launches run (`--no-busy` to skip).
 
@@ -42,7 +42,8 @@ if os.environ.get("RANK") == "0":
 
 
 def make_fixture(root: str, num_videos: int) -> dict:
-    """A tiny X-CLIP checkpoint with its processor, `num_videos` short h264 files, an annotation list and labels."""
+    """A tiny X-CLIP checkpoint with its processor, `num_videos` short h264 files and two bad ones (corrupt, empty),
+    an annotation list and labels."""
     import numpy as np
     import torch
 
@@ -69,6 +70,12 @@ def make_fixture(root: str, num_videos: int) -> dict:
         write_video(path, render_video(LABELS[label], rng, size=32, num_frames=12))
         videos.append(path)
         lines.append(f"{path} {label}")
+    for name, content in (("corrupt.mp4", b"\x00\x00\x00\x18ftypmp42" + os.urandom(3000)), ("empty.mp4", b"")):
+        path = os.path.join(root, name)  # bad files among the good ones, as users' lists have them
+        with open(path, "wb") as f:
+            f.write(content)
+        videos.insert(1, path)
+        lines.insert(1, f"{path} 0")
     data = os.path.join(root, "val.txt")
     with open(data, "w") as f:
         f.write("\n".join(lines) + "\n")
