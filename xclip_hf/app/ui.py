@@ -13,6 +13,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry or ve
 
 import gradio as gr  # noqa: E402
 
+from ..utils.messages import one_line
 from .service import MODES, AppLimits, AppService, parse_labels
 
 __all__ = ["build_app", "launch_app", "MAX_RESULTS", "CLASSIFY_OUTPUTS", "SEARCH_OUTPUTS"]
@@ -30,13 +31,6 @@ CSS = """
 .status-line p { margin: 0; }
 .status-error { color: var(--error-text-color); }
 """
-
-
-def _error_line(err: BaseException) -> str:
-    """The failure as one readable line (no traceback)."""
-    from ..cli.common import one_line
-
-    return one_line(err)
 
 
 def _theme():
@@ -94,7 +88,7 @@ def _classify_handler(service: AppService):
             best = out["windows"][out["best"]]["timestamp"] if windows else None
             frames = service.model_frames(path, best, window_s, stride_s)
         except Exception as err:  # noqa: BLE001 - every failure becomes one line in the page
-            line = _error_line(err)
+            line = one_line(err)
             if video:  # name an upload by its file name, not by the server's cache folder
                 line = line.replace(os.path.dirname(os.fspath(video)) + os.sep, "")
             return (f"**Error:** {line}", None, None, gr.update(visible=False), gr.update(visible=False),
@@ -128,7 +122,7 @@ def _search_handler(service: AppService):
         try:
             hits = service.search(query, int(top_k))
         except Exception as err:  # noqa: BLE001
-            return (f"**Error:** {_error_line(err)}", [], *players)
+            return (f"**Error:** {one_line(err)}", [], *players)
         rows = [[rank, hit["path"], hit["start_s"], hit["end_s"], hit["score"]] for rank, hit in enumerate(hits, 1)]
         rows = _table(rows, RESULT_HEADERS, TIME_AND_SCORE)
         for i, hit in enumerate(hits[:MAX_RESULTS]):
