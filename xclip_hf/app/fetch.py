@@ -72,10 +72,11 @@ class _Deadline:
 
 
 def _shut(connection) -> None:
-    sock = getattr(connection, "sock", None)
+    """Shut the connection's socket (the response may hold it after the connection let go of it)."""
+    sock = getattr(connection, "live_socket", None)
     if sock is not None:
         try:
-            sock.shutdown(socket.SHUT_RDWR)
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's shutdown, also under TLS
         except OSError:
             pass
 
@@ -91,11 +92,12 @@ class PinnedConnection(http.client.HTTPConnection):
 
     def connect(self):
         family, sockaddr = self.address
-        self.sock = socket.socket(family, socket.SOCK_STREAM)  # here first, so the watchdog can shut it
+        self.sock = self.live_socket = socket.socket(family, socket.SOCK_STREAM)  # the watchdog's to shut
         self.sock.settimeout(self.timeout)
         self.sock.connect(sockaddr)
         if self.tls:
-            self.sock = ssl.create_default_context().wrap_socket(self.sock, server_hostname=self.host)
+            self.sock = self.live_socket = ssl.create_default_context().wrap_socket(self.sock,
+                                                                                   server_hostname=self.host)
 
 
 def _lookup(host: str, port: int, deadline: _Deadline) -> list[tuple]:
