@@ -142,10 +142,6 @@ class AppService:
 
     def _download(self, url: str) -> str:
         """``url`` downloaded into the app's folder under the access rules and the size limit."""
-        from ..pipelines.video_inputs import is_url
-
-        if not is_url(url):
-            raise URLRefused(f"URL {url!r} refused: only http:// and https:// URLs are fetched")
         if not self.access.urls:
             raise URLRefused(f"URL {url!r} refused: this app fetches no URLs (it was started with --no-urls)")
         return fetch_video(url, self.workdir, max_bytes=int(self.limits.max_upload_mb * 1e6),
