@@ -55,11 +55,13 @@ def outbound():
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, outbound):
-    """A tiny checkpoint, a short clip, a 24 s video, an index of both, the app on a free port and a client."""
+    """A tiny checkpoint, a short clip, a 24 s video, an index of both, the app on a free port and a client. The
+    app reads typed paths under the test's folder (--video-dir) and fetches URLs of this machine
+    (--allow-private-urls: the URL test's server listens on 127.0.0.1)."""
     from gradio_client import Client
 
     from xclip_hf import embed_videos
-    from xclip_hf.app import build_app
+    from xclip_hf.app import AppAccess, build_app
 
     root = tmp_path_factory.mktemp("app")
     ckpt = make_our_checkpoint(root / "ckpt")
@@ -67,7 +69,7 @@ def served(tmp_path_factory, outbound):
     long = write_long_video(str(root / "long.mp4"))
     index = str(root / "emb")
     embed_videos([clip, long], index, ckpt, chunk_length_s=2, progress=False)
-    app = build_app(ckpt, index)
+    app = build_app(ckpt, index, access=AppAccess(video_dirs=(str(root),), private_urls=True))
     url = serve(app)
     client = Client(url, verbose=False)
     yield {"root": root, "ckpt": ckpt, "clip": clip, "long": long, "index": index, "app": app, "url": url,

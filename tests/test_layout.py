@@ -76,7 +76,7 @@ def test_no_import_cycle():
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
 
 
-LOWER_LAYERS = ("xclip_hf.models", "xclip_hf.video", "xclip_hf.jobs")
+LOWER_LAYERS = ("xclip_hf.models", "xclip_hf.video", "xclip_hf.jobs", "xclip_hf.utils")
 UPPER_LAYERS = ("xclip_hf.pipelines", "xclip_hf.corpus", "xclip_hf.cli", "xclip_hf.conversion", "xclip_hf.training",
                 "xclip_hf.evaluation", "xclip_hf.deploy", "xclip_hf.app")
 
@@ -85,6 +85,13 @@ UPPER_LAYERS = ("xclip_hf.pipelines", "xclip_hf.corpus", "xclip_hf.cli", "xclip_
 def test_lower_layers_do_not_import_applications(lower):
     bad = {(m, d) for m, deps in import_graph().items() if m.startswith(lower)
            for d in deps if d.startswith(UPPER_LAYERS)}
+    assert not bad, sorted(bad)
+
+
+def test_the_app_does_not_import_the_command_line():
+    """The web app and the CLI are siblings: what both need (e.g. `utils.messages.one_line`) lives below them."""
+    bad = {(m, d) for m, deps in import_graph().items() if m.startswith("xclip_hf.app")
+           for d in deps if d.startswith("xclip_hf.cli")}
     assert not bad, sorted(bad)
 
 

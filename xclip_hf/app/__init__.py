@@ -2,17 +2,18 @@
 for long videos) and search a collection embedded with `xclip-hf embed`.
 
 Needs the optional extra: ``pip install -e ".[app]"``. `import xclip_hf.app` is cheap; gradio and torch are
-imported when an app is built. From the shell: ``xclip-hf app --model M [--index DIR]``.
+imported when an app is built. From the shell: ``xclip-hf app --model M [--index DIR]
+[--video-dir DIR]``; what a visitor may make the server read is `AppAccess` (`access.py`, `fetch.py`).
 """
 
 from __future__ import annotations
 
 import importlib
 
-__all__ = ["build_app", "launch_app", "AppService", "AppLimits", "parse_labels"]
+__all__ = ["build_app", "launch_app", "AppService", "AppLimits", "AppAccess", "parse_labels"]
 
 _EXPORTS = {"build_app": "ui", "launch_app": "ui", "AppService": "service", "AppLimits": "service",
-            "parse_labels": "service"}
+            "AppAccess": "access", "parse_labels": "service"}
 
 
 def __getattr__(name: str):

@@ -1,8 +1,9 @@
 """What the web app does, without the web page: one loaded model shared by the classify and search tabs.
 
 `AppService` loads the model once (the one loader), builds the zero-shot pipeline from those objects, and runs
-one model call at a time (a lock, on top of the page's queue). It resolves a video from an upload, a local path
-or an http(s) URL, enforces the size / length limits, classifies (the whole video, or windows with a timeline),
+one model call at a time (`lock`: whoever calls takes turns; downloads happen outside it). It resolves a video from
+an upload, a local path under the operator's video folders or an http(s) URL (`access.AppAccess`,
+`fetch.fetch_video`), enforces the size / length limits, classifies (the whole video, or windows with a timeline),
 computes the frames the model saw (the video processor's output, normalisation undone) and searches an index
 written by `xclip-hf embed`. Nothing here imports gradio.
 """
@@ -21,7 +22,10 @@ import weakref
 
 import numpy as np
 
-__all__ = ["AppLimits", "AppService", "parse_labels", "MODES", "DEFAULT_MODEL"]
+from .access import AppAccess, has_scheme, local_video_path
+from .fetch import URLRefused, fetch_video
+
+__all__ = ["AppLimits", "AppService", "AppAccess", "parse_labels", "MODES", "DEFAULT_MODEL"]
 
 DEFAULT_MODEL = "microsoft/xclip-base-patch32"
 MODES = ("auto", "whole video", "windows")
@@ -63,33 +67,34 @@ class AppService:
     Args:
         model: a model folder or hub id (or an `XClipModel`, then with ``processor``), loaded with
             `load_model_and_processor`.
-        index: a folder written by `xclip-hf embed` (enables search), or None.
-        limits: `AppLimits`. device / dtype: as for the loader. url_timeout: seconds for downloading a URL.
+        index: a folder written by `xclip-hf embed` (enables search; its videos are played back, not read as
+            input), or None.
+        limits: `AppLimits`. access: `AppAccess`, what a visitor may make the server read (default: no local
+            paths, http(s) URLs of public addresses). device / dtype: as for the loader.
     """
 
     def __init__(self, model=DEFAULT_MODEL, index=None, *, processor=None, limits: AppLimits | None = None,
-                 device=None, dtype=None, url_timeout: float = 10.0):
+                 access: AppAccess | None = None, device=None, dtype=None):
         from ..models.loading import load_model_and_processor
         from ..pipelines import ZeroShotVideoClassificationPipeline
 
         self.limits = limits or AppLimits()
+        self.access = access or AppAccess()
         self.model, self.processor = load_model_and_processor(model, processor=processor, need_text=True,
                                                               dtype=dtype, device=device)
-        self.pipeline = ZeroShotVideoClassificationPipeline(model=self.model, processor=self.processor,
-                                                            url_timeout=url_timeout)
+        self.pipeline = ZeroShotVideoClassificationPipeline(model=self.model, processor=self.processor)
         self.model_name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else (
             getattr(self.model, "name_or_path", "") or type(self.model).__name__)
         self.short_name = os.path.basename(os.path.normpath(self.model_name)) if os.path.isdir(self.model_name) \
             else self.model_name  # a local folder by its name, a hub id as it is
         self.num_frames = int(self.model.config.vision_config.num_frames)
-        self.url_timeout = float(url_timeout)
-        self.lock = threading.Lock()  # one model run at a time, whoever calls
+        self.lock = threading.RLock()  # one model run at a time, whoever calls (the page's handlers hold it too)
         self.workdir = tempfile.mkdtemp(prefix="xclip_app_")
         self._finalizer = weakref.finalize(self, shutil.rmtree, self.workdir, True)
         self._copies: collections.deque = collections.deque()
+        self._copies_lock = threading.Lock()  # requests run side by side (downloads); their copies share the deque
         self._numbers = itertools.count()
         self.index_dir = self.index = self.index_model = self.index_note = self.index_problem = None
-        self.video_dirs: list[str] = []
         if index is not None:
             self._open_index(os.fspath(index))
 
@@ -99,21 +104,23 @@ class AppService:
 
     # ------------------------------------------------------------------ videos
     def resolve_video(self, upload=None, source=None) -> tuple[str, str | None, object]:
-        """The video to classify: ``source`` (a local path or an http(s) URL, when typed) or else ``upload``.
+        """The video to classify: ``source`` (a local path under the video folders or an http(s) URL, when typed) or
+        else ``upload``. Call it without holding `lock`: a download takes its own time, not the model's.
 
         Returns (path to read, a copy for the page's player or None when the page already has the file, VideoInfo);
-        raises ValueError with one line naming the video when it is missing, too large, too long or unreadable.
+        raises ValueError with one line naming the video when it is refused, missing, too large, too long or
+        unreadable (TimeoutError / ConnectionError for a URL that cannot be downloaded in time).
         """
-        from ..pipelines.video_inputs import download_video, is_url
+        from ..pipelines.video_inputs import is_url
         from ..video.reader import check_video_path, get_video_info
 
         text = (source or "").strip()
         player = None
-        if text and is_url(text):
-            path = player = self._keep(download_video(text, timeout=self.url_timeout), move=True)
+        if text and (is_url(text) or has_scheme(text)):
+            path = player = self._keep(self._download(text), move=True)
             name = repr(text)
         elif text:
-            path = check_video_path(os.path.expanduser(text), "video path")
+            path = check_video_path(local_video_path(text, self.access), "video path")
             name = repr(text)
         elif upload:
             path = check_video_path(os.fspath(upload), "uploaded video")
@@ -133,15 +140,23 @@ class AppService:
             player = self._keep(path, move=False)
         return path, player, info
 
+    def _download(self, url: str) -> str:
+        """``url`` downloaded into the app's folder under the access rules and the size limit."""
+        if not self.access.urls:
+            raise URLRefused(f"URL {url!r} refused: this app fetches no URLs (it was started with --no-urls)")
+        return fetch_video(url, self.workdir, max_bytes=int(self.limits.max_upload_mb * 1e6),
+                           timeout=self.access.url_timeout, allow_private=self.access.private_urls)
+
     def _keep(self, path: str, move: bool) -> str:
         """A copy of ``path`` in the app's own folder (the page may show it); only the newest few are kept."""
         target = os.path.join(self.workdir, f"{next(self._numbers)}_{os.path.basename(path)}")
         (shutil.move if move else shutil.copyfile)(path, target)
-        self._copies.append(target)
-        while len(self._copies) > KEEP_COPIES:
-            old = self._copies.popleft()
-            if os.path.exists(old):
-                os.unlink(old)
+        with self._copies_lock:
+            self._copies.append(target)
+            old = [self._copies.popleft() for _ in range(len(self._copies) - KEEP_COPIES)]
+        for stale in old:
+            if os.path.exists(stale):
+                os.unlink(stale)
         return target
 
     # ------------------------------------------------------------------ classify
@@ -233,8 +248,6 @@ class AppService:
             self.index_problem = f"{err}; start the app with the model that made it"
         if config.get("model_fingerprint") is None:
             self.index_note = f"the index {index_dir!r} does not record which model made it"
-        paths = self.index.dataset.unique("path")
-        self.video_dirs = sorted({os.path.dirname(p) for p in map(self.video_file, paths) if p})
 
     def video_file(self, path: str) -> str | None:
         """Where an indexed video is on this machine (as recorded, or relative to the index's folder), or None."""

@@ -1,23 +1,31 @@
 """The page: a Gradio `Blocks` app with a Classify and a Search tab over one shared `AppService`.
 
 Every handler answers with a status line: a summary, or the error as one readable line (never a traceback).
-Model work runs through one queue (`concurrency_id="model"`, one at a time); the page fetches nothing from
-outside the server (analytics off, the theme's fonts served locally, no server-side rendering).
+Model work takes turns (the service's lock; search also has its own queue, one at a time); classify requests run
+up to `CLASSIFY_SLOTS` side by side, so that reading or downloading one video does not hold up the others. The page
+fetches nothing from outside the server (analytics off, the theme's fonts served locally, no server-side
+rendering). The server serves, of this machine's files, only what the app made or was given (uploads, its copies)
+and the indexed videos that searches returned; Gradio's file route does not fetch URLs for visitors.
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry or version check (also set per Blocks)
 
 import gradio as gr  # noqa: E402
 
+from ..utils.messages import one_line
+from .access import AppAccess, exposure_notice
 from .service import MODES, AppLimits, AppService, parse_labels
 
 __all__ = ["build_app", "launch_app", "MAX_RESULTS", "CLASSIFY_OUTPUTS", "SEARCH_OUTPUTS"]
 
 MAX_RESULTS = 8  # video players on the search tab
+CLASSIFY_SLOTS = 4  # classify requests in progress at once: their downloads overlap, their model runs take turns
+REMOTE_FILE = re.compile(r"/file=[A-Za-z][A-Za-z0-9+.-]*:")  # Gradio's file route asked for a URL
 # outputs of the API endpoints, in order (the Python client returns them as a tuple)
 CLASSIFY_OUTPUTS = ("status", "scores", "frames", "timeline", "segments", "result", "player", "source")
 SEARCH_OUTPUTS = ("status", "results", *[f"video_{i}" for i in range(MAX_RESULTS)])
@@ -30,13 +38,6 @@ CSS = """
 .status-line p { margin: 0; }
 .status-error { color: var(--error-text-color); }
 """
-
-
-def _error_line(err: BaseException) -> str:
-    """The failure as one readable line (no traceback)."""
-    from ..cli.common import one_line
-
-    return one_line(err)
 
 
 def _theme():
@@ -82,19 +83,21 @@ def _classify_handler(service: AppService):
             labels = parse_labels(labels_text)
             top_k = int(top_k) if top_k else None
             progress(0.0, desc="reading the video")
-            path, player, info = service.resolve_video(video, source)
+            path, player, info = service.resolve_video(video, source)  # outside the lock: a download waits alone
             duration = info.num_frames / info.fps if info.fps > 0 else 0.0
             window_s, stride_s = _number(window_s, "window length"), _number(stride_s, "hop")
             windows = service.wants_windows(mode, duration, window_s)
-            progress(0.1, desc="running the model")
-            out = service.classify(path, labels, top_k=top_k, template=template, windows=windows,
-                                   chunk_length_s=window_s if windows else None,
-                                   stride_length_s=stride_s if windows else None)
-            progress(0.9, desc="frames the model saw")
-            best = out["windows"][out["best"]]["timestamp"] if windows else None
-            frames = service.model_frames(path, best, window_s, stride_s)
+            progress(0.1, desc="waiting for the model")
+            with service.lock:
+                progress(0.1, desc="running the model")
+                out = service.classify(path, labels, top_k=top_k, template=template, windows=windows,
+                                       chunk_length_s=window_s if windows else None,
+                                       stride_length_s=stride_s if windows else None)
+                progress(0.9, desc="frames the model saw")
+                best = out["windows"][out["best"]]["timestamp"] if windows else None
+                frames = service.model_frames(path, best, window_s, stride_s)
         except Exception as err:  # noqa: BLE001 - every failure becomes one line in the page
-            line = _error_line(err)
+            line = one_line(err)
             if video:  # name an upload by its file name, not by the server's cache folder
                 line = line.replace(os.path.dirname(os.fspath(video)) + os.sep, "")
             return (f"**Error:** {line}", None, None, gr.update(visible=False), gr.update(visible=False),
@@ -122,13 +125,15 @@ def _classify_handler(service: AppService):
     return classify
 
 
-def _search_handler(service: AppService):
+def _search_handler(service: AppService, play):
+    """``play(file)``: lets the server serve that indexed video (before the page is told to show it)."""
     def search(query, top_k):
         players = [gr.update(value=None, visible=False) for _ in range(MAX_RESULTS)]
         try:
-            hits = service.search(query, int(top_k))
+            with service.lock:
+                hits = service.search(query, int(top_k))
         except Exception as err:  # noqa: BLE001
-            return (f"**Error:** {_error_line(err)}", [], *players)
+            return (f"**Error:** {one_line(err)}", [], *players)
         rows = [[rank, hit["path"], hit["start_s"], hit["end_s"], hit["score"]] for rank, hit in enumerate(hits, 1)]
         rows = _table(rows, RESULT_HEADERS, TIME_AND_SCORE)
         for i, hit in enumerate(hits[:MAX_RESULTS]):
@@ -138,6 +143,8 @@ def _search_handler(service: AppService):
             title = f"#{i + 1} {os.path.basename(hit['path'])} · {start:.2f}{end} s · score {hit['score']:.4f}"
             if file is None:
                 title += " (file not found on this machine)"
+            else:
+                play(file)
             players[i] = gr.update(value=file, label=title, playback_position=start, visible=True)
         status = f"{len(hits)} results for **{query.strip()}**" if hits else f"no results for **{query.strip()}**"
         return (status, rows, *players)
@@ -157,15 +164,36 @@ def _seek_handler():
     return seek
 
 
-def build_app(model=None, index=None, *, processor=None, limits: AppLimits | None = None, device=None, dtype=None,
-              service: AppService | None = None):
+def _source_box(access: AppAccess):
+    """The "local path / URL" field, as the access rules allow it (hidden when they allow neither)."""
+    kinds = (["a local path (under the app's video folders)"] if access.video_dirs else []) + \
+        (["an http(s) URL"] if access.urls else [])
+    examples = (["/videos/clip.mp4"] if access.video_dirs else []) + (["https://…"] if access.urls else [])
+    return gr.Textbox(label="…or " + " / ".join(kinds) if kinds else "local paths and URLs are off",
+                      elem_id="source", placeholder=" or ".join(examples), visible=bool(kinds))
+
+
+def _allow_file(app):
+    """A function that lets ``app`` serve one more file (an indexed video a search returned): an allow-list of
+    files, never their folders."""
+    def play(file: str) -> None:
+        if file not in app.allowed_paths:
+            app.allowed_paths.append(file)
+
+    return play
+
+
+def build_app(model=None, index=None, *, processor=None, limits: AppLimits | None = None,
+              access: AppAccess | None = None, device=None, dtype=None, service: AppService | None = None):
     """The Gradio app (a `gr.Blocks`, not launched): Classify and, with ``index`` (a folder written by `xclip-hf
-    embed`), Search. The model is loaded once here (or pass a ready ``service``). Launch it with `launch_app`."""
+    embed`), Search. The model is loaded once here (or pass a ready ``service``). ``access`` (`AppAccess`): what a
+    visitor may make the server read (default: no local paths; http(s) URLs of public addresses). Launch it with
+    `launch_app`."""
     from .service import DEFAULT_MODEL
 
     if service is None:
-        service = AppService(model or DEFAULT_MODEL, index, processor=processor, limits=limits, device=device,
-                             dtype=dtype)
+        service = AppService(model or DEFAULT_MODEL, index, processor=processor, limits=limits, access=access,
+                             device=device, dtype=dtype)
     md = dict(latex_delimiters=[])
     with gr.Blocks(title="X-CLIP video app", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(f"## X-CLIP zero-shot video\nModel **{service.model_name}** · {service.num_frames} frames per "
@@ -175,8 +203,7 @@ def build_app(model=None, index=None, *, processor=None, limits: AppLimits | Non
             with gr.Row():
                 with gr.Column(scale=1):
                     video = gr.Video(label="Video", sources=["upload"], elem_id="video-in", height=260)
-                    source = gr.Textbox(label="…or a local path / http(s) URL", elem_id="source",
-                                        placeholder="/videos/clip.mp4 or https://…")
+                    source = _source_box(service.access)
                     labels = gr.Textbox(label="Labels (comma- or line-separated)", lines=3, elem_id="labels",
                                         placeholder="cooking, dancing, surfing")
                     with gr.Row():
@@ -229,22 +256,48 @@ def build_app(model=None, index=None, *, processor=None, limits: AppLimits | Non
         run.click(_classify_handler(service),
                   [video, source, labels, top_k, template, mode, window_s, stride_s],
                   [status, scores, frames, timeline, segments, result, video, source], api_name="classify",
-                  **model_queue)
+                  concurrency_id="classify", concurrency_limit=CLASSIFY_SLOTS)
         segments.select(_seek_handler(), None, video, api_name=False, queue=False)
-        find.click(_search_handler(service), [query, search_k], [search_status, results, *players],
+        play = _allow_file(app)
+        find.click(_search_handler(service, play), [query, search_k], [search_status, results, *players],
                    api_name="search", **model_queue)
-        query.submit(_search_handler(service), [query, search_k], [search_status, results, *players],
+        query.submit(_search_handler(service, play), [query, search_k], [search_status, results, *players],
                      api_name=False, **model_queue)
     app.queue(default_concurrency_limit=1)
     app.xclip_service = service  # for tests and embedding
     return app
 
 
+class _NoRemoteFiles:
+    """ASGI middleware: 403 for Gradio's file route asked for a URL (``/file=https://…``, which Gradio would fetch
+    for the visitor); the app's own files are local, and the app fetches URLs only under its access rules."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and REMOTE_FILE.search(scope.get("path", "")):
+            await send({"type": "http.response.start", "status": 403,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+            await send({"type": "http.response.body", "body": b"this app does not fetch files for visitors"})
+            return
+        await self.app(scope, receive, send)
+
+
 def launch_app(app, host: str = "127.0.0.1", port: int | None = 7860, *, block: bool = True, quiet: bool = False):
     """Serve ``app`` (from `build_app`) on ``host:port`` (127.0.0.1 by default: this machine only); ``block=False``
-    returns at once (for tests). Returns what `gr.Blocks.launch` returns (app, local URL, share URL)."""
+    returns at once (for tests). Binding beyond loopback prints what is exposed (`access.exposure_notice`) unless
+    ``quiet``. Returns what `gr.Blocks.launch` returns (app, local URL, share URL)."""
+    import sys
+
+    from starlette.middleware import Middleware
+
     service = app.xclip_service
+    if not quiet:
+        for line in exposure_notice(host, service.access, service.index_dir, service.limits.max_upload_mb):
+            print(line, file=sys.stderr, flush=True)
     return app.launch(server_name=host, server_port=port, share=False, inbrowser=False, ssr_mode=False,
                       prevent_thread_lock=not block, quiet=quiet, show_error=False, theme=_theme(), css=CSS,
-                      max_file_size=f"{service.limits.max_upload_mb:g}mb", allowed_paths=list(service.video_dirs),
+                      max_file_size=f"{service.limits.max_upload_mb:g}mb", allowed_paths=None,
+                      app_kwargs={"middleware": [Middleware(_NoRemoteFiles)]},
                       footer_links=["api"], mcp_server=False, pwa=False, enable_monitoring=False)

@@ -7,7 +7,7 @@ and `run(args) -> int`; modules import torch/transformers inside `run` only, so 
     xclip-hf search DIR "a person surfing" --model M [--top-k K] [--json]
     xclip-hf convert ORIGINAL.pth OUTPUT_DIR [--bpe FILE] [--labels CSV]
     xclip-hf export M OUTPUT.pth
-    xclip-hf app [--model M] [--index DIR] [--host 127.0.0.1] [--port 7860]   (needs pip install -e ".[app]")
+    xclip-hf app [--model M] [--index DIR] [--host 127.0.0.1] [--port 7860] [--video-dir DIR]   (needs ".[app]")
 
 Exit status, the same for every subcommand (`common.exit_status`): 0 success, 1 a runtime failure (one line
 naming the file), 2 bad arguments.

@@ -7,8 +7,9 @@ import argparse
 import contextlib
 import math
 import os
-import re
 import sys
+
+from ..utils.messages import one_line
 
 
 # ----------------------------------------------------------------------------------------------- exit status
@@ -117,20 +118,6 @@ def device_arg(text: str) -> str:
     if kind not in DEVICE_TYPES or (index and not index.isdigit()):
         raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda, cuda:N, mps, xpu, ...")
     return text
-
-
-def one_line(err: BaseException) -> str:
-    """The first line of an error message, without torch's advice to load pickles with weights_only=False (never
-    safe here): such lines are skipped, or such sentences cut when no other line remains."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    for line in lines:
-        if "weights_only" not in line:
-            return line
-    for line in lines:
-        kept = " ".join(s for s in re.split(r"(?<=\.)\s+", line) if "weights_only" not in s)
-        if kept:
-            return kept
-    return type(err).__name__
 
 
 def debug_enabled() -> bool:

@@ -1,0 +1,242 @@
+"""Downloading a video from an http(s) URL for the web app, as a server that strangers may reach must do it.
+
+- http:// and https:// only; the host is looked up once and every address it resolves to is checked
+  (`address_refusal`): loopback, private, link-local, multicast, reserved and other non-public addresses are refused
+  unless private URLs are allowed, before any connection is made;
+- the connection goes to the checked address itself (`PinnedConnection`: no second lookup that a DNS rebind could
+  answer differently); the URL's host is still the Host header and, over https, the name for SNI and the
+  certificate check;
+- redirects are followed (at most `MAX_REDIRECTS`), each hop checked the same way;
+- the body is written until ``max_bytes`` and no further; the lookup, connection, headers and body together must end
+  within ``timeout`` seconds (a watchdog shuts the socket at the deadline, so a server trickling bytes cannot hold
+  the download longer).
+
+Proxies named in the environment are not used: the checks are on the address actually connected to.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import os
+import socket
+import ssl
+import tempfile
+import threading
+import time
+import urllib.parse
+
+__all__ = ["URLRefused", "address_refusal", "fetch_video", "PinnedConnection", "MAX_REDIRECTS"]
+
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+CHUNK_BYTES = 64 * 1024
+PRIVATE_HINT = "start the app with --allow-private-urls to fetch such addresses"
+
+
+class URLRefused(ValueError):
+    """A URL the app does not fetch (its scheme, its address, its size); one line naming it."""
+
+
+def address_refusal(address) -> str | None:
+    """What kind of non-public address ``address`` is ("loopback", "private", "link-local", "multicast",
+    "reserved", "unspecified", "non-public"), or None for a public internet address."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0] if isinstance(address, str) else address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    for kind in ("loopback", "unspecified", "link_local", "multicast", "reserved", "private"):
+        if getattr(ip, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return None if ip.is_global else "non-public"
+
+
+class _Deadline:
+    """An overall time limit: the seconds left, and a watchdog that shuts a connection's socket when it passes."""
+
+    def __init__(self, seconds: float):
+        self.seconds = float(seconds)
+        self.end = time.monotonic() + self.seconds
+
+    def left(self) -> float:
+        return max(self.end - time.monotonic(), 0.0)
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self.end
+
+    def watch(self, connection) -> threading.Timer:
+        """A started timer that shuts ``connection``'s socket at the deadline (a blocked read then returns)."""
+        timer = threading.Timer(self.left(), _shut, (connection,))
+        timer.daemon = True
+        timer.start()
+        return timer
+
+
+def _shut(connection) -> None:
+    """Shut the connection's socket (the response may hold it after the connection let go of it)."""
+    sock = getattr(connection, "live_socket", None)
+    if sock is not None:
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's shutdown, also under TLS
+        except OSError:
+            pass
+
+
+class PinnedConnection(http.client.HTTPConnection):
+    """An HTTP(S) connection to an address checked beforehand: ``host`` is only the Host header (and, with ``tls``,
+    the name for SNI and the certificate check); the socket connects to ``address`` (family, sockaddr)."""
+
+    def __init__(self, host: str, port: int, address: tuple, *, tls: bool, timeout: float):
+        self.default_port = 443 if tls else 80  # the Host header leaves out the scheme's own port
+        super().__init__(host, port, timeout=timeout)
+        self.address, self.tls = address, tls
+
+    def connect(self):
+        family, sockaddr = self.address
+        self.sock = self.live_socket = socket.socket(family, socket.SOCK_STREAM)  # the watchdog's to shut
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(sockaddr)
+        if self.tls:
+            self.sock = self.live_socket = ssl.create_default_context().wrap_socket(self.sock,
+                                                                                   server_hostname=self.host)
+
+
+def _lookup(host: str, port: int, deadline: _Deadline) -> list[tuple]:
+    """The host's TCP addresses as (family, sockaddr), looked up once, within the deadline."""
+    found: dict = {}
+
+    def run():
+        try:
+            found["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as err:
+            found["error"] = err
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(deadline.left())
+    if worker.is_alive():
+        raise TimeoutError("the host name lookup did not finish")
+    if "error" in found:
+        raise ConnectionError(f"cannot resolve the host {host!r}")
+    return list(dict.fromkeys((family, sockaddr) for family, _, _, _, sockaddr in found["infos"]))
+
+
+def _checked_addresses(url: str, hop: str, allow_private: bool, deadline: _Deadline):
+    """(host, port, tls, addresses) of one hop, every address checked; `URLRefused` before any connection."""
+    via = "" if hop == url else f" (redirected to {hop!r})"
+    parts = urllib.parse.urlsplit(hop)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise URLRefused(f"URL {url!r} refused{via}: only http:// and https:// URLs are fetched")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise URLRefused(f"URL {url!r} refused{via}: its port is not a number from 0 to 65535") from None
+    if not host:
+        raise URLRefused(f"URL {url!r} refused{via}: it names no host")
+    tls = parts.scheme.lower() == "https"
+    port = port or (443 if tls else 80)
+    addresses = _lookup(host, port, deadline)
+    if not allow_private:
+        for _, sockaddr in addresses:
+            kind = address_refusal(sockaddr[0])
+            if kind:
+                raise URLRefused(f"URL {url!r} refused{via}: its host {host!r} is a {kind} address, and this app "
+                                 f"fetches public internet addresses only ({PRIVATE_HINT})")
+    return host, port, tls, addresses
+
+
+def _open(host: str, port: int, tls: bool, addresses: list, target: str, deadline: _Deadline):
+    """GET ``target`` from the first of ``addresses`` that answers: (connection, response, watchdog)."""
+    error = None
+    for address in addresses:
+        connection = PinnedConnection(host, port, address, tls=tls, timeout=max(deadline.left(), 0.001))
+        watchdog = deadline.watch(connection)
+        try:
+            connection.request("GET", target, headers={"User-Agent": "xclip-hf-app", "Accept-Encoding": "identity"})
+            return connection, connection.getresponse(), watchdog
+        except (OSError, ValueError, http.client.HTTPException) as err:
+            watchdog.cancel()
+            connection.close()
+            error = err
+            if deadline.passed():
+                break
+    raise error if error is not None else ConnectionError("no address to connect to")
+
+
+def _save(response, url: str, folder: str, suffix: str, max_bytes: int, deadline: _Deadline) -> str:
+    """Write the body into a new file in ``folder``, never more than ``max_bytes``; its path."""
+    declared = response.getheader("Content-Length", "")
+    if declared.strip().isdigit() and int(declared) > max_bytes:
+        raise URLRefused(f"URL {url!r} is {_megabytes(int(declared))}, over the app's limit of "
+                         f"{_megabytes(max_bytes)} (start the app with a larger --max-upload-mb)")
+    handle, path = tempfile.mkstemp(prefix="url_", suffix=suffix, dir=folder)
+    try:
+        written = 0
+        with os.fdopen(handle, "wb") as out:
+            while chunk := response.read1(CHUNK_BYTES):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise URLRefused(f"URL {url!r} is over the app's limit of {_megabytes(max_bytes)} (the download "
+                                     "stopped there; start the app with a larger --max-upload-mb)")
+                out.write(chunk)
+        if deadline.passed():
+            raise TimeoutError("the download did not finish")
+        if response.length:  # the server closed before the Content-Length it declared
+            raise ConnectionError(f"the connection closed after {written} bytes of {declared}")
+        if written == 0:
+            raise ConnectionError("the server sent no bytes")
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
+
+
+def _request_target(parts) -> str:
+    """The path and query of a URL as sent on the request line (spaces and non-ASCII percent-encoded)."""
+    safe = "/%:@!$&'()*+,;=-._~?"
+    path = urllib.parse.quote(parts.path or "/", safe=safe)
+    return path + (f"?{urllib.parse.quote(parts.query, safe=safe)}" if parts.query else "")
+
+
+def _megabytes(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.3g} MB"
+
+
+def fetch_video(url: str, folder: str, *, max_bytes: int, timeout: float, allow_private: bool = False) -> str:
+    """Download ``url`` into a new file in ``folder`` under the rules of this module; returns its path.
+
+    Raises `URLRefused` (scheme, address, size), TimeoutError (over ``timeout`` seconds overall) or ConnectionError
+    (lookup, connection, HTTP status, redirects), each one line naming ``url``.
+    """
+    deadline = _Deadline(timeout)
+    suffix = os.path.splitext(urllib.parse.urlsplit(url).path)[1][:16] or ".mp4"
+    hop = url
+    try:
+        for _ in range(MAX_REDIRECTS + 1):
+            host, port, tls, addresses = _checked_addresses(url, hop, allow_private, deadline)
+            parts = urllib.parse.urlsplit(hop)
+            target = _request_target(parts)
+            connection, response, watchdog = _open(host, port, tls, addresses, target, deadline)
+            try:
+                if response.status in REDIRECT_STATUSES and response.getheader("Location"):
+                    hop = urllib.parse.urljoin(hop, response.getheader("Location").strip())
+                    continue
+                if response.status != 200:
+                    raise ConnectionError(f"the server answered HTTP {response.status} {response.reason}".strip())
+                return _save(response, url, folder, suffix, max_bytes, deadline)
+            finally:
+                watchdog.cancel()
+                connection.close()
+        raise ConnectionError(f"more than {MAX_REDIRECTS} redirects")
+    except URLRefused:
+        raise
+    except (OSError, ValueError, http.client.HTTPException) as err:
+        if deadline.passed() or isinstance(err, TimeoutError):
+            raise TimeoutError(f"URL {url!r} took longer than the app's limit of {deadline.seconds:g} s to download "
+                               "(start the app with a larger --url-timeout)") from err
+        raise ConnectionError(f"could not download {url!r}: {_reason(err)}") from err
+
+
+def _reason(err: BaseException) -> str:
+    """A network error in a few words."""
+    text = str(getattr(err, "reason", None) or err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,2 @@
+"""Small helpers every layer may use (they import nothing else from `xclip_hf`): `messages.one_line`, an error as
+one readable line."""
