@@ -22,6 +22,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
+from ..utils.messages import one_line
+
 __all__ = ["embed_videos", "EmbedCounts", "run_embedding"]
 
 SAVE_DTYPES = ("float32", "float16")
@@ -150,7 +152,7 @@ class _Embedder:
             if not _worker_failure(err):
                 raise
             self.buffer.open.clear()  # windows of videos that did not finish: those videos are read again
-            return str(err).strip().splitlines()[0]
+            return one_line(err)
         return None
 
     def _embed_batch(self, batch):

@@ -16,6 +16,8 @@ import importlib
 import os
 from typing import NamedTuple, Protocol
 
+from ..utils.messages import one_line
+
 __all__ = ["ModelLoadError", "LoadedModel", "load_model", "load_model_and_processor", "resolve_model_source",
            "model_file_names", "ExportRuntime", "register_runtime", "runtime_names", "TORCH_RUNTIME"]
 
@@ -144,9 +146,7 @@ def model_file_names(source: str, kind: str) -> list[str]:
 def _failure(source: str, what: str, kind: str, err: BaseException) -> ModelLoadError:
     files = model_file_names(source, kind)
     where = ", ".join(repr(f) for f in files) if files else repr(source)
-    detail = next((line.strip() for line in str(err).splitlines() if line.strip() and "weights_only" not in line),
-                  type(err).__name__)
-    return ModelLoadError(f"cannot load the {what} {where}: {type(err).__name__}: {detail}")
+    return ModelLoadError(f"cannot load the {what} {where}: {type(err).__name__}: {one_line(err)}")
 
 
 def _model_class(source: str, need_text: bool):
