@@ -148,3 +148,22 @@ def test_cli_zero_shot_k600_new_classes(evalset, tmp_path, capsys):
     refs = [LABELS[r] for r in evalset["references"]]
     for name, subset in zip(report["results"]["splits"], report["results"]["subsets"]):
         assert report["results"]["splits"][name]["num_videos"] == sum(label in subset for label in refs)
+
+
+def test_cli_zero_shot_decoding_workers_give_the_same_scores(evalset, tmp_path):
+    """`evaluate zero-shot --num-workers 2` (as closed-set) scores every video as in-process reading does."""
+    from test_evaluation import assert_same_scores, stored_scores
+
+    from xclip_hf.cli import main
+
+    root = evalset["root"]
+    (root / "workers_split.txt").write_text((root / "val.txt").read_text())
+    scores = {}
+    for workers in ("0", "2"):
+        out = tmp_path / f"workers{workers}"
+        assert main(["evaluate", "zero-shot", "--model", evalset["model"], "--data", str(root / "workers_split.txt"),
+                     "--labels", str(root / "labels.csv"), "--output", str(out), "--no-progress",
+                     "--num-workers", workers]) == 0
+        scores[workers] = stored_scores(out / "predictions")
+    assert len(scores["0"]) == len(evalset["videos"])
+    assert_same_scores(scores["2"], scores["0"])
