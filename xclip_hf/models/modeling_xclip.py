@@ -5,7 +5,9 @@ Shapes: B videos, T frames, N patches per frame, K texts; D widths (Dv vision, D
 
 Conventions (transformers 5): per-layer hidden states and attention weights are recorded declaratively
 (`_can_record_outputs` + `capture_outputs`), honouring `output_hidden_states` / `output_attentions` given as
-arguments or set in the config; `return_dict=False` gives tuples. `forward` reads no tensor values on the host
+arguments or set in the config; `return_dict=False` (argument, or the model's own config) gives tuples, also from
+`get_text_features` / `get_video_features`; `main_input_name` is forward's first argument and `**kwargs` are typed
+`TransformersKwargs`, as transformers' common model tests expect. `forward` reads no tensor values on the host
 (checks are on shapes, dtypes and config only), so every model compiles with `torch.compile(fullgraph=True)`;
 values are validated where data enters (processor, dataset, pipeline).
 """
