@@ -40,6 +40,23 @@ def evalset(tmp_path_factory):
     return make_evalset(tmp_path_factory.mktemp("evaluation"))
 
 
+def stored_scores(predictions) -> dict:
+    """{video: scores} of the rows committed under an evaluation's predictions folder (videos that failed left out)."""
+    from xclip_hf.corpus.store import ShardStore
+    from xclip_hf.evaluation.predictions import JOB, _features
+
+    rows = ShardStore(str(predictions), 0, job=JOB).chosen_rows(_features()).to_dict()
+    return {path: np.asarray(scores) for path, scores, error in zip(rows["path"], rows["scores"], rows["error"])
+            if error is None}
+
+
+def assert_same_scores(got: dict, want: dict) -> None:
+    """The same videos, scores within 1e-6."""
+    assert sorted(got) == sorted(want) and want
+    for video, scores in want.items():
+        np.testing.assert_allclose(got[video], scores, atol=1e-6, rtol=0, err_msg=video)
+
+
 def _oracle_scores(model_dir, video_processor, videos, labels):
     """transformers' XCLIPModel on the same processed views, one view at a time; softmax averaged here."""
     from transformers import XCLIPModel, XCLIPProcessor

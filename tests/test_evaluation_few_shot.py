@@ -76,3 +76,26 @@ def test_cli_few_shot_writes_lists_and_commands_first(tmp_path, capsys):
                  "--output", str(out)]) == 0
     assert "no trained model yet" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["commands.sh", "train_2shot_seed0.txt", "train_3shot_seed0.txt"]
+
+
+def test_cli_few_shot_decoding_workers_give_the_same_scores(tmp_path):
+    """`evaluate few-shot --num-workers 2` (as closed-set) scores every video of the trained K-shot model as
+    in-process reading does."""
+    import shutil
+
+    from test_evaluation import assert_same_scores, make_evalset, stored_scores
+
+    from xclip_hf.cli import main
+
+    s = make_evalset(tmp_path / "set")
+    val, labels = str(s["root"] / "val.txt"), str(s["root"] / "labels.csv")
+    scores = {}
+    for workers in ("0", "2"):
+        out = tmp_path / f"workers{workers}"
+        shutil.copytree(s["model"], out / "model_1shot_seed0")  # the model `--train` would have written
+        assert main(["evaluate", "few-shot", "--model", s["model"], "--train-file", val, "--data", val,
+                     "--labels", labels, "--k", "1", "--output", str(out), "--no-progress",
+                     "--num-workers", workers]) == 0
+        scores[workers] = stored_scores(out / "predictions" / "1shot")
+    assert len(scores["0"]) == len(s["videos"])
+    assert_same_scores(scores["2"], scores["0"])

@@ -148,3 +148,31 @@ def test_cli_zero_shot_k600_new_classes(evalset, tmp_path, capsys):
     refs = [LABELS[r] for r in evalset["references"]]
     for name, subset in zip(report["results"]["splits"], report["results"]["subsets"]):
         assert report["results"]["splits"][name]["num_videos"] == sum(label in subset for label in refs)
+
+
+@pytest.mark.parametrize("mode", ["splits", "k600-new-classes"])
+def test_cli_zero_shot_decoding_workers_give_the_same_scores(evalset, tmp_path, mode):
+    """`evaluate zero-shot --num-workers 2` (as closed-set) scores every video as in-process reading does, in both
+    modes (split files; the Kinetics-600 new classes, one predictions folder per subset)."""
+    from test_evaluation import assert_same_scores, stored_scores
+
+    from xclip_hf.cli import main
+
+    root = evalset["root"]
+    if mode == "splits":
+        args, folders = ["--data", str(root / "val.txt"), "--labels", str(root / "labels.csv")], [""]
+    else:  # every video's class is new in the hand-made K600 list
+        k400 = _labels_csv(tmp_path / "k400.csv", ["knitting"])
+        k600 = _labels_csv(tmp_path / "k600.csv", LABELS)
+        args = ["--k600-new-classes", "--data", str(root / "val.txt"), "--k400-labels", k400, "--k600-labels", k600,
+                "--subset-size", "5", "--num-subsets", "2"]
+        folders = ["subset0", "subset1"]
+    scores = {}
+    for workers in ("0", "2"):
+        out = tmp_path / f"workers{workers}"
+        assert main(["evaluate", "zero-shot", "--model", evalset["model"], *args, "--output", str(out),
+                     "--no-progress", "--num-workers", workers]) == 0
+        scores[workers] = [stored_scores(out / "predictions" / folder) for folder in folders]
+    for got, want in zip(scores["2"], scores["0"]):
+        assert len(want) == len(evalset["videos"])
+        assert_same_scores(got, want)

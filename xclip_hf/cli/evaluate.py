@@ -48,17 +48,22 @@ def _views(p, temporal: int = 1, spatial: int = 1) -> None:
     p.add_argument("--num-spatial-crops", type=int, choices=[1, 3], default=spatial, help="spatial crops (paper: 3)")
 
 
+def _workers(p) -> None:
+    p.add_argument("--num-workers", type=nonnegative_int, default=0, metavar="N",
+                   help="processes that decode and preprocess videos while the model runs (default 0: in this one)")
+
+
 def add_arguments(c) -> None:
     sub = c.add_subparsers(dest="protocol", required=True)
     p = sub.add_parser("closed-set", help="fully supervised: top-1/top-5, per-class accuracy, confusion matrix (Sec. 4.2)")
     _common(p, "annotation file: X-CLIP 'path label' .txt, or .csv/.json/.jsonl with video,label columns")
     _views(p)
-    p.add_argument("--num-workers", type=nonnegative_int, default=0, metavar="N",
-                   help="processes that decode and preprocess videos while the model runs (default 0: in this one)")
+    _workers(p)
     z = sub.add_parser("zero-shot", help="zero-shot: per-split top-1/top-5, mean ± std over splits (Sec. 4.4)")
     _common(z, "one annotation file per test split (UCF-101 / HMDB-51: three); with --k600-new-classes, the "
                "Kinetics-600 validation annotation (K600 ids)", nargs="+")
     _views(z)
+    _workers(z)
     k = z.add_argument_group("Kinetics-600 new classes")
     k.add_argument("--k600-new-classes", action="store_true",
                    help="evaluate on the K600 classes absent from K400 (derived from the two label lists)")
@@ -76,6 +81,7 @@ def add_arguments(c) -> None:
     f.add_argument("--train", action="store_true", help="run the training commands (else: write them, evaluate "
                    "the models already trained under --output)")
     f.add_argument("--script", default=None, help="run_video_classification.py (default: examples/ of a checkout)")
+    _workers(f)
     loc = sub.add_parser("localisation", help="untrimmed videos: frame accuracy and segment mAP@tIoU 0.3/0.5/0.7")
     _common(loc, "segment annotation csv with columns video,start_s,end_s,label")
     loc.add_argument("--chunk-length", type=float, required=True, metavar="SECONDS", help="window length")
@@ -118,7 +124,8 @@ def _zero_shot(args) -> dict:
     if not args.k600_new_classes:
         if args.labels is None:
             raise ValueError("zero-shot needs --labels (a shipped list name or an id,name csv)")
-        return zero_shot.evaluate_zero_shot(args.model, args.data, args.labels, **_options(args), **views)
+        return zero_shot.evaluate_zero_shot(args.model, args.data, args.labels, **_options(args), **views,
+                                            num_workers=args.num_workers)
     if len(args.data) != 1:
         raise ValueError("--k600-new-classes takes one --data file (the Kinetics-600 validation annotation)")
     if views != dict(num_temporal_clips=1, num_spatial_crops=1):
@@ -126,7 +133,7 @@ def _zero_shot(args) -> dict:
     return zero_shot.evaluate_kinetics600_new_classes(
         args.model, args.data[0], k400_labels=args.k400_labels, k600_labels=args.k600_labels,
         renames=_read_renames(args.renames) if args.renames else None, num_subsets=args.num_subsets,
-        subset_size=args.subset_size, seed=args.seed, **_options(args))
+        subset_size=args.subset_size, seed=args.seed, num_workers=args.num_workers, **_options(args))
 
 
 def _few_shot(args):
@@ -156,7 +163,7 @@ def _few_shot(args):
             print(f"no trained model yet: run {plan['script']} (or pass --train), then rerun this command")
         return None
     options = {k: v for k, v in _options(args).items() if k not in ("num_frames",)}
-    return few_shot.evaluate_few_shot(models, args.data, args.labels, **options,
+    return few_shot.evaluate_few_shot(models, args.data, args.labels, **options, num_workers=args.num_workers,
                                       settings={"k": args.k, "seed": args.seed, "lists": plan["lists"]})
 
 

@@ -79,9 +79,10 @@ def run_training(commands: dict) -> None:
 def evaluate_few_shot(models: dict, eval_file, labels, *, output_dir=None, video_root=None, template: str = "{}",
                       batch_size: int = 1, on_bad_video: str = "skip", device=None, dtype=None,
                       progress: bool | None = None, paper_figures=None, dataset: str | None = None,
-                      settings: dict | None = None, shard_size: int = 64) -> dict:
+                      settings: dict | None = None, shard_size: int = 64, num_workers: int = 0) -> dict:
     """Top-1 of each K-shot model on `eval_file` (split 1) with one view; a table K -> top-1 beside the paper's.
-    With `output_dir`, resumable through `output_dir/predictions/{K}shot`."""
+    With `output_dir`, resumable through `output_dir/predictions/{K}shot`; `num_workers` decode videos while the
+    model runs."""
     from .closed_set import evaluate_classification
     from .predictions import predictions_dir
     from .report import build_report, find_paper_figures, model_identity, paper_figure, write_report
@@ -96,7 +97,7 @@ def evaluate_few_shot(models: dict, eval_file, labels, *, output_dir=None, video
         pipe = build_pipeline(model, device=device, dtype=dtype)
         out = evaluate_classification(pipe, videos, refs, class_names, template=template, batch_size=batch_size,
                                       on_bad_video=on_bad_video, progress=progress, shard_size=shard_size,
-                                      predictions_dir=predictions_dir(output_dir, f"{k}shot"),
+                                      num_workers=num_workers, predictions_dir=predictions_dir(output_dir, f"{k}shot"),
                                       job_settings={"protocol": "few-shot", "data_file": os.path.abspath(eval_file)})
         identity = model_identity(pipe.model, model if isinstance(model, (str, os.PathLike)) else None)
         paper = paper_figure(figures, "few-shot", dataset, identity, shots=int(k))

@@ -130,9 +130,10 @@ def evaluate_zero_shot(model, split_files, labels, *, output_dir=None, video_roo
                        num_temporal_clips: int = 1, num_spatial_crops: int = 1, num_frames: int | None = None,
                        template: str = "{}", batch_size: int = 1, on_bad_video: str = "skip", device=None, dtype=None,
                        progress: bool | None = None, paper_figures=None, dataset: str | None = None,
-                       shard_size: int = 64) -> dict:
+                       shard_size: int = 64, num_workers: int = 0) -> dict:
     """Per-split top-1/top-5 and mean +- std over `split_files` (annotation files over the classes of `labels`).
-    With `output_dir`, resumable through `output_dir/predictions` (see `closed_set.evaluate_closed_set`)."""
+    With `output_dir`, resumable through `output_dir/predictions`; `num_workers` decode videos while the model
+    runs (see `closed_set.evaluate_closed_set`)."""
     split_files = [split_files] if isinstance(split_files, (str, os.PathLike)) else list(split_files)
     if not split_files:
         raise ValueError("zero-shot needs at least one split file")
@@ -143,7 +144,7 @@ def evaluate_zero_shot(model, split_files, labels, *, output_dir=None, video_roo
     scored = score_videos(pipe, union, class_names, num_temporal_clips=num_temporal_clips,
                           num_spatial_crops=num_spatial_crops, num_frames=num_frames, template=template,
                           batch_size=batch_size, on_bad_video=on_bad_video, progress=progress,
-                          predictions_dir=predictions_dir(output_dir), shard_size=shard_size,
+                          predictions_dir=predictions_dir(output_dir), shard_size=shard_size, num_workers=num_workers,
                           job_settings={"protocol": "zero-shot",
                                         "split_files": [os.path.abspath(f) for f in split_files]})
     row = {union[i]: r for i, r in zip(scored.kept, scored.scores)}
@@ -168,7 +169,7 @@ def evaluate_kinetics600_new_classes(model, data_file, *, k400_labels="kinetics4
                                      output_dir=None, video_root=None, processor=None, num_frames: int | None = None,
                                      template: str = "{}", batch_size: int = 1, on_bad_video: str = "skip",
                                      device=None, dtype=None, progress: bool | None = None, paper_figures=None,
-                                     shard_size: int = 64) -> dict:
+                                     shard_size: int = 64, num_workers: int = 0) -> dict:
     """Zero-shot on the K600 classes absent from K400: `data_file` annotates K600 validation videos with K600
     ids; each subset (seeded, or given) scores its classes' videos against its own names. With `output_dir`,
     resumable through `output_dir/predictions/subset{i}`."""
@@ -191,6 +192,7 @@ def evaluate_kinetics600_new_classes(model, data_file, *, k400_labels="kinetics4
         scored = score_videos(pipe, [v for v, _ in chosen], subset, num_frames=num_frames, template=template,
                               batch_size=batch_size, on_bad_video=on_bad_video, progress=progress,
                               predictions_dir=predictions_dir(output_dir, f"subset{i}"), shard_size=shard_size,
+                              num_workers=num_workers,
                               job_settings={"protocol": "zero-shot k600-new-classes",
                                             "data_file": os.path.abspath(data_file)})
         figures = classification_figures(scored.scores, np.asarray([r for _, r in chosen])[scored.kept], subset)

@@ -5,12 +5,14 @@ Shapes: B videos, T frames, N patches per frame, K texts; D widths (Dv vision, D
 
 Conventions (transformers 5): per-layer hidden states and attention weights are recorded declaratively
 (`_can_record_outputs` + `capture_outputs`), honouring `output_hidden_states` / `output_attentions` given as
-arguments or set in the config; `return_dict=False` gives tuples. `forward` reads no tensor values on the host
+arguments or set in the config; `return_dict=False` (argument, or the model's own config) gives tuples, also from
+`get_text_features` / `get_video_features`; `main_input_name` is forward's first argument and `**kwargs` are typed
+`TransformersKwargs`, as transformers' common model tests expect. `forward` reads no tensor values on the host
 (checks are on shapes, dtypes and config only), so every model compiles with `torch.compile(fullgraph=True)`;
 values are validated where data enters (processor, dataset, pipeline).
 """
 
-
+from typing import Unpack
 
 import torch
 from torch import nn
@@ -21,7 +23,7 @@ from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils.generic import can_return_tuple
+from transformers.utils.generic import TransformersKwargs, can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_xclip import XClipConfig, XClipTextConfig, XClipVisionConfig
@@ -494,7 +496,8 @@ class XClipVisionModel(XClipPreTrainedModel):
                              f"patch size {c.patch_size}.")
 
     @can_return_tuple
-    def forward(self, pixel_values, interpolate_pos_encoding=False, **kwargs) -> XClipVisionOutput:
+    def forward(self, pixel_values, interpolate_pos_encoding=False,
+                **kwargs: Unpack[TransformersKwargs]) -> XClipVisionOutput:
         """`hidden_states` / `attentions` (on request) are those of the cross-frame communication transformer."""
         self._check_pixel_values(pixel_values, interpolate_pos_encoding)
         batch, frames = pixel_values.shape[:2]
@@ -576,7 +579,8 @@ class XClipTextModel(XClipPreTrainedModel):
         return (input_ids == self.config.eos_token_id).int().argmax(dim=-1)
 
     @capture_outputs(tie_last_hidden_states=False)
-    def forward(self, input_ids, attention_mask=None, position_ids=None, video_context=None, **kwargs) -> XClipTextOutput:
+    def forward(self, input_ids, attention_mask=None, position_ids=None, video_context=None,
+                **kwargs: Unpack[TransformersKwargs]) -> XClipTextOutput:
         self._check_input_ids(input_ids)
         hidden = self.embeddings(input_ids, position_ids)
         mask = create_causal_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask, cache=None)
@@ -598,6 +602,7 @@ class XClipModel(XClipPreTrainedModel):
     """X-CLIP (Sec. 3.1): video encoder, text encoder with video-specific prompts, cosine-similarity logits (Eq. 3)."""
 
     config: XClipConfig
+    main_input_name = "input_ids"  # forward's first argument, as transformers' XCLIPModel
     # a saved XClipForVideoClassification also stores its tokenized class names
     _keys_to_ignore_on_load_unexpected = [r"^class_input_ids$", r"^class_attention_mask$"]
 
@@ -615,19 +620,24 @@ class XClipModel(XClipPreTrainedModel):
 
         return expand_clip(cls, clip, num_frames=num_frames, **overrides)
 
-    def get_text_features(self, input_ids, attention_mask=None, position_ids=None, **kwargs):
+    @can_return_tuple
+    def get_text_features(self, input_ids, attention_mask=None, position_ids=None,
+                          **kwargs: Unpack[TransformersKwargs]) -> BaseModelOutputWithPooling:
         """Projected, un-prompted text embeddings c (Eq. 1) as `.pooler_output` (K, P), like transformers' CLIP."""
-        out = self.text_model(input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+        out = self.text_model(input_ids, attention_mask=attention_mask, position_ids=position_ids, return_dict=True,
+                              **kwargs)
         return BaseModelOutputWithPooling(last_hidden_state=out.last_hidden_state, pooler_output=out.text_embeds,
                                           hidden_states=out.hidden_states, attentions=out.attentions)
 
-    def get_video_features(self, pixel_values, **kwargs) -> XClipVisionOutput:
+    @can_return_tuple
+    def get_video_features(self, pixel_values, **kwargs: Unpack[TransformersKwargs]) -> XClipVisionOutput:
         """Video embeddings v (Eq. 6) as `.pooler_output` (B, P), plus frame embeddings and the prompt context."""
-        return self.vision_model(pixel_values, **kwargs)
+        return self.vision_model(pixel_values, return_dict=True, **kwargs)
 
     @can_return_tuple
     def forward(self, input_ids=None, pixel_values=None, attention_mask=None, position_ids=None, text_embeds=None,
-                labels=None, return_loss=None, interpolate_pos_encoding=False, **kwargs) -> XClipOutput:
+                labels=None, return_loss=None, interpolate_pos_encoding=False,
+                **kwargs: Unpack[TransformersKwargs]) -> XClipOutput:
         """`text_embeds` (K, P): precomputed `get_text_features` output used instead of `input_ids` (label caches).
 
         `labels` (B,): index of each video's text among the K -> cross-entropy. `return_loss`: symmetric
@@ -639,10 +649,12 @@ class XClipModel(XClipPreTrainedModel):
         if (input_ids is None) == (text_embeds is None):
             raise ValueError("Pass exactly one of input_ids (tokenized texts) or text_embeds (precomputed features).")
         kwargs = self._output_flags(kwargs)
-        vision = self.vision_model(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
+        vision = self.vision_model(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, return_dict=True,
+                                   **kwargs)
         text = None
         if text_embeds is None:
-            text = self.text_model(input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+            text = self.text_model(input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                   return_dict=True, **kwargs)
             text_embeds = text.text_embeds
         elif text_embeds.ndim != 2 or text_embeds.shape[-1] != self.config.projection_dim:
             raise ValueError(f"text_embeds must be (num_texts, {self.config.projection_dim}); "

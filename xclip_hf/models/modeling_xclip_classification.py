@@ -1,9 +1,11 @@
 """The closed-set video classifier of X-CLIP: the class names are the classifier (paper Sec. 3.1, Tab. 7)."""
 
+from typing import Unpack
+
 import torch
 from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
-from transformers.utils.generic import can_return_tuple
+from transformers.utils.generic import TransformersKwargs, can_return_tuple
 
 from .configuration_xclip import XClipConfig
 from .fingerprint import weights_key
@@ -89,24 +91,24 @@ class XClipForVideoClassification(XClipPreTrainedModel):
         ids, mask = self.class_input_ids[:, :length], self.class_attention_mask[:, :length]
         evaluating = not torch.is_grad_enabled() and not self.xclip.text_model.training
         if not (self.text_encoder_frozen or evaluating):
-            return self.xclip.get_text_features(ids, attention_mask=mask).pooler_output
+            return self.xclip.get_text_features(ids, attention_mask=mask, return_dict=True).pooler_output
         if torch.compiler.is_compiling():  # no Python-side cache inside a graph
             with torch.no_grad():
-                return self.xclip.get_text_features(ids, attention_mask=mask).pooler_output
+                return self.xclip.get_text_features(ids, attention_mask=mask, return_dict=True).pooler_output
         weights, keepalive = weights_key(self.xclip.text_model)
         key = (ids.untyped_storage().data_ptr(), ids._version, ids.device, tuple(ids.shape), weights)
         if self._text_cache is None or self._text_cache[0] != key:
             with torch.no_grad():
-                features = self.xclip.get_text_features(ids, attention_mask=mask).pooler_output
+                features = self.xclip.get_text_features(ids, attention_mask=mask, return_dict=True).pooler_output
             self._text_cache = (key, (keepalive, ids.untyped_storage()), features)
         return self._text_cache[2].clone()  # a copy: editing it cannot change later results
 
     @can_return_tuple
-    def forward(self, pixel_values=None, labels=None, **kwargs) -> ImageClassifierOutput:
+    def forward(self, pixel_values=None, labels=None, **kwargs: Unpack[TransformersKwargs]) -> ImageClassifierOutput:
         """`hidden_states` / `attentions` (on request, or set in the config) are the video encoder's."""
         if pixel_values is None:
             raise ValueError("XClipForVideoClassification needs pixel_values (batch, frames, 3, height, width).")
-        out = self.xclip(pixel_values=pixel_values, text_embeds=self.class_text_features(), **kwargs)
+        out = self.xclip(pixel_values=pixel_values, text_embeds=self.class_text_features(), return_dict=True, **kwargs)
         logits = out.logits_per_video
         loss = None if labels is None else self.classification_loss(logits, labels)
         vision = out.vision_model_output
