@@ -7,6 +7,11 @@ is counted separately. Two busy-loop processes keep both cores loaded while the 
 
     python benchmarks/stress_torchrun.py --runs 30                       # this checkout
     python benchmarks/stress_torchrun.py --runs 30 --tree ../old         # another checkout (before/after)
+    python benchmarks/stress_torchrun.py --runs 30 --minimal             # the mechanism, both ways alternated
+
+`--minimal` runs a script of torch and accelerate alone that ends right after collectives, alternately with the
+group started by bare `PartialState` (nothing ends it) and by `xclip_hf.jobs.job_state` (ended at exit), and counts
+the aborts of each: the same failure without xclip_hf's evaluation code around it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,24 @@ zero = evaluate_zero_shot(a["model"], [a["data"]], a["labels"], output_dir=a["ou
 rows = embed_videos(a["videos"], a["out"] + "/embed", a["model"], batch_size=2, progress=False)
 if os.environ.get("RANK") == "0":
     print(json.dumps({"top1": closed["results"]["summary"].get("top1"), "rows": len(rows)}))
+"""
+
+
+MINIMAL_SCRIPT = """
+import datetime, sys
+import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
+
+if sys.argv[1] == "job_state":
+    from xclip_hf.jobs import job_state
+    state = job_state("cpu")
+else:
+    state = PartialState(cpu=True, timeout=datetime.timedelta(hours=1))
+for _ in range(5):
+    gather_object([{"rank": state.process_index}])
+    state.wait_for_everyone()
+torch.distributed.all_reduce(torch.ones(1000))
 """
 
 
@@ -90,10 +113,9 @@ def _busy(stop_at: float) -> None:
         pass
 
 
-def launch(script: str, args: dict, env: dict, timeout: float) -> tuple[int, str]:
-    """One `torchrun --standalone --nproc_per_node 2` of the user's script: (exit status, stderr)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", script,
-           json.dumps(args)]
+def launch(script: str, arg: str, env: dict, timeout: float) -> tuple[int, str]:
+    """One `torchrun --standalone --nproc_per_node 2` of a script with one argument: (exit status, stderr)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", script, arg]
     try:
         run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired as err:
@@ -109,6 +131,8 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per launch")
     parser.add_argument("--no-busy", action="store_true", help="do not load both cores while the launches run")
     parser.add_argument("--keep-log", default=None, help="write each failed launch's stderr tail to this file")
+    parser.add_argument("--minimal", action="store_true",
+                        help="torch + accelerate alone, bare PartialState vs jobs.job_state alternated")
     args = parser.parse_args(argv)
 
     tree = os.path.abspath(args.tree)
@@ -117,10 +141,18 @@ def main(argv=None) -> int:
                PYTHONPATH=tree + os.pathsep + os.environ.get("PYTHONPATH", ""))
     sys.path.insert(0, tree)
     work = tempfile.mkdtemp(prefix="stress_torchrun_")
-    fixture = make_fixture(work, args.num_videos)
     script = os.path.join(work, "user_script.py")
-    with open(script, "w") as f:
-        f.write(USER_SCRIPT)
+    if args.minimal:
+        sides = ["PartialState", "job_state"]
+        arguments = {side: side for side in sides}
+        with open(script, "w") as f:
+            f.write(MINIMAL_SCRIPT)
+    else:
+        sides = ["api"]
+        fixture = make_fixture(work, args.num_videos)
+        arguments = {"api": None}
+        with open(script, "w") as f:
+            f.write(USER_SCRIPT)
 
     busy = []
     if not args.no_busy:
@@ -128,29 +160,32 @@ def main(argv=None) -> int:
         busy = [multiprocessing.Process(target=_busy, args=(stop_at,), daemon=True) for _ in range(2)]
         for p in busy:
             p.start()
-    counts = {"ok": 0, "abort": 0, "other": 0}
+    counts = {side: {"ok": 0, "abort": 0, "other": 0} for side in sides}
     seconds = []
     try:
         for i in range(args.runs):
-            out = os.path.join(work, f"run{i}")
-            start = time.perf_counter()
-            status, stderr = launch(script, dict(fixture, out=out), env, args.timeout)
-            seconds.append(time.perf_counter() - start)
-            kind = "ok" if status == 0 else ("abort" if any(m in stderr for m in ABORT_MARKERS) else "other")
-            counts[kind] += 1
-            print(f"launch {i + 1}/{args.runs}: exit {status} ({kind}, {seconds[-1]:.1f} s)", flush=True)
-            if kind != "ok" and args.keep_log:
-                with open(args.keep_log, "a") as log:
-                    log.write(f"=== launch {i + 1}: exit {status}\n{stderr[-4000:]}\n")
+            for side in sides:
+                arg = arguments[side] or json.dumps(dict(fixture, out=os.path.join(work, f"run{i}")))
+                start = time.perf_counter()
+                status, stderr = launch(script, arg, env, args.timeout)
+                seconds.append(time.perf_counter() - start)
+                kind = "ok" if status == 0 else ("abort" if any(m in stderr for m in ABORT_MARKERS) else "other")
+                counts[side][kind] += 1
+                print(f"launch {i + 1}/{args.runs} {side}: exit {status} ({kind}, {seconds[-1]:.1f} s)", flush=True)
+                if kind != "ok" and args.keep_log:
+                    with open(args.keep_log, "a") as log:
+                        log.write(f"=== launch {i + 1} {side}: exit {status}\n{stderr[-4000:]}\n")
     finally:
         for p in busy:
             p.terminate()
     load = os.getloadavg()[0]
-    print(f"tree {tree}: {args.runs} launches, {counts['ok']} ok, {counts['abort']} aborted at exit, "
-          f"{counts['other']} other failures; {min(seconds):.1f}-{max(seconds):.1f} s per launch; "
-          f"load {load:.1f} ({'both cores busy' if busy else 'no busy loop'})")
-    return 0 if counts["ok"] == args.runs else 1
-
+    for side in sides:
+        c = counts[side]
+        print(f"tree {tree} [{side}]: {args.runs} launches, {c['ok']} ok, {c['abort']} aborted at exit, "
+              f"{c['other']} other failures")
+    print(f"{min(seconds):.1f}-{max(seconds):.1f} s per launch; load {load:.1f} "
+          f"({'both cores busy' if busy else 'no busy loop'})")
+    return 0 if all(counts[side]["ok"] == args.runs for side in sides if side != "PartialState") else 1
 
 if __name__ == "__main__":
     sys.exit(main())
