@@ -207,9 +207,9 @@ def test_int8_top1_agrees_with_fp32(deployed):
 
 
 # ------------------------------------------------------------------------------------------------ checks at load
-def _copy(deployed, tmp_path, name="copy"):
+def _copy(deployed, tmp_path, name="copy", folder="fp32"):
     target = tmp_path / name
-    shutil.copytree(deployed["fp32"], target)
+    shutil.copytree(deployed[folder], target)
     return str(target)
 
 
@@ -229,14 +229,20 @@ def _edit_json(path, **changes):
 @pytest.mark.parametrize("change,message", [
     ({"format_version": 99}, "export format version 99"),
     ({"opset": 11}, "opset 11"),
-    ({"num_frames": 5}, "num_frames 3 vs 5"),
 ])
-def test_manifest_from_another_version_or_shape_is_an_error(deployed, tmp_path, change, message):
+def test_manifest_from_another_version_is_an_error(deployed, tmp_path, change, message):
     folder = _copy(deployed, tmp_path)
     _edit_json(os.path.join(folder, "xclip_onnx.json"), **change)
     with pytest.raises(ModelLoadError, match=message) as info:
         load_model_and_processor(folder)
-    assert "xclip_onnx.json" in str(info.value) or "config.json" in str(info.value)
+    assert "xclip_onnx.json" in str(info.value)
+
+
+def test_config_that_does_not_fit_the_graphs_is_an_error(deployed, tmp_path):
+    folder = _copy(deployed, tmp_path)
+    _edit_json(os.path.join(folder, "config.json"), **{"vision_config.num_frames": 5})
+    with pytest.raises(ModelLoadError, match="config.json.* does not match the graphs .*num_frames 5 vs 3"):
+        load_model_and_processor(folder)
 
 
 @pytest.mark.parametrize("change,message", [
@@ -322,3 +328,78 @@ def test_openvino_leaves_the_callers_signal_stack_alone(deployed):
     before = _signal_stack_size()
     load_model_and_processor(deployed["fp32"], runtime="openvino")
     assert _signal_stack_size() == before
+
+
+# ------------------------------------------------------------------------ what an exported folder says it is
+def test_opset_the_exporter_does_not_write_is_refused(deployed, tmp_path):
+    """torch's exporter writes opset 18 graphs for --opset 17 or 99 (and up to 25 here): those are refused before
+    any work, not recorded as if they were written."""
+    from xclip_hf.deploy import export_onnx
+
+    for opset in (17, 99, 7):
+        out = tmp_path / f"opset{opset}"
+        with pytest.raises(ValueError, match=f"opset must be an integer from 18 to .*got {opset}"):
+            export_onnx(deployed["torch"], out, opset=opset)
+        assert not out.exists()
+    manifest = json.loads((deployed["root"] / "onnx" / "xclip_onnx.json").read_text())
+    assert manifest["opset"] == 18  # read back from the graphs
+
+
+@pytest.mark.parametrize("name", ["../../../etc/passwd", "/etc/passwd", "../int8/video.onnx", "sub/video.onnx"])
+def test_graph_file_outside_the_folder_is_refused(deployed, tmp_path, name):
+    folder = _copy(deployed, tmp_path)
+    _edit_json(os.path.join(folder, "xclip_onnx.json"), **{"graphs.video.file": name})
+    with pytest.raises(ModelLoadError, match=f"names '{name}' as the video graph: graph files are plain"):
+        load_model_and_processor(folder)
+
+
+@pytest.mark.parametrize("folder,field,value", [
+    ("fp32", "logit_scale", 4.6),
+    ("fp32", "source_fingerprint", "sha256:" + "0" * 64),
+    ("fp32", "source_whole_fingerprint", "sha256:" + "0" * 64),
+    ("fp32", "opset", 19),
+    ("int8", "quantization", None),
+    ("int8", "precision", "float32"),
+])
+def test_edited_manifest_field_is_an_error_naming_it(deployed, tmp_path, folder, field, value):
+    copy = _copy(deployed, tmp_path, folder=folder)
+    _edit_json(os.path.join(copy, "xclip_onnx.json"), **{field: value})
+    with pytest.raises(ModelLoadError, match=rf"xclip_onnx.json' was edited after export \({field}="):
+        load_model_and_processor(copy)
+
+
+def test_replaced_graph_file_is_an_error_naming_it(deployed, tmp_path):
+    folder = _copy(deployed, tmp_path)
+    shutil.copy(os.path.join(deployed["int8"], "text.onnx"), os.path.join(folder, "text.onnx"))
+    with pytest.raises(ModelLoadError, match="text.onnx' is not the file the export wrote"):
+        load_model_and_processor(folder)
+    embed_side, _ = load_model_and_processor(folder, need_text=False)  # the video graph alone is still intact
+    assert embed_side.runtime in RUNTIMES
+
+
+def test_interrupted_export_is_named_an_incomplete_export(deployed, tmp_path, capsys):
+    """An export killed with SIGKILL leaves graphs and no manifest (written last, atomically): loading it says so
+    (it said "is not an X-CLIP model (model_type None)")."""
+    import signal
+    import subprocess
+    import time
+
+    from xclip_hf.cli import main
+
+    out = tmp_path / "killed"
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""), HF_HUB_OFFLINE="1")
+    process = subprocess.Popen([sys.executable, "-m", "xclip_hf.cli", "export-onnx", deployed["torch"], str(out)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (out / "video.onnx").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (out / "video.onnx").exists() and not (out / "xclip_onnx.json").exists()
+    with pytest.raises(ModelLoadError, match="is an incomplete export: it holds .*video.onnx.* but no xclip_onnx.json"):
+        load_model_and_processor(str(out))
+    capsys.readouterr()
+    assert main(["classify", deployed["videos"][0], "--labels", "a,b", "--model", str(out)]) == 1
+    assert "incomplete export" in capsys.readouterr().err
+
