@@ -403,3 +403,64 @@ def test_interrupted_export_is_named_an_incomplete_export(deployed, tmp_path, ca
     assert main(["classify", deployed["videos"][0], "--labels", "a,b", "--model", str(out)]) == 1
     assert "incomplete export" in capsys.readouterr().err
 
+
+@pytest.fixture(scope="module")
+def search_index(deployed, tmp_path_factory):
+    """The float32 export's embeddings of the two videos."""
+    from xclip_hf import embed_videos
+
+    out = tmp_path_factory.mktemp("index") / "emb"
+    embed_videos(deployed["videos"], out, deployed["fp32"], progress=False, num_workers=0)
+    return str(out)
+
+
+def test_index_of_the_float32_export_refused_for_int8_names_the_precision(deployed, search_index):
+    from xclip_hf import embed_videos, search_videos
+    from xclip_hf.corpus.search import ModelMismatchError
+
+    with pytest.raises(ModelMismatchError, match=r"fingerprint [0-9a-f]{12}\+int8; the same source model at another "
+                                                  "precision: float32 vs int8"):
+        search_videos(search_index, LABELS[:1], deployed["int8"])
+    with pytest.raises(ValueError, match="another precision: float32 vs int8"):
+        embed_videos(deployed["videos"], search_index, deployed["int8"], progress=False, num_workers=0)
+
+
+# ------------------------------------------------------------------------- an export's fingerprint, text side
+@pytest.fixture(scope="module")
+def text_changed(deployed, tmp_path_factory):
+    """The trained model with its text encoder alone changed, exported (float32)."""
+    from xclip_hf.deploy import export_onnx
+
+    root = tmp_path_factory.mktemp("text_changed")
+    model, processor = load_model_and_processor(deployed["torch"])
+    with torch.no_grad():
+        for parameter in model.text_model.parameters():
+            parameter.add_(0.01)
+    model.save_pretrained(root / "torch")
+    processor.save_pretrained(root / "torch")
+    return export_onnx(str(root / "torch"), root / "onnx")
+
+
+def test_text_only_change_of_an_export_is_noticed_by_evaluate(deployed, torch_model, text_changed, tmp_path):
+    """Evaluate's resume check compares the whole model's fingerprint, text side included, also for exports (an
+    export gave its source's video-side fingerprint for both); embed's compares the video side, whose rows a
+    text-only change leaves the same, as for torch models."""
+    from xclip_hf import embed_videos
+    from xclip_hf.corpus.identity import model_fingerprint
+    from xclip_hf.evaluation.zero_shot import evaluate_zero_shot
+
+    exported = load_model_and_processor(deployed["fp32"]).model
+    changed = load_model_and_processor(text_changed).model
+    assert model_fingerprint(exported, whole=True) == model_fingerprint(torch_model.model, whole=True)
+    assert model_fingerprint(changed, whole=True) != model_fingerprint(exported, whole=True)
+    assert model_fingerprint(changed) == model_fingerprint(exported) == model_fingerprint(torch_model.model)
+
+    split = tmp_path / "val.txt"
+    split.write_text("".join(f"{video} {i}\n" for i, video in enumerate(deployed["videos"])))
+    out = tmp_path / "eval"
+    evaluate_zero_shot(deployed["fp32"], str(split), LABELS, output_dir=str(out), progress=False)
+    with pytest.raises(ValueError, match="another model"):
+        evaluate_zero_shot(text_changed, str(split), LABELS, output_dir=str(out), progress=False)
+    emb = tmp_path / "emb"
+    embed_videos(deployed["videos"][:1], emb, deployed["fp32"], progress=False, num_workers=0)
+    embed_videos(deployed["videos"], emb, text_changed, progress=False, num_workers=0)  # the same video rows: resumed
