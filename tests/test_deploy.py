@@ -330,6 +330,68 @@ def test_openvino_leaves_the_callers_signal_stack_alone(deployed):
     assert _signal_stack_size() == before
 
 
+# ------------------------------------------------------------------------------ transformers' pipeline() factory
+@pytest.mark.parametrize("folder,runtime", [("fp32", None), ("int8", None), ("fp32", "onnxruntime"),
+                                            ("int8", "openvino")])
+def test_factory_on_an_export_equals_the_direct_pipeline(deployed, monkeypatch, folder, runtime):
+    """`pipeline(task, model=<export folder>)`, through transformers' own factory, runs the export's graphs (the
+    float32 folder defaults to OpenVINO, the int8 one to ONNX Runtime; `runtime=` chooses) with the scores of
+    `ZeroShotVideoClassificationPipeline(model=<folder>)`; no torch model is built."""
+    from transformers import pipeline
+
+    from xclip_hf import XClipPreTrainedModel, ZeroShotVideoClassificationPipeline
+    from xclip_hf.deploy.manifest import default_runtime, read_manifest
+    from xclip_hf.deploy.runtime import ExportedXClipModel
+
+    expected = runtime or default_runtime(read_manifest(deployed[folder]))
+    _runtime(expected)
+
+    def no_torch_model(*args, **kwargs):
+        raise AssertionError("a torch model was built for an exported folder")
+
+    monkeypatch.setattr(XClipPreTrainedModel, "__init__", no_torch_model)
+    options = {} if runtime is None else {"runtime": runtime}
+    factory = pipeline("zero-shot-video-classification", model=deployed[folder], **options)
+    direct = ZeroShotVideoClassificationPipeline(model=deployed[folder], **options)
+    assert isinstance(factory.model, ExportedXClipModel) and factory.model.runtime == direct.model.runtime == expected
+    assert factory.device == torch.device("cpu")
+    got = factory(deployed["videos"], candidate_labels=LABELS, batch_size=2)
+    want = direct(deployed["videos"], candidate_labels=LABELS, batch_size=2)
+    for g, w in zip(got, want, strict=True):
+        assert [p["label"] for p in g] == [p["label"] for p in w]
+        np.testing.assert_allclose([p["score"] for p in g], [p["score"] for p in w], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("arguments,message", [
+    ({"device": "cuda"}, "runs on the CPU .*device cuda needs the torch model"),
+    ({"device": torch.device("cuda", 1)}, "runs on the CPU .*device cuda:1 needs the torch model"),
+    ({"dtype": torch.bfloat16}, "dtype torch.bfloat16 applies to torch models"),
+    ({"dtype": "float16"}, "dtype torch.float16 applies to torch models"),
+    ({"model_kwargs": {"dtype": torch.bfloat16}}, "dtype torch.bfloat16 applies to torch models"),
+    ({"device_map": "auto"}, "device_map: for torch models only"),
+    ({"model_kwargs": {"attn_implementation": "sdpa"}}, "attn_implementation: for torch models only"),
+    ({"runtime": "tensorrt"}, "runtime must be None or one of"),
+])
+def test_factory_refuses_device_and_dtype_for_an_export(deployed, arguments, message):
+    from transformers import pipeline
+
+    with pytest.raises(ValueError, match=message) as info:
+        pipeline("zero-shot-video-classification", model=deployed["int8"], **arguments)
+    assert "runtime must be" in message or deployed["int8"] in str(info.value)
+
+
+def test_pipeline_on_an_export_stays_on_the_cpu_beside_an_accelerator(deployed, monkeypatch):
+    """transformers' default device is the first accelerator; the graphs run on the CPU, so an export is not moved
+    (it used to fail with "device cuda:0 needs the torch model" on any machine with a GPU)."""
+    import transformers.pipelines.base as base
+
+    from xclip_hf import ZeroShotVideoClassificationPipeline
+
+    monkeypatch.setattr(base, "is_torch_cuda_available", lambda: True)
+    pipe = ZeroShotVideoClassificationPipeline(model=deployed["int8"])
+    assert pipe.device == torch.device("cpu") and pipe.model.runtime == "onnxruntime"
+
+
 # ------------------------------------------------------------------------ what an exported folder says it is
 def test_opset_the_exporter_does_not_write_is_refused(deployed, tmp_path):
     """torch's exporter writes opset 18 graphs for --opset 17 or 99 (and up to 25 here): those are refused before
