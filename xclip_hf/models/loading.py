@@ -109,6 +109,7 @@ class ExportedFolder:
 
     @property
     def device(self):
+        """The CPU (the factory reads it when given a `device_map`, which `load_arguments` then refuses)."""
         import torch
 
         return torch.device("cpu")
