@@ -207,9 +207,9 @@ def test_int8_top1_agrees_with_fp32(deployed):
 
 
 # ------------------------------------------------------------------------------------------------ checks at load
-def _copy(deployed, tmp_path, name="copy"):
+def _copy(deployed, tmp_path, name="copy", folder="fp32"):
     target = tmp_path / name
-    shutil.copytree(deployed["fp32"], target)
+    shutil.copytree(deployed[folder], target)
     return str(target)
 
 
@@ -229,14 +229,20 @@ def _edit_json(path, **changes):
 @pytest.mark.parametrize("change,message", [
     ({"format_version": 99}, "export format version 99"),
     ({"opset": 11}, "opset 11"),
-    ({"num_frames": 5}, "num_frames 3 vs 5"),
 ])
-def test_manifest_from_another_version_or_shape_is_an_error(deployed, tmp_path, change, message):
+def test_manifest_from_another_version_is_an_error(deployed, tmp_path, change, message):
     folder = _copy(deployed, tmp_path)
     _edit_json(os.path.join(folder, "xclip_onnx.json"), **change)
     with pytest.raises(ModelLoadError, match=message) as info:
         load_model_and_processor(folder)
-    assert "xclip_onnx.json" in str(info.value) or "config.json" in str(info.value)
+    assert "xclip_onnx.json" in str(info.value)
+
+
+def test_config_that_does_not_fit_the_graphs_is_an_error(deployed, tmp_path):
+    folder = _copy(deployed, tmp_path)
+    _edit_json(os.path.join(folder, "config.json"), **{"vision_config.num_frames": 5})
+    with pytest.raises(ModelLoadError, match="config.json.* does not match the graphs .*num_frames 5 vs 3"):
+        load_model_and_processor(folder)
 
 
 @pytest.mark.parametrize("change,message", [
@@ -322,3 +328,201 @@ def test_openvino_leaves_the_callers_signal_stack_alone(deployed):
     before = _signal_stack_size()
     load_model_and_processor(deployed["fp32"], runtime="openvino")
     assert _signal_stack_size() == before
+
+
+# ------------------------------------------------------------------------------ transformers' pipeline() factory
+@pytest.mark.parametrize("folder,runtime", [("fp32", None), ("int8", None), ("fp32", "onnxruntime"),
+                                            ("int8", "openvino")])
+def test_factory_on_an_export_equals_the_direct_pipeline(deployed, monkeypatch, folder, runtime):
+    """`pipeline(task, model=<export folder>)`, through transformers' own factory, runs the export's graphs (the
+    float32 folder defaults to OpenVINO, the int8 one to ONNX Runtime; `runtime=` chooses) with the scores of
+    `ZeroShotVideoClassificationPipeline(model=<folder>)`; no torch model is built."""
+    from transformers import pipeline
+
+    from xclip_hf import XClipPreTrainedModel, ZeroShotVideoClassificationPipeline
+    from xclip_hf.deploy.manifest import default_runtime, read_manifest
+    from xclip_hf.deploy.runtime import ExportedXClipModel
+
+    expected = runtime or default_runtime(read_manifest(deployed[folder]))
+    _runtime(expected)
+
+    def no_torch_model(*args, **kwargs):
+        raise AssertionError("a torch model was built for an exported folder")
+
+    monkeypatch.setattr(XClipPreTrainedModel, "__init__", no_torch_model)
+    options = {} if runtime is None else {"runtime": runtime}
+    factory = pipeline("zero-shot-video-classification", model=deployed[folder], **options)
+    direct = ZeroShotVideoClassificationPipeline(model=deployed[folder], **options)
+    assert isinstance(factory.model, ExportedXClipModel) and factory.model.runtime == direct.model.runtime == expected
+    assert factory.device == torch.device("cpu")
+    got = factory(deployed["videos"], candidate_labels=LABELS, batch_size=2)
+    want = direct(deployed["videos"], candidate_labels=LABELS, batch_size=2)
+    for g, w in zip(got, want, strict=True):
+        assert [p["label"] for p in g] == [p["label"] for p in w]
+        np.testing.assert_allclose([p["score"] for p in g], [p["score"] for p in w], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("arguments,message", [
+    ({"device": "cuda"}, "runs on the CPU .*device cuda needs the torch model"),
+    ({"device": torch.device("cuda", 1)}, "runs on the CPU .*device cuda:1 needs the torch model"),
+    ({"dtype": torch.bfloat16}, "dtype torch.bfloat16 applies to torch models"),
+    ({"dtype": "float16"}, "dtype torch.float16 applies to torch models"),
+    ({"model_kwargs": {"dtype": torch.bfloat16}}, "dtype torch.bfloat16 applies to torch models"),
+    ({"device_map": "auto"}, "device_map: for torch models only"),
+    ({"model_kwargs": {"attn_implementation": "sdpa"}}, "attn_implementation: for torch models only"),
+    ({"runtime": "tensorrt"}, "runtime must be None or one of"),
+])
+def test_factory_refuses_device_and_dtype_for_an_export(deployed, arguments, message):
+    from transformers import pipeline
+
+    with pytest.raises(ValueError, match=message) as info:
+        pipeline("zero-shot-video-classification", model=deployed["int8"], **arguments)
+    assert "runtime must be" in message or deployed["int8"] in str(info.value)
+
+
+def test_pipeline_on_an_export_stays_on_the_cpu_beside_an_accelerator(deployed, monkeypatch):
+    """transformers' default device is the first accelerator; the graphs run on the CPU, so an export is not moved
+    (it used to fail with "device cuda:0 needs the torch model" on any machine with a GPU)."""
+    import transformers.pipelines.base as base
+
+    from xclip_hf import ZeroShotVideoClassificationPipeline
+
+    monkeypatch.setattr(base, "is_torch_cuda_available", lambda: True)
+    pipe = ZeroShotVideoClassificationPipeline(model=deployed["int8"])
+    assert pipe.device == torch.device("cpu") and pipe.model.runtime == "onnxruntime"
+
+
+# ------------------------------------------------------------------------ what an exported folder says it is
+def test_opset_the_exporter_does_not_write_is_refused(deployed, tmp_path):
+    """torch's exporter writes opset 18 graphs for --opset 17 or 99 (and up to 25 here): those are refused before
+    any work, not recorded as if they were written."""
+    from xclip_hf.deploy import export_onnx
+
+    for opset in (17, 99, 7):
+        out = tmp_path / f"opset{opset}"
+        with pytest.raises(ValueError, match=f"opset must be an integer from 18 to .*got {opset}"):
+            export_onnx(deployed["torch"], out, opset=opset)
+        assert not out.exists()
+    manifest = json.loads((deployed["root"] / "onnx" / "xclip_onnx.json").read_text())
+    assert manifest["opset"] == 18  # read back from the graphs
+
+
+@pytest.mark.parametrize("name", ["../../../etc/passwd", "/etc/passwd", "../int8/video.onnx", "sub/video.onnx"])
+def test_graph_file_outside_the_folder_is_refused(deployed, tmp_path, name):
+    folder = _copy(deployed, tmp_path)
+    _edit_json(os.path.join(folder, "xclip_onnx.json"), **{"graphs.video.file": name})
+    with pytest.raises(ModelLoadError, match=f"names '{name}' as the video graph: graph files are plain"):
+        load_model_and_processor(folder)
+
+
+@pytest.mark.parametrize("folder,field,value", [
+    ("fp32", "logit_scale", 4.6),
+    ("fp32", "source_fingerprint", "sha256:" + "0" * 64),
+    ("fp32", "source_whole_fingerprint", "sha256:" + "0" * 64),
+    ("fp32", "opset", 19),
+    ("int8", "quantization", None),
+    ("int8", "precision", "float32"),
+])
+def test_edited_manifest_field_is_an_error_naming_it(deployed, tmp_path, folder, field, value):
+    copy = _copy(deployed, tmp_path, folder=folder)
+    _edit_json(os.path.join(copy, "xclip_onnx.json"), **{field: value})
+    with pytest.raises(ModelLoadError, match=rf"xclip_onnx.json' was edited after export \({field}="):
+        load_model_and_processor(copy)
+
+
+def test_replaced_graph_file_is_an_error_naming_it(deployed, tmp_path):
+    folder = _copy(deployed, tmp_path)
+    shutil.copy(os.path.join(deployed["int8"], "text.onnx"), os.path.join(folder, "text.onnx"))
+    with pytest.raises(ModelLoadError, match="text.onnx' is not the file the export wrote"):
+        load_model_and_processor(folder)
+    embed_side, _ = load_model_and_processor(folder, need_text=False)  # the video graph alone is still intact
+    assert embed_side.runtime in RUNTIMES
+
+
+def test_interrupted_export_is_named_an_incomplete_export(deployed, tmp_path, capsys):
+    """An export killed with SIGKILL leaves graphs and no manifest (written last, atomically): loading it says so
+    (it said "is not an X-CLIP model (model_type None)")."""
+    import signal
+    import subprocess
+    import time
+
+    from xclip_hf.cli import main
+
+    out = tmp_path / "killed"
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""), HF_HUB_OFFLINE="1")
+    process = subprocess.Popen([sys.executable, "-m", "xclip_hf.cli", "export-onnx", deployed["torch"], str(out)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (out / "video.onnx").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (out / "video.onnx").exists() and not (out / "xclip_onnx.json").exists()
+    with pytest.raises(ModelLoadError, match="is an incomplete export: it holds .*video.onnx.* but no xclip_onnx.json"):
+        load_model_and_processor(str(out))
+    capsys.readouterr()
+    assert main(["classify", deployed["videos"][0], "--labels", "a,b", "--model", str(out)]) == 1
+    assert "incomplete export" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def search_index(deployed, tmp_path_factory):
+    """The float32 export's embeddings of the two videos."""
+    from xclip_hf import embed_videos
+
+    out = tmp_path_factory.mktemp("index") / "emb"
+    embed_videos(deployed["videos"], out, deployed["fp32"], progress=False, num_workers=0)
+    return str(out)
+
+
+def test_index_of_the_float32_export_refused_for_int8_names_the_precision(deployed, search_index):
+    from xclip_hf import embed_videos, search_videos
+    from xclip_hf.corpus.search import ModelMismatchError
+
+    with pytest.raises(ModelMismatchError, match=r"fingerprint [0-9a-f]{12}\+int8; the same source model at another "
+                                                  "precision: float32 vs int8"):
+        search_videos(search_index, LABELS[:1], deployed["int8"])
+    with pytest.raises(ValueError, match="another precision: float32 vs int8"):
+        embed_videos(deployed["videos"], search_index, deployed["int8"], progress=False, num_workers=0)
+
+
+# ------------------------------------------------------------------------- an export's fingerprint, text side
+@pytest.fixture(scope="module")
+def text_changed(deployed, tmp_path_factory):
+    """The trained model with its text encoder alone changed, exported (float32)."""
+    from xclip_hf.deploy import export_onnx
+
+    root = tmp_path_factory.mktemp("text_changed")
+    model, processor = load_model_and_processor(deployed["torch"])
+    with torch.no_grad():
+        for parameter in model.text_model.parameters():
+            parameter.add_(0.01)
+    model.save_pretrained(root / "torch")
+    processor.save_pretrained(root / "torch")
+    return export_onnx(str(root / "torch"), root / "onnx")
+
+
+def test_text_only_change_of_an_export_is_noticed_by_evaluate(deployed, torch_model, text_changed, tmp_path):
+    """Evaluate's resume check compares the whole model's fingerprint, text side included, also for exports (an
+    export gave its source's video-side fingerprint for both); embed's compares the video side, whose rows a
+    text-only change leaves the same, as for torch models."""
+    from xclip_hf import embed_videos
+    from xclip_hf.corpus.identity import model_fingerprint
+    from xclip_hf.evaluation.zero_shot import evaluate_zero_shot
+
+    exported = load_model_and_processor(deployed["fp32"]).model
+    changed = load_model_and_processor(text_changed).model
+    assert model_fingerprint(exported, whole=True) == model_fingerprint(torch_model.model, whole=True)
+    assert model_fingerprint(changed, whole=True) != model_fingerprint(exported, whole=True)
+    assert model_fingerprint(changed) == model_fingerprint(exported) == model_fingerprint(torch_model.model)
+
+    split = tmp_path / "val.txt"
+    split.write_text("".join(f"{video} {i}\n" for i, video in enumerate(deployed["videos"])))
+    out = tmp_path / "eval"
+    evaluate_zero_shot(deployed["fp32"], str(split), LABELS, output_dir=str(out), progress=False)
+    with pytest.raises(ValueError, match="another model"):
+        evaluate_zero_shot(text_changed, str(split), LABELS, output_dir=str(out), progress=False)
+    emb = tmp_path / "emb"
+    embed_videos(deployed["videos"][:1], emb, deployed["fp32"], progress=False, num_workers=0)
+    embed_videos(deployed["videos"], emb, text_changed, progress=False, num_workers=0)  # the same video rows: resumed

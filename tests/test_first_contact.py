@@ -67,7 +67,9 @@ def test_registration_happens_when_transformers_loads_its_registries():
         "assert PROCESSOR_MAPPING[x.XClipConfig] is x.XClipProcessor\n"
         "assert x.XClipVideoProcessor in VIDEO_PROCESSOR_MAPPING[x.XClipConfig].values()  # per backend\n"
         "task = PIPELINE_REGISTRY.supported_tasks['zero-shot-video-classification']\n"
-        "assert task['impl'] is x.ZeroShotVideoClassificationPipeline and task['pt'] == (x.XClipModel,)\n"
+        "from xclip_hf.models.loading import ExportedFolder\n"
+        "assert task['impl'] is x.ZeroShotVideoClassificationPipeline\n"
+        "assert task['pt'] == (ExportedFolder, x.XClipModel)  # an exported folder first, then the torch model\n"
         "print('ok')\n"
     )
     # the README's order: `import xclip_hf` (cheap), then transformers' pipeline / Auto classes

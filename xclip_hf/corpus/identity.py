@@ -21,7 +21,7 @@ import hashlib
 import json
 import weakref
 
-__all__ = ["model_fingerprint", "code_version", "short"]
+__all__ = ["model_fingerprint", "code_version", "short", "what_differs"]
 
 # config entries that do not change the rows: bookkeeping, output flags, initialisation and training-only settings
 _NOT_ROW_SHAPING = {"transformers_version", "architectures", "output_hidden_states", "output_attentions",
@@ -60,10 +60,12 @@ def _hash(module, whole: bool = False) -> str:
 
 def model_fingerprint(model, whole: bool = False) -> str:
     """``"sha256:<hex>"`` of the model's video side (config and weights; ``whole=True``: of the whole model); kept
-    per object until its weights change. An exported model gives its source model's (video-side) fingerprint."""
+    per object until its weights change. An exported model gives its source model's (marked ``+int8`` for int8
+    graphs)."""
     from ..models.fingerprint import weights_key
 
-    recorded = getattr(model, "source_fingerprint", None)  # an exported model: the fingerprint of its source
+    # an exported model: the fingerprint of its source, recorded at export
+    recorded = getattr(model, "source_whole_fingerprint" if whole else "source_fingerprint", None)
     if recorded:
         return recorded
     module = model if whole else _video_side(model)
@@ -85,5 +87,20 @@ def code_version() -> str:
 
 
 def short(fingerprint: str | None) -> str:
-    """A fingerprint shortened for messages."""
-    return "none" if not fingerprint else fingerprint.split(":", 1)[-1][:12]
+    """A fingerprint shortened for messages (an export's precision mark kept: ``78bec30715d1+int8``)."""
+    if not fingerprint:
+        return "none"
+    digest, plus, precision = fingerprint.split(":", 1)[-1].partition("+")
+    return digest[:12] + plus + precision
+
+
+def _precision(fingerprint: str) -> str:
+    return fingerprint.partition("+")[2] or "float32"
+
+
+def what_differs(recorded: str | None, fingerprint: str | None) -> str:
+    """For a message about two fingerprints: what differs when it is only the precision of an export of the same
+    model (``"; the same source model at another precision: float32 vs int8"``), else ``""``."""
+    if not recorded or not fingerprint or recorded.partition("+")[0] != fingerprint.partition("+")[0]:
+        return ""
+    return f"; the same source model at another precision: {_precision(recorded)} vs {_precision(fingerprint)}"

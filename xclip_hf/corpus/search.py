@@ -281,7 +281,7 @@ def check_index_model(dataset, model, allow_model_mismatch: bool = False, name: 
     loaded from it), by the fingerprint `embed` recorded: `ModelMismatchError` if not (a warning instead with
     ``allow_model_mismatch``); a warning if the dataset records none (written before fingerprints were recorded,
     or not by `embed`)."""
-    from .identity import model_fingerprint, short
+    from .identity import model_fingerprint, short, what_differs
     from .store import read_job_config
 
     directory = _job_directory(dataset)
@@ -298,8 +298,8 @@ def check_index_model(dataset, model, allow_model_mismatch: bool = False, name: 
         return
     source = config.get("model_source", config.get("model"))
     message = (f"{where} was embedded with another model ({source!r}, fingerprint {short(recorded)}) than {name!r} "
-               f"(fingerprint {short(fingerprint)}): its text features would be compared with another model's video "
-               "vectors")
+               f"(fingerprint {short(fingerprint)}{what_differs(recorded, fingerprint)}): its text features would be "
+               "compared with another model's video vectors")
     if allow_model_mismatch:
         logger.warning(f"{message}; searching anyway (allow_model_mismatch)")
         return

@@ -28,7 +28,7 @@ import os
 import shutil
 import uuid
 
-from .identity import short
+from .identity import short, what_differs
 from .lock import lock_files
 
 __all__ = ["ShardStore", "row_features", "read_job_config", "config_name", "CONFIG_NAME", "SHARDS_DIR",
@@ -155,7 +155,8 @@ class ShardStore:
             raise ValueError(
                 f"output directory {self.directory!r} holds rows of another model (written with {source!r}, "
                 f"fingerprint {short(recorded)}; {settings.get('model_source')!r} has fingerprint "
-                f"{short(settings['model_fingerprint'])}): rows of two models are not comparable. Use another "
+                f"{short(settings['model_fingerprint'])}{what_differs(recorded, settings['model_fingerprint'])}): rows "
+                "of two models are not comparable. Use another "
                 "directory, or the model that wrote it"
             )
         if saved.get("code_version") not in (None, settings.get("code_version")):

@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from ..corpus.identity import model_fingerprint
-from .manifest import DEFAULT_OPSET, FORMAT, FORMAT_VERSION, GRAPHS, MANIFEST_NAME, MIN_OPSET, RUNTIMES, \
-    read_manifest, write_manifest
+from .manifest import DATA_SUFFIX, DEFAULT_OPSET, FORMAT, FORMAT_VERSION, GRAPHS, MANIFEST_NAME, MIN_OPSET, \
+    RUNTIMES, check_graph_file, read_manifest, record_graph_files, write_manifest
 
-__all__ = ["export_onnx", "quantize_export", "QUANTIZE_CHOICES"]
+__all__ = ["export_onnx", "quantize_export", "QUANTIZE_CHOICES", "check_export_options", "exporter_opsets"]
 
 QUANTIZE_CHOICES = ("int8",)
 # int8: only MatMuls with a constant weight (the Linear layers of every block) get int8 weights; the patch
@@ -157,13 +157,47 @@ def _check_output(output_dir) -> str:
     return output_dir
 
 
-def _check_options(quantize, opset, runtime):
+def exporter_opsets() -> range:
+    """The opsets torch's ONNX exporter writes here: its own (18) and those onnxscript's version converter reaches
+    from it (18-25 with onnxscript 0.7); for any other it silently writes opset 18 graphs."""
+    try:
+        from onnxscript.version_converter import _version_converter as converter
+
+        return range(converter.SUPPORTED_MIN_ONNX_OPSET, converter.SUPPORTED_MAX_ONNX_OPSET + 1)
+    except (ImportError, AttributeError):  # another onnxscript: only the exporter's own opset is certain
+        return range(MIN_OPSET, MIN_OPSET + 1)
+
+
+def check_export_options(quantize, opset, runtime) -> None:
+    """ValueError naming the option for a quantisation, opset (one the exporter does not write) or runtime that
+    `export_onnx` cannot honour."""
     if quantize not in (None, *QUANTIZE_CHOICES):
         raise ValueError(f"quantize must be None or one of {QUANTIZE_CHOICES}, got {quantize!r}")
-    if not isinstance(opset, int) or isinstance(opset, bool) or opset < MIN_OPSET:
-        raise ValueError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
+    opsets = exporter_opsets()
+    if not isinstance(opset, int) or isinstance(opset, bool) or opset not in opsets:
+        raise ValueError(f"opset must be an integer from {opsets.start} to {opsets.stop - 1} (the opsets torch's "
+                         f"ONNX exporter writes here), got {opset!r}")
     if runtime not in (None, *RUNTIMES):
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+
+
+def _graph_opset(path: str) -> int:
+    """The ONNX (default domain) opset a written graph declares."""
+    import onnx
+
+    model = onnx.load(path, load_external_data=False)
+    return next(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx"))
+
+
+def _written_opset(directory: str, graphs: dict, requested: int) -> int:
+    """The opset the exported graphs really have; RuntimeError if it is not the requested one."""
+    found = {name: _graph_opset(os.path.join(directory, entry["file"])) for name, entry in graphs.items()}
+    wrong = {name: v for name, v in found.items() if v != requested}
+    if wrong:
+        detail = ", ".join(f"{name} {v}" for name, v in wrong.items())
+        raise RuntimeError(f"torch's ONNX exporter wrote graphs of another opset than {requested} ({detail}); "
+                           f"export with --opset {DEFAULT_OPSET}")
+    return requested
 
 
 def export_onnx(model, output_dir, *, processor=None, quantize: str | None = None, opset: int = DEFAULT_OPSET,
@@ -174,7 +208,7 @@ def export_onnx(model, output_dir, *, processor=None, quantize: str | None = Non
         model: a model folder or hub id (anything `load_model_and_processor` reads), or an `XClipModel`.
         processor: its `XClipProcessor` (default: loaded from the model's folder); saved beside the graphs.
         quantize: None (float32 graphs) or "int8" (MatMul weights int8, see `quantize_export`).
-        opset: the ONNX opset of the graphs (default 18).
+        opset: the ONNX opset of the graphs (default 18; one of `exporter_opsets()`, read back from the graphs).
         runtime: the engine the folder runs on by default ("onnxruntime" or "openvino"); default: the faster one
             installed for its precision (OpenVINO for float32, ONNX Runtime for int8; see `manifest.default_runtime`).
     The folder then holds video.onnx, text.onnx, head.onnx, config.json, the processor files and `xclip_onnx.json`
@@ -183,7 +217,7 @@ def export_onnx(model, output_dir, *, processor=None, quantize: str | None = Non
     """
     from ..models.loading import load_model_and_processor
 
-    _check_options(quantize, opset, runtime)
+    check_export_options(quantize, opset, runtime)
     output_dir = _check_output(output_dir)
     net, processor = load_model_and_processor(model, processor=processor, need_text=True, runtime="torch")
     if net.dtype != torch.float32:
@@ -194,16 +228,19 @@ def export_onnx(model, output_dir, *, processor=None, quantize: str | None = Non
         graphs = _export_graphs(net, target, opset)
         vision = net.config.vision_config
         manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "opset": opset, "precision": "float32",
-            "quantization": None, "runtime": runtime, "graphs": graphs,
+            "format": FORMAT, "format_version": FORMAT_VERSION, "opset": _written_opset(target, graphs, opset),
+            "precision": "float32", "quantization": None, "runtime": runtime,
+            "graphs": record_graph_files(target, graphs),
             "num_frames": vision.num_frames, "image_size": vision.image_size, "num_channels": vision.num_channels,
             "projection_dim": net.config.projection_dim,
             "max_text_length": net.config.text_config.max_position_embeddings,
             "logit_scale": float(net.logit_scale.detach().float()),
             "source": getattr(net, "name_or_path", "") or "", "versions": _versions(),
-            # the torch model's fingerprint (corpus job identity): vectors of this export and of the model it came
-            # from may share an index; int8 graphs are marked (`ExportedXClipModel.source_fingerprint`)
+            # the torch model's fingerprints (corpus job identity): of its video side (vectors of this export and
+            # of the model it came from may share an index) and of the whole model (evaluate's predictions); int8
+            # graphs are marked (`ExportedXClipModel.source_fingerprint`)
             "source_fingerprint": model_fingerprint(net),
+            "source_whole_fingerprint": model_fingerprint(net, whole=True),
         }
         net.config.save_pretrained(target)
         processor.save_pretrained(target)
@@ -238,19 +275,22 @@ def quantize_export(source_dir, output_dir, *, per_channel: bool = True) -> str:
         raise ValueError(f"{source_dir!r} holds {manifest.get('precision')} graphs; quantise a float32 export")
     output_dir = _check_output(output_dir)
     os.makedirs(output_dir, exist_ok=True)
+    for name in manifest["graphs"]:
+        check_graph_file(source_dir, manifest, name)  # quantise the graphs that were exported, nothing else
     graph_files = {entry["file"] for entry in manifest["graphs"].values()}
     for name in os.listdir(source_dir):
-        if name != MANIFEST_NAME and name not in graph_files and not name.endswith(".onnx.data"):
+        if name != MANIFEST_NAME and name not in graph_files and not name.endswith(".onnx" + DATA_SUFFIX):
             shutil.copy2(os.path.join(source_dir, name), os.path.join(output_dir, name))
     for entry in manifest["graphs"].values():
         src, dst = os.path.join(source_dir, entry["file"]), os.path.join(output_dir, entry["file"])
-        big = os.path.exists(src + ".data")
+        big = os.path.exists(src + DATA_SUFFIX)
         with _quiet():
             quantize_dynamic(src, dst, op_types_to_quantize=list(QUANTIZED_OPS), per_channel=per_channel,
                              weight_type=QuantType.QInt8, extra_options={"MatMulConstBOnly": True},
                              use_external_data_format=big)
-    manifest = dict(manifest, precision="int8", quantization={
-        "method": "onnxruntime.quantization.quantize_dynamic", "weights": "int8", "activations": "uint8 (run time)",
-        "op_types": list(QUANTIZED_OPS), "per_channel": per_channel})
+    manifest = dict(manifest, precision="int8", graphs=record_graph_files(output_dir, manifest["graphs"]),
+                    quantization={"method": "onnxruntime.quantization.quantize_dynamic", "weights": "int8",
+                                  "activations": "uint8 (run time)", "op_types": list(QUANTIZED_OPS),
+                                  "per_channel": per_channel})
     write_manifest(output_dir, manifest)
     return output_dir

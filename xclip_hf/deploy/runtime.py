@@ -22,7 +22,8 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from ..models.loading import ModelLoadError
 from ..models.modeling_outputs_xclip import XClipOutput, XClipVisionOutput
 from ..models.modeling_xclip import XClipModel, XClipTextModel, XClipVisionModel
-from .manifest import MANIFEST_NAME, default_runtime, is_export_dir, read_manifest
+from .manifest import MANIFEST_NAME, check_graph_file, default_runtime, is_export_dir, is_partial_export, \
+    read_manifest
 
 __all__ = ["ExportedXClipModel", "RUNTIME", "OnnxRuntimeGraph", "OpenVinoGraph"]
 
@@ -96,9 +97,9 @@ class ExportedXClipModel(nn.Module):
                                  f"got {runtime!r}")
         self.directory, self.name_or_path, self.runtime, self.manifest = directory, directory, runtime, manifest
         self.precision = manifest.get("precision", "float32")
-        recorded = manifest.get("source_fingerprint")
-        self.source_fingerprint = (recorded if self.precision == "float32" or not recorded
-                                   else f"{recorded}+{self.precision}")
+        # the source model's fingerprints (video side; whole model: `corpus.identity.model_fingerprint(whole=True)`)
+        self.source_fingerprint = _marked(manifest.get("source_fingerprint"), self.precision)
+        self.source_whole_fingerprint = _marked(manifest.get("source_whole_fingerprint"), self.precision)
         self.config = _config(directory, manifest)
         # the one parameter: the logit scale (for search's unprompted scores); it also keys the label cache
         self.logit_scale = nn.Parameter(torch.tensor(float(manifest["logit_scale"])), requires_grad=False)
@@ -238,6 +239,11 @@ class ExportedXClipModel(nn.Module):
             raise ValueError("text_embeds holds no text (shape (0, ...)): pass at least one label.")
 
 
+def _marked(fingerprint: str | None, precision: str) -> str | None:
+    """A source fingerprint as this export's: marked with its precision unless float32 (the source's own)."""
+    return fingerprint if precision == "float32" or not fingerprint else f"{fingerprint}+{precision}"
+
+
 def _no_extras(kwargs: dict):
     wanted = sorted(k for k, v in kwargs.items() if v)
     if wanted:
@@ -267,9 +273,10 @@ def _config(directory: str, manifest: dict):
 def _open_graph(directory: str, manifest: dict, name: str, runtime: str):
     """An engine session for graph `name`, its inputs and outputs checked against the manifest."""
     entry = manifest["graphs"][name]
-    path = os.path.join(directory, entry["file"])
-    if not os.path.isfile(path):
-        raise ModelLoadError(f"the exported model {directory!r} has no {name} graph {path!r}")
+    try:
+        path = check_graph_file(directory, manifest, name)
+    except ValueError as err:
+        raise ModelLoadError(str(err)) from err
     try:
         graph = ENGINES[runtime](path)
     except ImportError as err:
@@ -314,7 +321,8 @@ class OnnxExportRuntime:
     model_class = ExportedXClipModel
 
     def claims(self, directory: str) -> bool:
-        return is_export_dir(directory)
+        """An exported folder, or what an interrupted export left (loading it says so)."""
+        return is_export_dir(directory) or is_partial_export(directory)
 
     def load(self, directory: str, *, runtime: str | None = None, need_text: bool = True, dtype=None):
         if dtype not in (None, "auto", torch.float32):

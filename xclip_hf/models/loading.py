@@ -19,7 +19,8 @@ from typing import NamedTuple, Protocol
 from ..utils.messages import one_line
 
 __all__ = ["ModelLoadError", "LoadedModel", "load_model", "load_model_and_processor", "resolve_model_source",
-           "model_file_names", "ExportRuntime", "register_runtime", "runtime_names", "TORCH_RUNTIME"]
+           "model_file_names", "ExportRuntime", "register_runtime", "runtime_names", "TORCH_RUNTIME",
+           "ExportedFolder", "claimed_by_runtime", "is_exported_model"]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 PROCESSOR_FILES = ("processor_config.json", "video_preprocessor_config.json", "preprocessor_config.json")
@@ -82,9 +83,58 @@ def _export_runtime(name: str, runtime: str | None) -> ExportRuntime | None:
     return owner
 
 
+def claimed_by_runtime(source) -> bool:
+    """Whether `source` is a local folder that a registered runtime claims (an exported model)."""
+    return isinstance(source, (str, os.PathLike)) and os.path.isdir(source) and any(
+        r.claims(os.fspath(source)) for r in _runtimes())
+
+
+class ExportedFolder:
+    """An exported folder as transformers' `pipeline()` factory hands it on: registered first among the task's model
+    classes, its `from_pretrained` takes the folders a runtime claims (any other source raises, and the factory
+    tries the next class, the torch model) and opens nothing; the pipeline then loads it through
+    `load_model_and_processor` with its own `runtime=`, `device` and `dtype`, refusing what does not apply."""
+
+    # what the factory passes to every model class, meaningless for a local export: ignored
+    HUB_KWARGS = ("_from_pipeline", "revision", "token", "trust_remote_code", "local_files_only", "cache_dir",
+                  "code_revision")
+
+    def __init__(self, directory: str, model_kwargs: dict):
+        self.directory, self.model_kwargs = directory, model_kwargs
+
+    @classmethod
+    def from_pretrained(cls, source, **model_kwargs):
+        """The folder, unopened, if a registered runtime claims it; OSError otherwise."""
+        if not claimed_by_runtime(source):
+            raise OSError(f"{source!r} is not an exported model folder (loaded as torch weights instead)")
+        return cls(os.fspath(source), model_kwargs)
+
+    @property
+    def device(self):
+        """The CPU (the factory reads it when given a `device_map`, which `load_arguments` then refuses)."""
+        import torch
+
+        return torch.device("cpu")
+
+    def load_arguments(self) -> dict:
+        """The factory's model arguments that apply here (`dtype`, checked by the runtime); `ModelLoadError` for
+        those that apply to torch models only (`device_map`, `model_kwargs=` such as `attn_implementation`)."""
+        wanted = sorted(k for k, v in self.model_kwargs.items() if k not in self.HUB_KWARGS + ("dtype",)
+                        and v is not None)
+        if wanted:
+            raise ModelLoadError(f"the exported model {self.directory!r} runs its own graphs on the CPU; "
+                                 f"{', '.join(wanted)}: for torch models only (load the folder it was exported from)")
+        return {"dtype": self.model_kwargs.get("dtype")}
+
+
 def _runtime_of(model) -> ExportRuntime | None:
     """The registered runtime whose models include the object `model`, or None."""
     return next((r for r in _runtimes() if isinstance(model, r.model_class)), None)
+
+
+def is_exported_model(model) -> bool:
+    """Whether the object `model` is run by a registered runtime (exported graphs, not a torch module)."""
+    return _runtime_of(model) is not None
 
 
 class LoadedModel(NamedTuple):

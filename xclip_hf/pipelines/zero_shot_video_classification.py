@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.base import ChunkPipeline
 
+from ..models.loading import is_exported_model
 from ..models.modeling_xclip import average_view_probabilities
 from ..models.processing_xclip import check_tokenizer_vocabulary
 from ..models.text_features import LabelSet, TextFeatureEncoder, build_label_set
@@ -147,7 +148,10 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
     ```
 
     Init arguments beyond transformers' `Pipeline` ones: `processor` (an `XClipProcessor`; loaded from the model's
-    directory when omitted), `label_cache_size` (entries of the label-embedding LRU cache, 0 disables it; default 4),
+    directory when omitted), `runtime` (for a folder written by `xclip-hf export-onnx`: "onnxruntime" or "openvino";
+    default: the export's own; `device` and `dtype` other than CPU and float32 are refused for such a folder, also
+    through transformers' `pipeline()` factory), `label_cache_size` (entries of the label-embedding LRU cache, 0
+    disables it; default 4),
     `url_timeout` (seconds for downloading http(s) videos; default 10), `compile` (`torch.compile` the video
     forward, see the module docstring for its warm-up cost; default False). Call options (see `__call__`) given at
     init are the defaults of every call.
@@ -163,9 +167,12 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
     _load_tokenizer = False
 
     def __init__(self, model, processor=None, tokenizer=None, video_processor=None, label_cache_size: int = 4,
-                 url_timeout: float = DEFAULT_URL_TIMEOUT, compile: bool = False, **kwargs):
+                 url_timeout: float = DEFAULT_URL_TIMEOUT, compile: bool = False, runtime: str | None = None,
+                 **kwargs):
         model, processor = _model_and_processor(model, processor, tokenizer, video_processor,
-                                                kwargs.get("dtype") or kwargs.get("torch_dtype"))
+                                                kwargs.get("dtype") or kwargs.get("torch_dtype"), runtime)
+        if kwargs.get("device") is None and is_exported_model(model):
+            kwargs["device"] = -1  # the model's own device (the CPU), not transformers' default accelerator
         check_tokenizer_vocabulary(processor.tokenizer, getattr(model, "name_or_path", "") or "the processor",
                                    vocab_size=model.config.text_config.vocab_size)
         self._call_defaults = {name: kwargs[name] for name in CALL_OPTIONS if kwargs.get(name) is not None}
@@ -393,15 +400,21 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                 bar.close()
 
 
-def _model_and_processor(model, processor, tokenizer, video_processor, dtype):
+def _model_and_processor(model, processor, tokenizer, video_processor, dtype, runtime=None):
     """The model and `XClipProcessor` through the one loader; `tokenizer=` / `video_processor=` replace the
-    corresponding part of the processor (or, given both, make it)."""
-    from ..models.loading import load_model_and_processor
+    corresponding part of the processor (or, given both, make it). An `ExportedFolder` (an exported folder as
+    transformers' `pipeline()` factory hands it on) is loaded here, with `runtime`."""
+    from ..models.loading import ExportedFolder, load_model_and_processor
     from ..models.processing_xclip import XClipProcessor
 
+    if isinstance(model, ExportedFolder):
+        arguments = model.load_arguments()  # refuses device_map and other torch-only model arguments
+        dtype = dtype if dtype is not None else arguments["dtype"]
+        model = model.directory
     if processor is None and tokenizer is not None and video_processor is not None:
         processor = XClipProcessor(video_processor=video_processor, tokenizer=tokenizer)
-    model, processor = load_model_and_processor(model, processor=processor, need_text=True, dtype=dtype)
+    model, processor = load_model_and_processor(model, processor=processor, need_text=True, dtype=dtype,
+                                                runtime=runtime)
     if tokenizer is not None or video_processor is not None:
         processor = XClipProcessor(video_processor=video_processor or processor.video_processor,
                                    tokenizer=tokenizer or processor.tokenizer)
@@ -410,8 +423,11 @@ def _model_and_processor(model, processor, tokenizer, video_processor, dtype):
 
 def register_pipeline():
     """Register "zero-shot-video-classification" with transformers' `PIPELINE_REGISTRY` (called on import)."""
+    from ..models.loading import ExportedFolder
     from ..models.modeling_xclip import XClipModel
 
     PIPELINE_REGISTRY.supported_tasks.pop(TASK, None)  # re-registration (reloads) must not warn
-    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ZeroShotVideoClassificationPipeline, pt_model=XClipModel,
-                                        type="multimodal")
+    # the factory tries the classes in order: an exported folder first (it opens nothing; the pipeline loads it with
+    # `runtime=`), then the torch model
+    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ZeroShotVideoClassificationPipeline,
+                                        pt_model=(ExportedFolder, XClipModel), type="multimodal")
