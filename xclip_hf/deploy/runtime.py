@@ -22,6 +22,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from ..models.loading import ModelLoadError
 from ..models.modeling_outputs_xclip import XClipOutput, XClipVisionOutput
 from ..models.modeling_xclip import XClipModel, XClipTextModel, XClipVisionModel
+from ..utils.messages import one_line
 from .manifest import MANIFEST_NAME, check_graph_file, default_runtime, is_export_dir, is_partial_export, \
     read_manifest
 
@@ -82,7 +83,7 @@ class ExportedXClipModel(nn.Module):
     only). Inputs are checked with the torch model's own checks (same messages).
     """
 
-    main_input_name = "pixel_values"
+    main_input_name = "input_ids"  # forward's first argument, as XClipModel
     input_modalities = ("video", "text")
 
     def __init__(self, directory: str, runtime: str | None = None, open_graphs=("video", "text", "head")):
@@ -284,7 +285,7 @@ def _open_graph(directory: str, manifest: dict, name: str, runtime: str):
                           "(or pip install 'xclip_hf[onnx]')") from err
     except Exception as err:
         raise ModelLoadError(f"{runtime} cannot load {path!r} (ONNX opset {manifest['opset']}, exported with "
-                             f"{manifest.get('versions', {})}): {type(err).__name__}: {_first_line(err)}") from err
+                             f"{manifest.get('versions', {})}): {type(err).__name__}: {one_line(err)}") from err
     names = _io_names(graph)
     if names != (tuple(entry["inputs"]), tuple(entry["outputs"])):
         raise ModelLoadError(f"{path!r} has inputs {names[0]} and outputs {names[1]}; {MANIFEST_NAME} lists "
@@ -298,11 +299,6 @@ def _io_names(graph) -> tuple[tuple, tuple]:
         return tuple(i.name for i in session.get_inputs()), tuple(o.name for o in session.get_outputs())
     compiled = graph.compiled
     return tuple(i.get_any_name() for i in compiled.inputs), tuple(o.get_any_name() for o in compiled.outputs)
-
-
-def _first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
 
 
 def _processor_frames_and_size(processor) -> tuple:
