@@ -101,8 +101,8 @@ def test_cycle_detector_finds_a_cycle():
 
 
 def test_private_names_stay_in_their_package():
-    """A name one package shares with another is public (one owner, e.g. CLIP's byte table in data/tokenizer.py):
-    no module imports an underscore name from a module of another package."""
+    """A name one package shares with another is public (one owner, e.g. CLIP's byte table in
+    models/clip_vocabulary.py): no module imports an underscore name from a module of another package."""
     crossing = []
     for path in PACKAGE.rglob("*.py"):
         module = _module_name(path)

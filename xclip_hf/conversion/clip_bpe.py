@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import os
 
-from ..data.tokenizer import BOS_TOKEN, EOS_TOKEN, clip_base_tokens, save_clip_tokenizer
+from ..models.clip_vocabulary import BOS_TOKEN, EOS_TOKEN, clip_base_tokens, save_clip_tokenizer
 
 __all__ = ["CLIP_NUM_MERGES", "read_bpe_merges", "clip_vocab_from_merges", "build_tokenizer_from_bpe"]
 
