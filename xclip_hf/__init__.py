@@ -19,6 +19,7 @@ _EXPORTS = {
     **dict.fromkeys(["PUBLISHED_CHECKPOINTS", "VARIANTS", "XClipConfig", "XClipTextConfig", "XClipVisionConfig"],
                     "models.configuration_xclip"),
     "build_clip_tokenizer": "data.tokenizer",
+    "convert_original_checkpoint": "conversion.convert",
     "write_video": "data.video_writer",
     "count_flops": "models.flops",
     "embed_videos": "corpus.embed",
@@ -52,6 +53,7 @@ def __dir__():
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .models.configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipConfig, XClipTextConfig, XClipVisionConfig
     from .data.tokenizer import build_clip_tokenizer
+    from .conversion.convert import convert_original_checkpoint
     from .data.video_writer import write_video
     from .models.flops import count_flops
     from .models.modeling_xclip import (
