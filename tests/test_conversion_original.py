@@ -739,6 +739,89 @@ def test_cli_convert_argument_errors(tmp_path, capsys):
     assert "--labels needs --bpe" in capsys.readouterr().err
 
 
+# ------------------------------------------------------------------------------------------- the Python API
+def _folder_files(folder):
+    """Relative path -> contents of every file under `folder` (JSON parsed; weights as state dicts elsewhere)."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix != ".safetensors":
+            text = path.read_text(encoding="utf-8")
+            files[str(path.relative_to(folder))] = json.loads(text) if path.suffix == ".json" else text
+    return files
+
+
+def test_python_api_writes_what_the_cli_writes(bpe_file, tmp_path, capsys):
+    from transformers import AutoModel, AutoModelForVideoClassification
+
+    from xclip_hf import convert_original_checkpoint
+
+    bpe, merges = bpe_file
+    state = export_original(tiny_model(seed=5, vocab=512 + len(merges) + 2), tmp_path / "exported.pth")
+    pth = save_original(tmp_path / "trained.pth", state)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,name\n0,playing guitar\n1,riding a bike\n")
+    assert main(["convert", pth, str(tmp_path / "cli"), "--bpe", str(bpe), "--labels", str(labels), "--template",
+                 "a video of {}", "--no-progress"]) == 0
+    capsys.readouterr()
+    result = convert_original_checkpoint(pth, tmp_path / "api", bpe=bpe, labels=labels, template="a video of {}",
+                                         progress=False)
+    names = convert_original_checkpoint(pth, tmp_path / "names", bpe=bpe, labels=["playing guitar", "riding a bike"],
+                                        template="a video of {}", progress=False)
+
+    assert os.fspath(result) == str(tmp_path / "api") and result.has_tokenizer
+    assert result.classifier_dir == str(tmp_path / "api" / "classifier")
+    assert result.class_names == ("playing guitar", "riding a bike") and result.config.vision_config.num_frames == 3
+    cli_files = _folder_files(tmp_path / "cli")
+    assert "video_preprocessor_config.json" in cli_files or "processor_config.json" in cli_files
+    assert _folder_files(tmp_path / "api") == cli_files == _folder_files(tmp_path / "names")
+    for load, sub in ((AutoModel.from_pretrained, ""), (AutoModelForVideoClassification.from_pretrained, "classifier")):
+        expected = load(tmp_path / "cli" / sub).state_dict()
+        for folder in ("api", "names"):
+            got = load(tmp_path / folder / sub).state_dict()
+            assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in expected), folder
+
+
+def test_python_api_without_bpe_writes_the_video_processor_only(tmp_path, capsys):
+    from xclip_hf.conversion import convert_original_checkpoint
+
+    pth = save_original(tmp_path / "m.pth", original_state_dict(SPECS["tiny-1frame"]))
+    result = convert_original_checkpoint(pth, tmp_path / "out", progress=False)
+    assert not result.has_tokenizer and result.classifier_dir is None and result.class_names == ()
+    assert not (tmp_path / "out" / "vocab.json").exists()
+    assert type(XClipModel.from_pretrained(tmp_path / "out")) is XClipModel
+    written = json.loads((tmp_path / "out" / "video_preprocessor_config.json").read_text())
+    np.testing.assert_allclose(written["image_mean"], [123.675 / 255, 116.28 / 255, 103.53 / 255])
+    np.testing.assert_allclose(written["image_std"], [58.395 / 255, 57.12 / 255, 57.375 / 255])
+    assert written["crop_size"] == {"height": 12, "width": 12} and written["size"] == {"shortest_edge": 14}
+    assert written["num_frames"] == 1
+    assert capsys.readouterr().out == ""  # the API prints nothing on stdout
+
+
+def test_python_api_errors_name_the_input(tmp_path):
+    from xclip_hf.conversion import convert_original_checkpoint
+
+    pth = save_original(tmp_path / "m.pth", original_state_dict(SPECS["tiny-1frame"]))
+    out = tmp_path / "out"
+    (tmp_path / "l.csv").write_text("id,name\n0,a\n")
+    (tmp_path / "notes.txt").write_text("not a folder")
+    with pytest.raises(FileNotFoundError, match="checkpoint file .*none.pth"):
+        convert_original_checkpoint(tmp_path / "none.pth", out)
+    with pytest.raises(ValueError, match=r"labels=.*l\.csv.* needs bpe"):
+        convert_original_checkpoint(pth, out, labels=tmp_path / "l.csv")
+    with pytest.raises(FileNotFoundError, match="bpe file .*missing.gz"):
+        convert_original_checkpoint(pth, out, bpe=tmp_path / "missing.gz")
+    with pytest.raises(ValueError, match="template 'no placeholder' has no"):
+        convert_original_checkpoint(pth, out, bpe=tmp_path / "missing.gz", labels=["a"], template="no placeholder")
+    with pytest.raises(ValueError, match="num_frames must be a positive integer, got 0"):
+        convert_original_checkpoint(pth, out, num_frames=0)
+    with pytest.raises(NotADirectoryError, match="notes.txt"):
+        convert_original_checkpoint(pth, tmp_path / "notes.txt")
+    assert not out.exists()  # refused before anything was written
+    with pytest.raises(ValueError, match=r"m\.pth was trained with 1 frames per clip .*not num_frames=8"):
+        convert_original_checkpoint(pth, out, num_frames=8, progress=False)
+    assert not out.exists()
+
+
 def test_restricted_unpickler_never_alters_the_allowed_globals():
     """A pickle that tries to set state on an allowed function (its __defaults__) is refused, torch left unchanged."""
     import io
