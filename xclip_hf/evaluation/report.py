@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 from datetime import datetime, timezone
+
+from ..version import code_version
 
 __all__ = ["model_identity", "code_version", "paper_figure", "build_report", "write_report", "find_paper_figures"]
 
@@ -35,21 +36,6 @@ def model_identity(model, source=None) -> dict:
     return {"source": None if source is None or not isinstance(source, (str, os.PathLike)) else os.fspath(source),
             "variant": variant, "num_frames": int(config.vision_config.num_frames),
             "config_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
-
-
-def code_version() -> dict:
-    """xclip_hf's version and, in a git checkout, the commit (with `+dirty` for uncommitted changes)."""
-    from .. import __version__
-
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    commit = None
-    try:
-        out = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty=+dirty"], capture_output=True,
-                             text=True, timeout=10)
-        commit = out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"xclip_hf": __version__, "git": commit}
 
 
 def find_paper_figures(path=None) -> dict | None:
