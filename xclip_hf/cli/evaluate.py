@@ -39,7 +39,7 @@ def _common(p, data_help: str, nargs=None) -> None:
                    help="videos per committed shard of predictions under OUTPUT/predictions (the unit of resumption)")
     p.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--paper-figures", default=None, help="paper_figures.json (default: model_cards/ of a checkout)")
+    p.add_argument("--paper-figures", default=None, help="paper_figures.json (default: the one shipped with xclip_hf)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
