@@ -7,7 +7,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["xclip_hf", "xclip_hf.*"]),
-    package_data={"xclip_hf": ["training/metrics/*.py", "evaluation/labels/*.csv"]},
+    package_data={"xclip_hf": ["training/metrics/*.py", "evaluation/labels/*.csv", "evaluation/paper_figures.json"]},
     python_requires=">=3.10",
     install_requires=[
         # install torch==2.13.0 (CPU build) first: any torch>=2.4 satisfies this pin

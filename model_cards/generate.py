@@ -5,7 +5,8 @@ Run from the repository root:
     HF_HUB_OFFLINE=1 python model_cards/generate.py           # (re)write model_cards/*.md
     HF_HUB_OFFLINE=1 python model_cards/generate.py --check   # exit 1 if a card is missing or out of date
 
-The accuracy figures and hyperparameters come from `model_cards/paper_figures.json`, transcribed from the paper (Ni
+The accuracy figures and hyperparameters come from `xclip_hf/evaluation/paper_figures.json` (package data, the file
+`xclip-hf evaluate` reports quote too: `xclip_hf.evaluation.report.PAPER_FIGURES`), transcribed from the paper (Ni
 et al., "Expanding Language-Image Pretrained Models for General Video Recognition", ECCV 2022: Tables 1-5 and
 supplementary Tab. 1); the compute figures are counted by `xclip_hf.count_flops` on the meta device when the cards
 are generated. Checkpoints and their (variant, frames) come from `xclip_hf.models.configuration_xclip.PUBLISHED_CHECKPOINTS`.
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 
 from huggingface_hub import EvalResult, ModelCardData
 from tqdm.auto import tqdm
+
+from xclip_hf.evaluation.report import PAPER_FIGURES  # the paper's tables, transcribed (X-CLIP rows): package data
 
 CARD_DIR = os.path.dirname(os.path.abspath(__file__))
 HUB_PREFIX = "microsoft/"
@@ -79,7 +82,6 @@ MULTI_VIEW = "4 temporal clips x 3 spatial crops"
 SINGLE_VIEW_32 = "single view of 32 frames"
 
 
-PAPER_FIGURES = os.path.join(CARD_DIR, "paper_figures.json")  # the paper's tables, transcribed (X-CLIP rows)
 PAPER_METHODS = {  # variant -> method name in the paper's tables
     "xclip-base-patch32": "X-CLIP-B/32",
     "xclip-base-patch16": "X-CLIP-B/16",

@@ -171,6 +171,8 @@ def test_paper_figure_lookup_and_markdown():
     assert paper_figure(figures, "zero-shot", "hmdb51", b16) == {"table": "Tab. 3", "top1": 44.6, "top1_std": 5.2}
     assert paper_figure(figures, "few-shot", "ucf101", b16, shots=4)["top1"] == 83.4
     assert paper_figure(figures, "closed-set", "kinetics400", dict(model, variant="xclip-tiny")) is None
+    with pytest.raises(ValueError, match="cannot read the paper's figures '.*nope.json'"):
+        find_paper_figures("nope.json")
     report = build_report("closed-set", {"views": "4x3"}, model, {"summary": {"top1": 80.0, "top5": 94.0}}, [],
                           paper_figure(figures, "closed-set", "kinetics400", model))
     md = to_markdown(report)

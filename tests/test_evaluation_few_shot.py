@@ -42,6 +42,7 @@ def test_k_shot_lists_exact_seeded_and_commands(tmp_path):
     plan = prepare_few_shot(train, tmp_path / "val.txt", labels, [2], str(tmp_path / "run"),
                             ["--model_name_or_path", "some/model"], seed=3)
     cmd = plan["commands"][2]
+    assert cmd[1:3] == ["-m", "xclip_hf.training.run_video_classification"]  # the package's, from any folder
     assert cmd[cmd.index("--train_file") + 1] == plan["lists"][2]
     for flag, value in (("--learning_rate", "2e-06"), ("--num_train_epochs", "50"), ("--seed", "3"),
                         ("--per_device_train_batch_size", "64"), ("--num_temporal_clips", "1"),

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from xclip_hf.evaluation.report import PAPER_FIGURES as _PAPER_FIGURES
 from xclip_hf.models.configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CARD_DIR = REPO / "model_cards"
-PAPER_FIGURES = CARD_DIR / "paper_figures.json"  # the paper's figures the cards quote, transcribed
+PAPER_FIGURES = Path(_PAPER_FIGURES)  # the paper's figures the cards quote, transcribed (package data)
 REQUIRED_TAGS = {"video-classification", "zero-shot-video-classification", "x-clip", "xclip_hf"}
 
 
@@ -139,7 +140,7 @@ def test_cards_are_up_to_date_with_generator():
 # ------------------------------------------------------------------------------------------- figures vs the paper
 @functools.cache
 def paper_table(name: str) -> list[dict]:
-    """Rows of one table of model_cards/paper_figures.json (the paper's figures, kept in the repository)."""
+    """Rows of one table of xclip_hf/evaluation/paper_figures.json (the paper's figures, shipped with the package)."""
     table = json.loads(PAPER_FIGURES.read_text(encoding="utf-8"))["tables"][name]
     assert all(len(row) == len(table["columns"]) for row in table["rows"]), f"{name}: ragged rows"
     return [dict(zip(table["columns"], row)) for row in table["rows"]]

@@ -39,7 +39,7 @@ def _common(p, data_help: str, nargs=None) -> None:
                    help="videos per committed shard of predictions under OUTPUT/predictions (the unit of resumption)")
     p.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--paper-figures", default=None, help="paper_figures.json (default: model_cards/ of a checkout)")
+    p.add_argument("--paper-figures", default=None, help="paper_figures.json (default: the one shipped with xclip_hf)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -80,7 +80,8 @@ def add_arguments(c) -> None:
     f.add_argument("--seed", type=int, default=0, help="seed of the K-shot draw and of training")
     f.add_argument("--train", action="store_true", help="run the training commands (else: write them, evaluate "
                    "the models already trained under --output)")
-    f.add_argument("--script", default=None, help="run_video_classification.py (default: examples/ of a checkout)")
+    f.add_argument("--script", default=None, help="a training script taking run_video_classification's options "
+                   "(default: python -m xclip_hf.training.run_video_classification)")
     _workers(f)
     loc = sub.add_parser("localisation", help="untrimmed videos: frame accuracy and segment mAP@tIoU 0.3/0.5/0.7")
     _common(loc, "segment annotation csv with columns video,start_s,end_s,label")

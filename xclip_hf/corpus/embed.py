@@ -209,13 +209,13 @@ def _load_embed_model(model, processor, dtype):
 def _job_settings(model, net, video_processor, fingerprint, frames, chunk_length_s, stride_length_s, save_dtype,
                   save_frame_embeds, save_context) -> dict:
     """What the job config records: the row-shaping settings (compared on resume) and the `store.RECORDED_KEYS`."""
-    from .identity import code_version
+    from ..version import package_version
 
     source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else getattr(net, "name_or_path", "")
     return {"num_frames": frames, "sampling": video_processor.sampling, "chunk_length_s": chunk_length_s,
             "stride_length_s": stride_length_s, "save_dtype": save_dtype, "frame_embeds": bool(save_frame_embeds),
             "video_context": bool(save_context), "projection_dim": net.config.projection_dim,
-            "model_fingerprint": fingerprint, "model_source": source, "code_version": code_version()}
+            "model_fingerprint": fingerprint, "model_source": source, "code_version": package_version()}
 
 
 def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, processor=None, chunk_length_s=None,

@@ -1,4 +1,5 @@
-"""What an embedding job is: a fingerprint of the model side its rows come from, and the code version.
+"""What an embedding job is: a fingerprint of the model side its rows come from (the code version that wrote it:
+`xclip_hf.version.package_version`).
 
 Rows of `embed` depend only on the model's video side (the `XClipVisionModel`: frame encoder, MIT, projection and
 the prompt context z-bar), so that is what is fingerprinted: its config (minus bookkeeping such as the transformers
@@ -21,7 +22,7 @@ import hashlib
 import json
 import weakref
 
-__all__ = ["model_fingerprint", "code_version", "short", "what_differs"]
+__all__ = ["model_fingerprint", "short", "what_differs"]
 
 # config entries that do not change the rows: bookkeeping, output flags, initialisation and training-only settings
 _NOT_ROW_SHAPING = {"transformers_version", "architectures", "output_hidden_states", "output_attentions",
@@ -77,13 +78,6 @@ def model_fingerprint(model, whole: bool = False) -> str:
     fingerprint = _hash(module, whole)
     _CACHE[module] = (key, keepalive, fingerprint)  # keepalive: no new weights can take the addresses the key names
     return fingerprint
-
-
-def code_version() -> str:
-    """The xclip_hf version that wrote a job (recorded with it)."""
-    from .. import __version__
-
-    return __version__
 
 
 def short(fingerprint: str | None) -> str:

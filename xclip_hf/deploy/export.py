@@ -136,9 +136,9 @@ def _versions() -> dict:
     import onnx
     import transformers
 
-    import xclip_hf
+    from ..version import package_version
 
-    versions = {"xclip_hf": xclip_hf.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
+    versions = {"xclip_hf": package_version(), "torch": torch.__version__, "transformers": transformers.__version__,
                 "onnx": onnx.__version__}
     with contextlib.suppress(ImportError):
         import onnxruntime

@@ -1,7 +1,8 @@
 """Few-shot protocol, paper Sec. 4.3 (supplementary Sec. 3.3): K-shot training lists drawn with
 `training.sample_k_shot` (seeded, written to disk so a run can be repeated), the exact training commands of
-`examples/run_video_classification.py` (the paper's few-shot hyperparameters, supplementary Tab. 1: batch 64,
-lr 2e-6, 50 epochs; one view at evaluation), and the evaluation of each trained model on split 1 with one view.
+`python -m xclip_hf.training.run_video_classification` (part of the package: an installed xclip_hf trains from
+any folder; the paper's few-shot hyperparameters, supplementary Tab. 1: batch 64, lr 2e-6, 50 epochs; one view at
+evaluation), and the evaluation of each trained model on split 1 with one view.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .labels import resolve_labels
 
 __all__ = ["write_k_shot_lists", "training_command", "prepare_few_shot", "run_training", "evaluate_few_shot"]
 
+TRAINING_MODULE = "xclip_hf.training.run_video_classification"
 PAPER_HYPERPARAMETERS = {"per_device_train_batch_size": 64, "learning_rate": 2e-6, "num_train_epochs": 50}
 
 
@@ -39,10 +41,10 @@ def write_k_shot_lists(train_file, labels, ks, output_dir, seed: int = 0, video_
 
 def training_command(train_list: str, val_file, labels_file: str, output_dir: str, init_args: list[str],
                      seed: int = 0, script: str | None = None, extra_args: list[str] = ()) -> list[str]:
-    """The `run_video_classification.py` command that fine-tunes on one K-shot list (argv list)."""
-    script = script or os.path.join("examples", "run_video_classification.py")
+    """The command (argv list) that fine-tunes on one K-shot list: `python -m TRAINING_MODULE ...` or `python script ...`."""
+    program = ["-m", TRAINING_MODULE] if script is None else [os.path.abspath(os.fspath(script))]
     hp = PAPER_HYPERPARAMETERS
-    return [sys.executable, script, *init_args, "--train_file", train_list, "--validation_file", os.fspath(val_file),
+    return [sys.executable, *program, *init_args, "--train_file", train_list, "--validation_file", os.fspath(val_file),
             "--labels_file", labels_file, "--output_dir", output_dir, "--do_train", "--do_eval",
             "--per_device_train_batch_size", str(hp["per_device_train_batch_size"]),
             "--learning_rate", str(hp["learning_rate"]), "--num_train_epochs", str(hp["num_train_epochs"]),

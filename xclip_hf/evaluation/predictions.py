@@ -65,7 +65,8 @@ def _features():
 def job_settings(pipe, class_names, options: dict, job: dict | None = None) -> dict:
     """What a predictions folder records: the settings that shape the scores (compared on resume), the whole
     model's fingerprint (compared), its source and the code version (recorded)."""
-    from ..corpus.identity import code_version, model_fingerprint
+    from ..corpus.identity import model_fingerprint
+    from ..version import package_version
 
     model = pipe.model
     frames = options.get("num_frames") or model.config.vision_config.num_frames
@@ -74,7 +75,7 @@ def job_settings(pipe, class_names, options: dict, job: dict | None = None) -> d
             "num_spatial_crops": options.get("num_spatial_crops", 1), "num_frames": int(frames),
             "dtype": str(model.dtype).replace("torch.", ""), **(job or {}),
             "model_fingerprint": model_fingerprint(model, whole=True),
-            "model_source": str(getattr(model, "name_or_path", "") or ""), "code_version": code_version()}
+            "model_source": str(getattr(model, "name_or_path", "") or ""), "code_version": package_version()}
 
 
 class PredictionRun:

@@ -1,8 +1,8 @@
 """The evaluation report: `report.json` (every figure, the settings, the model's config hash, the code version, the
 bad videos) and `report.md` (a table with the paper's figure beside the measured one, where the paper has one).
 
-The paper's figures come from `model_cards/paper_figures.json` (transcribed from the paper's Tables 1-5); it is found
-next to the package in a source checkout, or given with `paper_figures=`.
+The paper's figures come from `paper_figures.json` (transcribed from the paper's Tables 1-5), package data shipped
+beside this module (`PAPER_FIGURES`; the model cards quote the same file), or given with `paper_figures=`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 from datetime import datetime, timezone
 
-__all__ = ["model_identity", "code_version", "paper_figure", "build_report", "write_report", "find_paper_figures"]
+from ..version import code_version
+
+__all__ = ["model_identity", "code_version", "paper_figure", "build_report", "write_report", "find_paper_figures",
+           "PAPER_FIGURES"]
+
+PAPER_FIGURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "paper_figures.json")  # package data
 
 # dataset key -> (table, column) of the paper per protocol
 _TABLES = {
@@ -37,30 +41,14 @@ def model_identity(model, source=None) -> dict:
             "config_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
 
 
-def code_version() -> dict:
-    """xclip_hf's version and, in a git checkout, the commit (with `+dirty` for uncommitted changes)."""
-    from .. import __version__
-
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    commit = None
+def find_paper_figures(path=None) -> dict:
+    """The paper's tables (`paper_figures.json`) from `path`, or the copy shipped with the package."""
+    path = PAPER_FIGURES if path is None else os.fspath(path)
     try:
-        out = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty=+dirty"], capture_output=True,
-                             text=True, timeout=10)
-        commit = out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"xclip_hf": __version__, "git": commit}
-
-
-def find_paper_figures(path=None) -> dict | None:
-    """The paper's tables (`paper_figures.json`) from `path` or the source checkout; None when absent."""
-    if path is None:
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        path = os.path.join(root, "model_cards", "paper_figures.json")
-        if not os.path.isfile(path):
-            return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read the paper's figures {path!r}: {type(err).__name__}: {err}") from err
 
 
 def _paper_method(variant: str | None) -> str | None:
