@@ -7,10 +7,10 @@ transformers' Auto classes and pipeline registry as soon as transformers loads t
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from . import _registration
+from .utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -38,16 +38,7 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value  # later accesses skip __getattr__
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports

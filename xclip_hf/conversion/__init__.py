@@ -5,7 +5,7 @@ The names below are imported on first use (PEP 562): `xclip_hf.conversion.clip_b
 
 from __future__ import annotations
 
-import importlib
+from ..utils.lazy import lazy_exports
 
 # public name -> submodule that defines it (imported on first access)
 _EXPORTS = {
@@ -17,13 +17,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value  # later accesses skip __getattr__
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
