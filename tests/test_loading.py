@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 import pytest
 
@@ -120,3 +121,61 @@ def test_search_twice_encodes_the_query_once(setup):
     assert first == second and len(calls) == 1
     search_videos(setup["index"], "riding a bike", model, processor=processor)
     assert len(calls) == 2
+
+
+class _FakeRuntime:
+    """A runtime claiming folders that hold a `fake.export` file."""
+
+    names = ("fake-engine",)
+    model_class = type("FakeModel", (), {})
+
+    def claims(self, directory):
+        return os.path.isfile(os.path.join(directory, "fake.export"))
+
+
+FAKE_RUNTIME = _FakeRuntime()
+
+
+@pytest.mark.parametrize("source", [lambda: FAKE_RUNTIME, __name__])
+def test_a_registered_runtime_claims_its_folders(tmp_path, monkeypatch, source):
+    """`register_runtime` takes a function returning the runtime or a module name (its RUNTIME), idempotently."""
+    from xclip_hf.models import loading
+
+    monkeypatch.setattr(loading, "_RUNTIMES", list(loading._RUNTIMES))
+    monkeypatch.setattr(sys.modules[__name__], "RUNTIME", FAKE_RUNTIME, raising=False)
+    (tmp_path / "fake.export").write_text("")
+    assert not loading.claimed_by_runtime(tmp_path)
+    loading.register_runtime(source)
+    loading.register_runtime(source)
+    assert loading.claimed_by_runtime(tmp_path) and not loading.claimed_by_runtime(tmp_path / "..")
+    assert loading.runtime_names().count("fake-engine") == 1
+    assert loading.is_exported_model(FAKE_RUNTIME.model_class())
+
+
+def test_the_loader_names_no_runtime():
+    """The lower layer knows no upper one: no string of its code names deploy (the root's registration does)."""
+    import ast
+    import inspect
+
+    from xclip_hf.models import loading
+
+    tree = ast.parse(inspect.getsource(loading))
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                  and n.body and isinstance(n.body[0], ast.Expr)}
+    strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+               and id(n) not in docstrings]
+    assert not [s for s in strings if "deploy" in s]
+
+
+def test_import_registers_the_deploy_runtime_without_importing_it():
+    """In a fresh process, `import xclip_hf` registers deploy's runtime lazily (no torch, no runtime module)."""
+    import subprocess
+
+    code = ("import sys\nimport xclip_hf\nfrom xclip_hf.models import loading\n"
+            "assert 'torch' not in sys.modules and 'xclip_hf.deploy.runtime' not in sys.modules\n"
+            "print(loading.runtime_names())\n")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "onnxruntime" in proc.stdout and "openvino" in proc.stdout

@@ -1,5 +1,7 @@
-"""Registration with transformers (Auto classes, pipeline task), done when transformers loads its registries.
-The one place that registers: no module of the package registers itself at import time.
+"""Registration with transformers (Auto classes, pipeline task), done when transformers loads its registries, and
+of the export runtime (`deploy`) with the one loader (`models.loading`), done at `import xclip_hf` (cheap: the
+runtime module, and torch with it, is imported when the loader first asks). The one place that registers: no
+module of the package registers itself at import time, and no lower layer names an upper one.
 
 Every transformers registry (`CONFIG_MAPPING`, the `AutoModel*` mappings, `AutoProcessor`, `AutoVideoProcessor`,
 `PIPELINE_REGISTRY`) lives in a module whose import also imports torch, so registering at `import xclip_hf` would
@@ -67,6 +69,20 @@ def _register_pipeline():
     from .pipelines.zero_shot_video_classification import register_pipeline
 
     register_pipeline()
+
+
+def _deploy_runtime():
+    """The ONNX Runtime / OpenVINO runtime of exported folders (imported, with torch, on first use)."""
+    from .deploy.runtime import RUNTIME
+
+    return RUNTIME
+
+
+def _register_runtimes() -> None:
+    """Offer exported folders to the one loader: it names no runtime, the package root registers deploy's."""
+    from .models.loading import register_runtime
+
+    register_runtime(_deploy_runtime)
 
 
 # transformers module holding a registry -> what to register in it
@@ -164,7 +180,9 @@ class _AfterImportFinder(importlib.abc.MetaPathFinder):
 
 
 def install() -> None:
-    """Register now with the registries already loaded; hook the others (idempotent)."""
+    """Register the export runtimes; register now with the transformers registries already loaded, hook the others
+    (idempotent)."""
     if not any(isinstance(finder, _AfterImportFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _AfterImportFinder())
+    _register_runtimes()
     _sync()

@@ -3,9 +3,9 @@ surface that the zero-shot pipeline, `embed_videos` and `search_videos` use, so 
 processor, label cache and outputs) without building a torch model. torch is used for the input checks and the
 output containers only.
 
-`load_model_and_processor(folder)` finds this module through `models.loading`'s registry of runtime module names
-(`RUNTIME` below says which folders are its own); `runtime="onnxruntime"` / `"openvino"` chooses the engine, by
-default the one the export names, else the faster one installed for its precision (`manifest.default_runtime`:
+`load_model_and_processor(folder)` finds this module through `models.loading`'s runtime registry, where the
+package root's `_registration` enters it at `import xclip_hf` (`RUNTIME` below says which folders are its own);
+`runtime="onnxruntime"` / `"openvino"` chooses the engine, by default the one the export names, else the faster one installed for its precision (`manifest.default_runtime`:
 OpenVINO for float32, ONNX Runtime for int8).
 """
 

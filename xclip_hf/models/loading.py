@@ -6,15 +6,16 @@ Errors are `ModelLoadError` (a `ValueError`) whose message names the source, and
 (a weights file, a processor config); a wrong object type is a `TypeError` naming the type.
 
 A folder that a registered *runtime* claims (an exported model, e.g. ONNX graphs) is loaded by that runtime
-instead of as torch weights: runtimes are module names in `_RUNTIMES`, imported on first use (so this layer never
-imports them), each with a `RUNTIME` object implementing `ExportRuntime`.
+instead of as torch weights. This layer names no runtime: an upper layer registers its own with `register_runtime`
+(a module name or a function returning an `ExportRuntime`, resolved on first use); the package's ONNX/OpenVINO
+runtime (`xclip_hf.deploy`) is registered by the package root's `_registration` at `import xclip_hf`.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-from typing import NamedTuple, Protocol
+from typing import Callable, NamedTuple, Protocol, Union
 
 from ..utils.messages import one_line
 
@@ -48,18 +49,25 @@ class ExportRuntime(Protocol):
 
 
 TORCH_RUNTIME = "torch"
-# runtime modules (names, imported on first use); each defines RUNTIME (an `ExportRuntime`)
-_RUNTIMES: list[str] = ["xclip_hf.deploy.runtime"]
+RuntimeSource = Union[str, Callable[[], "ExportRuntime"]]
+# registered runtimes, resolved on first use: module names (each defines RUNTIME) or functions returning one
+_RUNTIMES: list[RuntimeSource] = []
 
 
-def register_runtime(module_name: str) -> None:
-    """Make `load_model_and_processor` offer the folders claimed by module `module_name`'s `RUNTIME`; idempotent."""
-    if module_name not in _RUNTIMES:
-        _RUNTIMES.append(module_name)
+def register_runtime(source: RuntimeSource) -> None:
+    """Make `load_model_and_processor` offer the folders claimed by a runtime: `source` is a module name (its
+    `RUNTIME`) or a function of no arguments returning an `ExportRuntime`; resolved on first use; idempotent."""
+    if source not in _RUNTIMES:
+        _RUNTIMES.append(source)
+
+
+def _resolve_runtime(source: RuntimeSource) -> ExportRuntime:
+    """The `ExportRuntime` a registered module name or function stands for."""
+    return importlib.import_module(source).RUNTIME if isinstance(source, str) else source()
 
 
 def _runtimes() -> list[ExportRuntime]:
-    return [importlib.import_module(name).RUNTIME for name in _RUNTIMES]
+    return [_resolve_runtime(source) for source in _RUNTIMES]
 
 
 def runtime_names() -> tuple[str, ...]:
