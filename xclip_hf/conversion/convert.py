@@ -97,7 +97,7 @@ def _class_names(labels) -> list[str] | None:
     if labels is None:
         return None
     if _is_path(labels):
-        from ..training.dataset import read_labels_file
+        from ..data.annotations import read_labels_file
 
         return read_labels_file(labels)
     if not isinstance(labels, Sequence) or not labels or not all(isinstance(n, str) and n.strip() for n in labels):

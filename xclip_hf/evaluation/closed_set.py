@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from ..data.annotations import read_annotation_file, read_table_file
 from .labels import resolve_labels
 from .metrics import classification_figures, save_confusion_png
 from .predictions import is_main_process, predictions_dir
@@ -19,13 +20,10 @@ __all__ = ["read_annotations", "evaluate_classification", "evaluate_closed_set"]
 
 def read_annotations(data_file, class_names: list[str], video_root=None) -> tuple[list[str], list[int]]:
     """(absolute video paths, class ids) from an X-CLIP `path label` .txt or a CSV/JSON(L) table (ids or names)."""
-    from ..training.dataset import load_annotation_file, load_table_file
-
     if os.fspath(data_file).lower().endswith(".txt"):
-        table = load_annotation_file(data_file, class_names, video_root)
-    else:
-        table, _ = load_table_file(data_file, class_names, video_root=video_root)
-    return list(table["video"]), [int(x) for x in table["label"]]
+        return read_annotation_file(data_file, class_names, video_root)
+    videos, references, _ = read_table_file(data_file, class_names, video_root=video_root)
+    return videos, references
 
 
 def evaluate_classification(pipe, videos: list[str], references: list[int], class_names: list[str], **options) -> dict:

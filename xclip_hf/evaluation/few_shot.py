@@ -1,5 +1,5 @@
 """Few-shot protocol, paper Sec. 4.3 (supplementary Sec. 3.3): K-shot training lists drawn with
-`training.sample_k_shot` (seeded, written to disk so a run can be repeated), the exact training commands of
+`data.few_shot.sample_k_shot` (seeded, written to disk so a run can be repeated), the exact training commands of
 `python -m xclip_hf.training.run_video_classification` (part of the package: an installed xclip_hf trains from
 any folder; the paper's few-shot hyperparameters, supplementary Tab. 1: batch 64, lr 2e-6, 50 epochs; one view at
 evaluation), and the evaluation of each trained model on split 1 with one view.
@@ -26,7 +26,7 @@ def write_k_shot_lists(train_file, labels, ks, output_dir, seed: int = 0, video_
     the same seed gives the same lists. Returns {K: path}."""
     class_names, _ = resolve_labels(labels)
     videos, refs = read_annotations(train_file, class_names, video_root)
-    from ..training.few_shot import sample_k_shot
+    from ..data.few_shot import sample_k_shot
 
     os.makedirs(output_dir, exist_ok=True)
     lists = {}

@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+from ..data.annotations import read_labels_file
+
 __all__ = ["LABEL_LISTS", "LABEL_SOURCES", "label_list_path", "load_label_list", "resolve_labels"]
 
 LABEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "labels")
@@ -47,8 +49,6 @@ def label_list_path(name: str) -> str:
 
 def load_label_list(name: str) -> list[str]:
     """The class names of a shipped list, in id order."""
-    from ..training.dataset import read_labels_file
-
     return read_labels_file(label_list_path(name))
 
 
@@ -65,6 +65,4 @@ def resolve_labels(source: str | Sequence[str]) -> tuple[list[str], str | None]:
             raise ValueError(f"unknown label list {os.fspath(source)!r}: neither a shipped list "
                              f"({', '.join(LABEL_LISTS)}) nor an id,name csv file")
         return load_label_list(key), key
-    from ..training.dataset import read_labels_file
-
     return read_labels_file(source), None

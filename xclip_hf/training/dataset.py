@@ -7,14 +7,13 @@ Two input formats:
 * CSV / JSON / JSON-lines files read with `datasets`, with a video-path column and a label column holding
   either class ids or class names.
 
-Every dataset has the columns `video` (absolute path) and `label` (`ClassLabel` with the class names).
-`VideoClipTransform` decodes them lazily through `Dataset.set_transform` (so Trainer needs
+The files are read by `xclip_hf.data.annotations` (shared with evaluation). Every dataset has the columns `video`
+(absolute path) and `label` (`ClassLabel` with the class names). `VideoClipTransform` decodes them lazily through `Dataset.set_transform` (so Trainer needs
 `remove_unused_columns=False`: the `video` column is not a model input).
 """
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from typing import Sequence
@@ -22,105 +21,31 @@ from typing import Sequence
 import datasets
 import torch
 
+from ..data.annotations import read_annotation_file, read_labels_file, read_table_file
 from .augment import VideoTrainAugmentation
 from .bad_samples import BAD_VIDEO_POLICIES
 
 __all__ = ["read_labels_file", "load_annotation_file", "load_table_file", "load_video_dataset", "VideoClipTransform"]
 
 
-def read_labels_file(path) -> list[str]:
-    """Class names from a labels csv with an `id,name` header and ids 0..K-1 (X-CLIP's label lists)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"labels file not found: {path!r}")
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = [row for row in csv.reader(f) if row]
-    if not rows or [c.strip().lower() for c in rows[0][:2]] != ["id", "name"]:
-        raise ValueError(f"labels file {path!r} must start with the header 'id,name', got {rows[0] if rows else 'an empty file'}")
-    names = {}
-    for line_no, row in enumerate(rows[1:], start=2):
-        if len(row) < 2 or not row[0].strip().lstrip("-").isdigit():
-            raise ValueError(f"labels file {path!r} line {line_no}: expected 'id,name', got {','.join(row)!r}")
-        label_id, name = int(row[0]), ",".join(row[1:]).strip()
-        if label_id in names:
-            raise ValueError(f"labels file {path!r} line {line_no}: id {label_id} appears twice")
-        names[label_id] = name
-    if sorted(names) != list(range(len(names))):
-        raise ValueError(f"labels file {path!r}: ids must be 0..{len(names) - 1} without gaps, got {sorted(names)[:10]}...")
-    if not names:
-        raise ValueError(f"labels file {path!r} has no classes")
-    return [names[i] for i in range(len(names))]
-
-
-def _check_videos_exist(videos: Sequence[str], source: str) -> None:
-    """Raise naming the first missing files (cheap stat calls; decoding stays lazy)."""
-    missing = [v for v in videos if not os.path.isfile(v)]
-    if missing:
-        raise ValueError(f"{len(missing)} video file(s) listed in {source!r} do not exist, e.g. {missing[:3]}")
-
-
-def _as_dataset(videos: list[str], labels: list[int], class_names: Sequence[str], source: str) -> datasets.Dataset:
-    """A Dataset with `video` paths and `label` ClassLabel after validating both."""
-    if not videos:
-        raise ValueError(f"{source!r} lists no videos")
-    bad = [(v, l) for v, l in zip(videos, labels) if not 0 <= l < len(class_names)]
-    if bad:
-        raise ValueError(f"{source!r}: label {bad[0][1]} of {bad[0][0]!r} is outside the {len(class_names)} classes of the labels file")
-    _check_videos_exist(videos, source)
+def _as_dataset(videos: list[str], labels: list[int], class_names: Sequence[str]) -> datasets.Dataset:
+    """A Dataset with `video` paths and `label` ClassLabel (both checked by the reader)."""
     features = datasets.Features({"video": datasets.Value("string"), "label": datasets.ClassLabel(names=list(class_names))})
     return datasets.Dataset.from_dict({"video": videos, "label": labels}, features=features)
 
 
 def load_annotation_file(annotation_file, class_names: Sequence[str], video_root=None) -> datasets.Dataset:
     """Dataset from an X-CLIP annotation file: one `relative/path.mp4 label_id` per line (supp. Sec. 3)."""
-    annotation_file = os.fspath(annotation_file)
-    if not os.path.isfile(annotation_file):
-        raise ValueError(f"annotation file not found: {annotation_file!r}")
-    root = os.fspath(video_root) if video_root is not None else os.path.dirname(os.path.abspath(annotation_file))
-    videos, labels = [], []
-    with open(annotation_file, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            path, _, label = line.strip().rpartition(" ")  # the path may contain spaces, the label cannot
-            if not path or not label.lstrip("-").isdigit():
-                raise ValueError(f"{annotation_file!r} line {line_no}: expected 'relative/path label_id', got {line.strip()!r}")
-            videos.append(os.path.abspath(os.path.join(root, path.strip())))
-            labels.append(int(label))
-    return _as_dataset(videos, labels, class_names, annotation_file)
+    videos, labels = read_annotation_file(annotation_file, class_names, video_root)
+    return _as_dataset(videos, labels, class_names)
 
 
 def load_table_file(
     data_file, class_names: Sequence[str] | None = None, video_column: str = "video", label_column: str = "label", video_root=None
 ) -> tuple[datasets.Dataset, list[str]]:
     """(Dataset, class names) from a CSV / JSON / JSON-lines file read by `datasets` (labels as ids or names)."""
-    data_file = os.fspath(data_file)
-    builder = {".csv": "csv", ".json": "json", ".jsonl": "json"}.get(os.path.splitext(data_file)[1].lower())
-    if builder is None:
-        raise ValueError(f"data file {data_file!r} must be .csv, .json or .jsonl (or an X-CLIP annotation .txt)")
-    if not os.path.isfile(data_file):
-        raise ValueError(f"data file not found: {data_file!r}")
-    table = datasets.load_dataset(builder, data_files=data_file, split="train")
-    for column in (video_column, label_column):
-        if column not in table.column_names:
-            raise ValueError(f"data file {data_file!r} has no column {column!r}; its columns are {table.column_names}")
-    raw_labels = table[label_column]
-    if class_names is None:
-        if all(isinstance(l, int) for l in raw_labels):
-            raise ValueError(f"data file {data_file!r} has integer labels: pass a labels file to name the classes")
-        class_names = sorted({str(l) for l in raw_labels})
-    index = {name: i for i, name in enumerate(class_names)}
-    labels = []
-    for row, label in enumerate(raw_labels):
-        if isinstance(label, str) and not label.strip().lstrip("-").isdigit():
-            if label not in index:
-                raise ValueError(f"data file {data_file!r} row {row}: label {label!r} is not one of the classes {list(class_names)[:10]}...")
-            labels.append(index[label])
-        else:
-            labels.append(int(label))
-    root = os.fspath(video_root) if video_root is not None else os.path.dirname(os.path.abspath(data_file))
-    videos = [os.path.abspath(os.path.join(root, str(v))) for v in table[video_column]]
-    return _as_dataset(videos, labels, class_names, data_file), list(class_names)
+    videos, labels, class_names = read_table_file(data_file, class_names, video_column, label_column, video_root)
+    return _as_dataset(videos, labels, class_names), class_names
 
 
 def load_video_dataset(
