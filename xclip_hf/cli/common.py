@@ -133,7 +133,8 @@ INDEX_HELP = "the --output folder of `xclip-hf embed` (made with the same model)
 DEVICE_HELP = "cpu, cuda, cuda:1, mps, ... (default: the best available: cuda, else mps, else cpu)"
 DTYPE_HELP = "weights and compute dtype of the model (auto: as stored; bfloat16 is fastest on recent CPUs)"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-NUM_WORKERS_HELP = "processes that decode and preprocess videos while the model runs (0: in this one; default %(default)s)"
+NUM_WORKERS_HELP = ("processes that decode and preprocess videos while the model runs (0: in this one; default "
+                    "%(default)s)")
 
 
 class CliParser(argparse.ArgumentParser):

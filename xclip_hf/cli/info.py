@@ -20,7 +20,8 @@ _ADDED_PARTS = {
 
 def add_arguments(i) -> None:
     """Arguments of `info` (no heavy import here: `--help` must answer at once)."""
-    add_model_argument(i, note="or a variant name (e.g. xclip-base-patch32), or an original .pth", positional_alias=True)
+    add_model_argument(i, note="or a variant name (e.g. xclip-base-patch32), or an original .pth",
+                       positional_alias=True)
     i.add_argument("--num-frames", type=positive_int, default=None, help="frames per view for a variant name (default 8)")
     i.add_argument("--json", action="store_true", help="print JSON")
 
