@@ -79,7 +79,7 @@ def test_info_variant_and_checkpoint(setup, capsys):
     assert abs(summary["gflops_per_view"] - 39) / 39 < 0.01  # paper Tab. 1: 39 GFLOPs for B/32-8f
     assert 100e6 < summary["parameters"] < 250e6
 
-    assert main(["info", setup["model"]]) == 0
+    assert main(["info", "--model", setup["model"]]) == 0
     text = capsys.readouterr().out
     assert "xclip-tiny" in text and "FLOPs per view" in text and "parameters" in text
 

@@ -112,7 +112,7 @@ def test_cli_retrieval(corpus, tmp_path, capsys):
 
     root = corpus["root"]
     status = main(["evaluate", "retrieval", "--model", corpus["model"], "--captions", str(root / "captions.jsonl"),
-                   "--embeddings", str(root / "emb"), "--output", str(tmp_path), "--no-rerank"])
+                   "--index", str(root / "emb"), "--output", str(tmp_path), "--no-rerank"])
     assert status == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report["results"]) == {"summary", "cosine"} and "t2v_R@1" in capsys.readouterr().out

@@ -45,7 +45,8 @@ def test_search_returns_nearest_rows_by_cosine(setup, capsys):
     assert [(h["path"], h["start_s"]) for h in hits] == [(ds[int(i)]["path"], ds[int(i)]["start_s"]) for i in order]
     np.testing.assert_allclose([h["score"] for h in hits], cos[order], atol=1e-5, rtol=0)
 
-    assert main(["search", str(root / "windows"), "cooking pasta", "--model", ckpt, "--top-k", "2", "--json"]) == 0
+    assert main(["search", "--index", str(root / "windows"), "cooking pasta", "--model", ckpt, "--top-k", "2",
+                 "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == [{k: h[k] for k in ("path", "start_s", "end_s", "score")} for h in hits[:2]]
 
@@ -84,7 +85,7 @@ def test_faiss_index_matches_exact_cosine(setup, capsys, monkeypatch):
     hits = search_videos(root / "windows", "cooking pasta", ckpt, top_k=len(ds), faiss_factory="Flat")
     assert [(h["path"], h["start_s"]) for h in hits] == [(ds[int(i)]["path"], ds[int(i)]["start_s"]) for i in order]
     np.testing.assert_allclose([h["score"] for h in hits], cos[order], atol=1e-5, rtol=0)
-    assert main(["search", str(root / "windows"), "cooking pasta", "--model", ckpt, "--top-k", "2", "--json",
+    assert main(["search", "--index", str(root / "windows"), "cooking pasta", "--model", ckpt, "--top-k", "2", "--json",
                  "--faiss", "Flat"]) == 0
     assert [h["path"] for h in json.loads(capsys.readouterr().out)] == [h["path"] for h in hits[:2]]
 

@@ -2,21 +2,25 @@
 and `run(args) -> int`; modules import torch/transformers inside `run` only, so `--help` answers at once.
 
     xclip-hf classify VIDEO... (--labels "a,b,c" | --labels-file FILE) --model M [--top-k K] [--json]
-    xclip-hf info M            (M: a model directory, a hub id, or a variant name such as xclip-base-patch32)
+    xclip-hf info --model M    (M: a model directory, a hub id, or a variant name such as xclip-base-patch32)
     xclip-hf embed VIDEO... --model M --output DIR [--chunk-length S] [--num-workers N] [--save-context]
-    xclip-hf search DIR "a person surfing" --model M [--top-k K] [--json]
+    xclip-hf search --index DIR "a person surfing" --model M [--top-k K] [--json]
     xclip-hf convert ORIGINAL.pth OUTPUT_DIR [--bpe FILE] [--labels CSV]
-    xclip-hf export M OUTPUT.pth
+    xclip-hf export --model M OUTPUT.pth
+    xclip-hf export-onnx --model M OUTPUT_DIR [--quantize int8]
     xclip-hf app [--model M] [--index DIR] [--host 127.0.0.1] [--port 7860] [--video-dir DIR]   (needs ".[app]")
 
 Exit status, the same for every subcommand (`common.exit_status`): 0 success, 1 a runtime failure (one line
 naming the file), 2 bad arguments.
     xclip-hf evaluate PROTOCOL --model M --data FILE --output DIR ...   (closed-set, zero-shot, ...)
+
+One vocabulary (`common.add_*_argument`): the model is `--model`, an `embed` output read back is `--index`, and
+`--device`, `--dtype`, `--num-workers` mean the same wherever they appear. Old spellings (a positional MODEL,
+search's positional DATASET, retrieval's --embeddings) still parse, hidden from --help.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 
@@ -40,9 +44,11 @@ def _command_module(name: str):
     return importlib.import_module(f"{__name__}.{COMMANDS[name]}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser():
     """The `xclip-hf` argument parser, one subparser per entry of COMMANDS."""
-    parser = argparse.ArgumentParser(prog="xclip-hf", description="X-CLIP video recognition (Hugging Face format).")
+    from .common import CliParser
+
+    parser = CliParser(prog="xclip-hf", description="X-CLIP video recognition (Hugging Face format).")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         module = _command_module(name)

@@ -5,36 +5,23 @@ from __future__ import annotations
 
 import sys
 
-from .common import check_model_source, device_arg, library_progress
+from .common import (add_device_argument, add_index_argument, add_model_argument, check_model_source, library_progress,
+                     positive_float, resolve_device)
 
 HELP = "a local web app: classify a video against typed labels (timeline for long videos), search an index"
 
 
-def _positive(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def add_arguments(p) -> None:
     """Arguments of `app` (no heavy import here: `--help` must answer at once)."""
-    p.add_argument("--model", default="microsoft/xclip-base-patch32",
-                   help="model directory or hub id (default microsoft/xclip-base-patch32)")
-    p.add_argument("--index", default=None, metavar="DIR",
-                   help="a folder written by `xclip-hf embed` with the same model: enables the Search tab")
+    add_model_argument(p, default="microsoft/xclip-base-patch32")
+    add_index_argument(p, required=False, note="enables the Search tab")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes the app to the "
                         "network, and the app then prints what it serves)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    p.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, cuda:1, ... (default cpu)")
-    p.add_argument("--max-upload-mb", type=_positive, default=200.0, help="largest video file accepted (MB)")
-    p.add_argument("--max-video-s", type=_positive, default=600.0, help="longest video accepted (seconds)")
+    add_device_argument(p)
+    p.add_argument("--max-upload-mb", type=positive_float, default=200.0, help="largest video file accepted (MB)")
+    p.add_argument("--max-video-s", type=positive_float, default=600.0, help="longest video accepted (seconds)")
     p.add_argument("--video-dir", action="append", default=[], metavar="DIR",
                    help="a folder whose videos may be typed as local paths in the page (repeatable; without it the "
                         "path field is off)")
@@ -42,7 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--allow-private-urls", action="store_true",
                    help="also fetch URLs of loopback, private-network, link-local and reserved addresses (by "
                         "default refused: a visitor could reach this machine's or this network's services)")
-    p.add_argument("--url-timeout", type=_positive, default=60.0,
+    p.add_argument("--url-timeout", type=positive_float, default=60.0,
                    help="seconds for downloading one URL, all of it (default 60)")
 
 
@@ -55,7 +42,8 @@ def run(args) -> int:
     access = AppAccess(video_dirs=tuple(args.video_dir), urls=not args.no_urls, private_urls=args.allow_private_urls,
                        url_timeout=args.url_timeout)  # before the model loads: a --video-dir that is no folder
     with library_progress(no_progress=False):  # transformers' weight-loading bar only on a terminal
-        app = build_app(args.model, args.index, limits=limits, access=access, device=args.device)
+        app = build_app(args.model, args.index, limits=limits, access=access,
+                        device=resolve_device(args.device, "app", args.model))
     for line in exposure_notice(args.host, access, args.index, limits.max_upload_mb):
         print(line, file=sys.stderr, flush=True)
     print(f"xclip-hf app: serving on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import (CommandFailure, UsageError, check_model_source, device_arg, failed_inputs, library_progress,
-                     positive_float, positive_int, read_labels, usage_errors, writing)
+from .common import (CommandFailure, UsageError, add_device_argument, add_dtype_argument, add_model_argument,
+                     add_num_workers_argument, check_model_source, failed_inputs, library_progress, positive_float,
+                     positive_int, read_labels, resolve_device, usage_errors, writing)
 
 HELP = "zero-shot classification of video files against free-form labels"
 
@@ -21,16 +22,16 @@ def add_arguments(c) -> None:
     group = c.add_mutually_exclusive_group(required=True)
     group.add_argument("--labels", help='comma-separated candidate labels, e.g. "running,swimming,cooking"')
     group.add_argument("--labels-file", help="a text file with one candidate label per line (blank lines ignored)")
-    c.add_argument("--model", required=True, help="model directory or hub id (ours or the published microsoft/xclip-*)")
+    add_model_argument(c)
     c.add_argument("--top-k", type=positive_int, default=None, help="print only the K best labels per video")
     c.add_argument("--json", action="store_true", help="print JSON instead of a table")
     c.add_argument("--template", default="{}", help='hypothesis template, default "{}" (the paper\'s bare label)')
     c.add_argument("--num-temporal-clips", type=positive_int, default=1, help="temporal views averaged per video (paper: 4)")
     c.add_argument("--num-spatial-crops", type=int, choices=(1, 3), default=1, help="spatial crops averaged per video (paper: 3)")
     c.add_argument("--batch-size", type=positive_int, default=1, help="videos per model forward")
-    c.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
-    c.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="weights/compute dtype (bfloat16 is fastest on recent CPUs)")
+    add_device_argument(c)
+    add_dtype_argument(c)
+    add_num_workers_argument(c)
     c.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     c.add_argument("--compile", action="store_true",
                    help="torch.compile the video forward: faster per video after a one-off warm-up (minutes for "
@@ -97,7 +98,7 @@ def run_windows(args, pipe, labels) -> int:
     call = dict(candidate_labels=labels, hypothesis_template=args.template, num_frames=args.num_frames,
                 num_spatial_crops=args.num_spatial_crops, chunk_length_s=args.chunk_length,
                 stride_length_s=args.stride, return_timestamps=True, batch_size=args.batch_size,
-                progress=False if args.no_progress else None)
+                num_workers=args.num_workers, progress=False if args.no_progress else None)
     results, timelines, failures = [], {}, []
     for path in args.videos:
         try:
@@ -145,7 +146,8 @@ def run(args) -> int:
         raise CommandFailure("; ".join(unreadable))
     check_model_source(args.model)
     with library_progress(args.no_progress):
-        pipe = build_pipeline(args.model, args.device, args.dtype, compile=args.compile)
+        pipe = build_pipeline(args.model, resolve_device(args.device, "classify", args.model), args.dtype,
+                              compile=args.compile)
     call = dict(candidate_labels=labels, hypothesis_template=args.template, top_k=args.top_k,
                 num_temporal_clips=args.num_temporal_clips, num_spatial_crops=args.num_spatial_crops,
                 num_frames=args.num_frames)
@@ -160,7 +162,7 @@ def run(args) -> int:
     for start in range(0, len(args.videos), chunk):
         paths = args.videos[start:start + chunk]
         try:
-            outputs = pipe(paths, batch_size=len(paths), **call)
+            outputs = pipe(paths, batch_size=len(paths), num_workers=args.num_workers, **call)
             results.extend({"video": p, "predictions": o} for p, o in zip(paths, outputs))
         except Exception:
             for p in paths:  # find which file failed, keep the others
@@ -187,10 +189,9 @@ def build_pipeline(model: str, device: str | None, dtype: str, compile: bool = F
     from ..deploy.manifest import is_export_dir
     from ..pipelines.zero_shot_video_classification import ZeroShotVideoClassificationPipeline
 
-    exported = is_export_dir(model)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() and not exported else "cpu"
-    if exported and compile:  # graphs written by `xclip-hf export-onnx` run on their runtime, not torch.compile
+    if device is None:  # the Python caller's default; the command resolves its own (`common.resolve_device`)
+        device = "cuda" if torch.cuda.is_available() and not is_export_dir(model) else "cpu"
+    if is_export_dir(model) and compile:  # graphs written by `xclip-hf export-onnx` run on their runtime, not torch.compile
         raise UsageError(f"--compile applies to torch models; {model!r} holds exported graphs")
     return ZeroShotVideoClassificationPipeline(model=model, device=device, dtype=dtype, compile=compile)
 

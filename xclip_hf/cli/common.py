@@ -1,5 +1,6 @@
-"""Pieces shared by the `xclip-hf` subcommands: the exit-code contract, argument types, labels, the model-source
-check, transformers' progress bars (kept free of heavy imports)."""
+"""Pieces shared by the `xclip-hf` subcommands: the exit-code contract, argument types, the shared flags (one
+definition each: `--model`, `--index`, `--device`, `--dtype`, `--num-workers`), labels, the model-source check,
+transformers' progress bars (kept free of heavy imports)."""
 
 from __future__ import annotations
 
@@ -105,6 +106,11 @@ def positive_float(text: str) -> float:
     return _number(text, float, 0, "a number > 0", strict=True)
 
 
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (seconds)."""
+    return _number(text, float, 0, "a number >= 0")
+
+
 def nonempty_text(text: str) -> str:
     """argparse type: a text with something besides spaces (a query, a factory string)."""
     if not text.strip():
@@ -118,6 +124,129 @@ def device_arg(text: str) -> str:
     if kind not in DEVICE_TYPES or (index and not index.isdigit()):
         raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda, cuda:N, mps, xpu, ...")
     return text
+
+
+# ----------------------------------------------------------------------------------------------- shared flags
+# One definition per flag that several subcommands take: the same spelling, help text and validation everywhere.
+MODEL_HELP = "model directory or hub id (ours or the published microsoft/xclip-*)"
+INDEX_HELP = "the --output folder of `xclip-hf embed` (made with the same model)"
+DEVICE_HELP = "cpu, cuda, cuda:1, mps, ... (default: the best available: cuda, else mps, else cpu)"
+DTYPE_HELP = "weights and compute dtype of the model (auto: as stored; bfloat16 is fastest on recent CPUs)"
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+NUM_WORKERS_HELP = ("processes that decode and preprocess videos while the model runs (0: in this one; default "
+                    "%(default)s)")
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse's parser that then runs the checks its arguments registered (`after_parse`): a ValueError they
+    raise is a usage error (exit status 2). Subparsers of a CliParser are CliParsers."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.after_parse = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        for check in self.after_parse:
+            try:
+                check(namespace)
+            except ValueError as err:
+                self.error(str(err))
+        return namespace, extras
+
+
+def run_after_parse(parser, check) -> None:
+    """Run ``check(namespace)`` once ``parser`` has parsed (a plain ArgumentParser never runs it)."""
+    if not hasattr(parser, "after_parse"):
+        parser.after_parse = []
+    parser.after_parse.append(check)
+
+
+def merge_alias(namespace, dest: str, alias_dest: str, flag: str, alias: str, required: bool = False) -> None:
+    """Fold the old spelling ``alias_dest`` into ``dest``: equal or one of them given is fine; both given and
+    different is a ValueError naming both; ``required`` and neither given names ``flag``."""
+    value, old = getattr(namespace, dest, None), getattr(namespace, alias_dest, None)
+    if hasattr(namespace, alias_dest):
+        delattr(namespace, alias_dest)
+    if old is not None:
+        if value is not None and value != old:
+            raise ValueError(f"{flag} {value!r} and {alias} {old!r} differ: give one of them ({alias} is the old "
+                             f"spelling of {flag})")
+        setattr(namespace, dest, old)
+    if required and getattr(namespace, dest, None) is None:
+        raise ValueError(f"the following arguments are required: {flag}")
+
+
+def add_model_argument(parser, note: str | None = None, positional_alias: bool = False, default=None) -> None:
+    """`--model M` (required unless ``default``); with ``positional_alias`` the old positional MODEL is accepted too
+    (hidden; both given and different: exit status 2). ``note`` follows the shared help text."""
+    required = default is None
+    help_text = MODEL_HELP + (f"; {note}" if note else "") + (f" (default {default})" if default else "")
+    if not positional_alias:
+        parser.add_argument("--model", required=required, default=default, metavar="M", help=help_text)
+        return
+    parser.add_argument("--model", default=default, metavar="M", help=help_text)
+    parser.add_argument("model_positional", nargs="?", default=None, help=argparse.SUPPRESS)
+    run_after_parse(parser, lambda ns: merge_alias(ns, "model", "model_positional", "--model", "positional MODEL",
+                                                required=required))
+
+
+def add_index_argument(parser, required: bool = True, alias: str | None = None, note: str | None = None) -> None:
+    """`--index DIR` (an `embed` output); ``alias`` (an old option spelling such as --embeddings) is accepted,
+    hidden (both given and different: exit status 2)."""
+    parser.add_argument("--index", default=None, metavar="DIR", required=required and alias is None,
+                        help=INDEX_HELP + (f"; {note}" if note else ""))
+    if alias is not None:
+        alias_dest = "index_" + alias.lstrip("-").replace("-", "_")
+        parser.add_argument(alias, dest=alias_dest, default=None, help=argparse.SUPPRESS)
+        run_after_parse(parser, lambda ns: merge_alias(ns, "index", alias_dest, "--index", alias, required=required))
+
+
+def add_device_argument(parser) -> None:
+    """`--device` (default None: `resolve_device` picks the best available at run time)."""
+    parser.add_argument("--device", default=None, type=device_arg, help=DEVICE_HELP)
+
+
+def add_dtype_argument(parser) -> None:
+    """`--dtype auto|float32|bfloat16|float16`."""
+    parser.add_argument("--dtype", default="auto", choices=DTYPES, help=DTYPE_HELP)
+
+
+def add_num_workers_argument(parser, default: int = 0) -> None:
+    """`--num-workers N` (an integer >= 0) for the commands that read videos."""
+    parser.add_argument("--num-workers", type=nonnegative_int, default=default, metavar="N", help=NUM_WORKERS_HELP)
+
+
+def default_device() -> str:
+    """The best device of this machine: CUDA (this process's GPU under torchrun / accelerate launch), else MPS,
+    else the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        rank = os.environ.get("LOCAL_RANK", "")
+        return f"cuda:{rank}" if rank.isdigit() and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+_device_note_printed = False
+
+
+def resolve_device(device: str | None, command: str, model: str | None = None) -> str:
+    """``device`` when given; else `default_device()` (the CPU for a folder of exported graphs, which run on their
+    own runtime), named once on stderr (by the main process only)."""
+    global _device_note_printed
+    if device is not None:
+        return device
+    from ..deploy.manifest import is_export_dir
+
+    chosen = "cpu" if model is not None and is_export_dir(model) else default_device()
+    if not _device_note_printed and os.environ.get("RANK", "0") in ("", "0"):
+        _device_note_printed = True
+        print(f"xclip-hf {command}: --device not given: using {chosen}", file=sys.stderr)
+    return chosen
 
 
 def debug_enabled() -> bool:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from .common import (EXIT_FAILURE, EXIT_OK, UsageError, check_model_source, device_arg, failed_inputs,
-                     library_progress, nonnegative_int, one_line, positive_float, positive_int, usage_errors)
+from .common import (EXIT_FAILURE, EXIT_OK, UsageError, add_device_argument, add_dtype_argument, add_model_argument,
+                     add_num_workers_argument, check_model_source, failed_inputs, library_progress, one_line,
+                     positive_float, positive_int, resolve_device, usage_errors)
 
 HELP = "embed many videos (whole or in windows) into a datasets dataset; resumable, runs under torchrun/accelerate"
 
@@ -14,19 +15,18 @@ def add_arguments(p) -> None:
     """Arguments of `embed` (no heavy import here: `--help` must answer at once)."""
     p.add_argument("videos", nargs="*", help="video files, directories (searched recursively) or glob patterns")
     p.add_argument("--list", dest="list_file", default=None, help="a text file with one video path per line")
-    p.add_argument("--model", required=True, help="model directory or hub id (ours or the published microsoft/xclip-*)")
+    add_model_argument(p)
     p.add_argument("--output", required=True, help="output directory (new, empty, or an earlier run's: resumed)")
     p.add_argument("--chunk-length", type=positive_float, default=None, help="one row per window of S seconds (default: per video)")
     p.add_argument("--stride", type=positive_float, default=None, help="seconds between window starts (default: --chunk-length)")
     p.add_argument("--num-frames", type=positive_int, default=None, help="frames per row (default: the model's)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="windows per model forward")
-    p.add_argument("--num-workers", type=nonnegative_int, default=2, help="decoding worker processes beside the model (0: none)")
+    add_num_workers_argument(p, default=2)
     p.add_argument("--timeout", type=positive_float, default=600.0,
                    help="seconds a decoding worker may take for one batch before its videos count as stalled (error rows)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="compute dtype of the model")
+    add_dtype_argument(p)
     p.add_argument("--save-dtype", default="float32", choices=["float32", "float16"], help="dtype of the stored vectors")
-    p.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, cuda:1, ... (default: this process's accelerator or cpu)")
+    add_device_argument(p)
     p.add_argument("--save-context", action="store_true",
                    help="also store the prompt generator's visual context (lets `search` re-rank with X-CLIP's prompts)")
     p.add_argument("--save-frame-embeds", action="store_true", help="also store the per-frame embeddings")
@@ -64,7 +64,8 @@ def run(args) -> int:
         dataset, counts = run_embedding(
             args.videos, args.output, args.model, list_file=args.list_file, chunk_length_s=args.chunk_length,
             stride_length_s=args.stride, num_frames=args.num_frames, batch_size=args.batch_size,
-            num_workers=args.num_workers, dtype=args.dtype, save_dtype=args.save_dtype, device=args.device,
+            num_workers=args.num_workers, dtype=args.dtype, save_dtype=args.save_dtype,
+            device=resolve_device(args.device, "embed", args.model),
             save_context=args.save_context, save_frame_embeds=args.save_frame_embeds, shard_size=args.shard_size,
             timeout_s=args.timeout, retry_errors=not args.no_retry_errors, progress=not args.no_progress,
         )

@@ -4,7 +4,7 @@
     xclip-hf evaluate zero-shot --model M --data split1.txt split2.txt split3.txt --labels ucf101 --output out/
     xclip-hf evaluate zero-shot --k600-new-classes --model M --data k600_val.txt --output out/
     xclip-hf evaluate few-shot --model M --train-file train.txt --data test1.txt --labels hmdb51 --k 2 4 8 16 --output out/
-    xclip-hf evaluate retrieval --model M --captions captions.csv --embeddings emb/ --output out/
+    xclip-hf evaluate retrieval --model M --captions captions.csv --index emb/ --output out/
     xclip-hf evaluate localisation --model M --data segments.csv --chunk-length 2 --stride 0.5 --output out/
 
 Closed-set, zero-shot and few-shot run unchanged under `torchrun --nproc_per_node N -m xclip_hf.cli evaluate ...` /
@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import sys
 
-from .common import check_model_source, device_arg, library_progress, nonnegative_int, positive_int, usage_errors
+from .common import (add_device_argument, add_dtype_argument, add_index_argument, add_model_argument,
+                     add_num_workers_argument, check_model_source, library_progress, nonnegative_float, positive_float,
+                     positive_int, resolve_device, usage_errors)
 
 HELP = "evaluate with the paper's protocols (closed-set, zero-shot, few-shot), retrieval, localisation"
 
 
 def _common(p, data_help: str, nargs=None) -> None:
-    p.add_argument("--model", required=True, help="model directory or hub id")
+    add_model_argument(p)
     p.add_argument("--data", required=True, nargs=nargs, help=data_help)
     p.add_argument("--labels", default=None,
                    help="class names: a shipped list (kinetics400, kinetics600, ucf101, hmdb51) or an id,name csv")
@@ -37,8 +39,8 @@ def _common(p, data_help: str, nargs=None) -> None:
                    help="skip (count and list in the report) or stop at a video that cannot be read")
     p.add_argument("--shard-size", type=positive_int, default=64,
                    help="videos per committed shard of predictions under OUTPUT/predictions (the unit of resumption)")
-    p.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    add_device_argument(p)
+    add_dtype_argument(p)
     p.add_argument("--paper-figures", default=None, help="paper_figures.json (default: the one shipped with xclip_hf)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -49,8 +51,7 @@ def _views(p, temporal: int = 1, spatial: int = 1) -> None:
 
 
 def _workers(p) -> None:
-    p.add_argument("--num-workers", type=nonnegative_int, default=0, metavar="N",
-                   help="processes that decode and preprocess videos while the model runs (default 0: in this one)")
+    add_num_workers_argument(p)
 
 
 def add_arguments(c) -> None:
@@ -85,25 +86,25 @@ def add_arguments(c) -> None:
     _workers(f)
     loc = sub.add_parser("localisation", help="untrimmed videos: frame accuracy and segment mAP@tIoU 0.3/0.5/0.7")
     _common(loc, "segment annotation csv with columns video,start_s,end_s,label")
-    loc.add_argument("--chunk-length", type=float, required=True, metavar="SECONDS", help="window length")
-    loc.add_argument("--stride", type=float, default=None, metavar="SECONDS", help="hop between windows")
+    loc.add_argument("--chunk-length", type=positive_float, required=True, metavar="SECONDS", help="window length")
+    loc.add_argument("--stride", type=positive_float, default=None, metavar="SECONDS", help="hop between windows")
     loc.add_argument("--aggregate", choices=["segmentation", "frames", "segments", "windows"], default="segmentation",
                      help="how windows become segments (the pipeline's aggregate=): segmentation (default): the "
                           "segmentation the windows inside segments explain best; frames: per-frame scores over "
                           "covering windows; segments (or windows): consecutive window top labels merged")
-    loc.add_argument("--min-duration", type=float, default=None, metavar="SECONDS",
+    loc.add_argument("--min-duration", type=nonnegative_float, default=None, metavar="SECONDS",
                      help="shortest segment (default: 0.5 x the window length for segmentation, 0.625 x for frames)")
     r = sub.add_parser("retrieval", help="text->video and video->text R@1/5/10, median/mean rank from embed vectors")
-    r.add_argument("--model", required=True, help="the model the embeddings were made with")
+    add_model_argument(r, note="the model the index was made with")
     r.add_argument("--captions", required=True, help="captions file: .csv/.tsv (video,caption) or .json/.jsonl")
-    r.add_argument("--embeddings", required=True, help="an `xclip-hf embed` output folder (one row per video)")
+    add_index_argument(r, alias="--embeddings", note="one row per video")
     r.add_argument("--video-root", default=None, help="folder the caption paths are relative to")
     r.add_argument("--output", required=True, help="folder for report.json and report.md")
     r.add_argument("--template", default="{}", help='text template, default "{}"')
     r.add_argument("--no-rerank", action="store_true", help="cosine only (no prompt-generator re-rank)")
     r.add_argument("--rerank-candidates", type=positive_int, default=None,
                    help="videos re-ranked per caption (default: search's max(4 * top_k, 50))")
-    r.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, cuda:1, ...")
+    add_device_argument(r)
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -192,11 +193,16 @@ def run(args) -> int:
     from ..evaluation.labels import resolve_labels
     from ..evaluation.predictions import is_main_process
 
+    from ..video.windows import check_window_lengths
+
     with usage_errors():  # a label list that is neither shipped nor a file is a bad argument (exit status 2)
         for name in ("labels", "k400_labels", "k600_labels"):
             if getattr(args, name, None) is not None:
                 resolve_labels(getattr(args, name))
+        if args.protocol == "localisation":  # as classify and embed check their windows
+            check_window_lengths(args.chunk_length, args.stride)
     check_model_source(args.model)
+    args.device = resolve_device(args.device, f"evaluate {args.protocol}", args.model)
     with library_progress(args.no_progress):
         if args.protocol == "closed-set":
             from ..evaluation.closed_set import evaluate_closed_set
@@ -222,7 +228,7 @@ def run(args) -> int:
         elif args.protocol == "retrieval":
             from ..evaluation.retrieval import evaluate_retrieval
 
-            report = evaluate_retrieval(args.model, args.captions, args.embeddings, output_dir=args.output,
+            report = evaluate_retrieval(args.model, args.captions, args.index, output_dir=args.output,
                                         video_root=args.video_root, rerank=not args.no_rerank,
                                         rerank_candidates=args.rerank_candidates, template=args.template,
                                         device=args.device)

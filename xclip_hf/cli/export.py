@@ -1,4 +1,5 @@
-"""`xclip-hf export MODEL OUTPUT.pth`: a model directory -> a checkpoint of the original X-CLIP code.
+"""`xclip-hf export --model M OUTPUT.pth` (or the old `export M OUTPUT.pth`): a model directory -> a checkpoint of
+the original X-CLIP code.
 
 The file is `{"model": state_dict, "config": {...}}` in the original layout (q, k, v packed in `in_proj_*`,
 projections stored as `x @ proj` matrices); the original code loads it as pretrained weights (`MODEL.PRETRAINED`).
@@ -8,14 +9,14 @@ from __future__ import annotations
 
 import os
 
-from .common import CommandFailure, check_model_source, library_progress
+from .common import CommandFailure, add_model_argument, check_model_source, library_progress
 
 HELP = "export a model directory to the original X-CLIP checkpoint layout (.pth)"
 
 
 def add_arguments(e) -> None:
     """Arguments of `export` (no heavy import here: `--help` must answer at once)."""
-    e.add_argument("model", help="model directory or hub id (ours, a classifier, or the published microsoft/xclip-*)")
+    add_model_argument(e, note="ours or a classifier", positional_alias=True)
     e.add_argument("output", help="the .pth file to write")
 
 

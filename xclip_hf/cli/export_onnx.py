@@ -1,20 +1,20 @@
-"""`xclip-hf export-onnx MODEL OUT [--quantize int8]`: a model -> ONNX graphs (video tower, text tower, prompt
-generator + similarity head) with the processor files, in one folder that `classify`, `embed`, `search` and the
-Python API run with ONNX Runtime or OpenVINO, without a torch model.
+"""`xclip-hf export-onnx --model M OUT [--quantize int8]` (or the old `export-onnx M OUT`): a model -> ONNX graphs
+(video tower, text tower, prompt generator + similarity head) with the processor files, in one folder that
+`classify`, `embed`, `search` and the Python API run with ONNX Runtime or OpenVINO, without a torch model.
 """
 
 from __future__ import annotations
 
 import os
 
-from .common import check_model_source, usage_errors
+from .common import add_model_argument, check_model_source, usage_errors
 
 HELP = "export a model to ONNX graphs (float32 or int8) that run without torch models (ONNX Runtime / OpenVINO)"
 
 
 def add_arguments(p) -> None:
     """Arguments of `export-onnx` (no heavy import here: `--help` must answer at once)."""
-    p.add_argument("model", help="model directory or hub id (ours, a classifier, or the published microsoft/xclip-*)")
+    add_model_argument(p, note="ours or a classifier", positional_alias=True)
     p.add_argument("output", help="the folder to write (new or empty)")
     p.add_argument("--quantize", choices=["int8"], default=None,
                    help="int8: MatMul weights in int8, activations quantised at run time (embeddings, layer norms, "

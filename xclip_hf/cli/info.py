@@ -1,4 +1,4 @@
-"""`xclip-hf info M`: variant, parameter counts and FLOPs per view of a model."""
+"""`xclip-hf info --model M` (or the old `xclip-hf info M`): variant, parameter counts and FLOPs per view of a model."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from .common import UsageError, check_model_source, one_line, positive_int
+from .common import UsageError, add_model_argument, check_model_source, one_line, positive_int
 
 HELP = "variant, parameters and FLOPs of a model"
 
@@ -20,7 +20,8 @@ _ADDED_PARTS = {
 
 def add_arguments(i) -> None:
     """Arguments of `info` (no heavy import here: `--help` must answer at once)."""
-    i.add_argument("model", help="model directory, hub id, variant name (e.g. xclip-base-patch32), or original .pth")
+    add_model_argument(i, note="or a variant name (e.g. xclip-base-patch32), or an original .pth",
+                       positional_alias=True)
     i.add_argument("--num-frames", type=positive_int, default=None, help="frames per view for a variant name (default 8)")
     i.add_argument("--json", action="store_true", help="print JSON")
 

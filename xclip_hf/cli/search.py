@@ -1,19 +1,24 @@
-"""`xclip-hf search DIR "a person surfing" --model M`: text-to-video search over an `embed` output."""
+"""`xclip-hf search --index DIR "a person surfing" --model M`: text-to-video search over an `embed` output.
+
+The old spelling `xclip-hf search DIR QUERY...` still works (hidden from --help): without --index, the first
+positional is the index folder."""
 
 from __future__ import annotations
 
 import json
 
-from .common import check_model_source, device_arg, library_progress, nonempty_text, positive_int, usage_errors
+from .common import (add_device_argument, add_index_argument, add_model_argument, check_model_source, library_progress,
+                     nonempty_text, positive_int, resolve_device, run_after_parse, usage_errors)
 
 HELP = "search an embedded collection by text (cosine recall, X-CLIP prompt re-ranking when contexts were saved)"
 
 
 def add_arguments(p) -> None:
     """Arguments of `search` (no heavy import here: `--help` must answer at once)."""
-    p.add_argument("dataset", help="the --output directory of `xclip-hf embed`")
-    p.add_argument("queries", nargs="+", type=nonempty_text, help="one or more texts to search for")
-    p.add_argument("--model", required=True, help="the model the embeddings were made with (needs its text tower)")
+    add_index_argument(p, required=False)
+    p.add_argument("queries", nargs="+", type=nonempty_text, metavar="QUERY", help="one or more texts to search for")
+    add_model_argument(p, note="the model the index was made with (needs its text tower)")
+    run_after_parse(p, _index_from_positional)
     p.add_argument("--top-k", type=positive_int, default=10, help="results per query")
     p.add_argument("--no-rerank", action="store_true", help="cosine only, even where video contexts were saved")
     p.add_argument("--rerank-candidates", type=positive_int, default=None, help="candidates re-ranked (default max(4k, 50))")
@@ -23,9 +28,18 @@ def add_arguments(p) -> None:
                         "needs faiss (pip install faiss-cpu); default: exact cosine with torch")
     p.add_argument("--allow-model-mismatch", action="store_true",
                    help="search even if --model is not the model that embedded the dataset (its fingerprint differs)")
-    p.add_argument("--device", default=None, type=device_arg, help="cpu, cuda, ... (default cpu)")
+    add_device_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON: a list of {path, start_s, end_s, score} per query")
     p.add_argument("--no-progress", action="store_true", help="hide transformers' weight-loading bar")
+
+
+def _index_from_positional(args) -> None:
+    """The old spelling `search DIR QUERY...`: without --index, the first positional is the index folder."""
+    if args.index is not None:
+        return
+    if len(args.queries) < 2:
+        raise ValueError("the following arguments are required: --index (or the old spelling: DIR QUERY...)")
+    args.index, args.queries = args.queries[0], args.queries[1:]
 
 
 def _seconds(value) -> str:
@@ -40,9 +54,10 @@ def run(args) -> int:
         build_label_set(["query"], args.template)  # the template, before anything loads
     check_model_source(args.model, prog="xclip-hf search")
     with library_progress(args.no_progress):
-        results = search_videos(args.dataset, list(args.queries), args.model, top_k=args.top_k,
+        results = search_videos(args.index, list(args.queries), args.model, top_k=args.top_k,
                                 rerank=not args.no_rerank, rerank_candidates=args.rerank_candidates,
-                                template=args.template, device=args.device, faiss_factory=args.faiss,
+                                template=args.template, device=resolve_device(args.device, "search", args.model),
+                                faiss_factory=args.faiss,
                                 allow_model_mismatch=args.allow_model_mismatch)
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else dict(zip(args.queries, results)), indent=2))
