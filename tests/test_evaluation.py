@@ -42,7 +42,7 @@ def evalset(tmp_path_factory):
 
 def stored_scores(predictions) -> dict:
     """{video: scores} of the rows committed under an evaluation's predictions folder (videos that failed left out)."""
-    from xclip_hf.corpus.store import ShardStore
+    from xclip_hf.jobs.store import ShardStore
     from xclip_hf.evaluation.predictions import JOB, _features
 
     rows = ShardStore(str(predictions), 0, job=JOB).chosen_rows(_features()).to_dict()

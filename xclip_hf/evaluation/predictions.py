@@ -6,9 +6,9 @@
   so every process returns the same predictions and reaches the same end, also when its share is empty or all
   bad.
 * Resumption: with a predictions folder, each process commits its videos' rows (video, class scores or error) in
-  atomic shards with a done-list, the embed store (`corpus.store.ShardStore`, ``job="evaluate"``) under one lock
-  (`corpus.lock`) taken by the main process. The folder records the job (class names, template, views, frames,
-  dtype, the protocol's data files, and a fingerprint of the whole model: `corpus.identity`); a rerun with the same
+  atomic shards with a done-list, the embed store (`jobs.store.ShardStore`, ``job="evaluate"``) under one lock
+  (`jobs.lock`) taken by the main process. The folder records the job (class names, template, views, frames,
+  dtype, the protocol's data files, and a fingerprint of the whole model: `jobs.identity`); a rerun with the same
   job skips the videos already committed (videos that failed are tried again) and one with another model or other
   settings is refused, naming what differs.
 * ``on_bad_video="raise"``: a process stops at its first bad video, and every process raises the same error after
@@ -65,7 +65,7 @@ def _features():
 def job_settings(pipe, class_names, options: dict, job: dict | None = None) -> dict:
     """What a predictions folder records: the settings that shape the scores (compared on resume), the whole
     model's fingerprint (compared), its source and the code version (recorded)."""
-    from ..corpus.identity import model_fingerprint
+    from ..jobs.identity import model_fingerprint
     from ..version import package_version
 
     model = pipe.model
@@ -113,8 +113,8 @@ class PredictionRun:
         return sum(map(self._done, self.videos))
 
     def _open_store(self) -> None:
-        from ..corpus.lock import take_job_lock
-        from ..corpus.store import ShardStore
+        from ..jobs.lock import take_job_lock
+        from ..jobs.store import ShardStore
 
         state = self.state
         self.store = ShardStore(self.directory, state.process_index, job=JOB)
