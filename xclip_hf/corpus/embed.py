@@ -264,8 +264,9 @@ def _run_locked(state, paths, output_dir, model, processor, chunk_length_s, stri
     from datasets import load_from_disk
     from tqdm.auto import tqdm
 
-    from .loader import WindowPlan
+    from ..jobs.resumable import start_resumable_job
     from ..jobs.store import ShardStore, row_features
+    from .loader import WindowPlan
 
     net, video_processor, fingerprint = _load_embed_model(model, processor, dtype)
     vision_config = getattr(net.config, "vision_config", net.config)
@@ -276,18 +277,11 @@ def _run_locked(state, paths, output_dir, model, processor, chunk_length_s, stri
     columns = list(features)
 
     store = ShardStore(output_dir, state.process_index)
-    store.check(settings)
-    committed = store.committed_inputs()  # absolute path -> whether its committed rows hold an error
-    pending = [p for p in paths if os.path.abspath(p) not in committed
-               or (retry_errors and committed[os.path.abspath(p)])]
-    retried = sum(os.path.abspath(p) in committed for p in pending)
-    state.wait_for_everyone()  # every process has read the same done-list before anyone writes
-    if state.is_main_process:
-        store.write_config(settings)
-        store.remove_partial_shards()
-    state.wait_for_everyone()
-    with state.split_between_processes(pending) as mine:
-        mine = list(mine)
+    # done: absolute path -> whether its committed rows hold an error (embedded again with retry_errors)
+    start = start_resumable_job(state, store, settings, paths, ShardStore.committed_inputs,
+                                redo=lambda failed: retry_errors and failed)
+    pending, mine = start.pending, start.mine
+    retried = sum(os.path.abspath(p) in start.done for p in pending)
 
     device = torch.device(device) if device is not None else state.device
     net = net.to(device)
