@@ -508,7 +508,7 @@ def test_text_only_change_of_an_export_is_noticed_by_evaluate(deployed, torch_mo
     export gave its source's video-side fingerprint for both); embed's compares the video side, whose rows a
     text-only change leaves the same, as for torch models."""
     from xclip_hf import embed_videos
-    from xclip_hf.corpus.identity import model_fingerprint
+    from xclip_hf.jobs.identity import model_fingerprint
     from xclip_hf.evaluation.zero_shot import evaluate_zero_shot
 
     exported = load_model_and_processor(deployed["fp32"]).model

@@ -32,7 +32,7 @@ def test_fingerprint_follows_the_video_side_weights(setup):
     """Same weights (a second load, another spelling) -> same fingerprint; any change on the video side -> another;
     the text tower does not make the rows and does not count."""
     from xclip_hf import XClipModel
-    from xclip_hf.corpus.identity import model_fingerprint
+    from xclip_hf.jobs.identity import model_fingerprint
 
     root, ckpt, _ = setup
     a, b = XClipModel.from_pretrained(ckpt), XClipModel.from_pretrained(os.path.relpath(ckpt))
@@ -225,7 +225,7 @@ def test_lock_of_a_live_run_refuses_and_a_stale_one_is_taken_over(setup, tmp_pat
     ds, counts = run_embedding(videos, stale, ckpt, progress=False)
     assert counts.done == 2 and not (stale / "_embed.lock").exists()
 
-    from xclip_hf.corpus.lock import _proc_stat
+    from xclip_hf.jobs.lock import _proc_stat
 
     reused = tmp_path / "reused"  # a live pid, but not the process that wrote the lock (started at another time)
     _write_lock(reused, pid=os.getpid(), proc_start=_proc_stat(os.getpid())[1] - 1)

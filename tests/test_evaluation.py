@@ -42,7 +42,7 @@ def evalset(tmp_path_factory):
 
 def stored_scores(predictions) -> dict:
     """{video: scores} of the rows committed under an evaluation's predictions folder (videos that failed left out)."""
-    from xclip_hf.corpus.store import ShardStore
+    from xclip_hf.jobs.store import ShardStore
     from xclip_hf.evaluation.predictions import JOB, _features
 
     rows = ShardStore(str(predictions), 0, job=JOB).chosen_rows(_features()).to_dict()
@@ -105,7 +105,11 @@ def test_multi_view_closed_set_matches_xclipmodel_view_by_view(evalset, tmp_path
     assert report["results"]["confusion_matrix"] == confusion.tolist()
     on_disk = json.loads((tmp_path / "report.json").read_text())
     assert on_disk["results"]["summary"]["top1"] == pytest.approx(top1)
-    assert on_disk["settings"]["views"] == "2x3" and len(on_disk["model"]["config_sha256"]) == 64
+    assert on_disk["settings"]["views"] == "2x3"
+    # one model identity: the report's is the whole-model fingerprint its predictions folder records
+    recorded = json.loads((tmp_path / "predictions" / "_evaluate_config.json").read_text())["model_fingerprint"]
+    assert on_disk["model"]["fingerprint"] == recorded and recorded.startswith("sha256:")
+    assert f"fingerprint `{recorded[7:19]}`" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "report.md").read_text().count("| top-1 (%) |") == 1
     assert (tmp_path / "confusion.png").stat().st_size > 0
 
@@ -165,7 +169,7 @@ def test_paper_figure_lookup_and_markdown():
     from xclip_hf.evaluation.report import build_report, find_paper_figures, paper_figure, to_markdown
 
     figures = find_paper_figures()
-    model = {"variant": "xclip-base-patch32", "num_frames": 16, "source": "m", "config_sha256": "0" * 64}
+    model = {"variant": "xclip-base-patch32", "num_frames": 16, "source": "m", "fingerprint": "sha256:" + "0" * 64}
     assert paper_figure(figures, "closed-set", "kinetics400", model) == {"table": "Tab. 1", "top1": 81.1, "top5": 95.5, "views": "4x3"}
     b16 = dict(model, variant="xclip-base-patch16", num_frames=32)
     assert paper_figure(figures, "zero-shot", "hmdb51", b16) == {"table": "Tab. 3", "top1": 44.6, "top1_std": 5.2}

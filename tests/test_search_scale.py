@@ -56,8 +56,8 @@ def corpus(tmp_path_factory):
     from datasets.table import InMemoryTable
 
     from xclip_hf import embed_videos
-    from xclip_hf.corpus.identity import model_fingerprint
-    from xclip_hf.corpus.store import CONFIG_NAME, row_features
+    from xclip_hf.jobs.identity import model_fingerprint
+    from xclip_hf.jobs.store import CONFIG_NAME, row_features
     from xclip_hf.models.loading import load_model_and_processor
 
     root = tmp_path_factory.mktemp("scale")

@@ -13,7 +13,7 @@ from xclip_hf import version
 def test_reports_and_job_records_share_the_version():
     from xclip_hf.evaluation.report import build_report
 
-    report = build_report("closed-set", {}, {"config_sha256": "0" * 64}, {"summary": {}}, [])
+    report = build_report("closed-set", {}, {"fingerprint": "sha256:" + "0" * 64}, {"summary": {}}, [])
     assert report["code_version"]["xclip_hf"] == version.package_version() == xclip_hf.__version__
     assert set(report["code_version"]) == {"xclip_hf", "git"}
 

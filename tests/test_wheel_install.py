@@ -91,7 +91,7 @@ def test_installed_reports_carry_the_papers_figures_and_the_installed_version(in
         import json, xclip_hf
         from xclip_hf.evaluation.report import build_report, find_paper_figures, paper_figure, to_markdown
         from xclip_hf.evaluation.labels import load_label_list
-        model = {"variant": "xclip-base-patch32", "num_frames": 16, "source": "m", "config_sha256": "0" * 64}
+        model = {"variant": "xclip-base-patch32", "num_frames": 16, "source": "m", "fingerprint": "sha256:" + "0" * 64}
         paper = paper_figure(find_paper_figures(), "closed-set", "kinetics400", model)
         report = build_report("closed-set", {}, model, {"summary": {"top1": 80.0, "top5": 94.0}}, [], paper)
         print(json.dumps({"file": xclip_hf.__file__, "paper": paper, "md": to_markdown(report),

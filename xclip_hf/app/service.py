@@ -236,7 +236,7 @@ class AppService:
         """Open the index and check it against the loaded model with corpus search's own check (the fingerprint
         `embed` recorded): a mismatch becomes the tab's one-line problem, a missing fingerprint its note."""
         from ..corpus.search import ModelMismatchError, VideoIndex, check_index_model
-        from ..corpus.store import read_job_config
+        from ..jobs.store import read_job_config
 
         self.index = VideoIndex.from_dataset(index_dir)
         self.index_dir = index_dir

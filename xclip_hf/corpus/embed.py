@@ -7,9 +7,9 @@ features h_t) and ``video_context`` (z-bar of Eq. 10, what the prompt generator 
 re-rank with X-CLIP's own video-specific prompts), and ``error`` (null, or why the file/window has no vectors).
 
 Decoding runs in DataLoader workers in parallel with the model (``corpus.loader``); rows are committed in
-atomic shards of whole videos (``corpus.store``), so an interrupted run resumes where it stopped and each input
-ends up in the dataset exactly once. The output records the job's identity (``corpus.identity``: a fingerprint of
-the model, the settings, the code version) and is locked while a run writes it (``corpus.lock``). The same call
+atomic shards of whole videos (``jobs.store``), so an interrupted run resumes where it stopped and each input
+ends up in the dataset exactly once. The output records the job's identity (``jobs.identity``: a fingerprint of
+the model, the settings, the code version) and is locked while a run writes it (``jobs.lock``). The same call
 runs on one process or under ``torchrun`` / ``accelerate launch``: inputs are split with accelerate's
 ``PartialState.split_between_processes``, every process writes its own shards, and the main process merges them
 after a barrier.
@@ -197,7 +197,7 @@ def _load_embed_model(model, processor, dtype):
     """(model, video processor, fingerprint): the fingerprint is taken of the weights as stored, before the cast to
     the compute ``dtype`` (a bfloat16 run and a float32 search of one checkpoint agree)."""
     from ..models.loading import load_model_and_processor
-    from .identity import model_fingerprint
+    from ..jobs.identity import model_fingerprint
 
     net, video_processor = load_model_and_processor(model, processor=processor, need_text=False)
     fingerprint = model_fingerprint(net)
@@ -225,8 +225,8 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     """`embed_videos`, also returning the `EmbedCounts` of this run (summed over processes)."""
     from .inputs import expand_inputs
     from ..jobs import job_state
-    from .lock import take_job_lock
-    from .store import ShardStore
+    from ..jobs.lock import take_job_lock
+    from ..jobs.store import ShardStore
     from ..video.reader import BACKENDS
     from ..video.windows import check_window_lengths
 
@@ -264,8 +264,9 @@ def _run_locked(state, paths, output_dir, model, processor, chunk_length_s, stri
     from datasets import load_from_disk
     from tqdm.auto import tqdm
 
+    from ..jobs.resumable import start_resumable_job
+    from ..jobs.store import ShardStore, row_features
     from .loader import WindowPlan
-    from .store import ShardStore, row_features
 
     net, video_processor, fingerprint = _load_embed_model(model, processor, dtype)
     vision_config = getattr(net.config, "vision_config", net.config)
@@ -276,18 +277,11 @@ def _run_locked(state, paths, output_dir, model, processor, chunk_length_s, stri
     columns = list(features)
 
     store = ShardStore(output_dir, state.process_index)
-    store.check(settings)
-    committed = store.committed_inputs()  # absolute path -> whether its committed rows hold an error
-    pending = [p for p in paths if os.path.abspath(p) not in committed
-               or (retry_errors and committed[os.path.abspath(p)])]
-    retried = sum(os.path.abspath(p) in committed for p in pending)
-    state.wait_for_everyone()  # every process has read the same done-list before anyone writes
-    if state.is_main_process:
-        store.write_config(settings)
-        store.remove_partial_shards()
-    state.wait_for_everyone()
-    with state.split_between_processes(pending) as mine:
-        mine = list(mine)
+    # done: absolute path -> whether its committed rows hold an error (embedded again with retry_errors)
+    start = start_resumable_job(state, store, settings, paths, ShardStore.committed_inputs,
+                                redo=lambda failed: retry_errors and failed)
+    pending, mine = start.pending, start.mine
+    retried = sum(os.path.abspath(p) in start.done for p in pending)
 
     device = torch.device(device) if device is not None else state.device
     net = net.to(device)

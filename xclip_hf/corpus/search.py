@@ -281,8 +281,8 @@ def check_index_model(dataset, model, allow_model_mismatch: bool = False, name: 
     loaded from it), by the fingerprint `embed` recorded: `ModelMismatchError` if not (a warning instead with
     ``allow_model_mismatch``); a warning if the dataset records none (written before fingerprints were recorded,
     or not by `embed`)."""
-    from .identity import model_fingerprint, short, what_differs
-    from .store import read_job_config
+    from ..jobs.identity import model_fingerprint, short, what_differs
+    from ..jobs.store import read_job_config
 
     directory = _job_directory(dataset)
     config = read_job_config(directory) if directory and os.path.isdir(directory) else None

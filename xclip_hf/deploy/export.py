@@ -22,7 +22,7 @@ import warnings
 import torch
 from torch import nn
 
-from ..corpus.identity import model_fingerprint
+from ..jobs.identity import model_fingerprint
 from .manifest import DATA_SUFFIX, DEFAULT_OPSET, FORMAT, FORMAT_VERSION, GRAPHS, MANIFEST_NAME, MIN_OPSET, \
     RUNTIMES, check_graph_file, read_manifest, record_graph_files, write_manifest
 
@@ -236,7 +236,7 @@ def export_onnx(model, output_dir, *, processor=None, quantize: str | None = Non
             "max_text_length": net.config.text_config.max_position_embeddings,
             "logit_scale": float(net.logit_scale.detach().float()),
             "source": getattr(net, "name_or_path", "") or "", "versions": _versions(),
-            # the torch model's fingerprints (corpus job identity): of its video side (vectors of this export and
+            # the torch model's fingerprints (job identity): of its video side (vectors of this export and
             # of the model it came from may share an index) and of the whole model (evaluate's predictions); int8
             # graphs are marked (`ExportedXClipModel.source_fingerprint`)
             "source_fingerprint": model_fingerprint(net),

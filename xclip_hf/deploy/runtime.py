@@ -98,7 +98,7 @@ class ExportedXClipModel(nn.Module):
                                  f"got {runtime!r}")
         self.directory, self.name_or_path, self.runtime, self.manifest = directory, directory, runtime, manifest
         self.precision = manifest.get("precision", "float32")
-        # the source model's fingerprints (video side; whole model: `corpus.identity.model_fingerprint(whole=True)`)
+        # the source model's fingerprints (video side; whole model: `jobs.identity.model_fingerprint(whole=True)`)
         self.source_fingerprint = _marked(manifest.get("source_fingerprint"), self.precision)
         self.source_whole_fingerprint = _marked(manifest.get("source_whole_fingerprint"), self.precision)
         self.config = _config(directory, manifest)

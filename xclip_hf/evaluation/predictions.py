@@ -6,10 +6,11 @@
   so every process returns the same predictions and reaches the same end, also when its share is empty or all
   bad.
 * Resumption: with a predictions folder, each process commits its videos' rows (video, class scores or error) in
-  atomic shards with a done-list, the embed store (`corpus.store.ShardStore`, ``job="evaluate"``) under one lock
-  (`corpus.lock`) taken by the main process. The folder records the job (class names, template, views, frames,
-  dtype, the protocol's data files, and a fingerprint of the whole model: `corpus.identity`); a rerun with the same
-  job skips the videos already committed (videos that failed are tried again) and one with another model or other
+  atomic shards with a done-list (`jobs.store.ShardStore`, ``job="evaluate"``, the store embed uses too) under one
+  lock (`jobs.lock`) taken by the main process, and the run starts as every resumable job does
+  (`jobs.resumable.start_resumable_job`). The folder records the job (class names, template, views, frames, dtype,
+  the protocol's data files, and a fingerprint of the whole model: `jobs.identity`); a rerun with the same job
+  skips the videos already committed (videos that failed are tried again) and one with another model or other
   settings is refused, naming what differs.
 * ``on_bad_video="raise"``: a process stops at its first bad video, and every process raises the same error after
   the gathering (the one of the first such video in input order); rows committed before stay for a rerun.
@@ -21,6 +22,8 @@ import os
 import sys
 
 import numpy as np
+
+from ..jobs.resumable import start_resumable_job
 
 __all__ = ["JOB", "process_device", "is_main_process", "predictions_dir", "job_settings", "PredictionRun"]
 
@@ -65,7 +68,7 @@ def _features():
 def job_settings(pipe, class_names, options: dict, job: dict | None = None) -> dict:
     """What a predictions folder records: the settings that shape the scores (compared on resume), the whole
     model's fingerprint (compared), its source and the code version (recorded)."""
-    from ..corpus.identity import model_fingerprint
+    from ..jobs.identity import model_fingerprint
     from ..version import package_version
 
     model = pipe.model
@@ -76,6 +79,18 @@ def job_settings(pipe, class_names, options: dict, job: dict | None = None) -> d
             "dtype": str(model.dtype).replace("torch.", ""), **(job or {}),
             "model_fingerprint": model_fingerprint(model, whole=True),
             "model_source": str(getattr(model, "name_or_path", "") or ""), "code_version": package_version()}
+
+
+def _committed_predictions(store) -> dict[str, tuple]:
+    """Absolute path -> (scores or None, error or None) of every video an earlier run committed."""
+    rows = store.chosen_rows(_features()).to_dict()
+    return {os.path.abspath(p): (None if s is None else np.asarray(s, dtype=np.float64), e)
+            for p, s, e in zip(rows["path"], rows["scores"], rows["error"])}
+
+
+def _failed(committed: tuple) -> bool:
+    """Whether an earlier run's (scores, error) is an error: the video is scored again."""
+    return committed[1] is not None
 
 
 class PredictionRun:
@@ -97,38 +112,30 @@ class PredictionRun:
     def start(self) -> list[str]:
         """Take the lock and read what earlier runs committed; returns this process's share of the rest."""
         if self.directory is not None:
-            self._open_store()
-        pending = [v for v in self.videos if not self._done(v)]
-        with self.state.split_between_processes(pending) as mine:  # no padding: each video in one share
-            return list(mine)
+            self._lock_store()
+        start = start_resumable_job(self.state, self.store, self.settings, self.videos, _committed_predictions,
+                                    redo=_failed)
+        self.earlier = start.done
+        return start.mine
 
     def _done(self, video: str) -> bool:
         """Whether an earlier run committed `video` with scores (one that failed is tried again)."""
         found = self.earlier.get(os.path.abspath(video))
-        return found is not None and found[1] is None
+        return found is not None and not _failed(found)
 
     @property
     def resumed(self) -> int:
         """Videos whose predictions come from an earlier run."""
         return sum(map(self._done, self.videos))
 
-    def _open_store(self) -> None:
-        from ..corpus.lock import take_job_lock
-        from ..corpus.store import ShardStore
+    def _lock_store(self) -> None:
+        """Open the predictions folder's store and take its lock (main process, for all)."""
+        from ..jobs.lock import take_job_lock
+        from ..jobs.store import ShardStore
 
-        state = self.state
-        self.store = ShardStore(self.directory, state.process_index, job=JOB)
+        self.store = ShardStore(self.directory, self.state.process_index, job=JOB)
         self.store.check_owner()
-        self.lock = take_job_lock(state, self.directory, job=JOB)
-        self.store.check(self.settings)
-        rows = self.store.chosen_rows(_features()).to_dict()
-        self.earlier = {os.path.abspath(p): (None if s is None else np.asarray(s, dtype=np.float64), e)
-                        for p, s, e in zip(rows["path"], rows["scores"], rows["error"])}
-        state.wait_for_everyone()  # every process has read the same shards before anyone writes
-        if state.is_main_process:
-            self.store.write_config(self.settings)
-            self.store.remove_partial_shards()
-        state.wait_for_everyone()
+        self.lock = take_job_lock(self.state, self.directory, job=JOB)
 
     # ------------------------------------------------------------------ scoring
     def add(self, video: str, scores: np.ndarray | None, error: str | None = None) -> None:

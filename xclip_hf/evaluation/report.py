@@ -1,4 +1,4 @@
-"""The evaluation report: `report.json` (every figure, the settings, the model's config hash, the code version, the
+"""The evaluation report: `report.json` (every figure, the settings, the model's fingerprint, the code version, the
 bad videos) and `report.md` (a table with the paper's figure beside the measured one, where the paper has one).
 
 The paper's figures come from `paper_figures.json` (transcribed from the paper's Tables 1-5), package data shipped
@@ -7,11 +7,11 @@ beside this module (`PAPER_FIGURES`; the model cards quote the same file), or gi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from datetime import datetime, timezone
 
+from ..jobs.identity import model_fingerprint, short
 from ..version import code_version
 
 __all__ = ["model_identity", "code_version", "paper_figure", "build_report", "write_report", "find_paper_figures",
@@ -32,13 +32,13 @@ _TABLES = {
 
 
 def model_identity(model, source=None) -> dict:
-    """Source, variant, frames and a sha256 of the model's config (sorted JSON) for the report."""
+    """Source, variant, frames and the whole model's fingerprint (`jobs.identity`, as its predictions record) for
+    the report."""
     config = model.config
-    text = json.dumps(config.to_dict(), sort_keys=True, default=str)
     variant = config.variant_name() if hasattr(config, "variant_name") else None
     return {"source": None if source is None or not isinstance(source, (str, os.PathLike)) else os.fspath(source),
             "variant": variant, "num_frames": int(config.vision_config.num_frames),
-            "config_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+            "fingerprint": model_fingerprint(model, whole=True)}
 
 
 def find_paper_figures(path=None) -> dict:
@@ -125,7 +125,7 @@ def to_markdown(report: dict) -> str:
     model, settings = report["model"], report["settings"]
     lines = [f"# xclip-hf evaluate: {report['protocol']}", "",
              f"- model: `{model.get('source')}` (variant {model.get('variant') or 'custom'}, {model.get('num_frames')} frames, "
-             f"config sha256 `{model['config_sha256'][:12]}`)",
+             f"fingerprint `{short(model.get('fingerprint'))}`)",
              f"- code: xclip_hf {report['code_version']['xclip_hf']} ({report['code_version']['git'] or 'no git'})",
              "- settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if not isinstance(v, (list, dict))), ""]
     paper = report.get("paper")

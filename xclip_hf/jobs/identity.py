@@ -1,5 +1,5 @@
-"""What an embedding job is: a fingerprint of the model side its rows come from (the code version that wrote it:
-`xclip_hf.version.package_version`).
+"""Which model a job's rows come from: a fingerprint of the model side they depend on (the code version that wrote
+them: `xclip_hf.version.package_version`).
 
 Rows of `embed` depend only on the model's video side (the `XClipVisionModel`: frame encoder, MIT, projection and
 the prompt context z-bar), so that is what is fingerprinted: its config (minus bookkeeping such as the transformers

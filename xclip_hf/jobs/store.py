@@ -1,4 +1,4 @@
-"""Where an embedding run keeps its work: atomic shards per process, a done-list, and the merged dataset.
+"""Where a resumable job keeps its work: atomic shards per process, a done-list, and the merged dataset (embed).
 
 The same store keeps `xclip-hf evaluate`'s per-video predictions (``job="evaluate"``: ``_evaluate_config.json``,
 ``_evaluate.lock``; the rows' features are the caller's, with a ``path`` and an ``error`` column).
