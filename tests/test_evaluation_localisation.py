@@ -97,7 +97,7 @@ def test_frame_accuracy_and_segment_map_by_hand():
 
 
 def test_localisation_protocol_end_to_end(tmp_path):
-    from test_evaluation import make_evalset
+    from _helpers_evaluation import make_evalset
 
     from xclip_hf.data.synthetic import write_long_video
     from xclip_hf.evaluation.localisation import evaluate_localisation, frame_accuracy

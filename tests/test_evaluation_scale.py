@@ -25,7 +25,7 @@ BAD = ("corrupt.mp4", "empty.mp4")
 @pytest.fixture(scope="module")
 def evalset(tmp_path_factory):
     """test_evaluation's 7 videos, plus a corrupt and a 0-byte file among them (9 entries: odd)."""
-    from test_evaluation import make_evalset
+    from _helpers_evaluation import make_evalset
 
     s = make_evalset(tmp_path_factory.mktemp("scale"))
     root = s["root"]

@@ -80,7 +80,7 @@ def test_class_subsets_seeded():
 
 @pytest.fixture(scope="module")
 def evalset(tmp_path_factory):
-    from test_evaluation import make_evalset  # the closed-set tests' synthetic set
+    from _helpers_evaluation import make_evalset  # the closed-set tests' synthetic set
 
     return make_evalset(tmp_path_factory.mktemp("zero_shot"))
 
@@ -154,7 +154,7 @@ def test_cli_zero_shot_k600_new_classes(evalset, tmp_path, capsys):
 def test_cli_zero_shot_decoding_workers_give_the_same_scores(evalset, tmp_path, mode):
     """`evaluate zero-shot --num-workers 2` (as closed-set) scores every video as in-process reading does, in both
     modes (split files; the Kinetics-600 new classes, one predictions folder per subset)."""
-    from test_evaluation import assert_same_scores, stored_scores
+    from _helpers_evaluation import assert_same_scores, stored_scores
 
     from xclip_hf.cli import main
 
