@@ -178,6 +178,7 @@ def test_resume_after_kill_gives_each_input_once(setup, tmp_path):
     assert (counts.done, counts.skipped, counts.failed) == (0, len(inputs), 0) and len(ds) == len(inputs)
 
 
+@pytest.mark.distributed
 def test_two_processes_under_torchrun_match_one(setup, tmp_path):
     from datasets import load_from_disk
 

@@ -230,6 +230,7 @@ def test_lock_of_a_live_run_refuses_and_a_stale_one_is_taken_over(setup, tmp_pat
     assert counts.done == 2
 
 
+@pytest.mark.distributed
 def test_torchrun_ranks_share_the_job_lock(setup, tmp_path):
     """Under torchrun a held lock stops every rank at once (none waits at a barrier); rank 0's lock covers the job."""
     root, ckpt, videos = setup

@@ -110,6 +110,7 @@ with open(os.path.join(a["out"], "rank%s.json" % os.environ["RANK"]), "w") as f:
 """
 
 
+@pytest.mark.distributed
 def test_two_processes_under_torchrun_match_one(evalset, tmp_path):
     from xclip_hf.evaluation.closed_set import evaluate_closed_set
     from xclip_hf.evaluation.zero_shot import evaluate_zero_shot

@@ -113,6 +113,8 @@ def test_resume_from_checkpoint_continues_the_same_run(trained, data, tmp_path):
     assert train_loss == pytest.approx(sum(reference[s] for s in range(21, 41)) / 20, abs=1e-4)
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_two_processes_see_the_same_samples_as_one(data, tmp_path):
     one = script.main(_args(data, tmp_path / "one", "--save_strategy", "no", batch=4))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": REPO}
