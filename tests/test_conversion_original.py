@@ -401,6 +401,7 @@ print("maxrss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
+@pytest.mark.slow
 def test_stride0_file_is_refused_by_info_and_convert_fast_with_bounded_memory(tmp_path):
     """The issue's acceptance: `info` and `convert` refuse the stride-0 file at once; peak RSS stays that of the
     interpreter with torch (measured in a fresh process)."""

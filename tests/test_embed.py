@@ -90,6 +90,7 @@ def test_bad_files_become_error_rows(setup, tmp_path, capsys):
     assert ds.features["video_embeds"].feature.dtype == "float16"
 
 
+@pytest.mark.slow
 def test_crashing_or_stalling_decoder_becomes_an_error_row(setup, tmp_path, monkeypatch):
     """A decoder that kills its worker (segfault) or hangs costs one error row, not the run; the others embed."""
     from xclip_hf.corpus import embed as embed_module

@@ -155,6 +155,7 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+@pytest.mark.slow
 def test_two_embeds_into_one_output_one_refuses(setup, tmp_path):
     """Two real processes started at once on one output: one refuses at once naming the other (pid, host), the
     other finishes with every input once, and leaves no lock behind."""

@@ -41,6 +41,7 @@ def _oracle_scores(model_dir, video_processor, videos, labels):
     return np.stack(rows)
 
 
+@pytest.mark.slow
 def test_multi_view_closed_set_matches_xclipmodel_view_by_view(evalset, tmp_path):
     from xclip_hf.evaluation import evaluate_closed_set
     from xclip_hf.evaluation.runner import build_pipeline, score_videos
@@ -74,6 +75,7 @@ def test_multi_view_closed_set_matches_xclipmodel_view_by_view(evalset, tmp_path
     assert (tmp_path / "confusion.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_decoding_workers_give_the_same_scores(evalset):
     """num_workers=2 (videos decoded in DataLoader workers while the model runs) scores as in-process reading does,
     rows in input order, a bad video still listed."""
@@ -89,6 +91,7 @@ def test_decoding_workers_give_the_same_scores(evalset):
     np.testing.assert_allclose(workers.scores, alone.scores, atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow
 def test_corrupt_and_empty_videos_are_listed_and_the_rest_evaluated(evalset, tmp_path):
     from xclip_hf.evaluation import evaluate_closed_set
     from xclip_hf.evaluation.runner import build_pipeline

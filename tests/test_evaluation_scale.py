@@ -160,6 +160,7 @@ def test_two_processes_under_torchrun_match_one(evalset, tmp_path):
     _same_rows(rows_two, rows_one)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_counts_each_video_once(evalset, tmp_path):
     from xclip_hf.evaluation.closed_set import evaluate_closed_set
 

@@ -85,6 +85,7 @@ def evalset(tmp_path_factory):
     return make_evalset(tmp_path_factory.mktemp("zero_shot"))
 
 
+@pytest.mark.slow
 def test_split_figures_and_mean_std_vs_numpy(evalset, tmp_path):
     from transformers import XCLIPModel, XCLIPProcessor
 
@@ -150,6 +151,7 @@ def test_cli_zero_shot_k600_new_classes(evalset, tmp_path, capsys):
         assert report["results"]["splits"][name]["num_videos"] == sum(label in subset for label in refs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["splits", "k600-new-classes"])
 def test_cli_zero_shot_decoding_workers_give_the_same_scores(evalset, tmp_path, mode):
     """`evaluate zero-shot --num-workers 2` (as closed-set) scores every video as in-process reading does, in both
