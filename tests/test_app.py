@@ -311,6 +311,7 @@ def browser():
     b.close()
 
 
+@pytest.mark.browser
 def test_browser_classify_long_video(served, oracle, browser, tmp_path):
     page = browser.page(served["url"])
     shot = str(tmp_path / "classify.png")
@@ -337,6 +338,7 @@ def test_browser_classify_long_video(served, oracle, browser, tmp_path):
     _keep_screenshot(shot, "app_classify.png")
 
 
+@pytest.mark.browser
 def test_browser_search(served, browser, tmp_path):
     from xclip_hf import search_videos
 

@@ -330,6 +330,7 @@ def test_training_skips_a_corrupt_video_names_and_counts_it(train_data, tmp_path
     assert (out / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_resumed_training_keeps_the_bad_video_record(train_data, tmp_path, caplog):
     """Resuming from a checkpoint: the corrupt file (met in each epoch) is not logged again, counts go on."""
     import json
@@ -424,6 +425,7 @@ def test_cli_exit_codes(workdir, tmp_path, capsys):
     assert str(config_path) in lines[0] and mp4 not in err  # a config error, not a failure of the video
 
 
+@pytest.mark.slow
 def test_evaluation_skips_bad_videos_with_and_without_check_videos(train_data, tmp_path):
     import json
 

@@ -87,6 +87,7 @@ def test_info_variant_and_checkpoint(setup, capsys):
     assert "no-such-model" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_entry_point_runs():
     proc = subprocess.run([sys.executable, "-m", "xclip_hf.cli", "info", "xclip-tiny"], capture_output=True,
                           text=True, cwd=ROOT, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})

@@ -21,6 +21,9 @@ from _helpers_pipeline import LABELS, TOKENIZER_TEXTS, make_our_checkpoint, writ
 from xclip_hf.data.synthetic import SYNTHETIC_CLASSES, render_video  # noqa: E402
 from xclip_hf.models.loading import ModelLoadError, load_model_and_processor  # noqa: E402
 
+# every test here runs on an ONNX export of a model (a module fixture exports it) or exports one
+pytestmark = [pytest.mark.slow, pytest.mark.onnx]
+
 TOL = 1e-4
 RUNTIMES = ["onnxruntime", "openvino"]
 

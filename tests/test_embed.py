@@ -14,32 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from _helpers_pipeline import make_our_checkpoint, write_videos
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("embed")
-    ckpt = make_our_checkpoint(root / "ckpt")
-    videos = write_videos(str(root))
-    return root, ckpt, videos
-
-
-def _env():
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    return env
-
-
-def _cli(capsys, *args):
-    """`xclip-hf ARGS` in this process (a subprocess would pay the package import again): (status, stderr)."""
-    from xclip_hf.cli import main
-
-    capsys.readouterr()
-    status = main([str(a) for a in args])
-    return status, capsys.readouterr().err
+from _helpers_embed import child_env, cli, setup  # noqa: F401 (setup: the module fixture)
 
 
 def _oracle_features(ckpt, path, indices):
@@ -98,7 +73,7 @@ def test_bad_files_become_error_rows(setup, tmp_path, capsys):
     listing = tmp_path / "list.txt"
     listing.write_text("\n".join(map(str, [videos[0], missing, empty, corrupt, videos[1]])) + "\n")
     out = tmp_path / "out"
-    status, err = _cli(capsys, "embed", "--list", listing, "--model", ckpt, "--output", out, "--num-workers", "2",
+    status, err = cli(capsys, "embed", "--list", listing, "--model", ckpt, "--output", out, "--num-workers", "2",
                        "--save-dtype", "float16", "--no-progress")
     assert status == 1, err  # some inputs failed, the run still finished
     assert "2 video(s) embedded, 0 skipped (already done), 3 failed" in err
@@ -115,6 +90,7 @@ def test_bad_files_become_error_rows(setup, tmp_path, capsys):
     assert ds.features["video_embeds"].feature.dtype == "float16"
 
 
+@pytest.mark.slow
 def test_crashing_or_stalling_decoder_becomes_an_error_row(setup, tmp_path, monkeypatch):
     """A decoder that kills its worker (segfault) or hangs costs one error row, not the run; the others embed."""
     from xclip_hf.corpus import embed as embed_module
@@ -179,7 +155,7 @@ def test_resume_after_kill_gives_each_input_once(setup, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "xclip_hf.cli", "embed", *inputs, "--model", ckpt, "--output",
                              str(out), "--shard-size", "1", "--batch-size", "1", "--num-workers", "0", "--no-progress"],
-                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     shards = out / "_shards"
     deadline = time.time() + 90
     while time.time() < deadline and not (shards.is_dir() and any(n.startswith("rank") for n in os.listdir(shards))):
@@ -203,6 +179,7 @@ def test_resume_after_kill_gives_each_input_once(setup, tmp_path):
     assert (counts.done, counts.skipped, counts.failed) == (0, len(inputs), 0) and len(ds) == len(inputs)
 
 
+@pytest.mark.distributed
 def test_two_processes_under_torchrun_match_one(setup, tmp_path):
     from datasets import load_from_disk
 
@@ -218,7 +195,7 @@ def test_two_processes_under_torchrun_match_one(setup, tmp_path):
     run_embedding(inputs, tmp_path / "one", ckpt, chunk_length_s=0.2, batch_size=3, save_context=True, progress=False)
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           "-m", "xclip_hf.cli", *args, "--output", str(tmp_path / "two")],
-                         capture_output=True, text=True, env=_env(), timeout=180)
+                         capture_output=True, text=True, env=child_env(), timeout=180)
     assert two.returncode == 0, two.stderr[-3000:]
     shards = os.listdir(tmp_path / "two" / "_shards")
     assert any(n.startswith("rank0-") for n in shards) and any(n.startswith("rank1-") for n in shards)
@@ -236,7 +213,7 @@ def test_bad_arguments(setup, tmp_path, capsys):
     from xclip_hf import embed_videos
 
     root, ckpt, videos = setup
-    status, err = _cli(capsys, "embed", "--model", ckpt, "--output", tmp_path / "x")
+    status, err = cli(capsys, "embed", "--model", ckpt, "--output", tmp_path / "x")
     assert status == 2 and "no input videos" in err
     busy = tmp_path / "busy"
     busy.mkdir()

@@ -15,11 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-import test_embed
+from _helpers_embed import child_env, cli, setup  # noqa: F401 (setup: a module fixture)
 from _helpers_pipeline import make_our_checkpoint
-from test_embed import _cli, _env
-
-setup = test_embed.setup  # the module fixture of test_embed: a tiny checkpoint and two videos
 
 
 def _job(directory):
@@ -103,9 +100,9 @@ def test_search_checks_the_model_fingerprint(setup, tmp_path, capsys, caplog):
     with caplog.at_level(logging.WARNING, logger="xclip_hf"):
         assert len(search_videos(out, "dancing", other, allow_model_mismatch=True)) == 2
     assert "searching anyway" in caplog.text
-    status, err = _cli(capsys, "search", out, "dancing", "--model", other)
+    status, err = cli(capsys, "search", out, "dancing", "--model", other)
     assert status != 0 and "embedded with another model" in err and "--allow-model-mismatch" in err
-    status, _ = _cli(capsys, "search", out, "dancing", "--model", other, "--allow-model-mismatch")
+    status, _ = cli(capsys, "search", out, "dancing", "--model", other, "--allow-model-mismatch")
     assert status == 0
 
     job = _job(out)  # an index written before fingerprints: searched, with a clear warning
@@ -129,11 +126,11 @@ def test_error_rows_are_retried_on_rerun(setup, tmp_path, capsys):
     inputs = [*videos, late, gone]
     out = tmp_path / "out"
     args = ["embed", *inputs, "--model", ckpt, "--output", out, "--num-workers", "0", "--no-progress"]
-    status, err = _cli(capsys, *args)
+    status, err = cli(capsys, *args)
     assert status == 1 and "2 video(s) embedded, 0 skipped (already done), 2 failed" in err
     shutil.copy(videos[0], late)  # the transient failure goes away
 
-    status, err = _cli(capsys, *args)
+    status, err = cli(capsys, *args)
     assert "1 video(s) embedded, 2 skipped (already done), 1 failed (2 earlier failure(s) retried)" in err
     rows = {r["path"]: r for r in load_from_disk(str(out))}
     assert len(load_from_disk(str(out))) == 4 and sorted(rows) == sorted(map(str, inputs))  # each input once
@@ -142,7 +139,7 @@ def test_error_rows_are_retried_on_rerun(setup, tmp_path, capsys):
     assert "not found" in rows[str(gone)]["error"] and rows[str(gone)]["video_embeds"] is None
 
     shutil.copy(videos[0], gone)
-    status, err = _cli(capsys, *args, "--no-retry-errors")
+    status, err = cli(capsys, *args, "--no-retry-errors")
     assert "0 video(s) embedded, 4 skipped (already done), 0 failed;" in err
     assert "not found" in {r["path"]: r for r in load_from_disk(str(out))}[str(gone)]["error"]
 
@@ -158,6 +155,7 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+@pytest.mark.slow
 def test_two_embeds_into_one_output_one_refuses(setup, tmp_path):
     """Two real processes started at once on one output: one refuses at once naming the other (pid, host), the
     other finishes with every input once, and leaves no lock behind."""
@@ -171,7 +169,7 @@ def test_two_embeds_into_one_output_one_refuses(setup, tmp_path):
     out, go = tmp_path / "out", tmp_path / "go"
     cmd = [sys.executable, "-c", _WAIT_AND_EMBED, str(go), "embed", *inputs, "--model", ckpt, "--output", str(out),
            "--num-workers", "0", "--shard-size", "1", "--no-progress"]
-    procs = [subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     time.sleep(0.5)
     go.touch()
@@ -233,6 +231,7 @@ def test_lock_of_a_live_run_refuses_and_a_stale_one_is_taken_over(setup, tmp_pat
     assert counts.done == 2
 
 
+@pytest.mark.distributed
 def test_torchrun_ranks_share_the_job_lock(setup, tmp_path):
     """Under torchrun a held lock stops every rank at once (none waits at a barrier); rank 0's lock covers the job."""
     root, ckpt, videos = setup
@@ -242,6 +241,6 @@ def test_torchrun_ranks_share_the_job_lock(setup, tmp_path):
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           "-m", "xclip_hf.cli", "embed", *videos, "--model", ckpt, "--output", str(out),
                           "--num-workers", "0", "--no-progress"],
-                         capture_output=True, text=True, env=_env(), timeout=120)
+                         capture_output=True, text=True, env=child_env(), timeout=120)
     assert run.returncode != 0 and time.perf_counter() - start < 100
     assert run.stderr.count(f"pid {os.getpid()} on host") >= 2, run.stderr[-3000:]  # both ranks say why

@@ -52,7 +52,7 @@ def test_k_shot_lists_exact_seeded_and_commands(tmp_path):
 
 
 def test_few_shot_evaluation_table(tmp_path):
-    from test_evaluation import make_evalset
+    from _helpers_evaluation import make_evalset
 
     from xclip_hf.evaluation.closed_set import evaluate_closed_set
     from xclip_hf.evaluation.few_shot import evaluate_few_shot
@@ -84,7 +84,7 @@ def test_cli_few_shot_decoding_workers_give_the_same_scores(tmp_path):
     in-process reading does."""
     import shutil
 
-    from test_evaluation import assert_same_scores, make_evalset, stored_scores
+    from _helpers_evaluation import assert_same_scores, make_evalset, stored_scores
 
     from xclip_hf.cli import main
 

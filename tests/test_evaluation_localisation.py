@@ -96,8 +96,9 @@ def test_frame_accuracy_and_segment_map_by_hand():
     assert tight["mAP@0.76"] == pytest.approx(50.0) and tight["mAP@0.9"] == 0.0
 
 
+@pytest.mark.slow
 def test_localisation_protocol_end_to_end(tmp_path):
-    from test_evaluation import make_evalset
+    from _helpers_evaluation import make_evalset
 
     from xclip_hf.data.synthetic import write_long_video
     from xclip_hf.evaluation.localisation import evaluate_localisation, frame_accuracy

@@ -45,7 +45,7 @@ def test_retrieval_metrics_with_ties_vs_numpy():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from test_evaluation import make_evalset
+    from _helpers_evaluation import make_evalset
 
     from xclip_hf.corpus.embed import embed_videos
 

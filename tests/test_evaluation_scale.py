@@ -25,7 +25,7 @@ BAD = ("corrupt.mp4", "empty.mp4")
 @pytest.fixture(scope="module")
 def evalset(tmp_path_factory):
     """test_evaluation's 7 videos, plus a corrupt and a 0-byte file among them (9 entries: odd)."""
-    from test_evaluation import make_evalset
+    from _helpers_evaluation import make_evalset
 
     s = make_evalset(tmp_path_factory.mktemp("scale"))
     root = s["root"]
@@ -110,6 +110,7 @@ with open(os.path.join(a["out"], "rank%s.json" % os.environ["RANK"]), "w") as f:
 """
 
 
+@pytest.mark.distributed
 def test_two_processes_under_torchrun_match_one(evalset, tmp_path):
     from xclip_hf.evaluation.closed_set import evaluate_closed_set
     from xclip_hf.evaluation.zero_shot import evaluate_zero_shot
@@ -159,6 +160,7 @@ def test_two_processes_under_torchrun_match_one(evalset, tmp_path):
     _same_rows(rows_two, rows_one)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_counts_each_video_once(evalset, tmp_path):
     from xclip_hf.evaluation.closed_set import evaluate_closed_set
 

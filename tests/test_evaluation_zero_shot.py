@@ -80,11 +80,12 @@ def test_class_subsets_seeded():
 
 @pytest.fixture(scope="module")
 def evalset(tmp_path_factory):
-    from test_evaluation import make_evalset  # the closed-set tests' synthetic set
+    from _helpers_evaluation import make_evalset  # the closed-set tests' synthetic set
 
     return make_evalset(tmp_path_factory.mktemp("zero_shot"))
 
 
+@pytest.mark.slow
 def test_split_figures_and_mean_std_vs_numpy(evalset, tmp_path):
     from transformers import XCLIPModel, XCLIPProcessor
 
@@ -150,11 +151,12 @@ def test_cli_zero_shot_k600_new_classes(evalset, tmp_path, capsys):
         assert report["results"]["splits"][name]["num_videos"] == sum(label in subset for label in refs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["splits", "k600-new-classes"])
 def test_cli_zero_shot_decoding_workers_give_the_same_scores(evalset, tmp_path, mode):
     """`evaluate zero-shot --num-workers 2` (as closed-set) scores every video as in-process reading does, in both
     modes (split files; the Kinetics-600 new classes, one predictions folder per subset)."""
-    from test_evaluation import assert_same_scores, stored_scores
+    from _helpers_evaluation import assert_same_scores, stored_scores
 
     from xclip_hf.cli import main
 

@@ -78,6 +78,7 @@ def trained(data):
     return out, trainer
 
 
+@pytest.mark.slow
 def test_loss_drops_and_checkpoint_reloads(trained, data):
     out, trainer = trained
     losses = list(_losses(trainer).values())
@@ -99,6 +100,7 @@ def test_loss_drops_and_checkpoint_reloads(trained, data):
     assert results["train_samples_seen"] == 20 * 8 and results["world_size"] == 1
 
 
+@pytest.mark.slow
 def test_resume_from_checkpoint_continues_the_same_run(trained, data, tmp_path):
     out, full = trained
     resumed = script.main(_args(data, tmp_path / "resumed", "--save_strategy", "no",
@@ -113,6 +115,8 @@ def test_resume_from_checkpoint_continues_the_same_run(trained, data, tmp_path):
     assert train_loss == pytest.approx(sum(reference[s] for s in range(21, 41)) / 20, abs=1e-4)
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_two_processes_see_the_same_samples_as_one(data, tmp_path):
     one = script.main(_args(data, tmp_path / "one", "--save_strategy", "no", batch=4))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": REPO}
@@ -127,6 +131,7 @@ def test_two_processes_see_the_same_samples_as_one(data, tmp_path):
     assert json.loads((tmp_path / "two" / "trainer_state.json").read_text())["global_step"] == one.state.global_step
 
 
+@pytest.mark.slow
 def test_zero_shot_evaluation_on_unseen_labels(trained, data, tmp_path):
     out, _ = trained
     unseen = data["unseen"]
@@ -143,6 +148,7 @@ def test_zero_shot_evaluation_on_unseen_labels(trained, data, tmp_path):
                      "--output_dir", str(tmp_path / "overlap"), "--do_eval", "--report_to", "none", "--use_cpu"])
 
 
+@pytest.mark.slow
 def test_few_shot_mixup_frozen_branches_and_multiview(trained, data, tmp_path):
     out, _ = trained
     before = {n: p.detach().clone() for n, p in xclip_hf.XClipForVideoClassification.from_pretrained(out).named_parameters()}
@@ -159,6 +165,7 @@ def test_few_shot_mixup_frozen_branches_and_multiview(trained, data, tmp_path):
     assert math.isfinite(json.loads((tmp_path / "eval_results.json").read_text())["eval_loss"])
 
 
+@pytest.mark.slow
 def test_init_from_clip(data, tmp_path):
     from transformers import CLIPConfig, CLIPModel
 
@@ -175,6 +182,7 @@ def test_init_from_clip(data, tmp_path):
     assert trainer.model.config.vision_config.num_frames == 8
 
 
+@pytest.mark.slow
 def test_classifier_runs_in_video_classification_pipeline(trained, data):
     from transformers import pipeline
 
@@ -186,6 +194,7 @@ def test_classifier_runs_in_video_classification_pipeline(trained, data):
     assert sum(r["score"] for r in result) == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_demo_reloads_with_automodel_classifies_and_plots(trained, data, tmp_path):
     """The demo's evaluation half on the trained tiny model: AutoModel + zero-shot pipeline, table, PNG."""
     spec = importlib.util.spec_from_file_location("demo", os.path.join(REPO, "examples", "demo.py"))

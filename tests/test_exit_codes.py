@@ -19,8 +19,8 @@ import torch
 
 from xclip_hf.cli import main
 
+from _helpers_conversion import SPECS, original_state_dict, save_original, stride0_checkpoint, tiny_model
 from _helpers_pipeline import make_our_checkpoint, write_videos
-from test_conversion_original import SPECS, original_state_dict, save_original, stride0_checkpoint, tiny_model
 
 COMMANDS = ("classify", "info", "embed", "search", "convert", "export")
 

@@ -50,6 +50,7 @@ def test_help_and_argument_errors_import_no_torch():
     assert "the following arguments are required: --model" in proc.stderr
 
 
+@pytest.mark.slow
 def test_registration_happens_when_transformers_loads_its_registries():
     check = (
         "from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification, AutoProcessor, "

@@ -339,6 +339,7 @@ def test_window_options_that_were_taken_silently_are_refused(setup, options, mes
 # ------------------------------------------------------------------ command line
 
 
+@pytest.mark.slow
 def test_cli_timeline_segments_json_and_plot(setup, tmp_path, capsys):
     from xclip_hf.cli import main
 

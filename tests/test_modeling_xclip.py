@@ -300,6 +300,7 @@ def test_output_flags_set_in_the_config_are_honoured():
         torch.testing.assert_close(as_tuple[0], out.logits_per_video)
 
 
+@pytest.mark.slow
 def test_torch_compile_fullgraph_matches_eager():
     torch._dynamo.reset()
     model = _tiny(num_frames=2)
@@ -314,6 +315,7 @@ def test_torch_compile_fullgraph_matches_eager():
     torch._dynamo.reset()
 
 
+@pytest.mark.slow
 def test_classifier_training_forward_with_labels_compiles_fullgraph():
     """The no-host-read rule: labels.min()/.item()/.tolist() or a data-dependent `if` in forward breaks the graph."""
     from xclip_hf import XClipForVideoClassification

@@ -43,6 +43,7 @@ def _env():
                 PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("starter", ["job", "trainer"])
 def test_process_group_ends_before_interpreter_exit_under_torchrun(starter, tmp_path):
     script = tmp_path / "user.py"

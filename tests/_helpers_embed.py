@@ -1,0 +1,35 @@
+"""Shared by the embed tests: a tiny checkpoint and two videos (a module fixture), the environment of a child
+process, and `xclip-hf ARGS` run in this process."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from _helpers_pipeline import make_our_checkpoint, write_videos
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("embed")
+    ckpt = make_our_checkpoint(root / "ckpt")
+    videos = write_videos(str(root))
+    return root, ckpt, videos
+
+
+def child_env():
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+def cli(capsys, *args):
+    """`xclip-hf ARGS` in this process (a subprocess would pay the package import again): (status, stderr)."""
+    from xclip_hf.cli import main
+
+    capsys.readouterr()
+    status = main([str(a) for a in args])
+    return status, capsys.readouterr().err
