@@ -41,6 +41,10 @@ closed = evaluate_closed_set(a["model"], a["data"], a["labels"], output_dir=a["o
 zero = evaluate_zero_shot(a["model"], [a["data"]], a["labels"], output_dir=a["out"] + "/zero", batch_size=2,
                           progress=False)
 rows = embed_videos(a["videos"], a["out"] + "/embed", a["model"], batch_size=2, progress=False)
+try:  # last: every process stops at a bad file and raises the first one's error (a collective, then the exit)
+    evaluate_closed_set(a["model"], a["data"], a["labels"], on_bad_video="raise", progress=False)
+except ValueError:
+    pass
 if os.environ.get("RANK") == "0":
     print(json.dumps({"top1": closed["results"]["summary"].get("top1"), "rows": len(rows)}))
 """
