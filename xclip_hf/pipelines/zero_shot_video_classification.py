@@ -346,20 +346,27 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         cropped, before normalisation)}``. Only that chunk's frames are kept, so memory does not grow with windows."""
         preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(
             candidate_labels=candidate_labels, **kwargs)
-        forward_params.pop("progress", None)
+        bar = _window_bar(forward_params.pop("progress", False))
         items, is_batch = split_videos(video)
         if is_batch:
             raise ValueError(f"classify_keeping_frames takes one video, got a batch of {len(items)}")
         scored, seen, best = [], None, None
-        for chunk in self.preprocess(items[0], keep_frames=True, **preprocess_params):
-            frames, indices = chunk.pop("frames"), chunk.pop("frame_indices")
-            out = self.forward(_collate_chunks([{**chunk, "video_index": 0}]), **forward_params)
-            scored.append({"scores": out["scores"][0], **{field: out[field][0] for field in CHUNK_FIELDS}})
-            top = float(scored[-1]["scores"].max())
-            if best is None or top > best:
-                times = chunk["clock"][0]
-                best, seen = top, {"timestamp": chunk["timestamp"], "frame_indices": indices, "frames": frames,
-                                   "frame_times": None if times is None else times[indices]}
+        try:
+            for chunk in self.preprocess(items[0], keep_frames=True, **preprocess_params):
+                frames, indices = chunk.pop("frames"), chunk.pop("frame_indices")
+                out = self.forward(_collate_chunks([{**chunk, "video_index": 0}]), **forward_params)
+                scored.append({"scores": out["scores"][0], **{field: out[field][0] for field in CHUNK_FIELDS}})
+                top = float(scored[-1]["scores"].max())
+                if best is None or top > best:
+                    times = chunk["clock"][0]
+                    best, seen = top, {"timestamp": chunk["timestamp"], "frame_indices": indices, "frames": frames,
+                                       "frame_times": None if times is None else times[indices]}
+                if bar is not None:
+                    bar.total = chunk["num_chunks"]
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
         return self.postprocess(scored, **postprocess_params), seen
 
     def _forward(self, model_inputs):
@@ -414,18 +421,23 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             yield self.forward(batch, **forward_params)
 
     def _results(self, loader, forward_params, postprocess_params, progress):
-        from tqdm.auto import tqdm
-
-        bar = None
-        if progress is not False:
-            bar = tqdm(total=0, unit="window", desc="windows", file=sys.stderr, leave=False,
-                       disable=None if progress is None else not progress)
+        bar = _window_bar(progress)
         try:
             for chunks in _videos_in_order(self._scored(loader, forward_params), bar):
                 yield self.postprocess(chunks, **postprocess_params)
         finally:
             if bar is not None:
                 bar.close()
+
+
+def _window_bar(progress):
+    """The bar over windows, or None (``progress`` False: no windows); None shows it only on a terminal."""
+    if progress is False:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=0, unit="window", desc="windows", file=sys.stderr, leave=False,
+                disable=None if progress is None else not progress)
 
 
 def _model_and_processor(model, processor, tokenizer, video_processor, dtype, runtime=None):
