@@ -4,8 +4,8 @@
 one model call at a time (`lock`: whoever calls takes turns; downloads happen outside it). It resolves a video from
 an upload, a local path under the operator's video folders or an http(s) URL (`access.AppAccess`,
 `fetch.fetch_video`), enforces the size / length limits, classifies (the whole video, or windows with a timeline),
-computes the frames the model saw (the video processor's output, normalisation undone) and searches an index
-written by `xclip-hf embed`. Nothing here imports gradio.
+shows the frames the model saw (kept by the pipeline from its one read of the video: resized and cropped, before
+normalisation) and searches an index written by `xclip-hf embed`. Nothing here imports gradio.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 from .access import AppAccess, has_scheme, local_video_path
 from .fetch import URLRefused, fetch_video
 
-__all__ = ["AppLimits", "AppService", "AppAccess", "parse_labels", "MODES", "DEFAULT_MODEL"]
+__all__ = ["AppLimits", "AppService", "AppAccess", "parse_labels", "seen_frames", "MODES", "DEFAULT_MODEL"]
 
 DEFAULT_MODEL = "microsoft/xclip-base-patch32"
 MODES = ("auto", "whole video", "windows")
@@ -107,12 +107,13 @@ class AppService:
         """The video to classify: ``source`` (a local path under the video folders or an http(s) URL, when typed) or
         else ``upload``. Call it without holding `lock`: a download takes its own time, not the model's.
 
-        Returns (path to read, a copy for the page's player or None when the page already has the file, VideoInfo);
+        Returns (path to read, a copy for the page's player or None when the page already has the file,
+        `VideoLength`, read from the container without decoding);
         raises ValueError with one line naming the video when it is refused, missing, too large, too long or
         unreadable (TimeoutError / ConnectionError for a URL that cannot be downloaded in time).
         """
         from ..pipelines.video_inputs import is_url
-        from ..video.reader import check_video_path, get_video_info
+        from ..video.reader import check_video_path, get_video_length
 
         text = (source or "").strip()
         player = None
@@ -131,7 +132,7 @@ class AppService:
         if size > limit:
             raise ValueError(f"{name} is {_megabytes(size)}, over the app's limit of {_megabytes(limit)} "
                              "(start the app with a larger --max-upload-mb)")
-        info = get_video_info(path)
+        info = get_video_length(path)  # the container's index: no frame is decoded here
         duration = info.num_frames / info.fps if info.fps > 0 else 0.0
         if duration > self.limits.max_video_s:
             raise ValueError(f"{name} is {duration:.1f} s long, over the app's limit of {self.limits.max_video_s:g} s "
@@ -169,67 +170,29 @@ class AppService:
     def classify(self, path: str, labels: list[str], *, top_k: int | None = None, template: str = "{}",
                  windows: bool = False, chunk_length_s: float | None = None,
                  stride_length_s: float | None = None) -> dict:
-        """The pipeline's answer for one video file.
+        """The pipeline's answer for one video file, read once, with the frames the model saw.
 
         Whole video: ``{"predictions": [{"score", "label"}, ...]}`` (``top_k`` best). Windows: ``{"windows":
         [{"timestamp", "labels"}, ...] (top_k per window), "segments": [...], "best": index of the most confident
         window, "predictions": that window's labels}``; the segments come from all labels of every window
-        (`pipelines.segments.timeline_segments`, the pipeline's aggregate="segmentation").
+        (`pipelines.segments.timeline_segments`, the pipeline's aggregate="segmentation"). Both: ``"frames"``, the
+        frames of the whole video or of the best window as the model saw them (`seen_frames`).
         """
         from ..pipelines.segments import timeline_segments
 
         template = template if (template or "").strip() else "{}"
-        common = dict(candidate_labels=labels, hypothesis_template=template)
+        common = dict(hypothesis_template=template)
         with self.lock:
             if not windows:
-                return {"predictions": self.pipeline(path, top_k=top_k, **common)}
-            per_window = self.pipeline(path, chunk_length_s=chunk_length_s, stride_length_s=stride_length_s,
-                                       return_timestamps=True, **common)
+                predictions, seen = self.pipeline.classify_keeping_frames(path, labels, top_k=top_k, **common)
+                return {"predictions": predictions, "frames": seen_frames(seen)}
+            per_window, seen = self.pipeline.classify_keeping_frames(
+                path, labels, chunk_length_s=chunk_length_s, stride_length_s=stride_length_s, return_timestamps=True,
+                **common)
         best = max(range(len(per_window)), key=lambda i: per_window[i]["labels"][0]["score"])
         shown = [{"timestamp": tuple(w["timestamp"]), "labels": w["labels"][:top_k]} for w in per_window]
         return {"windows": shown, "segments": timeline_segments(per_window), "best": best,
-                "predictions": shown[best]["labels"], "all_windows": per_window}
-
-    def model_frames(self, path: str, window: tuple[float, float] | None = None, chunk_length_s=None,
-                     stride_length_s=None) -> list[tuple[np.ndarray, str]]:
-        """The frames the model saw, as uint8 (H, W, 3) images with their time: the video processor's output
-        (sampling, resize, crop) with rescaling and normalisation undone. ``window`` (start_s, end_s): the frames
-        of that window of the given window plan instead of the whole video's."""
-        from ..video.reader import open_video
-        from ..video.windows import plan_windows
-
-        vp = self.processor.video_processor
-        with open_video(path) as video:
-            length, times = video.num_frames, np.asarray(video.frame_times)
-            if window is None:
-                indices = np.asarray(vp.sample_indices(length, num_frames=self.num_frames))[0]
-                pixels = vp([path], return_tensors="pt", num_frames=self.num_frames)["pixel_values"][0]
-            else:
-                plan = plan_windows(times, video.duration, chunk_length_s, stride_length_s, self.num_frames,
-                                    name=repr(path))
-                chosen = min(plan, key=lambda w: abs(w.start_s - window[0]) + abs(w.end_s - window[1]))
-                indices = chosen.indices
-                frames = video.get_frames(indices)
-                pixels = vp([frames], return_tensors="pt", num_frames=self.num_frames,
-                            do_sample_frames=False)["pixel_values"][0]
-        images = self._to_images(pixels)
-        return [(image, f"{times[int(i)]:.2f} s" if len(times) > int(i) else f"frame {int(i)}")
-                for image, i in zip(images, indices)]
-
-    def _to_images(self, pixels) -> list[np.ndarray]:
-        """(T, 3, H, W) model input -> uint8 (H, W, 3) images (normalisation and rescaling undone)."""
-        import torch
-
-        vp = self.processor.video_processor
-        x = pixels.detach().float().cpu()
-        if vp.do_normalize:
-            mean = torch.tensor(vp.image_mean, dtype=torch.float32).view(1, -1, 1, 1)
-            std = torch.tensor(vp.image_std, dtype=torch.float32).view(1, -1, 1, 1)
-            x = x * std + mean
-        if vp.do_rescale:
-            x = x / float(vp.rescale_factor)
-        x = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-        return list(x)
+                "predictions": shown[best]["labels"], "all_windows": per_window, "frames": seen_frames(seen)}
 
     # ------------------------------------------------------------------ search
     def _open_index(self, index_dir: str) -> None:
@@ -266,6 +229,14 @@ class AppService:
         with self.lock:
             return search_videos(self.index_dir, query.strip(), self.model, processor=self.processor,
                                  top_k=int(top_k), index=self.index)
+
+
+def seen_frames(seen: dict) -> list[tuple[np.ndarray, str]]:
+    """The pipeline's kept frames (`classify_keeping_frames`) as the page's gallery: uint8 (H, W, 3) images with
+    their time (or their frame number when the video has no clock)."""
+    times = seen["frame_times"]
+    captions = [f"{t:.2f} s" for t in times] if times is not None else [f"frame {int(i)}" for i in seen["frame_indices"]]
+    return list(zip(list(seen["frames"]), captions))
 
 
 def _beside_index(path: str, index_dir: str) -> list[str]:

@@ -93,9 +93,8 @@ def _classify_handler(service: AppService):
                 out = service.classify(path, labels, top_k=top_k, template=template, windows=windows,
                                        chunk_length_s=window_s if windows else None,
                                        stride_length_s=stride_s if windows else None)
-                progress(0.9, desc="frames the model saw")
                 best = out["windows"][out["best"]]["timestamp"] if windows else None
-                frames = service.model_frames(path, best, window_s, stride_s)
+                frames = out["frames"]
         except Exception as err:  # noqa: BLE001 - every failure becomes one line in the page
             line = one_line(err)
             if video:  # name an upload by its file name, not by the server's cache folder

@@ -305,6 +305,21 @@ class XClipVideoProcessor(BaseVideoProcessor):
         is an error naming ``name``. Options as for a call (sampling options do not apply)."""
         return self._views(clips, name, self._resolve_options(kwargs))
 
+    def crop_clips(self, clips: torch.Tensor, name: str = "video 0", **kwargs) -> torch.Tensor:
+        """uint8 clips ``(N, T, 3, H, W)`` -> the frames the model sees, resized and cropped but neither rescaled nor
+        normalised: uint8 ``(N * num_spatial_crops, T, 3, h, w)`` (`normalize_crops` finishes them)."""
+        if clips.dtype != torch.uint8:
+            raise ValueError(f"{name}: crop_clips needs uint8 frames, got {clips.dtype}")
+        opts = self._resolve_options({**kwargs, "do_rescale": False, "do_normalize": False})
+        if opts["augmentation"] is not None:
+            raise ValueError("crop_clips gives the evaluation crops: augmentation does not apply")
+        return self._views(clips, name, opts).round_().clamp_(0, 255).to(torch.uint8)
+
+    def normalize_crops(self, crops: torch.Tensor, name: str = "video 0", **kwargs) -> torch.Tensor:
+        """Crops from `crop_clips` -> the model input, the same values `process_clips` gives for their clips."""
+        fixed = {"do_resize": False, "do_center_crop": False, "num_spatial_crops": 1}
+        return self.process_clips(crops, name, **{**kwargs, **fixed})
+
     def _views(self, clips: torch.Tensor, name: str, opts: dict) -> torch.Tensor:
         _check_frame_values(clips, name, opts["do_rescale"])
         return self._spatial_views(clips, opts)

@@ -98,6 +98,14 @@ class VideoWindowStream:
             yield window, self.processor.process_clips(frames[None], self.name,
                                                        num_spatial_crops=self.num_spatial_crops)
 
+    def iter_crops(self):
+        """As iterating, with the frames as the model sees them: ``(window, pixel_values, crops)``, ``crops`` the
+        resized and cropped uint8 frames ``(num_spatial_crops, T, 3, h, w)`` that ``pixel_values`` normalises."""
+        self.open()
+        for window, frames in self._frames():
+            crops = self.processor.crop_clips(frames[None], self.name, num_spatial_crops=self.num_spatial_crops)
+            yield window, self.processor.normalize_crops(crops, self.name), crops
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()

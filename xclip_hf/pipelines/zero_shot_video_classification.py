@@ -314,8 +314,10 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
 
     def preprocess(self, video, label_set: LabelSet | None = None, num_temporal_clips: int = 1,
                    num_spatial_crops: int = 1, num_frames: int | None = None, chunk_length_s=None,
-                   stride_length_s=None, fps=None):
-        """One video -> its chunks (a temporal view or a window each, with its spatial crops), streamed."""
+                   stride_length_s=None, fps=None, keep_frames: bool = False):
+        """One video -> its chunks (a temporal view or a window each, with its spatial crops), streamed;
+        ``keep_frames``: each chunk also holds ``"frames"``, its first crop as the model sees it (uint8 (T, h, w, 3),
+        resized and cropped, before normalisation) and ``"frame_indices"``."""
         if label_set is None:
             raise ValueError("zero-shot-video-classification needs `candidate_labels`.")
         if not isinstance(video, OneVideo):  # an item of a dataset or generator
@@ -329,10 +331,43 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                                    stride_length_s=stride_length_s, fps=fps, num_temporal_clips=num_temporal_clips,
                                    num_spatial_crops=num_spatial_crops,
                                    num_frames=num_frames or self.model.config.vision_config.num_frames) as stream:
-                for window, pixel_values in stream:
-                    yield {"pixel_values": pixel_values[None].to(self.dtype), "label_set": label_set,
-                           "video_name": video.name, "timestamp": window.timestamp,
-                           "num_chunks": len(stream.windows), "clock": (stream.frame_times, stream.end_s)}
+                for window, pixel_values, *crops in (stream.iter_crops() if keep_frames else stream):
+                    chunk = {"pixel_values": pixel_values[None].to(self.dtype), "label_set": label_set,
+                             "video_name": video.name, "timestamp": window.timestamp,
+                             "num_chunks": len(stream.windows), "clock": (stream.frame_times, stream.end_s)}
+                    if keep_frames:
+                        chunk.update(frames=crops[0][0].permute(0, 2, 3, 1).numpy(), frame_indices=window.indices)
+                    yield chunk
+
+    def classify_keeping_frames(self, video, candidate_labels, **kwargs) -> tuple[Any, dict]:
+        """One video, read once, classified as a call would (same options, no batching or workers): ``(result, seen)``,
+        ``seen`` the frames the model saw of its most confident chunk (the highest top score; the first on a tie):
+        ``{"timestamp", "frame_indices", "frame_times" (seconds, or None), "frames" (uint8 (T, h, w, 3), resized and
+        cropped, before normalisation)}``. Only that chunk's frames are kept, so memory does not grow with windows."""
+        preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(
+            candidate_labels=candidate_labels, **kwargs)
+        bar = _window_bar(forward_params.pop("progress", False))
+        items, is_batch = split_videos(video)
+        if is_batch:
+            raise ValueError(f"classify_keeping_frames takes one video, got a batch of {len(items)}")
+        scored, seen, best = [], None, None
+        try:
+            for chunk in self.preprocess(items[0], keep_frames=True, **preprocess_params):
+                frames, indices = chunk.pop("frames"), chunk.pop("frame_indices")
+                out = self.forward(_collate_chunks([{**chunk, "video_index": 0}]), **forward_params)
+                scored.append({"scores": out["scores"][0], **{field: out[field][0] for field in CHUNK_FIELDS}})
+                top = float(scored[-1]["scores"].max())
+                if best is None or top > best:
+                    times = chunk["clock"][0]
+                    best, seen = top, {"timestamp": chunk["timestamp"], "frame_indices": indices, "frames": frames,
+                                       "frame_times": None if times is None else times[indices]}
+                if bar is not None:
+                    bar.total = chunk["num_chunks"]
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.postprocess(scored, **postprocess_params), seen
 
     def _forward(self, model_inputs):
         label_set = model_inputs["label_set"][0]
@@ -386,18 +421,23 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             yield self.forward(batch, **forward_params)
 
     def _results(self, loader, forward_params, postprocess_params, progress):
-        from tqdm.auto import tqdm
-
-        bar = None
-        if progress is not False:
-            bar = tqdm(total=0, unit="window", desc="windows", file=sys.stderr, leave=False,
-                       disable=None if progress is None else not progress)
+        bar = _window_bar(progress)
         try:
             for chunks in _videos_in_order(self._scored(loader, forward_params), bar):
                 yield self.postprocess(chunks, **postprocess_params)
         finally:
             if bar is not None:
                 bar.close()
+
+
+def _window_bar(progress):
+    """The bar over windows, or None (``progress`` False: no windows); None shows it only on a terminal."""
+    if progress is False:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=0, unit="window", desc="windows", file=sys.stderr, leave=False,
+                disable=None if progress is None else not progress)
 
 
 def _model_and_processor(model, processor, tokenizer, video_processor, dtype, runtime=None):

@@ -49,7 +49,7 @@ from .fd2 import Fd2Capture
 from .orientation import Orientation
 from .timing import frame_clock
 
-__all__ = ["VideoInfo", "VideoFile", "VideoDecodeError", "VideoPathError", "check_video_path", "decode_error", "open_video", "get_video_info", "read_video", "load_video", "BACKENDS"]
+__all__ = ["VideoInfo", "VideoFile", "VideoDecodeError", "VideoPathError", "check_video_path", "decode_error", "open_video", "get_video_info", "VideoLength", "get_video_length", "read_video", "load_video", "BACKENDS"]
 
 BACKENDS = ("auto", "decord", "pyav")
 AUTO_ORDER = ("pyav", "decord")  # what "auto" tries, first to last (measured: benchmarks/bench_decode.py)
@@ -636,6 +636,22 @@ def get_video_info(path, backend: str = "auto") -> VideoInfo:
     """Frame count, fps and size of a video file without decoding its frames."""
     with VideoFile(path, backend=backend) as video:
         return video.info
+
+
+@dataclass(frozen=True)
+class VideoLength:
+    """Frame count, average frame rate and duration (seconds; None when unknown) of a video file."""
+
+    path: str
+    num_frames: int
+    fps: float
+    duration: float | None
+
+
+def get_video_length(path, backend: str = "auto") -> VideoLength:
+    """How long a video is, from its container (PyAV: the packet index), decoding no frame (its size may need one)."""
+    with VideoFile(path, backend=backend) as video:
+        return VideoLength(video.path, video.num_frames, video.fps, video.duration)
 
 
 def read_video(path, indices=None, backend: str = "auto") -> np.ndarray:
