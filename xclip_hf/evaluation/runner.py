@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ScoredVideos", "build_pipeline", "score_videos", "ON_BAD_VIDEO"]
+__all__ = ["ScoredVideos", "build_pipeline", "is_pipeline", "pipeline_for", "score_videos", "ON_BAD_VIDEO"]
 
 ON_BAD_VIDEO = ("skip", "raise")
 
@@ -44,6 +44,16 @@ def build_pipeline(model, processor=None, device=None, dtype=None):
     loaded = load_model_and_processor(model, processor=processor, need_text=True, dtype=dtype, device=device)
     return ZeroShotVideoClassificationPipeline(model=loaded.model, processor=loaded.processor,
                                                device=loaded.model.device)
+
+
+def is_pipeline(model) -> bool:
+    """Whether `model` is already a zero-shot pipeline (anything with its `text_features`), used as given."""
+    return hasattr(model, "text_features")
+
+
+def pipeline_for(model, options):
+    """`model` itself if it is a pipeline, else the pipeline built with `options`' processor, device and dtype."""
+    return model if is_pipeline(model) else build_pipeline(model, options.processor, options.device, options.dtype)
 
 
 def _vector(result: list[dict], column: dict[str, int]) -> np.ndarray:
