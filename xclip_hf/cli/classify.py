@@ -93,6 +93,7 @@ def _check_arguments(args, labels) -> None:
 
 def run_windows(args, pipe, labels) -> int:
     """`--chunk-length`: a timeline per video (windows or segments), optional JSON and PNG."""
+    from ..pipelines.failures import each_video
     from ..pipelines.segments import timeline_segments
 
     call = dict(candidate_labels=labels, hypothesis_template=args.template, num_frames=args.num_frames,
@@ -100,10 +101,8 @@ def run_windows(args, pipe, labels) -> int:
                 stride_length_s=args.stride, return_timestamps=True, batch_size=args.batch_size,
                 num_workers=args.num_workers, progress=False if args.no_progress else None)
     results, timelines, failures = [], {}, []
-    for path in args.videos:
-        try:
-            windows = pipe(path, **call)
-        except Exception as err:
+    for path, windows, err in each_video(lambda video: pipe(video, **call), args.videos, errors=Exception):
+        if err is not None:
             failures.append(path)
             results.append({"video": path, "error": f"{type(err).__name__}: {err}"})
             if not args.json:
@@ -131,6 +130,7 @@ def run_windows(args, pipe, labels) -> int:
 def run(args) -> int:
     from tqdm.auto import tqdm
 
+    from ..pipelines.failures import batch_then_each
     from ..pipelines.video_inputs import is_url
     from ..video.reader import check_video_path
 
@@ -161,16 +161,15 @@ def run(args) -> int:
                file=sys.stderr)
     for start in range(0, len(args.videos), chunk):
         paths = args.videos[start:start + chunk]
-        try:
-            outputs = pipe(paths, batch_size=len(paths), num_workers=args.num_workers, **call)
-            results.extend({"video": p, "predictions": o} for p, o in zip(paths, outputs))
-        except Exception:
-            for p in paths:  # find which file failed, keep the others
-                try:
-                    results.append({"video": p, "predictions": pipe(p, **call)})
-                except Exception as err:
-                    failures.append(p)
-                    results.append({"video": p, "error": f"{type(err).__name__}: {err}"})
+        scored = batch_then_each(lambda videos: pipe(videos, batch_size=len(videos), num_workers=args.num_workers,
+                                                     **call),
+                                 lambda video: pipe(video, **call), paths, errors=Exception, retry_one=True)
+        for p, output, err in scored:  # a failed batch was retried file by file: the others are kept
+            if err is None:
+                results.append({"video": p, "predictions": output})
+            else:
+                failures.append(p)
+                results.append({"video": p, "error": f"{type(err).__name__}: {err}"})
         bar.update(len(paths))
         if not args.json:
             for r in results[-len(paths):]:

@@ -133,6 +133,7 @@ def evaluate_localisation(model, segments_file, labels=None, *, chunk_length_s: 
     (per method, `pipelines/segments.py`). `labels`: class names (default: the annotated ones). `options` /
     `overrides`: the shared `EvaluationOptions` (a window is one clip: no `num_temporal_clips`; no predictions
     store: `shard_size`, `progress` and `dataset` are not used)."""
+    from ..pipelines.failures import each_video
     from ..pipelines.segments import AGGREGATIONS, aggregate_windows
     from ..video.reader import VideoFile
     from ..video.timing import frame_times_at_rate
@@ -154,22 +155,26 @@ def evaluate_localisation(model, segments_file, labels=None, *, chunk_length_s: 
     call = dict(candidate_labels=class_names, hypothesis_template=o.template, chunk_length_s=chunk_length_s,
                 stride_length_s=stride_length_s, return_timestamps=True, batch_size=o.batch_size, progress=False,
                 **window_options(o), **({"fps": fps} if fps else {}))
+
+    def windows_and_clock(video):
+        windows = pipe(video, **call)
+        with VideoFile(video) as vf:
+            times, end, rate = vf.frame_times, vf.duration, fps or vf.fps
+            if times is None:  # no timestamps and no rate in the file: fps= is its clock
+                times, end = frame_times_at_rate(vf.num_frames, fps, video)
+        return windows, times, end, rate
+
     predicted, accuracies, bad = {}, {}, []
-    for video, segs in truth.items():
-        try:
-            windows = pipe(video, **call)
-            with VideoFile(video) as vf:
-                times, end, rate = vf.frame_times, vf.duration, fps or vf.fps
-                if times is None:  # no timestamps and no rate in the file: fps= is its clock
-                    times, end = frame_times_at_rate(vf.num_frames, fps, video)
-        except (ValueError, RuntimeError, OSError) as err:
+    for video, measured, err in each_video(windows_and_clock, truth):
+        if err is not None:
             if o.on_bad_video == "raise":
                 raise ValueError(f"video {video!r} could not be evaluated: {err}") from err
             bad.append({"video": video, "error": f"{type(err).__name__}: {err}"})
             continue
+        windows, times, end, rate = measured
         predicted[video] = aggregate_windows(windows, how, end_s=end, frame_times=times, labels=class_names,
                                              min_duration_s=min_duration_s)
-        accuracies[video] = frame_accuracy(predicted[video], segs, rate)
+        accuracies[video] = frame_accuracy(predicted[video], truth[video], rate)
     if not predicted:
         raise ValueError(f"none of the {len(truth)} videos could be evaluated; the first error: {bad[0]['error']}")
     kept = {v: truth[v] for v in predicted}

@@ -66,19 +66,10 @@ def _vector(result: list[dict], column: dict[str, int]) -> np.ndarray:
 def _score_chunk(pipe, chunk: list[str], batch_size: int, options: dict, num_workers: int = 0) -> list[tuple]:
     """(video, pipeline result or None, error or None) per video of `chunk`; a failing batch is retried video by
     video (in this process) to find the bad one(s)."""
-    try:
-        return list(zip(chunk, pipe(chunk, batch_size=batch_size, num_workers=num_workers, **options),
-                        [None] * len(chunk)))
-    except (ValueError, RuntimeError, OSError) as err:
-        if len(chunk) == 1:
-            return [(chunk[0], None, err)]
-    outcome = []
-    for video in chunk:
-        try:
-            outcome.append((video, pipe([video], batch_size=1, **options)[0], None))
-        except (ValueError, RuntimeError, OSError) as single:
-            outcome.append((video, None, single))
-    return outcome
+    from ..pipelines.failures import batch_then_each
+
+    return batch_then_each(lambda videos: pipe(videos, batch_size=batch_size, num_workers=num_workers, **options),
+                           lambda video: pipe([video], batch_size=1, **options)[0], chunk)
 
 
 def score_videos(pipe, videos: list[str], class_names: list[str], *, num_temporal_clips: int = 1,
