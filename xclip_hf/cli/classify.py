@@ -127,11 +127,20 @@ def run_windows(args, pipe, labels) -> int:
     return failed_inputs("classify", failures, len(args.videos), "could not be classified")
 
 
+def check_compile(model: str, compile: bool) -> None:
+    """`--compile` applies to torch models, not to a folder of graphs written by `xclip-hf export-onnx` (`UsageError`)."""
+    from ..deploy.manifest import is_export_dir
+
+    if compile and is_export_dir(model):
+        raise UsageError(f"--compile applies to torch models; {model!r} holds exported graphs")
+
+
 def run(args) -> int:
     from tqdm.auto import tqdm
 
     from ..pipelines.failures import batch_then_each
     from ..pipelines.video_inputs import is_url
+    from ..pipelines.zero_shot_video_classification import build_pipeline
     from ..video.reader import check_video_path
 
     labels = read_labels(args.labels, args.labels_file)
@@ -145,9 +154,10 @@ def run(args) -> int:
     if unreadable:
         raise CommandFailure("; ".join(unreadable))
     check_model_source(args.model)
+    check_compile(args.model, args.compile)
     with library_progress(args.no_progress):
-        pipe = build_pipeline(args.model, resolve_device(args.device, "classify", args.model), args.dtype,
-                              compile=args.compile)
+        pipe = build_pipeline(args.model, device=resolve_device(args.device, "classify", args.model),
+                              dtype=args.dtype, compile=args.compile)
     call = dict(candidate_labels=labels, hypothesis_template=args.template, top_k=args.top_k,
                 num_temporal_clips=args.num_temporal_clips, num_spatial_crops=args.num_spatial_crops,
                 num_frames=args.num_frames)
@@ -179,19 +189,3 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     return failed_inputs("classify", failures, len(args.videos), "could not be classified")
-
-
-def build_pipeline(model: str, device: str | None, dtype: str, compile: bool = False):
-    """The zero-shot pipeline over the one loader (`models.loading`: its errors name the model folder and file)."""
-    import torch
-
-    from ..deploy.manifest import is_export_dir
-    from ..pipelines.zero_shot_video_classification import ZeroShotVideoClassificationPipeline
-
-    if device is None:  # the Python caller's default; the command resolves its own (`common.resolve_device`)
-        device = "cuda" if torch.cuda.is_available() and not is_export_dir(model) else "cpu"
-    if is_export_dir(model) and compile:  # graphs written by `xclip-hf export-onnx` run on their runtime, not torch.compile
-        raise UsageError(f"--compile applies to torch models; {model!r} holds exported graphs")
-    return ZeroShotVideoClassificationPipeline(model=model, device=device, dtype=dtype, compile=compile)
-
-

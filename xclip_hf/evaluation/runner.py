@@ -34,16 +34,12 @@ class ScoredVideos:
 
 
 def build_pipeline(model, processor=None, device=None, dtype=None):
-    """The zero-shot pipeline for a model given as a folder, hub id or object (through the one loader); under
-    torchrun / accelerate launch, on this process's device (`predictions.process_device`)."""
-    from ..models.loading import load_model_and_processor
-    from ..pipelines.zero_shot_video_classification import ZeroShotVideoClassificationPipeline
+    """`pipelines.build_pipeline` on this process's device under torchrun / accelerate launch
+    (`predictions.process_device`)."""
+    from ..pipelines.zero_shot_video_classification import build_pipeline as build
     from .predictions import process_device
 
-    device = process_device(device)
-    loaded = load_model_and_processor(model, processor=processor, need_text=True, dtype=dtype, device=device)
-    return ZeroShotVideoClassificationPipeline(model=loaded.model, processor=loaded.processor,
-                                               device=loaded.model.device)
+    return build(model, processor, process_device(device), dtype)
 
 
 def is_pipeline(model) -> bool:
