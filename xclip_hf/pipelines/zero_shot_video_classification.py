@@ -400,13 +400,6 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                 bar.close()
 
 
-def build_pipeline(model, processor=None, device=None, dtype=None, compile: bool = False):
-    """The zero-shot pipeline for a model given as a folder, hub id or object (through the one loader), on `device`
-    as given (None: the pipeline's default; the CLI passes the device it resolved)."""
-    return ZeroShotVideoClassificationPipeline(model=model, processor=processor, device=device, dtype=dtype,
-                                               compile=compile)
-
-
 def _model_and_processor(model, processor, tokenizer, video_processor, dtype, runtime=None):
     """The model and `XClipProcessor` through the one loader; `tokenizer=` / `video_processor=` replace the
     corresponding part of the processor (or, given both, make it). An `ExportedFolder` (an exported folder as
@@ -438,3 +431,10 @@ def register_pipeline():
     # `runtime=`), then the torch model
     PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ZeroShotVideoClassificationPipeline,
                                         pt_model=(ExportedFolder, XClipModel), type="multimodal")
+
+
+def build_pipeline(model, processor=None, device=None, dtype=None, compile: bool = False):
+    """The zero-shot pipeline for a model given as a folder, hub id or object (through the one loader), on `device`
+    as given (None: the pipeline's default; the CLI passes the device it resolved)."""
+    return ZeroShotVideoClassificationPipeline(model=model, processor=processor, device=device, dtype=dtype,
+                                               compile=compile)
