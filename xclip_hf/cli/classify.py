@@ -93,6 +93,7 @@ def _check_arguments(args, labels) -> None:
 
 def run_windows(args, pipe, labels) -> int:
     """`--chunk-length`: a timeline per video (windows or segments), optional JSON and PNG."""
+    from ..pipelines.failures import each_video
     from ..pipelines.segments import timeline_segments
 
     call = dict(candidate_labels=labels, hypothesis_template=args.template, num_frames=args.num_frames,
@@ -100,10 +101,8 @@ def run_windows(args, pipe, labels) -> int:
                 stride_length_s=args.stride, return_timestamps=True, batch_size=args.batch_size,
                 num_workers=args.num_workers, progress=False if args.no_progress else None)
     results, timelines, failures = [], {}, []
-    for path in args.videos:
-        try:
-            windows = pipe(path, **call)
-        except Exception as err:
+    for path, windows, err in each_video(lambda video: pipe(video, **call), args.videos, errors=Exception):
+        if err is not None:
             failures.append(path)
             results.append({"video": path, "error": f"{type(err).__name__}: {err}"})
             if not args.json:
@@ -128,10 +127,20 @@ def run_windows(args, pipe, labels) -> int:
     return failed_inputs("classify", failures, len(args.videos), "could not be classified")
 
 
+def check_compile(model: str, compile: bool) -> None:
+    """`--compile` applies to torch models, not to a folder of graphs written by `xclip-hf export-onnx` (`UsageError`)."""
+    from ..deploy.manifest import is_export_dir
+
+    if compile and is_export_dir(model):
+        raise UsageError(f"--compile applies to torch models; {model!r} holds exported graphs")
+
+
 def run(args) -> int:
     from tqdm.auto import tqdm
 
+    from ..pipelines.failures import batch_then_each
     from ..pipelines.video_inputs import is_url
+    from ..pipelines.zero_shot_video_classification import build_pipeline
     from ..video.reader import check_video_path
 
     labels = read_labels(args.labels, args.labels_file)
@@ -145,9 +154,10 @@ def run(args) -> int:
     if unreadable:
         raise CommandFailure("; ".join(unreadable))
     check_model_source(args.model)
+    check_compile(args.model, args.compile)
     with library_progress(args.no_progress):
-        pipe = build_pipeline(args.model, resolve_device(args.device, "classify", args.model), args.dtype,
-                              compile=args.compile)
+        pipe = build_pipeline(args.model, device=resolve_device(args.device, "classify", args.model),
+                              dtype=args.dtype, compile=args.compile)
     call = dict(candidate_labels=labels, hypothesis_template=args.template, top_k=args.top_k,
                 num_temporal_clips=args.num_temporal_clips, num_spatial_crops=args.num_spatial_crops,
                 num_frames=args.num_frames)
@@ -161,16 +171,15 @@ def run(args) -> int:
                file=sys.stderr)
     for start in range(0, len(args.videos), chunk):
         paths = args.videos[start:start + chunk]
-        try:
-            outputs = pipe(paths, batch_size=len(paths), num_workers=args.num_workers, **call)
-            results.extend({"video": p, "predictions": o} for p, o in zip(paths, outputs))
-        except Exception:
-            for p in paths:  # find which file failed, keep the others
-                try:
-                    results.append({"video": p, "predictions": pipe(p, **call)})
-                except Exception as err:
-                    failures.append(p)
-                    results.append({"video": p, "error": f"{type(err).__name__}: {err}"})
+        scored = batch_then_each(lambda videos: pipe(videos, batch_size=len(videos), num_workers=args.num_workers,
+                                                     **call),
+                                 lambda video: pipe(video, **call), paths, errors=Exception, retry_one=True)
+        for p, output, err in scored:  # a failed batch was retried file by file: the others are kept
+            if err is None:
+                results.append({"video": p, "predictions": output})
+            else:
+                failures.append(p)
+                results.append({"video": p, "error": f"{type(err).__name__}: {err}"})
         bar.update(len(paths))
         if not args.json:
             for r in results[-len(paths):]:
@@ -180,19 +189,3 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     return failed_inputs("classify", failures, len(args.videos), "could not be classified")
-
-
-def build_pipeline(model: str, device: str | None, dtype: str, compile: bool = False):
-    """The zero-shot pipeline over the one loader (`models.loading`: its errors name the model folder and file)."""
-    import torch
-
-    from ..deploy.manifest import is_export_dir
-    from ..pipelines.zero_shot_video_classification import ZeroShotVideoClassificationPipeline
-
-    if device is None:  # the Python caller's default; the command resolves its own (`common.resolve_device`)
-        device = "cuda" if torch.cuda.is_available() and not is_export_dir(model) else "cpu"
-    if is_export_dir(model) and compile:  # graphs written by `xclip-hf export-onnx` run on their runtime, not torch.compile
-        raise UsageError(f"--compile applies to torch models; {model!r} holds exported graphs")
-    return ZeroShotVideoClassificationPipeline(model=model, device=device, dtype=dtype, compile=compile)
-
-

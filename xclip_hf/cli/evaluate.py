@@ -119,15 +119,14 @@ def _read_renames(path) -> dict:
     return {a.strip(): b.strip() for a, b in rows}
 
 
-def _zero_shot(args) -> dict:
+def _zero_shot(args, options) -> dict:
     from ..evaluation import zero_shot
 
     views = dict(num_temporal_clips=args.num_temporal_clips, num_spatial_crops=args.num_spatial_crops)
     if not args.k600_new_classes:
         if args.labels is None:
             raise ValueError("zero-shot needs --labels (a shipped list name or an id,name csv)")
-        return zero_shot.evaluate_zero_shot(args.model, args.data, args.labels, **_options(args), **views,
-                                            num_workers=args.num_workers)
+        return zero_shot.evaluate_zero_shot(args.model, args.data, args.labels, options=options)
     if len(args.data) != 1:
         raise ValueError("--k600-new-classes takes one --data file (the Kinetics-600 validation annotation)")
     if views != dict(num_temporal_clips=1, num_spatial_crops=1):
@@ -135,10 +134,10 @@ def _zero_shot(args) -> dict:
     return zero_shot.evaluate_kinetics600_new_classes(
         args.model, args.data[0], k400_labels=args.k400_labels, k600_labels=args.k600_labels,
         renames=_read_renames(args.renames) if args.renames else None, num_subsets=args.num_subsets,
-        subset_size=args.subset_size, seed=args.seed, num_workers=args.num_workers, **_options(args))
+        subset_size=args.subset_size, seed=args.seed, options=options)
 
 
-def _few_shot(args):
+def _few_shot(args, options):
     """Write the K-shot lists and commands; train with --train; evaluate the trained models (None: none yet)."""
     import os
 
@@ -164,17 +163,23 @@ def _few_shot(args):
         if state.is_main_process:
             print(f"no trained model yet: run {plan['script']} (or pass --train), then rerun this command")
         return None
-    options = {k: v for k, v in _options(args).items() if k not in ("num_frames",)}
-    return few_shot.evaluate_few_shot(models, args.data, args.labels, **options, num_workers=args.num_workers,
+    return few_shot.evaluate_few_shot(models, args.data, args.labels, options=options,
                                       settings={"k": args.k, "seed": args.seed, "lists": plan["lists"]})
 
 
-def _options(args) -> dict:
-    return dict(output_dir=args.output, video_root=args.video_root, template=args.template,
-                num_frames=args.num_frames, batch_size=args.batch_size, on_bad_video=args.on_bad_video,
-                device=args.device, dtype=None if args.dtype == "auto" else args.dtype,
-                progress=False if args.no_progress else None, paper_figures=args.paper_figures,
-                shard_size=args.shard_size)
+FROM_FLAGS = ("num_temporal_clips", "num_spatial_crops", "num_frames", "batch_size", "on_bad_video",
+              "paper_figures", "shard_size", "num_workers")
+
+
+def _options(args):
+    """The shared `EvaluationOptions` from the command line; a flag the protocol's parser lacks keeps the default."""
+    from ..evaluation.options import EvaluationOptions
+
+    given = {name: getattr(args, name) for name in FROM_FLAGS if hasattr(args, name)}
+    dtype = getattr(args, "dtype", "auto")
+    return EvaluationOptions(output_dir=args.output, video_root=args.video_root, template=args.template,
+                             device=args.device, dtype=None if dtype == "auto" else dtype,
+                             progress=False if args.no_progress else None, **given)
 
 
 def _summary(report: dict) -> str:
@@ -203,35 +208,31 @@ def run(args) -> int:
             check_window_lengths(args.chunk_length, args.stride)
     check_model_source(args.model)
     args.device = resolve_device(args.device, f"evaluate {args.protocol}", args.model)
+    options = _options(args)
     with library_progress(args.no_progress):
         if args.protocol == "closed-set":
             from ..evaluation.closed_set import evaluate_closed_set
 
             if args.labels is None:
                 raise ValueError("closed-set needs --labels (a shipped list name or an id,name csv)")
-            report = evaluate_closed_set(args.model, args.data, args.labels, **_options(args),
-                                         num_temporal_clips=args.num_temporal_clips,
-                                         num_spatial_crops=args.num_spatial_crops, num_workers=args.num_workers)
+            report = evaluate_closed_set(args.model, args.data, args.labels, options=options)
         elif args.protocol == "zero-shot":
-            report = _zero_shot(args)
+            report = _zero_shot(args, options)
         elif args.protocol == "few-shot":
-            report = _few_shot(args)
+            report = _few_shot(args, options)
             if report is None:
                 return 0
         elif args.protocol == "localisation":
             from ..evaluation.localisation import evaluate_localisation
 
-            options = {k: v for k, v in _options(args).items() if k not in ("num_frames", "progress", "shard_size")}
             report = evaluate_localisation(args.model, args.data, args.labels, chunk_length_s=args.chunk_length,
                                            stride_length_s=args.stride, aggregate=args.aggregate,
-                                           min_duration_s=args.min_duration, **options)
+                                           min_duration_s=args.min_duration, options=options)
         elif args.protocol == "retrieval":
             from ..evaluation.retrieval import evaluate_retrieval
 
-            report = evaluate_retrieval(args.model, args.captions, args.index, output_dir=args.output,
-                                        video_root=args.video_root, rerank=not args.no_rerank,
-                                        rerank_candidates=args.rerank_candidates, template=args.template,
-                                        device=args.device)
+            report = evaluate_retrieval(args.model, args.captions, args.index, rerank=not args.no_rerank,
+                                        rerank_candidates=args.rerank_candidates, options=options)
         else:  # pragma: no cover - argparse restricts the choices
             raise ValueError(f"unknown protocol {args.protocol!r}")
     if is_main_process():

@@ -13,9 +13,10 @@ from .labels import resolve_labels
 from .metrics import classification_figures, save_confusion_png
 from .predictions import is_main_process, predictions_dir
 from .report import build_report, find_paper_figures, model_identity, paper_figure, write_report
-from .runner import build_pipeline, score_videos
+from .options import EvaluationOptions, evaluation_options
+from .runner import pipeline_for, score_videos
 
-__all__ = ["read_annotations", "evaluate_classification", "evaluate_closed_set"]
+__all__ = ["read_annotations", "scoring_options", "evaluate_classification", "evaluate_closed_set"]
 
 
 def read_annotations(data_file, class_names: list[str], video_root=None) -> tuple[list[str], list[int]]:
@@ -35,37 +36,41 @@ def evaluate_classification(pipe, videos: list[str], references: list[int], clas
     return {"figures": figures, "scores": scored.scores, "kept": scored.kept, "bad_videos": scored.bad_videos}
 
 
-def evaluate_closed_set(model, data_file, labels, *, output_dir=None, video_root=None, processor=None,
-                        num_temporal_clips: int = 1, num_spatial_crops: int = 1, num_frames: int | None = None,
-                        template: str = "{}", batch_size: int = 1, on_bad_video: str = "skip", device=None,
-                        dtype=None, progress: bool | None = None, paper_figures=None, dataset: str | None = None,
-                        shard_size: int = 64, num_workers: int = 0) -> dict:
+def scoring_options(o, predictions, job: dict) -> dict:
+    """`score_videos`' keyword arguments from the shared options `o`, committing to `predictions` with `job`."""
+    return dict(num_temporal_clips=o.num_temporal_clips, num_spatial_crops=o.num_spatial_crops,
+                num_frames=o.num_frames, template=o.template, batch_size=o.batch_size, on_bad_video=o.on_bad_video,
+                progress=o.progress, predictions_dir=predictions, shard_size=o.shard_size, num_workers=o.num_workers,
+                job_settings=job)
+
+
+def evaluate_closed_set(model, data_file, labels, *, options: EvaluationOptions | None = None, **overrides) -> dict:
     """Run the closed-set protocol; returns the report (and writes report.json/.md + confusion.png to `output_dir`).
 
-    `labels`: a shipped list name (`kinetics400`, ...), an `id,name` csv, or a list of names. With `output_dir`,
-    per-video predictions are committed under `output_dir/predictions` every `shard_size` videos, and a rerun
-    resumes (`runner.score_videos`); under torchrun / accelerate launch the main process writes the files.
-    `num_workers`: processes that decode videos while the model runs (`score_videos`)."""
+    `labels`: a shipped list name (`kinetics400`, ...), an `id,name` csv, or a list of names. `options` /
+    `overrides`: the shared `EvaluationOptions`, all used here. With `output_dir`, per-video predictions are
+    committed under `output_dir/predictions` every `shard_size` videos, and a rerun resumes (`runner.score_videos`);
+    under torchrun / accelerate launch the main process writes the files."""
+    o = evaluation_options(options, overrides)
+    output_dir, num_temporal_clips, num_spatial_crops = o.output_dir, o.num_temporal_clips, o.num_spatial_crops
     class_names, dataset_key = resolve_labels(labels)
-    dataset = dataset or dataset_key
-    videos, references = read_annotations(data_file, class_names, video_root)
-    pipe = model if hasattr(model, "text_features") else build_pipeline(model, processor, device, dtype)
-    options = dict(num_temporal_clips=num_temporal_clips, num_spatial_crops=num_spatial_crops, num_frames=num_frames,
-                   template=template, batch_size=batch_size, on_bad_video=on_bad_video, progress=progress,
-                   predictions_dir=predictions_dir(output_dir), shard_size=shard_size, num_workers=num_workers,
-                   job_settings={"protocol": "closed-set", "data_file": os.path.abspath(data_file)})
-    out = evaluate_classification(pipe, videos, references, class_names, **options)
+    dataset = o.dataset or dataset_key
+    videos, references = read_annotations(data_file, class_names, o.video_root)
+    pipe = pipeline_for(model, o)
+    job = {"protocol": "closed-set", "data_file": os.path.abspath(data_file)}
+    out = evaluate_classification(pipe, videos, references, class_names,
+                                  **scoring_options(o, predictions_dir(output_dir), job))
     identity = model_identity(pipe.model, model if isinstance(model, (str, os.PathLike)) else None)
     settings = {"data_file": os.fspath(data_file), "labels": labels if isinstance(labels, str) else None,
                 "dataset": dataset, "num_classes": len(class_names), "views": f"{num_temporal_clips}x{num_spatial_crops}",
                 "num_temporal_clips": num_temporal_clips, "num_spatial_crops": num_spatial_crops,
-                "num_frames": num_frames or identity["num_frames"], "template": template, "num_videos": len(videos)}
+                "num_frames": o.num_frames or identity["num_frames"], "template": o.template, "num_videos": len(videos)}
     results = {"summary": {k: v for k, v in out["figures"].items() if k not in ("per_class_accuracy", "confusion_matrix")},
                "per_class_accuracy": out["figures"]["per_class_accuracy"],
                "confusion_matrix": out["figures"]["confusion_matrix"], "class_names": class_names,
                "predictions": [{"video": videos[i], "label": int(references[i]), "predicted": int(row.argmax())}
                                for i, row in zip(out["kept"], out["scores"])]}
-    paper = paper_figure(find_paper_figures(paper_figures), "closed-set", dataset, identity)
+    paper = paper_figure(find_paper_figures(o.paper_figures), "closed-set", dataset, identity)
     report = build_report("closed-set", settings, identity, results, out["bad_videos"], paper)
     if output_dir is not None:
         report["files"] = write_report(output_dir, report)

@@ -14,6 +14,7 @@ import sys
 
 from .closed_set import read_annotations
 from .labels import resolve_labels
+from .options import EvaluationOptions, check_unused, evaluation_options
 
 __all__ = ["write_k_shot_lists", "training_command", "prepare_few_shot", "run_training", "evaluate_few_shot"]
 
@@ -78,38 +79,37 @@ def run_training(commands: dict) -> None:
             raise RuntimeError(f"few-shot training for K={k} failed (exit {status}): {' '.join(map(shlex.quote, cmd))}")
 
 
-def evaluate_few_shot(models: dict, eval_file, labels, *, output_dir=None, video_root=None, template: str = "{}",
-                      batch_size: int = 1, on_bad_video: str = "skip", device=None, dtype=None,
-                      progress: bool | None = None, paper_figures=None, dataset: str | None = None,
-                      settings: dict | None = None, shard_size: int = 64, num_workers: int = 0) -> dict:
-    """Top-1 of each K-shot model on `eval_file` (split 1) with one view; a table K -> top-1 beside the paper's.
-    With `output_dir`, resumable through `output_dir/predictions/{K}shot`; `num_workers` decode videos while the
-    model runs."""
-    from .closed_set import evaluate_classification
+def evaluate_few_shot(models: dict, eval_file, labels, *, settings: dict | None = None,
+                      options: EvaluationOptions | None = None, **overrides) -> dict:
+    """Top-1 of each K-shot model on `eval_file` (split 1), a table K -> top-1 beside the paper's. `options` /
+    `overrides`: the shared `EvaluationOptions` (one view by default, the paper's; `processor`: each model's own).
+    With `output_dir`, resumable through `output_dir/predictions/{K}shot`."""
+    from .closed_set import evaluate_classification, scoring_options
     from .predictions import predictions_dir
     from .report import build_report, find_paper_figures, model_identity, paper_figure, write_report
     from .runner import build_pipeline
 
+    o = evaluation_options(options, overrides)
+    check_unused(o, "few-shot", ("processor",), "each K-shot model is loaded with its own processor")
     class_names, key = resolve_labels(labels)
-    dataset = dataset or key
-    videos, refs = read_annotations(eval_file, class_names, video_root)
-    figures = find_paper_figures(paper_figures)
+    dataset = o.dataset or key
+    videos, refs = read_annotations(eval_file, class_names, o.video_root)
+    figures = find_paper_figures(o.paper_figures)
     per_k, bad, identity = {}, {}, None
     for k, model in sorted(models.items()):
-        pipe = build_pipeline(model, device=device, dtype=dtype)
-        out = evaluate_classification(pipe, videos, refs, class_names, template=template, batch_size=batch_size,
-                                      on_bad_video=on_bad_video, progress=progress, shard_size=shard_size,
-                                      num_workers=num_workers, predictions_dir=predictions_dir(output_dir, f"{k}shot"),
-                                      job_settings={"protocol": "few-shot", "data_file": os.path.abspath(eval_file)})
+        pipe = build_pipeline(model, device=o.device, dtype=o.dtype)
+        job = {"protocol": "few-shot", "data_file": os.path.abspath(eval_file)}
+        out = evaluate_classification(pipe, videos, refs, class_names,
+                                      **scoring_options(o, predictions_dir(o.output_dir, f"{k}shot"), job))
         identity = model_identity(pipe.model, model if isinstance(model, (str, os.PathLike)) else None)
         paper = paper_figure(figures, "few-shot", dataset, identity, shots=int(k))
         per_k[f"K={k}"] = {"top1": out["figures"]["top1"], "num_videos": out["figures"]["num_videos"],
                            "paper_top1": paper["top1"] if paper else None, "model": identity["source"]}
         bad.update({b["video"]: b for b in out["bad_videos"]})
     results = {"splits": per_k, "summary": {}}
-    settings = {"eval_file": os.fspath(eval_file), "dataset": dataset, "views": "1x1", "template": template,
-                **(settings or {})}
+    settings = {"eval_file": os.fspath(eval_file), "dataset": dataset,
+                "views": f"{o.num_temporal_clips}x{o.num_spatial_crops}", "template": o.template, **(settings or {})}
     report = build_report("few-shot", settings, identity, results, list(bad.values()))
-    if output_dir is not None:
-        report["files"] = write_report(output_dir, report)
+    if o.output_dir is not None:
+        report["files"] = write_report(o.output_dir, report)
     return report

@@ -17,6 +17,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from .options import EvaluationOptions, check_unused, evaluation_options
+
 __all__ = ["TIOU_THRESHOLDS", "read_segments", "label_at", "frame_accuracy", "tiou", "average_precision",
            "segment_map", "evaluate_localisation"]
 
@@ -113,51 +115,66 @@ def segment_map(predicted: dict, truth: dict, thresholds=TIOU_THRESHOLDS) -> dic
     return out
 
 
+def window_options(o) -> dict:
+    """The pipeline options of `o` that apply to windows, only where they differ from the pipeline's defaults."""
+    given = {"num_frames": o.num_frames, "num_spatial_crops": o.num_spatial_crops if o.num_spatial_crops != 1 else None,
+             "num_workers": o.num_workers or None}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def evaluate_localisation(model, segments_file, labels=None, *, chunk_length_s: float, stride_length_s=None,
-                          min_duration_s: float | None = None, aggregate: str = "segmentation", output_dir=None,
-                          video_root=None, processor=None, template: str = "{}", batch_size: int = 1,
-                          on_bad_video: str = "skip", device=None, dtype=None, fps: float | None = None,
-                          paper_figures=None) -> dict:
+                          min_duration_s: float | None = None, aggregate: str = "segmentation",
+                          fps: float | None = None, options: EvaluationOptions | None = None, **overrides) -> dict:
     """Frame accuracy and segment mAP of the windowed pipeline's output over the videos of `segments_file`.
 
     `aggregate`: how the pipeline's windows become segments, as the pipeline's `aggregate=`
     (`pipelines.segments.aggregate_windows`): `"segmentation"` (default), `"frames"`, or `"segments"` (window top
     labels merged; `"windows"` is accepted for it). `min_duration_s`: default a fraction of the window length
-    (per method, `pipelines/segments.py`). `labels`: class names (default: the annotated ones)."""
+    (per method, `pipelines/segments.py`). `labels`: class names (default: the annotated ones). `options` /
+    `overrides`: the shared `EvaluationOptions` (a window is one clip: no `num_temporal_clips`; no predictions
+    store: `shard_size`, `progress` and `dataset` are not used)."""
+    from ..pipelines.failures import each_video
     from ..pipelines.segments import AGGREGATIONS, aggregate_windows
     from ..video.reader import VideoFile
     from ..video.timing import frame_times_at_rate
     from .labels import resolve_labels
     from .report import build_report, model_identity, write_report
-    from .runner import build_pipeline
+    from .runner import pipeline_for
 
+    o = evaluation_options(options, overrides)
+    check_unused(o, "localisation", ("num_temporal_clips",), "each window is one clip; use stride_length_s")
     how = "segments" if aggregate == "windows" else aggregate  # "windows": this module's earlier name
     if how not in AGGREGATIONS:
         raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {aggregate!r}")
-    truth = read_segments(segments_file, video_root)
+    truth = read_segments(segments_file, o.video_root)
     class_names = resolve_labels(labels)[0] if labels is not None else sorted({s["label"] for v in truth.values() for s in v})
     unknown = sorted({s["label"] for v in truth.values() for s in v} - set(class_names))
     if unknown:
         raise ValueError(f"annotated labels {unknown[:5]} are not among the {len(class_names)} classes")
-    pipe = model if hasattr(model, "text_features") else build_pipeline(model, processor, device, dtype)
+    pipe = pipeline_for(model, o)
+    call = dict(candidate_labels=class_names, hypothesis_template=o.template, chunk_length_s=chunk_length_s,
+                stride_length_s=stride_length_s, return_timestamps=True, batch_size=o.batch_size, progress=False,
+                **window_options(o), **({"fps": fps} if fps else {}))
+
+    def windows_and_clock(video):
+        windows = pipe(video, **call)
+        with VideoFile(video) as vf:
+            times, end, rate = vf.frame_times, vf.duration, fps or vf.fps
+            if times is None:  # no timestamps and no rate in the file: fps= is its clock
+                times, end = frame_times_at_rate(vf.num_frames, fps, video)
+        return windows, times, end, rate
+
     predicted, accuracies, bad = {}, {}, []
-    for video, segs in truth.items():
-        try:
-            windows = pipe(video, candidate_labels=class_names, hypothesis_template=template,
-                           chunk_length_s=chunk_length_s, stride_length_s=stride_length_s, return_timestamps=True,
-                           batch_size=batch_size, progress=False, **({"fps": fps} if fps else {}))
-            with VideoFile(video) as vf:
-                times, end, rate = vf.frame_times, vf.duration, fps or vf.fps
-                if times is None:  # no timestamps and no rate in the file: fps= is its clock
-                    times, end = frame_times_at_rate(vf.num_frames, fps, video)
-        except (ValueError, RuntimeError, OSError) as err:
-            if on_bad_video == "raise":
+    for video, measured, err in each_video(windows_and_clock, truth):
+        if err is not None:
+            if o.on_bad_video == "raise":
                 raise ValueError(f"video {video!r} could not be evaluated: {err}") from err
             bad.append({"video": video, "error": f"{type(err).__name__}: {err}"})
             continue
+        windows, times, end, rate = measured
         predicted[video] = aggregate_windows(windows, how, end_s=end, frame_times=times, labels=class_names,
                                              min_duration_s=min_duration_s)
-        accuracies[video] = frame_accuracy(predicted[video], segs, rate)
+        accuracies[video] = frame_accuracy(predicted[video], truth[video], rate)
     if not predicted:
         raise ValueError(f"none of the {len(truth)} videos could be evaluated; the first error: {bad[0]['error']}")
     kept = {v: truth[v] for v in predicted}
@@ -168,8 +185,8 @@ def evaluate_localisation(model, segments_file, labels=None, *, chunk_length_s: 
     identity = model_identity(pipe.model, model if isinstance(model, (str, os.PathLike)) else None)
     settings = {"segments_file": os.fspath(segments_file), "chunk_length_s": chunk_length_s,
                 "stride_length_s": stride_length_s, "aggregate": aggregate, "min_duration_s": min_duration_s,
-                "template": template, "num_classes": len(class_names)}
+                "template": o.template, "num_classes": len(class_names)}
     report = build_report("localisation", settings, identity, results, bad)
-    if output_dir is not None:
-        report["files"] = write_report(output_dir, report)
+    if o.output_dir is not None:
+        report["files"] = write_report(o.output_dir, report)
     return report

@@ -20,6 +20,8 @@ import os
 
 import numpy as np
 
+from .options import EvaluationOptions, check_unused, evaluation_options
+
 __all__ = ["retrieval_ranks", "retrieval_metrics", "read_captions", "evaluate_retrieval"]
 
 RECALL_AT = (1, 5, 10)
@@ -92,17 +94,25 @@ def _score_matrix(dataset, captions: list[str], videos: list[str], model, proces
     return unique_scores[[row[c] for c in captions]]
 
 
-def evaluate_retrieval(model, captions_file, embeddings, *, output_dir=None, video_root=None, processor=None,
-                       rerank: bool = True, rerank_candidates: int | None = None, template: str = "{}",
-                       device=None, paper_figures=None) -> dict:
+NOT_USED = ("num_temporal_clips", "num_spatial_crops", "num_frames", "batch_size", "on_bad_video", "dtype",
+            "shard_size", "num_workers")
+
+
+def evaluate_retrieval(model, captions_file, embeddings, *, rerank: bool = True, rerank_candidates: int | None = None,
+                       options: EvaluationOptions | None = None, **overrides) -> dict:
     """Retrieval figures of `embeddings` (an `xclip-hf embed` output dir, one row per video) for a captions file:
-    cosine always, and the re-ranked scores too when `rerank` and the rows stored `video_context`."""
+    cosine always, and the re-ranked scores too when `rerank` and the rows stored `video_context`. `options` /
+    `overrides`: the shared `EvaluationOptions` (the videos were read by `embed`: `output_dir`, `video_root`,
+    `processor`, `template` and `device` apply; `progress`, `paper_figures` and `dataset` are accepted, unused)."""
     from datasets import load_from_disk
 
     from ..corpus.search import load_search_model
     from .report import build_report, model_identity, write_report
 
-    pairs = read_captions(captions_file, video_root)
+    o = evaluation_options(options, overrides)
+    check_unused(o, "retrieval", NOT_USED, "the videos were read and embedded by `xclip-hf embed`")
+    template, device = o.template, o.device
+    pairs = read_captions(captions_file, o.video_root)
     dataset = load_from_disk(os.fspath(embeddings)) if isinstance(embeddings, (str, os.PathLike)) else embeddings
     paths = [os.path.abspath(p) for p in dataset["path"]]
     if len(set(paths)) != len(paths):
@@ -120,7 +130,7 @@ def evaluate_retrieval(model, captions_file, embeddings, *, output_dir=None, vid
     captions = [c for _, c in pairs]
     relevant = np.zeros((len(pairs), len(videos)), dtype=bool)
     relevant[np.arange(len(pairs)), [videos.index(v) for v, _ in pairs]] = True
-    net, processor = load_search_model(model, processor, device)
+    net, processor = load_search_model(model, o.processor, device)
     kinds = {"cosine": False}
     if rerank and "video_context" in dataset.column_names:
         kinds["rerank"] = True
@@ -140,6 +150,6 @@ def evaluate_retrieval(model, captions_file, embeddings, *, output_dir=None, vid
                 "tie_rule": "wrong candidates tied with the best correct one rank above it"}
     summary = results.get("rerank", results["cosine"])
     report = build_report("retrieval", settings, identity, {"summary": summary, **results}, bad)
-    if output_dir is not None:
-        report["files"] = write_report(output_dir, report)
+    if o.output_dir is not None:
+        report["files"] = write_report(o.output_dir, report)
     return report

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ScoredVideos", "build_pipeline", "score_videos", "ON_BAD_VIDEO"]
+__all__ = ["ScoredVideos", "build_pipeline", "is_pipeline", "pipeline_for", "score_videos", "ON_BAD_VIDEO"]
 
 ON_BAD_VIDEO = ("skip", "raise")
 
@@ -34,16 +34,22 @@ class ScoredVideos:
 
 
 def build_pipeline(model, processor=None, device=None, dtype=None):
-    """The zero-shot pipeline for a model given as a folder, hub id or object (through the one loader); under
-    torchrun / accelerate launch, on this process's device (`predictions.process_device`)."""
-    from ..models.loading import load_model_and_processor
-    from ..pipelines.zero_shot_video_classification import ZeroShotVideoClassificationPipeline
+    """`pipelines.build_pipeline` on this process's device under torchrun / accelerate launch
+    (`predictions.process_device`)."""
+    from ..pipelines.zero_shot_video_classification import build_pipeline as build
     from .predictions import process_device
 
-    device = process_device(device)
-    loaded = load_model_and_processor(model, processor=processor, need_text=True, dtype=dtype, device=device)
-    return ZeroShotVideoClassificationPipeline(model=loaded.model, processor=loaded.processor,
-                                               device=loaded.model.device)
+    return build(model, processor, process_device(device), dtype)
+
+
+def is_pipeline(model) -> bool:
+    """Whether `model` is already a zero-shot pipeline (anything with its `text_features`), used as given."""
+    return hasattr(model, "text_features")
+
+
+def pipeline_for(model, options):
+    """`model` itself if it is a pipeline, else the pipeline built with `options`' processor, device and dtype."""
+    return model if is_pipeline(model) else build_pipeline(model, options.processor, options.device, options.dtype)
 
 
 def _vector(result: list[dict], column: dict[str, int]) -> np.ndarray:
@@ -56,19 +62,10 @@ def _vector(result: list[dict], column: dict[str, int]) -> np.ndarray:
 def _score_chunk(pipe, chunk: list[str], batch_size: int, options: dict, num_workers: int = 0) -> list[tuple]:
     """(video, pipeline result or None, error or None) per video of `chunk`; a failing batch is retried video by
     video (in this process) to find the bad one(s)."""
-    try:
-        return list(zip(chunk, pipe(chunk, batch_size=batch_size, num_workers=num_workers, **options),
-                        [None] * len(chunk)))
-    except (ValueError, RuntimeError, OSError) as err:
-        if len(chunk) == 1:
-            return [(chunk[0], None, err)]
-    outcome = []
-    for video in chunk:
-        try:
-            outcome.append((video, pipe([video], batch_size=1, **options)[0], None))
-        except (ValueError, RuntimeError, OSError) as single:
-            outcome.append((video, None, single))
-    return outcome
+    from ..pipelines.failures import batch_then_each
+
+    return batch_then_each(lambda videos: pipe(videos, batch_size=batch_size, num_workers=num_workers, **options),
+                           lambda video: pipe([video], batch_size=1, **options)[0], chunk)
 
 
 def score_videos(pipe, videos: list[str], class_names: list[str], *, num_temporal_clips: int = 1,

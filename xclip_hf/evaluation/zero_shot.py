@@ -21,12 +21,13 @@ import re
 
 import numpy as np
 
-from .closed_set import read_annotations
+from .closed_set import read_annotations, scoring_options
 from .labels import resolve_labels
 from .metrics import classification_figures, mean_std
 from .predictions import predictions_dir
 from .report import build_report, find_paper_figures, model_identity, paper_figure, write_report
-from .runner import build_pipeline, score_videos
+from .options import EvaluationOptions, check_unused, evaluation_options
+from .runner import pipeline_for, score_videos
 
 __all__ = ["normalise_class_name", "kinetics600_new_classes", "class_subsets", "evaluate_zero_shot",
            "evaluate_kinetics600_new_classes"]
@@ -126,27 +127,20 @@ def _finish(protocol, dataset, pipe, model, settings, results, bad, output_dir, 
     return report
 
 
-def evaluate_zero_shot(model, split_files, labels, *, output_dir=None, video_root=None, processor=None,
-                       num_temporal_clips: int = 1, num_spatial_crops: int = 1, num_frames: int | None = None,
-                       template: str = "{}", batch_size: int = 1, on_bad_video: str = "skip", device=None, dtype=None,
-                       progress: bool | None = None, paper_figures=None, dataset: str | None = None,
-                       shard_size: int = 64, num_workers: int = 0) -> dict:
+def evaluate_zero_shot(model, split_files, labels, *, options: EvaluationOptions | None = None,
+                       **overrides) -> dict:
     """Per-split top-1/top-5 and mean +- std over `split_files` (annotation files over the classes of `labels`).
-    With `output_dir`, resumable through `output_dir/predictions`; `num_workers` decode videos while the model
-    runs (see `closed_set.evaluate_closed_set`)."""
+    `options` / `overrides`: the shared `EvaluationOptions`, all used here (see `closed_set.evaluate_closed_set`)."""
+    o = evaluation_options(options, overrides)
     split_files = [split_files] if isinstance(split_files, (str, os.PathLike)) else list(split_files)
     if not split_files:
         raise ValueError("zero-shot needs at least one split file")
     class_names, dataset_key = resolve_labels(labels)
-    splits = [(_split_name(f), *read_annotations(f, class_names, video_root)) for f in split_files]
+    splits = [(_split_name(f), *read_annotations(f, class_names, o.video_root)) for f in split_files]
     union = list(dict.fromkeys(v for _, videos, _ in splits for v in videos))
-    pipe = model if hasattr(model, "text_features") else build_pipeline(model, processor, device, dtype)
-    scored = score_videos(pipe, union, class_names, num_temporal_clips=num_temporal_clips,
-                          num_spatial_crops=num_spatial_crops, num_frames=num_frames, template=template,
-                          batch_size=batch_size, on_bad_video=on_bad_video, progress=progress,
-                          predictions_dir=predictions_dir(output_dir), shard_size=shard_size, num_workers=num_workers,
-                          job_settings={"protocol": "zero-shot",
-                                        "split_files": [os.path.abspath(f) for f in split_files]})
+    pipe = pipeline_for(model, o)
+    job = {"protocol": "zero-shot", "split_files": [os.path.abspath(f) for f in split_files]}
+    scored = score_videos(pipe, union, class_names, **scoring_options(o, predictions_dir(o.output_dir), job))
     row = {union[i]: r for i, r in zip(scored.kept, scored.scores)}
     per_split = {}
     for name, videos, refs in splits:
@@ -157,29 +151,32 @@ def evaluate_zero_shot(model, split_files, labels, *, output_dir=None, video_roo
         per_split[name] = _headline(figures)
     summary = _summary(per_split)
     settings = {"split_files": [os.fspath(f) for f in split_files], "labels": labels if isinstance(labels, str) else None,
-                "dataset": dataset or dataset_key, "num_classes": len(class_names), "template": template,
-                "views": f"{num_temporal_clips}x{num_spatial_crops}", "num_frames": num_frames, "num_videos": len(union)}
-    return _finish("zero-shot", dataset or dataset_key, pipe, model, settings,
-                   {"summary": summary, "splits": per_split}, scored.bad_videos, output_dir, paper_figures)
+                "dataset": o.dataset or dataset_key, "num_classes": len(class_names), "template": o.template,
+                "views": f"{o.num_temporal_clips}x{o.num_spatial_crops}", "num_frames": o.num_frames,
+                "num_videos": len(union)}
+    return _finish("zero-shot", o.dataset or dataset_key, pipe, model, settings,
+                   {"summary": summary, "splits": per_split}, scored.bad_videos, o.output_dir, o.paper_figures)
 
 
 def evaluate_kinetics600_new_classes(model, data_file, *, k400_labels="kinetics400", k600_labels="kinetics600",
                                      renames: dict | None = None, subsets: list[list[str]] | None = None,
                                      num_subsets: int = 3, subset_size: int = SUBSET_SIZE, seed: int = 0,
-                                     output_dir=None, video_root=None, processor=None, num_frames: int | None = None,
-                                     template: str = "{}", batch_size: int = 1, on_bad_video: str = "skip",
-                                     device=None, dtype=None, progress: bool | None = None, paper_figures=None,
-                                     shard_size: int = 64, num_workers: int = 0) -> dict:
+                                     options: EvaluationOptions | None = None, **overrides) -> dict:
     """Zero-shot on the K600 classes absent from K400: `data_file` annotates K600 validation videos with K600
     ids; each subset (seeded, or given) scores its classes' videos against its own names. With `output_dir`,
-    resumable through `output_dir/predictions/subset{i}`."""
+    resumable through `output_dir/predictions/subset{i}`. `options` / `overrides`: the shared `EvaluationOptions`
+    (one view per video, the paper's protocol; `dataset` defaults to kinetics600)."""
+    o = evaluation_options(options, overrides)
+    check_unused(o, "zero-shot on the Kinetics-600 new classes", ("num_temporal_clips", "num_spatial_crops"),
+                 "one view per video, the paper's protocol")
+    dataset = o.dataset or "kinetics600"
     k400, _ = resolve_labels(k400_labels)
     k600, _ = resolve_labels(k600_labels)
     derived = kinetics600_new_classes(k400, k600, renames)
     if subsets is None:
         subsets = class_subsets(derived["new_classes"], num_subsets, min(subset_size, derived["count"]), seed)
-    videos, refs = read_annotations(data_file, k600, video_root)
-    pipe = model if hasattr(model, "text_features") else build_pipeline(model, processor, device, dtype)
+    videos, refs = read_annotations(data_file, k600, o.video_root)
+    pipe = pipeline_for(model, o)
     per_subset, bad = {}, {}
     for i, subset in enumerate(subsets):
         unknown = sorted(set(subset) - set(derived["new_classes"]))
@@ -189,19 +186,16 @@ def evaluate_kinetics600_new_classes(model, data_file, *, k400_labels="kinetics4
         chosen = [(v, column[r]) for v, r in zip(videos, refs) if r in column]
         if not chosen:
             raise ValueError(f"subset {i}: {os.fspath(data_file)!r} has no videos of its classes")
-        scored = score_videos(pipe, [v for v, _ in chosen], subset, num_frames=num_frames, template=template,
-                              batch_size=batch_size, on_bad_video=on_bad_video, progress=progress,
-                              predictions_dir=predictions_dir(output_dir, f"subset{i}"), shard_size=shard_size,
-                              num_workers=num_workers,
-                              job_settings={"protocol": "zero-shot k600-new-classes",
-                                            "data_file": os.path.abspath(data_file)})
+        job = {"protocol": "zero-shot k600-new-classes", "data_file": os.path.abspath(data_file)}
+        scored = score_videos(pipe, [v for v, _ in chosen], subset,
+                              **scoring_options(o, predictions_dir(o.output_dir, f"subset{i}"), job))
         figures = classification_figures(scored.scores, np.asarray([r for _, r in chosen])[scored.kept], subset)
         per_subset[f"subset{i}"] = _headline(figures)
         bad.update({b["video"]: b for b in scored.bad_videos})
     summary = _summary(per_subset)
-    settings = {"data_file": os.fspath(data_file), "dataset": "kinetics600", "mode": "kinetics600-new-classes",
-                "num_subsets": len(subsets), "subset_size": len(subsets[0]), "seed": seed, "template": template,
-                "num_frames": num_frames, "new_classes": derived["count"]}
+    settings = {"data_file": os.fspath(data_file), "dataset": dataset, "mode": "kinetics600-new-classes",
+                "num_subsets": len(subsets), "subset_size": len(subsets[0]), "seed": seed, "template": o.template,
+                "num_frames": o.num_frames, "new_classes": derived["count"]}
     results = {"summary": summary, "splits": per_subset, "new_classes": derived, "subsets": subsets}
-    return _finish("zero-shot", "kinetics600", pipe, model, settings, results, list(bad.values()), output_dir,
-                   paper_figures)
+    return _finish("zero-shot", dataset, pipe, model, settings, results, list(bad.values()), o.output_dir,
+                   o.paper_figures)

@@ -55,7 +55,7 @@ WINDOW_ONLY = ("stride_length_s", "return_timestamps", "aggregate", "fps", "prog
 AGGREGATES = ("mean", "segments", "frames", "segmentation")
 CHUNK_FIELDS = ("label_set", "video_name", "timestamp", "num_chunks", "video_index", "clock")  # passed through the forward
 
-__all__ = ["ZeroShotVideoClassificationPipeline", "register_pipeline", "average_view_probabilities"]
+__all__ = ["ZeroShotVideoClassificationPipeline", "build_pipeline", "register_pipeline", "average_view_probabilities"]
 
 
 def _positive_int(value, name: str, low: int = 1):
@@ -471,3 +471,10 @@ def register_pipeline():
     # `runtime=`), then the torch model
     PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ZeroShotVideoClassificationPipeline,
                                         pt_model=(ExportedFolder, XClipModel), type="multimodal")
+
+
+def build_pipeline(model, processor=None, device=None, dtype=None, compile: bool = False):
+    """The zero-shot pipeline for a model given as a folder, hub id or object (through the one loader), on `device`
+    as given (None: the pipeline's default; the CLI passes the device it resolved)."""
+    return ZeroShotVideoClassificationPipeline(model=model, processor=processor, device=device, dtype=dtype,
+                                               compile=compile)
