@@ -48,7 +48,7 @@ def test_an_option_a_protocol_cannot_honour_is_refused(protocol, option):
 
 @pytest.fixture(scope="module")
 def evalset(tmp_path_factory):
-    from test_evaluation import make_evalset
+    from _helpers_evaluation import make_evalset
 
     return make_evalset(tmp_path_factory.mktemp("options"))
 
