@@ -120,7 +120,7 @@ def test_resume_from_checkpoint_continues_the_same_run(trained, data, tmp_path):
 def test_two_processes_see_the_same_samples_as_one(data, tmp_path):
     one = script.main(_args(data, tmp_path / "one", "--save_strategy", "no", batch=4))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": REPO}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", SCRIPT,
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", SCRIPT,
            *_args(data, tmp_path / "two", "--save_strategy", "no", batch=2)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

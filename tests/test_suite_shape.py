@@ -66,3 +66,21 @@ def test_every_marker_used_is_registered_and_strict_markers_is_on():
                 used.add(node.attr)
     assert used - BUILTIN_MARKERS - registered == set()
     assert {"browser", "distributed"} <= used
+
+
+def _torchrun_calls(tree):
+    """Argument lists (string constants) of the list displays that launch torch.distributed.run."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.List):
+            words = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+            if "torch.distributed.run" in words:
+                yield words
+
+
+def test_torchrun_launches_take_a_free_port():
+    """Two test runs at once (or a test beside a user's job) never collide on a fixed rendezvous port: every
+    torchrun launch in tests/ is `--standalone` (a free port) and names no `--master_port`."""
+    fixed = [f"{name}: {' '.join(words)}" for name, tree in _sources().items() for words in _torchrun_calls(tree)
+             if "--standalone" not in words or "--master_port" in words]
+    assert fixed == []
+    assert list(_torchrun_calls(ast.parse('c = ["-m", "torch.distributed.run", "--master_port", "29517"]')))
