@@ -1,8 +1,4 @@
-"""The one place that registers: our classes and pipeline with transformers, deploy's runtime with the loader.
-
-Each transformers registration runs right after the module holding its registry is imported (a post-import hook on
-`sys.meta_path`), so `import xclip_hf` imports no torch.
-"""
+"""The one place that registers: our classes and pipeline with transformers (post-import hooks), deploy's runtime."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""Downloading a video from an http(s) URL as a server that strangers may reach must do it.
-
-Every address the host resolves to is checked before connecting, the connection goes to that address, each
-redirect is checked again, the size is capped and the whole download has one deadline; environment proxies are
-not used.
-"""
+"""Downloading a video from an http(s) URL as a server strangers may reach must (README, "Serving the app")."""
 
 from __future__ import annotations
 

@@ -1,12 +1,4 @@
-"""Where a resumable job keeps its work: atomic shards of whole videos per process, a done-list, the merged dataset.
-
-Layout of an output ``DIR`` (``job="embed"``; ``"evaluate"`` likewise)::
-
-    DIR/_embed_config.json          the job's settings, model fingerprint, model name and code version
-    DIR/_embed.lock                 the run writing now (`lock`)
-    DIR/_shards/rank{r}-{k:06d}/    a `datasets` dataset committed by process r + videos.json (its done-list)
-    DIR/{state.json, data-*.arrow}  the merged dataset (`datasets.load_from_disk(DIR)`)
-"""
+"""Where a resumable job keeps its work: atomic shards of whole videos per process, a done-list, the merged dataset."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""Video decoding that reads only the sampled frames (paper Sec. 4.2), as upright uint8 RGB ``(T, H, W, 3)`` arrays.
+"""Video decoding that reads only the sampled frames (paper Sec. 4.2): PyAV (default) or decord, upright uint8 RGB.
 
-Backends: ``pyav`` (the default: packet index, key-frame seeks, forward decoding) and ``decord`` (selectable;
-tried when PyAV cannot open a file). Every decoder failure is one `VideoDecodeError` naming the file and frame.
+Every decoder failure is one `VideoDecodeError` naming the file and the frame.
 """
 
 from __future__ import annotations
