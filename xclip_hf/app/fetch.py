@@ -1,18 +1,4 @@
-"""Downloading a video from an http(s) URL for the web app, as a server that strangers may reach must do it.
-
-- http:// and https:// only; the host is looked up once and every address it resolves to is checked
-  (`address_refusal`): loopback, private, link-local, multicast, reserved and other non-public addresses are refused
-  unless private URLs are allowed, before any connection is made;
-- the connection goes to the checked address itself (`PinnedConnection`: no second lookup that a DNS rebind could
-  answer differently); the URL's host is still the Host header and, over https, the name for SNI and the
-  certificate check;
-- redirects are followed (at most `MAX_REDIRECTS`), each hop checked the same way;
-- the body is written until ``max_bytes`` and no further; the lookup, connection, headers and body together must end
-  within ``timeout`` seconds (a watchdog shuts the socket at the deadline, so a server trickling bytes cannot hold
-  the download longer).
-
-Proxies named in the environment are not used: the checks are on the address actually connected to.
-"""
+"""Downloading a video from an http(s) URL as a server strangers may reach must (README, "Serving the app")."""
 
 from __future__ import annotations
 
@@ -39,8 +25,7 @@ class URLRefused(ValueError):
 
 
 def address_refusal(address) -> str | None:
-    """What kind of non-public address ``address`` is ("loopback", "private", "link-local", "multicast",
-    "reserved", "unspecified", "non-public"), or None for a public internet address."""
+    """What kind of non-public address ``address`` is ("loopback", "private", ...), or None for a public one."""
     ip = ipaddress.ip_address(address.split("%", 1)[0] if isinstance(address, str) else address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
@@ -82,8 +67,7 @@ def _shut(connection) -> None:
 
 
 class PinnedConnection(http.client.HTTPConnection):
-    """An HTTP(S) connection to an address checked beforehand: ``host`` is only the Host header (and, with ``tls``,
-    the name for SNI and the certificate check); the socket connects to ``address`` (family, sockaddr)."""
+    """An HTTP(S) connection to an address checked beforehand; ``host`` is only the Host header (and SNI name)."""
 
     def __init__(self, host: str, port: int, address: tuple, *, tls: bool, timeout: float):
         self.default_port = 443 if tls else 80  # the Host header leaves out the scheme's own port
@@ -204,8 +188,8 @@ def _megabytes(n_bytes: int) -> str:
 def fetch_video(url: str, folder: str, *, max_bytes: int, timeout: float, allow_private: bool = False) -> str:
     """Download ``url`` into a new file in ``folder`` under the rules of this module; returns its path.
 
-    Raises `URLRefused` (scheme, address, size), TimeoutError (over ``timeout`` seconds overall) or ConnectionError
-    (lookup, connection, HTTP status, redirects), each one line naming ``url``.
+    Raises `URLRefused` (scheme, address, size), TimeoutError (over ``timeout`` seconds overall) or ConnectionError,
+    each one line naming ``url``.
     """
     deadline = _Deadline(timeout)
     suffix = os.path.splitext(urllib.parse.urlsplit(url).path)[1][:16] or ".mp4"

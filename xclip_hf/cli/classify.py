@@ -1,8 +1,4 @@
-"""`xclip-hf classify VIDEO... --labels ... --model M`: zero-shot classification of video files.
-
-With `--chunk-length S [--stride H] [--segments] [--plot timeline.png]`, untrimmed videos are classified window by
-window and printed as a timeline (start - end, score, top label).
-"""
+"""`xclip-hf classify VIDEO... --labels ... --model M`: zero-shot classification (a timeline with `--chunk-length`)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""`xclip-hf export-onnx --model M OUT [--quantize int8]` (or the old `export-onnx M OUT`): a model -> ONNX graphs
-(video tower, text tower, prompt generator + similarity head) with the processor files, in one folder that
-`classify`, `embed`, `search` and the Python API run with ONNX Runtime or OpenVINO, without a torch model.
-"""
+"""`xclip-hf export-onnx --model M OUT [--quantize int8]`: a model -> a folder of ONNX graphs and processor files."""
 
 from __future__ import annotations
 

@@ -14,9 +14,7 @@ _GLOB_CHARS = set("*?[")
 
 
 def read_list_file(list_file) -> list[str]:
-    """Paths from a UTF-8 text file, one per line, each exactly as written minus its line ending (leading and
-    trailing spaces are part of the name; a leading BOM is dropped). Lines that are empty or white space only are
-    skipped, and so are comments: lines whose first character is '#' (write a path starting with '#' as ./#name)."""
+    """Paths from a UTF-8 list file, one per line exactly as written (BOM dropped); blank and '#' lines skipped."""
     list_file = os.fspath(list_file)
     if not os.path.isfile(list_file):
         raise ValueError(f"list file {list_file!r} does not exist")
@@ -26,8 +24,7 @@ def read_list_file(list_file) -> list[str]:
 
 
 def _directory_videos(directory: str) -> list[str]:
-    """Video files under ``directory``, recursively and sorted, following symlinked directories; a directory
-    reached twice (a symlink loop, or two links to one place) is searched once; hidden directories are skipped."""
+    """Video files under ``directory``: recursive, sorted, symlinks followed, each directory once, no hidden ones."""
     found, seen = [], set()
     for root, dirs, files in os.walk(directory, followlinks=True):
         info = os.stat(root)
@@ -41,12 +38,10 @@ def _directory_videos(directory: str) -> list[str]:
 
 
 def expand_inputs(videos=(), list_file=None) -> list[str]:
-    """One ordered list of video paths, each once (first occurrence kept; identity is the absolute path).
+    """One ordered list of video paths, each once, from files, directories, globs (``**`` recursive) and other paths.
 
-    A directory contributes its video files (by extension, recursively, sorted); a pattern with ``*?[`` that is
-    not an existing path is expanded with ``glob`` (``**`` recursive); any other entry is kept as given, so that a
-    missing or unreadable file becomes an error row instead of vanishing. An empty directory or a pattern that
-    matches nothing is an error naming it, as is an empty result.
+    A path that is not a directory or a pattern is kept as given (a missing file becomes an error row); an empty
+    directory, a pattern matching nothing, or an empty result is an error naming it.
     """
     if isinstance(videos, (str, os.PathLike)):
         videos = [videos]

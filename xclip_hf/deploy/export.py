@@ -1,13 +1,8 @@
-"""Export an X-CLIP model to three ONNX graphs (video tower, text tower, prompt generator + similarity head) with
-dynamic batch, label and sequence axes, plus the processor files, in one self-contained directory; optionally with
-int8 weights (dynamic quantisation: weights int8 ahead of time, activations quantised at run time).
+"""Export an X-CLIP model to three ONNX graphs (video tower, text tower, prompt head) plus its processor files.
 
     from xclip_hf.deploy import export_onnx
     export_onnx("my-xclip", "my-xclip-onnx")                    # float32
     export_onnx("my-xclip", "my-xclip-int8", quantize="int8")   # int8 MatMul weights
-
-The graphs are traced with `torch.onnx.export` (torch.export, `dynamo=True`): optimum's exporters cover CLIP's image
-tower only and do not install beside transformers 5.
 """
 
 from __future__ import annotations
@@ -97,8 +92,7 @@ def _weight_bytes(module: nn.Module) -> int:
 
 @contextlib.contextmanager
 def _quiet():
-    """Silence the exporters' progress prints, warnings and advice (stdout, `warnings`, the root and torch.onnx
-    loggers); errors still raise."""
+    """Silence the exporters' progress prints, warnings and advice; errors still raise."""
     loggers = [logging.getLogger(), logging.getLogger("torch.onnx")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -158,8 +152,7 @@ def _check_output(output_dir) -> str:
 
 
 def exporter_opsets() -> range:
-    """The opsets torch's ONNX exporter writes here: its own (18) and those onnxscript's version converter reaches
-    from it (18-25 with onnxscript 0.7); for any other it silently writes opset 18 graphs."""
+    """The opsets torch's ONNX exporter writes here: its own (18) and those onnxscript's converter reaches."""
     try:
         from onnxscript.version_converter import _version_converter as converter
 
@@ -169,8 +162,7 @@ def exporter_opsets() -> range:
 
 
 def check_export_options(quantize, opset, runtime) -> None:
-    """ValueError naming the option for a quantisation, opset (one the exporter does not write) or runtime that
-    `export_onnx` cannot honour."""
+    """ValueError naming a quantisation, opset or runtime option that `export_onnx` cannot honour."""
     if quantize not in (None, *QUANTIZE_CHOICES):
         raise ValueError(f"quantize must be None or one of {QUANTIZE_CHOICES}, got {quantize!r}")
     opsets = exporter_opsets()
@@ -209,11 +201,8 @@ def export_onnx(model, output_dir, *, processor=None, quantize: str | None = Non
         processor: its `XClipProcessor` (default: loaded from the model's folder); saved beside the graphs.
         quantize: None (float32 graphs) or "int8" (MatMul weights int8, see `quantize_export`).
         opset: the ONNX opset of the graphs (default 18; one of `exporter_opsets()`, read back from the graphs).
-        runtime: the engine the folder runs on by default ("onnxruntime" or "openvino"); default: the faster one
-            installed for its precision (OpenVINO for float32, ONNX Runtime for int8; see `manifest.default_runtime`).
-    The folder then holds video.onnx, text.onnx, head.onnx, config.json, the processor files and `xclip_onnx.json`
-    (opset, versions, frame count, input size); `load_model_and_processor(folder)`, the zero-shot pipeline,
-    `embed_videos`, `search_videos` and the CLI run it without building a torch model.
+        runtime: the folder's default engine ("onnxruntime" or "openvino"); default: the faster one installed for
+            its precision (`manifest.default_runtime`).
     """
     from ..models.loading import load_model_and_processor
 
@@ -260,13 +249,7 @@ def _float_copy(model):
 
 
 def quantize_export(source_dir, output_dir, *, per_channel: bool = True) -> str:
-    """An int8 copy of the float32 export `source_dir` in `output_dir` (a new or empty folder); returns the folder.
-
-    Dynamic quantisation (`onnxruntime.quantization.quantize_dynamic`): the weights of every MatMul with a constant
-    weight become int8 (one scale per output channel; `per_channel=False`: one per matrix, slightly less accurate
-    at the same speed, see benchmarks/bench_onnx.py), activations are quantised to uint8 at run time; embeddings,
-    layer norms, softmax, attention products and the scaled cosine stay float32.
-    """
+    """An int8 copy (dynamic quantisation, per output channel) of the float32 export `source_dir` in `output_dir`."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     source_dir = os.fspath(source_dir)

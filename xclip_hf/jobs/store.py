@@ -1,23 +1,4 @@
-"""Where a resumable job keeps its work: atomic shards per process, a done-list, and the merged dataset (embed).
-
-The same store keeps `xclip-hf evaluate`'s per-video predictions (``job="evaluate"``: ``_evaluate_config.json``,
-``_evaluate.lock``; the rows' features are the caller's, with a ``path`` and an ``error`` column).
-
-Layout of an output directory ``DIR``::
-
-    DIR/_embed_config.json          the job's identity, checked again when a run resumes: the settings that shape
-                                    the rows, the fingerprint of the model's video side (`identity`), the model as
-                                    named and the code version (recorded, not compared)
-    DIR/_embed.lock                 the run writing now (pid, host, start time; `lock`); _embed.lock.guard stays
-    DIR/_shards/rank{r}-{k:06d}/    a `datasets` dataset saved by process r (its k-th commit) + videos.json,
-                                    the inputs whose rows it holds (the done-list); renamed into place atomically
-    DIR/{state.json, data-*.arrow}  the merged dataset, written by the main process (`datasets.load_from_disk(DIR)`)
-
-A shard holds complete videos only, so after a kill (even ``kill -9``) every input is either fully in one
-committed shard or not at all; the next run skips the inputs of committed shards and embeds the rest. A video
-with an error row is retried by the next run (unless told not to): its new rows go to a new shard, and the merge
-keeps, per video, the first copy without errors (else the newest copy).
-"""
+"""Where a resumable job keeps its work: atomic shards of whole videos per process, a done-list, the merged dataset."""
 
 from __future__ import annotations
 
@@ -128,11 +109,7 @@ class ShardStore:
             )
 
     def check(self, settings: dict) -> None:
-        """`check_owner`, and refuse an earlier run made with different settings or another model (read-only).
-
-        ``settings`` holds the row-shaping settings and the `RECORDED_KEYS`; the model is compared by its
-        fingerprint. An output written before fingerprints were recorded cannot be checked: a warning says so.
-        """
+        """`check_owner`, and refuse an earlier run with other settings or another model (by fingerprint)."""
         self.check_owner()
         saved = read_job_config(self.directory, self.job)
         if saved is None:
@@ -209,9 +186,7 @@ class ShardStore:
         return sorted(self.committed_shards(), key=when)
 
     def chosen_copies(self) -> dict[str, tuple[str, bool]]:
-        """Per input (absolute path): the shard whose rows count and whether they hold an error. An input can be in
-        several shards when an earlier run's error rows were retried: the first copy without errors counts, else
-        the newest copy."""
+        """Per input: the shard whose rows count (the first copy without errors, else the newest) and its error flag."""
         chosen: dict[str, tuple[str, bool]] = {}
         for name in self._commit_order():
             failed = self.shard_failures(name)

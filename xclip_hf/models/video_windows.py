@@ -1,16 +1,4 @@
-"""One video as a stream of processed windows: the one loop plan -> frames -> video processor.
-
-`VideoWindowStream` plans the clips of one video (windows of ``chunk_length_s`` seconds every ``stride_length_s``,
-or, without windows, the processor's ``num_temporal_clips`` temporal views of the whole video), reads their frames
-in one pass (a file through ``reader.VideoFile`` and ``windows.iter_window_frames``; frames in memory by index) and
-runs the video processor on each clip as it arrives, so memory does not grow with the video's length. The
-zero-shot pipeline's ``preprocess`` (one chunk per window or view) and ``embed``'s loader (one row per window) both
-read videos through it; this module is the only caller of ``plan_windows`` and ``iter_window_frames``.
-
-Clocks: a file's windows are cut on its frames' presentation times; frames in memory have none, so windows over
-them need ``fps``. ``fps`` for a file that has its own clock is refused (it would be ignored); a file with neither
-timestamps nor a frame rate takes ``fps`` as its clock.
-"""
+"""One video as a stream of processed windows: the one loop plan -> frames -> video processor."""
 
 from __future__ import annotations
 
@@ -28,11 +16,11 @@ __all__ = ["VideoWindowStream"]
 
 
 class VideoWindowStream:
-    """``with VideoWindowStream(video, processor, num_frames=8, ...) as stream:`` ``stream.windows`` is the plan
-    (time order) and iterating yields ``(window, pixel_values (num_spatial_crops, T, 3, h, w))`` in that order.
+    """Windows of one video in time order, each as ``(window, pixel_values (num_spatial_crops, T, 3, h, w))``.
 
-    ``video``: a path, or a `video_input.OneVideo` (a path or frames ``(T, 3, H, W)``, as ``split_videos`` gives).
-    Without ``chunk_length_s`` the windows are the whole video's temporal views, each spanning ``(0, end)``.
+    ``with VideoWindowStream(video, processor, num_frames=8, ...) as stream:`` ``stream.windows`` is the plan. Without
+    ``chunk_length_s`` the windows are the whole video's temporal views. ``fps`` is needed for frames in memory and
+    refused for a file with its own clock.
     """
 
     def __init__(self, video, processor, *, num_frames: int, chunk_length_s=None, stride_length_s=None,
@@ -99,8 +87,7 @@ class VideoWindowStream:
                                                        num_spatial_crops=self.num_spatial_crops)
 
     def iter_crops(self):
-        """As iterating, with the frames as the model sees them: ``(window, pixel_values, crops)``, ``crops`` the
-        resized and cropped uint8 frames ``(num_spatial_crops, T, 3, h, w)`` that ``pixel_values`` normalises."""
+        """As iterating, plus ``crops``: the resized, cropped uint8 frames that ``pixel_values`` normalises."""
         self.open()
         for window, frames in self._frames():
             crops = self.processor.crop_clips(frames[None], self.name, num_spatial_crops=self.num_spatial_crops)

@@ -1,9 +1,4 @@
-"""Remote videos for the zero-shot pipeline: an http(s) URL becomes a local temporary file, removed after use.
-
-What one video is (paths, arrays, grayscale, lists of frames, batches) is decided by the video processor's
-`models.video_input.split_videos`, for the pipeline too; the pipeline adds only this: URLs are downloaded (with a
-short timeout) where the video is read, one at a time.
-"""
+"""Remote videos for the zero-shot pipeline: an http(s) URL becomes a local temporary file, removed after use."""
 
 from __future__ import annotations
 

@@ -1,36 +1,6 @@
-"""Video decoding that reads only the sampled frames (paper Sec. 4.2: sparse sampling needs T frames, not all).
+"""Video decoding that reads only the sampled frames (paper Sec. 4.2): PyAV (default) or decord, upright uint8 RGB.
 
-Backends:
-
-* ``pyav`` (the default, ``AUTO_ORDER``): builds a frame index from the demuxed packets (no decoding), then
-  seeks to the key frame before each group of requested frames and decodes forward, converting only the
-  requested frames (one converter per thread); unrequested non-reference frames are dropped undecoded in streams
-  with B-frames; long decode runs of large frames use frame threading.
-* ``decord`` (selectable; tried when PyAV cannot open a file): ``VideoReader.get_batch(indices)`` seeks to the
-  key frame before each requested frame and converts only the requested frames to RGB. decord 0.6 rejects some
-  small frame widths and 1-frame VP9 files, and falls behind the recipe when the cores are shared.
-
-The default was chosen by measurement (``benchmarks/bench_decode.py``): with a busy process on every core (the
-normal case: DataLoader workers beside the model) decord read 8 sparse frames slower than decoding everything
-with PyAV, while the PyAV backend kept its lead. ``VideoFile.iter_frames`` streams many sorted frames (windows of
-a long video) in one pass.
-
-Every function validates the path first (exists, is a non-empty regular file) so that decord never receives a
-path it could hang on (``ValueError`` naming the path). Every decoder failure after that, of any exception class,
-becomes one :class:`VideoDecodeError` (a ``ValueError``) naming the file and the frame being read
-(:func:`decode_error` at the :class:`VideoFile` boundary). Decoder log noise is kept off the terminal: decord's
-FFmpeg logging is set to quiet, and decord's own logger, which writes to file descriptor 2 directly, is captured
-around every decord call (`fd2.Fd2Capture`; what it says while opening a file goes into the error).
-
-Time and orientation: the reader owns the frames' clock. ``VideoFile.frame_times`` are the presentation times
-(seconds from the first frame, from the packet timestamps; decord: ``get_frame_timestamp``) and
-``VideoFile.duration`` the end of the last frame (`timing.frame_clock`), right for variable frame rates. Frames
-come out upright: a ``rotate`` tag or a display matrix (portrait phone videos) is applied as FFmpeg's tools do
-(`orientation.Orientation`; decord 0.6 applies rotations itself), and sizes are the displayed ones.
-Both backends return identical frames for even-sized and 4:4:4 videos; for 4:2:0 videos with an odd height
-their YUV->RGB converters interpolate chroma rows slightly differently (measured: at most 5 levels).
-Frames are returned as ``uint8`` RGB arrays of shape ``(T, H, W, 3)`` in the order of the requested indices
-(repeated indices give repeated frames).
+Every decoder failure is one `VideoDecodeError` naming the file and the frame.
 """
 
 from __future__ import annotations
@@ -52,7 +22,7 @@ from .timing import frame_clock
 __all__ = ["VideoInfo", "VideoFile", "VideoDecodeError", "VideoPathError", "check_video_path", "decode_error", "open_video", "get_video_info", "VideoLength", "get_video_length", "read_video", "load_video", "BACKENDS"]
 
 BACKENDS = ("auto", "decord", "pyav")
-AUTO_ORDER = ("pyav", "decord")  # what "auto" tries, first to last (measured: benchmarks/bench_decode.py)
+AUTO_ORDER = ("pyav", "decord")  # what "auto" tries, first to last
 
 
 class VideoDecodeError(ValueError):
@@ -77,8 +47,7 @@ def _first_line(exc: BaseException, with_type: bool = True) -> str:
 def decode_error(path: str, exc: BaseException, frame=None, action: str = "decode") -> VideoDecodeError:
     """The one place that turns any decoder exception into a `VideoDecodeError` naming the file and frame.
 
-    ``frame``: the index being read, a ``(first, last)`` span for batch readers (decord), or None.
-    Already-wrapped errors pass through unchanged (so nested boundaries do not repeat the message).
+    ``frame``: the index being read, a ``(first, last)`` span (decord), or None; wrapped errors pass through.
     """
     if isinstance(exc, VideoDecodeError):
         return exc
@@ -104,8 +73,7 @@ def _quiet_decord(decord) -> None:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """Frame count, average frame rate, displayed size (after rotation) and duration (seconds, the end of the last
-    frame; None when the file has neither timestamps nor a frame rate) of a video file, and the backend that read it."""
+    """Frame count, frame rate, displayed size, duration (end of the last frame, or None) and backend of a file."""
 
     path: str
     num_frames: int
@@ -117,13 +85,11 @@ class VideoInfo:
 
 
 class VideoPathError(FileNotFoundError, ValueError):
-    """A video path that cannot be read: missing, not a regular file, or empty (a `FileNotFoundError` and a
-    `ValueError`, so callers catching either see it)."""
+    """An unreadable video path (missing, not a regular file, empty): a `FileNotFoundError` and a `ValueError`."""
 
 
 def check_video_path(path, where: str | None = None) -> str:
-    """The one check of a video file path: it exists, is a regular file and is not empty; else `VideoPathError`
-    naming the path (and ``where`` it came from)."""
+    """The one check of a video path (exists, regular file, not empty); else `VideoPathError` naming it."""
     prefix = f"{where}: " if where else ""
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"{prefix}video path must be a str or os.PathLike, got {type(path).__name__}")
@@ -152,12 +118,7 @@ def _check_indices(indices, num_frames: int, path: str) -> np.ndarray:
 
 
 class _DecordBackend:
-    """decord reader: random access by frame index through ``get_batch``.
-
-    decord 0.6 turns frames upright itself (it reads the ``rotate`` tag and the display matrix and inserts
-    FFmpeg's ``transpose`` filter, as FFmpeg's tools do), so its frames and frame size are the displayed ones.
-    Every decord call runs with fd 2 captured (`fd2.Fd2Capture`): its log lines never reach the terminal.
-    """
+    """decord reader: random access by frame index through ``get_batch`` (frames upright, log lines captured)."""
 
     name = "decord"
 
@@ -220,8 +181,7 @@ class _DecordBackend:
         return self._batch([int(i) for i in uniq])[inverse]
 
     def iter_frames(self, wanted: np.ndarray, chunk: int = 16):
-        """Yield ``(index, frame)`` for sorted unique ``wanted``: ``get_batch`` on consecutive chunks (decord skips
-        forward inside a GOP instead of seeking back, so no frame is decoded twice); memory is one chunk."""
+        """Yield ``(index, frame)`` for sorted unique ``wanted``, ``get_batch`` on consecutive chunks."""
         for start in range(0, wanted.size, chunk):
             part = wanted[start:start + chunk].tolist()
             yield from zip(part, self._batch(part))
@@ -243,13 +203,10 @@ class _PyAVBackend:
     """PyAV reader: packet index (no decoding), then key-frame seeks + forward decoding of the wanted frames."""
 
     name = "pyav"
-    # drop non-reference frames that are not wanted (see _decode_from); measured in benchmarks/bench_decode.py
+    # drop non-reference frames that are not wanted (see _decode_from)
     skip_nonref = True
-    # frame threading for reads that decode long runs from each key frame (see _choose_threading). Measured with
-    # benchmarks/bench_decode.py (pyav-frame vs pyav-slice, 640x360, 8 of 300 frames, mean run in brackets): one
-    # key frame per 4 frames (~3) 0.74x, per 8 (~5) 0.92x quiet / 0.60x loaded, per 15 (~8) 1.06x, per 30 (~16)
-    # 1.16x, per 250 1.38x: the threshold of 12 sits past the crossover. Only for frames of 256x144 or more: at
-    # 128x72 it gains nothing (0.99x), for 32x32 clips it costs 10-20% wall time and 40-55% CPU
+    # frame threading for reads that decode long runs from each key frame (see _choose_threading; thresholds
+    # measured with benchmarks/bench_decode.py, see README "Decoding")
     frame_threads = True
     FRAME_THREADING_MIN_RUN = 12
     FRAME_THREADING_MIN_PIXELS = 256 * 144
@@ -296,8 +253,7 @@ class _PyAVBackend:
         else:
             self._key_positions = [0]
         self.frame_times, self.duration = frame_clock(self.num_frames, starts, last_duration, self.fps, base)
-        # Non-reference frames are (nearly always) B-frames: skipping pays only in streams that reorder frames;
-        # in streams without B-frames it only costs (measured: benchmarks/bench_decode.py --nonref)
+        # Non-reference frames are (nearly always) B-frames: skipping pays only in streams that reorder frames
         self._skip_nonref = bool(self.skip_nonref and self._stream.codec_context.has_b_frames)
         self._coded_size = (int(self._stream.codec_context.height), int(self._stream.codec_context.width))
         # how frames are turned for display: from the ``rotate`` tag at once, else from the first decoded frame's
@@ -313,8 +269,7 @@ class _PyAVBackend:
         return self._orientation_now().display_size(*self._coded_size)[1]
 
     def _orientation_now(self) -> "Orientation":
-        """The display orientation, reading the first frame's display matrix if no frame was converted yet (a
-        separate open, so this decoder's threading choice stays free)."""
+        """The display orientation, from the first frame's display matrix if no frame was converted yet."""
         if self._orientation is None:
             import av
 
@@ -324,12 +279,7 @@ class _PyAVBackend:
         return self._orientation
 
     def _decode_from(self, index: int, wanted=()):
-        """Seek to the key frame at presentation ``index`` and yield (frame_index, frame).
-
-        When frames are indexed by timestamp, packets of frames that are not ``wanted`` are decoded with
-        ``skip_frame="NONREF"``: non-reference frames (typically most B-frames) are dropped undecoded, which
-        never changes any other frame because nothing predicts from them.
-        """
+        """Seek to the key frame at presentation ``index``, yield (frame_index, frame); unwanted B-frames skipped."""
         if self._by_pts and index > 0:
             self._container.seek(int(self._pts[index]), stream=self._stream, backward=True, any_frame=False)
         else:
@@ -354,10 +304,7 @@ class _PyAVBackend:
             codec.skip_frame = "DEFAULT"
 
     def _to_rgb(self, frame) -> np.ndarray:
-        """uint8 RGB (H, W, 3) of a decoded frame, turned upright (`Orientation`), through the thread's one
-        converter: ``frame.to_ndarray`` builds a new swscale context for every frame, which costs more than the
-        conversion itself for small frames (measured 0.31 vs 0.07 ms per 32x32 frame, 0.34 vs 0.29 ms at 640x360).
-        Same pixels."""
+        """uint8 RGB (H, W, 3) of a decoded frame, upright, through the thread's one converter (not one per frame)."""
         if self._orientation is None:
             self._orientation = Orientation.of_frame(frame)
         reformatter = getattr(_CONVERTERS, "rgb", None)
@@ -374,12 +321,7 @@ class _PyAVBackend:
         return self._key_positions[bisect.bisect_right(self._key_positions, index) - 1]
 
     def _choose_threading(self, wanted) -> None:
-        """Before the decoder opens (its threading is fixed then): frame threading (consecutive frames decoded on
-        several cores at once) for frames of ``FRAME_THREADING_MIN_PIXELS`` or more when reading ``wanted`` decodes
-        on average at least ``FRAME_THREADING_MIN_RUN`` frames per key-frame seek; otherwise PyAV's default slice
-        threading, because frame threads hand out a frame only after the next ones are submitted, so every seek
-        decodes frames that are thrown away. Frames are the same either way; frame threading costs ~10% more CPU time for less wall time, so DataLoader workers (which
-        are the decoding parallelism already, beside the model) keep slice threading."""
+        """Frame threading for large frames decoded in long runs per seek (not in DataLoader workers), else slice."""
         codec = self._stream.codec_context
         small = self._coded_size[0] * self._coded_size[1] < self.FRAME_THREADING_MIN_PIXELS
         if codec.is_open or small or not self.frame_threads or not len(wanted) or _in_dataloader_worker():
@@ -434,9 +376,7 @@ class _PyAVBackend:
         return np.stack([out[i] for i in indices.tolist()])
 
     def iter_frames(self, wanted: np.ndarray):
-        """Yield ``(index, frame)`` for sorted unique ``wanted``, in one forward pass: decode on from the current
-        position while the next wanted frame is before the next key frame, else seek to the key frame before it.
-        Each frame is decoded at most once and only wanted ones are converted to RGB."""
+        """Yield ``(index, frame)`` for sorted unique ``wanted`` in one forward pass, each frame decoded once."""
         wanted = wanted.tolist()
         self._choose_threading(wanted)
         k = 0
@@ -557,9 +497,7 @@ class VideoFile:
 
     @property
     def frame_times(self) -> np.ndarray | None:
-        """Presentation time of each frame in seconds from the first frame, read-only float64 ``(num_frames,)``, in
-        frame-index order (non-decreasing): the packet timestamps for PyAV, ``get_frame_timestamp`` for decord;
-        ``index / fps`` for files without timestamps; None for files with neither (see `timing.frame_clock`)."""
+        """Presentation time of each frame in seconds from the first, read-only float64; None without a clock."""
         return self._backend.frame_times
 
     @property
@@ -568,10 +506,7 @@ class VideoFile:
         return self._backend.duration
 
     def get_frames(self, indices) -> np.ndarray:
-        """uint8 RGB frames ``(len(indices), H, W, 3)``; falls back to PyAV if decord fails mid-way (auto mode).
-
-        Any decoder failure raises `VideoDecodeError` naming the file and the frame being read.
-        """
+        """uint8 RGB frames ``(len(indices), H, W, 3)``; `VideoDecodeError` naming the file and frame on failure."""
         idx = _check_indices(indices, self.num_frames, self.path)
         try:
             return self._backend.get_frames(idx)
@@ -582,8 +517,7 @@ class VideoFile:
             return self._backend.get_frames(idx)
 
     def _switch_to_pyav(self, exc: Exception) -> str:
-        """After a decoder failure: re-raise it as `VideoDecodeError` unless decord failed in auto mode, in which
-        case close decord and return its error line (the caller continues with PyAV)."""
+        """After a decoder failure: raise `VideoDecodeError`, or (decord in auto mode) return its line for PyAV."""
         if self._backend.name != "decord" or self.requested_backend != "auto":
             raise decode_error(self.path, exc, frame=self._backend.position) from exc
         self._backend.close()
@@ -601,9 +535,7 @@ class VideoFile:
             raise error from exc
 
     def iter_frames(self, indices):
-        """Stream ``(index, frame)`` for the sorted unique ``indices``: one pass over the open file, each frame
-        decoded at most once, frames handed out one by one (memory does not grow with the number of indices).
-        In auto mode a decord failure mid-way continues with PyAV from the first frame not yet delivered."""
+        """Stream ``(index, frame)`` for the sorted unique ``indices`` in one pass (auto mode: PyAV after decord)."""
         wanted = np.unique(_check_indices(indices, self.num_frames, self.path))
         done = 0
         try:
