@@ -3,6 +3,7 @@
     from xclip_hf.deploy import export_onnx
     export_onnx("my-xclip", "my-xclip-onnx")                    # float32
     export_onnx("my-xclip", "my-xclip-int8", quantize="int8")   # int8 MatMul weights
+    export_onnx("my-xclip", "my-xclip-int8s", quantize="int8-static", calibration="videos/")  # calibrated int8
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .manifest import DATA_SUFFIX, DEFAULT_OPSET, FORMAT, FORMAT_VERSION, GRAPHS
 
 __all__ = ["export_onnx", "quantize_export", "QUANTIZE_CHOICES", "check_export_options", "exporter_opsets"]
 
-QUANTIZE_CHOICES = ("int8",)
+QUANTIZE_CHOICES = ("int8", "int8-static")  # int8-static: `static.quantize_static_export`
 # int8: only MatMuls with a constant weight (the Linear layers of every block) get int8 weights; the patch
 # embedding (Conv), token/position embeddings (Gather), layer norms, softmax, the attention products of two
 # activations and the final scaled cosine (Einsum, with exp(logit_scale)) stay float32.
@@ -161,10 +162,13 @@ def exporter_opsets() -> range:
         return range(MIN_OPSET, MIN_OPSET + 1)
 
 
-def check_export_options(quantize, opset, runtime) -> None:
-    """ValueError naming a quantisation, opset or runtime option that `export_onnx` cannot honour."""
+def check_export_options(quantize, opset, runtime, calibration=None, calibration_size=None) -> None:
+    """ValueError naming a quantisation, calibration, opset or runtime option that `export_onnx` cannot honour."""
+    from .static import check_calibration_options
+
     if quantize not in (None, *QUANTIZE_CHOICES):
         raise ValueError(f"quantize must be None or one of {QUANTIZE_CHOICES}, got {quantize!r}")
+    check_calibration_options(quantize, calibration, calibration_size)
     opsets = exporter_opsets()
     if not isinstance(opset, int) or isinstance(opset, bool) or opset not in opsets:
         raise ValueError(f"opset must be an integer from {opsets.start} to {opsets.stop - 1} (the opsets torch's "
@@ -193,24 +197,32 @@ def _written_opset(directory: str, graphs: dict, requested: int) -> int:
 
 
 def export_onnx(model, output_dir, *, processor=None, quantize: str | None = None, opset: int = DEFAULT_OPSET,
-                runtime: str | None = None) -> str:
+                runtime: str | None = None, calibration=None, calibration_size: int | None = None) -> str:
     """Export `model` to `output_dir` (a new or empty folder); returns the folder.
 
     Args:
         model: a model folder or hub id (anything `load_model_and_processor` reads), or an `XClipModel`.
         processor: its `XClipProcessor` (default: loaded from the model's folder); saved beside the graphs.
-        quantize: None (float32 graphs) or "int8" (MatMul weights int8, see `quantize_export`).
+        quantize: None (float32 graphs), "int8" (MatMul weights int8, see `quantize_export`) or "int8-static"
+            (the video graph int8 with calibrated activation ranges, see `static.quantize_static_export`).
+        calibration: for "int8-static": a folder of videos, a list file (one path per line) or a list of paths.
+        calibration_size: for "int8-static": how many of those videos to calibrate on (default 32).
         opset: the ONNX opset of the graphs (default 18; one of `exporter_opsets()`, read back from the graphs).
         runtime: the folder's default engine ("onnxruntime" or "openvino"); default: the faster one installed for
             its precision (`manifest.default_runtime`).
     """
     from ..models.loading import load_model_and_processor
 
-    check_export_options(quantize, opset, runtime)
+    check_export_options(quantize, opset, runtime, calibration, calibration_size)
     output_dir = _check_output(output_dir)
     net, processor = load_model_and_processor(model, processor=processor, need_text=True, runtime="torch")
     if net.dtype != torch.float32:
         net = _float_copy(net)
+    if quantize == "int8-static":  # read before the (long) export: a bad calibration input fails at once
+        from .static import DEFAULT_CALIBRATION_SIZE, read_calibration
+
+        calibration = read_calibration(calibration, processor.video_processor, net.config.vision_config.num_frames,
+                                       calibration_size or DEFAULT_CALIBRATION_SIZE)
     os.makedirs(output_dir, exist_ok=True)
     target = tempfile.mkdtemp(prefix="xclip-onnx-") if quantize else output_dir
     try:
@@ -234,7 +246,11 @@ def export_onnx(model, output_dir, *, processor=None, quantize: str | None = Non
         net.config.save_pretrained(target)
         processor.save_pretrained(target)
         write_manifest(target, manifest)
-        if quantize:
+        if quantize == "int8-static":
+            from .static import quantize_static_export
+
+            quantize_static_export(target, output_dir, calibration)
+        elif quantize:
             quantize_export(target, output_dir)
     finally:
         if target != output_dir:
