@@ -65,8 +65,9 @@ def write_synthetic_videos(folder, count, seed, size=256, num_frames=32):
 
     os.makedirs(folder, exist_ok=True)
     rng, classes = np.random.default_rng(seed), sorted(SYNTHETIC_CLASSES)
-    return [write_video(os.path.join(folder, f"v{i:03d}.mp4"), render_video(classes[i % len(classes)], rng, size=size,
-                                                                            num_frames=num_frames)) for i in range(count)]
+    return [write_video(os.path.join(folder, f"v{i:03d}.mp4"),
+                        render_video(classes[i % len(classes)], rng, size=size, num_frames=num_frames))
+            for i in range(count)]
 
 
 def export_all(source, root, needed, calibration_size=16):
@@ -127,6 +128,42 @@ def label_subsets(count, videos, labels, generator):
 def pair_top1(logits, pairs):
     """The top label of each (video, label subset) pair from the full logits (videos, labels)."""
     return [int(subset[logits[video, subset].argmax()]) for video, subset in pairs]
+
+
+def gemm_peak(rounds, m=1600, k=768, n=3072):
+    """ONNX Runtime's float32 MatMul vs int8 MatMulInteger (u8 x s8) on one (m, k) x (k, n) product: GOP/s each.
+
+    The default shape is the MLP's first Linear of B/32 on a batch of 4 8-frame videos (4 x 8 x 50 tokens).
+    """
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    graphs = {
+        "float32 MatMul": (helper.make_node("MatMul", ["a", "b"], ["y"]), TensorProto.FLOAT, TensorProto.FLOAT,
+                           rng.standard_normal((m, k), dtype=np.float32),
+                           rng.standard_normal((k, n), dtype=np.float32)),
+        "int8 MatMulInteger": (helper.make_node("MatMulInteger", ["a", "b"], ["y"]), TensorProto.UINT8,
+                               TensorProto.INT32, rng.integers(0, 256, (m, k), dtype=np.uint8),
+                               rng.integers(-128, 128, (k, n), dtype=np.int8)),
+    }
+    rates = {}
+    for name, (node, in_type, out_type, a, weight) in graphs.items():
+        graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("a", in_type, [m, k])],
+                                  [helper.make_tensor_value_info("y", out_type, [m, n])],
+                                  [numpy_helper.from_array(weight, "b")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        session.run(None, {"a": a})
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            session.run(None, {"a": a})
+            times.append(time.perf_counter() - start)
+        rates[name] = 2 * m * k * n / statistics.median(times) / 1e9
+    first = next(iter(rates.values()))
+    print(f"\nGEMM peak, ONNX Runtime, ({m}, {k}) x ({k}, {n}), {rounds} rounds (median): "
+          + ", ".join(f"{name} {rate:.0f} GOP/s ({rate / first:.2f}x)" for name, rate in rates.items()), flush=True)
 
 
 def cosine_stats(a, b):
@@ -190,6 +227,8 @@ def main():
         line = f"{row:<15}" + "".join(f"{rate[e]:11.2f}" for e in args.engines)
         line += "".join(f"{rate[e] / rate[first]:{len(r) + 2}.2f}" for e, r in zip(args.engines[1:], ratio_names))
         print(f"{line}   ({unit})", flush=True)
+
+    gemm_peak(max(args.rounds, 5) * 4)
 
     # accuracy cost of int8 on random weights, on processed synthetic videos (not the calibration ones)
     fp32_engine = next((e for e in args.engines if e in ("torch", "ort", "ov")), None)

@@ -9,16 +9,15 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 import tempfile
-import warnings
 
 import torch
 from torch import nn
 
 from ..jobs.identity import model_fingerprint
+from .common import check_output as _check_output, quiet as _quiet
 from .manifest import DATA_SUFFIX, DEFAULT_OPSET, FORMAT, FORMAT_VERSION, GRAPHS, MANIFEST_NAME, MIN_OPSET, \
     RUNTIMES, check_graph_file, read_manifest, record_graph_files, write_manifest
 
@@ -91,22 +90,6 @@ def _weight_bytes(module: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
-@contextlib.contextmanager
-def _quiet():
-    """Silence the exporters' progress prints, warnings and advice; errors still raise."""
-    loggers = [logging.getLogger(), logging.getLogger("torch.onnx")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-
-
 def _export_graphs(model, directory: str, opset: int) -> dict:
     """Write video.onnx, text.onnx and head.onnx; returns the manifest's "graphs" entry."""
     wrappers = {"video": _VideoGraph(model), "text": _TextGraph(model), "head": _HeadGraph(model)}
@@ -140,16 +123,6 @@ def _versions() -> dict:
 
         versions["onnxruntime"] = onnxruntime.__version__
     return versions
-
-
-def _check_output(output_dir) -> str:
-    """`output_dir` as a string; ValueError when it is a file or a folder that is not empty."""
-    output_dir = os.fspath(output_dir)
-    if os.path.isfile(output_dir):
-        raise ValueError(f"output {output_dir!r} is a file; give a new (or empty) folder for the exported model")
-    if os.path.isdir(output_dir) and os.listdir(output_dir):
-        raise ValueError(f"output folder {output_dir!r} is not empty; give a new (or empty) folder")
-    return output_dir
 
 
 def exporter_opsets() -> range:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .common import check_output, quiet
 from .manifest import DATA_SUFFIX, MANIFEST_NAME, check_graph_file, file_sha256, read_manifest, \
     record_graph_files, write_manifest
 
@@ -157,7 +158,6 @@ def quantize_static_export(source_dir, output_dir, calibration, *, calibration_s
     `Calibration` that `read_calibration` returned.
     """
     from ..models.processing_xclip import XClipProcessor
-    from .export import _check_output, _quiet
 
     source_dir = os.fspath(source_dir)
     size = DEFAULT_CALIBRATION_SIZE if calibration_size is None else calibration_size
@@ -165,7 +165,7 @@ def quantize_static_export(source_dir, output_dir, calibration, *, calibration_s
     manifest = read_manifest(source_dir)
     if manifest.get("precision") != "float32":
         raise ValueError(f"{source_dir!r} holds {manifest.get('precision')} graphs; quantise a float32 export")
-    output_dir = _check_output(output_dir)
+    output_dir = check_output(output_dir)
     for name in manifest["graphs"]:
         check_graph_file(source_dir, manifest, name)
     if not isinstance(calibration, Calibration):
@@ -184,7 +184,7 @@ def quantize_static_export(source_dir, output_dir, calibration, *, calibration_s
             shutil.copy2(os.path.join(source_dir, name), os.path.join(output_dir, name))
     for name in STATIC_GRAPHS:
         entry = manifest["graphs"][name]
-        with _quiet():
+        with quiet():
             _quantize_graph(os.path.join(source_dir, entry["file"]), os.path.join(output_dir, entry["file"]), clips,
                             entry["inputs"][0])
     quantization = {
