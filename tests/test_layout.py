@@ -125,7 +125,7 @@ ALLOWED = {
     "version": set(),
     "models": {"utils", "video"},
     "data": {"models"},
-    "pipelines": {"models", "video"},
+    "pipelines": {"models", "utils", "video"},
     "corpus": {"jobs", "models", "utils", "version", "video"},
     "conversion": {"data", "models", "utils"},
     "training": {"data", "jobs", "models", "version", "video"},
