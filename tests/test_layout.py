@@ -126,7 +126,7 @@ ALLOWED = {
     "models": {"utils", "video"},
     "data": {"models"},
     "pipelines": {"models", "utils", "video"},
-    "corpus": {"jobs", "models", "utils", "version", "video"},
+    "corpus": {"jobs", "models", "pipelines", "utils", "version", "video"},
     "conversion": {"data", "models", "utils"},
     "training": {"data", "jobs", "models", "version", "video"},
     "deploy": {"jobs", "models", "utils", "version"},
