@@ -6,13 +6,13 @@ of paper Eq. 6, i.e. ``XClipModel.get_video_features(...).video_embeds``), optio
 features h_t) and ``video_context`` (z-bar of Eq. 10, what the prompt generator attends to: with it, search can
 re-rank with X-CLIP's own video-specific prompts), and ``error`` (null, or why the file/window has no vectors).
 
-Decoding runs in DataLoader workers in parallel with the model (``corpus.loader``); rows are committed in
-atomic shards of whole videos (``jobs.store``), so an interrupted run resumes where it stopped and each input
-ends up in the dataset exactly once. The output records the job's identity (``jobs.identity``: a fingerprint of
-the model, the settings, the code version) and is locked while a run writes it (``jobs.lock``). The same call
-runs on one process or under ``torchrun`` / ``accelerate launch``: inputs are split with accelerate's
-``PartialState.split_between_processes``, every process writes its own shards, and the main process merges them
-after a barrier.
+Decoding runs in DataLoader workers in parallel with the model (``corpus.loader``: each video's window rows, read
+through ``pipelines.video_chunks``); rows are committed in atomic shards of whole videos (``jobs.store``), so an
+interrupted run resumes where it stopped and each input ends up in the dataset exactly once. The output records
+the job's identity (``jobs.identity``: a fingerprint of the model, the settings, the code version) and is locked
+while a run writes it (``jobs.lock``). The same call runs on one process or under ``torchrun`` / ``accelerate
+launch``: inputs are split with accelerate's ``PartialState.split_between_processes``, every process writes its own
+shards, and the main process merges them after a barrier.
 """
 
 from __future__ import annotations
@@ -122,23 +122,24 @@ class _Embedder:
         self.ok = self.failed = 0
 
     def run(self, paths, num_workers, inflight_dir, loader_options):
-        from .loader import build_loader, inflight_paths
+        from ..pipelines import video_chunks
+        from .loader import window_loader
 
         todo = list(paths)
         inflight_dir = inflight_dir if num_workers else None  # without workers a crash ends the process anyway
         while todo:
-            loader = build_loader(todo, num_workers=num_workers, inflight_dir=inflight_dir, **loader_options)
+            loader = window_loader(todo, num_workers=num_workers, inflight_dir=inflight_dir, **loader_options)
             failure = self._consume(loader)
             if failure is None:
                 return
-            suspects = [p for p in inflight_paths(loader.dataset) if p not in self.finished]
+            suspects = [p for p in video_chunks.inflight_paths(loader.dataset) if p not in self.finished]
             if not suspects:  # no marker names the culprit (a worker killed between videos): try each alone
                 suspects = [p for p in todo if p not in self.finished]
             for suspect in suspects:
-                alone = build_loader([suspect], num_workers=1, inflight_dir=inflight_dir, **loader_options)
+                alone = window_loader([suspect], num_workers=1, inflight_dir=inflight_dir, **loader_options)
                 again = self._consume(alone)
                 if again is not None:
-                    inflight_paths(alone.dataset)
+                    video_chunks.inflight_paths(alone.dataset)
                     self._add({"index": -1, "path": suspect, "start_s": 0.0, "end_s": None, "last": True,
                                "error": f"DecoderCrash: the decoding worker died or stalled on this video ({again})"}, None)
             todo = [p for p in todo if p not in self.finished]
@@ -147,7 +148,7 @@ class _Embedder:
         """Embed every batch of ``loader``; returns None, or the first line of a worker failure."""
         try:
             for batch in loader:
-                self._embed_batch(batch)
+                self._embed_batch(batch, loader.dataset.videos)
         except RuntimeError as err:
             if not _worker_failure(err):
                 raise
@@ -155,8 +156,10 @@ class _Embedder:
             return one_line(err)
         return None
 
-    def _embed_batch(self, batch):
+    def _embed_batch(self, batch, paths):
         import torch
+
+        from .loader import row_item
 
         vectors = {}
         if batch["pixel_values"] is not None:
@@ -165,13 +168,14 @@ class _Embedder:
                 try:
                     out = _video_features(self.net, pixel_values)
                 except ValueError as err:
-                    names = sorted({batch["items"][i]["path"] for i in batch["good"]})
+                    names = sorted({paths[batch["items"][i]["video_index"]] for i in batch["good"]})
                     raise ValueError(f"the model rejected the processed videos {names[:3]}: {err}") from err
             for column in self.vector_columns:
                 array = getattr(out, column).float().cpu().numpy().astype(self.save_dtype)
                 vectors[column] = dict(zip(batch["good"], array))
         for pos, item in enumerate(batch["items"]):
-            self._add(item, {c: vectors[c][pos] for c in self.vector_columns} if item["error"] is None else None)
+            row = row_item(item, paths)
+            self._add(row, {c: vectors[c][pos] for c in self.vector_columns} if row["error"] is None else None)
         if len(self.buffer.videos) >= self.shard_size:
             self.flush()
 

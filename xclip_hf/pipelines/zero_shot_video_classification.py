@@ -8,7 +8,7 @@ Stages (a transformers `ChunkPipeline`, as its speech pipeline serves long audio
 of one video, streamed from one pass over the file by `models.video_windows.VideoWindowStream`: its temporal views
 (`num_temporal_clips`), or with `chunk_length_s=` its windows of that many seconds every `stride_length_s`, each
 chunk with its `num_spatial_crops` crops; `batch_size` chunks go through the model per forward, read by
-`num_workers` DataLoader worker processes (video i by worker i % num_workers) in parallel with the model;
+`num_workers` DataLoader worker processes (video i by worker i % num_workers; `video_chunks`) beside the model;
 `postprocess` takes the chunks of one video and averages the per-view softmax (the paper's multi-view protocol),
 or returns them per window (`return_timestamps=True`), merged into segments (`aggregate="segments"`), or averaged
 over the windows (the default). What one video is, is decided by the video processor
@@ -25,15 +25,13 @@ count compiles again, dynamically after the first change). Worth it for many vid
 
 from __future__ import annotations
 
-import collections.abc
+import functools
 import logging
-import os
 import sys
 import types
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.base import ChunkPipeline
 
@@ -44,6 +42,7 @@ from ..models.text_features import LabelSet, TextFeatureEncoder, build_label_set
 from ..models.video_input import OneVideo, split_videos
 from ..models.video_windows import VideoWindowStream
 from ..video.windows import check_window_lengths, positive_number
+from .video_chunks import VideoChunks, build_loader, collate_chunks
 from .video_inputs import DEFAULT_URL_TIMEOUT, local_video
 
 logger = logging.getLogger(__name__)
@@ -64,48 +63,14 @@ def _positive_int(value, name: str, low: int = 1):
     return value
 
 
-def _collate_chunks(chunks: list[dict]) -> dict:
-    """Batch chunks: concatenate pixel values (1, V, T, C, H, W) -> (B, ...), keep the other fields in lists (a
-    worker's error passes on as ``{"error": exception}``)."""
-    failed = next((chunk["error"] for chunk in chunks if "error" in chunk), None)
+def _model_inputs(batch: dict) -> dict:
+    """A batch of `video_chunks.collate_chunks` -> the forward's inputs; its first error item is raised here, in the
+    calling process, with its own type and message."""
+    failed = next((item["error"] for item in batch["items"] if item.get("error") is not None), None)
     if failed is not None:
-        return {"error": failed}
-    shapes = {tuple(chunk["pixel_values"].shape[1:]) for chunk in chunks}
-    if len(shapes) != 1:
-        raise ValueError(f"Chunks in one batch were processed to different shapes {sorted(shapes)}; use batch_size=1 "
-                         "or a video processor that center-crops to a fixed size.")
-    return {"pixel_values": torch.cat([chunk["pixel_values"] for chunk in chunks]),
-            **{field: [chunk[field] for chunk in chunks] for field in CHUNK_FIELDS}}
-
-
-class _VideoChunks(IterableDataset):
-    """The chunks of every video, each tagged with its video's position; in DataLoader workers, video i is read by
-    worker i % num_workers (a generator input is read by one process). A worker hands an error on as an item, so
-    that it is raised in the calling process with its own message (not DataLoader's wrapped traceback)."""
-
-    def __init__(self, videos, preprocess, params: dict):
-        self.videos, self.preprocess, self.params = videos, preprocess, params
-
-    def __iter__(self):
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        if isinstance(self.videos, collections.abc.Sized):
-            indexed = ((i, self.videos[i]) for i in range(worker, len(self.videos), workers))
-        else:
-            indexed = enumerate(self.videos)
-        try:
-            for index, video in indexed:
-                for chunk in self.preprocess(video, **self.params):
-                    chunk["video_index"] = index
-                    yield chunk
-        except Exception as err:
-            if info is None:
-                raise
-            yield {"error": err}
-
-
-def _one_thread(_):
-    torch.set_num_threads(1)  # workers decode and resize; the model owns the cores' math threads
+        raise failed
+    return {"pixel_values": batch["pixel_values"],
+            **{field: [item[field] for item in batch["items"]] for field in CHUNK_FIELDS}}
 
 
 def _videos_in_order(scored_batches, bar=None):
@@ -354,7 +319,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         try:
             for chunk in self.preprocess(items[0], keep_frames=True, **preprocess_params):
                 frames, indices = chunk.pop("frames"), chunk.pop("frame_indices")
-                out = self.forward(_collate_chunks([{**chunk, "video_index": 0}]), **forward_params)
+                out = self.forward(_model_inputs(collate_chunks([{**chunk, "video_index": 0}])), **forward_params)
                 scored.append({"scores": out["scores"][0], **{field: out[field][0] for field in CHUNK_FIELDS}})
                 top = float(scored[-1]["scores"].max())
                 if best is None or top > best:
@@ -405,20 +370,13 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         them is correct) and results regrouped per video in input order."""
         forward_params = dict(forward_params)
         progress = forward_params.pop("progress", False)  # a bar over windows (absent: no windows, no bar)
-        sized = isinstance(inputs, collections.abc.Sized)
-        workers = min(num_workers, len(inputs)) if sized else 0
-        if workers and "TOKENIZERS_PARALLELISM" not in os.environ:
-            os.environ["TOKENIZERS_PARALLELISM"] = "false"  # as transformers does beside DataLoader workers
-        extra = {"worker_init_fn": _one_thread} if workers else {}
-        loader = DataLoader(_VideoChunks(inputs, self.preprocess, preprocess_params), batch_size=batch_size,
-                            num_workers=workers, collate_fn=_collate_chunks, **extra)
+        chunks = VideoChunks(inputs, functools.partial(self.preprocess, **preprocess_params), keep_going=False)
+        loader = build_loader(chunks, batch_size=batch_size, num_workers=num_workers)
         return self._results(loader, forward_params, postprocess_params, progress)
 
     def _scored(self, loader, forward_params):
         for batch in loader:
-            if "error" in batch:  # raised by a worker
-                raise batch["error"]
-            yield self.forward(batch, **forward_params)
+            yield self.forward(_model_inputs(batch), **forward_params)
 
     def _results(self, loader, forward_params, postprocess_params, progress):
         bar = _window_bar(progress)
