@@ -81,8 +81,7 @@ def _score_matrix(dataset, captions: list[str], model, processor, rerank: bool, 
     from ..corpus.search import score_matrix
 
     distinct = list(dict.fromkeys(captions))
-    # every video re-ranked, as search_videos(top_k=every video) did (its candidates were max(rerank_candidates, top_k))
-    scores = score_matrix(dataset, distinct, model, processor, rerank=rerank, rerank_candidates=None,
+    scores = score_matrix(dataset, distinct, model, processor, rerank=rerank, rerank_candidates=rerank_candidates,
                           template=template, device=device)
     row = {caption: q for q, caption in enumerate(distinct)}
     return scores[[row[c] for c in captions]]
