@@ -2,7 +2,8 @@
 
 X-CLIP (paper Sec. 3.1, Eq. 3) scores a video against K class texts by the cosine similarity between the video
 embedding and each text embedding enhanced by the video-specific prompt generator (Sec. 3.3, Eq. 10), scaled by
-the learned logit scale. The pipeline returns the softmax of those logits over the candidate labels, sorted.
+the learned logit scale. The pipeline returns the softmax of those logits over the candidate labels, sorted;
+`score` returns them unsorted as an (N videos, K labels) matrix, the form evaluation works with.
 
 Stages (a transformers `ChunkPipeline`, as its speech pipeline serves long audio): `preprocess` yields the chunks
 of one video, streamed from one pass over the file by `models.video_windows.VideoWindowStream`: its temporal views
@@ -49,7 +50,8 @@ logger = logging.getLogger(__name__)
 
 TASK = "zero-shot-video-classification"
 CALL_OPTIONS = ("candidate_labels", "hypothesis_template", "top_k", "num_temporal_clips", "num_spatial_crops",
-                "num_frames", "chunk_length_s", "stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
+                "num_frames", "chunk_length_s", "stride_length_s", "return_timestamps", "aggregate", "fps", "progress",
+                "return_tensors")
 WINDOW_ONLY = ("stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
 AGGREGATES = ("mean", "segments", "frames", "segmentation")
 CHUNK_FIELDS = ("label_set", "video_name", "timestamp", "num_chunks", "video_index", "clock")  # passed through the forward
@@ -204,6 +206,9 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             fps (`float`): the clock of frame arrays (they have none; required for windows over arrays). Refused for
                 a file, which has its own (its frames' presentation times).
             progress (`bool`, optional): show a progress bar over windows (default: only on a terminal).
+            return_tensors (`bool`, default False): per video, the float32 tensor (K,) of every label's score in
+                `candidate_labels` order instead of the ranked list (with windows: their mean; refused with `top_k`,
+                `return_timestamps` and segment aggregates). `score` stacks them into an (N, K) matrix.
 
         Returns:
             `[{"score": float, "label": str}, ...]` sorted by decreasing score, or a list of such lists for a batch
@@ -226,6 +231,22 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             return []
         items, is_batch = split_videos(videos)
         return super().__call__(items if is_batch else items[0], **kwargs)
+
+    def score(self, videos, candidate_labels=None, **kwargs: Any) -> torch.Tensor:
+        """The (N videos, K labels) float32 matrix of the call's scores, unsorted: row i is video i (a single video
+        gives one row), column k is `candidate_labels[k]`, each the per-view softmax averaged over the video's views
+        (with `chunk_length_s`: also over its windows). The call with `return_tensors=True`, stacked; every other
+        call option applies (`top_k`, `return_timestamps` and segment aggregates are refused)."""
+        if kwargs.pop("return_tensors", True) is not True:
+            raise ValueError("score always returns the score matrix; call the pipeline for ranked labels")
+        rows = self(videos, candidate_labels=candidate_labels, return_tensors=True, **kwargs)
+        if torch.is_tensor(rows):  # one video
+            return rows[None]
+        rows = list(rows)  # a list, or the iterator over a generator or dataset
+        if rows:
+            return torch.stack(rows)
+        label_set = self._sanitize_parameters(candidate_labels=candidate_labels)[0]["label_set"]
+        return torch.zeros(0, len(label_set.labels))
 
     def _sanitize_parameters(self, **given):
         unknown = sorted(set(given) - set(CALL_OPTIONS))
@@ -257,7 +278,16 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             if given_window:
                 raise ValueError(f"zero-shot-video-classification: {', '.join(given_window)} only apply to windows; "
                                  "pass chunk_length_s (window length in seconds) too.")
-        return preprocess_params, forward_params, {"mode": mode, "top_k": top_k}
+        return_tensors = options.get("return_tensors", False)
+        if not isinstance(return_tensors, bool):
+            raise ValueError(f"return_tensors must be True or False, got {return_tensors!r}")
+        if return_tensors and (top_k is not None or mode not in ("video", "mean")):
+            given = {"top_k": top_k, "return_timestamps": options.get("return_timestamps"),
+                     "aggregate": None if mode == "mean" else options.get("aggregate")}
+            raise ValueError("return_tensors=True returns every label's score per video (the mean over its views or "
+                             "windows): " + ", ".join(f"{k}={v!r}" for k, v in given.items() if v not in (None, False))
+                             + " does not apply")
+        return preprocess_params, forward_params, {"mode": mode, "top_k": top_k, "return_tensors": return_tensors}
 
     @staticmethod
     def _window_mode(options: dict, top_k) -> str:
@@ -349,12 +379,14 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         logits = outputs.logits_per_video.reshape(num_chunks, num_views, len(label_set))
         return {"scores": average_view_probabilities(logits), **{field: model_inputs[field] for field in CHUNK_FIELDS}}
 
-    def postprocess(self, chunks: list[dict], mode: str = "video", top_k: int | None = None):
-        """The scored chunks of one video -> its result: the mean over its views or windows, or per window, or
-        segments."""
+    def postprocess(self, chunks: list[dict], mode: str = "video", top_k: int | None = None,
+                    return_tensors: bool = False):
+        """The scored chunks of one video -> its result: the mean over its views or windows (ranked, or with
+        ``return_tensors`` the (K,) tensor in label order), or per window, or segments."""
         label_set = chunks[0]["label_set"]
         if mode in ("video", "mean"):
-            return _ranked(torch.stack([chunk["scores"] for chunk in chunks]).mean(0), label_set, top_k)
+            mean = torch.stack([chunk["scores"] for chunk in chunks]).mean(0)
+            return mean.reshape(-1) if return_tensors else _ranked(mean, label_set, top_k)
         windows = [{"timestamp": tuple(round(float(t), 6) for t in chunk["timestamp"]),
                     "labels": _ranked(chunk["scores"], label_set, top_k if mode == "windows" else None)}
                    for chunk in chunks]
