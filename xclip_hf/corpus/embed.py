@@ -1,19 +1,4 @@
-"""Corpus-scale feature extraction: embed many videos (whole, or window by window), resumably, on many processes.
-
-``embed_videos(videos, output_dir, model)`` writes a `datasets` dataset to ``output_dir`` with one row per video
-(or per window with ``chunk_length_s``): ``path``, ``start_s``, ``end_s``, ``video_embeds`` (the video embedding v
-of paper Eq. 6, i.e. ``XClipModel.get_video_features(...).video_embeds``), optionally ``frame_embeds`` (the frame
-features h_t) and ``video_context`` (z-bar of Eq. 10, what the prompt generator attends to: with it, search can
-re-rank with X-CLIP's own video-specific prompts), and ``error`` (null, or why the file/window has no vectors).
-
-Decoding runs in DataLoader workers in parallel with the model (``corpus.loader``: each video's window rows, read
-through ``pipelines.video_chunks``); rows are committed in atomic shards of whole videos (``jobs.store``), so an
-interrupted run resumes where it stopped and each input ends up in the dataset exactly once. The output records
-the job's identity (``jobs.identity``: a fingerprint of the model, the settings, the code version) and is locked
-while a run writes it (``jobs.lock``). The same call runs on one process or under ``torchrun`` / ``accelerate
-launch``: inputs are split with accelerate's ``PartialState.split_between_processes``, every process writes its own
-shards, and the main process merges them after a barrier.
-"""
+"""Corpus-scale feature extraction (`embed_videos`): one row of video embeddings (Eq. 6) per video or window, resumable, on many processes."""
 
 from __future__ import annotations
 
@@ -318,10 +303,8 @@ def embed_videos(videos=(), output_dir=None, model=None, **kwargs):
     Args:
         videos: paths, directories (their video files, recursively) and glob patterns; ``list_file=`` adds a text
             file with one path per line. Every input is embedded once, in any number of runs.
-        output_dir: a new or empty directory, or the directory of an earlier run with the same settings and the
-            same model (resumed; the model is compared by a fingerprint of its video side's config and weights, not
-            by name). One run writes an output at a time: a second one refuses at once, naming the first (pid,
-            host); the lock of a run that died on this host is taken over.
+        output_dir: a new or empty directory, or an earlier run's with the same settings and model (resumed; the
+            model compared by a fingerprint of its video side). One run writes an output at a time (a lock).
         model: a model directory or hub id (ours or the published microsoft/xclip-* format), or an ``XClipModel``;
             ``processor=`` (an ``XClipProcessor``/``XClipVideoProcessor``) when the model is an object.
         retry_errors: embed again the inputs whose rows in an earlier run were error rows (default); their new
@@ -329,10 +312,8 @@ def embed_videos(videos=(), output_dir=None, model=None, **kwargs):
         chunk_length_s, stride_length_s: one row per window of ``chunk_length_s`` seconds every ``stride_length_s``
             (default: the window length); without them one row per video (``start_s`` 0, ``end_s`` its duration).
         num_frames: frames per row (default: the model's). batch_size: windows per model forward.
-        num_workers: DataLoader worker processes that decode and preprocess in parallel with the model. With
-            workers, a video whose decoder crashes (kills its worker) or stalls longer than ``timeout_s`` seconds
-            becomes an error row and the run goes on (``timeout_s=None``: no limit); without workers, decoding runs in
-            this process, and a crashing decoder ends the run (committed shards survive).
+        num_workers: DataLoader worker processes that decode beside the model; with workers, a video whose decoder
+            crashes or stalls longer than ``timeout_s`` seconds (None: no limit) becomes an error row.
         dtype: compute dtype (``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"``); save_dtype: ``"float32"``
             or ``"float16"`` for the stored vectors. device: default the process's accelerator (or CPU).
         save_context: also store ``video_context`` (needed to re-rank search results with the prompt generator);

@@ -1,11 +1,4 @@
-"""`embed`'s rows as video chunks: one row per window of a video, read in DataLoader workers by
-``pipelines.video_chunks`` (the dataset the zero-shot pipeline reads through too).
-
-Each video is opened once through ``models.video_windows.VideoWindowStream``, its windows planned (or one window
-over the whole video, sampled as the video processor does), their frames read in one pass and processed. A video
-that cannot be opened becomes one error row; one that fails part-way keeps the windows read so far and its unread
-windows become one error row (``row_item``), so the run goes on.
-"""
+"""`embed`'s rows as video chunks: one row per window of a video, a part-way failure one error row over the unread windows."""
 
 from __future__ import annotations
 

@@ -1,16 +1,4 @@
-"""Text-video retrieval from `xclip-hf embed` vectors: text->video and video->text R@1/R@5/R@10, median and mean rank.
-
-Scores come from the search's public API (`corpus.search.score_matrix` over the embedded dataset: every
-(caption, video) score): the cosine of the stored video embedding and the caption's text feature, and, with
-`rerank=True`, the prompt-generator re-rank of the `rerank_candidates` best videos per caption (default: every
-video; their score is the zero-shot pipeline's logit; the others keep exp(logit_scale) * cosine, the same scale).
-Video->text uses the same (caption, video) scores read per video.
-
-Rank and ties (`retrieval_ranks`): a query's rank is 1 + the number of WRONG candidates whose score is at least
-the best score of a correct candidate (ties count against the query: a constant score matrix gives every query the
-worst rank, never R@1 = 100%). A video with several captions is a hit for video->text when its best caption ranks
-within K.
-"""
+"""Text-video retrieval from `xclip-hf embed` vectors: R@1/5/10, median and mean rank both ways, ties counted against the query."""
 
 from __future__ import annotations
 

@@ -1,15 +1,4 @@
-"""Score a list of videos against a class list through the zero-shot pipeline's public API (`score`: the (videos x
-labels) matrix), skipping (and listing) videos that cannot be read.
-
-Multi-view (paper Sec. 4.2): `num_temporal_clips x num_spatial_crops` views per video, the softmax of each view
-averaged over the views (the pipeline's `num_temporal_clips` / `num_spatial_crops`). Each file is opened and decoded
-once for all of its temporal views: the video processor asks the reader for the sorted union of the clips' frame
-indices in one pass (`reader.load_video`).
-
-The same call runs on one process or under ``torchrun`` / ``accelerate launch`` (the videos split between the
-processes, the predictions gathered once), and with ``predictions_dir`` it is resumable: per-video predictions are
-committed in shards there, and a rerun scores only what is missing (`predictions`).
-"""
+"""Score videos against class names through the zero-shot pipeline's `score` matrix, multi-view (Sec. 4.2), listing bad videos, resumable."""
 
 from __future__ import annotations
 

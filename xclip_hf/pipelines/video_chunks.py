@@ -1,21 +1,4 @@
-"""One dataset of video chunks for the zero-shot pipeline and `embed`: videos dealt to DataLoader workers, each read
-by a chunk producer the consumer passes, and batched for the model.
-
-`VideoChunks(videos, produce)` yields the chunks ``produce(video)`` gives for each video (the pipeline's
-``preprocess``, embed's window rows, both reading through ``models.video_windows.VideoWindowStream``), each tagged
-with its video's position (``video_index``) and whether it is the video's last item (``last``); in DataLoader
-workers video i is read by worker i % num_workers. A chunk is a dict with ``pixel_values`` (a tensor with a leading
-batch dimension of 1) and ``video_name`` (named in errors); its other fields pass through untouched. A video whose
-producer raises ends with an error item ``{"video_index", "error": the exception, "pixel_values": None, "last"}``
-after its chunks that were read (a producer may also yield error items of its own, with more fields), and the
-reading goes on with the next video, or stops there (``keep_going=False``, for a consumer that raises the first
-error). With ``inflight_dir`` each worker keeps the index of the video it is reading in
-``<inflight_dir>/<pid>.inflight``, so that when a worker dies (a decoder crash) or stalls, the consumer learns which
-videos were being read (`inflight_paths`).
-
-`collate_chunks` batches items: the good chunks' pixel values concatenated, every item's other fields kept.
-`build_loader` is the DataLoader over such a dataset: at most one worker per video, one math thread per worker.
-"""
+"""One dataset of video chunks for the zero-shot pipeline and `embed` (`VideoChunks`), its collate and its DataLoader."""
 
 from __future__ import annotations
 
@@ -48,8 +31,13 @@ def _portable(err: Exception) -> Exception:
 
 
 class VideoChunks(IterableDataset):
-    """The chunks ``produce(video)`` gives for each of ``videos``, tagged ``video_index`` and ``last``; video i is
-    read by DataLoader worker i % num_workers; a failing video ends with an error item (see the module docstring)."""
+    """The chunks ``produce(video)`` gives for each of ``videos`` (dicts with ``pixel_values`` (1, ...) and
+    ``video_name``), tagged ``video_index`` and ``last``; video i is read by DataLoader worker i % num_workers.
+
+    A video whose producer raises ends with ``{"video_index", "error": exception, "pixel_values": None, "last": True}``
+    and reading goes on (``keep_going=False``: that worker stops). ``inflight_dir``: each worker writes the index of
+    the video it reads to ``<inflight_dir>/<pid>.inflight`` (`inflight_paths` names a dead worker's videos).
+    """
 
     def __init__(self, videos, produce: Callable[[object], Iterable[dict]], inflight_dir: str | None = None,
                  keep_going: bool = True):

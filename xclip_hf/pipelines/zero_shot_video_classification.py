@@ -1,28 +1,4 @@
-"""`pipeline("zero-shot-video-classification")`: score videos against free-form labels with X-CLIP.
-
-X-CLIP (paper Sec. 3.1, Eq. 3) scores a video against K class texts by the cosine similarity between the video
-embedding and each text embedding enhanced by the video-specific prompt generator (Sec. 3.3, Eq. 10), scaled by
-the learned logit scale. The pipeline returns the softmax of those logits over the candidate labels, sorted;
-`score` returns them unsorted as an (N videos, K labels) matrix, the form evaluation works with.
-
-Stages (a transformers `ChunkPipeline`, as its speech pipeline serves long audio): `preprocess` yields the chunks
-of one video, streamed from one pass over the file by `models.video_windows.VideoWindowStream`: its temporal views
-(`num_temporal_clips`), or with `chunk_length_s=` its windows of that many seconds every `stride_length_s`, each
-chunk with its `num_spatial_crops` crops; `batch_size` chunks go through the model per forward, read by
-`num_workers` DataLoader worker processes (video i by worker i % num_workers; `video_chunks`) beside the model;
-`postprocess` takes the chunks of one video and averages the per-view softmax (the paper's multi-view protocol),
-or returns them per window (`return_timestamps=True`), merged into segments (`aggregate="segments"`), or averaged
-over the windows (the default). What one video is, is decided by the video processor
-(`models.video_input.split_videos`); the pipeline only downloads http(s) URLs (`video_inputs.local_video`).
-
-Speed: the text encoder's output does not depend on the video, so it runs once per distinct (labels, template,
-tokenizer, text weights) and is kept in a small LRU cache (see `models/text_features.py`); each batch of chunks
-then runs `model(pixel_values=..., text_embeds=cached)`, in which the prompt generator still runs per view.
-`compile=True` runs that video forward through `torch.compile(model, fullgraph=True)`: 1.34x over eager fp32 was
-measured for B/32-8f on an idle CPU (less, or nothing, on a busy one), after a one-off warm-up on the first batch
-(2-4 minutes for B/32 on 2 CPU cores, seconds once inductor's cache holds the graph; a new batch shape or label
-count compiles again, dynamically after the first change). Worth it for many videos.
-"""
+"""`pipeline("zero-shot-video-classification")`: the softmax over candidate labels of X-CLIP's video-text logits (Eq. 3, prompts Eq. 10)."""
 
 from __future__ import annotations
 
@@ -114,14 +90,11 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
     [{'score': 0.97, 'label': 'cooking'}, {'score': 0.02, 'label': 'dancing'}, {'score': 0.01, 'label': 'surfing'}]
     ```
 
-    Init arguments beyond transformers' `Pipeline` ones: `processor` (an `XClipProcessor`; loaded from the model's
-    directory when omitted), `runtime` (for a folder written by `xclip-hf export-onnx`: "onnxruntime" or "openvino";
-    default: the export's own; `device` and `dtype` other than CPU and float32 are refused for such a folder, also
-    through transformers' `pipeline()` factory), `label_cache_size` (entries of the label-embedding LRU cache, 0
-    disables it; default 4),
-    `url_timeout` (seconds for downloading http(s) videos; default 10), `compile` (`torch.compile` the video
-    forward, see the module docstring for its warm-up cost; default False). Call options (see `__call__`) given at
-    init are the defaults of every call.
+    Init arguments beyond transformers' `Pipeline` ones: `processor` (an `XClipProcessor`; default: the model's),
+    `runtime` ("onnxruntime" or "openvino" for an `export-onnx` folder; default: the export's own), `label_cache_size`
+    (label-embedding LRU entries, 0 disables; default 4), `url_timeout` (seconds for a whole http(s) download;
+    default 60), `compile` (`torch.compile` the video forward; default False). Call options given at init are the
+    defaults of every call.
     """
 
     # One component, one loader: the pipeline needs an XClipProcessor and builds it itself in __init__
@@ -175,36 +148,28 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
 
         Args:
             videos: a path, an http(s) URL, a 4-D array/tensor of frames, a (T, H, W) grayscale array/tensor, a list
-                of frames (one video; PIL images, (H, W) or (H, W, C) arrays), or a list of any of these or a 5-D
-                array (a batch); a generator or dataset of videos is streamed. (`models.video_input`; grayscale is
-                replicated to RGB.) An empty list returns `[]` after checking the options.
-            candidate_labels (`list[str]`): the labels; softmax is taken over them. Must be non-empty strings without
-                duplicates (duplicates raise a ValueError).
+                of frames (one video), or a list of any of these or a 5-D array (a batch); a generator or dataset of
+                videos is streamed. An empty list returns `[]` after checking the options.
+            candidate_labels (`list[str]`): the labels, non-empty and distinct; softmax is taken over them.
             hypothesis_template (`str`, defaults to `"{}"`): how a label becomes a text; the paper uses the bare label.
             top_k (`int`, optional): keep only the `top_k` best labels (per window with `return_timestamps`; refused
                 with `aggregate="segments"`/`"frames"`/`"segmentation"`, whose segments carry one label each).
             num_temporal_clips / num_spatial_crops (`int`, default 1): multi-view inference; the per-view softmax
                 scores are averaged (the paper's 4x3 views: `num_temporal_clips=4, num_spatial_crops=3`).
             batch_size (`int`, default 1): chunks (temporal views, or windows) per model forward.
-            num_workers (`int`, default 0): DataLoader worker processes that read and process videos (video i by
-                worker i % num_workers) while the model runs; 0 reads in this process.
-            num_frames (`int`, optional): frames sampled per clip or window (default: the model's `num_frames`);
-                another count resamples the MIT's temporal position embedding (an extrapolation of the trained
-                model, see `XClipMultiFrameIntegrationTransformer.temporal_position_encoding`).
+            num_workers (`int`, default 0): DataLoader worker processes that read videos while the model runs.
+            num_frames (`int`, optional): frames per clip or window (default: the model's); another count resamples
+                the MIT's temporal position embedding (Eq. 6), an extrapolation of the trained model.
             chunk_length_s (`float`, optional): classify windows of this many seconds instead of the whole video.
             stride_length_s (`float`, optional): hop between window starts in seconds (default: `chunk_length_s`,
                 no overlap; must not exceed it).
             return_timestamps (`bool`): with windows, one entry per window
                 `{"timestamp": (start_s, end_s), "labels": [{"score", "label"}, ...]}` (`top_k` applies per window).
-            aggregate (`"mean"`, `"segments"`, `"frames"` or `"segmentation"`): with windows, `"segments"` merges
-                consecutive windows with the same top label into `{"start_s", "end_s", "label", "score"}`;
-                `"frames"` makes such segments from per-frame scores averaged over every covering window, with a
-                minimum duration of 0.625 windows; `"segmentation"` finds the segmentation that the windows lying
-                wholly inside its segments explain best (a window across a boundary counts as no evidence), the
-                most accurate on held-out untrimmed videos (README, "Untrimmed videos"; `pipelines/segments.py`);
-                `"mean"` (the default without `return_timestamps`) averages the windows' scores into one list.
-            fps (`float`): the clock of frame arrays (they have none; required for windows over arrays). Refused for
-                a file, which has its own (its frames' presentation times).
+            aggregate (`"mean"`, `"segments"`, `"frames"` or `"segmentation"`): with windows, `"mean"` (default)
+                averages them into one list; the others return segments `{"start_s", "end_s", "label", "score"}`:
+                consecutive windows' top labels, per-frame scores, or the segmentation the windows inside segments
+                explain best (`pipelines/segments.py`; README, "Untrimmed videos").
+            fps (`float`): the clock of frame arrays (required for windows over arrays; refused for a file).
             progress (`bool`, optional): show a progress bar over windows (default: only on a terminal).
             return_tensors (`bool`, default False): per video, the float32 tensor (K,) of every label's score in
                 `candidate_labels` order instead of the ranked list (with windows: their mean; refused with `top_k`,
