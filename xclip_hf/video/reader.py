@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import io
 import os
 import re
 import sys
@@ -19,7 +20,7 @@ from .fd2 import Fd2Capture
 from .orientation import Orientation
 from .timing import frame_clock
 
-__all__ = ["VideoInfo", "VideoFile", "VideoDecodeError", "VideoPathError", "check_video_path", "decode_error", "open_video", "get_video_info", "VideoLength", "get_video_length", "read_video", "load_video", "BACKENDS"]
+__all__ = ["VideoInfo", "VideoFile", "VideoInput", "VideoDecodeError", "VideoPathError", "check_video_path", "decode_error", "open_video", "get_video_info", "VideoLength", "get_video_length", "read_video", "load_video", "BACKENDS"]
 
 BACKENDS = ("auto", "decord", "pyav")
 AUTO_ORDER = ("pyav", "decord")  # what "auto" tries, first to last
@@ -104,6 +105,33 @@ def check_video_path(path, where: str | None = None) -> str:
     return path
 
 
+class VideoInput:
+    """Where a video's bytes are: a checked file path, or a seekable binary file object (bytes are wrapped in one)
+    read from memory; ``name`` names it in messages (the path, or the caller's name for the object)."""
+
+    def __init__(self, video, name: str | None = None):
+        if isinstance(video, (bytes, bytearray, memoryview)):
+            video = io.BytesIO(video)
+        if hasattr(video, "read"):
+            self.path, self.file = None, video
+            self.name = str(name or getattr(video, "name", None) or "<video in memory>")
+            if not (hasattr(video, "seek") and (not hasattr(video, "seekable") or video.seekable())):
+                raise ValueError(f"video {self.name!r}: a file object must be seekable (the decoder seeks to key "
+                                 "frames); pass its bytes instead")
+            if video.seek(0, io.SEEK_END) == 0:
+                raise VideoDecodeError(f"video {self.name!r} is empty (0 bytes)", path=self.name)
+        else:
+            self.path, self.file = check_video_path(video), None
+            self.name = self.path
+
+    def open(self):
+        """What the decoders open: the path, or the file object rewound to its start."""
+        if self.file is None:
+            return self.path
+        self.file.seek(0)
+        return self.file
+
+
 def _check_indices(indices, num_frames: int, path: str) -> np.ndarray:
     """Indices as a 1-D int64 array inside ``[0, num_frames)``; ValueError otherwise."""
     idx = np.asarray(indices)
@@ -122,18 +150,20 @@ class _DecordBackend:
 
     name = "decord"
 
-    def __init__(self, path: str, num_threads: int = 1):
+    def __init__(self, source: VideoInput, num_threads: int = 1):
         import decord
 
         _quiet_decord(decord)
-        self.path = path
+        self.path = path = source.name
         self.position = None  # (first, last) frame index of the batch being read
         captured: list[str] = []
         try:
             with _DECORD_LOG.captured(captured):
-                self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
+                self._vr = decord.VideoReader(source.open(), ctx=decord.cpu(0), num_threads=num_threads)
         except Exception as exc:
             noise = " ".join(line.strip() for line in "".join(captured).splitlines() if line.strip())
+            if source.file is not None:
+                noise = ""  # reading from memory, its log echoes the bytes
             noise = _LOG_PREFIX.sub("", noise)
             raise RuntimeError(f"{_first_line(exc, with_type=False)}{' (' + noise[:300] + ')' if noise else ''}") from exc
         self.num_frames = len(self._vr)
@@ -211,12 +241,13 @@ class _PyAVBackend:
     FRAME_THREADING_MIN_RUN = 12
     FRAME_THREADING_MIN_PIXELS = 256 * 144
 
-    def __init__(self, path: str):
+    def __init__(self, source: VideoInput):
         import av
 
-        self.path = path
+        self.source = source
+        self.path = path = source.name
         self.position = None  # frame index being read (the one after the last decoded frame)
-        self._container = av.open(path, mode="r")
+        self._container = av.open(source.open(), mode="r")
         if not self._container.streams.video:
             self._container.close()
             raise ValueError(f"file has no video stream: {path!r}")
@@ -273,8 +304,12 @@ class _PyAVBackend:
         if self._orientation is None:
             import av
 
-            with av.open(self.path, mode="r") as container:
-                first = next(container.decode(container.streams.video[0]), None)
+            if self.source.file is None:
+                with av.open(self.source.path, mode="r") as container:
+                    first = next(container.decode(container.streams.video[0]), None)
+            else:  # one file object: its own container reads the first frame (every decode seeks first)
+                self._container.seek(0)
+                first = next(self._container.decode(self._stream), None)
             self._orientation = Orientation.of_frame(first) if first is not None else Orientation()
         return self._orientation
 
@@ -416,29 +451,30 @@ class _PyAVBackend:
             self._container = None
 
 
-def _open_backend(path: str, backend: str):
-    """Open ``path`` with the requested backend; 'auto' tries the backends of ``AUTO_ORDER``. ValueError on failure."""
+def _open_backend(source: VideoInput, backend: str):
+    """Open ``source`` with the requested backend; 'auto' tries the backends of ``AUTO_ORDER``. ValueError on failure."""
+    path = source.name
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         reasons = []
         for name in AUTO_ORDER:
             try:
-                return _open_backend(path, name)
+                return _open_backend(source, name)
             except ValueError as exc:
                 reasons.append(str(exc).removeprefix(f"cannot open video {path!r}: "))
         raise VideoDecodeError(f"cannot open video {path!r}: " + "; ".join(reasons), path=path)
     errors = []
     if backend in ("auto", "decord"):
         try:
-            return _DecordBackend(path)
+            return _DecordBackend(source)
         except ImportError as exc:
             errors.append(f"decord unavailable ({exc})")
         except Exception as exc:  # decord raises DECORDError/RuntimeError for unreadable files
             errors.append(f"decord: {_first_line(exc)}")
     if backend in ("auto", "pyav"):
         try:
-            return _PyAVBackend(path)
+            return _PyAVBackend(source)
         except ValueError as exc:
             errors.append(f"pyav: {exc}")
         except Exception as exc:
@@ -465,15 +501,20 @@ class _FailedBackend:
 
 
 class VideoFile:
-    """An open video file that decodes only requested frames (``backend="auto"``: PyAV, decord when PyAV fails)."""
+    """An open video file that decodes only requested frames (``backend="auto"``: PyAV, decord when PyAV fails).
 
-    def __init__(self, path, backend: str = "auto"):
-        self.path = check_video_path(path)
+    ``path``: a file path, or the video's bytes / a seekable binary file object, decoded from memory (``name``, else
+    the object's ``name``, names it in errors and in ``path``).
+    """
+
+    def __init__(self, path, backend: str = "auto", name: str | None = None):
+        self._input = VideoInput(path, name)
+        self.path = self._input.name
         self.requested_backend = backend
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         try:
-            self._backend = _open_backend(self.path, backend)
+            self._backend = _open_backend(self._input, backend)
         except Exception as exc:
             raise decode_error(self.path, exc, action="open") from exc
 
@@ -513,7 +554,7 @@ class VideoFile:
         except Exception as exc:
             decord_error = self._switch_to_pyav(exc)  # decord failed mid-way in auto mode: retry with PyAV
         with self._pyav_errors(decord_error):
-            self._backend = _PyAVBackend(self.path)
+            self._backend = _PyAVBackend(self._input)
             return self._backend.get_frames(idx)
 
     def _switch_to_pyav(self, exc: Exception) -> str:
@@ -546,7 +587,7 @@ class VideoFile:
         except Exception as exc:
             decord_error = self._switch_to_pyav(exc)  # decord failed mid-way in auto mode: continue with PyAV
         with self._pyav_errors(decord_error):
-            self._backend = _PyAVBackend(self.path)
+            self._backend = _PyAVBackend(self._input)
             yield from self._backend.iter_frames(wanted[done:])
 
     def close(self):
