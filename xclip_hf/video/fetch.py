@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import io
 import ipaddress
 import os
 import socket
@@ -13,7 +14,8 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-__all__ = ["URLRefused", "FetchHints", "address_refusal", "fetch_video", "PinnedConnection", "MAX_REDIRECTS"]
+__all__ = ["URLRefused", "FetchHints", "address_refusal", "fetch_video", "fetch_bytes", "PinnedConnection",
+           "MAX_REDIRECTS"]
 
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
@@ -157,32 +159,44 @@ def _open(host: str, port: int, tls: bool, addresses: list, target: str, deadlin
     raise error if error is not None else ConnectionError("no address to connect to")
 
 
-def _save(response, url: str, folder: str, suffix: str, max_bytes: int, deadline: _Deadline, hints: FetchHints) -> str:
-    """Write the body into a new file in ``folder``, never more than ``max_bytes``; its path."""
+def _copy_body(response, url: str, out, max_bytes: int, deadline: _Deadline, hints: FetchHints) -> None:
+    """Write the body to the binary file ``out``, never more than ``max_bytes``."""
     declared = response.getheader("Content-Length", "")
     if declared.strip().isdigit() and int(declared) > max_bytes:
         raise URLRefused(f"URL {url!r} is {_megabytes(int(declared))}, over {hints.limit} of "
                          f"{_megabytes(max_bytes)} ({hints.size})")
+    written = 0
+    while chunk := response.read1(CHUNK_BYTES):
+        written += len(chunk)
+        if written > max_bytes:
+            raise URLRefused(f"URL {url!r} is over {hints.limit} of {_megabytes(max_bytes)} (the download "
+                             f"stopped there; {hints.size})")
+        out.write(chunk)
+    if deadline.passed():
+        raise TimeoutError("the download did not finish")
+    if response.length:  # the server closed before the Content-Length it declared
+        raise ConnectionError(f"the connection closed after {written} bytes of {declared}")
+    if written == 0:
+        raise ConnectionError("the server sent no bytes")
+
+
+def _save(response, url: str, folder: str, suffix: str, max_bytes: int, deadline: _Deadline, hints: FetchHints) -> str:
+    """Write the body into a new file in ``folder``, never more than ``max_bytes``; its path."""
     handle, path = tempfile.mkstemp(prefix="url_", suffix=suffix, dir=folder)
     try:
-        written = 0
         with os.fdopen(handle, "wb") as out:
-            while chunk := response.read1(CHUNK_BYTES):
-                written += len(chunk)
-                if written > max_bytes:
-                    raise URLRefused(f"URL {url!r} is over {hints.limit} of {_megabytes(max_bytes)} (the download "
-                                     f"stopped there; {hints.size})")
-                out.write(chunk)
-        if deadline.passed():
-            raise TimeoutError("the download did not finish")
-        if response.length:  # the server closed before the Content-Length it declared
-            raise ConnectionError(f"the connection closed after {written} bytes of {declared}")
-        if written == 0:
-            raise ConnectionError("the server sent no bytes")
+            _copy_body(response, url, out, max_bytes, deadline, hints)
     except BaseException:
         os.unlink(path)
         raise
     return path
+
+
+def _in_memory(response, url: str, max_bytes: int, deadline: _Deadline, hints: FetchHints) -> bytes:
+    """The body as bytes, never more than ``max_bytes``."""
+    out = io.BytesIO()
+    _copy_body(response, url, out, max_bytes, deadline, hints)
+    return out.getvalue()
 
 
 def _request_target(parts) -> str:
@@ -203,8 +217,21 @@ def fetch_video(url: str, folder: str, *, max_bytes: int, timeout: float, allow_
     Raises `URLRefused` (scheme, address, size), TimeoutError (over ``timeout`` seconds overall) or ConnectionError,
     each one line naming ``url``.
     """
-    deadline = _Deadline(timeout)
     suffix = os.path.splitext(urllib.parse.urlsplit(url).path)[1][:16] or ".mp4"
+    return _download(url, lambda response, deadline: _save(response, url, folder, suffix, max_bytes, deadline, hints),
+                     timeout, allow_private, hints)
+
+
+def fetch_bytes(url: str, *, max_bytes: int, timeout: float, allow_private: bool = False,
+                hints: FetchHints = FetchHints()) -> bytes:
+    """Download ``url`` into memory under the rules of this module (as `fetch_video`, no file written)."""
+    return _download(url, lambda response, deadline: _in_memory(response, url, max_bytes, deadline, hints),
+                     timeout, allow_private, hints)
+
+
+def _download(url: str, keep, timeout: float, allow_private: bool, hints: FetchHints):
+    """GET ``url`` (redirects followed, each hop checked) and return ``keep(response, deadline)`` for the 200 answer."""
+    deadline = _Deadline(timeout)
     hop = url
     try:
         for _ in range(MAX_REDIRECTS + 1):
@@ -218,7 +245,7 @@ def fetch_video(url: str, folder: str, *, max_bytes: int, timeout: float, allow_
                     continue
                 if response.status != 200:
                     raise ConnectionError(f"the server answered HTTP {response.status} {response.reason}".strip())
-                return _save(response, url, folder, suffix, max_bytes, deadline, hints)
+                return keep(response, deadline)
             finally:
                 watchdog.cancel()
                 connection.close()
