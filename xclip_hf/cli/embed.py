@@ -13,8 +13,26 @@ HELP = "embed many videos (whole or in windows) into a datasets dataset; resumab
 
 def add_arguments(p) -> None:
     """Arguments of `embed` (no heavy import here: `--help` must answer at once)."""
-    p.add_argument("videos", nargs="*", help="video files, directories (searched recursively) or glob patterns")
-    p.add_argument("--list", dest="list_file", default=None, help="a text file with one video path per line")
+    p.add_argument("videos", nargs="*", help="video files, directories (searched recursively), glob patterns or URLs "
+                                             "(http(s)://, file://, s3:// with s3fs, ...)")
+    p.add_argument("--list", dest="list_file", default=None, help="a text file with one video path or URL per line")
+    p.add_argument("--dataset", default=None,
+                   help="instead of files: a Hugging Face dataset (a save_to_disk folder, or a folder/hub id that "
+                        "datasets.load_dataset reads)")
+    p.add_argument("--video-column", default=None,
+                   help="the dataset's column of paths, URLs or video bytes (default: video)")
+    p.add_argument("--id-column", default=None,
+                   help="the dataset's column of ids (default: the path/URL, or the row number for bytes)")
+    p.add_argument("--split", default=None, help="the dataset's split (needed when it has several)")
+    p.add_argument("--streaming", action="store_true", help="read the dataset as a stream (an IterableDataset)")
+    p.add_argument("--webdataset", nargs="+", default=None, metavar="SHARDS",
+                   help="instead of files: webdataset tar shards (paths, brace patterns 'a-{000..009}.tar', fsspec "
+                        "URLs); a row's id is its sample key")
+    p.add_argument("--video-key", default=None,
+                   help="the webdataset member extension(s) holding the video, e.g. mp4 or 'mp4;webm' "
+                        "(default: the sample's one video file)")
+    p.add_argument("--url-timeout", type=positive_float, default=None,
+                   help="seconds one URL's download may take before it becomes an error row (default 60)")
     add_model_argument(p)
     p.add_argument("--output", required=True, help="output directory (new, empty, or an earlier run's: resumed)")
     p.add_argument("--chunk-length", type=positive_float, default=None, help="one row per window of S seconds (default: per video)")
@@ -47,13 +65,22 @@ def _failed_rows(dataset, shown: int = 5) -> list[str]:
             for i, (path, error) in enumerate(errors.items())]
 
 
+def _source_options(args) -> dict:
+    """The source options given on the command line (`corpus.sources.open_source`'s keywords)."""
+    given = {"dataset": args.dataset, "video_column": args.video_column, "id_column": args.id_column,
+             "split": args.split, "streaming": args.streaming or None, "webdataset": args.webdataset,
+             "video_key": args.video_key, "url_timeout_s": args.url_timeout}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def run(args) -> int:
     from ..corpus.embed import run_embedding
     from ..jobs import job_state
     from ..video.windows import check_window_lengths
 
-    if not args.videos and args.list_file is None:
-        raise UsageError("no input videos: pass video files, directories or globs, or --list FILE")
+    if not args.videos and args.list_file is None and args.dataset is None and args.webdataset is None:
+        raise UsageError("no input videos: pass video files, directories, globs or URLs, --list FILE, --dataset or "
+                         "--webdataset")
     with usage_errors():
         if args.chunk_length is not None:
             check_window_lengths(args.chunk_length, args.stride)
@@ -68,6 +95,7 @@ def run(args) -> int:
             device=resolve_device(args.device, "embed", args.model),
             save_context=args.save_context, save_frame_embeds=args.save_frame_embeds, shard_size=args.shard_size,
             timeout_s=args.timeout, retry_errors=not args.no_retry_errors, progress=not args.no_progress,
+            **_source_options(args),
         )
     if not job_state().is_main_process:
         return EXIT_FAILURE if counts.failed else EXIT_OK

@@ -109,6 +109,7 @@ class _Embedder:
     def run(self, paths, num_workers, inflight_dir, loader_options):
         from ..pipelines import video_chunks
         from .loader import window_loader
+        from .sources import item_id
 
         todo = list(paths)
         inflight_dir = inflight_dir if num_workers else None  # without workers a crash ends the process anyway
@@ -117,17 +118,17 @@ class _Embedder:
             failure = self._consume(loader)
             if failure is None:
                 return
-            suspects = [p for p in video_chunks.inflight_paths(loader.dataset) if p not in self.finished]
+            suspects = [p for p in video_chunks.inflight_paths(loader.dataset) if item_id(p) not in self.finished]
             if not suspects:  # no marker names the culprit (a worker killed between videos): try each alone
-                suspects = [p for p in todo if p not in self.finished]
+                suspects = [p for p in todo if item_id(p) not in self.finished]
             for suspect in suspects:
                 alone = window_loader([suspect], num_workers=1, inflight_dir=inflight_dir, **loader_options)
                 again = self._consume(alone)
                 if again is not None:
                     video_chunks.inflight_paths(alone.dataset)
-                    self._add({"index": -1, "path": suspect, "start_s": 0.0, "end_s": None, "last": True,
+                    self._add({"index": -1, "path": item_id(suspect), "start_s": 0.0, "end_s": None, "last": True,
                                "error": f"DecoderCrash: the decoding worker died or stalled on this video ({again})"}, None)
-            todo = [p for p in todo if p not in self.finished]
+            todo = [p for p in todo if item_id(p) not in self.finished]
 
     def _consume(self, loader):
         """Embed every batch of ``loader``; returns None, or the first line of a worker failure."""
@@ -153,7 +154,7 @@ class _Embedder:
                 try:
                     out = _video_features(self.net, pixel_values)
                 except ValueError as err:
-                    names = sorted({paths[batch["items"][i]["video_index"]] for i in batch["good"]})
+                    names = sorted({row_item(batch["items"][i], paths)["path"] for i in batch["good"]})
                     raise ValueError(f"the model rejected the processed videos {names[:3]}: {err}") from err
             for column in self.vector_columns:
                 array = getattr(out, column).float().cpu().numpy().astype(self.save_dtype)
@@ -196,23 +197,26 @@ def _load_embed_model(model, processor, dtype):
 
 
 def _job_settings(model, net, video_processor, fingerprint, frames, chunk_length_s, stride_length_s, save_dtype,
-                  save_frame_embeds, save_context) -> dict:
-    """What the job config records: the row-shaping settings (compared on resume) and the `store.RECORDED_KEYS`."""
+                  save_frame_embeds, save_context, input_ids: str = "paths") -> dict:
+    """What the job config records: the row-shaping settings (compared on resume) and the `store.RECORDED_KEYS`;
+    ``input_ids``: what the inputs' names are (`sources.Source.ids`)."""
     from ..version import package_version
 
     source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else getattr(net, "name_or_path", "")
     return {"num_frames": frames, "sampling": video_processor.sampling, "chunk_length_s": chunk_length_s,
             "stride_length_s": stride_length_s, "save_dtype": save_dtype, "frame_embeds": bool(save_frame_embeds),
             "video_context": bool(save_context), "projection_dim": net.config.projection_dim,
-            "model_fingerprint": fingerprint, "model_source": source, "code_version": package_version()}
+            "model_fingerprint": fingerprint, "model_source": source, "code_version": package_version(),
+            "input_ids": input_ids}
 
 
 def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, processor=None, chunk_length_s=None,
                   stride_length_s=None, num_frames=None, batch_size=8, num_workers=0, dtype="auto",
                   save_dtype="float32", device=None, save_context=False, save_frame_embeds=False, shard_size=64,
-                  decode_backend="auto", timeout_s=DEFAULT_TIMEOUT_S, retry_errors=True, progress=True):
+                  decode_backend="auto", timeout_s=DEFAULT_TIMEOUT_S, retry_errors=True, progress=True,
+                  **source_options):
     """`embed_videos`, also returning the `EmbedCounts` of this run (summed over processes)."""
-    from .inputs import expand_inputs
+    from .sources import open_source
     from ..jobs import job_state
     from ..jobs.lock import take_job_lock
     from ..jobs.store import ShardStore
@@ -230,13 +234,13 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
         chunk_length_s, stride_length_s = check_window_lengths(chunk_length_s, stride_length_s)
     elif stride_length_s is not None:
         raise ValueError("stride_length_s needs chunk_length_s (windows); without it each video is one row")
-    paths = expand_inputs(videos, list_file)
+    source = open_source(videos, list_file, **source_options)
     ShardStore(output_dir).check_owner()  # before the lock and the (slow) model load
 
     state = job_state(device)
     lock = take_job_lock(state, output_dir)
     try:
-        return _run_locked(state, paths, output_dir, model, processor, chunk_length_s, stride_length_s, num_frames,
+        return _run_locked(state, source, output_dir, model, processor, chunk_length_s, stride_length_s, num_frames,
                            batch_size, num_workers, dtype, save_dtype, device, save_context, save_frame_embeds,
                            shard_size, decode_backend, timeout_s, retry_errors, progress)
     finally:
@@ -244,7 +248,7 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
             lock.release()
 
 
-def _run_locked(state, paths, output_dir, model, processor, chunk_length_s, stride_length_s, num_frames, batch_size,
+def _run_locked(state, source, output_dir, model, processor, chunk_length_s, stride_length_s, num_frames, batch_size,
                 num_workers, dtype, save_dtype, device, save_context, save_frame_embeds, shard_size, decode_backend,
                 timeout_s, retry_errors, progress):
     """The job, once this run holds the output's lock."""
@@ -256,39 +260,55 @@ def _run_locked(state, paths, output_dir, model, processor, chunk_length_s, stri
     from ..jobs.resumable import start_resumable_job
     from ..jobs.store import ShardStore, row_features
     from .loader import WindowPlan
+    from .sources import StreamShare
 
     net, video_processor, fingerprint = _load_embed_model(model, processor, dtype)
     vision_config = getattr(net.config, "vision_config", net.config)
     frames = num_frames or vision_config.num_frames
     settings = _job_settings(model, net, video_processor, fingerprint, frames, chunk_length_s, stride_length_s,
-                             save_dtype, save_frame_embeds, save_context)
+                             save_dtype, save_frame_embeds, save_context, source.ids)
     features = row_features(net.config.projection_dim, save_dtype, save_frame_embeds, save_context)
     columns = list(features)
 
     store = ShardStore(output_dir, state.process_index)
-    # done: absolute path -> whether its committed rows hold an error (embedded again with retry_errors)
-    start = start_resumable_job(state, store, settings, paths, ShardStore.committed_inputs,
-                                redo=lambda failed: retry_errors and failed)
+    # done: input key (`store.key`) -> whether its committed rows hold an error (embedded again with retry_errors)
+    def redo(failed):
+        """Whether a committed input is embedded again: its rows are error rows and retry_errors is on."""
+        return retry_errors and failed
+
+    sized = source.length is not None  # else a stream: read in blocks, the job's share taken as it goes
+    start = start_resumable_job(state, store, settings, source.items if sized else [], ShardStore.committed_inputs,
+                                redo=redo, key=lambda item: store.key(item.id))
     pending, mine = start.pending, start.mine
-    retried = sum(os.path.abspath(p) in start.done for p in pending)
+    if not sized:
+        mine = StreamShare(source, start.done, store.key, redo, state.process_index, state.num_processes)
+    retried = sum(store.key(p.id) in start.done for p in pending)
 
     device = torch.device(device) if device is not None else state.device
     net = net.to(device)
     plan = WindowPlan(frames, chunk_length_s, stride_length_s, decode_backend)
     desc = "embedding" + (f" (process {state.process_index} of {state.num_processes})" if state.num_processes > 1 else "")
-    bar = tqdm(total=len(mine), unit="video", desc=desc, file=sys.stderr,
+    bar = tqdm(total=len(mine) if sized else None, unit="video", desc=desc, file=sys.stderr,
                disable=(not progress) or (not state.is_main_process) or None)
     embedder = _Embedder(net, device, columns, store, features, save_dtype, shard_size, bar)
     loader_options = dict(processor=video_processor, plan=plan, batch_size=batch_size, timeout_s=timeout_s)
     with tempfile.TemporaryDirectory(prefix="xclip-embed-") as inflight:
-        embedder.run(mine, num_workers, inflight, loader_options)
+        if sized:
+            embedder.run(mine, num_workers, inflight, loader_options)
+        else:
+            try:
+                for block in mine.blocks():
+                    embedder.run(block, num_workers, inflight, loader_options)
+            finally:  # a stream that fails part-way (an unreadable shard) keeps the videos it finished
+                embedder.flush()
     embedder.flush()
     bar.close()
     ok, failed = embedder.ok, embedder.failed
 
     per_process = gather_object([(ok, failed)])
-    counts = EmbedCounts(done=sum(p[0] for p in per_process), skipped=len(paths) - len(pending),
-                         failed=sum(p[1] for p in per_process), retried=retried)
+    counts = EmbedCounts(done=sum(p[0] for p in per_process),
+                         skipped=len(source.items) - len(pending) if sized else mine.skipped,
+                         failed=sum(p[1] for p in per_process), retried=retried if sized else mine.retried)
     state.wait_for_everyone()  # all shards are committed
     dataset = store.merge(features, progress) if state.is_main_process else None
     state.wait_for_everyone()
@@ -301,8 +321,15 @@ def embed_videos(videos=(), output_dir=None, model=None, **kwargs):
     """Embed video files into a `datasets.Dataset` saved at ``output_dir`` (``datasets.load_from_disk`` opens it).
 
     Args:
-        videos: paths, directories (their video files, recursively) and glob patterns; ``list_file=`` adds a text
-            file with one path per line. Every input is embedded once, in any number of runs.
+        videos: paths, directories (their video files, recursively), glob patterns and URLs (http(s), file://,
+            s3:// with s3fs, any fsspec protocol); ``list_file=`` adds a text file with one per line. Every input is
+            embedded once, in any number of runs. Instead of files, one other source (`sources.open_source`):
+            ``dataset=`` a Hugging Face dataset (a ``save_to_disk`` folder, a folder or hub id `load_dataset` reads,
+            or a dataset object; ``split=``, ``streaming=True`` for an `IterableDataset`) whose ``video_column=``
+            (default "video") holds paths, URLs or video bytes and ``id_column=`` the ids; or ``webdataset=`` tar
+            shards (paths, brace patterns, fsspec URLs), id the sample key, ``video_key=`` the member extension(s)
+            holding the video. ``url_timeout_s=``: longest download of one URL (default 60). Rows' ``path`` is
+            the source's id (a path, a URL, the id cell or the sample key): a rerun skips the ids already done.
         output_dir: a new or empty directory, or an earlier run's with the same settings and model (resumed; the
             model compared by a fingerprint of its video side). One run writes an output at a time (a lock).
         model: a model directory or hub id (ours or the published microsoft/xclip-* format), or an ``XClipModel``;
