@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import tempfile
@@ -176,6 +177,13 @@ class _Embedder:
             self.bar.set_postfix(failed=self.failed, refresh=False)
         self.bar.update(1)
 
+    def take(self, rows):
+        """Add finished videos' ``(row, vectors)`` from another engine (Ray), committing each full shard."""
+        for item, row_vectors in rows:
+            self._add(item, row_vectors)
+            if len(self.buffer.videos) >= self.shard_size:
+                self.flush()
+
     def flush(self):
         if self.buffer.videos:
             rows, videos = self.buffer.take()
@@ -210,7 +218,8 @@ def _job_settings(model, net, video_processor, fingerprint, frames, chunk_length
 def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, processor=None, chunk_length_s=None,
                   stride_length_s=None, num_frames=None, batch_size=8, num_workers=0, dtype="auto",
                   save_dtype="float32", device=None, save_context=False, save_frame_embeds=False, shard_size=64,
-                  decode_backend="auto", timeout_s=DEFAULT_TIMEOUT_S, retry_errors=True, progress=True):
+                  decode_backend="auto", timeout_s=DEFAULT_TIMEOUT_S, retry_errors=True, progress=True,
+                  engine="accelerate", ray_address=None, num_actors=None, cpus_per_actor=None, gpus_per_actor=None):
     """`embed_videos`, also returning the `EmbedCounts` of this run (summed over processes)."""
     from .inputs import expand_inputs
     from ..jobs import job_state
@@ -218,6 +227,7 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     from ..jobs.store import ShardStore
     from ..video.reader import BACKENDS
     from ..video.windows import check_window_lengths
+    from .ray_engine import ray_options
 
     if output_dir is None:
         raise ValueError("output_dir is required: the directory the dataset (and its resumable shards) is written to")
@@ -226,6 +236,7 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     _check_options(batch_size, num_workers, shard_size, save_dtype, dtype, num_frames, timeout_s)
     if decode_backend not in BACKENDS:
         raise ValueError(f"decode_backend must be one of {BACKENDS}, got {decode_backend!r}")
+    ray = ray_options(engine, device, ray_address, num_actors, cpus_per_actor, gpus_per_actor)
     if chunk_length_s is not None:
         chunk_length_s, stride_length_s = check_window_lengths(chunk_length_s, stride_length_s)
     elif stride_length_s is not None:
@@ -234,11 +245,14 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     ShardStore(output_dir).check_owner()  # before the lock and the (slow) model load
 
     state = job_state(device)
+    if ray is not None and state.num_processes > 1:
+        raise ValueError(f"engine='ray' runs from one driver process (Ray spreads the work), not under torchrun / "
+                         f"accelerate launch ({state.num_processes} processes)")
     lock = take_job_lock(state, output_dir)
     try:
         return _run_locked(state, paths, output_dir, model, processor, chunk_length_s, stride_length_s, num_frames,
                            batch_size, num_workers, dtype, save_dtype, device, save_context, save_frame_embeds,
-                           shard_size, decode_backend, timeout_s, retry_errors, progress)
+                           shard_size, decode_backend, timeout_s, retry_errors, progress, ray)
     finally:
         if lock is not None:
             lock.release()
@@ -246,8 +260,8 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
 
 def _run_locked(state, paths, output_dir, model, processor, chunk_length_s, stride_length_s, num_frames, batch_size,
                 num_workers, dtype, save_dtype, device, save_context, save_frame_embeds, shard_size, decode_backend,
-                timeout_s, retry_errors, progress):
-    """The job, once this run holds the output's lock."""
+                timeout_s, retry_errors, progress, ray=None):
+    """The job, once this run holds the output's lock (``ray``: the `RayOptions` of a Ray run)."""
     import torch
     from accelerate.utils import gather_object
     from datasets import load_from_disk
@@ -273,15 +287,23 @@ def _run_locked(state, paths, output_dir, model, processor, chunk_length_s, stri
     retried = sum(os.path.abspath(p) in start.done for p in pending)
 
     device = torch.device(device) if device is not None else state.device
-    net = net.to(device)
+    if ray is None:
+        net = net.to(device)
     plan = WindowPlan(frames, chunk_length_s, stride_length_s, decode_backend)
     desc = "embedding" + (f" (process {state.process_index} of {state.num_processes})" if state.num_processes > 1 else "")
     bar = tqdm(total=len(mine), unit="video", desc=desc, file=sys.stderr,
                disable=(not progress) or (not state.is_main_process) or None)
     embedder = _Embedder(net, device, columns, store, features, save_dtype, shard_size, bar)
     loader_options = dict(processor=video_processor, plan=plan, batch_size=batch_size, timeout_s=timeout_s)
-    with tempfile.TemporaryDirectory(prefix="xclip-embed-") as inflight:
-        embedder.run(mine, num_workers, inflight, loader_options)
+    if ray is not None:
+        from .loader import window_rows
+        from .ray_engine import embedded_rows
+
+        produce = functools.partial(window_rows, processor=video_processor, plan=plan)
+        embedder.take(embedded_rows(mine, mine, produce, net, ray, batch_size, columns, save_dtype))
+    else:
+        with tempfile.TemporaryDirectory(prefix="xclip-embed-") as inflight:
+            embedder.run(mine, num_workers, inflight, loader_options)
     embedder.flush()
     bar.close()
     ok, failed = embedder.ok, embedder.failed
@@ -319,6 +341,11 @@ def embed_videos(videos=(), output_dir=None, model=None, **kwargs):
         save_context: also store ``video_context`` (needed to re-rank search results with the prompt generator);
             save_frame_embeds: also store ``frame_embeds``. shard_size: videos per committed shard.
         progress: show a progress bar (videos/s, ETA) and print the final counts to stderr.
+        engine: ``"accelerate"`` (this process, or each process of torchrun / accelerate launch) or ``"ray"``: Ray
+            Data reads and decodes in tasks and embeds in ``num_actors`` model actors (``cpus_per_actor``,
+            ``gpus_per_actor`` each; default 1 actor, 1 CPU, no GPU) on the cluster at ``ray_address`` (default:
+            $RAY_ADDRESS or a new local one; ``"auto"``: a running one); same output, identity and resume rules
+            (``num_workers``, ``timeout_s`` and ``device`` are the accelerate engine's).
 
     Returns:
         the merged ``datasets.Dataset`` (columns ``path, start_s, end_s, video_embeds, [frame_embeds],
