@@ -29,7 +29,7 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 @pytest.fixture(scope="module")
 def cluster():
     """A local Ray cluster of 2 CPUs for the module (its address: other drivers join it)."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")  # never a running one
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -253,3 +253,24 @@ def test_a_decoder_that_kills_its_task_becomes_an_error_row(setup, cluster, tmp_
     assert by_path[inputs[1]][0]["error"] == LOST and by_path[inputs[1]][1] is None
     for path in (videos[0], videos[1]):
         assert by_path[path][0]["error"] is None and by_path[path][1]["video_embeds"].shape == (16,)
+
+
+def _reject(module, args):
+    """Forward pre-hook of a model that refuses every batch."""
+    raise ValueError("this model refuses every video")
+
+
+@pytest.mark.slow
+def test_a_model_failure_stops_the_run_naming_the_videos(setup, cluster, tmp_path):
+    """The model raising inside its actor stops the run (as in one process) with the error and the videos' names;
+    what was committed stays for a rerun."""
+    from xclip_hf import XClipModel, XClipProcessor
+    from xclip_hf.corpus.embed import run_embedding
+
+    root, ckpt, videos = setup
+    model, processor = XClipModel.from_pretrained(ckpt).eval(), XClipProcessor.from_pretrained(ckpt)
+    model.vision_model.register_forward_pre_hook(_reject)
+    with pytest.raises(ValueError, match=r"the model failed on the processed videos \[.*clip_a.mp4.*this model "
+                                         "refuses every video"):
+        run_embedding(videos[:1], tmp_path / "out", model, processor=processor, engine="ray", progress=False)
+    assert not (tmp_path / "out" / "_embed.lock").exists()

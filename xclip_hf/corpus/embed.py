@@ -177,7 +177,7 @@ class _Embedder:
             self.bar.set_postfix(failed=self.failed, refresh=False)
         self.bar.update(1)
 
-    def take(self, rows):
+    def take_rows(self, rows):
         """Add finished videos' ``(row, vectors)`` from another engine (Ray), committing each full shard."""
         for item, row_vectors in rows:
             self._add(item, row_vectors)
@@ -300,7 +300,7 @@ def _run_locked(state, paths, output_dir, model, processor, chunk_length_s, stri
         from .ray_engine import embedded_rows
 
         produce = functools.partial(window_rows, processor=video_processor, plan=plan)
-        embedder.take(embedded_rows(mine, mine, produce, net, ray, batch_size, columns, save_dtype))
+        embedder.take_rows(embedded_rows(mine, mine, produce, net, ray, batch_size, columns, save_dtype))
     else:
         with tempfile.TemporaryDirectory(prefix="xclip-embed-") as inflight:
             embedder.run(mine, num_workers, inflight, loader_options)

@@ -26,9 +26,9 @@ LOST = ("RayTaskLost: Ray lost this video's rows (its reading task or model acto
 
 @dataclass(frozen=True)
 class RayOptions:
-    """A Ray run: the cluster (``address``: None for $RAY_ADDRESS or a new local one, ``"auto"`` for a running one)
-    and the model pool (``num_actors`` actors of ``cpus_per_actor`` CPUs and ``gpus_per_actor`` GPUs)."""
+    """A Ray run's cluster and model pool (``num_actors`` of ``cpus_per_actor`` CPUs, ``gpus_per_actor`` GPUs)."""
 
+    # address None: $RAY_ADDRESS or a new local cluster; "auto": a running one (`ray start`); "host:port", "ray://..."
     address: str | None = None
     num_actors: int = 1
     cpus_per_actor: float = 1.0
@@ -57,8 +57,7 @@ def _number(name: str, value, low: float, integer: bool = False, strict: bool = 
 
 def ray_options(engine: str, device=None, ray_address=None, num_actors=None, cpus_per_actor=None,
                 gpus_per_actor=None) -> RayOptions | None:
-    """The `RayOptions` of ``engine="ray"`` (None for ``"accelerate"``, which refuses Ray options); errors name the
-    option; ``ray`` must be importable."""
+    """The checked `RayOptions` of ``engine="ray"`` (None for ``"accelerate"``, which refuses Ray options)."""
     given = {k: v for k, v in (("ray_address", ray_address), ("num_actors", num_actors),
                                ("cpus_per_actor", cpus_per_actor), ("gpus_per_actor", gpus_per_actor)) if v is not None}
     if engine not in ENGINES:
@@ -84,8 +83,7 @@ def ray_options(engine: str, device=None, ray_address=None, num_actors=None, cpu
 
 
 def _pack(array) -> tuple[bytes, str]:
-    """An array as (its bytes, its shape as ``"AxBxC"``): rows of any shape (and error rows: ``b"", ""``) in one
-    Arrow column."""
+    """An array as (its bytes, its shape ``"AxBxC"``): any shape, and error rows (``b"", ""``), in one Arrow column."""
     array = np.ascontiguousarray(array)
     return array.tobytes(), "x".join(str(n) for n in array.shape)
 
@@ -96,8 +94,7 @@ def _unpack(data: bytes, shape: str, dtype) -> np.ndarray:
 
 
 def read_windows(batch: dict, produce: Callable) -> Iterator[dict]:
-    """Ray Data reading step: each video of ``batch`` -> one row per window from ``produce`` (embed's `window_rows`),
-    pixels packed; a video that fails to open or part-way ends with an error row (as embed's loader)."""
+    """Ray Data reading step: each video of ``batch`` -> its window rows from ``produce``, failures as error rows."""
     import torch
 
     torch.set_num_threads(1)  # reading tasks decode and resize; the actors own the math threads
@@ -114,9 +111,10 @@ def read_windows(batch: dict, produce: Callable) -> Iterator[dict]:
 
 
 class ModelActor:
-    """Ray Data model step (one actor of the pool): window rows -> their vectors (``columns``), packed in
-    ``save_dtype``; a window the batch cannot hold (another processed shape) becomes an error row, a model failure
-    a ``failure`` text on every row (the driver stops)."""
+    """Ray Data model step (one actor of the pool): window rows -> their vectors (``columns``) in ``save_dtype``."""
+
+    # a window of another processed shape than its batch becomes an error row (`collate_chunks`); a failure of the
+    # model itself is sent as the batch's ``failure`` text, and the driver stops the run naming the videos
 
     def __init__(self, model, columns, save_dtype: str, device: str, threads: int):
         import ray
@@ -169,8 +167,7 @@ def _error_text(error) -> str:
 
 
 class _Videos:
-    """Window rows arriving in any order (a retried task may send some twice) -> each video's rows, in window
-    order, once all of them arrived (its last row names how many)."""
+    """Window rows in any order, some maybe twice (retried tasks) -> each video's rows in order once all arrived."""
 
     def __init__(self, names: list[str], columns, save_dtype: str):
         self.names, self.columns, self.save_dtype = names, list(columns), save_dtype
@@ -179,8 +176,7 @@ class _Videos:
         self.finished: set[int] = set()
 
     def add(self, batch: dict) -> Iterator[tuple[dict, dict | None]]:
-        """Take a batch of embedded rows; yields ``(row, vectors)`` of every video it finished (a model failure
-        raises, naming the videos)."""
+        """Take a batch of embedded rows: ``(row, vectors)`` of each video it finished (a model failure raises)."""
         failed = [i for i, text in enumerate(batch["failure"]) if text]
         if failed:
             names = sorted({str(batch["name"][i]) for i in failed})
@@ -221,8 +217,7 @@ class _Videos:
 
 
 def _connect(address: str | None) -> bool:
-    """Join the Ray cluster (the one this process already joined, ``address``, $RAY_ADDRESS, or a new local one);
-    returns whether this call connected (and so disconnects at the end)."""
+    """Join the Ray cluster (already joined, ``address``, $RAY_ADDRESS or a new local one); True if this call did."""
     import ray
 
     if ray.is_initialized():
@@ -254,8 +249,7 @@ def _pipeline(items, names, produce, model_ref, options: RayOptions, batch_size:
 
 def embedded_rows(items: list, names: list[str], produce: Callable, model, options: RayOptions, batch_size: int,
                   columns, save_dtype: str) -> Iterator[tuple[dict, dict | None]]:
-    """The rows of ``items`` (named ``names``) embedded on Ray: per finished video its ``(row, vectors)`` in window
-    order (vectors None for an error row), each video once; a video whose rows Ray lost, one error row."""
+    """``(row, vectors)`` of each window of ``items`` embedded on Ray, video by video, once each (lost: error row)."""
     import ray
 
     if not items:
