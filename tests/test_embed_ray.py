@@ -260,7 +260,6 @@ def _reject(module, args):
     raise ValueError("this model refuses every video")
 
 
-@pytest.mark.slow
 def test_a_model_failure_stops_the_run_naming_the_videos(setup, cluster, tmp_path):
     """The model raising inside its actor stops the run (as in one process) with the error and the videos' names;
     what was committed stays for a rerun."""
