@@ -39,7 +39,8 @@ def add_arguments(p) -> None:
                         "and decode, a pool of model actors embeds (pip install 'xclip_hf[ray]')")
     p.add_argument("--ray-address", default=None,
                    help="(--engine ray) the cluster: 'auto' (one started with `ray start`), HOST:PORT or "
-                        "ray://HOST:PORT (default: $RAY_ADDRESS, else a new local one)")
+                        "ray://HOST:PORT (default: as ray.init(): $RAY_ADDRESS, else one `ray start`ed on this "
+                        "machine, else a new local one)")
     p.add_argument("--num-actors", type=positive_int, default=None, help="(--engine ray) model actors (default 1)")
     p.add_argument("--cpus-per-actor", type=positive_float, default=None,
                    help="(--engine ray) CPUs per model actor, also its math threads (default 1)")
