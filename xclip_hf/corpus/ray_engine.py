@@ -28,7 +28,7 @@ LOST = ("RayTaskLost: Ray lost this video's rows (its reading task or model acto
 class RayOptions:
     """A Ray run's cluster and model pool (``num_actors`` of ``cpus_per_actor`` CPUs, ``gpus_per_actor`` GPUs)."""
 
-    # address None: $RAY_ADDRESS or a new local cluster; "auto": a running one (`ray start`); "host:port", "ray://..."
+    # address None: as ray.init() ($RAY_ADDRESS, a local `ray start` cluster, else a new one); "auto", "host:port"
     address: str | None = None
     num_actors: int = 1
     cpus_per_actor: float = 1.0
