@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import tempfile
@@ -177,6 +178,13 @@ class _Embedder:
             self.bar.set_postfix(failed=self.failed, refresh=False)
         self.bar.update(1)
 
+    def take_rows(self, rows):
+        """Add finished videos' ``(row, vectors)`` from another engine (Ray), committing each full shard."""
+        for item, row_vectors in rows:
+            self._add(item, row_vectors)
+            if len(self.buffer.videos) >= self.shard_size:
+                self.flush()
+
     def flush(self):
         if self.buffer.videos:
             rows, videos = self.buffer.take()
@@ -214,6 +222,7 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
                   stride_length_s=None, num_frames=None, batch_size=8, num_workers=0, dtype="auto",
                   save_dtype="float32", device=None, save_context=False, save_frame_embeds=False, shard_size=64,
                   decode_backend="auto", timeout_s=DEFAULT_TIMEOUT_S, retry_errors=True, progress=True,
+                  engine="accelerate", ray_address=None, num_actors=None, cpus_per_actor=None, gpus_per_actor=None,
                   **source_options):
     """`embed_videos`, also returning the `EmbedCounts` of this run (summed over processes)."""
     from .sources import open_source
@@ -222,6 +231,7 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     from ..jobs.store import ShardStore
     from ..video.reader import BACKENDS
     from ..video.windows import check_window_lengths
+    from .ray_engine import ray_options
 
     if output_dir is None:
         raise ValueError("output_dir is required: the directory the dataset (and its resumable shards) is written to")
@@ -230,19 +240,26 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     _check_options(batch_size, num_workers, shard_size, save_dtype, dtype, num_frames, timeout_s)
     if decode_backend not in BACKENDS:
         raise ValueError(f"decode_backend must be one of {BACKENDS}, got {decode_backend!r}")
+    ray = ray_options(engine, device, ray_address, num_actors, cpus_per_actor, gpus_per_actor)
     if chunk_length_s is not None:
         chunk_length_s, stride_length_s = check_window_lengths(chunk_length_s, stride_length_s)
     elif stride_length_s is not None:
         raise ValueError("stride_length_s needs chunk_length_s (windows); without it each video is one row")
     source = open_source(videos, list_file, **source_options)
+    if ray is not None and source.length is None:
+        raise ValueError(f"engine='ray' reads a source of known length; {source!r} is a stream: drop --streaming "
+                         "or use engine='accelerate'")
     ShardStore(output_dir).check_owner()  # before the lock and the (slow) model load
 
     state = job_state(device)
+    if ray is not None and state.num_processes > 1:
+        raise ValueError(f"engine='ray' runs from one driver process (Ray spreads the work), not under torchrun / "
+                         f"accelerate launch ({state.num_processes} processes)")
     lock = take_job_lock(state, output_dir)
     try:
         return _run_locked(state, source, output_dir, model, processor, chunk_length_s, stride_length_s, num_frames,
                            batch_size, num_workers, dtype, save_dtype, device, save_context, save_frame_embeds,
-                           shard_size, decode_backend, timeout_s, retry_errors, progress)
+                           shard_size, decode_backend, timeout_s, retry_errors, progress, ray)
     finally:
         if lock is not None:
             lock.release()
@@ -250,8 +267,8 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
 
 def _run_locked(state, source, output_dir, model, processor, chunk_length_s, stride_length_s, num_frames, batch_size,
                 num_workers, dtype, save_dtype, device, save_context, save_frame_embeds, shard_size, decode_backend,
-                timeout_s, retry_errors, progress):
-    """The job, once this run holds the output's lock."""
+                timeout_s, retry_errors, progress, ray=None):
+    """The job, once this run holds the output's lock (``ray``: the `RayOptions` of a Ray run)."""
     import torch
     from accelerate.utils import gather_object
     from datasets import load_from_disk
@@ -285,22 +302,32 @@ def _run_locked(state, source, output_dir, model, processor, chunk_length_s, str
     retried = sum(store.key(p.id) in start.done for p in pending)
 
     device = torch.device(device) if device is not None else state.device
-    net = net.to(device)
+    if ray is None:
+        net = net.to(device)
     plan = WindowPlan(frames, chunk_length_s, stride_length_s, decode_backend)
     desc = "embedding" + (f" (process {state.process_index} of {state.num_processes})" if state.num_processes > 1 else "")
     bar = tqdm(total=len(mine) if sized else None, unit="video", desc=desc, file=sys.stderr,
                disable=(not progress) or (not state.is_main_process) or None)
     embedder = _Embedder(net, device, columns, store, features, save_dtype, shard_size, bar)
     loader_options = dict(processor=video_processor, plan=plan, batch_size=batch_size, timeout_s=timeout_s)
-    with tempfile.TemporaryDirectory(prefix="xclip-embed-") as inflight:
-        if sized:
-            embedder.run(mine, num_workers, inflight, loader_options)
-        else:
-            try:
-                for block in mine.blocks():
-                    embedder.run(block, num_workers, inflight, loader_options)
-            finally:  # a stream that fails part-way (an unreadable shard) keeps the videos it finished
-                embedder.flush()
+    if ray is not None:
+        from .loader import window_rows
+        from .ray_engine import embedded_rows
+        from .sources import item_id
+
+        produce = functools.partial(window_rows, processor=video_processor, plan=plan)
+        embedder.take_rows(embedded_rows(mine, [item_id(m) for m in mine], produce, net, ray, batch_size, columns,
+                                         save_dtype))
+    else:
+        with tempfile.TemporaryDirectory(prefix="xclip-embed-") as inflight:
+            if sized:
+                embedder.run(mine, num_workers, inflight, loader_options)
+            else:
+                try:
+                    for block in mine.blocks():
+                        embedder.run(block, num_workers, inflight, loader_options)
+                finally:  # a stream that fails part-way (an unreadable shard) keeps the videos it finished
+                    embedder.flush()
     embedder.flush()
     bar.close()
     ok, failed = embedder.ok, embedder.failed
@@ -346,6 +373,11 @@ def embed_videos(videos=(), output_dir=None, model=None, **kwargs):
         save_context: also store ``video_context`` (needed to re-rank search results with the prompt generator);
             save_frame_embeds: also store ``frame_embeds``. shard_size: videos per committed shard.
         progress: show a progress bar (videos/s, ETA) and print the final counts to stderr.
+        engine: ``"accelerate"`` (this process, or each process of torchrun / accelerate launch) or ``"ray"``: Ray
+            Data reads and decodes in tasks and embeds in ``num_actors`` model actors (``cpus_per_actor``,
+            ``gpus_per_actor`` each; default 1 actor, 1 CPU, no GPU) on the cluster at ``ray_address`` (default:
+            $RAY_ADDRESS or a new local one; ``"auto"``: a running one); same output, identity and resume rules
+            (``num_workers``, ``timeout_s`` and ``device`` are the accelerate engine's).
 
     Returns:
         the merged ``datasets.Dataset`` (columns ``path, start_s, end_s, video_embeds, [frame_embeds],
