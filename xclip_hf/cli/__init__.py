@@ -5,6 +5,7 @@ and `run(args) -> int`; modules import torch/transformers inside `run` only, so 
     xclip-hf info --model M    (M: a model directory, a hub id, or a variant name such as xclip-base-patch32)
     xclip-hf embed VIDEO... --model M --output DIR [--chunk-length S] [--num-workers N] [--save-context]
     xclip-hf search --index DIR "a person surfing" --model M [--top-k K] [--json]
+    xclip-hf index DIR [--memory-gb N] [--kind auto|flat|ivfpq|hnsw]   (a FAISS index search then uses; needs faiss)
     xclip-hf convert ORIGINAL.pth OUTPUT_DIR [--bpe FILE] [--labels CSV]
     xclip-hf export --model M OUTPUT.pth
     xclip-hf export-onnx --model M OUTPUT_DIR [--quantize int8]
@@ -32,6 +33,7 @@ COMMANDS = {
     "info": "info",
     "embed": "embed",
     "search": "search",
+    "index": "index",
     "convert": "convert",
     "export": "export",
     "app": "app",

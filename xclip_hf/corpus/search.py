@@ -13,7 +13,9 @@ Scores: the logit (as above) when re-ranked; otherwise the cosine similarity of 
 
 Queries are independent: each gets its own result list, so repeated or near-identical queries are allowed (texts
 that tokenize alike are encoded once). The model is checked against the one that wrote the dataset: the
-fingerprint of its video side (`identity.model_fingerprint`) must equal the one `embed` recorded.
+fingerprint of its video side (`identity.model_fingerprint`) must equal the one `embed` recorded. Where
+`xclip-hf index` built a FAISS index in the output (`corpus.index`), stage 1 goes through it: its candidates are
+re-ranked by exact cosine from the stored vectors.
 """
 
 from __future__ import annotations
@@ -322,7 +324,9 @@ def search_videos(dataset, queries, model, processor=None, top_k: int = 10, rera
         top_k: results per query. rerank: re-rank candidates that stored ``video_context`` with the prompt
             generator (their score is then the pipeline's logit); rerank_candidates: how many (default
             ``max(4 * top_k, 50)``). template: hypothesis template applied to each query (the pipeline's, "{}").
-        index: a prebuilt `VideoIndex` / `FaissVideoIndex` of the dataset (reuse it across calls).
+        index: a prebuilt `VideoIndex` / `FaissVideoIndex` / `index.DiskVideoIndex` of the dataset (reuse it across
+            calls). Default: the FAISS index `xclip-hf index` built in the output folder if there is one (candidates
+            re-ranked by exact cosine), else exact cosine over every row.
         faiss_factory: recall through a `datasets` FAISS index of this factory string ("Flat": exact;
             "HNSW32", "IVF256,Flat": approximate) instead of exact cosine with torch; needs ``faiss``.
     """
@@ -337,6 +341,10 @@ def search_videos(dataset, queries, model, processor=None, top_k: int = 10, rera
     net, processor = load_search_model(model, processor, device)
     check_index_model(dataset, net, allow_model_mismatch,
                       name=os.fspath(model) if isinstance(model, (str, os.PathLike)) else None)
+    if index is None and faiss_factory is None:
+        from .index import find_index
+
+        index = find_index(dataset)  # the FAISS index `xclip-hf index` built in the output, if any
     if index is None:
         index = (FaissVideoIndex.from_dataset(dataset, faiss_factory) if faiss_factory is not None
                  else VideoIndex.from_dataset(dataset, device=device))
