@@ -73,16 +73,13 @@ def _rows(dataset, columns, ids=None):
 
 
 def _as_dataset(dataset):
-    from datasets import Dataset, load_from_disk
+    """The embed output `dataset` (a `datasets.Dataset`, or its directory: `index.load_output`), its columns checked."""
+    from datasets import Dataset
+
+    from .index import load_output
 
     if isinstance(dataset, (str, os.PathLike)):
-        path = os.fspath(dataset)
-        if not os.path.isdir(path):
-            raise ValueError(f"embedding dataset {path!r} does not exist (write one with `xclip-hf embed`)")
-        try:
-            dataset = load_from_disk(path)
-        except Exception as err:
-            raise ValueError(f"{path!r} is not a dataset written by `xclip-hf embed` ({type(err).__name__}: {err})") from err
+        dataset = load_output(dataset)
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset must be a datasets.Dataset or its directory, got {type(dataset).__name__}")
     missing = {"path", "start_s", "end_s", "video_embeds"} - set(dataset.column_names)
