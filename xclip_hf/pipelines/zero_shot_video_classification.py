@@ -18,6 +18,7 @@ from ..models.processing_xclip import check_tokenizer_vocabulary
 from ..models.text_features import LabelSet, TextFeatureEncoder, build_label_set
 from ..models.video_input import OneVideo, split_videos
 from ..models.video_windows import VideoWindowStream
+from ..video.sampling import check_decode_mode
 from ..video.windows import check_window_lengths, positive_number
 from .video_chunks import VideoChunks, build_loader, collate_chunks
 from .video_inputs import DEFAULT_URL_TIMEOUT, local_video
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 TASK = "zero-shot-video-classification"
 CALL_OPTIONS = ("candidate_labels", "hypothesis_template", "top_k", "num_temporal_clips", "num_spatial_crops",
                 "num_frames", "chunk_length_s", "stride_length_s", "return_timestamps", "aggregate", "fps", "progress",
-                "return_tensors")
+                "return_tensors", "decode_mode")
 WINDOW_ONLY = ("stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
 AGGREGATES = ("mean", "segments", "frames", "segmentation")
 CHUNK_FIELDS = ("label_set", "video_name", "timestamp", "num_chunks", "video_index", "clock")  # passed through the forward
@@ -170,6 +171,9 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                 consecutive windows' top labels, per-frame scores, or the segmentation the windows inside segments
                 explain best (`pipelines/segments.py`; README, "Untrimmed videos").
             fps (`float`): the clock of frame arrays (required for windows over arrays; refused for a file).
+            decode_mode (`"exact"` or `"keyframes"`, default: the video processor's, `"exact"`): `"keyframes"` reads
+                the nearest key frame instead of a sampled frame where one lies within half the spacing of the
+                sampled frames (approximate, faster on files with frequent key frames; README, "Decoding").
             progress (`bool`, optional): show a progress bar over windows (default: only on a terminal).
             return_tensors (`bool`, default False): per video, the float32 tensor (K,) of every label's score in
                 `candidate_labels` order instead of the ranked list (with windows: their mean; refused with `top_k`,
@@ -227,6 +231,8 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         for name in ("num_temporal_clips", "num_spatial_crops", "num_frames"):
             if name in options:
                 preprocess_params[name] = _positive_int(options[name], name)
+        if "decode_mode" in options:
+            preprocess_params["decode_mode"] = check_decode_mode(options["decode_mode"])
         top_k = options.get("top_k")
         if top_k is not None:
             _positive_int(top_k, "top_k")
@@ -274,7 +280,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
 
     def preprocess(self, video, label_set: LabelSet | None = None, num_temporal_clips: int = 1,
                    num_spatial_crops: int = 1, num_frames: int | None = None, chunk_length_s=None,
-                   stride_length_s=None, fps=None, keep_frames: bool = False):
+                   stride_length_s=None, fps=None, keep_frames: bool = False, decode_mode=None):
         """One video -> its chunks (a temporal view or a window each, with its spatial crops), streamed;
         ``keep_frames``: each chunk also holds ``"frames"``, its first crop as the model sees it (uint8 (T, h, w, 3),
         resized and cropped, before normalisation) and ``"frame_indices"``."""
@@ -289,7 +295,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             local = OneVideo(data, video.name)
             with VideoWindowStream(local, self.video_processor, chunk_length_s=chunk_length_s,
                                    stride_length_s=stride_length_s, fps=fps, num_temporal_clips=num_temporal_clips,
-                                   num_spatial_crops=num_spatial_crops,
+                                   num_spatial_crops=num_spatial_crops, decode_mode=decode_mode,
                                    num_frames=num_frames or self.model.config.vision_config.num_frames) as stream:
                 for window, pixel_values, *crops in (stream.iter_crops() if keep_frames else stream):
                     chunk = {"pixel_values": pixel_values[None].to(self.dtype), "label_set": label_set,

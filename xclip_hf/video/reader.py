@@ -18,6 +18,7 @@ import numpy as np
 
 from .fd2 import Fd2Capture
 from .orientation import Orientation
+from .sampling import check_decode_mode, snap_to_key_frames
 from .timing import frame_clock
 
 __all__ = ["VideoInfo", "VideoFile", "VideoInput", "VideoDecodeError", "VideoPathError", "check_video_path", "decode_error", "open_video", "get_video_info", "VideoLength", "get_video_length", "read_video", "load_video", "BACKENDS"]
@@ -173,6 +174,8 @@ class _DecordBackend:
         spans = np.asarray(self._quiet(self._vr.get_frame_timestamp, list(range(self.num_frames))), np.float64)
         last = spans[-1, 1] - spans[-1, 0]  # (start, end) seconds of each frame, float32 in decord
         self.frame_times, self.duration = frame_clock(self.num_frames, spans[:, 0], last, self.fps)
+        keys = np.asarray(self._quiet(self._vr.get_key_indices), dtype=np.int64)
+        self.key_frames = np.unique(keys[(keys >= 0) & (keys < self.num_frames)])
         self._size = None
 
     def _quiet(self, call, *args):
@@ -240,6 +243,9 @@ class _PyAVBackend:
     frame_threads = True
     FRAME_THREADING_MIN_RUN = 12
     FRAME_THREADING_MIN_PIXELS = 256 * 144
+    frame_thread_count = 0  # threads of frame threading: 0 = FFmpeg's choice (one per core, plus one)
+    # drain the decoder once a seek's wanted packets are sent (see _decode_from)
+    drain = True
 
     def __init__(self, source: VideoInput):
         import av
@@ -247,6 +253,7 @@ class _PyAVBackend:
         self.source = source
         self.path = path = source.name
         self.position = None  # frame index being read (the one after the last decoded frame)
+        self.packets_sent = 0  # packets given to the decoder (skipped non-reference frames included)
         self._container = av.open(source.open(), mode="r")
         if not self._container.streams.video:
             self._container.close()
@@ -283,6 +290,7 @@ class _PyAVBackend:
                 starts, last_duration = self._pts, durations[order[-1]]
         else:
             self._key_positions = [0]
+        self.key_frames = np.asarray(self._key_positions, dtype=np.int64)
         self.frame_times, self.duration = frame_clock(self.num_frames, starts, last_duration, self.fps, base)
         # Non-reference frames are (nearly always) B-frames: skipping pays only in streams that reorder frames
         self._skip_nonref = bool(self.skip_nonref and self._stream.codec_context.has_b_frames)
@@ -314,29 +322,51 @@ class _PyAVBackend:
         return self._orientation
 
     def _decode_from(self, index: int, wanted=()):
-        """Seek to the key frame at presentation ``index``, yield (frame_index, frame); unwanted B-frames skipped."""
+        """Seek to the key frame at presentation ``index``, yield (frame_index, frame); unwanted B-frames skipped.
+
+        ``wanted``: the frames this seek is for (see `_run`); once every one of their packets is sent, the decoder
+        is drained instead of fed further (it would decode frames past them to fill its reorder and thread delay).
+        """
         if self._by_pts and index > 0:
             self._container.seek(int(self._pts[index]), stream=self._stream, backward=True, any_frame=False)
         else:
             self._container.seek(0)
         codec = self._stream.codec_context
         self.position = index
-        wanted_pts = {self._pts[i] for i in wanted} if (self._by_pts and self._skip_nonref) else None
+        wanted_pts = {self._pts[i] for i in wanted} if self._by_pts else set()
+        skipping = self._skip_nonref and bool(wanted_pts)
+        unsent = set(wanted_pts) if self.drain else set()
         counter = 0
         try:
             for packet in self._container.demux(self._stream):
-                if wanted_pts is not None:
-                    stamp = packet.pts if packet.pts is not None else packet.dts
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if skipping:
                     codec.skip_frame = "DEFAULT" if (packet.size == 0 or stamp in wanted_pts) else "NONREF"
-                for frame in codec.decode(packet):
+                self.packets_sent += packet.size > 0
+                frames = codec.decode(packet)
+                if unsent and packet.size:
+                    unsent.discard(stamp)
+                    if not unsent:  # all sent: drain (the next seek flushes the decoder)
+                        codec.skip_frame = "DEFAULT"
+                        frames += codec.decode(None)
+                for frame in frames:
                     pos = self._pts_to_index.get(frame.pts) if (self._by_pts and frame.pts is not None) else None
                     if pos is None:  # no usable timestamp: count frames (skipping is off in that case)
                         pos = counter
                     counter = pos + 1
                     self.position = pos + 1
                     yield pos, frame
+                if wanted_pts and self.drain and not unsent:
+                    return
         finally:
             codec.skip_frame = "DEFAULT"
+
+    def _run(self, wanted: list, k: int) -> list:
+        """The frames from ``wanted[k]`` that one seek decodes: up to one with a key frame after its predecessor."""
+        end = k + 1
+        while end < len(wanted) and self._key_before(wanted[end]) <= wanted[end - 1] + 1:
+            end += 1
+        return wanted[k:end]
 
     def _to_rgb(self, frame) -> np.ndarray:
         """uint8 RGB (H, W, 3) of a decoded frame, upright, through the thread's one converter (not one per frame)."""
@@ -372,6 +402,7 @@ class _PyAVBackend:
         decoded += previous - start + 1
         if decoded / seeks >= self.FRAME_THREADING_MIN_RUN:
             codec.thread_type = "FRAME"
+            codec.thread_count = self.frame_thread_count
 
     def get_frames(self, indices: np.ndarray) -> np.ndarray:
         """Decode the frames at ``indices`` (any order, repeats allowed)."""
@@ -381,7 +412,7 @@ class _PyAVBackend:
         unresolved = []
         k = 0
         while k < len(wanted):
-            for pos, frame in self._decode_from(self._key_before(wanted[k]), wanted[k:]):
+            for pos, frame in self._decode_from(self._key_before(wanted[k]), self._run(wanted, k)):
                 if pos < wanted[k]:
                     continue
                 while k < len(wanted) and wanted[k] < pos:
@@ -417,7 +448,7 @@ class _PyAVBackend:
         k = 0
         while k < len(wanted):
             landed_past = False
-            for pos, frame in self._decode_from(self._key_before(wanted[k]), wanted[k:]):
+            for pos, frame in self._decode_from(self._key_before(wanted[k]), self._run(wanted, k)):
                 if pos < wanted[k]:
                     continue
                 if pos > wanted[k]:
@@ -491,6 +522,7 @@ class _FailedBackend:
     def __init__(self, closed):
         self.num_frames, self.fps = closed.num_frames, closed.fps
         self.frame_times, self.duration = closed.frame_times, closed.duration
+        self.key_frames = closed.key_frames
         self.height = self.width = 0
 
     def get_frames(self, indices):
@@ -545,6 +577,11 @@ class VideoFile:
     def duration(self) -> float | None:
         """Seconds from the first frame to the end of the last one (its time plus its duration)."""
         return self._backend.duration
+
+    @property
+    def key_frames(self) -> np.ndarray:
+        """Sorted int64 indices of the key frames known to the decoder (frames it can start decoding at)."""
+        return self._backend.key_frames
 
     def get_frames(self, indices) -> np.ndarray:
         """uint8 RGB frames ``(len(indices), H, W, 3)``; `VideoDecodeError` naming the file and frame on failure."""
@@ -635,10 +672,19 @@ def read_video(path, indices=None, backend: str = "auto") -> np.ndarray:
         return video.get_frames(indices)
 
 
-def load_video(path, sample_indices_fn, backend: str = "auto") -> tuple[np.ndarray, np.ndarray, VideoInfo]:
-    """Open once, choose indices with ``sample_indices_fn(num_frames)``, decode them: (frames, indices, info)."""
+def load_video(path, sample_indices_fn, backend: str = "auto",
+               decode_mode: str = "exact") -> tuple[np.ndarray, np.ndarray, VideoInfo]:
+    """Open once, choose indices with ``sample_indices_fn(num_frames)``, decode them: (frames, indices, info).
+
+    ``decode_mode="keyframes"``: each clip (last axis) `snap_to_key_frames` first (approximate); the indices returned
+    are the frames read.
+    """
+    check_decode_mode(decode_mode)
     with VideoFile(path, backend=backend) as video:
         indices = np.asarray(sample_indices_fn(video.num_frames))
+        if decode_mode == "keyframes":
+            clips = indices.reshape(-1, indices.shape[-1]) if indices.ndim else indices.reshape(1, 1)
+            indices = np.stack([snap_to_key_frames(clip, video.key_frames) for clip in clips]).reshape(indices.shape)
         flat = indices.reshape(-1)
         frames = video.get_frames(flat)
         return frames.reshape(indices.shape + frames.shape[1:]), indices, video.info
