@@ -161,7 +161,6 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as work:
         save_published_checkpoint(os.path.join(work, "model"), labels, quick=args.quick)
         pipe = build_pipeline(os.path.join(work, "model"), device="cpu")
-        pipe.text_features(pipe._sanitize_parameters(candidate_labels=labels)[0]["label_set"])  # fill the cache
         print(f"torch threads {torch.get_num_threads()}, {args.labels} labels, batch {args.batch_size}, "
               f"load {os.getloadavg()[0]:.1f}", flush=True)
         header = f"| set | frames decoded / sampled | ms per video (range) | " + " | ".join(STAGES) + " |"

@@ -125,8 +125,8 @@ ALLOWED = {
     "version": set(),
     "models": {"utils", "video"},
     "data": {"models"},
-    "pipelines": {"models", "video"},
-    "corpus": {"jobs", "models", "utils", "version", "video"},
+    "pipelines": {"models", "utils", "video"},
+    "corpus": {"jobs", "models", "pipelines", "utils", "version", "video"},
     "conversion": {"data", "models", "utils"},
     "training": {"data", "jobs", "models", "version", "video"},
     "deploy": {"corpus", "jobs", "models", "utils", "version"},  # corpus: the calibration videos' list (inputs)

@@ -14,8 +14,8 @@ import weakref
 
 import numpy as np
 
+from ..video.fetch import FetchHints, URLRefused, fetch_video
 from .access import AppAccess, has_scheme, local_video_path
-from .fetch import URLRefused, fetch_video
 
 __all__ = ["AppLimits", "AppService", "AppAccess", "parse_labels", "seen_frames", "MODES", "DEFAULT_MODEL"]
 
@@ -23,6 +23,9 @@ DEFAULT_MODEL = "microsoft/xclip-base-patch32"
 MODES = ("auto", "whole video", "windows")
 AUTO_WINDOWS = 3  # "auto" cuts windows when the video is longer than this many windows
 KEEP_COPIES = 8  # local/URL videos copied for the page's player: the newest are kept
+APP_HINTS = FetchHints(fetcher="this app", limit="the app's limit", size="start the app with a larger --max-upload-mb",
+                       time="start the app with a larger --url-timeout",
+                       private="start the app with --allow-private-urls to fetch such addresses")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +135,7 @@ class AppService:
         if not self.access.urls:
             raise URLRefused(f"URL {url!r} refused: this app fetches no URLs (it was started with --no-urls)")
         return fetch_video(url, self.workdir, max_bytes=int(self.limits.max_upload_mb * 1e6),
-                           timeout=self.access.url_timeout, allow_private=self.access.private_urls)
+                           timeout=self.access.url_timeout, allow_private=self.access.private_urls, hints=APP_HINTS)
 
     def _keep(self, path: str, move: bool) -> str:
         """A copy of ``path`` in the app's own folder (the page may show it); only the newest few are kept."""

@@ -90,7 +90,7 @@ def add_arguments(c) -> None:
     r.add_argument("--template", default="{}", help='text template, default "{}"')
     r.add_argument("--no-rerank", action="store_true", help="cosine only (no prompt-generator re-rank)")
     r.add_argument("--rerank-candidates", type=positive_int, default=None,
-                   help="videos re-ranked per caption (default: search's max(4 * top_k, 50))")
+                   help="videos re-ranked per caption, the best by cosine (default: every video)")
     add_device_argument(r)
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

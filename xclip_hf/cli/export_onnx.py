@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .common import add_model_argument, check_model_source, usage_errors
+from .common import add_model_argument, check_model_source, positive_int, usage_errors
 
 HELP = "export a model to ONNX graphs (float32 or int8) that run without torch models (ONNX Runtime / OpenVINO)"
 
@@ -20,7 +20,7 @@ def add_arguments(p) -> None:
     p.add_argument("--calibration", default=None, metavar="DIR_OR_LIST",
                    help="with --quantize int8-static: a folder of videos (searched recursively) or a list file (one "
                         "video path per line) to calibrate on, e.g. some training videos")
-    p.add_argument("--calibration-size", type=int, default=None, metavar="N",
+    p.add_argument("--calibration-size", type=positive_int, default=None, metavar="N",
                    help="with --quantize int8-static: how many of the calibration videos to read, spread over the "
                         "list (default 32)")
     p.add_argument("--opset", type=int, default=18,

@@ -1,1 +1,1 @@
-"""Corpus tools: embed a collection into a `datasets` dataset (inputs, decode-side loader) and search it."""
+"""Corpus tools: embed a collection into a `datasets` dataset (inputs, window rows read through `pipelines.video_chunks`) and search it."""

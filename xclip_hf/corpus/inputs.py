@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 
-__all__ = ["VIDEO_EXTENSIONS", "expand_inputs", "read_list_file"]
+__all__ = ["VIDEO_EXTENSIONS", "expand_inputs", "read_list_file", "is_url"]
 
 # extensions picked up when a directory is given (explicit paths and list-file entries are taken as they are)
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts",
                     ".ogv")
 _GLOB_CHARS = set("*?[")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(entry) -> bool:
+    """Whether an input is a URL (``scheme://...``: http(s), file, s3 and the other fsspec protocols)."""
+    return isinstance(entry, str) and _URL.match(entry) is not None
 
 
 def read_list_file(list_file) -> list[str]:
@@ -40,8 +47,8 @@ def _directory_videos(directory: str) -> list[str]:
 def expand_inputs(videos=(), list_file=None) -> list[str]:
     """One ordered list of video paths, each once, from files, directories, globs (``**`` recursive) and other paths.
 
-    A path that is not a directory or a pattern is kept as given (a missing file becomes an error row); an empty
-    directory, a pattern matching nothing, or an empty result is an error naming it.
+    A path that is not a directory or a pattern is kept as given (a missing file becomes an error row), and so is a
+    URL; an empty directory, a pattern matching nothing, or an empty result is an error naming it.
     """
     if isinstance(videos, (str, os.PathLike)):
         videos = [videos]
@@ -50,7 +57,9 @@ def expand_inputs(videos=(), list_file=None) -> list[str]:
         entries += read_list_file(list_file)
     paths: list[str] = []
     for entry in entries:
-        if os.path.isdir(entry):
+        if is_url(entry):
+            paths.append(entry)
+        elif os.path.isdir(entry):
             found = _directory_videos(entry)
             if not found:
                 raise ValueError(f"directory {entry!r} holds no video file (extensions: {', '.join(VIDEO_EXTENSIONS)})")
@@ -66,7 +75,7 @@ def expand_inputs(videos=(), list_file=None) -> list[str]:
         raise ValueError("no input videos: pass video files, directories or globs, or a list file (one path per line)")
     seen, unique = set(), []
     for path in paths:
-        key = os.path.abspath(path)
+        key = path if is_url(path) else os.path.abspath(path)
         if key not in seen:
             seen.add(key)
             unique.append(path)

@@ -26,14 +26,15 @@ def _record(state, store, settings: dict) -> None:
     state.wait_for_everyone()
 
 
-def start_resumable_job(state, store, settings: dict, items, read_done, redo=None) -> JobStart:
-    """Start a job on accelerate ``state`` whose output ``store`` (a `ShardStore`, or None) this run has locked."""
+def start_resumable_job(state, store, settings: dict, items, read_done, redo=None, key=os.path.abspath) -> JobStart:
+    """Start a job on accelerate ``state`` whose output ``store`` (a `ShardStore`, or None) this run has locked;
+    ``key(item)`` is an item's key in ``read_done``'s answer."""
     done = {}
     if store is not None:
         store.check(settings)
         done = read_done(store)
         _record(state, store, settings)
-    pending = [item for item in items if (key := os.path.abspath(item)) not in done
-               or (redo is not None and redo(done[key]))]
+    pending = [item for item in items if (name := key(item)) not in done
+               or (redo is not None and redo(done[name]))]
     with state.split_between_processes(pending) as mine:  # no padding: each item in one share
         return JobStart(done, pending, list(mine))

@@ -17,14 +17,15 @@ VIDEO_FORMS = ("a path, a 4-D array (T, H, W, C) / (T, C, H, W), a 3-D (T, H, W)
 
 @dataclass(frozen=True)
 class OneVideo:
-    """One video of an input: a path (str) or frames ``(T, 3, H, W)`` (uint8 or float), and its name for errors."""
+    """One video of an input: a path (str), a video file's bytes as a binary file object, or frames ``(T, 3, H, W)``
+    (uint8 or float), and its name for errors."""
 
     data: object
     name: str
 
     @property
     def is_file(self) -> bool:
-        return isinstance(self.data, str)
+        return isinstance(self.data, str) or hasattr(self.data, "read")
 
 
 def is_path(x) -> bool:

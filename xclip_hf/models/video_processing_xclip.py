@@ -13,7 +13,7 @@ from transformers.processing_utils import VideosKwargs
 from transformers.utils import logging
 from transformers.video_processing_utils import BaseVideoProcessor
 
-from ..video.sampling import SAMPLING_MODES, as_generator, temporal_clip_indices
+from ..video.sampling import SAMPLING_MODES, as_generator, check_decode_mode, temporal_clip_indices
 from ..video.reader import BACKENDS, load_video
 from .video_input import OneVideo, split_videos
 
@@ -41,6 +41,7 @@ class XClipVideoProcessorKwargs(VideosKwargs, total=False):
     random_sampling: bool
     seed: int | None
     decode_backend: str
+    decode_mode: str
     augmentation: object  # call option only (training): see `XClipVideoProcessor.preprocess`
 
 
@@ -123,6 +124,7 @@ class XClipVideoProcessor(BaseVideoProcessor):
     random_sampling = False
     seed = None
     decode_backend = "auto"
+    decode_mode = "exact"  # "keyframes": the nearest key frame where one is close (approximate; see README)
 
     def __init__(self, **kwargs):
         for key in _TYPE_KEYS:
@@ -131,6 +133,7 @@ class XClipVideoProcessor(BaseVideoProcessor):
             raise ValueError("augmentation is a call option (training), not a processor setting: pass it to the call")
         super().__init__(**kwargs)
         _check_mean_std(self.image_mean, self.image_std)
+        check_decode_mode(self.decode_mode, "XClipVideoProcessor config: decode_mode")
 
     # ----- loading -----
     @classmethod
@@ -174,7 +177,8 @@ class XClipVideoProcessor(BaseVideoProcessor):
             if sampler is None:
                 def sampler(length):
                     return np.arange(length)[None]
-            frames, _, _ = load_video(video.data, sampler, backend=opts["decode_backend"])
+            frames, _, _ = load_video(video.data, sampler, backend=opts["decode_backend"],
+                                      decode_mode=opts["decode_mode"])
             return torch.from_numpy(frames).permute(0, 1, 4, 2, 3)  # (N, T, 3, H, W)
         if sampler is None:
             return video.data[None]
@@ -245,6 +249,7 @@ class XClipVideoProcessor(BaseVideoProcessor):
             raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {opts['sampling']!r}")
         if opts["decode_backend"] not in BACKENDS:
             raise ValueError(f"decode_backend must be one of {BACKENDS}, got {opts['decode_backend']!r}")
+        check_decode_mode(opts["decode_mode"])
         for key in ("num_frames", "num_temporal_clips", "frame_stride"):
             if not isinstance(opts[key], (int, np.integer)) or opts[key] < 1:
                 raise ValueError(f"{key} must be a positive integer, got {opts[key]!r}")

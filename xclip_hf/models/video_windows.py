@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 import torch
 
 from ..video.reader import VideoFile
+from ..video.sampling import check_decode_mode, snap_to_key_frames
 from ..video.timing import frame_times_at_rate
 from ..video.windows import Window, iter_window_frames, plan_windows
 from .video_input import OneVideo
@@ -20,17 +22,20 @@ class VideoWindowStream:
 
     ``with VideoWindowStream(video, processor, num_frames=8, ...) as stream:`` ``stream.windows`` is the plan. Without
     ``chunk_length_s`` the windows are the whole video's temporal views. ``fps`` is needed for frames in memory and
-    refused for a file with its own clock.
+    refused for a file with its own clock. ``decode_mode`` (default: the processor's): "keyframes" reads each
+    window's frames `snap_to_key_frames` (approximate; files only).
     """
 
     def __init__(self, video, processor, *, num_frames: int, chunk_length_s=None, stride_length_s=None,
-                 num_temporal_clips: int = 1, num_spatial_crops: int = 1, fps=None, decode_backend=None):
+                 num_temporal_clips: int = 1, num_spatial_crops: int = 1, fps=None, decode_backend=None,
+                 decode_mode=None):
         if not isinstance(video, OneVideo):
             video = OneVideo(os.fspath(video), f"video {os.fspath(video)!r}")
         self.video, self.processor = video, processor
         self.num_frames, self.num_temporal_clips, self.num_spatial_crops = num_frames, num_temporal_clips, num_spatial_crops
         self.chunk_length_s, self.stride_length_s, self.fps = chunk_length_s, stride_length_s, fps
         self.decode_backend = decode_backend or processor.decode_backend
+        self.decode_mode = check_decode_mode(decode_mode or getattr(processor, "decode_mode", "exact"))
         self.windows: list[Window] | None = None
         self._file: VideoFile | None = None
 
@@ -54,6 +59,9 @@ class VideoWindowStream:
             times, end = frame_times_at_rate(count, self.fps, self.name)
         self.frame_times, self.end_s = times, end  # the video's clock (None for a frame array without fps)
         self.windows = self._plan(count, times, end)
+        if self._file is not None and self.decode_mode == "keyframes":
+            keys = self._file.key_frames
+            self.windows = [dataclasses.replace(w, indices=snap_to_key_frames(w.indices, keys)) for w in self.windows]
         return self
 
     def _plan(self, count: int, times, end) -> list[Window]:

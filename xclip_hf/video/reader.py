@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import io
 import os
 import re
 import sys
@@ -17,9 +18,10 @@ import numpy as np
 
 from .fd2 import Fd2Capture
 from .orientation import Orientation
+from .sampling import check_decode_mode, snap_to_key_frames
 from .timing import frame_clock
 
-__all__ = ["VideoInfo", "VideoFile", "VideoDecodeError", "VideoPathError", "check_video_path", "decode_error", "open_video", "get_video_info", "VideoLength", "get_video_length", "read_video", "load_video", "BACKENDS"]
+__all__ = ["VideoInfo", "VideoFile", "VideoInput", "VideoDecodeError", "VideoPathError", "check_video_path", "decode_error", "open_video", "get_video_info", "VideoLength", "get_video_length", "read_video", "load_video", "BACKENDS"]
 
 BACKENDS = ("auto", "decord", "pyav")
 AUTO_ORDER = ("pyav", "decord")  # what "auto" tries, first to last
@@ -104,6 +106,33 @@ def check_video_path(path, where: str | None = None) -> str:
     return path
 
 
+class VideoInput:
+    """Where a video's bytes are: a checked file path, or a seekable binary file object (bytes are wrapped in one)
+    read from memory; ``name`` names it in messages (the path, or the caller's name for the object)."""
+
+    def __init__(self, video, name: str | None = None):
+        if isinstance(video, (bytes, bytearray, memoryview)):
+            video = io.BytesIO(video)
+        if hasattr(video, "read"):
+            self.path, self.file = None, video
+            self.name = str(name or getattr(video, "name", None) or "<video in memory>")
+            if not (hasattr(video, "seek") and (not hasattr(video, "seekable") or video.seekable())):
+                raise ValueError(f"video {self.name!r}: a file object must be seekable (the decoder seeks to key "
+                                 "frames); pass its bytes instead")
+            if video.seek(0, io.SEEK_END) == 0:
+                raise VideoDecodeError(f"video {self.name!r} is empty (0 bytes)", path=self.name)
+        else:
+            self.path, self.file = check_video_path(video), None
+            self.name = self.path
+
+    def open(self):
+        """What the decoders open: the path, or the file object rewound to its start."""
+        if self.file is None:
+            return self.path
+        self.file.seek(0)
+        return self.file
+
+
 def _check_indices(indices, num_frames: int, path: str) -> np.ndarray:
     """Indices as a 1-D int64 array inside ``[0, num_frames)``; ValueError otherwise."""
     idx = np.asarray(indices)
@@ -122,18 +151,20 @@ class _DecordBackend:
 
     name = "decord"
 
-    def __init__(self, path: str, num_threads: int = 1):
+    def __init__(self, source: VideoInput, num_threads: int = 1):
         import decord
 
         _quiet_decord(decord)
-        self.path = path
+        self.path = path = source.name
         self.position = None  # (first, last) frame index of the batch being read
         captured: list[str] = []
         try:
             with _DECORD_LOG.captured(captured):
-                self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
+                self._vr = decord.VideoReader(source.open(), ctx=decord.cpu(0), num_threads=num_threads)
         except Exception as exc:
             noise = " ".join(line.strip() for line in "".join(captured).splitlines() if line.strip())
+            if source.file is not None:
+                noise = ""  # reading from memory, its log echoes the bytes
             noise = _LOG_PREFIX.sub("", noise)
             raise RuntimeError(f"{_first_line(exc, with_type=False)}{' (' + noise[:300] + ')' if noise else ''}") from exc
         self.num_frames = len(self._vr)
@@ -143,6 +174,8 @@ class _DecordBackend:
         spans = np.asarray(self._quiet(self._vr.get_frame_timestamp, list(range(self.num_frames))), np.float64)
         last = spans[-1, 1] - spans[-1, 0]  # (start, end) seconds of each frame, float32 in decord
         self.frame_times, self.duration = frame_clock(self.num_frames, spans[:, 0], last, self.fps)
+        keys = np.asarray(self._quiet(self._vr.get_key_indices), dtype=np.int64)
+        self.key_frames = np.unique(keys[(keys >= 0) & (keys < self.num_frames)])
         self._size = None
 
     def _quiet(self, call, *args):
@@ -210,13 +243,18 @@ class _PyAVBackend:
     frame_threads = True
     FRAME_THREADING_MIN_RUN = 12
     FRAME_THREADING_MIN_PIXELS = 256 * 144
+    frame_thread_count = 0  # threads of frame threading: 0 = FFmpeg's choice (one per core, plus one)
+    # drain the decoder once a seek's wanted packets are sent (see _decode_from)
+    drain = True
 
-    def __init__(self, path: str):
+    def __init__(self, source: VideoInput):
         import av
 
-        self.path = path
+        self.source = source
+        self.path = path = source.name
         self.position = None  # frame index being read (the one after the last decoded frame)
-        self._container = av.open(path, mode="r")
+        self.packets_sent = 0  # packets given to the decoder (skipped non-reference frames included)
+        self._container = av.open(source.open(), mode="r")
         if not self._container.streams.video:
             self._container.close()
             raise ValueError(f"file has no video stream: {path!r}")
@@ -252,6 +290,7 @@ class _PyAVBackend:
                 starts, last_duration = self._pts, durations[order[-1]]
         else:
             self._key_positions = [0]
+        self.key_frames = np.asarray(self._key_positions, dtype=np.int64)
         self.frame_times, self.duration = frame_clock(self.num_frames, starts, last_duration, self.fps, base)
         # Non-reference frames are (nearly always) B-frames: skipping pays only in streams that reorder frames
         self._skip_nonref = bool(self.skip_nonref and self._stream.codec_context.has_b_frames)
@@ -273,35 +312,61 @@ class _PyAVBackend:
         if self._orientation is None:
             import av
 
-            with av.open(self.path, mode="r") as container:
-                first = next(container.decode(container.streams.video[0]), None)
+            if self.source.file is None:
+                with av.open(self.source.path, mode="r") as container:
+                    first = next(container.decode(container.streams.video[0]), None)
+            else:  # one file object: its own container reads the first frame (every decode seeks first)
+                self._container.seek(0)
+                first = next(self._container.decode(self._stream), None)
             self._orientation = Orientation.of_frame(first) if first is not None else Orientation()
         return self._orientation
 
     def _decode_from(self, index: int, wanted=()):
-        """Seek to the key frame at presentation ``index``, yield (frame_index, frame); unwanted B-frames skipped."""
+        """Seek to the key frame at presentation ``index``, yield (frame_index, frame); unwanted B-frames skipped.
+
+        ``wanted``: the frames this seek is for (see `_run`); once every one of their packets is sent, the decoder
+        is drained instead of fed further (it would decode frames past them to fill its reorder and thread delay).
+        """
         if self._by_pts and index > 0:
             self._container.seek(int(self._pts[index]), stream=self._stream, backward=True, any_frame=False)
         else:
             self._container.seek(0)
         codec = self._stream.codec_context
         self.position = index
-        wanted_pts = {self._pts[i] for i in wanted} if (self._by_pts and self._skip_nonref) else None
+        wanted_pts = {self._pts[i] for i in wanted} if self._by_pts else set()
+        skipping = self._skip_nonref and bool(wanted_pts)
+        unsent = set(wanted_pts) if self.drain else set()
         counter = 0
         try:
             for packet in self._container.demux(self._stream):
-                if wanted_pts is not None:
-                    stamp = packet.pts if packet.pts is not None else packet.dts
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if skipping:
                     codec.skip_frame = "DEFAULT" if (packet.size == 0 or stamp in wanted_pts) else "NONREF"
-                for frame in codec.decode(packet):
+                self.packets_sent += packet.size > 0
+                frames = codec.decode(packet)
+                if unsent and packet.size:
+                    unsent.discard(stamp)
+                    if not unsent:  # all sent: drain (the next seek flushes the decoder)
+                        codec.skip_frame = "DEFAULT"
+                        frames += codec.decode(None)
+                for frame in frames:
                     pos = self._pts_to_index.get(frame.pts) if (self._by_pts and frame.pts is not None) else None
                     if pos is None:  # no usable timestamp: count frames (skipping is off in that case)
                         pos = counter
                     counter = pos + 1
                     self.position = pos + 1
                     yield pos, frame
+                if wanted_pts and self.drain and not unsent:
+                    return
         finally:
             codec.skip_frame = "DEFAULT"
+
+    def _run(self, wanted: list, k: int) -> list:
+        """The frames from ``wanted[k]`` that one seek decodes: up to one with a key frame after its predecessor."""
+        end = k + 1
+        while end < len(wanted) and self._key_before(wanted[end]) <= wanted[end - 1] + 1:
+            end += 1
+        return wanted[k:end]
 
     def _to_rgb(self, frame) -> np.ndarray:
         """uint8 RGB (H, W, 3) of a decoded frame, upright, through the thread's one converter (not one per frame)."""
@@ -337,6 +402,7 @@ class _PyAVBackend:
         decoded += previous - start + 1
         if decoded / seeks >= self.FRAME_THREADING_MIN_RUN:
             codec.thread_type = "FRAME"
+            codec.thread_count = self.frame_thread_count
 
     def get_frames(self, indices: np.ndarray) -> np.ndarray:
         """Decode the frames at ``indices`` (any order, repeats allowed)."""
@@ -346,7 +412,7 @@ class _PyAVBackend:
         unresolved = []
         k = 0
         while k < len(wanted):
-            for pos, frame in self._decode_from(self._key_before(wanted[k]), wanted[k:]):
+            for pos, frame in self._decode_from(self._key_before(wanted[k]), self._run(wanted, k)):
                 if pos < wanted[k]:
                     continue
                 while k < len(wanted) and wanted[k] < pos:
@@ -382,7 +448,7 @@ class _PyAVBackend:
         k = 0
         while k < len(wanted):
             landed_past = False
-            for pos, frame in self._decode_from(self._key_before(wanted[k]), wanted[k:]):
+            for pos, frame in self._decode_from(self._key_before(wanted[k]), self._run(wanted, k)):
                 if pos < wanted[k]:
                     continue
                 if pos > wanted[k]:
@@ -416,29 +482,30 @@ class _PyAVBackend:
             self._container = None
 
 
-def _open_backend(path: str, backend: str):
-    """Open ``path`` with the requested backend; 'auto' tries the backends of ``AUTO_ORDER``. ValueError on failure."""
+def _open_backend(source: VideoInput, backend: str):
+    """Open ``source`` with the requested backend; 'auto' tries the backends of ``AUTO_ORDER``. ValueError on failure."""
+    path = source.name
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         reasons = []
         for name in AUTO_ORDER:
             try:
-                return _open_backend(path, name)
+                return _open_backend(source, name)
             except ValueError as exc:
                 reasons.append(str(exc).removeprefix(f"cannot open video {path!r}: "))
         raise VideoDecodeError(f"cannot open video {path!r}: " + "; ".join(reasons), path=path)
     errors = []
     if backend in ("auto", "decord"):
         try:
-            return _DecordBackend(path)
+            return _DecordBackend(source)
         except ImportError as exc:
             errors.append(f"decord unavailable ({exc})")
         except Exception as exc:  # decord raises DECORDError/RuntimeError for unreadable files
             errors.append(f"decord: {_first_line(exc)}")
     if backend in ("auto", "pyav"):
         try:
-            return _PyAVBackend(path)
+            return _PyAVBackend(source)
         except ValueError as exc:
             errors.append(f"pyav: {exc}")
         except Exception as exc:
@@ -455,6 +522,7 @@ class _FailedBackend:
     def __init__(self, closed):
         self.num_frames, self.fps = closed.num_frames, closed.fps
         self.frame_times, self.duration = closed.frame_times, closed.duration
+        self.key_frames = closed.key_frames
         self.height = self.width = 0
 
     def get_frames(self, indices):
@@ -465,15 +533,20 @@ class _FailedBackend:
 
 
 class VideoFile:
-    """An open video file that decodes only requested frames (``backend="auto"``: PyAV, decord when PyAV fails)."""
+    """An open video file that decodes only requested frames (``backend="auto"``: PyAV, decord when PyAV fails).
 
-    def __init__(self, path, backend: str = "auto"):
-        self.path = check_video_path(path)
+    ``path``: a file path, or the video's bytes / a seekable binary file object, decoded from memory (``name``, else
+    the object's ``name``, names it in errors and in ``path``).
+    """
+
+    def __init__(self, path, backend: str = "auto", name: str | None = None):
+        self._input = VideoInput(path, name)
+        self.path = self._input.name
         self.requested_backend = backend
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         try:
-            self._backend = _open_backend(self.path, backend)
+            self._backend = _open_backend(self._input, backend)
         except Exception as exc:
             raise decode_error(self.path, exc, action="open") from exc
 
@@ -505,6 +578,11 @@ class VideoFile:
         """Seconds from the first frame to the end of the last one (its time plus its duration)."""
         return self._backend.duration
 
+    @property
+    def key_frames(self) -> np.ndarray:
+        """Sorted int64 indices of the key frames known to the decoder (frames it can start decoding at)."""
+        return self._backend.key_frames
+
     def get_frames(self, indices) -> np.ndarray:
         """uint8 RGB frames ``(len(indices), H, W, 3)``; `VideoDecodeError` naming the file and frame on failure."""
         idx = _check_indices(indices, self.num_frames, self.path)
@@ -513,7 +591,7 @@ class VideoFile:
         except Exception as exc:
             decord_error = self._switch_to_pyav(exc)  # decord failed mid-way in auto mode: retry with PyAV
         with self._pyav_errors(decord_error):
-            self._backend = _PyAVBackend(self.path)
+            self._backend = _PyAVBackend(self._input)
             return self._backend.get_frames(idx)
 
     def _switch_to_pyav(self, exc: Exception) -> str:
@@ -546,7 +624,7 @@ class VideoFile:
         except Exception as exc:
             decord_error = self._switch_to_pyav(exc)  # decord failed mid-way in auto mode: continue with PyAV
         with self._pyav_errors(decord_error):
-            self._backend = _PyAVBackend(self.path)
+            self._backend = _PyAVBackend(self._input)
             yield from self._backend.iter_frames(wanted[done:])
 
     def close(self):
@@ -594,10 +672,19 @@ def read_video(path, indices=None, backend: str = "auto") -> np.ndarray:
         return video.get_frames(indices)
 
 
-def load_video(path, sample_indices_fn, backend: str = "auto") -> tuple[np.ndarray, np.ndarray, VideoInfo]:
-    """Open once, choose indices with ``sample_indices_fn(num_frames)``, decode them: (frames, indices, info)."""
+def load_video(path, sample_indices_fn, backend: str = "auto",
+               decode_mode: str = "exact") -> tuple[np.ndarray, np.ndarray, VideoInfo]:
+    """Open once, choose indices with ``sample_indices_fn(num_frames)``, decode them: (frames, indices, info).
+
+    ``decode_mode="keyframes"``: each clip (last axis) `snap_to_key_frames` first (approximate); the indices returned
+    are the frames read.
+    """
+    check_decode_mode(decode_mode)
     with VideoFile(path, backend=backend) as video:
         indices = np.asarray(sample_indices_fn(video.num_frames))
+        if decode_mode == "keyframes":
+            clips = indices.reshape(-1, indices.shape[-1]) if indices.ndim else indices.reshape(1, 1)
+            indices = np.stack([snap_to_key_frames(clip, video.key_frames) for clip in clips]).reshape(indices.shape)
         flat = indices.reshape(-1)
         frames = video.get_frames(flat)
         return frames.reshape(indices.shape + frames.shape[1:]), indices, video.info

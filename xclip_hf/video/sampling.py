@@ -18,9 +18,15 @@ __all__ = [
     "temporal_clip_indices",
     "as_generator",
     "SAMPLING_MODES",
+    "DECODE_MODES",
+    "check_decode_mode",
+    "snap_to_key_frames",
 ]
 
 SAMPLING_MODES = ("sparse", "dense")
+# how sampled frames are read from a file: "exact" (the sampled frames) or "keyframes" (approximate, see
+# `snap_to_key_frames`)
+DECODE_MODES = ("exact", "keyframes")
 
 
 def as_generator(rng=None) -> np.random.Generator:
@@ -123,3 +129,30 @@ def temporal_clip_indices(
     if random_offset:
         return dense_sample_indices(video_length, num_frames, stride=stride, random_start=True, rng=rng)[None]
     return dense_multiview_indices(video_length, num_frames, num_clips, stride=stride)
+
+
+def check_decode_mode(mode, name: str = "decode_mode") -> str:
+    """``mode`` if it is one of `DECODE_MODES`; else ValueError naming ``name`` and the choices."""
+    if not isinstance(mode, str) or mode not in DECODE_MODES:
+        raise ValueError(f"{name} must be one of {DECODE_MODES} ('exact' reads the sampled frames, 'keyframes' the "
+                         f"nearest key frame where one is close), got {mode!r}")
+    return mode
+
+
+def snap_to_key_frames(indices, key_frames) -> np.ndarray:
+    """One clip's indices with each sampled frame replaced by its nearest key frame when that is closer than half
+    the gap to the nearest other sampled frame of the clip (distinct frames stay distinct and in order); else kept."""
+    idx = np.asarray(indices, dtype=np.int64)
+    keys = np.unique(np.asarray(key_frames, dtype=np.int64))
+    if idx.ndim != 1:
+        raise ValueError(f"indices of one clip must be 1-D, got shape {idx.shape}")
+    uniq, inverse = np.unique(idx, return_inverse=True)
+    if uniq.size < 2 or keys.size == 0:  # no spacing to keep (one distinct frame), or no key frame known
+        return idx.copy()
+    gaps = np.diff(uniq)
+    spacing = np.minimum(np.concatenate([gaps[:1], gaps]), np.concatenate([gaps, gaps[-1:]]))
+    at = np.searchsorted(keys, uniq)
+    before, after = keys[np.maximum(at - 1, 0)], keys[np.minimum(at, keys.size - 1)]
+    nearest = np.where(np.abs(uniq - before) <= np.abs(after - uniq), before, after)
+    snapped = np.where(2 * np.abs(nearest - uniq) < spacing, nearest, uniq)
+    return snapped[inverse.reshape(-1)]
