@@ -62,6 +62,16 @@ def time_embed(paths, model, processor, workdir, num_workers, batch_size, **engi
     return seconds
 
 
+def videos_and_checkpoint(args, workdir) -> tuple[list[str], str]:
+    """The benchmark's video files and its random-weight checkpoint, written into `workdir`."""
+    print(f"writing {args.num_videos} videos ({args.seconds:g} s, 30 fps, 320x240) and a "
+          f"{'tiny' if args.quick else 'B/32-8f'} random-weight checkpoint ...", flush=True)
+    paths = write_videos(workdir, args.num_videos, args.seconds, 240, 320)
+    ckpt = os.path.join(workdir, "ckpt")
+    save_published_checkpoint(ckpt, make_labels(40), args.quick)
+    return paths, ckpt
+
+
 def time_pipeline_loop(paths, pipe) -> float:
     start = time.perf_counter()
     for path in paths:
@@ -72,11 +82,7 @@ def time_pipeline_loop(paths, pipe) -> float:
 def bench_embedding(args, workdir):
     from xclip_hf.pipelines.zero_shot_video_classification import ZeroShotVideoClassificationPipeline
 
-    print(f"writing {args.num_videos} videos ({args.seconds:g} s, 30 fps, 320x240) and a "
-          f"{'tiny' if args.quick else 'B/32-8f'} random-weight checkpoint ...", flush=True)
-    paths = write_videos(workdir, args.num_videos, args.seconds, 240, 320)
-    ckpt = os.path.join(workdir, "ckpt")
-    save_published_checkpoint(ckpt, make_labels(40), args.quick)
+    paths, ckpt = videos_and_checkpoint(args, workdir)
     pipe = ZeroShotVideoClassificationPipeline(model=ckpt)
     model, processor = pipe.model, pipe.processor
     embed_model = model
@@ -108,11 +114,7 @@ def bench_ray(args, workdir):
     """Ray engine vs accelerate engine on the same files and model, alternated; Ray's overhead per round."""
     import ray
 
-    print(f"writing {args.num_videos} videos ({args.seconds:g} s, 30 fps, 320x240) and a "
-          f"{'tiny' if args.quick else 'B/32-8f'} random-weight checkpoint ...", flush=True)
-    paths = write_videos(workdir, args.num_videos, args.seconds, 240, 320)
-    ckpt = os.path.join(workdir, "ckpt")
-    save_published_checkpoint(ckpt, make_labels(40), args.quick)
+    paths, ckpt = videos_and_checkpoint(args, workdir)
     from xclip_hf import XClipModel, XClipProcessor
 
     model, processor = XClipModel.from_pretrained(ckpt).eval(), XClipProcessor.from_pretrained(ckpt)

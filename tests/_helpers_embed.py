@@ -33,3 +33,21 @@ def cli(capsys, *args):
     capsys.readouterr()
     status = main([str(a) for a in args])
     return status, capsys.readouterr().err
+
+
+def kill_after_first_shard(args, out, wait_s: float) -> None:
+    """Run `xclip-hf ARGS` (writing the embed output `out`) in a subprocess and SIGKILL it as soon as its first
+    shard is committed (or after `wait_s` seconds)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "xclip_hf.cli", *map(str, args)], env=child_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shards = out / "_shards"
+    deadline = time.time() + wait_s
+    while time.time() < deadline and not (shards.is_dir() and any(n.startswith("rank") for n in os.listdir(shards))):
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()

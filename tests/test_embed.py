@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from _helpers_embed import child_env, cli, setup  # noqa: F401 (setup: the module fixture)
+from _helpers_embed import child_env, cli, kill_after_first_shard, setup  # noqa: F401 (setup: the module fixture)
 
 
 def _oracle_features(ckpt, path, indices):
@@ -154,15 +154,9 @@ def test_resume_after_kill_gives_each_input_once(setup, tmp_path):
         inputs.append(str(tmp_path / f"v{k:02d}.mp4"))
         shutil.copy(videos[0], inputs[-1])
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "xclip_hf.cli", "embed", *inputs, "--model", ckpt, "--output",
-                             str(out), "--shard-size", "1", "--batch-size", "1", "--num-workers", "0", "--no-progress"],
-                            env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kill_after_first_shard(["embed", *inputs, "--model", ckpt, "--output", out, "--shard-size", "1", "--batch-size",
+                            "1", "--num-workers", "0", "--no-progress"], out, wait_s=90)
     shards = out / "_shards"
-    deadline = time.time() + 90
-    while time.time() < deadline and not (shards.is_dir() and any(n.startswith("rank") for n in os.listdir(shards))):
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
     committed = [n for n in os.listdir(shards) if n.startswith("rank")]
     assert committed, "no shard was committed before the kill"
     assert not (out / "state.json").exists(), "the run finished before it was killed: the test proved nothing"

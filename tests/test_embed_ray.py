@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -19,7 +18,7 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-from _helpers_embed import child_env, cli, setup  # noqa: E402,F401 (setup: the module fixture)
+from _helpers_embed import cli, kill_after_first_shard, setup  # noqa: E402,F401 (setup: the module fixture)
 from _helpers_pipeline import make_our_checkpoint  # noqa: E402
 
 # the hooks below run inside Ray's workers, which cannot import this test module: they travel by value
@@ -237,16 +236,9 @@ def test_driver_killed_then_rerun_gives_each_input_once(setup, cluster, tmp_path
     root, ckpt, videos = setup
     inputs = _copies(videos[0], tmp_path, 16)
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "xclip_hf.cli", "embed", *inputs, "--model", ckpt, "--output",
-                             str(out), "--engine", "ray", "--ray-address", cluster, "--chunk-length", "0.1",
-                             "--shard-size", "1", "--batch-size", "1", "--no-progress"],
-                            env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    shards = out / "_shards"
-    deadline = time.time() + 150
-    while time.time() < deadline and not (shards.is_dir() and any(n.startswith("rank") for n in os.listdir(shards))):
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_first_shard(["embed", *inputs, "--model", ckpt, "--output", out, "--engine", "ray", "--ray-address",
+                            cluster, "--chunk-length", "0.1", "--shard-size", "1", "--batch-size", "1", "--no-progress"],
+                           out, wait_s=150)
     assert not (out / "state.json").exists(), "the run finished before it was killed: the test proved nothing"
     done_before = len(_shard_videos(out))
     assert 0 < done_before < len(inputs)
@@ -255,7 +247,7 @@ def test_driver_killed_then_rerun_gives_each_input_once(setup, cluster, tmp_path
     assert (counts.skipped, counts.done, counts.failed) == (done_before, len(inputs) - done_before, 0)
     assert sorted(_shard_videos(out)) == sorted(inputs)  # no duplicates, no gaps
     assert sorted(set(ds["path"])) == sorted(inputs)
-    assert not any(n.startswith(".tmp") for n in os.listdir(shards)) and not (out / "_embed.lock").exists()
+    assert not any(n.startswith(".tmp") for n in os.listdir(out / "_shards")) and not (out / "_embed.lock").exists()
 
 
 @pytest.mark.slow

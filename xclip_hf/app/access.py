@@ -7,10 +7,11 @@ import ipaddress
 import os
 import re
 
+from ..video.fetch import DEFAULT_URL_TIMEOUT
+
 __all__ = ["AppAccess", "local_video_path", "has_scheme", "is_loopback_host", "exposure_notice",
            "DEFAULT_URL_TIMEOUT"]
 
-DEFAULT_URL_TIMEOUT = 60.0  # seconds for a whole download (lookup, connection, headers and body)
 
 
 @dataclasses.dataclass(frozen=True)

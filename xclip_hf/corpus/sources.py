@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from ..utils.messages import one_line
+from ..video.fetch import DEFAULT_URL_TIMEOUT
 from .inputs import VIDEO_EXTENSIONS, expand_inputs, is_url
 
 __all__ = ["SourceItem", "Source", "StreamShare", "open_source", "files_source", "dataset_source",
            "webdataset_source", "item_id", "read_url", "DEFAULT_URL_TIMEOUT", "MAX_URL_BYTES", "STREAM_BLOCK"]
 
-DEFAULT_URL_TIMEOUT = 60.0  # seconds for one video's download (lookup, connection, headers and body)
 MAX_URL_BYTES = 2 * 10**9  # a download into memory stops here
 STREAM_BLOCK = 32  # videos of a stream held in memory at a time (decoded by the DataLoader workers as one list)
 _GLOB_CHARS = set("*?[")

@@ -6,11 +6,10 @@ import contextlib
 import os
 import tempfile
 
-from ..video.fetch import FetchHints, fetch_video
+from ..video.fetch import DEFAULT_URL_TIMEOUT, FetchHints, fetch_video
 
 __all__ = ["is_url", "download_video", "local_video", "DEFAULT_URL_TIMEOUT", "MAX_URL_BYTES"]
 
-DEFAULT_URL_TIMEOUT = 60.0  # seconds for a whole download (lookup, connection, headers and body)
 MAX_URL_BYTES = 4 * 10**9  # a download stops here: an endless or huge body cannot fill the disk
 LIBRARY_HINTS = FetchHints(time="pass a larger url_timeout= to the pipeline, or download the file and pass its path")
 

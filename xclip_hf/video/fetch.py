@@ -14,10 +14,11 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-__all__ = ["URLRefused", "FetchHints", "address_refusal", "fetch_video", "fetch_bytes", "PinnedConnection",
+__all__ = ["URLRefused", "FetchHints", "DEFAULT_URL_TIMEOUT", "address_refusal", "fetch_video", "fetch_bytes", "PinnedConnection",
            "MAX_REDIRECTS"]
 
 MAX_REDIRECTS = 5
+DEFAULT_URL_TIMEOUT = 60.0  # seconds for a whole download (lookup, connection, headers and body)
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 CHUNK_BYTES = 64 * 1024
 
