@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -32,6 +33,9 @@ def add_arguments(c) -> None:
     c.add_argument("--compile", action="store_true",
                    help="torch.compile the video forward: faster per video after a one-off warm-up (minutes for "
                         "B/32 on a CPU); worth it for many videos")
+    c.add_argument("--token-merging-ratio", type=merging_ratio, default=None, metavar="R",
+                   help="merge this fraction of each frame's patch tokens in every layer (token merging, in [0, 1): "
+                        "faster, approximate; default: the model config's, 0 = off); torch models only")
     c.add_argument("--num-frames", type=positive_int, default=None,
                    help="frames per clip or window (default: the model's; another count resamples the MIT's "
                         "temporal position embedding)")
@@ -49,6 +53,17 @@ def add_arguments(c) -> None:
                         "explain best (the pipeline's aggregate='segmentation')")
     w.add_argument("--plot", default=None, metavar="PNG",
                    help="save each label's probability over time (one panel per video) to this PNG")
+
+
+def merging_ratio(text: str) -> float:
+    """argparse type: a number in [0, 1) (the token-merging ratio)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
 
 
 def _format_table(path: str, predictions: list[dict]) -> str:
@@ -128,12 +143,16 @@ def run_windows(args, pipe, labels) -> int:
     return failed_inputs("classify", failures, len(args.videos), "could not be classified")
 
 
-def check_compile(model: str, compile: bool) -> None:
-    """`--compile` applies to torch models, not to a folder of graphs written by `xclip-hf export-onnx` (`UsageError`)."""
+def check_compile(model: str, compile: bool, token_merging_ratio: float | None = None) -> None:
+    """`--compile` / `--token-merging-ratio` apply to torch models, not to a folder of graphs written by
+    `xclip-hf export-onnx` (`UsageError`)."""
     from ..deploy.manifest import is_export_dir
 
     if compile and is_export_dir(model):
         raise UsageError(f"--compile applies to torch models; {model!r} holds exported graphs")
+    if token_merging_ratio is not None and is_export_dir(model):
+        raise UsageError(f"--token-merging-ratio applies to torch models; {model!r} holds exported graphs (their "
+                         "video graph has the ratio of the config they were exported with)")
 
 
 def run(args) -> int:
@@ -155,10 +174,10 @@ def run(args) -> int:
     if unreadable:
         raise CommandFailure("; ".join(unreadable))
     check_model_source(args.model)
-    check_compile(args.model, args.compile)
+    check_compile(args.model, args.compile, args.token_merging_ratio)
     with library_progress(args.no_progress):
         pipe = build_pipeline(args.model, device=resolve_device(args.device, "classify", args.model),
-                              dtype=args.dtype, compile=args.compile)
+                              dtype=args.dtype, compile=args.compile, token_merging_ratio=args.token_merging_ratio)
     call = dict(candidate_labels=labels, hypothesis_template=args.template, top_k=args.top_k,
                 num_temporal_clips=args.num_temporal_clips, num_spatial_crops=args.num_spatial_crops,
                 num_frames=args.num_frames, decode_mode=args.decode_mode)

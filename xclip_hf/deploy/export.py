@@ -196,6 +196,10 @@ def export_onnx(model, output_dir, *, processor=None, quantize: str | None = Non
 
         calibration = read_calibration(calibration, processor.video_processor, net.config.vision_config.num_frames,
                                        calibration_size or DEFAULT_CALIBRATION_SIZE)
+    if net.config.vision_config.token_merging_ratio and net.config._attn_implementation != "eager":
+        # torch's ONNX exporter fails on sdpa behind merged tokens (a view of a transposed output); eager exports
+        net = _float_copy(net)
+        net.set_attn_implementation("eager")
     os.makedirs(output_dir, exist_ok=True)
     target = tempfile.mkdtemp(prefix="xclip-onnx-") if quantize else output_dir
     try:

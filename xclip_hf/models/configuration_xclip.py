@@ -66,6 +66,8 @@ class XClipVisionConfig(PreTrainedConfig):
     the CLIP-Mean baseline (Tab. 6). `num_frames`: the clip length T (sizes the MIT's temporal positions).
     `position_embedding_init`: `"random"` (CLIP's init) or `"sincos"` (a fixed, centred 2-D sin-cos pattern on the
     patch rows, still trained); weights loaded from a checkpoint are never re-initialised.
+    `token_merging_ratio` in [0, 1): per layer of the frame encoder, merge that fraction of each frame's patch
+    tokens (ToMe, `token_merging.py`; the [class] and message tokens never); 0 (default) is off, the exact model.
     """
 
     model_type = "xclip_hf_vision_model"
@@ -94,10 +96,12 @@ class XClipVisionConfig(PreTrainedConfig):
     use_cross_frame_attention: bool = True
     use_mit: bool = True
     position_embedding_init: str = "random"
+    token_merging_ratio: float | int = 0.0
 
     def validate_architecture(self):
         """Heads must divide the widths they split; the MIT runs on the projected frame features."""
         _check_heads("vision", self.hidden_size, self.num_attention_heads)
+        check_token_merging_ratio(self.token_merging_ratio)
         if self.position_embedding_init not in POSITION_EMBEDDING_INITS:
             raise ValueError(f"position_embedding_init must be one of {POSITION_EMBEDDING_INITS}, got "
                              f"{self.position_embedding_init!r}")
@@ -189,6 +193,14 @@ def _check_heads(what: str, width: int, heads: int):
 
 
 POSITION_EMBEDDING_INITS = ("random", "sincos")
+
+
+def check_token_merging_ratio(value, name: str = "token_merging_ratio") -> float:
+    """`value` as a float if it is a number in [0, 1), else a ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be a number in [0, 1) (the fraction of each frame's patch tokens merged per "
+                         f"layer; 0 is off), got {value!r}")
+    return float(value)
 
 
 def _fields(config_cls) -> set[str]:
@@ -290,7 +302,7 @@ PUBLISHED_CHECKPOINTS.update({
 })
 
 __all__ = ["XClipConfig", "XClipTextConfig", "XClipVisionConfig", "VARIANTS", "PUBLISHED_CHECKPOINTS", "describe_config",
-           "route_overrides", "POSITION_EMBEDDING_INITS"]
+           "route_overrides", "POSITION_EMBEDDING_INITS", "check_token_merging_ratio"]
 
 
 def describe_config(config: XClipConfig) -> dict:

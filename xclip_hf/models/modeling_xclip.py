@@ -19,6 +19,8 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_xclip import XClipConfig, XClipTextConfig, XClipVisionConfig
 from .modeling_outputs_xclip import XClipOutput, XClipTextOutput, XClipVisionOutput
+from .token_merging import (MERGING_ATTENTION, check_token_merging_ratio, merge_tokens, proportional_attention_bias,
+                            start_merging, unmerge_tokens)
 
 
 # ------------------------------------------------------------------------------------------------ building blocks
@@ -33,7 +35,10 @@ def eager_attention(module, query, key, value, attention_mask, scaling, dropout=
 
 
 class XClipAttention(nn.Module):
-    """Multi-head attention (transformers' attention backends); `key_value_states` makes it cross-attention (Eq. 10)."""
+    """Multi-head attention (transformers' attention backends); `key_value_states` makes it cross-attention (Eq. 10).
+
+    `return_key=True` also returns the keys (B, H, L, d) (token merging's similarity).
+    """
 
     def __init__(self, config, embed_dim: int, num_heads: int, dropout: float = 0.0, qkv_bias: bool = True,
                  is_causal: bool = False):
@@ -47,7 +52,7 @@ class XClipAttention(nn.Module):
         self.v_proj = nn.Linear(embed_dim, embed_dim, bias=qkv_bias)
         self.out_proj = nn.Linear(embed_dim, embed_dim)
 
-    def forward(self, hidden_states, key_value_states=None, attention_mask=None, **kwargs):
+    def forward(self, hidden_states, key_value_states=None, attention_mask=None, return_key=False, **kwargs):
         kv = hidden_states if key_value_states is None else key_value_states
         (batch, q_len, _), k_len = hidden_states.shape, kv.shape[1]
         query = self.q_proj(hidden_states).view(batch, q_len, -1, self.head_dim).transpose(1, 2)
@@ -56,6 +61,8 @@ class XClipAttention(nn.Module):
         attend = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention)
         out, weights = attend(self, query, key, value, attention_mask, scaling=self.scale,
                               dropout=self.dropout if self.training else 0.0, is_causal=self.is_causal, **kwargs)
+        if return_key:
+            return self.out_proj(out.reshape(batch, q_len, -1)), weights, key
         return self.out_proj(out.reshape(batch, q_len, -1)), weights
 
 
@@ -120,10 +127,20 @@ class XClipEncoderLayer(GradientCheckpointingLayer):
         self.mlp = XClipMLP(hidden_size, intermediate_size, config.hidden_act)
         self.drop_path = XClipDropPath(drop_prob)
 
-    def forward(self, hidden_states, attention_mask=None, **kwargs):
+    def forward(self, hidden_states, attention_mask=None, merge_state=None, **kwargs):
+        if merge_state is not None:  # frames of the CLIP-Mean baseline, with token merging
+            return self.attend_merge_ffn(hidden_states, hidden_states.shape[1], merge_state, **kwargs)
         attn, _ = self.self_attn(self.layer_norm1(hidden_states), attention_mask=attention_mask, **kwargs)
         hidden_states = hidden_states + self.drop_path(attn)
         return hidden_states + self.drop_path(self.mlp(self.layer_norm2(hidden_states)))
+
+    def attend_merge_ffn(self, tokens, seq_len: int, merge_state, **kwargs):
+        """Proportional attention, the first `seq_len` tokens kept and merged (`token_merging`), FFN -> (z, state)."""
+        bias = proportional_attention_bias(merge_state.sizes, tokens.shape[1] - seq_len, tokens.dtype)
+        attn, _, keys = self.self_attn(self.layer_norm1(tokens), attention_mask=bias, return_key=True, **kwargs)
+        hidden_states = (tokens + self.drop_path(attn))[:, :seq_len]
+        hidden_states, merge_state = merge_tokens(hidden_states, keys[:, :, :seq_len], merge_state)
+        return hidden_states + self.drop_path(self.mlp(self.layer_norm2(hidden_states))), merge_state
 
 
 class XClipCrossFrameLayer(XClipEncoderLayer):
@@ -136,11 +153,13 @@ class XClipCrossFrameLayer(XClipEncoderLayer):
         self.cfa_layernorm = nn.LayerNorm(d, eps=config.layer_norm_eps)
         self.cfa = XClipAttention(config, d, config.num_attention_heads, config.attention_dropout)
 
-    def forward(self, hidden_states, num_frames: int, **kwargs):
+    def forward(self, hidden_states, num_frames: int, merge_state=None, **kwargs):
         frames, seq_len, dim = hidden_states.shape
         messages = self.message_proj(hidden_states[:, 0]).view(-1, num_frames, dim)
         messages = messages + self.drop_path(self.cfa(self.cfa_layernorm(messages), **kwargs)[0])  # Eq. 7
         tokens = torch.cat([hidden_states, messages.reshape(frames, 1, dim)], dim=1)  # message token last
+        if merge_state is not None:  # token merging: Eq. 8 with proportional attention, the frame tokens merged, Eq. 9
+            return self.attend_merge_ffn(tokens, seq_len, merge_state, **kwargs)
         tokens = tokens + self.drop_path(self.self_attn(self.layer_norm1(tokens), **kwargs)[0])  # Eq. 8
         hidden_states = tokens[:, :seq_len]  # the message token is dropped before the FFN
         return hidden_states + self.drop_path(self.mlp(self.layer_norm2(hidden_states)))  # Eq. 9
@@ -450,13 +469,17 @@ class XClipVisionModel(XClipPreTrainedModel):
                              f"patch size {c.patch_size}.")
 
     @can_return_tuple
-    def forward(self, pixel_values, interpolate_pos_encoding=False,
+    def forward(self, pixel_values, interpolate_pos_encoding=False, token_merging_ratio=None,
                 **kwargs: Unpack[TransformersKwargs]) -> XClipVisionOutput:
-        """`hidden_states` / `attentions` (on request) are those of the cross-frame communication transformer."""
+        """`hidden_states` / `attentions` (on request) are those of the cross-frame communication transformer.
+
+        `token_merging_ratio` replaces the config's for this call (`token_merging.py`; with merging, the hidden
+        states of the layers have fewer tokens; `last_hidden_state` has every input position).
+        """
         self._check_pixel_values(pixel_values, interpolate_pos_encoding)
         batch, frames = pixel_values.shape[:2]
         encoded = self.encode_frames(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, return_dict=True,
-                                     **kwargs)
+                                     token_merging_ratio=token_merging_ratio, **kwargs)
         tokens = encoded.last_hidden_state
         frame_embeds = self.visual_projection(self.post_layernorm(tokens[:, 0])).view(batch, frames, -1)
         video_embeds = (self.mit(frame_embeds, interpolate_pos_encoding) if self.mit is not None
@@ -468,13 +491,28 @@ class XClipVisionModel(XClipPreTrainedModel):
                                  attentions=encoded.attentions)
 
     @capture_outputs(tie_last_hidden_states=False)
-    def encode_frames(self, pixel_values, interpolate_pos_encoding=False, **kwargs) -> BaseModelOutput:
+    def encode_frames(self, pixel_values, interpolate_pos_encoding=False, token_merging_ratio=None,
+                      **kwargs) -> BaseModelOutput:
         """Cross-frame communication transformer (Eq. 4, 7-9): (B, T, C, H, W) -> frame tokens (B*T, N+1, Dv)."""
         _, frames, channels, height, width = pixel_values.shape
         tokens = self.embeddings(pixel_values.reshape(-1, channels, height, width), interpolate_pos_encoding)
         if self.config.use_cross_frame_attention:
             kwargs["num_frames"] = frames
+        ratio = self.config.token_merging_ratio if token_merging_ratio is None else token_merging_ratio
+        if ratio:
+            return self.encode_merging(self.pre_layernorm(tokens), check_token_merging_ratio(ratio), **kwargs)
         return self.encoder(self.pre_layernorm(tokens), **kwargs)
+
+    def encode_merging(self, tokens, ratio: float, **kwargs) -> BaseModelOutput:
+        """The frame encoder with token merging in every layer; its output spread back over the input positions."""
+        if self.config._attn_implementation not in MERGING_ATTENTION:
+            raise ValueError(f"token merging needs an attention that adds a bias to its scores ({MERGING_ATTENTION}); "
+                             f"this model uses {self.config._attn_implementation!r}: load it with "
+                             "attn_implementation='sdpa' or set token_merging_ratio=0")
+        state = start_merging(tokens, ratio)
+        for layer in self.encoder.layers:
+            tokens, state = layer(tokens, merge_state=state, **kwargs)
+        return BaseModelOutput(last_hidden_state=unmerge_tokens(tokens, state))
 
     def video_context(self, frame_tokens, batch):
         """z-bar of Eq. 10: LayerNorm'd final patch tokens (no [class]) projected to P, averaged over the T frames."""
@@ -584,12 +622,12 @@ class XClipModel(XClipPreTrainedModel):
 
     @can_return_tuple
     def forward(self, input_ids=None, pixel_values=None, attention_mask=None, position_ids=None, text_embeds=None,
-                labels=None, return_loss=None, interpolate_pos_encoding=False,
+                labels=None, return_loss=None, interpolate_pos_encoding=False, token_merging_ratio=None,
                 **kwargs: Unpack[TransformersKwargs]) -> XClipOutput:
         """Two-tower logits (Eq. 3); `text_embeds` (K, P) replaces `input_ids` (label caches).
 
         `labels` (B,): each video's text among the K -> cross-entropy; `return_loss`: symmetric contrastive loss
-        (K == B).
+        (K == B); `token_merging_ratio`: the video encoder's for this call (default: its config's).
         """
         if pixel_values is None:
             raise ValueError("XClipModel needs pixel_values (batch, frames, 3, height, width).")
@@ -597,7 +635,7 @@ class XClipModel(XClipPreTrainedModel):
             raise ValueError("Pass exactly one of input_ids (tokenized texts) or text_embeds (precomputed features).")
         kwargs = self._output_flags(kwargs)
         vision = self.vision_model(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, return_dict=True,
-                                   **kwargs)
+                                   token_merging_ratio=token_merging_ratio, **kwargs)
         text = None
         if text_embeds is None:
             text = self.text_model(input_ids, attention_mask=attention_mask, position_ids=position_ids,

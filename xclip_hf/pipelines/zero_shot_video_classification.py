@@ -12,6 +12,7 @@ import torch
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.base import ChunkPipeline
 
+from ..models.configuration_xclip import check_token_merging_ratio
 from ..models.loading import is_exported_model
 from ..models.modeling_xclip import average_view_probabilities
 from ..models.processing_xclip import check_tokenizer_vocabulary
@@ -94,8 +95,9 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
     Init arguments beyond transformers' `Pipeline` ones: `processor` (an `XClipProcessor`; default: the model's),
     `runtime` ("onnxruntime" or "openvino" for an `export-onnx` folder; default: the export's own), `label_cache_size`
     (label-embedding LRU entries, 0 disables; default 4), `url_timeout` (seconds for a whole http(s) download;
-    default 60), `compile` (`torch.compile` the video forward; default False). Call options given at init are the
-    defaults of every call.
+    default 60), `compile` (`torch.compile` the video forward; default False), `token_merging_ratio` (merge that
+    fraction of each frame's patch tokens per layer, `models/token_merging.py`; default: the model config's, 0 = off;
+    torch models only). Call options given at init are the defaults of every call.
     """
 
     # One component, one loader: the pipeline needs an XClipProcessor and builds it itself in __init__
@@ -109,9 +111,16 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
 
     def __init__(self, model, processor=None, tokenizer=None, video_processor=None, label_cache_size: int = 4,
                  url_timeout: float = DEFAULT_URL_TIMEOUT, compile: bool = False, runtime: str | None = None,
-                 **kwargs):
+                 token_merging_ratio: float | None = None, **kwargs):
+        if token_merging_ratio is not None:
+            check_token_merging_ratio(token_merging_ratio)
         model, processor = _model_and_processor(model, processor, tokenizer, video_processor,
                                                 kwargs.get("dtype") or kwargs.get("torch_dtype"), runtime)
+        if token_merging_ratio is not None and is_exported_model(model):
+            raise ValueError("token_merging_ratio applies to torch models: an exported model's video graph has the "
+                             "ratio of the config it was exported with (vision_config.token_merging_ratio)")
+        # the video forward's own arguments: the ratio given here replaces the config's for every call
+        self._video_kwargs = {} if token_merging_ratio is None else {"token_merging_ratio": token_merging_ratio}
         if kwargs.get("device") is None and is_exported_model(model):
             kwargs["device"] = -1  # the model's own device (the CPU), not transformers' default accelerator
         check_tokenizer_vocabulary(processor.tokenizer, getattr(model, "name_or_path", "") or "the processor",
@@ -344,7 +353,8 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         other_length = pixel_values.shape[2] != self.model.config.vision_config.num_frames
         try:
             outputs = self.video_forward(pixel_values=pixel_values.flatten(0, 1), text_embeds=text_embeds,
-                                         **({"interpolate_pos_encoding": True} if other_length else {}))
+                                         **({"interpolate_pos_encoding": True} if other_length else {}),
+                                         **self._video_kwargs)
         except ValueError as err:  # e.g. a frame count or size the model was not built for
             raise ValueError(f"{', '.join(dict.fromkeys(model_inputs['video_name']))}: {err}") from err
         logits = outputs.logits_per_video.reshape(num_chunks, num_views, len(label_set))
@@ -434,8 +444,9 @@ def register_pipeline():
                                         pt_model=(ExportedFolder, XClipModel), type="multimodal")
 
 
-def build_pipeline(model, processor=None, device=None, dtype=None, compile: bool = False):
+def build_pipeline(model, processor=None, device=None, dtype=None, compile: bool = False,
+                   token_merging_ratio: float | None = None):
     """The zero-shot pipeline for a model given as a folder, hub id or object (through the one loader), on `device`
     as given (None: the pipeline's default; the CLI passes the device it resolved)."""
     return ZeroShotVideoClassificationPipeline(model=model, processor=processor, device=device, dtype=dtype,
-                                               compile=compile)
+                                               compile=compile, token_merging_ratio=token_merging_ratio)
