@@ -17,6 +17,7 @@ BASE = {
     "classify": ["classify", "v.mp4", "--labels", "a,b", "--model", "M"],
     "embed": ["embed", "v.mp4", "--model", "M", "--output", "out"],
     "search": ["search", "--index", "D", "a query", "--model", "M"],
+    "index": ["index", "D"],
     "app": ["app"],
     "info": ["info", "--model", "M"],
     "export": ["export", "--model", "M", "out.pth"],
@@ -56,6 +57,8 @@ NUMERIC = {
     ("--min-duration", "-0.5"): ["evaluate localisation"],
     ("--max-upload-mb", "0"): ["app"],
     ("--url-timeout", "nan"): ["app"],
+    ("--memory-gb", "0"): ["index"],
+    ("--recall", "-1"): ["index"],
 }
 SHARED_TYPES = {common.positive_int, common.nonnegative_int, common.positive_float, common.nonnegative_float,
                 common.nonempty_text, common.device_arg}

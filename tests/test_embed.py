@@ -142,6 +142,7 @@ def test_crashing_or_stalling_decoder_becomes_an_error_row(setup, tmp_path, monk
     assert "DecoderCrash" in rows["crash.mp4"]["error"] and rows["a.mp4"]["error"] is None
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_each_input_once(setup, tmp_path):
     from datasets import load_from_disk
 

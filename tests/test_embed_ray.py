@@ -100,6 +100,7 @@ def test_ray_options_are_checked(setup, tmp_path, capsys):
     assert status == 2 and "--device is the accelerate engine's" in err
 
 
+@pytest.mark.slow  # a Ray job starts in ~8 s
 def test_ray_rows_equal_one_process_rows_and_bad_files_are_error_rows(setup, cluster, tmp_path, capsys):
     """`embed --engine ray` (windows, every vector column) gives the one-process rows within 1e-5; a missing, an
     empty and a corrupt file are error rows as there."""
@@ -130,6 +131,7 @@ def test_ray_rows_equal_one_process_rows_and_bad_files_are_error_rows(setup, clu
         json.load(open(tmp_path / "one" / "_embed_config.json"))  # one job config for both engines
 
 
+@pytest.mark.slow  # a Ray job starts in ~8 s
 def test_ray_reads_a_dataset_of_bytes_and_refuses_a_stream(setup, cluster, tmp_path):
     """A saved Hugging Face dataset of video bytes (ids from a column) on Ray gives the one-process rows; a streaming
     source is refused before any work, naming the engine."""
@@ -151,6 +153,7 @@ def test_ray_reads_a_dataset_of_bytes_and_refuses_a_stream(setup, cluster, tmp_p
     assert not os.path.exists(tmp_path / "stream" / "_embed_config.json")
 
 
+@pytest.mark.slow  # a Ray job starts in ~8 s
 def test_ray_and_accelerate_resume_each_other_or_refuse(setup, cluster, tmp_path):
     """An accelerate output resumed by Ray and a Ray output resumed by accelerate: each input once, the same rows;
     other settings or another model are refused in both directions before anything is written."""
@@ -281,6 +284,7 @@ def _reject(module, args):
     raise ValueError("this model refuses every video")
 
 
+@pytest.mark.slow  # a Ray job starts in ~8 s
 def test_a_model_failure_stops_the_run_naming_the_videos(setup, cluster, tmp_path):
     """The model raising inside its actor stops the run (as in one process) with the error and the videos' names;
     what was committed stays for a rerun."""

@@ -135,7 +135,8 @@ CASES = {
     "plain-pickle .pth": _each(("info", "convert"), 1, "plain.pth", pth=lambda f, out, ro: f["plain"]),
     "stride-0 .pth": _each(("info", "convert"), 1, "stride0.pth", pth=lambda f, out, ro: f["stride0"]),
     "missing embedding dataset": {"search": (lambda f, out, ro: ["search", f["missing"], "cooking", "--model",
-                                                                 f["model"]], 1, "no-such-thing")},
+                                                                 f["model"]], 1, "no-such-thing"),
+                                  "index": (lambda f, out, ro: ["index", f["missing"]], 1, "no-such-thing")},
     "output is a file": _each(("embed", "convert"), 1, "notes.txt", output=lambda f, out, ro: f["notes"]),
     "read-only output": {
         **_each(("embed", "convert"), 1, "ro-out", output=lambda f, out, ro: os.path.join(ro, "ro-out")),

@@ -129,7 +129,7 @@ ALLOWED = {
     "corpus": {"jobs", "models", "pipelines", "utils", "version", "video"},
     "conversion": {"data", "models", "utils"},
     "training": {"data", "jobs", "models", "version", "video"},
-    "deploy": {"jobs", "models", "utils", "version"},
+    "deploy": {"corpus", "jobs", "models", "utils", "version"},  # corpus: the calibration videos' list (inputs)
     "evaluation": {"corpus", "data", "jobs", "models", "pipelines", "version", "video"},
     "app": {"corpus", "jobs", "models", "pipelines", "utils", "video"},
     "cli": {"app", "conversion", "corpus", "deploy", "evaluation", "jobs", "models", "pipelines", "utils", "video"},

@@ -13,6 +13,7 @@ COMMANDS = {
     "info": "info",
     "embed": "embed",
     "search": "search",
+    "index": "index",
     "convert": "convert",
     "export": "export",
     "app": "app",

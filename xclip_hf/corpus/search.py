@@ -14,7 +14,9 @@ each query's best rows; `score_matrix` every (query, row) score, unranked, as ev
 
 Queries are independent: each gets its own result list, so repeated or near-identical queries are allowed (texts
 that tokenize alike are encoded once). The model is checked against the one that wrote the dataset: the
-fingerprint of its video side (`identity.model_fingerprint`) must equal the one `embed` recorded.
+fingerprint of its video side (`identity.model_fingerprint`) must equal the one `embed` recorded. Where
+`xclip-hf index` built a FAISS index in the output (`corpus.index`), stage 1 goes through it: its candidates are
+re-ranked by exact cosine from the stored vectors.
 """
 
 from __future__ import annotations
@@ -71,16 +73,13 @@ def _rows(dataset, columns, ids=None):
 
 
 def _as_dataset(dataset):
-    from datasets import Dataset, load_from_disk
+    """The embed output `dataset` (a `datasets.Dataset`, or its directory: `index.load_output`), its columns checked."""
+    from datasets import Dataset
+
+    from .index import load_output
 
     if isinstance(dataset, (str, os.PathLike)):
-        path = os.fspath(dataset)
-        if not os.path.isdir(path):
-            raise ValueError(f"embedding dataset {path!r} does not exist (write one with `xclip-hf embed`)")
-        try:
-            dataset = load_from_disk(path)
-        except Exception as err:
-            raise ValueError(f"{path!r} is not a dataset written by `xclip-hf embed` ({type(err).__name__}: {err})") from err
+        dataset = load_output(dataset)
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset must be a datasets.Dataset or its directory, got {type(dataset).__name__}")
     missing = {"path", "start_s", "end_s", "video_embeds"} - set(dataset.column_names)
@@ -356,12 +355,18 @@ def search_videos(dataset, queries, model, processor=None, top_k: int = 10, rera
         top_k: results per query. rerank: re-rank candidates that stored ``video_context`` with the prompt
             generator (their score is then the pipeline's logit); rerank_candidates: how many (default
             ``max(4 * top_k, 50)``). template: hypothesis template applied to each query (the pipeline's, "{}").
-        index: a prebuilt `VideoIndex` / `FaissVideoIndex` of the dataset (reuse it across calls).
+        index: a prebuilt `VideoIndex` / `FaissVideoIndex` / `index.DiskVideoIndex` of the dataset (reuse it across
+            calls). Default: the FAISS index `xclip-hf index` built in the output folder if there is one (candidates
+            re-ranked by exact cosine), else exact cosine over every row.
         faiss_factory: recall through a `datasets` FAISS index of this factory string ("Flat": exact;
             "HNSW32", "IVF256,Flat": approximate) instead of exact cosine with torch; needs ``faiss``.
     """
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    if index is None and faiss_factory is None:
+        from .index import find_index
+
+        index = find_index(dataset)  # the FAISS index `xclip-hf index` built in the output, if any
     query_list, single, net, processor, index, dataset = _prepared(dataset, queries, model, processor, device, index,
                                                                    faiss_factory, allow_model_mismatch)
     with torch.inference_mode():

@@ -8,7 +8,7 @@ import os
 import uuid
 
 __all__ = ["MANIFEST_NAME", "FORMAT", "FORMAT_VERSION", "DEFAULT_OPSET", "MIN_OPSET", "GRAPHS", "RUNTIMES",
-           "PREFERRED_RUNTIMES", "CHECKED_FIELDS", "default_runtime", "read_manifest", "write_manifest",
+           "PREFERRED_RUNTIMES", "CHECKED_FIELDS", "default_runtime", "precision_kind", "read_manifest", "write_manifest",
            "is_export_dir", "is_partial_export", "record_graph_files", "check_graph_file", "file_sha256"]
 
 MANIFEST_NAME = "xclip_onnx.json"
@@ -18,8 +18,9 @@ DEFAULT_OPSET = 18  # read by onnxruntime >= 1.14 and OpenVINO >= 2023.0
 MIN_OPSET = 18  # the lowest opset torch's ONNX exporter writes (LayerNormalization is a standard op from 17 on)
 RUNTIMES = ("onnxruntime", "openvino")
 # default engine per precision, fastest first (benchmarks/bench_onnx.py, README "Benchmarks"); the first one
-# installed is used unless the export or the caller names one
-PREFERRED_RUNTIMES = {"float32": ("openvino", "onnxruntime"), "int8": ("onnxruntime", "openvino")}
+# installed is used unless the export or the caller names one; "int8-static": calibrated int8 (`static.py`)
+PREFERRED_RUNTIMES = {"float32": ("openvino", "onnxruntime"), "int8": ("onnxruntime", "openvino"),
+                      "int8-static": ("openvino", "onnxruntime")}
 
 # graph -> (input names, output names); batch axis "batch" (videos), "labels" (texts), "sequence" (tokens)
 GRAPHS = {
@@ -41,8 +42,15 @@ def default_runtime(manifest: dict) -> str:
 
     if manifest.get("runtime"):
         return manifest["runtime"]
-    preferred = PREFERRED_RUNTIMES.get(manifest.get("precision"), RUNTIMES)
+    preferred = PREFERRED_RUNTIMES.get(precision_kind(manifest), RUNTIMES)
     return next((name for name in preferred if importlib.util.find_spec(name) is not None), preferred[0])
+
+
+def precision_kind(manifest: dict) -> str:
+    """The graphs' precision as "float32", "int8" (dynamic quantisation) or "int8-static" (calibrated)."""
+    precision, quantization = manifest.get("precision", "float32"), manifest.get("quantization")
+    static = precision == "int8" and isinstance(quantization, dict) and quantization.get("scheme") == "static"
+    return "int8-static" if static else precision
 
 
 def is_export_dir(directory) -> bool:

@@ -15,7 +15,7 @@ from ..models.modeling_outputs_xclip import XClipOutput, XClipVisionOutput
 from ..models.modeling_xclip import XClipModel, XClipTextModel, XClipVisionModel
 from ..utils.messages import one_line
 from .manifest import MANIFEST_NAME, check_graph_file, default_runtime, is_export_dir, is_partial_export, \
-    read_manifest
+    precision_kind, read_manifest
 
 __all__ = ["ExportedXClipModel", "RUNTIME", "OnnxRuntimeGraph", "OpenVinoGraph"]
 
@@ -82,8 +82,8 @@ class ExportedXClipModel(nn.Module):
         self.directory, self.name_or_path, self.runtime, self.manifest = directory, directory, runtime, manifest
         self.precision = manifest.get("precision", "float32")
         # the source model's fingerprints (video side; whole model: `jobs.identity.model_fingerprint(whole=True)`)
-        self.source_fingerprint = _marked(manifest.get("source_fingerprint"), self.precision)
-        self.source_whole_fingerprint = _marked(manifest.get("source_whole_fingerprint"), self.precision)
+        self.source_fingerprint = _marked(manifest.get("source_fingerprint"), precision_kind(manifest))
+        self.source_whole_fingerprint = _marked(manifest.get("source_whole_fingerprint"), precision_kind(manifest))
         self.config = _config(directory, manifest)
         # the one parameter: the logit scale (for search's unprompted scores); it also keys the label cache
         self.logit_scale = nn.Parameter(torch.tensor(float(manifest["logit_scale"])), requires_grad=False)
@@ -95,7 +95,7 @@ class ExportedXClipModel(nn.Module):
         self.eval()
 
     def extra_repr(self) -> str:
-        return f"{self.directory!r}, runtime={self.runtime!r}, precision={self.precision!r}"
+        return f"{self.directory!r}, runtime={self.runtime!r}, precision={precision_kind(self.manifest)!r}"
 
     # ------------------------------------------------------------------ model surface
     @property
