@@ -157,8 +157,11 @@ def test_keyframes_mode_reads_key_frames_only_where_one_is_close(files):
     _, exact, _ = load_video(files["gop12"], lambda n: sparse_sample_indices(n, 8)[None])
     np.testing.assert_array_equal(exact[0], sparse)  # the default: the sampled frames
     with VideoFile(files["gop12"], backend="pyav") as video:
+        np.testing.assert_array_equal(video.key_frames, np.arange(0, 120, 12))
         video.get_frames(indices[0])
         assert video._backend.packets_sent == 8  # one per sampled frame, instead of the runs from each key frame
+    with VideoFile(files["gop12"], backend="decord") as video:
+        np.testing.assert_array_equal(video.key_frames, np.arange(0, 120, 12))
     _, one_key, _ = load_video(files["bframes"], lambda n: sparse_sample_indices(n, 8)[None], decode_mode="keyframes")
     np.testing.assert_array_equal(one_key[0], [0, *sparse[1:]])
 

@@ -322,11 +322,9 @@ class _PyAVBackend:
         return self._orientation
 
     def _decode_from(self, index: int, wanted=()):
-        """Seek to the key frame at presentation ``index``, yield (frame_index, frame); unwanted B-frames skipped.
-
-        ``wanted``: the frames this seek is for (see `_run`); once every one of their packets is sent, the decoder
-        is drained instead of fed further (it would decode frames past them to fill its reorder and thread delay).
-        """
+        """Seek to the key frame at presentation ``index``, yield (frame_index, frame) up to the ``wanted`` ones."""
+        # unwanted B-frames are skipped; once every wanted packet is sent the decoder is drained instead of fed on (it
+        # would decode frames past them to fill its reorder and frame-thread delay)
         if self._by_pts and index > 0:
             self._container.seek(int(self._pts[index]), stream=self._stream, backward=True, any_frame=False)
         else:
@@ -344,11 +342,12 @@ class _PyAVBackend:
                     codec.skip_frame = "DEFAULT" if (packet.size == 0 or stamp in wanted_pts) else "NONREF"
                 self.packets_sent += packet.size > 0
                 frames = codec.decode(packet)
+                drained = False
                 if unsent and packet.size:
                     unsent.discard(stamp)
                     if not unsent:  # all sent: drain (the next seek flushes the decoder)
                         codec.skip_frame = "DEFAULT"
-                        frames += codec.decode(None)
+                        frames, drained = frames + codec.decode(None), True
                 for frame in frames:
                     pos = self._pts_to_index.get(frame.pts) if (self._by_pts and frame.pts is not None) else None
                     if pos is None:  # no usable timestamp: count frames (skipping is off in that case)
@@ -356,7 +355,7 @@ class _PyAVBackend:
                     counter = pos + 1
                     self.position = pos + 1
                     yield pos, frame
-                if wanted_pts and self.drain and not unsent:
+                if drained:
                     return
         finally:
             codec.skip_frame = "DEFAULT"
@@ -674,11 +673,8 @@ def read_video(path, indices=None, backend: str = "auto") -> np.ndarray:
 
 def load_video(path, sample_indices_fn, backend: str = "auto",
                decode_mode: str = "exact") -> tuple[np.ndarray, np.ndarray, VideoInfo]:
-    """Open once, choose indices with ``sample_indices_fn(num_frames)``, decode them: (frames, indices, info).
-
-    ``decode_mode="keyframes"``: each clip (last axis) `snap_to_key_frames` first (approximate); the indices returned
-    are the frames read.
-    """
+    """Open once, choose indices with ``sample_indices_fn(num_frames)``, decode them: (frames, indices read, info)."""
+    # decode_mode="keyframes" (approximate): each clip (last axis) goes through `snap_to_key_frames` first
     check_decode_mode(decode_mode)
     with VideoFile(path, backend=backend) as video:
         indices = np.asarray(sample_indices_fn(video.num_frames))
