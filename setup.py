@@ -28,9 +28,13 @@ setup(
     extras_require={
         # the tests run the web app (gradio + a real browser), the ONNX export and both CPU runtimes
         "test": ["pytest>=8", "faiss-cpu", "gradio>=6,<7", "gradio_client>=2,<3", "playwright>=1.40",
-                 "onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18", "openvino>=2024.0"],
+                 "onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18", "openvino>=2024.0", "webdataset>=0.2",
+                 "fsspec[http]>=2023.1", "ray[data]>=2.40"],
         "faiss": ["faiss-cpu"],
         "app": ["gradio>=6,<7", "gradio_client>=2,<3"],  # `xclip-hf app`, xclip_hf.app
+        # `embed --webdataset`, fsspec URLs (s3:// also needs s3fs), http shards (aiohttp through fsspec[http])
+        "sources": ["webdataset>=0.2", "fsspec[http]>=2023.1"],
+        "ray": ["ray[data]>=2.40"],  # `xclip-hf embed --engine ray` (xclip_hf.corpus.ray_engine)
         # xclip-hf export-onnx and the onnxruntime / openvino runtimes (xclip_hf.deploy)
         "onnx": ["onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18", "openvino>=2024.0"],
     },

@@ -92,7 +92,15 @@ def child(job: str, tree: str, work: str) -> dict:
         shutil.rmtree(out)
         return {"cpu_s": spent}
     loader = importlib.import_module(paths["loader"])
-    items = loader.VideoWindowItems(videos * 3, processor.video_processor, loader.WindowPlan(8))
+    if hasattr(loader, "window_rows"):  # embed's rows read through pipelines.video_chunks
+        from functools import partial
+
+        from xclip_hf.pipelines.video_chunks import VideoChunks
+
+        items = VideoChunks(videos * 3, partial(loader.window_rows, processor=processor.video_processor,
+                                                plan=loader.WindowPlan(8)))
+    else:
+        items = loader.VideoWindowItems(videos * 3, processor.video_processor, loader.WindowPlan(8))
     start = cpu()
     count = sum(1 for _ in items)
     return {"cpu_s": cpu() - start, "items": count}

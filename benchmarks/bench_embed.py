@@ -11,8 +11,16 @@
    the embed columns: the cosine recall alone (`VideoIndex.search`, exact: float16 matmul + float32 re-scoring of
    a shortlist), and the whole `search_videos` call (text encoder + recall + row lookup, index reused).
 
+3. With `--engine ray`, instead of 1 and 2: `embed_videos(..., engine="ray")` (Ray Data reading tasks, one model
+   actor of `--cpus-per-actor` CPUs on a local cluster of `--ray-cpus` logical CPUs, started once before the rounds
+   as a running cluster would be) vs the accelerate engine (`--num-workers` DataLoader workers) on the same files
+   and model, alternated; prints videos/s per side and round and Ray's overhead (goal: <= 10% slower). Each Ray
+   run pays its actor's start (a process, the imports, the model sent through the object store): the fixed cost
+   that more videos amortise.
+
     python benchmarks/bench_embed.py            # a few minutes on 2 CPU cores
     python benchmarks/bench_embed.py --quick    # tiny model, 4 short videos, 20,000 vectors: a smoke test
+    python benchmarks/bench_embed.py --engine ray   # Ray vs accelerate, 32 files, B/32-8f
 
 On a machine loaded by other work, two math threads per process synchronise badly (measured here: the same text
 encoder call took 0.08-2.3 s with 2 threads, 0.1 s with 1); `--threads 1` gives steadier figures there.
@@ -40,14 +48,14 @@ import torch  # noqa: E402
 from bench_zero_shot import make_labels, save_published_checkpoint, write_videos  # noqa: E402
 
 
-def time_embed(paths, model, processor, workdir, num_workers, batch_size) -> float:
+def time_embed(paths, model, processor, workdir, num_workers, batch_size, **engine) -> float:
     from xclip_hf.corpus.embed import run_embedding
 
     out = tempfile.mkdtemp(dir=workdir)
     shutil.rmtree(out)
     start = time.perf_counter()
     ds, counts = run_embedding(paths, out, model, processor=processor, num_workers=num_workers, batch_size=batch_size,
-                               progress=False)
+                               progress=False, **engine)
     seconds = time.perf_counter() - start
     assert counts.done == len(paths) and counts.failed == 0 and len(ds) == len(paths)
     shutil.rmtree(out)
@@ -94,6 +102,55 @@ def bench_embedding(args, workdir):
           f"{min(loop_rates):.2f}-{max(loop_rates):.2f} videos/s; ratio {min(ratios):.2f}-{max(ratios):.2f}x "
           f"(goal >= 1.5x)")
     return model, processor
+
+
+def bench_ray(args, workdir):
+    """Ray engine vs accelerate engine on the same files and model, alternated; Ray's overhead per round."""
+    import ray
+
+    print(f"writing {args.num_videos} videos ({args.seconds:g} s, 30 fps, 320x240) and a "
+          f"{'tiny' if args.quick else 'B/32-8f'} random-weight checkpoint ...", flush=True)
+    paths = write_videos(workdir, args.num_videos, args.seconds, 240, 320)
+    ckpt = os.path.join(workdir, "ckpt")
+    save_published_checkpoint(ckpt, make_labels(40), args.quick)
+    from xclip_hf import XClipModel, XClipProcessor
+
+    model, processor = XClipModel.from_pretrained(ckpt).eval(), XClipProcessor.from_pretrained(ckpt)
+    start = time.perf_counter()
+    ray.init(address="local", num_cpus=args.ray_cpus, include_dashboard=False, logging_level="WARNING")
+    print(f"local Ray cluster of {args.ray_cpus} logical CPUs started in {time.perf_counter() - start:.1f} s; one "
+          f"model actor of {args.cpus_per_actor:g} CPUs, reading tasks of 1 CPU; accelerate: --num-workers "
+          f"{args.num_workers}, {torch.get_num_threads()} math threads", flush=True)
+    on_ray = dict(engine="ray", num_actors=1, cpus_per_actor=args.cpus_per_actor)
+    time_embed(paths[:2], model, processor, workdir, args.num_workers, args.batch_size)  # warm-up
+    time_embed(paths[:2], model, processor, workdir, 0, args.batch_size, **on_ray)
+    one = {"ray": [], "accelerate": []}  # a job of one video: mostly the per-job start
+    for _ in range(2):
+        one["accelerate"].append(time_embed(paths[:1], model, processor, workdir, args.num_workers, args.batch_size))
+        one["ray"].append(time_embed(paths[:1], model, processor, workdir, 0, args.batch_size, **on_ray))
+    print(f"a job of one video: ray {min(one['ray']):.1f}-{max(one['ray']):.1f} s, accelerate "
+          f"{min(one['accelerate']):.1f}-{max(one['accelerate']):.1f} s (the per-job start: Ray's actor starts, "
+          "imports and receives the model)", flush=True)
+    seconds = {"ray": [], "accelerate": []}
+    for r in range(args.rounds):
+        sides = [("accelerate", lambda: time_embed(paths, model, processor, workdir, args.num_workers,
+                                                   args.batch_size)),
+                 ("ray", lambda: time_embed(paths, model, processor, workdir, 0, args.batch_size, **on_ray))]
+        for name, run in (sides if r % 2 == 0 else sides[::-1]):
+            seconds[name].append(run())
+        ray_s, acc_s = seconds["ray"][-1], seconds["accelerate"][-1]
+        steady = (ray_s - min(one["ray"])) / (acc_s - min(one["accelerate"]))
+        print(f"round {r + 1}: ray {len(paths) / ray_s:.2f} videos/s, accelerate --num-workers {args.num_workers}: "
+              f"{len(paths) / acc_s:.2f} videos/s; ray takes {ray_s / acc_s:.2f}x the time, {steady:.2f}x after "
+              "the per-job start (each side less its one-video job)", flush=True)
+    ratios = [r / a for r, a in zip(seconds["ray"], seconds["accelerate"])]
+    steady = [(r - min(one["ray"])) / (a - min(one["accelerate"])) for r, a in zip(seconds["ray"],
+                                                                                  seconds["accelerate"])]
+    rate = lambda side: f"{len(paths) / max(seconds[side]):.2f}-{len(paths) / min(seconds[side]):.2f}"  # noqa: E731
+    print(f"embedding: ray {rate('ray')} videos/s vs accelerate {rate('accelerate')} videos/s; ray's time "
+          f"{min(ratios):.2f}-{max(ratios):.2f}x accelerate's, {min(steady):.2f}-{max(steady):.2f}x after the per-job "
+          "start (goal <= 1.10x)")
+    ray.shutdown()
 
 
 def random_embedding_dataset(rows: int, width: int, seed: int = 0):
@@ -176,6 +233,11 @@ def main(argv=None) -> int:
     parser.add_argument("--embed-dtype", default="float32", choices=["float32", "bfloat16"],
                         help="compute dtype of the embed side (the pipeline loop stays float32)")
     parser.add_argument("--quick", action="store_true", help="tiny model, 4 short videos, 20,000 vectors")
+    parser.add_argument("--engine", default=None, choices=["ray"],
+                        help="ray: Ray engine vs accelerate engine on the same files (no pipeline loop, no search)")
+    parser.add_argument("--ray-cpus", type=int, default=4,
+                        help="logical CPUs of the local Ray cluster (the actor's and the reading tasks')")
+    parser.add_argument("--cpus-per-actor", type=float, default=2.0, help="CPUs (math threads) of the model actor")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads of the main process, both sides (default: torch's choice)")
     args = parser.parse_args(argv)
@@ -185,6 +247,9 @@ def main(argv=None) -> int:
         args.num_videos, args.seconds, args.rounds, args.num_vectors, args.queries = 4, 1.0, 1, 20_000, 3
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs", flush=True)
     with tempfile.TemporaryDirectory() as workdir:
+        if args.engine == "ray":
+            bench_ray(args, workdir)
+            return 0
         model = processor = None
         if not args.skip_embed:
             model, processor = bench_embedding(args, workdir)

@@ -199,7 +199,7 @@ def test_without_video_folders_the_path_field_is_off(exposed, monkeypatch):
 
 # ----------------------------------------------------------------------------------------------- URLs
 def test_urls_of_this_machine_and_private_networks_are_refused_before_connecting(exposed, monkeypatch):
-    from xclip_hf.app import fetch
+    from xclip_hf.video import fetch
 
     connects = []
     original = fetch.PinnedConnection.connect
@@ -227,13 +227,13 @@ def test_urls_of_this_machine_and_private_networks_are_refused_before_connecting
     ("ff02::1", "multicast"), ("240.0.0.1", "reserved"), ("0.0.0.0", "unspecified"), ("::", "unspecified"),
     ("100.64.0.1", "non-public"), ("8.8.8.8", None), ("2606:4700::1111", None)])
 def test_the_address_check(address, kind):
-    from xclip_hf.app.fetch import address_refusal
+    from xclip_hf.video.fetch import address_refusal
 
     assert address_refusal(address) == kind
 
 
 def test_each_redirect_is_checked(exposed, monkeypatch):
-    from xclip_hf.app import fetch
+    from xclip_hf.video import fetch
 
     # 127.0.0.1 plays a public host, 127.0.0.2 a private one
     monkeypatch.setattr(fetch, "address_refusal", lambda a: "private" if a == "127.0.0.2" else None)
@@ -252,7 +252,7 @@ def test_each_redirect_is_checked(exposed, monkeypatch):
 def test_the_checked_address_is_the_one_connected_to(exposed, monkeypatch):
     """One lookup decides: a name that answers a public address to the check and a private one afterwards (a DNS
     rebind) is fetched from the checked address; answered a private one first, it is refused."""
-    from xclip_hf.app import fetch
+    from xclip_hf.video import fetch
 
     monkeypatch.setattr(fetch, "address_refusal", lambda a: "private" if a == "127.0.0.2" else None)
     lookup, answers, lookups = socket.getaddrinfo, [], []
@@ -363,7 +363,7 @@ def test_a_slow_url_holds_up_nobody_and_ends_at_the_deadline(exposed, monkeypatc
 
 
 def test_a_server_trickling_its_headers_is_cut_at_the_deadline(tmp_path):
-    from xclip_hf.app.fetch import fetch_video
+    from xclip_hf.video.fetch import fetch_video
 
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
@@ -381,7 +381,7 @@ def test_a_server_trickling_its_headers_is_cut_at_the_deadline(tmp_path):
     thread.start()
     start = time.monotonic()
     try:
-        with pytest.raises(TimeoutError, match="took longer than the app's limit of 2 s"):
+        with pytest.raises(TimeoutError, match="took longer than the download limit of 2 s"):
             fetch_video(f"http://127.0.0.1:{listener.getsockname()[1]}/v.mp4", str(tmp_path), max_bytes=10**6,
                         timeout=2.0, allow_private=True)
         assert time.monotonic() - start < 2 + 2 and os.listdir(tmp_path) == []

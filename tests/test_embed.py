@@ -94,7 +94,7 @@ def test_bad_files_become_error_rows(setup, tmp_path, capsys):
 def test_crashing_or_stalling_decoder_becomes_an_error_row(setup, tmp_path, monkeypatch):
     """A decoder that kills its worker (segfault) or hangs costs one error row, not the run; the others embed."""
     from xclip_hf.corpus import embed as embed_module
-    from xclip_hf.corpus import loader
+    from xclip_hf.pipelines import video_chunks
     from xclip_hf.models import video_windows
     from xclip_hf.video.reader import VideoFile
 
@@ -133,7 +133,7 @@ def test_crashing_or_stalling_decoder_becomes_an_error_row(setup, tmp_path, monk
         embed_module.run_embedding(inputs, tmp_path / "bad", ckpt, timeout_s=0, progress=False)
 
     # no in-flight marker names the culprit (a worker killed between videos): every unfinished video is tried alone
-    monkeypatch.setattr(loader, "inflight_paths", lambda dataset: [])
+    monkeypatch.setattr(video_chunks, "inflight_paths", lambda dataset: [])
     three = [inputs[0], inputs[1], inputs[2]]  # a, crash, b
     ds, counts = embed_module.run_embedding(three, tmp_path / "out2", ckpt, batch_size=1, num_workers=2,
                                             timeout_s=3, progress=False)
@@ -142,6 +142,7 @@ def test_crashing_or_stalling_decoder_becomes_an_error_row(setup, tmp_path, monk
     assert "DecoderCrash" in rows["crash.mp4"]["error"] and rows["a.mp4"]["error"] is None
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_each_input_once(setup, tmp_path):
     from datasets import load_from_disk
 

@@ -1,5 +1,6 @@
 """Retrieval metrics on a hand-made similarity matrix with ties vs an independent loop, and retrieval from embed
-vectors (cosine and re-ranked) vs transformers' XCLIPModel on the same processed videos."""
+vectors (cosine, re-ranked, and the rerank_candidates best re-ranked) vs transformers' XCLIPModel on the same
+processed videos."""
 
 from __future__ import annotations
 
@@ -62,49 +63,75 @@ def corpus(tmp_path_factory):
     return {**evalset, "root": root, "rows": rows}
 
 
-def test_retrieval_from_embeddings_vs_xclipmodel(corpus, tmp_path):
+@pytest.fixture(scope="module")
+def oracle(corpus):
+    """Independent scores: transformers' XCLIPModel on the same processed (single-view) videos: (captions, videos)
+    logits with the video-specific prompts, cosines, exp(logit_scale), and which video each caption describes."""
     from transformers import XCLIPModel, XCLIPProcessor
 
-    from xclip_hf.evaluation.retrieval import evaluate_retrieval
     from xclip_hf.evaluation.runner import build_pipeline
 
-    root = corpus["root"]
-    report = evaluate_retrieval(corpus["model"], root / "captions.jsonl", root / "emb", output_dir=str(tmp_path),
-                                rerank_candidates=7)
-    assert report["bad_videos"]["count"] == 1 and report["bad_videos"]["videos"][0]["video"].endswith("broken.mp4")
     rows = corpus["rows"][:-1]
-    # oracle: transformers' XCLIPModel on the same processed (single-view) videos
-    oracle = XCLIPModel.from_pretrained(corpus["model"]).eval()
+    model = XCLIPModel.from_pretrained(corpus["model"]).eval()
     text = XCLIPProcessor.from_pretrained(corpus["model"]).tokenizer([r["caption"] for r in rows], padding=True,
-                                                                      return_tensors="pt")
+                                                                     return_tensors="pt")
     processor = build_pipeline(corpus["model"]).video_processor
     pixels = torch.cat([processor(videos=[v], return_tensors="pt")["pixel_values"] for v in corpus["videos"]])
     with torch.no_grad():
-        out = oracle(**text, pixel_values=pixels)
+        out = model(**text, pixel_values=pixels)
+        text_features = model.get_text_features(**text)
     logits = out.logits_per_text.double().numpy()  # (captions, videos), with the video-specific prompts
-    with torch.no_grad():
-        text_features = oracle.get_text_features(**text)
-        video_features = out.video_embeds  # normalised MIT output (paper Eq. 6)
+    video_features = out.video_embeds  # normalised MIT output (paper Eq. 6)
     text_features = getattr(text_features, "pooler_output", text_features).double()
     cosine = ((text_features / text_features.norm(dim=-1, keepdim=True)) @ video_features.double().T).numpy()
     truth = np.array([int(os.path.basename(r["video"])[1]) for r in rows])
     relevant = np.zeros((len(rows), 7), dtype=bool)
     relevant[np.arange(len(rows)), truth] = True
+    return {"rerank": logits, "cosine": cosine, "scale": float(model.logit_scale.detach().exp()),
+            "relevant": relevant}
 
-    def ranks(s, rel):
-        best = np.where(rel, s, -np.inf).max(1, keepdims=True)
-        return 1 + ((s >= best) & ~rel).sum(1)
 
-    for name, matrix in (("rerank", logits), ("cosine", cosine)):
-        t2v, v2t = ranks(matrix, relevant), ranks(matrix.T, relevant.T)
+def _ranks(s, rel):
+    best = np.where(rel, s, -np.inf).max(1, keepdims=True)
+    return 1 + ((s >= best) & ~rel).sum(1)
+
+
+def _assert_figures(got, matrix, relevant):
+    t2v, v2t = _ranks(matrix, relevant), _ranks(matrix.T, relevant.T)
+    assert got["t2v_R@1"] == pytest.approx(100 * np.mean(t2v <= 1))
+    assert got["t2v_R@5"] == pytest.approx(100 * np.mean(t2v <= 5))
+    assert got["t2v_mean_rank"] == pytest.approx(t2v.mean()) and got["v2t_mean_rank"] == pytest.approx(v2t.mean())
+    assert got["v2t_num_queries"] == 7 and got["t2v_num_queries"] == 8
+    return t2v
+
+
+def test_retrieval_from_embeddings_vs_xclipmodel(corpus, oracle, tmp_path):
+    from xclip_hf.evaluation.retrieval import evaluate_retrieval
+
+    root = corpus["root"]
+    report = evaluate_retrieval(corpus["model"], root / "captions.jsonl", root / "emb", output_dir=str(tmp_path),
+                                rerank_candidates=7)
+    assert report["bad_videos"]["count"] == 1 and report["bad_videos"]["videos"][0]["video"].endswith("broken.mp4")
+    for name in ("rerank", "cosine"):
+        t2v = _assert_figures(report["results"][name], oracle[name], oracle["relevant"])
         assert 1 < t2v.max() and t2v.min() == 1  # the figures are not trivial
-        got = report["results"][name]
-        assert got["t2v_R@1"] == pytest.approx(100 * np.mean(t2v <= 1))
-        assert got["t2v_R@5"] == pytest.approx(100 * np.mean(t2v <= 5))
-        assert got["t2v_mean_rank"] == pytest.approx(t2v.mean()) and got["v2t_mean_rank"] == pytest.approx(v2t.mean())
-        assert got["v2t_num_queries"] == 7 and got["t2v_num_queries"] == 8
     assert set(report["results"]) >= {"cosine", "rerank", "summary"}
     assert "t2v_R@1" in (tmp_path / "report.md").read_text()
+
+
+def test_rerank_candidates_rerank_the_best_videos_by_cosine(corpus, oracle):
+    """`rerank_candidates=2`: each caption's 2 best videos by cosine carry the prompt logits, the others
+    exp(logit_scale) * cosine (once, the option had no effect: every video was re-ranked)."""
+    from xclip_hf.evaluation.retrieval import evaluate_retrieval
+
+    root = corpus["root"]
+    report = evaluate_retrieval(corpus["model"], root / "captions.jsonl", root / "emb", rerank_candidates=2)
+    partial = oracle["cosine"] * oracle["scale"]
+    best = np.argsort(-oracle["cosine"], axis=1)[:, :2]
+    np.put_along_axis(partial, best, np.take_along_axis(oracle["rerank"], best, 1), 1)
+    _assert_figures(report["results"]["rerank"], partial, oracle["relevant"])
+    everything = _ranks(oracle["rerank"], oracle["relevant"])
+    assert report["results"]["rerank"]["t2v_mean_rank"] != pytest.approx(everything.mean())  # the test can fail
 
 
 def test_cli_retrieval(corpus, tmp_path, capsys):

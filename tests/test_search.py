@@ -1,4 +1,5 @@
-"""`search_videos` / `xclip-hf search`: exact cosine recall, re-ranking equal to the pipeline's logits, bad arguments."""
+"""`search_videos` / `xclip-hf search`: exact cosine recall, re-ranking equal to the pipeline's logits, bad arguments;
+`score_matrix`: every (query, row) score, whose top-k is `search_videos`'."""
 
 from __future__ import annotations
 
@@ -189,3 +190,46 @@ def test_empty_faiss_factory_is_refused(setup, capsys):
     with pytest.raises(SystemExit) as exit_:  # the CLI refuses it as a bad argument (exit status 2)
         main(["search", str(root / "windows"), "dancing", "--model", ckpt, "--faiss", ""])
     assert exit_.value.code == 2 and "--faiss" in capsys.readouterr().err
+
+
+def test_score_matrix_top_k_equals_search_videos(setup, tmp_path):
+    """`score_matrix`: every (query, row) score; its per-query top-k is `search_videos`' result (cosine, and re-ranked
+    with every row a candidate); with `rerank_candidates` only the best rows by cosine carry the prompt logits, the
+    others exp(logit_scale) * cosine; a row without a vector scores -inf."""
+    from xclip_hf import XClipModel, embed_videos, search_videos
+    from xclip_hf.corpus.search import score_matrix
+
+    root, ckpt, videos, ds = setup
+    queries = ["cooking pasta", "dancing", "cooking pasta"]
+
+    def assert_top_k(matrix, dataset, hits, k):
+        for row, q_hits in zip(matrix, hits):
+            order = np.argsort(-row, kind="stable")[:k]
+            assert [(dataset[int(i)]["path"], dataset[int(i)]["start_s"]) for i in order] == \
+                [(h["path"], h["start_s"]) for h in q_hits]
+            assert row[order].tolist() == [h["score"] for h in q_hits]
+
+    cosine = score_matrix(root / "windows", queries, ckpt)  # the dataset stored no video_context: cosine
+    assert cosine.shape == (3, len(ds)) and len(ds) > 4
+    np.testing.assert_allclose(cosine[1], _cosines(ckpt, ds, "dancing"), atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(cosine[0], cosine[2])
+    assert_top_k(cosine, ds, search_videos(root / "windows", queries, ckpt, top_k=4), 4)
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    ctx = embed_videos([*videos, str(broken)], tmp_path / "ctx", ckpt, chunk_length_s=0.1, save_context=True,
+                       progress=False)
+    full = score_matrix(tmp_path / "ctx", queries, ckpt)
+    bad = [i for i, p in enumerate(ctx["path"]) if p == str(broken)]
+    assert len(bad) == 1 and np.isneginf(full[:, bad]).all() and np.isfinite(np.delete(full, bad, 1)).all()
+    assert_top_k(full, ctx, search_videos(tmp_path / "ctx", queries, ckpt, top_k=3, rerank_candidates=len(ctx)), 3)
+    plain = score_matrix(tmp_path / "ctx", queries, ckpt, rerank=False)
+    partial = score_matrix(tmp_path / "ctx", queries, ckpt, rerank_candidates=2)
+    want = plain * XClipModel.from_pretrained(ckpt).logit_scale.detach().exp().item()
+    best = np.argsort(-plain, axis=1)[:, :2]
+    np.put_along_axis(want, best, np.take_along_axis(full, best, 1), 1)
+    np.testing.assert_allclose(partial, want, atol=1e-5, rtol=0)
+    finite = np.isfinite(full)
+    assert np.abs(partial[finite] - full[finite]).max() > 1e-3  # the prompts do change the other rows' scores
+    with pytest.raises(ValueError, match="rerank_candidates must be a positive integer"):
+        score_matrix(tmp_path / "ctx", queries, ckpt, rerank_candidates=0)

@@ -55,12 +55,12 @@ def test_vfr_windows_report_the_frames_real_times(vfr, backend):
 def test_embed_rows_use_presentation_times(vfr):
     """embed's rows (whole video and windows) take the reader's clock."""
     from xclip_hf import XClipVideoProcessor
-    from xclip_hf.corpus.loader import VideoWindowItems, WindowPlan
+    from xclip_hf.corpus.loader import WindowPlan, window_rows
 
     processor = XClipVideoProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, num_frames=4)
-    (whole,) = VideoWindowItems([vfr["webm"]], processor, WindowPlan(num_frames=4)).video_items(0)
+    (whole,) = window_rows(vfr["webm"], processor, WindowPlan(num_frames=4))
     assert whole["error"] is None and (whole["start_s"], whole["end_s"]) == (0.0, VFR_END)
-    rows = list(VideoWindowItems([vfr["bframes"]], processor, WindowPlan(4, 2.0, 1.5)).video_items(0))
+    rows = list(window_rows(vfr["bframes"], processor, WindowPlan(4, 2.0, 1.5)))
     np.testing.assert_allclose([(r["start_s"], r["end_s"]) for r in rows], [(0, 2), (1.5, 3.5), (3, 5)], atol=1e-6)
 
 

@@ -1,8 +1,6 @@
 """xclip_hf: X-CLIP video recognition (Ni et al., ECCV 2022) for Hugging Face Transformers.
 
-`import xclip_hf` is cheap (no torch): the names below are imported on first use (PEP 562), and our configs,
-models, video processor, processor and the "zero-shot-video-classification" pipeline are registered with
-transformers' Auto classes and pipeline registry as soon as transformers loads those (see `_registration`).
+`import xclip_hf` imports no torch: names are imported on first use, and registered with transformers when it loads.
 """
 
 from __future__ import annotations

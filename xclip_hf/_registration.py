@@ -1,19 +1,4 @@
-"""Registration with transformers (Auto classes, pipeline task), done when transformers loads its registries, and
-of the export runtime (`deploy`) with the one loader (`models.loading`), done at `import xclip_hf` (cheap: the
-runtime module, and torch with it, is imported when the loader first asks). The one place that registers: no
-module of the package registers itself at import time, and no lower layer names an upper one.
-
-Every transformers registry (`CONFIG_MAPPING`, the `AutoModel*` mappings, `AutoProcessor`, `AutoVideoProcessor`,
-`PIPELINE_REGISTRY`) lives in a module whose import also imports torch, so registering at `import xclip_hf` would
-cost seconds (and `xclip-hf --help` with it). transformers 5 has no plug-in entry point for outside model types,
-so each registration instead runs right after the module holding its registry has been imported (a post-import
-hook on `sys.meta_path`), or at once if that module is already loaded. `import xclip_hf` then
-`pipeline("zero-shot-video-classification", ...)` or `AutoModel.from_pretrained(...)` work as before: importing
-`pipeline`/`AutoModel` from transformers is what loads the registry and so triggers the registration.
-
-A registration waits while any `xclip_hf` submodule is still executing (one of our modules may itself be what
-imports the registry, e.g. the pipeline module imports `transformers.pipelines`); the end of that import retries it.
-"""
+"""The one place that registers: our classes and pipeline with transformers (post-import hooks), deploy's runtime."""
 
 from __future__ import annotations
 
@@ -180,8 +165,7 @@ class _AfterImportFinder(importlib.abc.MetaPathFinder):
 
 
 def install() -> None:
-    """Register the export runtimes; register now with the transformers registries already loaded, hook the others
-    (idempotent)."""
+    """Register the export runtimes, and our classes now or when their transformers registries load (idempotent)."""
     if not any(isinstance(finder, _AfterImportFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _AfterImportFinder())
     _register_runtimes()

@@ -1,12 +1,4 @@
-"""The code version, in one place: what reports record (`code_version()`: the version and, in a git checkout, the
-commit) and what job records record (`package_version()`, the same version alone, so that a resumed job compares
-like with like).
-
-The version comes from the installed distribution's metadata when that distribution holds this copy of the package
-(a wheel), else from `xclip_hf.__version__` (a source checkout on the path, or an editable install of another
-checkout). The commit is asked of git only when the package sits in a git checkout; without git, or outside a
-checkout, it is None: nothing here fails for want of git.
-"""
+"""The code version, in one place: for reports (`code_version()`) and job records (`package_version()`)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""A local web app (Gradio): classify a video against typed labels (scores, the frames the model saw, a timeline
-for long videos) and search a collection embedded with `xclip-hf embed`.
-
-Needs the optional extra: ``pip install -e ".[app]"``. `import xclip_hf.app` is cheap; gradio and torch are
-imported when an app is built. From the shell: ``xclip-hf app --model M [--index DIR]
-[--video-dir DIR]``; what a visitor may make the server read is `AppAccess` (`access.py`, `fetch.py`).
-"""
+"""A local web app (Gradio, ``pip install -e ".[app]"``): classify a video against typed labels, search an index."""
 
 from __future__ import annotations
 

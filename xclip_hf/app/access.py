@@ -1,10 +1,4 @@
-"""What a visitor of the page may make the server read, and what binding beyond this machine exposes.
-
-Typed local paths are read only under the folders the operator names (`AppAccess.video_dirs`, `--video-dir`); with
-none, the path field is off. A refused path gets one message that does not tell whether it exists. URLs are
-fetched by `fetch.fetch_video` (http(s), public addresses unless ``private_urls``, a size cap and an overall time
-limit), or not at all (``urls=False``). The indexed videos are played back (the search tab), never read as input.
-"""
+"""What a visitor of the page may make the server read, and what binding beyond this machine exposes."""
 
 from __future__ import annotations
 
@@ -21,9 +15,7 @@ DEFAULT_URL_TIMEOUT = 60.0  # seconds for a whole download (lookup, connection, 
 
 @dataclasses.dataclass(frozen=True)
 class AppAccess:
-    """What the page may make the server read: local videos under ``video_dirs`` (none: typed paths are off),
-    http(s) URLs when ``urls`` (private, loopback, link-local... addresses only with ``private_urls``), each
-    download within ``url_timeout`` seconds overall."""
+    """What the page may read: local videos under ``video_dirs``; http(s) URLs when ``urls`` (private: if allowed)."""
 
     video_dirs: tuple = ()
     urls: bool = True
@@ -47,8 +39,7 @@ def has_scheme(text: str) -> bool:
 
 
 def local_video_path(text: str, access: AppAccess) -> str:
-    """The real path of a typed local path (``~``, ``..`` and symlinks resolved) when it lies under one of the
-    video folders; else ValueError naming ``text`` that does not say whether it exists."""
+    """The real path of a typed path under one of the video folders; else ValueError not telling if it exists."""
     if not access.video_dirs:
         raise ValueError(f"video path {text!r} refused: this app reads no local paths (upload the video, or start "
                          "the app with --video-dir DIR)")

@@ -1,12 +1,4 @@
-"""What the web app does, without the web page: one loaded model shared by the classify and search tabs.
-
-`AppService` loads the model once (the one loader), builds the zero-shot pipeline from those objects, and runs
-one model call at a time (`lock`: whoever calls takes turns; downloads happen outside it). It resolves a video from
-an upload, a local path under the operator's video folders or an http(s) URL (`access.AppAccess`,
-`fetch.fetch_video`), enforces the size / length limits, classifies (the whole video, or windows with a timeline),
-shows the frames the model saw (kept by the pipeline from its one read of the video: resized and cropped, before
-normalisation) and searches an index written by `xclip-hf embed`. Nothing here imports gradio.
-"""
+"""What the web app does, without the web page: one loaded model shared by the classify and search tabs."""
 
 from __future__ import annotations
 
@@ -22,8 +14,8 @@ import weakref
 
 import numpy as np
 
+from ..video.fetch import FetchHints, URLRefused, fetch_video
 from .access import AppAccess, has_scheme, local_video_path
-from .fetch import URLRefused, fetch_video
 
 __all__ = ["AppLimits", "AppService", "AppAccess", "parse_labels", "seen_frames", "MODES", "DEFAULT_MODEL"]
 
@@ -31,12 +23,14 @@ DEFAULT_MODEL = "microsoft/xclip-base-patch32"
 MODES = ("auto", "whole video", "windows")
 AUTO_WINDOWS = 3  # "auto" cuts windows when the video is longer than this many windows
 KEEP_COPIES = 8  # local/URL videos copied for the page's player: the newest are kept
+APP_HINTS = FetchHints(fetcher="this app", limit="the app's limit", size="start the app with a larger --max-upload-mb",
+                       time="start the app with a larger --url-timeout",
+                       private="start the app with --allow-private-urls to fetch such addresses")
 
 
 @dataclasses.dataclass(frozen=True)
 class AppLimits:
-    """What the app accepts: the largest video file (MB; uploads, local paths and downloads) and the longest
-    video (seconds)."""
+    """What the app accepts: the largest video file (MB) and the longest video (seconds)."""
 
     max_upload_mb: float = 200.0
     max_video_s: float = 600.0
@@ -65,12 +59,10 @@ class AppService:
     """The model, its pipeline and (optionally) a search index, loaded once and shared by every request.
 
     Args:
-        model: a model folder or hub id (or an `XClipModel`, then with ``processor``), loaded with
-            `load_model_and_processor`.
-        index: a folder written by `xclip-hf embed` (enables search; its videos are played back, not read as
-            input), or None.
-        limits: `AppLimits`. access: `AppAccess`, what a visitor may make the server read (default: no local
-            paths, http(s) URLs of public addresses). device / dtype: as for the loader.
+        model: a model folder or hub id (or an `XClipModel`, then with ``processor``).
+        index: a folder written by `xclip-hf embed` (enables search), or None.
+        limits: `AppLimits`. access: `AppAccess` (default: no local paths, public http(s) URLs). device / dtype: as
+            for the loader.
     """
 
     def __init__(self, model=DEFAULT_MODEL, index=None, *, processor=None, limits: AppLimits | None = None,
@@ -104,13 +96,10 @@ class AppService:
 
     # ------------------------------------------------------------------ videos
     def resolve_video(self, upload=None, source=None) -> tuple[str, str | None, object]:
-        """The video to classify: ``source`` (a local path under the video folders or an http(s) URL, when typed) or
-        else ``upload``. Call it without holding `lock`: a download takes its own time, not the model's.
+        """The video to classify, from the typed ``source`` or the ``upload``: (path, player copy, `VideoLength`).
 
-        Returns (path to read, a copy for the page's player or None when the page already has the file,
-        `VideoLength`, read from the container without decoding);
-        raises ValueError with one line naming the video when it is refused, missing, too large, too long or
-        unreadable (TimeoutError / ConnectionError for a URL that cannot be downloaded in time).
+        Call it without holding `lock`. Raises ValueError naming a refused, missing, too large, too long or unreadable
+        video (TimeoutError / ConnectionError for a URL).
         """
         from ..pipelines.video_inputs import is_url
         from ..video.reader import check_video_path, get_video_length
@@ -146,7 +135,7 @@ class AppService:
         if not self.access.urls:
             raise URLRefused(f"URL {url!r} refused: this app fetches no URLs (it was started with --no-urls)")
         return fetch_video(url, self.workdir, max_bytes=int(self.limits.max_upload_mb * 1e6),
-                           timeout=self.access.url_timeout, allow_private=self.access.private_urls)
+                           timeout=self.access.url_timeout, allow_private=self.access.private_urls, hints=APP_HINTS)
 
     def _keep(self, path: str, move: bool) -> str:
         """A copy of ``path`` in the app's own folder (the page may show it); only the newest few are kept."""
@@ -170,14 +159,7 @@ class AppService:
     def classify(self, path: str, labels: list[str], *, top_k: int | None = None, template: str = "{}",
                  windows: bool = False, chunk_length_s: float | None = None,
                  stride_length_s: float | None = None) -> dict:
-        """The pipeline's answer for one video file, read once, with the frames the model saw.
-
-        Whole video: ``{"predictions": [{"score", "label"}, ...]}`` (``top_k`` best). Windows: ``{"windows":
-        [{"timestamp", "labels"}, ...] (top_k per window), "segments": [...], "best": index of the most confident
-        window, "predictions": that window's labels}``; the segments come from all labels of every window
-        (`pipelines.segments.timeline_segments`, the pipeline's aggregate="segmentation"). Both: ``"frames"``, the
-        frames of the whole video or of the best window as the model saw them (`seen_frames`).
-        """
+        """The pipeline's answer for one video file (whole, or windows with segments) and the frames the model saw."""
         from ..pipelines.segments import timeline_segments
 
         template = template if (template or "").strip() else "{}"
@@ -196,8 +178,7 @@ class AppService:
 
     # ------------------------------------------------------------------ search
     def _open_index(self, index_dir: str) -> None:
-        """Open the index and check it against the loaded model with corpus search's own check (the fingerprint
-        `embed` recorded): a mismatch becomes the tab's one-line problem, a missing fingerprint its note."""
+        """Open the index and check its recorded fingerprint against the loaded model (search's own check)."""
         from ..corpus.search import ModelMismatchError, VideoIndex, check_index_model
         from ..jobs.store import read_job_config
 
@@ -232,14 +213,12 @@ class AppService:
 
 
 def seen_frames(seen: dict) -> list[tuple[np.ndarray, str]]:
-    """The pipeline's kept frames (`classify_keeping_frames`) as the page's gallery: uint8 (H, W, 3) images with
-    their time (or their frame number when the video has no clock)."""
+    """The pipeline's kept frames as the page's gallery: uint8 (H, W, 3) images with their times."""
     times = seen["frame_times"]
     captions = [f"{t:.2f} s" for t in times] if times is not None else [f"frame {int(i)}" for i in seen["frame_indices"]]
     return list(zip(list(seen["frames"]), captions))
 
 
 def _beside_index(path: str, index_dir: str) -> list[str]:
-    """Where a path recorded in an index may be: as given (relative to the working directory), or relative to the
-    index's parent folder (where `embed` probably ran)."""
+    """Where a path recorded in an index may be: as given, or relative to the index's parent folder."""
     return [path] if os.path.isabs(path) else [path, os.path.join(os.path.dirname(index_dir), path)]

@@ -1,12 +1,4 @@
-"""The page: a Gradio `Blocks` app with a Classify and a Search tab over one shared `AppService`.
-
-Every handler answers with a status line: a summary, or the error as one readable line (never a traceback).
-Model work takes turns (the service's lock; search also has its own queue, one at a time); classify requests run
-up to `CLASSIFY_SLOTS` side by side, so that reading or downloading one video does not hold up the others. The page
-fetches nothing from outside the server (analytics off, the theme's fonts served locally, no server-side
-rendering). The server serves, of this machine's files, only what the app made or was given (uploads, its copies)
-and the indexed videos that searches returned; Gradio's file route does not fetch URLs for visitors.
-"""
+"""The page: a Gradio `Blocks` app with a Classify and a Search tab over one shared `AppService`."""
 
 from __future__ import annotations
 
@@ -173,8 +165,7 @@ def _source_box(access: AppAccess):
 
 
 def _allow_file(app):
-    """A function that lets ``app`` serve one more file (an indexed video a search returned): an allow-list of
-    files, never their folders."""
+    """A function that lets ``app`` serve one more file (an indexed video): an allow-list of files, not folders."""
     def play(file: str) -> None:
         if file not in app.allowed_paths:
             app.allowed_paths.append(file)
@@ -184,10 +175,7 @@ def _allow_file(app):
 
 def build_app(model=None, index=None, *, processor=None, limits: AppLimits | None = None,
               access: AppAccess | None = None, device=None, dtype=None, service: AppService | None = None):
-    """The Gradio app (a `gr.Blocks`, not launched): Classify and, with ``index`` (a folder written by `xclip-hf
-    embed`), Search. The model is loaded once here (or pass a ready ``service``). ``access`` (`AppAccess`): what a
-    visitor may make the server read (default: no local paths; http(s) URLs of public addresses). Launch it with
-    `launch_app`."""
+    """The Gradio app (a `gr.Blocks`, not launched): Classify and, with ``index``, Search; ``access``: `AppAccess`."""
     from .service import DEFAULT_MODEL
 
     if service is None:
@@ -268,8 +256,7 @@ def build_app(model=None, index=None, *, processor=None, limits: AppLimits | Non
 
 
 class _NoRemoteFiles:
-    """ASGI middleware: 403 for Gradio's file route asked for a URL (``/file=https://…``, which Gradio would fetch
-    for the visitor); the app's own files are local, and the app fetches URLs only under its access rules."""
+    """ASGI middleware: 403 for Gradio's file route asked for a URL (which Gradio would fetch for the visitor)."""
 
     def __init__(self, app):
         self.app = app
@@ -284,9 +271,7 @@ class _NoRemoteFiles:
 
 
 def launch_app(app, host: str = "127.0.0.1", port: int | None = 7860, *, block: bool = True, quiet: bool = False):
-    """Serve ``app`` (from `build_app`) on ``host:port`` (127.0.0.1 by default: this machine only); ``block=False``
-    returns at once (for tests). Binding beyond loopback prints what is exposed (`access.exposure_notice`) unless
-    ``quiet``. Returns what `gr.Blocks.launch` returns (app, local URL, share URL)."""
+    """Serve ``app`` on ``host:port`` (127.0.0.1 by default); beyond loopback, print what is exposed."""
     import sys
 
     from starlette.middleware import Middleware

@@ -1,5 +1,4 @@
-"""`xclip-hf app [--model M] [--index DIR] [--host 127.0.0.1] [--port 7860] [--video-dir DIR]... [--no-urls]
-[--allow-private-urls] [--url-timeout S]`: the local web app (Gradio)."""
+"""`xclip-hf app [--model M] [--index DIR] [--host H] [--port P] [--video-dir DIR]...`: the local web app (Gradio)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""`xclip-hf classify VIDEO... --labels ... --model M`: zero-shot classification of video files.
-
-With `--chunk-length S [--stride H] [--segments] [--plot timeline.png]`, untrimmed videos are classified window by
-window and printed as a timeline (start - end, score, top label).
-"""
+"""`xclip-hf classify VIDEO... --labels ... --model M`: zero-shot classification (a timeline with `--chunk-length`)."""
 
 from __future__ import annotations
 
@@ -39,6 +35,10 @@ def add_arguments(c) -> None:
     c.add_argument("--num-frames", type=positive_int, default=None,
                    help="frames per clip or window (default: the model's; another count resamples the MIT's "
                         "temporal position embedding)")
+    c.add_argument("--decode-mode", choices=["exact", "keyframes"], default=None,
+                   help="exact: the sampled frames (default, unless the model's video processor config says "
+                        "otherwise); keyframes: the nearest key frame where one lies within half the spacing of the "
+                        "sampled frames (approximate, faster)")
     w = c.add_argument_group("untrimmed videos (windows)")
     w.add_argument("--chunk-length", type=positive_float, default=None, metavar="SECONDS",
                    help="classify windows of this many seconds and print a timeline")
@@ -99,6 +99,7 @@ def run_windows(args, pipe, labels) -> int:
     call = dict(candidate_labels=labels, hypothesis_template=args.template, num_frames=args.num_frames,
                 num_spatial_crops=args.num_spatial_crops, chunk_length_s=args.chunk_length,
                 stride_length_s=args.stride, return_timestamps=True, batch_size=args.batch_size,
+                decode_mode=args.decode_mode,
                 num_workers=args.num_workers, progress=False if args.no_progress else None)
     results, timelines, failures = [], {}, []
     for path, windows, err in each_video(lambda video: pipe(video, **call), args.videos, errors=Exception):
@@ -160,7 +161,7 @@ def run(args) -> int:
                               dtype=args.dtype, compile=args.compile)
     call = dict(candidate_labels=labels, hypothesis_template=args.template, top_k=args.top_k,
                 num_temporal_clips=args.num_temporal_clips, num_spatial_crops=args.num_spatial_crops,
-                num_frames=args.num_frames)
+                num_frames=args.num_frames, decode_mode=args.decode_mode)
     with usage_errors():  # labels (as the model's tokenizer reads them) and options, before any video is read
         pipe([], **call)  # an empty batch: checks the labels and options, reads no video
     if args.chunk_length is not None:

@@ -1,6 +1,4 @@
-"""Pieces shared by the `xclip-hf` subcommands: the exit-code contract, argument types, the shared flags (one
-definition each: `--model`, `--index`, `--device`, `--dtype`, `--num-workers`), labels, the model-source check,
-transformers' progress bars (kept free of heavy imports)."""
+"""Pieces shared by the `xclip-hf` subcommands: exit statuses, argument types, the shared flags, labels, devices."""
 
 from __future__ import annotations
 
@@ -14,11 +12,8 @@ from ..utils.messages import one_line
 
 
 # ----------------------------------------------------------------------------------------------- exit status
-# The contract of every subcommand, written once (`exit_status` is the only place that picks a code):
-#   0  success;
-#   1  a runtime failure: a file, a model, a video, an OS error (read-only output, disk full); one line naming it;
-#   2  bad arguments only: argparse's errors and option values invalid on their face (`--device tpu`,
-#      `--num-frames 0`, `--stride` longer than `--chunk-length`, an empty label), raised as `UsageError`.
+# The contract of every subcommand (`exit_status` is the only place that picks a code): 0 success; 1 a runtime
+# failure, one line naming the file; 2 bad arguments only (argparse's and `UsageError`: values invalid on their face).
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 # device types torch accepts (`torch.device` would need torch imported just to parse the argument)
@@ -52,8 +47,7 @@ def usage_errors():
 
 @contextlib.contextmanager
 def writing(path: str):
-    """Name ``path`` in any failure while writing it: disk full (safetensors' and torch's writers raise without a
-    file name), read-only file systems, ... become a `CommandFailure` (exit status 1)."""
+    """Name ``path`` in any failure while writing it (disk full, read-only): a `CommandFailure` (exit status 1)."""
     try:
         yield
     except CommandFailure:
@@ -63,8 +57,7 @@ def writing(path: str):
 
 
 def read_labels(labels: str | None, labels_file: str | None) -> list[str]:
-    """Candidate labels from `--labels "a,b"` (an empty label is a `UsageError`) or `--labels-file` (one per line;
-    a missing or empty file is a `CommandFailure` naming it)."""
+    """Candidate labels from `--labels "a,b"` or `--labels-file` (one per line); errors name the label or file."""
     if labels_file is not None:
         if not os.path.isfile(labels_file):
             raise CommandFailure(f"labels file {labels_file!r} does not exist")
@@ -138,8 +131,7 @@ NUM_WORKERS_HELP = ("processes that decode and preprocess videos while the model
 
 
 class CliParser(argparse.ArgumentParser):
-    """argparse's parser that then runs the checks its arguments registered (`after_parse`): a ValueError they
-    raise is a usage error (exit status 2). Subparsers of a CliParser are CliParsers."""
+    """argparse's parser that then runs its arguments' `after_parse` checks (a ValueError is exit status 2)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -163,8 +155,7 @@ def run_after_parse(parser, check) -> None:
 
 
 def merge_alias(namespace, dest: str, alias_dest: str, flag: str, alias: str, required: bool = False) -> None:
-    """Fold the old spelling ``alias_dest`` into ``dest``: equal or one of them given is fine; both given and
-    different is a ValueError naming both; ``required`` and neither given names ``flag``."""
+    """Fold the old spelling ``alias_dest`` into ``dest``; both given and different is a ValueError naming both."""
     value, old = getattr(namespace, dest, None), getattr(namespace, alias_dest, None)
     if hasattr(namespace, alias_dest):
         delattr(namespace, alias_dest)
@@ -178,8 +169,7 @@ def merge_alias(namespace, dest: str, alias_dest: str, flag: str, alias: str, re
 
 
 def add_model_argument(parser, note: str | None = None, positional_alias: bool = False, default=None) -> None:
-    """`--model M` (required unless ``default``); with ``positional_alias`` the old positional MODEL is accepted too
-    (hidden; both given and different: exit status 2). ``note`` follows the shared help text."""
+    """`--model M` (required unless ``default``), optionally also the old positional MODEL (hidden)."""
     required = default is None
     help_text = MODEL_HELP + (f"; {note}" if note else "") + (f" (default {default})" if default else "")
     if not positional_alias:
@@ -192,8 +182,7 @@ def add_model_argument(parser, note: str | None = None, positional_alias: bool =
 
 
 def add_index_argument(parser, required: bool = True, alias: str | None = None, note: str | None = None) -> None:
-    """`--index DIR` (an `embed` output); ``alias`` (an old option spelling such as --embeddings) is accepted,
-    hidden (both given and different: exit status 2)."""
+    """`--index DIR` (an `embed` output), optionally also an old option spelling ``alias`` (hidden)."""
     parser.add_argument("--index", default=None, metavar="DIR", required=required and alias is None,
                         help=INDEX_HELP + (f"; {note}" if note else ""))
     if alias is not None:
@@ -218,8 +207,7 @@ def add_num_workers_argument(parser, default: int = 0) -> None:
 
 
 def default_device() -> str:
-    """The best device of this machine: CUDA (this process's GPU under torchrun / accelerate launch), else MPS,
-    else the CPU."""
+    """The best device of this machine: CUDA (this process's GPU under torchrun), else MPS, else the CPU."""
     import torch
 
     if torch.cuda.is_available():
@@ -235,8 +223,7 @@ _device_note_printed = False
 
 
 def resolve_device(device: str | None, command: str, model: str | None = None) -> str:
-    """``device`` when given; else `default_device()` (the CPU for a folder of exported graphs, which run on their
-    own runtime), named once on stderr (by the main process only)."""
+    """``device`` when given, else `default_device()` (the CPU for exported graphs), named once on stderr."""
     global _device_note_printed
     if device is not None:
         return device
@@ -261,8 +248,7 @@ def report_error(command: str, err: BaseException) -> int:
 
 
 def failed_inputs(command: str, failed: list[str], total: int, verb: str, shown: int = 5) -> int:
-    """`EXIT_OK` when nothing failed; else one stderr line naming the failed inputs (the first `shown`) and
-    `EXIT_FAILURE` (the others were processed: their results are printed or stored)."""
+    """`EXIT_OK` when nothing failed; else one stderr line naming the failed inputs and `EXIT_FAILURE`."""
     if not failed:
         return EXIT_OK
     names = ", ".join(failed[:shown]) + (f", ... ({len(failed) - shown} more)" if len(failed) > shown else "")
@@ -274,12 +260,7 @@ _hub_note_printed = False
 
 
 def check_model_source(model: str, prog: str = "xclip-hf") -> str:
-    """The model argument checked by the one loader's `resolve_model_source` at once (a missing folder, a file such
-    as dir/config.json, an offline hub id not cached: `ModelLoadError` naming it); returns it.
-
-    Without HF_HUB_OFFLINE=1, the hub client retries an unreachable hub for 30 s or more (45 s measured for one
-    config file) before it falls back to the local cache or gives up: a hub id gets one note before that wait.
-    """
+    """The model argument checked at once by `resolve_model_source`; a hub id without HF_HUB_OFFLINE=1 gets a note."""
     global _hub_note_printed
     from huggingface_hub import constants
 
@@ -296,8 +277,7 @@ def check_model_source(model: str, prog: str = "xclip-hf") -> str:
 
 @contextlib.contextmanager
 def library_progress(no_progress: bool):
-    """transformers' own progress bars while loading a model: none with `--no-progress`; its "Loading weights" bar
-    only when stdout and stderr are both terminals; the others only when stderr is one (tqdm's `disable=None`)."""
+    """transformers' progress bars while loading: none with `--no-progress`, else only on terminals."""
     from transformers.utils import logging as hf_logging
 
     show_weights = sys.stdout.isatty() and sys.stderr.isatty()

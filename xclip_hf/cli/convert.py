@@ -1,9 +1,4 @@
-"""`xclip-hf convert ORIGINAL.pth OUTPUT_DIR`: a checkpoint of the original X-CLIP code -> a model directory.
-
-Argument parsing and checks around `xclip_hf.conversion.convert_original_checkpoint`, which writes our
-`save_pretrained` format, a video processor with the original preprocessing and, with `--bpe`, CLIP's tokenizer;
-with `--labels` (the original `id,name` CSV) also `OUTPUT_DIR/classifier` for the video-classification pipeline.
-"""
+"""`xclip-hf convert ORIGINAL.pth OUTPUT_DIR`: a checkpoint of the original X-CLIP code -> a model directory."""
 
 from __future__ import annotations
 

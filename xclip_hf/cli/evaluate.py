@@ -1,17 +1,4 @@
-"""`xclip-hf evaluate PROTOCOL ...`: the paper's evaluation protocols with a report (report.json + report.md).
-
-    xclip-hf evaluate closed-set --model M --data val.txt --labels kinetics400 --num-temporal-clips 4 --num-spatial-crops 3 --output out/
-    xclip-hf evaluate zero-shot --model M --data split1.txt split2.txt split3.txt --labels ucf101 --output out/
-    xclip-hf evaluate zero-shot --k600-new-classes --model M --data k600_val.txt --output out/
-    xclip-hf evaluate few-shot --model M --train-file train.txt --data test1.txt --labels hmdb51 --k 2 4 8 16 --output out/
-    xclip-hf evaluate retrieval --model M --captions captions.csv --index emb/ --output out/
-    xclip-hf evaluate localisation --model M --data segments.csv --chunk-length 2 --stride 0.5 --output out/
-
-Closed-set, zero-shot and few-shot run unchanged under `torchrun --nproc_per_node N -m xclip_hf.cli evaluate ...` /
-`accelerate launch` (the videos split between the processes; the main process writes the report) and resume: the
-per-video predictions are committed under OUTPUT/predictions, and a rerun with the same settings and model scores
-only the videos not done yet.
-"""
+"""`xclip-hf evaluate PROTOCOL ...`: the paper's evaluation protocols with a report (report.json + report.md)."""
 
 from __future__ import annotations
 
@@ -103,7 +90,7 @@ def add_arguments(c) -> None:
     r.add_argument("--template", default="{}", help='text template, default "{}"')
     r.add_argument("--no-rerank", action="store_true", help="cosine only (no prompt-generator re-rank)")
     r.add_argument("--rerank-candidates", type=positive_int, default=None,
-                   help="videos re-ranked per caption (default: search's max(4 * top_k, 50))")
+                   help="videos re-ranked per caption, the best by cosine (default: every video)")
     add_device_argument(r)
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

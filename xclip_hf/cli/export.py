@@ -1,9 +1,4 @@
-"""`xclip-hf export --model M OUTPUT.pth` (or the old `export M OUTPUT.pth`): a model directory -> a checkpoint of
-the original X-CLIP code.
-
-The file is `{"model": state_dict, "config": {...}}` in the original layout (q, k, v packed in `in_proj_*`,
-projections stored as `x @ proj` matrices); the original code loads it as pretrained weights (`MODEL.PRETRAINED`).
-"""
+"""`xclip-hf export --model M OUTPUT.pth`: a model directory -> a checkpoint of the original X-CLIP code."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`xclip-hf info --model M` (or the old `xclip-hf info M`): variant, parameter counts and FLOPs per view of a model."""
+"""`xclip-hf info --model M`: variant, parameter counts and FLOPs per view of a model."""
 
 from __future__ import annotations
 
@@ -27,8 +27,7 @@ def add_arguments(i) -> None:
 
 
 def _load_config(model: str, num_frames: int | None):
-    """Config of a variant name, an original `.pth`, a model directory or hub id (published ids fall back to the
-    table when they cannot be read)."""
+    """Config of a variant name, an original `.pth`, a model directory or hub id (published ids: the table)."""
     from ..models.configuration_xclip import PUBLISHED_CHECKPOINTS, VARIANTS, XClipConfig
     from ..models.loading import ModelLoadError
 

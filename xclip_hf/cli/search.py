@@ -1,7 +1,4 @@
-"""`xclip-hf search --index DIR "a person surfing" --model M`: text-to-video search over an `embed` output.
-
-The old spelling `xclip-hf search DIR QUERY...` still works (hidden from --help): without --index, the first
-positional is the index folder."""
+"""`xclip-hf search --index DIR "a person surfing" --model M`: text-to-video search over an `embed` output."""
 
 from __future__ import annotations
 

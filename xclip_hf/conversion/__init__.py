@@ -1,7 +1,4 @@
-"""Checkpoints of the original X-CLIP code: reading, converting (`convert_original_checkpoint`) and exporting.
-
-The names below are imported on first use (PEP 562): `xclip_hf.conversion.clip_bpe` stays free of torch.
-"""
+"""Checkpoints of the original X-CLIP code: reading, converting (`convert_original_checkpoint`) and exporting."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
 """CLIP's tokenizer from its BPE merges file (``bpe_simple_vocab_16e6.txt.gz``, shipped with the original code).
 
-The file is gzip-compressed text: one header line, then one merge per line ("left right"). CLIP uses the first
-49152 - 256 - 2 = 48894 merges and numbers its vocabulary as: the 256 byte-level symbols, the same symbols with
-the end-of-word suffix ``</w>``, one token per merge (in merge order), then ``<|startoftext|>`` and
-``<|endoftext|>``, so that the end-of-text token has the highest id (the text encoder pools at ``argmax(ids)``).
-`build_tokenizer_from_bpe` writes transformers' ``CLIPTokenizer`` files (vocab.json + merges.txt) with that order.
+CLIP uses the file's first 49152 - 256 - 2 = 48894 merges, in CLIP's vocabulary order (`models.clip_vocabulary`).
 """
 
 from __future__ import annotations
@@ -60,7 +56,6 @@ def clip_vocab_from_merges(merges: list[tuple[str, str]]) -> dict[str, int]:
 
 
 def build_tokenizer_from_bpe(path, save_directory, max_merges: int = CLIP_NUM_MERGES, model_max_length: int = 77):
-    """Write vocab.json, merges.txt and the tokenizer config of CLIP's tokenizer to `save_directory`; returns the
-    transformers `CLIPTokenizer` loaded from them."""
+    """Write CLIP's tokenizer files to `save_directory`; returns the `CLIPTokenizer` loaded from them."""
     merges = read_bpe_merges(path, max_merges)
     return save_clip_tokenizer(clip_vocab_from_merges(merges), merges, save_directory, model_max_length)

@@ -1,11 +1,4 @@
-"""A checkpoint of the original X-CLIP code -> a model directory: `convert_original_checkpoint` (`xclip-hf convert`).
-
-Writes our `save_pretrained` format (loads with `AutoModel`), a video processor with the original preprocessing
-(`original_video_processor`: ImageNet mean/std; short side scaled to 256/224 of the input size, then a centre crop
-of 224 or 336) and, given CLIP's BPE merges file, CLIP's tokenizer. Given the original `id,name` labels CSV (or the
-class names), it also writes `OUTPUT_DIR/classifier`, an `XClipForVideoClassification` for transformers'
-video-classification pipeline.
-"""
+"""A checkpoint of the original X-CLIP code -> a model directory: `convert_original_checkpoint` (`xclip-hf convert`)."""
 
 from __future__ import annotations
 
@@ -31,8 +24,7 @@ ORIGINAL_STD_255 = (58.395, 57.12, 57.375)
 
 @dataclass(frozen=True)
 class ConvertedCheckpoint:
-    """What `convert_original_checkpoint` wrote: the model directory (also its `os.fspath`), the inferred config,
-    the reader's notes, whether a tokenizer was written, and the classifier directory with its class names."""
+    """What `convert_original_checkpoint` wrote: model directory, inferred config, notes, tokenizer, classifier."""
 
     output_dir: str
     config: XClipConfig
@@ -46,8 +38,7 @@ class ConvertedCheckpoint:
 
 
 def original_video_processor(config):
-    """The original evaluation preprocessing for `config`: short side 256/224 of the input size, centre crop,
-    ImageNet mean/std on 0-255 values (rescaled by 1/255 first), bilinear resize."""
+    """The original evaluation preprocessing: short side 256/224 of the input size, centre crop, ImageNet mean/std."""
     from transformers.image_utils import PILImageResampling
 
     from ..models.video_processing_xclip import XClipVideoProcessor
@@ -160,8 +151,7 @@ def _save_classifier(model, processor, class_names, template, directory):
 def convert_original_checkpoint(checkpoint, output_dir, *, bpe=None, labels=None, template: str = "{}",
                                 num_frames: int | None = None, trust_pickle: bool = False,
                                 progress: bool = True) -> ConvertedCheckpoint:
-    """Convert a .pth of the original X-CLIP code to a model directory (model, original video processor, CLIP's
-    tokenizer from `bpe`, and `output_dir/classifier` from `labels`); the reader's notes also go to stderr."""
+    """Convert an original X-CLIP .pth to a model directory (+ tokenizer from `bpe`, classifier from `labels`)."""
     from tqdm.auto import tqdm
 
     checkpoint, output_dir = os.fspath(checkpoint), os.fspath(output_dir)

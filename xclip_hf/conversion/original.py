@@ -1,20 +1,4 @@
-"""The original X-CLIP checkpoint format (``.pth`` files written by the official training code, microsoft/VideoX).
-
-Such a file is ``torch.save({"model": state_dict, "optimizer": ..., "config": <yacs CfgNode>, ...})``, or, when
-made by hand, the state dict alone, possibly with DataParallel's ``module.`` prefix. The state dict holds CLIP's
-layout (paper Sec. 3.2: CLIP's towers plus X-CLIP's message tokens, MIT and prompt generator):
-
-* attention layers are ``nn.MultiheadAttention``: ``in_proj_weight`` / ``in_proj_bias`` pack q, k, v (in that
-  order) where we keep three ``q_proj`` / ``k_proj`` / ``v_proj`` layers;
-* ``visual.proj`` and ``text_projection`` are (width, joint dim) matrices applied as ``x @ proj``: the transpose
-  of our bias-free ``nn.Linear`` weights (``prompts_visual_proj`` is applied the same way and kept as is);
-* heads are not stored: the original code uses width // 64 in every attention layer.
-
-`read_original` reads a file safely (`xclip_hf.conversion.safe_load`), infers the whole `XClipConfig` from tensor
-shapes and checks every key and shape; `load_original` builds the `XClipModel`; `export_original` writes a model
-back in this layout. The name correspondence is defined once, from our names to the original ones
-(`original_key`), and used in both directions.
-"""
+"""The original X-CLIP checkpoint format (microsoft/VideoX ``.pth``): read safely, infer the config, load, export."""
 
 from __future__ import annotations
 
@@ -78,8 +62,7 @@ SAME, TRANSPOSE, QKV = "same", "transpose", "qkv"
 
 
 def original_key(our_key: str) -> tuple[str, str, int]:
-    """(original key, relation, part) of one of our parameter names; relation is "same", "transpose" (x @ proj)
-    or "qkv" (part 0/1/2 of a packed in_proj tensor)."""
+    """(original key, relation, part) of one of our parameter names: "same", "transpose" (x @ proj) or "qkv" part."""
     if our_key in _TENSORS:
         return _TENSORS[our_key], SAME, 0
     if our_key in _TRANSPOSED:
@@ -139,10 +122,7 @@ def to_original_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 def from_original_state_dict(state: dict[str, torch.Tensor], our_shapes: dict[str, torch.Size],
                              source: str = "state dict") -> dict[str, torch.Tensor]:
-    """Original-layout state dict -> ours, for a model whose parameter shapes are `our_shapes`.
-
-    Raises ValueError naming every missing and unexpected original key and every shape that does not fit.
-    """
+    """Original-layout state dict -> ours; ValueError naming every missing, unexpected or mis-shaped key."""
     plan = _plan(our_shapes)
     missing = [k for k in plan if k not in state]
     extra = [k for k in state if k not in plan]
@@ -252,8 +232,7 @@ def infer_config(state: dict[str, torch.Tensor], source: str = "state dict", hea
 # ------------------------------------------------------------------------------------------- reading a file
 @dataclass
 class OriginalCheckpoint:
-    """An original-layout state dict read safely, with the config inferred from it and notes for the user;
-    `parameters`: the model's parameter count (from the checked shapes, before anything is built)."""
+    """An original-layout state dict read safely, with its inferred config, notes and parameter count."""
 
     path: str
     state_dict: dict[str, torch.Tensor]
@@ -333,8 +312,7 @@ def _empty_model(config: XClipConfig):
 
 
 def load_original(source, trust_pickle: bool = False, head_dim: int = HEAD_DIM):
-    """An `XClipModel` (eval mode) from an original `.pth` path or an `OriginalCheckpoint`; refuses, before building
-    anything, a model whose float32 weights would not fit in the available memory."""
+    """An `XClipModel` (eval mode) from an original `.pth` or `OriginalCheckpoint`, refused if it cannot fit memory."""
     ckpt = source if isinstance(source, OriginalCheckpoint) else read_original(source, trust_pickle, head_dim)
     check_fits_in_memory(ckpt.path, 4 * ckpt.parameters, f"building the model ({ckpt.parameters:,} float32 parameters)")
     model = _empty_model(ckpt.config)
@@ -362,12 +340,10 @@ def _check_exportable(config: XClipConfig, head_dim: int, name: str = "this mode
 
 
 def export_original(model, path, config=None, head_dim: int = HEAD_DIM) -> dict[str, torch.Tensor]:
-    """Write `model` (an `XClipModel` or `XClipForVideoClassification`) as the original code's checkpoint:
-    ``torch.save({"model": state_dict, "config": config}, path)``; returns the original-layout state dict. A
-    failed write (disk full, read-only) raises OSError naming `path` and leaves no partial file.
+    """Write `model` as the original code's ``torch.save({"model": ..., "config": config}, path)``; returns the weights.
 
-    `config` is stored as given; by default a plain dict describing the architecture (loadable with
-    ``weights_only=True``). Raises ValueError when the model does not run unchanged in the original code.
+    `config` defaults to a plain dict of the architecture. ValueError when the model cannot run unchanged in the
+    original code; OSError naming `path` on a failed write (no partial file is left).
     """
     xclip = getattr(model, "xclip", model)
     _check_exportable(xclip.config, head_dim, repr(xclip.name_or_path) if xclip.name_or_path else "this model")

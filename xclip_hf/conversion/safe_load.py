@@ -1,27 +1,4 @@
-"""Read untrusted PyTorch checkpoint files without running pickled code.
-
-`torch.save` files are pickles: unpickling one may import any module and call any function it names. Checkpoints of
-the original X-CLIP code also pickle their training config (a yacs ``CfgNode``), which torch's weights-only loader
-refuses. `load_checkpoint` therefore:
-
-1. tries ``torch.load(weights_only=True)`` (torch's own allow-list: tensors and plain containers);
-2. if that loader refuses the file, reads it again through `torch.load` with a restricted unpickler: the only
-   globals it resolves are tensor-rebuild functions, ``OrderedDict``, ``torch.Size`` and dtypes; every other
-   pickled class or function is replaced by an inert `NotUnpickled` stand-in and its module is never imported;
-   object state is set only on stand-ins, tensors and OrderedDicts.
-   The caller decides what a stand-in means (a stand-in for the ``config`` entry is harmless, one inside the
-   weights is refused by `xclip_hf.conversion.original`);
-3. unpickles fully (``weights_only=False``) only when the caller passes ``trust_pickle=True``.
-
-torch still reads the archive, the storages and both file formats; only the resolution of globals is ours.
-
-Bounded: a file that is not a torch.save file at all (a plain pickle, a damaged zip) is refused before any
-unpickling. Zip-format files are memory-mapped, so reading one builds only views of the mapped storages; before
-anything is built from them, `checkpoint_footprint` adds up what the tensors declare (elements, bytes) and the
-bytes their distinct storages really hold, and a file whose tensors declare far more than it stores (stride-0 or
-overlapping views: a 1 MB file can declare billions of parameters) is refused with the figures
-(`CheckpointSizeError`). `check_fits_in_memory` compares what building a model needs with `available_memory`.
-"""
+"""Read untrusted PyTorch checkpoint files without running pickled code, and bounded by what they really store."""
 
 from __future__ import annotations
 
@@ -53,8 +30,7 @@ class CheckpointSizeError(ValueError):
 
 
 class NotUnpickled:
-    """Inert stand-in for a pickled global that was not imported: accepts any construction, state or items and
-    keeps none of them. `global_name` says what the file asked for (e.g. ``yacs.config.CfgNode``, ``posix.system``)."""
+    """Inert stand-in for a pickled global that was not imported; `global_name` says what the file asked for."""
 
     global_name = "?"
 
@@ -102,8 +78,7 @@ def _allowed_globals() -> dict:
 
 
 def _restricted_pickle_module(seen: set[str]) -> types.ModuleType:
-    """A `pickle_module` for `torch.load` whose unpickler resolves only `_allowed_globals` (storages are resolved by
-    torch itself); every other global becomes a `NotUnpickled` stand-in and is recorded in `seen`."""
+    """A `pickle_module` for `torch.load` resolving only `_allowed_globals`; others become recorded `NotUnpickled`."""
     allowed = _allowed_globals()
     stand_ins: dict[str, type] = {}
 
@@ -118,8 +93,7 @@ def _restricted_pickle_module(seen: set[str]) -> types.ModuleType:
             return stand_ins.setdefault(full_name, _stand_in(full_name))
 
         def load_build(self):
-            """BUILD (set an object's state) only on stand-ins, tensors and OrderedDicts, never on the allowed
-            functions and classes themselves (that would change them for the whole process)."""
+            """BUILD only on stand-ins, tensors and OrderedDicts, never on the allowed globals."""
             inst = self.stack[-2]
             if not (isinstance(inst, (NotUnpickled, torch.Tensor)) or type(inst) is collections.OrderedDict):
                 raise pickle.UnpicklingError(f"the file sets the state of {inst!r}, which a checkpoint never does")
@@ -144,9 +118,7 @@ def format_bytes(n: float) -> str:
 
 @dataclass(frozen=True)
 class CheckpointFootprint:
-    """What the tensors of a loaded file declare (`parameters` elements, `declared_bytes` at their dtypes) and what
-    it stores (`stored_bytes`: the distinct storages); `largest_view`: (location, shape, storage bytes) of the
-    tensor that declares most over its storage, for messages."""
+    """Declared elements and bytes of a file's tensors against its stored bytes, and the worst view (for messages)."""
 
     tensors: int
     parameters: int
@@ -181,8 +153,7 @@ def _leaves(obj):
 
 
 def checkpoint_footprint(data) -> CheckpointFootprint:
-    """Declared elements and bytes of every tensor in `data` against the bytes of their distinct storages (tensors
-    are views: nothing is read or allocated here)."""
+    """The `CheckpointFootprint` of every tensor in `data` (views: nothing is read or allocated)."""
     tensors = parameters = declared = 0
     storages: dict[tuple[int, int], int] = {}
     largest, largest_excess = None, 0
@@ -199,8 +170,7 @@ def checkpoint_footprint(data) -> CheckpointFootprint:
 
 
 def available_memory() -> int:
-    """Bytes this process may still allocate: the system's available memory, lowered by a cgroup memory limit
-    (v2 or v1) and by the address-space limit (`ulimit -v`) where they are set."""
+    """Bytes this process may still allocate: available memory, lowered by cgroup and ``ulimit -v`` limits."""
     import resource
 
     import psutil  # a dependency of accelerate
@@ -230,9 +200,7 @@ def check_fits_in_memory(path: str, needed_bytes: int, what: str) -> None:
 
 @dataclass
 class LoadedCheckpoint:
-    """What `load_checkpoint` read. `not_unpickled`: globals replaced by stand-ins (empty when torch's weights-only
-    loader accepted the file or `trust_pickle` was set); `method`: how the file was read; `footprint`: what its
-    tensors declare and store (already checked)."""
+    """What `load_checkpoint` read: the data, stand-ins (`not_unpickled`), the reading `method`, the `footprint`."""
 
     data: object
     not_unpickled: tuple[str, ...]
@@ -241,8 +209,7 @@ class LoadedCheckpoint:
 
 
 def _refusal_reason(err: Exception) -> str:
-    """The one-line reason of torch's weights-only refusal ("it pickles the global yacs.config.CfgNode", "Unsupported
-    operand 149"), without torch's advice around it."""
+    """The one-line reason of torch's weights-only refusal, without torch's advice around it."""
     text = str(err)
     match = re.search(r"Unsupported global: GLOBAL (\S+)", text)
     if match:
@@ -263,8 +230,7 @@ def _unreadable(err: Exception) -> str:
 
 
 def _check_format(path: str) -> bool:
-    """Whether `path` is a zip-format torch.save file (True) or a legacy one (False); `ValueError` naming it for a
-    damaged zip archive or a file that is neither (a plain pickle is never unpickled)."""
+    """Whether `path` is a zip-format torch.save file (True) or a legacy one; else `ValueError` naming it."""
     if zipfile.is_zipfile(path):
         return True
     with open(path, "rb") as f:
@@ -291,7 +257,7 @@ def _bounded(loaded: LoadedCheckpoint, path: str) -> LoadedCheckpoint:
 
 
 def load_checkpoint(path, trust_pickle: bool = False) -> LoadedCheckpoint:
-    """Read a `torch.save` file on the CPU without executing pickled code (see the module docstring).
+    """Read a `torch.save` file on the CPU without executing pickled code (weights-only, then restricted unpickling).
 
     Raises FileNotFoundError for a missing file, ValueError naming the file and the reason for a truncated or
     unreadable one, and `CheckpointSizeError` for one whose tensors declare far more than it stores.

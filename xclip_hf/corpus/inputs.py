@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 
-__all__ = ["VIDEO_EXTENSIONS", "expand_inputs", "read_list_file"]
+__all__ = ["VIDEO_EXTENSIONS", "expand_inputs", "read_list_file", "is_url"]
 
 # extensions picked up when a directory is given (explicit paths and list-file entries are taken as they are)
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts",
                     ".ogv")
 _GLOB_CHARS = set("*?[")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(entry) -> bool:
+    """Whether an input is a URL (``scheme://...``: http(s), file, s3 and the other fsspec protocols)."""
+    return isinstance(entry, str) and _URL.match(entry) is not None
 
 
 def read_list_file(list_file) -> list[str]:
-    """Paths from a UTF-8 text file, one per line, each exactly as written minus its line ending (leading and
-    trailing spaces are part of the name; a leading BOM is dropped). Lines that are empty or white space only are
-    skipped, and so are comments: lines whose first character is '#' (write a path starting with '#' as ./#name)."""
+    """Paths from a UTF-8 list file, one per line exactly as written (BOM dropped); blank and '#' lines skipped."""
     list_file = os.fspath(list_file)
     if not os.path.isfile(list_file):
         raise ValueError(f"list file {list_file!r} does not exist")
@@ -26,8 +31,7 @@ def read_list_file(list_file) -> list[str]:
 
 
 def _directory_videos(directory: str) -> list[str]:
-    """Video files under ``directory``, recursively and sorted, following symlinked directories; a directory
-    reached twice (a symlink loop, or two links to one place) is searched once; hidden directories are skipped."""
+    """Video files under ``directory``: recursive, sorted, symlinks followed, each directory once, no hidden ones."""
     found, seen = [], set()
     for root, dirs, files in os.walk(directory, followlinks=True):
         info = os.stat(root)
@@ -41,12 +45,10 @@ def _directory_videos(directory: str) -> list[str]:
 
 
 def expand_inputs(videos=(), list_file=None) -> list[str]:
-    """One ordered list of video paths, each once (first occurrence kept; identity is the absolute path).
+    """One ordered list of video paths, each once, from files, directories, globs (``**`` recursive) and other paths.
 
-    A directory contributes its video files (by extension, recursively, sorted); a pattern with ``*?[`` that is
-    not an existing path is expanded with ``glob`` (``**`` recursive); any other entry is kept as given, so that a
-    missing or unreadable file becomes an error row instead of vanishing. An empty directory or a pattern that
-    matches nothing is an error naming it, as is an empty result.
+    A path that is not a directory or a pattern is kept as given (a missing file becomes an error row), and so is a
+    URL; an empty directory, a pattern matching nothing, or an empty result is an error naming it.
     """
     if isinstance(videos, (str, os.PathLike)):
         videos = [videos]
@@ -55,7 +57,9 @@ def expand_inputs(videos=(), list_file=None) -> list[str]:
         entries += read_list_file(list_file)
     paths: list[str] = []
     for entry in entries:
-        if os.path.isdir(entry):
+        if is_url(entry):
+            paths.append(entry)
+        elif os.path.isdir(entry):
             found = _directory_videos(entry)
             if not found:
                 raise ValueError(f"directory {entry!r} holds no video file (extensions: {', '.join(VIDEO_EXTENSIONS)})")
@@ -71,7 +75,7 @@ def expand_inputs(videos=(), list_file=None) -> list[str]:
         raise ValueError("no input videos: pass video files, directories or globs, or a list file (one path per line)")
     seen, unique = set(), []
     for path in paths:
-        key = os.path.abspath(path)
+        key = path if is_url(path) else os.path.abspath(path)
         if key not in seen:
             seen.add(key)
             unique.append(path)

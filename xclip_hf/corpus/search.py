@@ -9,7 +9,8 @@ the top candidates are scored with X-CLIP's video-specific prompts (Sec. 3.3, Eq
 ``XClipModel.video_text_logits``, the code ``XClipModel.forward`` scores with, so a re-ranked score IS the logit the
 zero-shot pipeline gives that (video, text) pair: exp(logit_scale) * cos(v, c + prompt(c, z-bar)).
 
-Scores: the logit (as above) when re-ranked; otherwise the cosine similarity of stage 1.
+Scores: the logit (as above) when re-ranked; otherwise the cosine similarity of stage 1. `search_videos` returns
+each query's best rows; `score_matrix` every (query, row) score, unranked, as evaluation uses them.
 
 Queries are independent: each gets its own result list, so repeated or near-identical queries are allowed (texts
 that tokenize alike are encoded once). The model is checked against the one that wrote the dataset: the
@@ -29,8 +30,8 @@ import torch
 
 from ..models.text_features import TextFeatureEncoder
 
-__all__ = ["VideoIndex", "FaissVideoIndex", "search_videos", "load_search_model", "check_index_model",
-           "ModelMismatchError"]
+__all__ = ["VideoIndex", "FaissVideoIndex", "search_videos", "score_matrix", "load_search_model",
+           "check_index_model", "ModelMismatchError"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,16 +73,13 @@ def _rows(dataset, columns, ids=None):
 
 
 def _as_dataset(dataset):
-    from datasets import Dataset, load_from_disk
+    """The embed output `dataset` (a `datasets.Dataset`, or its directory: `index.load_output`), its columns checked."""
+    from datasets import Dataset
+
+    from .index import load_output
 
     if isinstance(dataset, (str, os.PathLike)):
-        path = os.fspath(dataset)
-        if not os.path.isdir(path):
-            raise ValueError(f"embedding dataset {path!r} does not exist (write one with `xclip-hf embed`)")
-        try:
-            dataset = load_from_disk(path)
-        except Exception as err:
-            raise ValueError(f"{path!r} is not a dataset written by `xclip-hf embed` ({type(err).__name__}: {err})") from err
+        dataset = load_output(dataset)
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset must be a datasets.Dataset or its directory, got {type(dataset).__name__}")
     missing = {"path", "start_s", "end_s", "video_embeds"} - set(dataset.column_names)
@@ -309,6 +307,39 @@ def check_index_model(dataset, model, allow_model_mismatch: bool = False, name: 
                              "(--allow-model-mismatch) to search anyway")
 
 
+def _prepared(dataset, queries, model, processor, device, index, faiss_factory, allow_model_mismatch):
+    """(query list, whether one text was given, model, processor, index, dataset) of a search, each checked."""
+    single = isinstance(queries, str)
+    query_list = [queries] if single else list(queries)
+    if not query_list or any(not isinstance(q, str) or not q.strip() for q in query_list):
+        raise ValueError(f"queries must be non-empty texts, got {queries!r}")
+    if faiss_factory is not None:
+        _check_factory(faiss_factory)
+    net, processor = load_search_model(model, processor, device)
+    check_index_model(dataset, net, allow_model_mismatch,
+                      name=os.fspath(model) if isinstance(model, (str, os.PathLike)) else None)
+    if index is None:
+        index = (FaissVideoIndex.from_dataset(dataset, faiss_factory) if faiss_factory is not None
+                 else VideoIndex.from_dataset(dataset, device=device))
+    dataset = index.dataset if index.dataset is not None else _as_dataset(dataset)
+    if len(index) and index.width != net.config.projection_dim:
+        raise ValueError(f"the dataset holds vectors of width {index.width} but the model's joint space has "
+                         f"{net.config.projection_dim} dimensions: search with the model that wrote the embeddings")
+    return query_list, single, net, processor, index, dataset
+
+
+def _query_scores(net, dataset, index, text: torch.Tensor, recall: int, rerank: int):
+    """Per query, (row ids, float64 scores) of its `recall` best rows by cosine, in that order; with `rerank` > 0
+    all on the logit scale, the best `rerank` of them re-ranked with the video-specific prompts (`_rerank`)."""
+    scores, ids = index.search(text, recall)
+    for q in range(len(text)):
+        q_ids, q_scores = ids[q], scores[q].double().numpy()
+        if rerank and len(q_ids):
+            head = _rerank(net, dataset, q_ids[:rerank], q_scores[:rerank], text[q:q + 1])
+            q_scores = np.concatenate([head, q_scores[rerank:] * float(net.logit_scale.exp())])
+        yield q_ids, q_scores
+
+
 def search_videos(dataset, queries, model, processor=None, top_k: int = 10, rerank: bool = True,
                   rerank_candidates: int | None = None, template: str = "{}", device=None, index=None,
                   faiss_factory: str | None = None, allow_model_mismatch: bool = False):
@@ -332,41 +363,49 @@ def search_videos(dataset, queries, model, processor=None, top_k: int = 10, rera
     """
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-    single = isinstance(queries, str)
-    query_list = [queries] if single else list(queries)
-    if not query_list or any(not isinstance(q, str) or not q.strip() for q in query_list):
-        raise ValueError(f"queries must be non-empty texts, got {queries!r}")
-    if faiss_factory is not None:
-        _check_factory(faiss_factory)
-    net, processor = load_search_model(model, processor, device)
-    check_index_model(dataset, net, allow_model_mismatch,
-                      name=os.fspath(model) if isinstance(model, (str, os.PathLike)) else None)
     if index is None and faiss_factory is None:
         from .index import find_index
 
         index = find_index(dataset)  # the FAISS index `xclip-hf index` built in the output, if any
-    if index is None:
-        index = (FaissVideoIndex.from_dataset(dataset, faiss_factory) if faiss_factory is not None
-                 else VideoIndex.from_dataset(dataset, device=device))
-    dataset = index.dataset if index.dataset is not None else _as_dataset(dataset)
-    if len(index) and index.width != net.config.projection_dim:
-        raise ValueError(f"the dataset holds vectors of width {index.width} but the model's joint space has "
-                         f"{net.config.projection_dim} dimensions: search with the model that wrote the embeddings")
+    query_list, single, net, processor, index, dataset = _prepared(dataset, queries, model, processor, device, index,
+                                                                   faiss_factory, allow_model_mismatch)
     with torch.inference_mode():
         text = _text_features(net, processor, query_list, template)
         use_context = rerank and "video_context" in dataset.column_names
         candidates = max(rerank_candidates or max(4 * top_k, 50), top_k) if use_context else top_k
-        scores, ids = index.search(text, candidates)
         results = []
-        for q in range(len(query_list)):
-            q_ids, q_scores = ids[q], scores[q].double().numpy()
-            if use_context and len(q_ids):
-                q_scores = _rerank(net, dataset, q_ids, q_scores, text[q:q + 1])
+        for q_ids, q_scores in _query_scores(net, dataset, index, text, candidates, candidates if use_context else 0):
             order = np.argsort(-q_scores, kind="stable")[:top_k]
             meta = dataset.select(q_ids[order].tolist()).select_columns(["path", "start_s", "end_s"])
             results.append([{"path": m["path"], "start_s": m["start_s"], "end_s": m["end_s"], "score": float(q_scores[i])}
                             for m, i in zip(meta, order)])
     return results[0] if single else results
+
+
+def score_matrix(dataset, queries, model, processor=None, rerank: bool = True, rerank_candidates: int | None = None,
+                 template: str = "{}", device=None, index=None, faiss_factory: str | None = None,
+                 allow_model_mismatch: bool = False) -> np.ndarray:
+    """Every (query, row) score of an embedding dataset: float64 (queries, rows), rows in the dataset's order.
+
+    The scores `search_videos` ranks: the cosine, or with ``rerank`` (rows that stored ``video_context``) the logit
+    scale, where each query's ``rerank_candidates`` best rows by cosine (default: every row) get the prompt
+    generator's logit and the others exp(logit_scale) * cosine. A row without a vector (an ``error`` row), or one an
+    approximate FAISS index does not return, scores -inf. ``queries``: a text or a list of texts (one row each,
+    repeats included); the other arguments as for `search_videos`.
+    """
+    if rerank_candidates is not None and (not isinstance(rerank_candidates, int) or isinstance(rerank_candidates, bool)
+                                          or rerank_candidates < 1):
+        raise ValueError(f"rerank_candidates must be a positive integer or None, got {rerank_candidates!r}")
+    query_list, _, net, processor, index, dataset = _prepared(dataset, queries, model, processor, device, index,
+                                                              faiss_factory, allow_model_mismatch)
+    matrix = np.full((len(query_list), len(dataset)), -np.inf)
+    with torch.inference_mode():
+        text = _text_features(net, processor, query_list, template)
+        use_context = rerank and "video_context" in dataset.column_names
+        reranked = (rerank_candidates or len(index)) if use_context else 0
+        for q, (q_ids, q_scores) in enumerate(_query_scores(net, dataset, index, text, len(index), reranked)):
+            matrix[q, q_ids] = q_scores
+    return matrix
 
 
 def _rerank(net, dataset, ids: np.ndarray, cosines: np.ndarray, text: torch.Tensor) -> np.ndarray:

@@ -1,13 +1,4 @@
-"""Annotation and label-list readers shared by training and evaluation (both import them from here).
-
-* `read_labels_file`: class names from an `id,name` csv (X-CLIP's label lists, supplementary Sec. 3);
-* `read_annotation_file`: an X-CLIP annotation file of `relative/path.mp4 label_id` lines;
-* `read_table_file`: a CSV / JSON / JSON-lines table (read with `datasets`) with a video-path column and a label
-  column holding class ids or class names.
-
-The readers return plain lists (absolute video paths, class ids), checked: labels within the classes, videos on
-disk (cheap stat calls; decoding stays with the caller). `datasets` is imported only to read a table.
-"""
+"""Annotation and label-list readers shared by training and evaluation, returning checked plain lists."""
 
 from __future__ import annotations
 
@@ -60,8 +51,7 @@ def check_annotations(videos: list[str], labels: list[int], class_names: Sequenc
 
 
 def read_annotation_file(annotation_file, class_names: Sequence[str], video_root=None) -> tuple[list[str], list[int]]:
-    """(absolute video paths, class ids) of an X-CLIP annotation file: one `relative/path.mp4 label_id` per line
-    (supp. Sec. 3), paths relative to `video_root` (default: the file's folder)."""
+    """(absolute paths, class ids) of an X-CLIP `relative/path.mp4 label_id` file, relative to `video_root`."""
     annotation_file = os.fspath(annotation_file)
     if not os.path.isfile(annotation_file):
         raise ValueError(f"annotation file not found: {annotation_file!r}")
@@ -96,8 +86,7 @@ def _label_ids(raw_labels: list, class_names: Sequence[str], data_file: str) -> 
 
 def read_table_file(data_file, class_names: Sequence[str] | None = None, video_column: str = "video",
                     label_column: str = "label", video_root=None) -> tuple[list[str], list[int], list[str]]:
-    """(absolute video paths, class ids, class names) of a CSV / JSON / JSON-lines file read by `datasets` (labels
-    as ids or names; without `class_names`, the sorted label names)."""
+    """(absolute paths, class ids, class names) of a CSV / JSON(L) table (labels as ids or names)."""
     data_file = os.fspath(data_file)
     builder = {".csv": "csv", ".json": "json", ".jsonl": "json"}.get(os.path.splitext(data_file)[1].lower())
     if builder is None:

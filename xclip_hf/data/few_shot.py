@@ -1,5 +1,4 @@
-"""Few-shot and zero-shot data protocols (paper Sec. 4.3-4.4; supplementary Sec. 3.3-3.4), shared by training and
-evaluation."""
+"""Few-shot and zero-shot data protocols (paper Sec. 4.3-4.4), shared by training and evaluation."""
 
 from __future__ import annotations
 

@@ -1,15 +1,7 @@
 """Synthetic videos whose classes can only be told apart by temporal order (offline demo and tests).
 
-Each class pair is the same object doing the same thing forwards and backwards in time (moving left vs
-right, growing vs shrinking, appearing vs disappearing, rotating clockwise vs counterclockwise, ...), so the
-set of frames of a video says almost nothing about its class: a model that averages per-frame features
-(the paper's CLIP-Mean baseline, Sec. 4.5 / Tab. 6) sits near chance, while X-CLIP's cross-frame attention
-and MIT with temporal position embeddings (Sec. 3.2, Eq. 6-9) can use the order.
-
-Videos are real mp4 files (H.264 via PyAV) plus annotation files in the original X-CLIP format:
-`train.txt` / `val.txt` / `test.txt` with `relative/path.mp4 label_id` lines and `labels.csv` with `id,name`.
-
-    python -m xclip_hf.data.synthetic OUT_DIR --num-videos-per-class 12 --seed 0
+Classes come in time-reversed pairs (moving left / right, growing / shrinking, ...), written as mp4 files with
+X-CLIP annotation files: ``python -m xclip_hf.data.synthetic OUT_DIR --num-videos-per-class 12 --seed 0``.
 """
 
 from __future__ import annotations
@@ -157,11 +149,8 @@ def generate_synthetic_dataset(
 ) -> SyntheticDataset:
     """Write mp4 videos + X-CLIP annotation files (train/val/test.txt, labels.csv) for temporal-order classes.
 
-    `reversed_test_pairs`: when both classes of a time-reversed pair are present, the test videos of the
-    backward class are the forward class's test videos played backwards, frame for frame, and test videos are
-    written losslessly with a frame count that is not a multiple of 16, so that middle-of-segment sampling of
-    8 (or 1, 2, 4, 16) frames takes the same frames from a video and from its reverse. A model blind to frame
-    order then gives both videos of every test pair the same answer: it cannot exceed 50 % on a pair.
+    `reversed_test_pairs`: the backward class's test videos are the forward class's played backwards (lossless, a
+    frame count that sparse sampling reads alike both ways), so an order-blind model cannot exceed 50% on a pair.
     """
     classes = list(SYNTHETIC_CLASSES) if classes is None else list(classes)
     unknown = [c for c in classes if c not in SYNTHETIC_CLASSES]
@@ -239,10 +228,7 @@ if __name__ == "__main__":
 
 def write_long_video(path, classes: Sequence[str], segment_s: float = 3.0, fps: int = 12, size: int = 32,
                      seed: int = 0) -> list[dict]:
-    """An untrimmed video: one `render_video` segment of `segment_s` seconds per entry of `classes`, in that order.
-
-    Returns the ground truth `[{"start_s", "end_s", "label"}, ...]` (for windowed classification and the timeline).
-    """
+    """An untrimmed video of one `segment_s` segment per class of `classes`; returns its ground-truth segments."""
     classes = list(classes)
     unknown = sorted({c for c in classes if c not in SYNTHETIC_CLASSES})
     if not classes or unknown:

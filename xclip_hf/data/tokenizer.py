@@ -1,9 +1,4 @@
-"""Build a small CLIP-style byte-level BPE tokenizer locally (the hub is unreachable in tests and demos).
-
-The vocabulary order and the files are CLIP's (`xclip_hf.models.clip_vocabulary`, whose names are re-exported
-here). Merges are learned with the ``tokenizers`` library's ``BpeTrainer`` on the given texts, using CLIP's
-normalisation (NFC, whitespace collapse, lowercase) and pre-tokenisation.
-"""
+"""Build a small CLIP-style byte-level BPE tokenizer locally (``tokenizers``' BpeTrainer, CLIP's order and rules)."""
 
 from __future__ import annotations
 
@@ -61,7 +56,7 @@ def _clip_vocab(merges: list[tuple[str, str]]) -> dict[str, int]:
 
 
 def build_clip_tokenizer(texts: Iterable[str], save_directory=None, vocab_size: int = 1024):
-    """Train a CLIP-style BPE tokenizer on ``texts`` and return a ``CLIPTokenizerFast`` (saved if a directory is given)."""
+    """Train a CLIP-style BPE tokenizer on ``texts``; a ``CLIPTokenizerFast`` (saved if a directory is given)."""
     texts = [t for t in texts]
     if not texts or not all(isinstance(t, str) for t in texts):
         raise ValueError(f"build_clip_tokenizer: texts must be a non-empty list of strings, got {texts[:3]!r}")

@@ -1,24 +1,7 @@
-"""Write small synthetic videos with PyAV (used by tests, demos and benchmarks).
+"""Write small synthetic videos with PyAV (tests, demos, benchmarks), reproducibly byte for byte.
 
-Pixel format choice (documented behaviour):
-
-* ``.mp4`` / ``.mkv`` / ``.mov`` default to ``libx264``. Even-sized RGB frames use ``yuv420p`` (what real
-  videos use). H.264 4:2:0 needs even width and height, so odd sizes such as 97x61 are written with
-  ``yuv444p`` instead: the file keeps its exact size and no pixel is padded or cropped.
-* ``.webm`` defaults to ``libvpx-vp9`` with ``yuv420p`` (VP9 accepts odd sizes).
-* Grayscale frames ``(T, H, W)`` or ``(T, H, W, 1)`` are written with the ``gray`` pixel format when the
-  codec supports it (libx264 does), giving a true single-channel (4:0:0) source; values are mapped to
-  limited-range luma so that decoders give the input values back. Otherwise the codec's default format is
-  used and PyAV converts the gray frames.
-* ``gop_size`` sets the key-frame interval (codec default otherwise: 250 frames for x264).
-* ``lossless=True`` uses ``crf=0`` (x264) / ``lossless=1`` (VP9) so pixel values survive exactly up to the
-  RGB<->YUV round trip; the default is a high-quality lossy setting (``crf=10``).
-* Reproducible bytes: the same frames and arguments give the same file, byte for byte, with the same FFmpeg /
-  x264 build. The encoder runs on ONE thread (``threads=1``: otherwise x264 and libvpx split the work by the
-  number of CPU cores), x264's lookahead is off (no B-frames, scene-cut detection or macroblock tree: with it,
-  the same small frames gave different bytes from the second video of a process on, 18 of 900 32x32 videos
-  between two runs), and the container and codec use FFmpeg's ``bitexact`` flags (no version string, no random
-  Matroska UID).
+Pixel formats: ``yuv420p``; ``yuv444p`` for odd sizes with H.264 (no padding or cropping); ``gray`` for grayscale
+where the codec has it. ``lossless=True``: ``crf=0`` / VP9 lossless; default ``crf=10``.
 """
 
 from __future__ import annotations
@@ -32,8 +15,7 @@ __all__ = ["write_video", "default_codec_for_path"]
 
 # same frames -> same bytes (see the module docstring): one encoder thread, no version strings in the output
 _DETERMINISTIC_CODEC_OPTIONS = {"threads": "1", "flags": "+bitexact"}
-# x264's lookahead (B-frame / scene-cut decisions, macroblock tree) gave different bytes for the same small frames
-# from the second video of a process on (18 of the demo's 900 32x32 videos differed between two runs): off
+# x264's lookahead (B-frame / scene-cut decisions, macroblock tree) gives different bytes for the same small frames
 _X264_NO_LOOKAHEAD = "bframes=0:rc-lookahead=0:scenecut=0:mbtree=0"
 
 _CODEC_BY_EXT = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".avi": "libx264", ".webm": "libvpx-vp9"}

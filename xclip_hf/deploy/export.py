@@ -1,34 +1,29 @@
-"""Export an X-CLIP model to three ONNX graphs (video tower, text tower, prompt generator + similarity head) with
-dynamic batch, label and sequence axes, plus the processor files, in one self-contained directory; optionally with
-int8 weights (dynamic quantisation: weights int8 ahead of time, activations quantised at run time).
+"""Export an X-CLIP model to three ONNX graphs (video tower, text tower, prompt head) plus its processor files.
 
     from xclip_hf.deploy import export_onnx
     export_onnx("my-xclip", "my-xclip-onnx")                    # float32
     export_onnx("my-xclip", "my-xclip-int8", quantize="int8")   # int8 MatMul weights
-
-The graphs are traced with `torch.onnx.export` (torch.export, `dynamo=True`): optimum's exporters cover CLIP's image
-tower only and do not install beside transformers 5.
+    export_onnx("my-xclip", "my-xclip-int8s", quantize="int8-static", calibration="videos/")  # calibrated int8
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 import tempfile
-import warnings
 
 import torch
 from torch import nn
 
 from ..jobs.identity import model_fingerprint
+from .common import check_output as _check_output, quiet as _quiet
 from .manifest import DATA_SUFFIX, DEFAULT_OPSET, FORMAT, FORMAT_VERSION, GRAPHS, MANIFEST_NAME, MIN_OPSET, \
     RUNTIMES, check_graph_file, read_manifest, record_graph_files, write_manifest
 
 __all__ = ["export_onnx", "quantize_export", "QUANTIZE_CHOICES", "check_export_options", "exporter_opsets"]
 
-QUANTIZE_CHOICES = ("int8",)
+QUANTIZE_CHOICES = ("int8", "int8-static")  # int8-static: `static.quantize_static_export`
 # int8: only MatMuls with a constant weight (the Linear layers of every block) get int8 weights; the patch
 # embedding (Conv), token/position embeddings (Gather), layer norms, softmax, the attention products of two
 # activations and the final scaled cosine (Einsum, with exp(logit_scale)) stay float32.
@@ -95,23 +90,6 @@ def _weight_bytes(module: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
-@contextlib.contextmanager
-def _quiet():
-    """Silence the exporters' progress prints, warnings and advice (stdout, `warnings`, the root and torch.onnx
-    loggers); errors still raise."""
-    loggers = [logging.getLogger(), logging.getLogger("torch.onnx")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-
-
 def _export_graphs(model, directory: str, opset: int) -> dict:
     """Write video.onnx, text.onnx and head.onnx; returns the manifest's "graphs" entry."""
     wrappers = {"video": _VideoGraph(model), "text": _TextGraph(model), "head": _HeadGraph(model)}
@@ -147,19 +125,8 @@ def _versions() -> dict:
     return versions
 
 
-def _check_output(output_dir) -> str:
-    """`output_dir` as a string; ValueError when it is a file or a folder that is not empty."""
-    output_dir = os.fspath(output_dir)
-    if os.path.isfile(output_dir):
-        raise ValueError(f"output {output_dir!r} is a file; give a new (or empty) folder for the exported model")
-    if os.path.isdir(output_dir) and os.listdir(output_dir):
-        raise ValueError(f"output folder {output_dir!r} is not empty; give a new (or empty) folder")
-    return output_dir
-
-
 def exporter_opsets() -> range:
-    """The opsets torch's ONNX exporter writes here: its own (18) and those onnxscript's version converter reaches
-    from it (18-25 with onnxscript 0.7); for any other it silently writes opset 18 graphs."""
+    """The opsets torch's ONNX exporter writes here: its own (18) and those onnxscript's converter reaches."""
     try:
         from onnxscript.version_converter import _version_converter as converter
 
@@ -168,11 +135,13 @@ def exporter_opsets() -> range:
         return range(MIN_OPSET, MIN_OPSET + 1)
 
 
-def check_export_options(quantize, opset, runtime) -> None:
-    """ValueError naming the option for a quantisation, opset (one the exporter does not write) or runtime that
-    `export_onnx` cannot honour."""
+def check_export_options(quantize, opset, runtime, calibration=None, calibration_size=None) -> None:
+    """ValueError naming a quantisation, calibration, opset or runtime option that `export_onnx` cannot honour."""
+    from .static import check_calibration_options
+
     if quantize not in (None, *QUANTIZE_CHOICES):
         raise ValueError(f"quantize must be None or one of {QUANTIZE_CHOICES}, got {quantize!r}")
+    check_calibration_options(quantize, calibration, calibration_size)
     opsets = exporter_opsets()
     if not isinstance(opset, int) or isinstance(opset, bool) or opset not in opsets:
         raise ValueError(f"opset must be an integer from {opsets.start} to {opsets.stop - 1} (the opsets torch's "
@@ -201,27 +170,32 @@ def _written_opset(directory: str, graphs: dict, requested: int) -> int:
 
 
 def export_onnx(model, output_dir, *, processor=None, quantize: str | None = None, opset: int = DEFAULT_OPSET,
-                runtime: str | None = None) -> str:
+                runtime: str | None = None, calibration=None, calibration_size: int | None = None) -> str:
     """Export `model` to `output_dir` (a new or empty folder); returns the folder.
 
     Args:
         model: a model folder or hub id (anything `load_model_and_processor` reads), or an `XClipModel`.
         processor: its `XClipProcessor` (default: loaded from the model's folder); saved beside the graphs.
-        quantize: None (float32 graphs) or "int8" (MatMul weights int8, see `quantize_export`).
+        quantize: None (float32 graphs), "int8" (MatMul weights int8, see `quantize_export`) or "int8-static"
+            (the video graph int8 with calibrated activation ranges, see `static.quantize_static_export`).
+        calibration: for "int8-static": a folder of videos, a list file (one path per line) or a list of paths.
+        calibration_size: for "int8-static": how many of those videos to calibrate on (default 32).
         opset: the ONNX opset of the graphs (default 18; one of `exporter_opsets()`, read back from the graphs).
-        runtime: the engine the folder runs on by default ("onnxruntime" or "openvino"); default: the faster one
-            installed for its precision (OpenVINO for float32, ONNX Runtime for int8; see `manifest.default_runtime`).
-    The folder then holds video.onnx, text.onnx, head.onnx, config.json, the processor files and `xclip_onnx.json`
-    (opset, versions, frame count, input size); `load_model_and_processor(folder)`, the zero-shot pipeline,
-    `embed_videos`, `search_videos` and the CLI run it without building a torch model.
+        runtime: the folder's default engine ("onnxruntime" or "openvino"); default: the faster one installed for
+            its precision (`manifest.default_runtime`).
     """
     from ..models.loading import load_model_and_processor
 
-    check_export_options(quantize, opset, runtime)
+    check_export_options(quantize, opset, runtime, calibration, calibration_size)
     output_dir = _check_output(output_dir)
     net, processor = load_model_and_processor(model, processor=processor, need_text=True, runtime="torch")
     if net.dtype != torch.float32:
         net = _float_copy(net)
+    if quantize == "int8-static":  # read before the (long) export: a bad calibration input fails at once
+        from .static import DEFAULT_CALIBRATION_SIZE, read_calibration
+
+        calibration = read_calibration(calibration, processor.video_processor, net.config.vision_config.num_frames,
+                                       calibration_size or DEFAULT_CALIBRATION_SIZE)
     os.makedirs(output_dir, exist_ok=True)
     target = tempfile.mkdtemp(prefix="xclip-onnx-") if quantize else output_dir
     try:
@@ -245,7 +219,11 @@ def export_onnx(model, output_dir, *, processor=None, quantize: str | None = Non
         net.config.save_pretrained(target)
         processor.save_pretrained(target)
         write_manifest(target, manifest)
-        if quantize:
+        if quantize == "int8-static":
+            from .static import quantize_static_export
+
+            quantize_static_export(target, output_dir, calibration)
+        elif quantize:
             quantize_export(target, output_dir)
     finally:
         if target != output_dir:
@@ -260,13 +238,7 @@ def _float_copy(model):
 
 
 def quantize_export(source_dir, output_dir, *, per_channel: bool = True) -> str:
-    """An int8 copy of the float32 export `source_dir` in `output_dir` (a new or empty folder); returns the folder.
-
-    Dynamic quantisation (`onnxruntime.quantization.quantize_dynamic`): the weights of every MatMul with a constant
-    weight become int8 (one scale per output channel; `per_channel=False`: one per matrix, slightly less accurate
-    at the same speed, see benchmarks/bench_onnx.py), activations are quantised to uint8 at run time; embeddings,
-    layer norms, softmax, attention products and the scaled cosine stay float32.
-    """
+    """An int8 copy (dynamic quantisation, per output channel) of the float32 export `source_dir` in `output_dir`."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     source_dir = os.fspath(source_dir)

@@ -1,18 +1,4 @@
-"""The description of an exported directory (`xclip_onnx.json`): which graphs, their inputs and outputs, the opset,
-the frame count and input size they were traced for, and the versions that wrote them; read back and checked at
-load so that a directory from another format version or opset, or one that does not match its processor, is a
-clear error naming the file instead of a failure deep inside a runtime.
-
-What the folder says is checked, not trusted: graph files are plain names inside the folder; each graph file's
-sha256 is recorded and compared when the graph is opened (`check_graph_file`); the fields that describe the graphs
-(`CHECKED_FIELDS`: opset, precision, quantization, logit scale, fingerprints, ...) each carry a digest written with
-them, so an edit of one is an error naming it. The manifest is written last and atomically: a folder with graphs
-and no manifest is an interrupted export (`is_partial_export`).
-
-The split keeps X-CLIP's label cache (paper Sec. 3.3: only the prompt generator depends on both the video and the
-texts): the text tower runs once per label set, the video tower once per video, and the small head (prompt
-generator, Eq. 10, and the scaled cosine of Eq. 3) once per (batch of videos, label set).
-"""
+"""The description of an exported directory (`xclip_onnx.json`): graphs, opset, sizes, versions, digests."""
 
 from __future__ import annotations
 
@@ -22,7 +8,7 @@ import os
 import uuid
 
 __all__ = ["MANIFEST_NAME", "FORMAT", "FORMAT_VERSION", "DEFAULT_OPSET", "MIN_OPSET", "GRAPHS", "RUNTIMES",
-           "PREFERRED_RUNTIMES", "CHECKED_FIELDS", "default_runtime", "read_manifest", "write_manifest",
+           "PREFERRED_RUNTIMES", "CHECKED_FIELDS", "default_runtime", "precision_kind", "read_manifest", "write_manifest",
            "is_export_dir", "is_partial_export", "record_graph_files", "check_graph_file", "file_sha256"]
 
 MANIFEST_NAME = "xclip_onnx.json"
@@ -31,10 +17,10 @@ FORMAT_VERSION = 2  # 2: graph files' sha256 and digests of the checked fields
 DEFAULT_OPSET = 18  # read by onnxruntime >= 1.14 and OpenVINO >= 2023.0
 MIN_OPSET = 18  # the lowest opset torch's ONNX exporter writes (LayerNormalization is a standard op from 17 on)
 RUNTIMES = ("onnxruntime", "openvino")
-# default engine per precision, fastest first (benchmarks/bench_onnx.py, B/32-8f on a 2-core AVX-512 VNNI CPU:
-# float32 zero-shot step OpenVINO 1.33x torch vs ONNX Runtime 1.24-1.29x; int8 ONNX Runtime 3.1-3.5x vs OpenVINO
-# 1.05-1.19x); the first one installed is used unless the export or the caller names one
-PREFERRED_RUNTIMES = {"float32": ("openvino", "onnxruntime"), "int8": ("onnxruntime", "openvino")}
+# default engine per precision, fastest first (benchmarks/bench_onnx.py, README "Benchmarks"); the first one
+# installed is used unless the export or the caller names one; "int8-static": calibrated int8 (`static.py`)
+PREFERRED_RUNTIMES = {"float32": ("openvino", "onnxruntime"), "int8": ("onnxruntime", "openvino"),
+                      "int8-static": ("openvino", "onnxruntime")}
 
 # graph -> (input names, output names); batch axis "batch" (videos), "labels" (texts), "sequence" (tokens)
 GRAPHS = {
@@ -51,14 +37,20 @@ DATA_SUFFIX = ".data"  # a graph's weights beside it (graphs over protobuf's 2 G
 
 
 def default_runtime(manifest: dict) -> str:
-    """The engine an export runs on when the caller names none: the one its export named, else the fastest
-    installed one for its precision."""
+    """The engine an export runs on when the caller names none: its export's, else the fastest installed one."""
     import importlib.util
 
     if manifest.get("runtime"):
         return manifest["runtime"]
-    preferred = PREFERRED_RUNTIMES.get(manifest.get("precision"), RUNTIMES)
+    preferred = PREFERRED_RUNTIMES.get(precision_kind(manifest), RUNTIMES)
     return next((name for name in preferred if importlib.util.find_spec(name) is not None), preferred[0])
+
+
+def precision_kind(manifest: dict) -> str:
+    """The graphs' precision as "float32", "int8" (dynamic quantisation) or "int8-static" (calibrated)."""
+    precision, quantization = manifest.get("precision", "float32"), manifest.get("quantization")
+    static = precision == "int8" and isinstance(quantization, dict) and quantization.get("scheme") == "static"
+    return "int8-static" if static else precision
 
 
 def is_export_dir(directory) -> bool:
@@ -67,8 +59,7 @@ def is_export_dir(directory) -> bool:
 
 
 def is_partial_export(directory) -> bool:
-    """Whether `directory` holds what an interrupted export leaves: graph files (or a manifest being written) and
-    no manifest, and no torch weights."""
+    """Whether `directory` holds what an interrupted export leaves: graphs, no manifest, no torch weights."""
     directory = os.fspath(directory)
     if not os.path.isdir(directory) or is_export_dir(directory):
         return False
@@ -107,8 +98,7 @@ def record_graph_files(directory: str, graphs: dict) -> dict:
 
 
 def write_manifest(directory: str, manifest: dict) -> str:
-    """Write `manifest` with the digests of its checked fields, atomically (a temporary file renamed into place:
-    an interrupted export leaves no manifest, see `is_partial_export`); returns its path."""
+    """Write `manifest` with the digests of its checked fields, atomically (renamed into place); returns its path."""
     manifest = dict(manifest, checks={name: _field_digest(name, manifest.get(name)) for name in CHECKED_FIELDS})
     path = os.path.join(directory, MANIFEST_NAME)
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
@@ -183,8 +173,7 @@ def _check_fields(path: str, manifest: dict) -> None:
 
 
 def read_manifest(directory: str) -> dict:
-    """The checked manifest of an exported directory; ValueError naming the file when it is not one this code reads
-    (another format version or opset, a graph file outside the folder, an edited field, an interrupted export)."""
+    """The checked manifest of an exported directory; ValueError naming the file when this code cannot read it."""
     path = os.path.join(directory, MANIFEST_NAME)
     manifest = _load_json(directory)
     _check_version(path, manifest)
@@ -201,8 +190,7 @@ def read_manifest(directory: str) -> dict:
 
 
 def check_graph_file(directory: str, manifest: dict, name: str) -> str:
-    """The path of graph `name`, after checking that it (and its weights file) are the bytes the export recorded;
-    ValueError naming the file if not."""
+    """The path of graph `name`, once its bytes (and its weights file's) are the recorded ones; else ValueError."""
     entry = manifest["graphs"][name]
     path = os.path.join(directory, entry["file"])
     if not os.path.isfile(path):

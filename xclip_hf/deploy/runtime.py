@@ -1,13 +1,4 @@
-"""Run an exported directory (see `export.py`) with ONNX Runtime or OpenVINO, behind the part of `XClipModel`'s
-surface that the zero-shot pipeline, `embed_videos` and `search_videos` use, so they run it unchanged (same
-processor, label cache and outputs) without building a torch model. torch is used for the input checks and the
-output containers only.
-
-`load_model_and_processor(folder)` finds this module through `models.loading`'s runtime registry, where the
-package root's `_registration` enters it at `import xclip_hf` (`RUNTIME` below says which folders are its own);
-`runtime="onnxruntime"` / `"openvino"` chooses the engine, by default the one the export names, else the faster one installed for its precision (`manifest.default_runtime`:
-OpenVINO for float32, ONNX Runtime for int8).
-"""
+"""Run an exported directory with ONNX Runtime or OpenVINO behind the inference surface of `XClipModel`."""
 
 from __future__ import annotations
 
@@ -24,7 +15,7 @@ from ..models.modeling_outputs_xclip import XClipOutput, XClipVisionOutput
 from ..models.modeling_xclip import XClipModel, XClipTextModel, XClipVisionModel
 from ..utils.messages import one_line
 from .manifest import MANIFEST_NAME, check_graph_file, default_runtime, is_export_dir, is_partial_export, \
-    read_manifest
+    precision_kind, read_manifest
 
 __all__ = ["ExportedXClipModel", "RUNTIME", "OnnxRuntimeGraph", "OpenVinoGraph"]
 
@@ -44,19 +35,15 @@ class OnnxRuntimeGraph:
 
 
 class OpenVinoGraph:
-    """One graph compiled by OpenVINO for the CPU, in float32 (OpenVINO would otherwise run bf16 on CPUs with
-    AVX-512 BF16 or AMX, changing the results).
-
-    Compiled on a helper thread: OpenVINO's `compile_model` installs a small (11 KB) alternate signal stack on the
-    calling thread, where Python then runs its signal handlers; a SIGCHLD (e.g. a DataLoader worker dying) could
-    overflow it and crash the process. Inference does not touch the caller's signal stack.
-    """
+    """One graph compiled by OpenVINO for the CPU, in float32 (not bf16 on CPUs with AVX-512 BF16 or AMX)."""
 
     def __init__(self, path: str):
         from concurrent.futures import ThreadPoolExecutor
 
         import openvino
 
+        # compiled on a helper thread: `compile_model` installs a small (11 KB) alternate signal stack on the calling
+        # thread, where Python then runs its signal handlers; a SIGCHLD (a DataLoader worker dying) could overflow it
         with ThreadPoolExecutor(1, thread_name_prefix="openvino-compile") as pool:
             self.compiled = pool.submit(openvino.Core().compile_model, path, "CPU",
                                         {"INFERENCE_PRECISION_HINT": "f32"}).result()
@@ -74,13 +61,9 @@ def _numpy(tensor: torch.Tensor, dtype) -> np.ndarray:
 
 
 class ExportedXClipModel(nn.Module):
-    """An exported X-CLIP model run by ONNX Runtime or OpenVINO, with `XClipModel`'s inference surface:
+    """An exported X-CLIP model run by ONNX Runtime or OpenVINO, with `XClipModel`'s inference surface.
 
-    `config`, `name_or_path`, `device` (cpu), `dtype` (float32), `logit_scale`, `get_video_features`,
-    `get_text_features` (`.pooler_output`), `video_text_logits`, `forward` / `__call__` (pixel_values with
-    input_ids or text_embeds -> `logits_per_video`, optional `labels` loss), `eval()`. The graphs in `open_graphs`
-    are opened at once (so a broken file fails the load), the others on first use (`embed` needs the video graph
-    only). Inputs are checked with the torch model's own checks (same messages).
+    Inputs get the torch model's checks and messages; graphs in `open_graphs` are opened at once, others on first use.
     """
 
     main_input_name = "input_ids"  # forward's first argument, as XClipModel
@@ -99,8 +82,8 @@ class ExportedXClipModel(nn.Module):
         self.directory, self.name_or_path, self.runtime, self.manifest = directory, directory, runtime, manifest
         self.precision = manifest.get("precision", "float32")
         # the source model's fingerprints (video side; whole model: `jobs.identity.model_fingerprint(whole=True)`)
-        self.source_fingerprint = _marked(manifest.get("source_fingerprint"), self.precision)
-        self.source_whole_fingerprint = _marked(manifest.get("source_whole_fingerprint"), self.precision)
+        self.source_fingerprint = _marked(manifest.get("source_fingerprint"), precision_kind(manifest))
+        self.source_whole_fingerprint = _marked(manifest.get("source_whole_fingerprint"), precision_kind(manifest))
         self.config = _config(directory, manifest)
         # the one parameter: the logit scale (for search's unprompted scores); it also keys the label cache
         self.logit_scale = nn.Parameter(torch.tensor(float(manifest["logit_scale"])), requires_grad=False)
@@ -112,7 +95,7 @@ class ExportedXClipModel(nn.Module):
         self.eval()
 
     def extra_repr(self) -> str:
-        return f"{self.directory!r}, runtime={self.runtime!r}, precision={self.precision!r}"
+        return f"{self.directory!r}, runtime={self.runtime!r}, precision={precision_kind(self.manifest)!r}"
 
     # ------------------------------------------------------------------ model surface
     @property
@@ -201,9 +184,7 @@ class ExportedXClipModel(nn.Module):
         return self._graph(name)(feeds)
 
     def _check_pixel_values(self, pixel_values, interpolate_pos_encoding: bool):
-        """The torch model's checks and messages (rank, dtype, channels, no frames, patch multiples); a frame count
-        or size other than the traced one is an error here even with `interpolate_pos_encoding` (the graph has the
-        trained position tables only)."""
+        """The torch model's checks; a frame count or size other than the traced one is an error."""
         if not isinstance(pixel_values, torch.Tensor):
             pixel_values = torch.as_tensor(pixel_values)
         try:
@@ -310,8 +291,7 @@ def _processor_frames_and_size(processor) -> tuple:
 
 
 class OnnxExportRuntime:
-    """What `models.loading` asks a runtime module: is this folder yours, load it, is this object yours, does this
-    processor fit it."""
+    """The runtime `models.loading` asks: is this folder yours, load it, is this object yours, does a processor fit."""
 
     names = tuple(ENGINES)
     model_class = ExportedXClipModel

@@ -1,5 +1,4 @@
-"""`xclip_hf.evaluation`: the paper's evaluation protocols (closed-set, zero-shot, few-shot), retrieval and temporal
-localisation metrics, with a report (`xclip-hf evaluate`)."""
+"""The paper's evaluation protocols (closed-set, zero-shot, few-shot), retrieval and localisation, with a report."""
 
 from .closed_set import evaluate_closed_set, read_annotations
 from .labels import LABEL_LISTS, load_label_list, resolve_labels

@@ -1,6 +1,4 @@
-"""Closed-set (fully supervised) evaluation, paper Sec. 4.2: every video of an annotation file scored against the
-dataset's classes with `num_temporal_clips x num_spatial_crops` views (the paper's 4x3), the per-view softmax
-averaged over the views; top-1/top-5, per-class accuracy, a confusion matrix."""
+"""Closed-set (fully supervised) evaluation, paper Sec. 4.2: multi-view top-1/top-5, per-class accuracy, confusion."""
 
 from __future__ import annotations
 
@@ -28,8 +26,7 @@ def read_annotations(data_file, class_names: list[str], video_root=None) -> tupl
 
 
 def evaluate_classification(pipe, videos: list[str], references: list[int], class_names: list[str], **options) -> dict:
-    """Score `videos` (`score_videos` with `options`) and compute the figures over the readable ones:
-    {"figures", "scores", "kept", "bad_videos"}."""
+    """Score `videos` with `options`; figures over the readable ones: {"figures", "scores", "kept", "bad_videos"}."""
     scored = score_videos(pipe, videos, class_names, **options)
     refs = np.asarray(references, dtype=np.int64)[scored.kept]
     figures = classification_figures(scored.scores, refs, class_names)
@@ -45,12 +42,12 @@ def scoring_options(o, predictions, job: dict) -> dict:
 
 
 def evaluate_closed_set(model, data_file, labels, *, options: EvaluationOptions | None = None, **overrides) -> dict:
-    """Run the closed-set protocol; returns the report (and writes report.json/.md + confusion.png to `output_dir`).
+    """Run the closed-set protocol; returns the report (report.json/.md and confusion.png in `output_dir`).
 
-    `labels`: a shipped list name (`kinetics400`, ...), an `id,name` csv, or a list of names. `options` /
-    `overrides`: the shared `EvaluationOptions`, all used here. With `output_dir`, per-video predictions are
-    committed under `output_dir/predictions` every `shard_size` videos, and a rerun resumes (`runner.score_videos`);
-    under torchrun / accelerate launch the main process writes the files."""
+    `labels`: a shipped list name (`kinetics400`, ...), an `id,name` csv, or a list of names. `options` / `overrides`:
+    the shared `EvaluationOptions`. With `output_dir`, predictions are committed every `shard_size` videos under
+    `output_dir/predictions` and a rerun resumes.
+    """
     o = evaluation_options(options, overrides)
     output_dir, num_temporal_clips, num_spatial_crops = o.output_dir, o.num_temporal_clips, o.num_spatial_crops
     class_names, dataset_key = resolve_labels(labels)

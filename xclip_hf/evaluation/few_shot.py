@@ -1,9 +1,4 @@
-"""Few-shot protocol, paper Sec. 4.3 (supplementary Sec. 3.3): K-shot training lists drawn with
-`data.few_shot.sample_k_shot` (seeded, written to disk so a run can be repeated), the exact training commands of
-`python -m xclip_hf.training.run_video_classification` (part of the package: an installed xclip_hf trains from
-any folder; the paper's few-shot hyperparameters, supplementary Tab. 1: batch 64, lr 2e-6, 50 epochs; one view at
-evaluation), and the evaluation of each trained model on split 1 with one view.
-"""
+"""Few-shot protocol, paper Sec. 4.3: seeded K-shot lists, their training commands, and top-1 on split 1 (one view)."""
 
 from __future__ import annotations
 
@@ -23,8 +18,7 @@ PAPER_HYPERPARAMETERS = {"per_device_train_batch_size": 64, "learning_rate": 2e-
 
 
 def write_k_shot_lists(train_file, labels, ks, output_dir, seed: int = 0, video_root=None) -> dict[int, str]:
-    """One X-CLIP annotation file per K (`train_{K}shot_seed{S}.txt`, absolute paths, exactly K videos per class);
-    the same seed gives the same lists. Returns {K: path}."""
+    """One annotation file per K (`train_{K}shot_seed{S}.txt`, exactly K videos per class); returns {K: path}."""
     class_names, _ = resolve_labels(labels)
     videos, refs = read_annotations(train_file, class_names, video_root)
     from ..data.few_shot import sample_k_shot
@@ -42,7 +36,7 @@ def write_k_shot_lists(train_file, labels, ks, output_dir, seed: int = 0, video_
 
 def training_command(train_list: str, val_file, labels_file: str, output_dir: str, init_args: list[str],
                      seed: int = 0, script: str | None = None, extra_args: list[str] = ()) -> list[str]:
-    """The command (argv list) that fine-tunes on one K-shot list: `python -m TRAINING_MODULE ...` or `python script ...`."""
+    """The argv that fine-tunes on one K-shot list with the paper's few-shot recipe (supplementary Tab. 1)."""
     program = ["-m", TRAINING_MODULE] if script is None else [os.path.abspath(os.fspath(script))]
     hp = PAPER_HYPERPARAMETERS
     return [sys.executable, *program, *init_args, "--train_file", train_list, "--validation_file", os.fspath(val_file),
@@ -81,9 +75,11 @@ def run_training(commands: dict) -> None:
 
 def evaluate_few_shot(models: dict, eval_file, labels, *, settings: dict | None = None,
                       options: EvaluationOptions | None = None, **overrides) -> dict:
-    """Top-1 of each K-shot model on `eval_file` (split 1), a table K -> top-1 beside the paper's. `options` /
-    `overrides`: the shared `EvaluationOptions` (one view by default, the paper's; `processor`: each model's own).
-    With `output_dir`, resumable through `output_dir/predictions/{K}shot`."""
+    """Top-1 of each K-shot model on `eval_file` (split 1, one view by default), beside the paper's.
+
+    `options` / `overrides`: the shared `EvaluationOptions` (`processor`: each model's own). With `output_dir`,
+    resumable through `output_dir/predictions/{K}shot`.
+    """
     from .closed_set import evaluate_classification, scoring_options
     from .predictions import predictions_dir
     from .report import build_report, find_paper_figures, model_identity, paper_figure, write_report

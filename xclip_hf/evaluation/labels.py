@@ -1,14 +1,8 @@
-"""Class-name lists shipped as package data, selectable by name (`--labels kinetics400`), and a label source
-resolver (`resolve_labels`: a shipped name, an `id,name` csv, or a list).
+"""Class-name lists shipped as package data (`--labels kinetics400`), and the label-source resolver.
 
-Class names are facts about the datasets; where each list comes from:
-
-* ``kinetics400``: the 400 Kinetics-400 classes in DeepMind's order (Kay et al. 2017; the `label_map.txt` of
-  deepmind/kinetics-i3d; the X-CLIP/ActionCLIP Kinetics-400 csv uses the same names and order), transcribed from a
-  copy in quic/ai-engine-direct-helper (samples/python/resnet_3d).
-* ``kinetics600``: microsoft/VideoX, X-CLIP/labels/kinetics_600_labels.csv (Carreira et al. 2018's 600 classes).
-* ``ucf101``: microsoft/VideoX, X-CLIP/labels/ucf_101_labels.csv (Soomro et al. 2012, classInd.txt order).
-* ``hmdb51``: microsoft/VideoX, X-CLIP/labels/hmdb_51_labels.csv (Kuehne et al. 2011, underscores as spaces).
+Sources: ``kinetics400``: DeepMind's order (Kay et al. 2017, deepmind/kinetics-i3d `label_map.txt`; transcribed from
+quic/ai-engine-direct-helper samples/python/resnet_3d); ``kinetics600``, ``ucf101``, ``hmdb51``: microsoft/VideoX
+X-CLIP/labels/*.csv (Carreira et al. 2018; Soomro et al. 2012, classInd.txt order; Kuehne et al. 2011).
 """
 
 from __future__ import annotations

@@ -1,13 +1,4 @@
-"""Temporal localisation of untrimmed videos (the windowed pipeline's yardstick): frame-level accuracy and
-segment mAP at tIoU 0.3 / 0.5 / 0.7 of the segments made from the pipeline's per-window output.
-
-Frame-level accuracy: the fraction of frame centres ((i + 0.5) / fps, up to the annotated end) whose predicted
-label equals the annotated one. Segment mAP: per class, predicted segments by decreasing score, each matched to
-the not yet matched annotated segment of its class with the highest tIoU if that is >= the threshold (true
-positive), else a false positive; AP is the area under the precision-recall curve with precision made
-monotonically decreasing (all-point interpolation, as ActivityNet / THUMOS); mAP is the mean over the classes
-that have annotated segments.
-"""
+"""Temporal localisation of untrimmed videos: frame-level accuracy and segment mAP at tIoU 0.3 / 0.5 / 0.7."""
 
 from __future__ import annotations
 
@@ -26,8 +17,7 @@ TIOU_THRESHOLDS = (0.3, 0.5, 0.7)
 
 
 def read_segments(path, video_root=None) -> dict[str, list[dict]]:
-    """{absolute video path: [{"start_s", "end_s", "label"}, ...] sorted by start} from a csv with columns
-    video,start_s,end_s,label."""
+    """{absolute video path: segments sorted by start} from a csv with columns video,start_s,end_s,label."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"segment annotation file not found: {path!r}")
@@ -58,7 +48,7 @@ def label_at(segments: list[dict], t: float) -> str | None:
 
 
 def frame_accuracy(predicted: list[dict], truth: list[dict], fps: float) -> float:
-    """Fraction of frame centres inside the annotated span whose predicted label is the annotated one."""
+    """Fraction of frame centres ((i + 0.5) / fps) in the annotated span whose predicted label is the annotated one."""
     start, end = min(s["start_s"] for s in truth), max(s["end_s"] for s in truth)
     times = (np.arange(int(np.floor(start * fps)), int(np.ceil(end * fps))) + 0.5) / fps
     times = times[(times >= start) & (times < end)]
@@ -77,7 +67,7 @@ def tiou(a: dict, b: dict) -> float:
 
 
 def average_precision(hits: list[bool], num_truth: int) -> float:
-    """AP of a ranked list of hits (True = true positive) against `num_truth` annotated segments."""
+    """AP (all-point interpolation) of a ranked list of hits against `num_truth` annotated segments."""
     if num_truth == 0:
         return float("nan")
     hits = np.asarray(hits, dtype=bool)
@@ -125,14 +115,12 @@ def window_options(o) -> dict:
 def evaluate_localisation(model, segments_file, labels=None, *, chunk_length_s: float, stride_length_s=None,
                           min_duration_s: float | None = None, aggregate: str = "segmentation",
                           fps: float | None = None, options: EvaluationOptions | None = None, **overrides) -> dict:
-    """Frame accuracy and segment mAP of the windowed pipeline's output over the videos of `segments_file`.
+    """Frame accuracy and segment mAP of the windowed pipeline over the videos of `segments_file`.
 
-    `aggregate`: how the pipeline's windows become segments, as the pipeline's `aggregate=`
-    (`pipelines.segments.aggregate_windows`): `"segmentation"` (default), `"frames"`, or `"segments"` (window top
-    labels merged; `"windows"` is accepted for it). `min_duration_s`: default a fraction of the window length
-    (per method, `pipelines/segments.py`). `labels`: class names (default: the annotated ones). `options` /
-    `overrides`: the shared `EvaluationOptions` (a window is one clip: no `num_temporal_clips`; no predictions
-    store: `shard_size`, `progress` and `dataset` are not used)."""
+    `aggregate`: the pipeline's `aggregate=` (`"segmentation"`, default; `"frames"`; `"segments"`, also accepted as
+    `"windows"`). `labels`: class names (default: the annotated ones). `options` / `overrides`: the shared
+    `EvaluationOptions` (a window is one clip; no predictions store).
+    """
     from ..pipelines.failures import each_video
     from ..pipelines.segments import AGGREGATIONS, aggregate_windows
     from ..video.reader import VideoFile

@@ -1,5 +1,4 @@
-"""Classification figures of an evaluation: top-k (the project's metric), per-class accuracy, confusion matrix,
-mean +- std over splits. Pure numpy; scores are (N, K) per-class scores, references (N,) class ids."""
+"""Classification figures of an evaluation (pure numpy): top-k, per-class accuracy, confusion matrix, mean +- std."""
 
 from __future__ import annotations
 
@@ -27,8 +26,7 @@ def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
 
 def classification_figures(scores: np.ndarray, references: np.ndarray, class_names: list[str],
                            top_k=(1, 5)) -> dict:
-    """Top-k accuracy (in %), mean per-class accuracy, per-class accuracy and the confusion matrix of one set.
-    Top-1 ties go to the lower class index (as `argmax` and `topk_accuracy`)."""
+    """Top-k accuracy (%), mean and per-class accuracy and the confusion matrix; top-1 ties go to the lower index."""
     scores = np.asarray(scores, dtype=np.float64)
     references = np.asarray(references, dtype=np.int64)
     ks = tuple(k for k in top_k if k <= scores.shape[1]) or (1,)

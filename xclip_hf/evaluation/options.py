@@ -1,12 +1,4 @@
-"""The options every evaluation protocol shares (`EvaluationOptions`): one dataclass, the same names and defaults
-for closed-set, zero-shot, few-shot, localisation and retrieval. A protocol's own settings (localisation's window
-length, retrieval's re-rank, ...) stay keyword arguments of its function.
-
-Each protocol takes ``options=EvaluationOptions(...)`` and/or the same names as keyword arguments
-(``evaluate_closed_set(model, data, labels, batch_size=8)``); a keyword overrides the field of ``options``, and a
-name that is not a field is a TypeError naming it. An option a protocol cannot honour (more than one temporal clip
-for localisation windows, ...) is a ValueError when set to anything but its default (`check_unused`).
-"""
+"""The options every evaluation protocol shares (`EvaluationOptions`): the same names and defaults everywhere."""
 
 from __future__ import annotations
 
@@ -19,7 +11,11 @@ __all__ = ["EvaluationOptions", "evaluation_options", "check_unused"]
 
 @dataclass(frozen=True)
 class EvaluationOptions:
-    """The options shared by every evaluation protocol (see the module docstring for which uses which)."""
+    """The options shared by every evaluation protocol.
+
+    Each protocol takes ``options=EvaluationOptions(...)`` and/or the same names as keyword arguments; a keyword
+    overrides the field. An option a protocol cannot honour is a ValueError unless left at its default.
+    """
 
     output_dir: Any = None  # report.json/.md (and predictions/, resumable) go here
     video_root: Any = None  # folder the annotation paths are relative to (default: the file's folder)

@@ -1,20 +1,4 @@
-"""Per-video predictions of an evaluation on one process or many (`torchrun` / `accelerate launch`), resumable.
-
-* Processes: accelerate's `PartialState` (`jobs.job_state`, as embed: gloo on CPU). The videos still to
-  score are split between the processes with `split_between_processes` without padding (each video in exactly
-  one share; a process may get none), and the per-video results are gathered once (`gather_object`) at the end,
-  so every process returns the same predictions and reaches the same end, also when its share is empty or all
-  bad.
-* Resumption: with a predictions folder, each process commits its videos' rows (video, class scores or error) in
-  atomic shards with a done-list (`jobs.store.ShardStore`, ``job="evaluate"``, the store embed uses too) under one
-  lock (`jobs.lock`) taken by the main process, and the run starts as every resumable job does
-  (`jobs.resumable.start_resumable_job`). The folder records the job (class names, template, views, frames, dtype,
-  the protocol's data files, and a fingerprint of the whole model: `jobs.identity`); a rerun with the same job
-  skips the videos already committed (videos that failed are tried again) and one with another model or other
-  settings is refused, naming what differs.
-* ``on_bad_video="raise"``: a process stops at its first bad video, and every process raises the same error after
-  the gathering (the one of the first such video in input order); rows committed before stay for a rerun.
-"""
+"""Per-video predictions of an evaluation on one process or many (`torchrun` / `accelerate launch`), resumable."""
 
 from __future__ import annotations
 
@@ -32,14 +16,12 @@ FOLDER = "predictions"  # under a report's output folder
 
 
 def predictions_dir(output_dir, *parts) -> str | None:
-    """The predictions folder of an evaluation written to ``output_dir`` (``output_dir/predictions[/part...]``;
-    protocols that score several times, one per subset or model, use one folder each); None without an output."""
+    """The predictions folder under ``output_dir`` (``output_dir/predictions[/part...]``), or None without one."""
     return None if output_dir is None else os.path.join(os.fspath(output_dir), FOLDER, *map(str, parts))
 
 
 def process_device(device=None):
-    """Where this process's model runs: ``device`` as given on one process; with several processes, a device left
-    out or named by type only (``"cuda"``) is the process's own (``cuda:LOCAL_RANK``)."""
+    """Where this process's model runs: ``device``, or with several processes ``cuda:LOCAL_RANK`` for a bare type."""
     import torch
 
     from ..jobs import job_state
@@ -66,8 +48,7 @@ def _features():
 
 
 def job_settings(pipe, class_names, options: dict, job: dict | None = None) -> dict:
-    """What a predictions folder records: the settings that shape the scores (compared on resume), the whole
-    model's fingerprint (compared), its source and the code version (recorded)."""
+    """What a predictions folder records: score-shaping settings, model fingerprint (compared), source, version."""
     from ..jobs.identity import model_fingerprint
     from ..version import package_version
 
@@ -94,8 +75,7 @@ def _failed(committed: tuple) -> bool:
 
 
 class PredictionRun:
-    """One `score_videos` call seen from this process: `start` (lock, resume, this process's share), `add` /
-    `stop` per scored video, `finish` (commit, gather: every video's (scores, error)), `close` (release the lock)."""
+    """One `score_videos` call on this process: `start`, `add` / `stop` per video, `finish` (gather), `close`."""
 
     def __init__(self, state, videos: list[str], directory=None, settings: dict | None = None, shard_size: int = 64):
         if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size < 1:
@@ -159,8 +139,7 @@ class PredictionRun:
 
     # ------------------------------------------------------------------ end
     def finish(self) -> dict[str, tuple]:
-        """Commit the last rows, gather every process's results once; video -> (scores or None, error or None).
-        Raises the first stop (in input order) on every process."""
+        """Commit the last rows and gather every process's results: video -> (scores or None, error or None)."""
         from accelerate.utils import gather_object
 
         self._commit()

@@ -1,9 +1,4 @@
-"""The evaluation report: `report.json` (every figure, the settings, the model's fingerprint, the code version, the
-bad videos) and `report.md` (a table with the paper's figure beside the measured one, where the paper has one).
-
-The paper's figures come from `paper_figures.json` (transcribed from the paper's Tables 1-5), package data shipped
-beside this module (`PAPER_FIGURES`; the model cards quote the same file), or given with `paper_figures=`.
-"""
+"""The evaluation report: `report.json` (figures, settings, model, code version, bad videos) and `report.md`."""
 
 from __future__ import annotations
 
@@ -32,8 +27,7 @@ _TABLES = {
 
 
 def model_identity(model, source=None) -> dict:
-    """Source, variant, frames and the whole model's fingerprint (`jobs.identity`, as its predictions record) for
-    the report."""
+    """Source, variant, frames and the whole model's fingerprint (`jobs.identity`) for the report."""
     config = model.config
     variant = config.variant_name() if hasattr(config, "variant_name") else None
     return {"source": None if source is None or not isinstance(source, (str, os.PathLike)) else os.fspath(source),
@@ -144,8 +138,7 @@ def to_markdown(report: dict) -> str:
 
 
 def write_report(output_dir: str, report: dict) -> dict:
-    """Write report.json and report.md into `output_dir` (only the main process under torchrun / accelerate
-    launch); returns their paths."""
+    """Write report.json and report.md into `output_dir` (main process only); returns their paths."""
     from .predictions import is_main_process
 
     paths = {"json": os.path.join(output_dir, "report.json"), "md": os.path.join(output_dir, "report.md")}

@@ -1,16 +1,4 @@
-"""Text-video retrieval from `xclip-hf embed` vectors: text->video and video->text R@1/R@5/R@10, median and mean rank.
-
-Scores come from the search's public API (`corpus.search.search_videos` over the embedded dataset, every video
-ranked for every caption): the cosine of the stored video embedding and the caption's text feature, and, with
-`rerank=True`, the prompt-generator re-rank of the `rerank_candidates` best videos per caption (their score is the
-zero-shot pipeline's logit; the others keep exp(logit_scale) * cosine, the same scale). Video->text uses the same
-(caption, video) scores read per video.
-
-Rank and ties (`retrieval_ranks`): a query's rank is 1 + the number of WRONG candidates whose score is at least
-the best score of a correct candidate (ties count against the query: a constant score matrix gives every query the
-worst rank, never R@1 = 100%). A video with several captions is a hit for video->text when its best caption ranks
-within K.
-"""
+"""Text-video retrieval from `xclip-hf embed` vectors: R@1/5/10, median and mean rank both ways, ties counted against the query."""
 
 from __future__ import annotations
 
@@ -74,24 +62,17 @@ def read_captions(path, video_root=None) -> list[tuple[str, str]]:
     return pairs
 
 
-def _score_matrix(dataset, captions: list[str], videos: list[str], model, processor, rerank: bool,
-                  rerank_candidates: int | None, template: str, device) -> np.ndarray:
-    """(captions, videos) scores through `search_videos`, every video ranked for every distinct caption (a caption
-    shared by several videos is searched once)."""
-    from ..corpus.search import search_videos
+def _score_matrix(dataset, captions: list[str], model, processor, rerank: bool, rerank_candidates: int | None,
+                  template: str, device) -> np.ndarray:
+    """(captions, dataset rows) scores from `corpus.search.score_matrix`; a caption shared by several videos is
+    scored once."""
+    from ..corpus.search import score_matrix
 
-    column = {v: j for j, v in enumerate(videos)}
     distinct = list(dict.fromkeys(captions))
-    results = search_videos(dataset, distinct, model, processor, top_k=len(videos), rerank=rerank,
-                            rerank_candidates=rerank_candidates, template=template, device=device)
-    unique_scores = np.full((len(distinct), len(videos)), -np.inf)
-    for q, hits in enumerate(results):
-        for hit in hits:
-            j = column.get(os.path.abspath(hit["path"]))
-            if j is not None:
-                unique_scores[q, j] = hit["score"]
+    scores = score_matrix(dataset, distinct, model, processor, rerank=rerank, rerank_candidates=rerank_candidates,
+                          template=template, device=device)
     row = {caption: q for q, caption in enumerate(distinct)}
-    return unique_scores[[row[c] for c in captions]]
+    return scores[[row[c] for c in captions]]
 
 
 NOT_USED = ("num_temporal_clips", "num_spatial_crops", "num_frames", "batch_size", "on_bad_video", "dtype",
@@ -126,7 +107,9 @@ def evaluate_retrieval(model, captions_file, embeddings, *, rerank: bool = True,
     if not pairs:
         raise ValueError("no caption's video has an embedding; the first problem: "
                          f"{bad[0]['video']}: {bad[0]['error']}")
-    videos = list(dict.fromkeys(v for v, _ in pairs))  # candidates: the captioned videos that have vectors
+    wanted = {v for v, _ in pairs}
+    kept = [i for i, p in enumerate(paths) if p in wanted]  # candidates: the captioned videos that have vectors
+    videos = [paths[i] for i in kept]  # in the dataset's row order: the score matrix's columns
     captions = [c for _, c in pairs]
     relevant = np.zeros((len(pairs), len(videos)), dtype=bool)
     relevant[np.arange(len(pairs)), [videos.index(v) for v, _ in pairs]] = True
@@ -134,12 +117,10 @@ def evaluate_retrieval(model, captions_file, embeddings, *, rerank: bool = True,
     kinds = {"cosine": False}
     if rerank and "video_context" in dataset.column_names:
         kinds["rerank"] = True
-    wanted = set(videos)
-    subset = dataset.select([i for i, p in enumerate(paths) if p in wanted]) if len(wanted) < len(paths) else dataset
+    subset = dataset.select(kept) if len(kept) < len(paths) else dataset
     results = {}
     for name, use_rerank in kinds.items():
-        scores = _score_matrix(subset, captions, videos, net, processor, use_rerank, rerank_candidates, template,
-                               device)
+        scores = _score_matrix(subset, captions, net, processor, use_rerank, rerank_candidates, template, device)
         t2v, v2t = retrieval_metrics(scores, relevant), retrieval_metrics(scores.T, relevant.T)
         results[name] = {**{f"t2v_{k}": v for k, v in t2v.items()}, **{f"v2t_{k}": v for k, v in v2t.items()}}
     identity = model_identity(net, model if isinstance(model, (str, os.PathLike)) else None)

@@ -1,15 +1,4 @@
-"""Score a list of videos against a class list through the zero-shot pipeline's public API, skipping (and listing)
-videos that cannot be read.
-
-Multi-view (paper Sec. 4.2): `num_temporal_clips x num_spatial_crops` views per video, the softmax of each view
-averaged over the views (the pipeline's `num_temporal_clips` / `num_spatial_crops`). Each file is opened and decoded
-once for all of its temporal views: the video processor asks the reader for the sorted union of the clips' frame
-indices in one pass (`reader.load_video`).
-
-The same call runs on one process or under ``torchrun`` / ``accelerate launch`` (the videos split between the
-processes, the predictions gathered once), and with ``predictions_dir`` it is resumable: per-video predictions are
-committed in shards there, and a rerun scores only what is missing (`predictions`).
-"""
+"""Score videos against class names through the zero-shot pipeline's `score` matrix, multi-view (Sec. 4.2), listing bad videos, resumable."""
 
 from __future__ import annotations
 
@@ -52,20 +41,15 @@ def pipeline_for(model, options):
     return model if is_pipeline(model) else build_pipeline(model, options.processor, options.device, options.dtype)
 
 
-def _vector(result: list[dict], column: dict[str, int]) -> np.ndarray:
-    row = np.zeros(len(column), dtype=np.float64)
-    for item in result:
-        row[column[item["label"]]] = item["score"]
-    return row
-
-
 def _score_chunk(pipe, chunk: list[str], batch_size: int, options: dict, num_workers: int = 0) -> list[tuple]:
-    """(video, pipeline result or None, error or None) per video of `chunk`; a failing batch is retried video by
-    video (in this process) to find the bad one(s)."""
+    """(video, scores (K,) float64 or None, error or None) per video of `chunk`, through the pipeline's `score`; a
+    failing batch is retried video by video (in this process) to find the bad one(s)."""
     from ..pipelines.failures import batch_then_each
 
-    return batch_then_each(lambda videos: pipe(videos, batch_size=batch_size, num_workers=num_workers, **options),
-                           lambda video: pipe([video], batch_size=1, **options)[0], chunk)
+    def batch(videos):
+        return list(pipe.score(videos, batch_size=batch_size, num_workers=num_workers, **options).double().numpy())
+
+    return batch_then_each(batch, lambda video: pipe.score([video], batch_size=1, **options)[0].double().numpy(), chunk)
 
 
 def score_videos(pipe, videos: list[str], class_names: list[str], *, num_temporal_clips: int = 1,
@@ -90,7 +74,6 @@ def score_videos(pipe, videos: list[str], class_names: list[str], *, num_tempora
 
     if on_bad_video not in ON_BAD_VIDEO:
         raise ValueError(f"on_bad_video must be one of {ON_BAD_VIDEO}, got {on_bad_video!r}")
-    column = {name: k for k, name in enumerate(class_names)}
     options = dict(candidate_labels=list(class_names), hypothesis_template=template,
                    num_temporal_clips=num_temporal_clips, num_spatial_crops=num_spatial_crops, num_frames=num_frames)
     options = {k: v for k, v in options.items() if v is not None}
@@ -109,9 +92,9 @@ def score_videos(pipe, videos: list[str], class_names: list[str], *, num_tempora
         with tqdm(total=len(mine), unit="video", desc=desc, file=sys.stderr, disable=disable) as bar:
             for start in range(0, len(mine), step):
                 chunk = mine[start:start + step]
-                for video, result, err in _score_chunk(pipe, chunk, batch_size, options, num_workers):
+                for video, row, err in _score_chunk(pipe, chunk, batch_size, options, num_workers):
                     if err is None:
-                        run.add(video, _vector(result, column))
+                        run.add(video, row)
                         continue
                     message = f"{type(err).__name__}: {err}"
                     if on_bad_video == "raise":

@@ -1,18 +1,4 @@
-"""Zero-shot protocols, paper Sec. 4.4 (supplementary Sec. 3.4).
-
-* Split files (UCF-101 / HMDB-51: the three official test splits): every split scored against all of the dataset's
-  classes (the paper's bare label as text by default), per-split top-1/top-5, mean +- std over the splits
-  (population std, ddof=0). A video listed in several splits is scored once.
-* Kinetics-600 new classes: the classes of Kinetics-600 that are not in Kinetics-400, derived from the two label
-  files (`kinetics600_new_classes`); N seeded subsets of 160 of them (or given subsets), each scored over the K600
-  validation videos of its classes against its 160 names; mean +- std over the subsets.
-
-Name matching between the two label files (`normalise_class_name`): case, underscores as spaces, quotes dropped,
-whitespace collapsed; then a parenthesised qualifier one file adds to a name of the other ("hugging" ->
-"hugging (not baby)") matches when it pairs exactly one unmatched name on each side. Every pairing that needed more
-than an exact match is listed with its reason, so the count can be checked by hand. True renames (different words)
-are not guessed: pass them as `renames={k400 name: k600 name}`.
-"""
+"""Zero-shot protocols, paper Sec. 4.4: split files (mean +- std over splits) and the Kinetics-600 new classes."""
 
 from __future__ import annotations
 
@@ -38,8 +24,7 @@ SUBSET_SIZE = 160
 
 
 def normalise_class_name(name: str) -> str:
-    """Lower case, underscores as spaces, quotes dropped, whitespace collapsed ("Passing_American 'Football'" ->
-    "passing american football")."""
+    """Lower case, underscores as spaces, quotes dropped, whitespace collapsed."""
     text = _QUOTES.sub("", str(name).replace("_", " ").lower())
     return " ".join(text.split())
 
@@ -51,9 +36,7 @@ def _base(normalised: str) -> str | None:
 
 
 def kinetics600_new_classes(k400_names, k600_names, renames: dict | None = None) -> dict:
-    """The K600 classes absent from K400 (in K600 order): {"new_classes", "count", "matched", "normalised"}.
-
-    `normalised` lists every K600 name that matched a K400 name only after normalisation, with the rule used."""
+    """The K600 classes absent from K400 (K600 order): {"new_classes", "count", "matched", "normalised"}."""
     renames = {normalise_class_name(a): normalise_class_name(b) for a, b in (renames or {}).items()}
     old = {}
     for name in k400_names:
@@ -129,8 +112,7 @@ def _finish(protocol, dataset, pipe, model, settings, results, bad, output_dir, 
 
 def evaluate_zero_shot(model, split_files, labels, *, options: EvaluationOptions | None = None,
                        **overrides) -> dict:
-    """Per-split top-1/top-5 and mean +- std over `split_files` (annotation files over the classes of `labels`).
-    `options` / `overrides`: the shared `EvaluationOptions`, all used here (see `closed_set.evaluate_closed_set`)."""
+    """Per-split top-1/top-5 and mean +- std over `split_files`; `options` / `overrides`: `EvaluationOptions`."""
     o = evaluation_options(options, overrides)
     split_files = [split_files] if isinstance(split_files, (str, os.PathLike)) else list(split_files)
     if not split_files:
@@ -162,10 +144,11 @@ def evaluate_kinetics600_new_classes(model, data_file, *, k400_labels="kinetics4
                                      renames: dict | None = None, subsets: list[list[str]] | None = None,
                                      num_subsets: int = 3, subset_size: int = SUBSET_SIZE, seed: int = 0,
                                      options: EvaluationOptions | None = None, **overrides) -> dict:
-    """Zero-shot on the K600 classes absent from K400: `data_file` annotates K600 validation videos with K600
-    ids; each subset (seeded, or given) scores its classes' videos against its own names. With `output_dir`,
-    resumable through `output_dir/predictions/subset{i}`. `options` / `overrides`: the shared `EvaluationOptions`
-    (one view per video, the paper's protocol; `dataset` defaults to kinetics600)."""
+    """Zero-shot on the K600 classes absent from K400, over seeded (or given) subsets of their names.
+
+    `data_file` annotates K600 validation videos with K600 ids. With `output_dir`, resumable through
+    `output_dir/predictions/subset{i}`. `options` / `overrides`: `EvaluationOptions` (one view; `dataset` kinetics600).
+    """
     o = evaluation_options(options, overrides)
     check_unused(o, "zero-shot on the Kinetics-600 new classes", ("num_temporal_clips", "num_spatial_crops"),
                  "one view per video, the paper's protocol")

@@ -1,20 +1,4 @@
-"""Which model a job's rows come from: a fingerprint of the model side they depend on (the code version that wrote
-them: `xclip_hf.version.package_version`).
-
-Rows of `embed` depend only on the model's video side (the `XClipVisionModel`: frame encoder, MIT, projection and
-the prompt context z-bar), so that is what is fingerprinted: its config (minus bookkeeping such as the transformers
-version, output flags and initialisation settings) and every weight's name, dtype, shape and bytes (sha256). The
-same model therefore has the same fingerprint however it is named (``./model``, an absolute path, another working
-directory, an object), and new weights saved under the same path have another one. A model whose text tower alone
-changed keeps its fingerprint: its rows are the same vectors. Weights are hashed as given: the same checkpoint
-cast to another dtype is another model.
-
-`model_fingerprint(model, whole=True)` hashes the whole model the same way (video and text sides, prompt generator,
-logit scale): what a classifier's scores depend on (`xclip-hf evaluate`'s predictions).
-
-Hashing reads every weight once (for X-CLIP B/32, about 350 MB on the video side: a fraction of a second); the
-result is kept per model object and recomputed only when its weights change (`models.fingerprint.weights_key`).
-"""
+"""Which model a job's rows come from: a sha256 fingerprint of the model's video side (or of the whole model)."""
 
 from __future__ import annotations
 
@@ -60,9 +44,10 @@ def _hash(module, whole: bool = False) -> str:
 
 
 def model_fingerprint(model, whole: bool = False) -> str:
-    """``"sha256:<hex>"`` of the model's video side (config and weights; ``whole=True``: of the whole model); kept
-    per object until its weights change. An exported model gives its source model's (marked ``+int8`` for int8
-    graphs)."""
+    """``"sha256:<hex>"`` of the model's video side (``whole=True``: the whole model), config and weights.
+
+    Kept per object until its weights change; an exported model gives its source's (``+int8`` for int8 graphs).
+    """
     from ..models.fingerprint import weights_key
 
     # an exported model: the fingerprint of its source, recorded at export
@@ -93,8 +78,7 @@ def _precision(fingerprint: str) -> str:
 
 
 def what_differs(recorded: str | None, fingerprint: str | None) -> str:
-    """For a message about two fingerprints: what differs when it is only the precision of an export of the same
-    model (``"; the same source model at another precision: float32 vs int8"``), else ``""``."""
+    """What differs between two fingerprints when only an export's precision does, else ``""``."""
     if not recorded or not fingerprint or recorded.partition("+")[0] != fingerprint.partition("+")[0]:
         return ""
     return f"; the same source model at another precision: {_precision(recorded)} vs {_precision(fingerprint)}"

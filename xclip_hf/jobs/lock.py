@@ -1,15 +1,4 @@
-"""One writer per job output: ``DIR/_embed.lock`` (``_evaluate.lock`` for an evaluate job's predictions; the
-``job`` argument) names the run that holds it (pid, host, start time).
-
-A second run refuses at once, naming the holder. A lock whose process is gone (same host: no such pid, a zombie,
-or the pid now belongs to a process started later) is stale and is taken over. Taking and taking over happen
-under an exclusive ``flock`` of ``DIR/_embed.lock.guard`` (released by the kernel even if its holder is killed),
-so two runs can never both decide a lock is theirs; the lock file itself is always written whole (a temporary
-file renamed into place) and a fresh one is created with ``os.link`` (atomic, fails if it exists). A lock held on
-another host cannot be checked from here: it is refused, and the message says to delete it if that run is gone.
-Under torchrun / accelerate, the main process takes the lock for the job and the others trust it
-(`take_job_lock`).
-"""
+"""One writer per job output: ``DIR/_embed.lock`` (``_evaluate.lock``) names its run; stale locks are taken over."""
 
 from __future__ import annotations
 
@@ -110,8 +99,7 @@ def _guard(directory: str, name: str = GUARD_NAME):
 
 
 def _create(tmp: str, path: str, holder: dict) -> None:
-    """Create ``path`` with the content of ``tmp``, failing with FileExistsError if it exists: ``os.link`` (atomic,
-    also on NFS), or, on a file system without hard links, an exclusive create written under the guard."""
+    """Create ``path`` with the content of ``tmp``; FileExistsError if it exists (``os.link``, or exclusive create)."""
     try:
         os.link(tmp, path)
         return
@@ -182,9 +170,7 @@ class JobLock:
 
 
 def take_job_lock(state, directory, job: str = "embed") -> JobLock | None:
-    """The job's lock, taken by the main process of an accelerate ``state`` for all; every process learns whether
-    it was refused, so that none waits at a barrier for a job that never starts. Returns the lock on the main
-    process (None on the others)."""
+    """The job's lock, taken by the main process of accelerate ``state`` for all; every process learns a refusal."""
     from accelerate.utils import broadcast_object_list
 
     lock, failure = None, None

@@ -22,8 +22,7 @@ def _cpu_only(device) -> bool:
 
 
 def job_state(device=None):
-    """accelerate's `PartialState` of this process (created once; gloo on CPU; barriers wait hours, not minutes,
-    for the slowest process), its process group ended at interpreter exit."""
+    """accelerate's `PartialState` of this process (once; gloo on CPU; 12 h barriers), its group ended at exit."""
     from accelerate import PartialState
 
     state = PartialState(cpu=_cpu_only(device), timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS))
@@ -42,8 +41,7 @@ _REGISTERED: list = []
 
 
 def end_process_group_at_exit() -> None:
-    """Run `end_process_group` at interpreter exit (registered once per process, whoever asks): left to interpreter
-    shutdown, gloo's threads can abort a finished process (SIGABRT) and so fail a whole torchrun launch."""
+    """Run `end_process_group` at interpreter exit (registered once per process)."""
     if not _REGISTERED:
         atexit.register(end_process_group)
         _REGISTERED.append(end_process_group)

@@ -1,7 +1,4 @@
-"""The start of a resumable job (embed, evaluate), the same on one process or many: check the output against the
-job's settings, read what earlier runs committed, let the main process record the job and drop half-written shards
-between two barriers, and split what is left between the processes (each item in exactly one share).
-"""
+"""The start of a resumable job (embed, evaluate) on one process or many: check, read what is done, record, split."""
 
 from __future__ import annotations
 
@@ -13,8 +10,7 @@ __all__ = ["JobStart", "start_resumable_job"]
 
 @dataclass
 class JobStart:
-    """What a resumable job starts from: ``done`` (absolute path -> what an earlier run committed for it), the
-    items still to do on all processes (``pending``) and this process's share of them (``mine``)."""
+    """What a resumable job starts from: ``done`` (path -> committed), ``pending`` (all processes) and ``mine``."""
 
     done: dict
     pending: list
@@ -30,16 +26,15 @@ def _record(state, store, settings: dict) -> None:
     state.wait_for_everyone()
 
 
-def start_resumable_job(state, store, settings: dict, items, read_done, redo=None) -> JobStart:
-    """Start a job on the accelerate ``state`` whose output ``store`` (a `ShardStore`; None: nothing to resume)
-    this run holds the lock of. ``read_done(store)`` gives absolute path -> what is committed; an item is pending
-    when it is not committed or ``redo(committed)`` says so."""
+def start_resumable_job(state, store, settings: dict, items, read_done, redo=None, key=os.path.abspath) -> JobStart:
+    """Start a job on accelerate ``state`` whose output ``store`` (a `ShardStore`, or None) this run has locked;
+    ``key(item)`` is an item's key in ``read_done``'s answer."""
     done = {}
     if store is not None:
         store.check(settings)
         done = read_done(store)
         _record(state, store, settings)
-    pending = [item for item in items if (key := os.path.abspath(item)) not in done
-               or (redo is not None and redo(done[key]))]
+    pending = [item for item in items if (name := key(item)) not in done
+               or (redo is not None and redo(done[name]))]
     with state.split_between_processes(pending) as mine:  # no padding: each item in one share
         return JobStart(done, pending, list(mine))

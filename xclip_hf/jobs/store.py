@@ -1,23 +1,4 @@
-"""Where a resumable job keeps its work: atomic shards per process, a done-list, and the merged dataset (embed).
-
-The same store keeps `xclip-hf evaluate`'s per-video predictions (``job="evaluate"``: ``_evaluate_config.json``,
-``_evaluate.lock``; the rows' features are the caller's, with a ``path`` and an ``error`` column).
-
-Layout of an output directory ``DIR``::
-
-    DIR/_embed_config.json          the job's identity, checked again when a run resumes: the settings that shape
-                                    the rows, the fingerprint of the model's video side (`identity`), the model as
-                                    named and the code version (recorded, not compared)
-    DIR/_embed.lock                 the run writing now (pid, host, start time; `lock`); _embed.lock.guard stays
-    DIR/_shards/rank{r}-{k:06d}/    a `datasets` dataset saved by process r (its k-th commit) + videos.json,
-                                    the inputs whose rows it holds (the done-list); renamed into place atomically
-    DIR/{state.json, data-*.arrow}  the merged dataset, written by the main process (`datasets.load_from_disk(DIR)`)
-
-A shard holds complete videos only, so after a kill (even ``kill -9``) every input is either fully in one
-committed shard or not at all; the next run skips the inputs of committed shards and embeds the rest. A video
-with an error row is retried by the next run (unless told not to): its new rows go to a new shard, and the merge
-keeps, per video, the first copy without errors (else the newest copy).
-"""
+"""Where a resumable job keeps its work: atomic shards of whole videos per process, a done-list, the merged dataset."""
 
 from __future__ import annotations
 
@@ -25,14 +6,15 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 
 from .identity import short, what_differs
 from .lock import lock_files
 
-__all__ = ["ShardStore", "row_features", "read_job_config", "config_name", "CONFIG_NAME", "SHARDS_DIR",
-           "RECORDED_KEYS"]
+__all__ = ["ShardStore", "row_features", "read_job_config", "config_name", "input_key", "CONFIG_NAME",
+           "SHARDS_DIR", "RECORDED_KEYS", "INPUT_IDS"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +30,11 @@ DONE_LIST = "videos.json"
 _DATASET_FILES = ("state.json", "dataset_info.json")
 # recorded in the job config but not compared as settings: the model is compared by fingerprint, not by name
 RECORDED_KEYS = ("model", "model_source", "model_fingerprint", "code_version")
+# the job setting that says what the inputs' names are: "paths" (local paths and URLs) or "ids" (a source's ids)
+INPUT_IDS = "input_ids"
+# settings added after outputs were written without them: the value those outputs had
+_EARLIER_DEFAULTS = {INPUT_IDS: "paths"}
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def read_job_config(directory, job: str = "embed") -> dict | None:
@@ -88,8 +75,9 @@ def _quiet_datasets():
             enable_progress_bars()
 
 
-def _video_key(path: str) -> str:
-    return os.path.abspath(path)
+def input_key(name: str, as_written: bool = False) -> str:
+    """The done-list key of an input: a source's id or a URL as written, a local path made absolute."""
+    return name if as_written or _URL.match(name) else os.path.abspath(name)
 
 
 def _brief(value, limit: int = 120) -> str:
@@ -107,6 +95,7 @@ class ShardStore:
         self.job = job
         self.config_path = os.path.join(self.directory, config_name(job))
         self.shards_dir = os.path.join(self.directory, SHARDS_DIR)
+        self.ids_as_written = False  # inputs named by a source's ids, not paths (from the job's settings, `check`)
         self._next = None
 
     # ---------------------------------------------------------------- opening
@@ -128,17 +117,14 @@ class ShardStore:
             )
 
     def check(self, settings: dict) -> None:
-        """`check_owner`, and refuse an earlier run made with different settings or another model (read-only).
-
-        ``settings`` holds the row-shaping settings and the `RECORDED_KEYS`; the model is compared by its
-        fingerprint. An output written before fingerprints were recorded cannot be checked: a warning says so.
-        """
+        """`check_owner`, and refuse an earlier run with other settings or another model (by fingerprint)."""
         self.check_owner()
+        self.ids_as_written = settings.get(INPUT_IDS) == "ids"
         saved = read_job_config(self.directory, self.job)
         if saved is None:
             return
-        changed = {k: (saved.get(k), v) for k, v in settings.items()
-                   if k not in RECORDED_KEYS and saved.get(k) != v}
+        changed = {k: (saved.get(k, _EARLIER_DEFAULTS.get(k)), v) for k, v in settings.items()
+                   if k not in RECORDED_KEYS and saved.get(k, _EARLIER_DEFAULTS.get(k)) != v}
         if changed:
             diff = ", ".join(f"{k}: {_brief(old)} -> {_brief(new)}" for k, (old, new) in changed.items())
             raise ValueError(
@@ -193,13 +179,13 @@ class ShardStore:
             return json.load(f)
 
     def shard_failures(self, name: str) -> set[str]:
-        """Inputs (absolute paths) with an error row in a shard."""
+        """Inputs (their `key`) with an error row in a shard."""
         import pyarrow.compute as pc
         from datasets import load_from_disk
 
         table = load_from_disk(os.path.join(self.shards_dir, name)).data  # a saved shard has no indices mapping
         failed = pc.filter(table.column("path"), pc.is_valid(table.column("error")))
-        return {_video_key(p) for p in failed.to_pylist()}
+        return {self.key(p) for p in failed.to_pylist()}
 
     def _commit_order(self) -> list[str]:
         """Committed shards oldest first (commit time of the done-list, then name)."""
@@ -209,20 +195,22 @@ class ShardStore:
         return sorted(self.committed_shards(), key=when)
 
     def chosen_copies(self) -> dict[str, tuple[str, bool]]:
-        """Per input (absolute path): the shard whose rows count and whether they hold an error. An input can be in
-        several shards when an earlier run's error rows were retried: the first copy without errors counts, else
-        the newest copy."""
+        """Per input: the shard whose rows count (the first copy without errors, else the newest) and its error flag."""
         chosen: dict[str, tuple[str, bool]] = {}
         for name in self._commit_order():
             failed = self.shard_failures(name)
-            for key in {_video_key(p) for p in self.shard_videos(name)}:
+            for key in {self.key(p) for p in self.shard_videos(name)}:
                 if key not in chosen or chosen[key][1]:
                     chosen[key] = (name, key in failed)
         return chosen
 
     def committed_inputs(self) -> dict[str, bool]:
-        """Inputs (absolute paths) committed by any process of any earlier run -> whether their rows hold an error."""
+        """Inputs (their `key`) committed by any process of any earlier run -> whether their rows hold an error."""
         return {key: failed for key, (_, failed) in self.chosen_copies().items()}
+
+    def key(self, name: str) -> str:
+        """The done-list key of an input of this job (`input_key`)."""
+        return input_key(name, self.ids_as_written)
 
     # ---------------------------------------------------------------- writing
     def _next_index(self) -> int:
@@ -256,11 +244,11 @@ class ShardStore:
         chosen = self.chosen_copies()
         parts = []
         for name in self._commit_order():
-            videos = {_video_key(p) for p in self.shard_videos(name)}
+            videos = {self.key(p) for p in self.shard_videos(name)}
             part = load_from_disk(os.path.join(self.shards_dir, name))
             superseded = {key for key in videos if chosen[key][0] != name}  # rows replaced by another copy
             if superseded:
-                part = part.filter(lambda p: _video_key(p) not in superseded, input_columns="path")
+                part = part.filter(lambda p: self.key(p) not in superseded, input_columns="path")
             parts.append(part)
         return concatenate_datasets(parts) if parts else Dataset.from_dict({k: [] for k in features}, features=features)
 

@@ -1,9 +1,4 @@
-"""CLIP -> X-CLIP expansion (paper Sec. 3.2, Initialization).
-
-The patch embedding, the intra-frame attention (CLIP's self-attention), the FFNs, the text encoder and both
-projections inherit CLIP's weights; the message tokens with their cross-frame fusion attention, the multi-frame
-integration transformer and the video-specific prompt generator are new and randomly initialised.
-"""
+"""CLIP -> X-CLIP expansion (paper Sec. 3.2, Initialization): CLIP's weights, new modules randomly initialised."""
 
 import re
 
@@ -21,8 +16,7 @@ CLIP_KEY_MAPPING = {
 
 
 def xclip_config_from_clip(clip_config, num_frames: int = 8, **overrides) -> XClipConfig:
-    """X-CLIP config whose CLIP parts copy `clip_config`; new modules sized like the paper (heads = width / 64);
-    `overrides` go to the config that owns them (`route_overrides`)."""
+    """X-CLIP config whose CLIP parts copy `clip_config` (new modules: heads = width / 64); `overrides` routed."""
     v, t, p = clip_config.vision_config, clip_config.text_config, clip_config.projection_dim
     heads = max(p // 64, 1)
     eos = getattr(t, "eos_token_id", None)

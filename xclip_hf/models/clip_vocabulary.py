@@ -1,13 +1,8 @@
-"""CLIP's byte-level BPE vocabulary layout and tokenizer files, shared by every tokenizer the package builds.
+"""CLIP's byte-level BPE vocabulary layout and tokenizer files, as ``transformers.CLIPTokenizer`` loads them.
 
-The files follow OpenAI CLIP's layout so that ``transformers.CLIPTokenizer`` (and ``CLIPTokenizerFast``,
-the same class in transformers 5) load them with ``from_pretrained``:
-
-* ``vocab.json``: the 256 byte-level symbols, the same 256 symbols with the end-of-word suffix ``</w>``,
-  one entry per merge (in merge order), then ``<|startoftext|>`` and ``<|endoftext|>``. ``<|endoftext|>``
-  has the HIGHEST id and ``<|startoftext|>`` the second highest, as in CLIP: the text encoder pools at
-  ``argmax(input_ids)``, which is the end-of-text position only under this ordering.
-* ``merges.txt``: a ``#version: 0.2`` header line, then one merge per line.
+``vocab.json``: 256 byte symbols, the same with ``</w>``, one entry per merge, then ``<|startoftext|>`` and
+``<|endoftext|>`` (the highest id: the text encoder pools at ``argmax(input_ids)``); ``merges.txt``: a
+``#version: 0.2`` header, then one merge per line.
 """
 
 from __future__ import annotations
@@ -23,8 +18,7 @@ END_OF_WORD = "</w>"
 
 
 def byte_symbols() -> list[str]:
-    """The 256 byte-level BPE symbols in CLIP's vocabulary order: printable Latin-1 bytes (as themselves) first,
-    then the remaining bytes mapped to code points 256, 257, ... (CLIP's byte table; the one copy in the package)."""
+    """The 256 byte-level BPE symbols in CLIP's order: printable Latin-1 bytes, then the rest mapped to 256, 257, ..."""
     keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     others = [b for b in range(256) if b not in keep]
     return [chr(b) for b in keep] + [chr(256 + n) for n in range(len(others))]

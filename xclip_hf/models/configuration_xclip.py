@@ -1,12 +1,4 @@
-"""Configurations of X-CLIP and the table of the paper's variants.
-
-`XClipVisionConfig` describes the video encoder (cross-frame communication transformer + multi-frame
-integration transformer, paper Sec. 3.2), `XClipTextConfig` the CLIP text encoder together with the
-video-specific prompt generator (Sec. 3.3), `XClipConfig` the two-tower model.
-
-Other checkpoint layouts (the published microsoft/xclip-* use transformers' own `"xclip"` config) are converted
-while their config.json is read, through the hook of `xclip_hf.models.formats` (`get_config_dict`).
-"""
+"""Configurations of X-CLIP (video encoder, text encoder + prompt generator, both towers) and the paper's variants."""
 
 from __future__ import annotations
 
@@ -18,8 +10,7 @@ from transformers import PreTrainedConfig
 
 
 def _get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
-    """`get_config_dict` that converts other checkpoint layouts (`xclip_hf.models.formats`) to ours before the
-    sub-config is picked from the dict."""
+    """`get_config_dict` converting other checkpoint layouts (`models.formats`) to ours before picking a sub-config."""
     from .formats import native_config_dict
 
     config_dict, kwargs = PreTrainedConfig.get_config_dict.__func__(cls, pretrained_model_name_or_path, **kwargs)
@@ -30,10 +21,9 @@ def _get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
 class XClipTextConfig(PreTrainedConfig):
     r"""CLIP text encoder with the video-specific prompt generator (paper Sec. 3.3, Eq. 10).
 
-    `eos_token_id=None` pools the text at the highest token id of each sequence (CLIP's end-of-text token is the
-    last entry of its vocabulary); an integer pools at the first occurrence of that id.
-    `prompt_*` describe the prompt generator: `prompt_layers` blocks of cross-attention (text queries, video
-    tokens as keys/values) + MLP, scaled by a learned per-channel `alpha` initialised to `prompt_alpha`.
+    `eos_token_id=None` pools at the highest token id of each sequence (CLIP's end-of-text); an integer pools at its
+    first occurrence. `prompt_layers` blocks of cross-attention + MLP, scaled by a learned per-channel `alpha`
+    initialised to `prompt_alpha`.
     """
 
     model_type = "xclip_hf_text_model"
@@ -70,17 +60,12 @@ class XClipTextConfig(PreTrainedConfig):
 
 @strict
 class XClipVisionConfig(PreTrainedConfig):
-    r"""Video encoder of X-CLIP (paper Sec. 3.2).
+    r"""Video encoder of X-CLIP (paper Sec. 3.2): a CLIP ViT with message tokens (Eq. 7-9) and the MIT (Eq. 6).
 
-    The cross-frame communication transformer is a CLIP ViT (`hidden_size`, `num_hidden_layers`, ...) whose blocks
-    add message tokens (Eq. 7-9); `use_cross_frame_attention=False` turns them into plain ViT blocks and
-    `use_mit=False` replaces the multi-frame integration transformer (Eq. 6) by a plain mean over frames — both off
-    is the paper's CLIP-Mean baseline (Tab. 6). `num_frames` is the clip length T the model was built for (it
-    sizes the temporal position embedding of the MIT).
-    `position_embedding_init` sets how a new model's spatial position embedding starts: `"random"` (CLIP's small
-    normal init, what pretrained checkpoints expect) or `"sincos"` (the patch rows get a fixed, centred 2-D
-    sin-cos pattern at the RMS of the patch embedding's output for unit-variance pixels; the class row keeps its
-    random init; still trained). Weights loaded from a checkpoint are never re-initialised.
+    `use_cross_frame_attention=False` / `use_mit=False` (mean over frames) switch off the paper's modules: both off is
+    the CLIP-Mean baseline (Tab. 6). `num_frames`: the clip length T (sizes the MIT's temporal positions).
+    `position_embedding_init`: `"random"` (CLIP's init) or `"sincos"` (a fixed, centred 2-D sin-cos pattern on the
+    patch rows, still trained); weights loaded from a checkpoint are never re-initialised.
     """
 
     model_type = "xclip_hf_vision_model"
@@ -131,12 +116,7 @@ class XClipVisionConfig(PreTrainedConfig):
 
 @strict
 class XClipConfig(PreTrainedConfig):
-    r"""X-CLIP: video encoder, text encoder with prompt generator, and the logit scale of the cosine similarity.
-
-    `projection_dim` (the joint video-text space) is propagated to both sub-configs. Label smoothing is a training
-    argument (`TrainingArguments.label_smoothing_factor`); configs saved with the former `label_smoothing` key
-    still load (the key is dropped).
-    """
+    r"""X-CLIP: video and text configs and the logit scale (Eq. 3); `projection_dim` is copied to both towers."""
 
     model_type = "xclip_hf"
     get_config_dict = classmethod(_get_config_dict)
@@ -162,8 +142,10 @@ class XClipConfig(PreTrainedConfig):
 
     @classmethod
     def from_variant(cls, name: str, num_frames: int | None = None, **overrides) -> XClipConfig:
-        """A config from the variant table, e.g. `from_variant("xclip-base-patch32", num_frames=16)`; keyword
-        overrides go to the config that owns them (`route_overrides`), e.g. `use_mit=False` to the vision config."""
+        """A config of the variant table, e.g. `from_variant("xclip-base-patch32", num_frames=16, use_mit=False)`.
+
+        Keyword overrides go to the config that owns them (`route_overrides`).
+        """
         if name not in VARIANTS:
             raise ValueError(f"Unknown X-CLIP variant {name!r}; known variants: {', '.join(VARIANTS)}.")
         spec = copy.deepcopy(VARIANTS[name])
@@ -216,11 +198,8 @@ def _fields(config_cls) -> set[str]:
 def route_overrides(overrides: dict) -> dict[str, dict]:
     """Which config owns each override key: ``{"": XClipConfig's, "text_config": ..., "vision_config": ...}``.
 
-    ``text_config.K`` / ``vision_config.K`` name the sub-config. A bare key goes to `XClipConfig` when it is one of
-    its fields (`projection_dim`, `logit_scale_init_value`, `initializer_factor`, and transformers' general ones
-    such as `id2label` or `output_hidden_states`), else to the one sub-config that has it (`use_mit` -> vision,
-    `vocab_size` -> text). A field of both towers (`hidden_size`, ...) must be named with its prefix; an unknown
-    key is an error. Used by `XClipConfig.from_variant`, the CLIP expansion and the example's --config_overrides.
+    A bare key goes to `XClipConfig` when it is one of its fields, else to the one tower that has it; a field of both
+    towers needs its prefix (``vision_config.hidden_size``); an unknown key is an error.
     """
     owners = {"text_config": _fields(XClipTextConfig), "vision_config": _fields(XClipVisionConfig)}
     top = _fields(XClipConfig) - set(owners) | {"output_attentions"}  # a property of every PreTrainedConfig

@@ -1,13 +1,4 @@
-"""A key that changes when a module's weights change, for caches of text features (pipeline label cache,
-classifier class-text features).
-
-Per parameter and buffer: storage address, offset, dtype, device, shape and version counter (``tensor._version``,
-bumped by optimizer steps, ``load_state_dict``'s ``copy_`` and in-place ops under ``no_grad``), plus the module's
-train/eval flag. A cache entry must hold the returned ``keepalive`` (the storages) as long as it holds the key: no
-new tensor (after ``param.data = new_tensor`` or ``.to(...)``) can then be allocated at an address the key names,
-so a stale entry can never match. Writes through ``param.data.<op>_()`` are not seen (``.data`` has its own
-version counter).
-"""
+"""A key that changes when a module's weights change, for caches of text features."""
 
 from __future__ import annotations
 

@@ -9,11 +9,7 @@ from .configuration_xclip import XClipConfig
 
 
 def count_flops(config: XClipConfig, num_labels: int = 1, text_length: int = 77, batch_size: int = 1) -> int:
-    """MACs of one forward pass of `XClipModel` on `batch_size` views of `num_labels` texts of `text_length` tokens.
-
-    Counted on the meta device (nothing is materialised, so full-size variants are free) with eager attention so
-    that attention's QK^T and AV products are included, like the paper's figures.
-    """
+    """MACs of one `XClipModel` forward on `batch_size` views and `num_labels` texts, counted on the meta device."""
     if num_labels < 1 or text_length < 2:
         raise ValueError(f"count_flops needs num_labels >= 1 and text_length >= 2; got {num_labels}, {text_length}.")
     return _count_flops(config.to_json_string(use_diff=False), num_labels, text_length, batch_size)

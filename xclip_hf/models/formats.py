@@ -1,16 +1,4 @@
-"""The one hook through which checkpoint layouts other than ours enter `from_pretrained`.
-
-A *layout* is a module whose `CHECKPOINT_FORMAT` object implements `CheckpointFormat`; it is registered by name
-with `register_checkpoint_format` and imported on first use. The loaders
-know no layout themselves; they ask the registered ones through three functions of this module:
-
-* `native_config_dict`   - our configs' `get_config_dict` (`XClipConfig`, `XClipTextConfig`, `XClipVisionConfig`);
-* `model_loading_kwargs` - our models' `from_pretrained` (config + weight-key mapping);
-* `native_video_processor_dict` - `XClipVideoProcessor.get_video_processor_dict`.
-
-transformers' published `"xclip"` layout (microsoft/xclip-*) is `xclip_hf.models.published`, registered by one
-entry of `_REGISTERED` below; deleting that module and that line removes published support and nothing else.
-"""
+"""The one hook through which checkpoint layouts other than ours (e.g. `models.published`) enter `from_pretrained`."""
 
 from __future__ import annotations
 
@@ -42,8 +30,7 @@ class CheckpointFormat(Protocol):
         """Weight-name regexes (checkpoint -> `XClipModel` names) for a config.json of this layout, else None."""
 
     def video_processor_dict(self, path, found: dict | None, hub_kwargs: dict) -> dict | None:
-        """`XClipVideoProcessor` settings for checkpoint `path` (`found`: the processor dict transformers read, or
-        None when it found none), else None."""
+        """`XClipVideoProcessor` settings for checkpoint `path` (`found`: the dict transformers read), else None."""
 
 
 # module names, imported on first use; the one registration of transformers' published "xclip" layout:
@@ -51,8 +38,7 @@ _REGISTERED: list[str] = ["xclip_hf.models.published"]
 
 
 def register_checkpoint_format(module_name: str) -> None:
-    """Make `from_pretrained` of our configs, models and video processor read the layout defined by the module
-    `module_name` (its `CHECKPOINT_FORMAT`); idempotent."""
+    """Make our configs, models and video processor read the layout of module `module_name` (`CHECKPOINT_FORMAT`)."""
     if module_name not in _REGISTERED:
         _REGISTERED.append(module_name)
 
@@ -100,21 +86,14 @@ def read_config_dict(path_or_hub_id, **hub_kwargs) -> dict | None:
 
 
 def _sub_model_mapping(mapping: dict, prefix: str) -> dict:
-    """Key mapping for a sub-model (`prefix` "vision_model." / "text_model."): the two-tower renames with `prefix`
-    stripped, then `prefix` stripped from our own names. Keys of the other tower end up under its prefix, which the
-    sub-model ignores (`_keys_to_ignore_on_load_unexpected`)."""
+    """Key mapping for a sub-model (`prefix` "vision_model." / "text_model."): the two-tower renames, `prefix` cut."""
     sub = {src: tgt[len(prefix):] if tgt.startswith(prefix) else tgt for src, tgt in mapping.items()}
     sub["^" + prefix.replace(".", r"\.")] = ""
     return sub
 
 
 def model_loading_kwargs(model_cls, path_or_hub_id, kwargs: dict, two_tower_config_cls) -> dict:
-    """from_pretrained kwargs (config, key_mapping) that load a checkpoint of another layout into `model_cls`.
-
-    Covers every registered layout, and a full two-tower checkpoint (ours) loaded into `XClipVisionModel` /
-    `XClipTextModel`. Anything else is returned unchanged. `two_tower_config_cls` is `XClipConfig` (passed in by the
-    models, so that this hook, which the configs call, does not import them back).
-    """
+    """from_pretrained kwargs (config, key_mapping) loading another layout or a two-tower checkpoint in `model_cls`."""
     if path_or_hub_id is None or not isinstance(kwargs.get("config", None), (type(None), str)):
         return kwargs
     raw = read_config_dict(path_or_hub_id, **select_hub_kwargs(kwargs))

@@ -1,14 +1,7 @@
-"""The one loader: a model source (our directory, a published-format directory, a classifier directory, a hub id, or
-objects) -> an X-CLIP model and its processor, with the same accepted inputs and the same errors for every entry
-point (the zero-shot pipeline, embed, search, the CLI).
+"""The one loader: a model source (folder, hub id, exported folder or object) -> an X-CLIP model and its processor.
 
-Errors are `ModelLoadError` (a `ValueError`) whose message names the source, and the file where one is at fault
-(a weights file, a processor config); a wrong object type is a `TypeError` naming the type.
-
-A folder that a registered *runtime* claims (an exported model, e.g. ONNX graphs) is loaded by that runtime
-instead of as torch weights. This layer names no runtime: an upper layer registers its own with `register_runtime`
-(a module name or a function returning an `ExportRuntime`, resolved on first use); the package's ONNX/OpenVINO
-runtime (`xclip_hf.deploy`) is registered by the package root's `_registration` at `import xclip_hf`.
+Errors are `ModelLoadError` (a `ValueError`) naming the source and the file at fault; a wrong object type is a
+`TypeError`.
 """
 
 from __future__ import annotations
@@ -55,8 +48,7 @@ _RUNTIMES: list[RuntimeSource] = []
 
 
 def register_runtime(source: RuntimeSource) -> None:
-    """Make `load_model_and_processor` offer the folders claimed by a runtime: `source` is a module name (its
-    `RUNTIME`) or a function of no arguments returning an `ExportRuntime`; resolved on first use; idempotent."""
+    """Register a runtime for exported folders: a module name (its `RUNTIME`) or a function returning one."""
     if source not in _RUNTIMES:
         _RUNTIMES.append(source)
 
@@ -98,10 +90,7 @@ def claimed_by_runtime(source) -> bool:
 
 
 class ExportedFolder:
-    """An exported folder as transformers' `pipeline()` factory hands it on: registered first among the task's model
-    classes, its `from_pretrained` takes the folders a runtime claims (any other source raises, and the factory
-    tries the next class, the torch model) and opens nothing; the pipeline then loads it through
-    `load_model_and_processor` with its own `runtime=`, `device` and `dtype`, refusing what does not apply."""
+    """An exported folder as transformers' `pipeline()` factory hands it to the pipeline, unopened."""
 
     # what the factory passes to every model class, meaningless for a local export: ignored
     HUB_KWARGS = ("_from_pipeline", "revision", "token", "trust_remote_code", "local_files_only", "cache_dir",
@@ -125,8 +114,7 @@ class ExportedFolder:
         return torch.device("cpu")
 
     def load_arguments(self) -> dict:
-        """The factory's model arguments that apply here (`dtype`, checked by the runtime); `ModelLoadError` for
-        those that apply to torch models only (`device_map`, `model_kwargs=` such as `attn_implementation`)."""
+        """The factory's model arguments that apply (`dtype`); `ModelLoadError` for torch-only ones (`device_map`)."""
         wanted = sorted(k for k, v in self.model_kwargs.items() if k not in self.HUB_KWARGS + ("dtype",)
                         and v is not None)
         if wanted:
@@ -159,9 +147,7 @@ def _offline() -> bool:
 
 
 def resolve_model_source(source) -> str:
-    """Check a model given by name: an existing folder is returned as is; a file (e.g. `dir/config.json`), a
-    string that can only be a path but does not exist, or (offline) a hub id absent from the local cache raise
-    `ModelLoadError` at once, naming it."""
+    """A model given by name: an existing folder as is; `ModelLoadError` for a file, a missing path or hub id."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     text = os.fspath(source)
@@ -229,8 +215,7 @@ def _model_class(source: str, need_text: bool):
 
 
 def _as_model(model, need_text: bool):
-    """Our model for an object: an XClipModel, the base model of an XClipForVideoClassification, or (no text
-    needed) an XClipVisionModel."""
+    """Our model for an object: XClipModel, the base of an XClipForVideoClassification, or an XClipVisionModel."""
     from .modeling_xclip import XClipModel, XClipVisionModel
 
     if isinstance(model, XClipModel) or (not need_text and isinstance(model, XClipVisionModel)):
@@ -291,8 +276,7 @@ def _check_processor(processor, need_text: bool):
 
 
 def load_model(source, *, need_text: bool = True, dtype=None):
-    """The model alone (eval mode) from a folder or hub id, with the checks and errors of
-    `load_model_and_processor` (for tools that need no processor, e.g. export)."""
+    """The model alone (eval mode), with the checks and errors of `load_model_and_processor`."""
     name = resolve_model_source(source)
     cls = _model_class(name, need_text)
     dtype = _torch_dtype(dtype)
@@ -311,16 +295,13 @@ def load_model_and_processor(source, *, processor=None, need_text: bool = True, 
     """(model, processor) for a model source, in eval mode.
 
     Args:
-        source: a folder (ours, transformers' published "xclip" layout, an `XClipForVideoClassification` folder),
-            a hub id, or a model object (`XClipModel`, `XClipForVideoClassification` -> its base model; with
-            ``need_text=False`` also an `XClipVisionModel`).
-        processor: an `XClipProcessor` (or, with ``need_text=False``, an `XClipVideoProcessor`) or a folder to
-            load one from; by default loaded from the model's folder.
-        need_text: True -> an `XClipModel` with its text encoder and an `XClipProcessor` with a tokenizer;
-            False -> any model with a video tower and an `XClipVideoProcessor`.
+        source: a folder (ours, the published "xclip" layout, an `XClipForVideoClassification` folder, an export), a
+            hub id, or a model object (with ``need_text=False`` also an `XClipVisionModel`).
+        processor: an `XClipProcessor` (``need_text=False``: an `XClipVideoProcessor`) or a folder; default: the
+            model's folder.
+        need_text: True -> an `XClipModel` and an `XClipProcessor` with a tokenizer; False -> any video tower.
         dtype: a torch dtype or its name ("bfloat16"), or "auto"/None (as stored); device: where to put the model.
-        runtime: None (an exported folder runs on its export's runtime, anything else on torch), "torch", or a
-            registered runtime's name ("onnxruntime", "openvino") for an exported folder (`xclip-hf export-onnx`).
+        runtime: None (an export on its default runtime, anything else on torch), "torch", "onnxruntime" or "openvino".
     """
     dtype = _torch_dtype(dtype)
     exported = None

@@ -12,9 +12,8 @@ __all__ = ["XClipVisionOutput", "XClipTextOutput", "XClipOutput"]
 class XClipVisionOutput(ModelOutput):
     """Video encoder output.
 
-    video_embeds: (B, P) video representation v (Eq. 6). frame_embeds: (B, T, P) projected frame features h_t.
-    video_context: (B, N, P) the visual context z-bar of the prompt generator (Eq. 10).
-    last_hidden_state: (B, T, N+1, Dv) final frame tokens of the CCT ([class] first). pooler_output: = video_embeds.
+    video_embeds: (B, P) v (Eq. 6) = pooler_output. frame_embeds: (B, T, P) h_t. video_context: (B, N, P) z-bar
+    (Eq. 10). last_hidden_state: (B, T, N+1, Dv) final frame tokens ([class] first).
     """
 
     video_embeds: torch.FloatTensor | None = None
@@ -30,8 +29,8 @@ class XClipVisionOutput(ModelOutput):
 class XClipTextOutput(ModelOutput):
     """Text encoder output.
 
-    text_embeds: (K, P) projected text embeddings c, or (B, K, P) video-specific ones c-hat when a video context
-    was given. last_hidden_state: (K, L, Dt). pooler_output: (K, Dt) end-of-text states before the projection.
+    text_embeds: (K, P) c, or (B, K, P) c-hat given a video context. last_hidden_state: (K, L, Dt). pooler_output:
+    (K, Dt) end-of-text states before the projection.
     """
 
     text_embeds: torch.FloatTensor | None = None
@@ -43,7 +42,7 @@ class XClipTextOutput(ModelOutput):
 
 @dataclass
 class XClipOutput(ModelOutput):
-    """Two-tower output: logits_per_video (B, K) = exp(logit_scale) * cos(v, c-hat) (Eq. 3); logits_per_text (K, B).
+    """Two-tower output: logits_per_video (B, K) = exp(logit_scale) * cos(v, c-hat) (Eq. 3), logits_per_text (K, B).
 
     video_embeds (B, P) and text_embeds (B, K, P) are L2-normalised.
     """

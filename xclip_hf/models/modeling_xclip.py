@@ -1,15 +1,6 @@
 """X-CLIP models: the video encoder (Sec. 3.2), the text encoder with video-specific prompts (Sec. 3.3), both towers.
 
-Paper: "Expanding Language-Image Pretrained Models for General Video Recognition" (Ni et al., ECCV 2022).
 Shapes: B videos, T frames, N patches per frame, K texts; D widths (Dv vision, Dt text, P joint projection).
-
-Conventions (transformers 5): per-layer hidden states and attention weights are recorded declaratively
-(`_can_record_outputs` + `capture_outputs`), honouring `output_hidden_states` / `output_attentions` given as
-arguments or set in the config; `return_dict=False` (argument, or the model's own config) gives tuples, also from
-`get_text_features` / `get_video_features`; `main_input_name` is forward's first argument and `**kwargs` are typed
-`TransformersKwargs`, as transformers' common model tests expect. `forward` reads no tensor values on the host
-(checks are on shapes, dtypes and config only), so every model compiles with `torch.compile(fullgraph=True)`;
-values are validated where data enters (processor, dataset, pipeline).
 """
 
 from typing import Unpack
@@ -42,11 +33,7 @@ def eager_attention(module, query, key, value, attention_mask, scaling, dropout=
 
 
 class XClipAttention(nn.Module):
-    """Multi-head attention; `key_value_states` makes it cross-attention (the prompt generator's MHSA(c, z), Eq. 10).
-
-    The kernel comes from transformers' attention-function table (`config._attn_implementation`), so "eager",
-    "sdpa", "flash_attention_2" and "flex_attention" all work.
-    """
+    """Multi-head attention (transformers' attention backends); `key_value_states` makes it cross-attention (Eq. 10)."""
 
     def __init__(self, config, embed_dim: int, num_heads: int, dropout: float = 0.0, qkv_bias: bool = True,
                  is_causal: bool = False):
@@ -73,8 +60,7 @@ class XClipAttention(nn.Module):
 
 
 class XClipMLP(nn.Module):
-    """Feed-forward network fc1 -> activation (QuickGELU) [-> dropout] -> fc2 (the FFN of Eq. 9, of the MIT, of the
-    text encoder and of the prompt generator, Eq. 10)."""
+    """Feed-forward network fc1 -> QuickGELU -> fc2 (the FFN of Eq. 9, the MIT, the text encoder and Eq. 10)."""
 
     def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str, dropout: float = 0.0):
         super().__init__()
@@ -88,20 +74,12 @@ class XClipMLP(nn.Module):
 
 
 def average_view_probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Multi-view inference (paper Sec. 4.1, "4x3 views"): softmax over labels per view, averaged over views.
-
-    `logits` is (B, V, K) for B videos, V views (temporal clips x spatial crops), K labels; returns (B, K) float32.
-    """
+    """Multi-view inference (Sec. 4.1, "4x3 views"): (B, V, K) logits -> per-view softmax averaged, (B, K) float32."""
     return logits.float().softmax(dim=-1).mean(dim=1)
 
 
 def check_host_class_indices(labels: torch.Tensor, num_classes: int, name: str = "labels", what: str = "class indices"):
-    """ValueError naming out-of-range `labels` - read only when they are host (CPU) tensors in eager mode.
-
-    Values of device tensors are never read in `forward` (each read would wait for the device); they are validated
-    where they enter (dataset, collator, pipeline). Host tensors cost nothing to check, so eager CPU calls still
-    get a clear error instead of an IndexError from the loss.
-    """
+    """ValueError naming out-of-range `labels`, checked only for host (CPU) tensors in eager mode."""
     if labels.device.type != "cpu" or torch.compiler.is_compiling() or labels.numel() == 0:
         return
     if labels.min() < 0 or labels.max() >= num_classes:
@@ -132,8 +110,7 @@ class XClipDropPath(nn.Module):
 
 
 class XClipEncoderLayer(GradientCheckpointingLayer):
-    """Pre-LN transformer block x + Attn(LN(x)); x + FFN(LN(x)) — CLIP's block, used by the text encoder, the MIT and
-    the frame encoder of the CLIP-Mean baseline."""
+    """Pre-LN transformer block x + Attn(LN(x)); x + FFN(LN(x)) (CLIP's block: text encoder, MIT, CLIP-Mean frames)."""
 
     def __init__(self, config, hidden_size, intermediate_size, num_heads, drop_prob=0.0, is_causal=False):
         super().__init__()
@@ -150,13 +127,7 @@ class XClipEncoderLayer(GradientCheckpointingLayer):
 
 
 class XClipCrossFrameLayer(XClipEncoderLayer):
-    """Cross-frame communication block (Sec. 3.2, Eq. 7-9).
-
-    Per frame a message token m_t = Linear([class] token) (`message_proj`); the T message tokens of a video attend
-    to each other (cross-frame fusion attention `cfa`, Eq. 7); each message token is appended at the end of its
-    frame's tokens for the pretrained self-attention (intra-frame diffusion, Eq. 8), then dropped before the FFN
-    (Eq. 9).
-    """
+    """Cross-frame communication block (Sec. 3.2): message tokens, cross-frame fusion (Eq. 7), diffusion (Eq. 8-9)."""
 
     def __init__(self, config: XClipVisionConfig, drop_prob=0.0):
         d = config.hidden_size
@@ -238,11 +209,7 @@ class XClipTextEmbeddings(nn.Module):
 
 
 class XClipMultiFrameIntegrationTransformer(nn.Module):
-    """MIT (Eq. 6): v = AvgPool(MIT(H + e^temp)), with a residual around the whole transformer.
-
-    e^temp is learned for `config.num_frames` positions. With `interpolate_pos_encoding=True` another frame count
-    T gets e^temp resampled to T positions by 1-D linear interpolation (`temporal_position_encoding`).
-    """
+    """MIT (Eq. 6): v = AvgPool(MIT(H + e^temp)), with a residual around the whole transformer."""
 
     def __init__(self, config: XClipVisionConfig):
         super().__init__()
@@ -254,12 +221,9 @@ class XClipMultiFrameIntegrationTransformer(nn.Module):
         )
 
     def temporal_position_encoding(self, num_frames: int) -> torch.Tensor:
-        """e^temp of Eq. 6 for `num_frames` frames: the learned (1, N, D) table, or it linearly resampled to T.
+        """e^temp of Eq. 6 for `num_frames` frames: the learned table, or it linearly resampled to T (frame times).
 
-        Sparse sampling (Sec. 4.2) takes frame t of T at the middle of segment t, i.e. at time (t + 0.5) / T, and
-        the trained position i sat at (i + 0.5) / N; so frame t reads the table at fractional index
-        (t + 0.5) * N / T - 0.5 (`align_corners=False`), clamped to the ends. T == N returns the table itself
-        (bit-identical). Any other T is an extrapolation of the trained model, not something it was trained on.
+        T == the trained count returns the table itself; any other T is an extrapolation of the trained model.
         """
         table = self.position_embedding
         if num_frames == table.shape[1]:
@@ -311,8 +275,7 @@ class XClipPromptGenerator(nn.Module):
 
 
 def sincos_position_table(grid: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
-    """2-D sin-cos pattern (grid*grid, dim) float64, row-major patches: dim/4 frequencies of sin, cos of the column x,
-    then of the row y (dim: a multiple of 4, checked by the config); centred (the constant part carries no position)."""
+    """Centred 2-D sin-cos pattern (grid*grid, dim) float64: sin, cos of the column, then of the row (dim % 4 == 0)."""
     omega = temperature ** (-torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
     y, x = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij")
     x, y = x.reshape(-1, 1) * omega, y.reshape(-1, 1) * omega
@@ -322,8 +285,7 @@ def sincos_position_table(grid: int, dim: int, temperature: float = 10000.0) -> 
 
 @torch.no_grad()
 def sincos_position_init(embeddings: XClipVisionEmbeddings) -> torch.Tensor:
-    """Position table of `position_embedding_init="sincos"`: the class row kept, the patch rows the sin-cos pattern
-    at the RMS of the patch embedding's output for unit-variance pixels (position neither drowned nor drowning)."""
+    """Position table of `position_embedding_init="sincos"`: class row kept, patch rows the sin-cos pattern."""
     table = embeddings.position_embedding.weight.detach().clone()
     pattern = sincos_position_table(embeddings.config.image_size // embeddings.config.patch_size, table.shape[1])
     target = embeddings.patch_embedding.weight.double().flatten(1).pow(2).sum(dim=1).mean().sqrt()
@@ -333,8 +295,7 @@ def sincos_position_init(embeddings: XClipVisionEmbeddings) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------------------------- models
 class XClipPreTrainedModel(PreTrainedModel):
-    """Weight initialisation (CLIP's scheme for the image-language parts, small normals for X-CLIP's new modules),
-    gradient checkpointing and the attention backends shared by all X-CLIP models."""
+    """Weight initialisation, gradient checkpointing and attention backends shared by all X-CLIP models."""
 
     config: XClipConfig
     base_model_prefix = "xclip"
@@ -396,8 +357,7 @@ class XClipPreTrainedModel(PreTrainedModel):
                 if (n.startswith("text_model.") or ".text_model." in n) and "prompt_generator." not in n]
 
     def freeze_text_encoder(self, freeze: bool = True) -> int:
-        """Freeze (or unfreeze) the text encoder and its projection; the prompt generator stays trainable (paper
-        Tab. 7). Returns the number of parameters changed."""
+        """Freeze (or unfreeze) the text encoder and projection, not the prompt generator (Tab. 7); returns a count."""
         params = self._pretrained_text_parameters()
         if not params:
             raise ValueError(f"freeze_text_encoder: {type(self).__name__} has no text encoder")
@@ -411,8 +371,7 @@ class XClipPreTrainedModel(PreTrainedModel):
         return not any(p.requires_grad for _, p in self._pretrained_text_parameters())
 
     def freeze_vision_encoder(self, freeze: bool = True) -> int:
-        """Freeze (or unfreeze) the pretrained image-encoder weights, keeping X-CLIP's new modules (message tokens,
-        CFA, MIT, context projection) trainable (paper Tab. 7). Returns the number of parameters changed."""
+        """Freeze (or unfreeze) CLIP's image-encoder weights, not X-CLIP's new modules (Tab. 7); returns the count."""
         new = self.new_parameter_names()
         params = [p for n, p in self.named_parameters()
                   if (n.startswith("vision_model.") or ".vision_model." in n) and n not in new]
@@ -424,24 +383,19 @@ class XClipPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """Loads our checkpoints, and other checkpoint layouts (the published `"xclip"` format of microsoft/xclip-*)
-        converted on the fly through the hook of `xclip_hf.models.formats`."""
+        """Load our checkpoints, or other layouts (published microsoft/xclip-*) converted through `models.formats`."""
         from .formats import model_loading_kwargs
 
         kwargs = model_loading_kwargs(cls, pretrained_model_name_or_path, kwargs, XClipConfig)
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     def save_pretrained(self, save_directory, *args, save_original_format: bool = False, **kwargs):
-        """As transformers' `save_pretrained`, writing our own weight names: a conversion applied while loading
-        another layout is one-way (`save_original_format=True` would write that layout's names back)."""
+        """transformers' `save_pretrained`, always with our own weight names (a loading conversion is one-way)."""
         return super().save_pretrained(save_directory, *args, save_original_format=save_original_format, **kwargs)
 
 
 class XClipVisionModel(XClipPreTrainedModel):
-    """The video encoder (Sec. 3.2): cross-frame communication transformer -> frame projection -> MIT.
-
-    Input `pixel_values` (B, T, 3, H, W). Also computes the visual context z-bar of the prompt generator (Eq. 10).
-    """
+    """The video encoder (Sec. 3.2): cross-frame transformer -> frame projection -> MIT, on (B, T, 3, H, W) videos."""
 
     config: XClipVisionConfig
     _no_split_modules = ["XClipCrossFrameLayer", "XClipVisionEmbeddings"]
@@ -515,10 +469,7 @@ class XClipVisionModel(XClipPreTrainedModel):
 
     @capture_outputs(tie_last_hidden_states=False)
     def encode_frames(self, pixel_values, interpolate_pos_encoding=False, **kwargs) -> BaseModelOutput:
-        """Cross-frame communication transformer (Eq. 4, 7-9): (B, T, C, H, W) -> frame tokens (B*T, N+1, Dv).
-
-        Output capture covers this method only, so the MIT's blocks (run afterwards) are not recorded.
-        """
+        """Cross-frame communication transformer (Eq. 4, 7-9): (B, T, C, H, W) -> frame tokens (B*T, N+1, Dv)."""
         _, frames, channels, height, width = pixel_values.shape
         tokens = self.embeddings(pixel_values.reshape(-1, channels, height, width), interpolate_pos_encoding)
         if self.config.use_cross_frame_attention:
@@ -532,10 +483,7 @@ class XClipVisionModel(XClipPreTrainedModel):
 
 
 class XClipTextModel(XClipPreTrainedModel):
-    """CLIP text encoder (causal, pooled at the end-of-text token, projected) with the video-specific prompt generator.
-
-    Given `video_context` (B, N, P) it returns video-specific text embeddings (B, K, P) (Sec. 3.3); else (K, P).
-    """
+    """CLIP text encoder + prompt generator: (K, P) text embeddings, or (B, K, P) given `video_context` (Sec. 3.3)."""
 
     config: XClipTextConfig
     main_input_name = "input_ids"
@@ -638,11 +586,10 @@ class XClipModel(XClipPreTrainedModel):
     def forward(self, input_ids=None, pixel_values=None, attention_mask=None, position_ids=None, text_embeds=None,
                 labels=None, return_loss=None, interpolate_pos_encoding=False,
                 **kwargs: Unpack[TransformersKwargs]) -> XClipOutput:
-        """`text_embeds` (K, P): precomputed `get_text_features` output used instead of `input_ids` (label caches).
+        """Two-tower logits (Eq. 3); `text_embeds` (K, P) replaces `input_ids` (label caches).
 
-        `labels` (B,): index of each video's text among the K -> cross-entropy. `return_loss`: symmetric
-        video-text contrastive loss over a batch of matching pairs (K == B). `output_hidden_states` /
-        `output_attentions` (arguments, or set in this config or a tower's) fill the towers' outputs.
+        `labels` (B,): each video's text among the K -> cross-entropy; `return_loss`: symmetric contrastive loss
+        (K == B).
         """
         if pixel_values is None:
             raise ValueError("XClipModel needs pixel_values (batch, frames, 3, height, width).")
@@ -667,8 +614,7 @@ class XClipModel(XClipPreTrainedModel):
                            vision_model_output=vision)
 
     def _output_flags(self, kwargs: dict) -> dict:
-        """`output_*` flags for the towers: explicit arguments win; else this config's flags when set (each tower's
-        own config is read by its `capture_outputs`)."""
+        """`output_*` flags for the towers: explicit arguments win, else this config's flags when set."""
         kwargs = dict(kwargs)
         for flag in ("output_hidden_states", "output_attentions"):
             if kwargs.get(flag) is None:
@@ -678,10 +624,10 @@ class XClipModel(XClipPreTrainedModel):
         return kwargs
 
     def video_text_logits(self, video_embeds, video_context, text_embeds):
-        """Eq. 3 with the prompts of Eq. 10: exp(logit_scale) * cos(v, c + prompt(c, z-bar)) from stored features.
+        """Eq. 3 with Eq. 10 from stored features: exp(logit_scale) * cos(v, c + prompt(c, z-bar)).
 
-        video_embeds (B, P), video_context (B, N, P), text_embeds (K, P) unprompted -> logits (B, K), and the
-        normalised v (B, P) and prompted texts c-hat (B, K, P). `forward` scores through here too.
+        video_embeds (B, P), video_context (B, N, P), unprompted text_embeds (K, P) -> logits (B, K), normalised v
+        (B, P), prompted texts c-hat (B, K, P).
         """
         prompted = self.text_model.apply_video_prompt(text_embeds.to(video_context.dtype), video_context)
         video_embeds = nn.functional.normalize(video_embeds, dim=-1)

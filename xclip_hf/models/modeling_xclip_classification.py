@@ -15,13 +15,8 @@ from .modeling_xclip import XClipModel, XClipPreTrainedModel, check_host_class_i
 class XClipForVideoClassification(XClipPreTrainedModel):
     """X-CLIP logits of each video against the prompts of all `config.id2label` class names (Sec. 3.1).
 
-    The class names are tokenized once (`set_class_texts`) into persistent buffers, so a saved classifier reloads
-    with its classes and runs in transformers' "video-classification" pipeline from `pixel_values` alone. Loss:
-    cross-entropy for class indices, soft cross-entropy for (B, num_labels) targets (mixup / cutmix); label
-    smoothing is a training argument (`TrainingArguments.label_smoothing_factor`, 0.1 in the paper). After
-    `freeze_text_encoder()` the class-text features are computed once and cached (the paper's Tab. 7 memory
-    saving); while the text encoder trains they are recomputed every step. Under `torch.compile` the cache is
-    bypassed (frozen features are recomputed without gradients inside the graph).
+    The tokenized class names are saved with the model, so it runs in transformers' "video-classification" pipeline.
+    Loss: cross-entropy for class indices, soft cross-entropy for (B, num_labels) targets (mixup / cutmix).
     """
 
     config: XClipConfig
@@ -68,11 +63,7 @@ class XClipForVideoClassification(XClipPreTrainedModel):
         self._text_cache = None
 
     def class_text_length(self) -> int:
-        """Tokens of the longest class text (the buffers are padded to the text encoder's positions).
-
-        Read from the buffers once per change of the buffers (after `set_class_texts` or loading), never per step;
-        inside a compiled graph, before any eager call, the full padded length is used (same features, more work).
-        """
+        """Tokens of the longest class text, read from the buffers once per change of the buffers."""
         mask = self.class_attention_mask
         if torch.compiler.is_compiling():
             return self._class_length[1] if self._class_length is not None else mask.shape[1]
@@ -85,8 +76,7 @@ class XClipForVideoClassification(XClipPreTrainedModel):
         return self._class_length[1]
 
     def class_text_features(self) -> torch.Tensor:
-        """(num_labels, P) un-prompted class-text features; cached while the text encoder is frozen, and in
-        evaluation (no gradients, text encoder in eval mode) while its weights stay the same."""
+        """(num_labels, P) unprompted class-text features; cached while the text encoder is frozen or in eval."""
         length = self.class_text_length()
         ids, mask = self.class_input_ids[:, :length], self.class_attention_mask[:, :length]
         evaluating = not torch.is_grad_enabled() and not self.xclip.text_model.training

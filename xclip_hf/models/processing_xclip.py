@@ -1,16 +1,4 @@
-"""XClipProcessor: the X-CLIP video processor and a CLIP tokenizer behind one call.
-
-``processor(text=labels, videos=videos, return_tensors="pt")`` returns ``input_ids`` and ``attention_mask``
-(padded to the longest label by default; labels longer than the text encoder's 77 positions are truncated,
-keeping the end-of-text token, with a logged warning) and ``pixel_values`` (see
-:mod:`xclip_hf.models.video_processing_xclip` for shapes). ``from_pretrained`` reads our own saved processors and
-published X-CLIP directories (a VideoMAE-style ``preprocessor_config.json`` plus CLIP tokenizer files).
-
-Token checks at this boundary (the model reads no values, so they happen here): a directory without tokenizer
-files is an error naming the directory and the missing files (transformers would build an empty 2-token
-tokenizer from nothing, and every label would get the same score); distinct labels that tokenize to the same ids
-are an error; with ``vocab_size`` (the text encoder's), ids outside the vocabulary are an error naming them.
-"""
+"""XClipProcessor: the X-CLIP video processor and a CLIP tokenizer behind one call, with the label checks."""
 
 from __future__ import annotations
 
@@ -49,7 +37,7 @@ def _as_label_list(text) -> list[str]:
 
 
 def load_tokenizer(pretrained_model_name_or_path, **kwargs):
-    """`AutoTokenizer.from_pretrained`, refusing a local directory without tokenizer files (see module docstring)."""
+    """`AutoTokenizer.from_pretrained`, refusing a local directory without tokenizer files (naming them)."""
     path = os.fspath(pretrained_model_name_or_path)
     folder = os.path.join(path, kwargs.get("subfolder") or "")
     if os.path.isdir(folder):
@@ -67,8 +55,7 @@ def load_tokenizer(pretrained_model_name_or_path, **kwargs):
 
 
 def check_tokenizer_vocabulary(tokenizer, source, vocab_size: int | None = None) -> None:
-    """ValueError when the tokenizer's vocabulary is empty, or far smaller (under a tenth) than the text encoder's
-    `vocab_size`: it then cannot be the tokenizer the model was trained with."""
+    """ValueError when the tokenizer's vocabulary is empty or under a tenth of the text encoder's `vocab_size`."""
     size = len(tokenizer)
     if size < MIN_VOCABULARY or (vocab_size is not None and size * 10 < vocab_size):
         expected = f" the text encoder has {vocab_size} token embeddings;" if vocab_size is not None else ""
@@ -80,11 +67,7 @@ def check_tokenizer_vocabulary(tokenizer, source, vocab_size: int | None = None)
 
 
 def check_label_tokens(labels, input_ids, attention_mask=None, vocab_size: int | None = None) -> None:
-    """Host-side checks of tokenized labels (CPU tensors or lists), at the processor / pipeline boundary.
-
-    Distinct labels with identical ids -> ValueError naming them; with `vocab_size`, ids outside
-    [0, vocab_size) -> ValueError naming the ids and the vocabulary size.
-    """
+    """ValueError naming distinct labels with identical ids, or ids outside [0, vocab_size)."""
     ids = input_ids.tolist() if hasattr(input_ids, "tolist") else [list(row) for row in input_ids]
     if attention_mask is not None:
         mask = attention_mask.tolist() if hasattr(attention_mask, "tolist") else attention_mask
@@ -130,8 +113,7 @@ class XClipProcessor(ProcessorMixin):
 
     def tokenize_labels(self, text, padding=True, max_length: int | None = None, return_tensors=None,
                         vocab_size: int | None = None) -> dict:
-        """Tokenize labels, padding to the longest and truncating past ``max_length`` (77) with a warning; checked
-        with `check_label_tokens` (ids within ``vocab_size``, the text encoder's, when given)."""
+        """Tokenize labels, padded to the longest, truncated past ``max_length`` (77) with a warning, then checked."""
         labels = _as_label_list(text)
         max_length = max_length or MAX_TEXT_LENGTH
         lengths = [len(ids) for ids in self.tokenizer(labels, add_special_tokens=True, verbose=False)["input_ids"]]
@@ -160,9 +142,7 @@ class XClipProcessor(ProcessorMixin):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        """Our video processor (own or published VideoMAE-style config, read by `XClipVideoProcessor`) and the CLIP
-        tokenizer, each loaded by its own class: transformers' Auto lookup of the published video processor class
-        would need torchvision, and how ProcessorMixin resolves sub-processors changes between 5.x releases."""
+        """Our video processor (own or published config) and the CLIP tokenizer, each loaded by its own class."""
         video_processor = XClipVideoProcessor.from_pretrained(pretrained_model_name_or_path, **kwargs)
         tokenizer = load_tokenizer(pretrained_model_name_or_path, **kwargs)
         return cls(video_processor=video_processor, tokenizer=tokenizer)

@@ -1,16 +1,4 @@
-"""The published X-CLIP format (microsoft/xclip-* on the hub, written by transformers' `XCLIPModel` /
-`XCLIPProcessor.save_pretrained`): everything xclip_hf knows about it lives in this module.
-
-* config: `model_type` "xclip", prompt-generator settings at the top level, legacy `eos_token_id=2` meaning "pool
-  at the highest token id" -> `convert_published_config`;
-* weights: flat key names (`mit.`, `prompts_generator.`, `message_fc` ...) -> `PUBLISHED_KEY_MAPPING`, applied by
-  transformers while loading (`key_mapping=`); our `save_pretrained` writes our own names;
-* processor: a VideoMAE-style `preprocessor_config.json` (or the image-processor dict nested in transformers 5's
-  `processor_config.json`) without a frame count -> `published_video_processor_dict` (frames from config.json).
-
-It enters through the hook of `xclip_hf.models.formats` (`CHECKPOINT_FORMAT`, registered by one line there,
-`_REGISTERED`); deleting this module and that line removes published support.
-"""
+"""transformers' published X-CLIP format (microsoft/xclip-*): config, weight names and processor converted to ours."""
 
 from __future__ import annotations
 
@@ -68,8 +56,7 @@ _PROCESSOR_TYPE_KEYS = ("feature_extractor_type", "image_processor_type", "proce
 
 
 def _nested_processor_config(path, hub_kwargs) -> dict | None:
-    """The image/video processor dict nested in a `processor_config.json` (what transformers 5's
-    `XCLIPProcessor.save_pretrained` writes instead of a separate `preprocessor_config.json`)."""
+    """The image/video processor dict nested in a transformers 5 `processor_config.json`, or None."""
     processor_config = read_json_file(path, "processor_config.json", **select_hub_kwargs(hub_kwargs))
     if processor_config is None:
         return None
@@ -77,12 +64,7 @@ def _nested_processor_config(path, hub_kwargs) -> dict | None:
 
 
 def published_video_processor_dict(path, found: dict | None, hub_kwargs: dict) -> dict | None:
-    """Our video-processor settings for a published checkpoint (None when `path` is not one).
-
-    Published = a VideoMAE-style processor dict (`image_processor_type` / `feature_extractor_type`), or no processor
-    dict of ours but one nested in `processor_config.json`. The frame count, which those files lack, comes from
-    config.json's `vision_config.num_frames`.
-    """
+    """Our video-processor settings for a published checkpoint (frames from config.json), or None when not one."""
     if found is None:
         found = _nested_processor_config(path, hub_kwargs)
         if found is None:

@@ -1,27 +1,4 @@
-"""Text features of label sets and queries: validation, a label-embedding cache, and the one text-encoding path.
-
-X-CLIP scores a video against K class texts (paper Sec. 3.1, Eq. 3). The text encoder's output for a label set
-does not depend on the video: only the video-specific prompt generator (Sec. 3.3, Eq. 10) does. So the projected,
-unprompted text features of a label set are computed once and reused for every video (and every call) with the
-same labels, template and tokenizer, while the prompt generator still runs per video inside the model.
-
-The cache key (`label_cache_key`) cannot collide with a stale entry:
-
-* weights: for every parameter and buffer of the text branch, its storage address, dtype, device, shape and
-  version counter (``tensor._version``, bumped by optimizer steps, ``load_state_dict``'s ``copy_`` and
-  ``with torch.no_grad(): p.mul_(...)``). The entry keeps those storages alive, so no new tensor (e.g. after
-  ``param.data = new_tensor`` or ``model.to(...)``) can be allocated at an address the key names; entries for
-  replaced weights are dropped as soon as features for the new weights are stored, so at most the live weights
-  are held. The model's ``training`` flag is part of the key (dropout).
-* tokenizer: the object (kept alive by the entry) and the settings that change the token ids (vocabulary size,
-  ``model_max_length``, special tokens, padding/truncation side).
-* text config: every scalar setting (``eos_token_id`` chooses the pooled token, ``max_position_embeddings`` the
-  length, ...).
-
-Not seen: writes through ``param.data.<op>_()`` (``.data`` has its own version counter); call
-``pipeline.clear_label_cache()`` after such writes. Cached features are handed out as copies, so editing a
-returned tensor in place cannot change later results; `LabelEmbeddingCache` is safe to share between threads.
-"""
+"""Text features of label sets and queries: validation, a label-embedding cache, and the one text-encoding path."""
 
 from __future__ import annotations
 
@@ -59,14 +36,9 @@ class LabelSet:
 
 
 def build_label_set(candidate_labels, hypothesis_template: str = "{}", tokenizer=None) -> LabelSet:
-    """Validate ``candidate_labels`` (non-empty, strings, no duplicates) and the template; raise naming the culprit.
+    """Validate ``candidate_labels`` (non-empty strings, no duplicates, also after tokenizing) and the template.
 
-    Duplicate labels raise a ``ValueError`` rather than being merged: a softmax over a repeated label would split
-    its probability, and silently dropping one would change the length and order of the output. With a
-    ``tokenizer``, labels are duplicates when their texts tokenize identically (CLIP's tokenizer lowercases and
-    collapses white space: "Cat", "cat" and " CAT" are one label to the model).
-    A single string is read as a comma-separated list (``"running, swimming"``), as in transformers'
-    zero-shot-classification pipeline.
+    A single string is read as a comma-separated list, as in transformers' zero-shot-classification pipeline.
     """
     if candidate_labels is None:
         raise ValueError("zero-shot-video-classification needs `candidate_labels`, e.g. candidate_labels=['running', 'swimming'].")
@@ -141,8 +113,7 @@ _SCALARS = (int, float, str, bool, type(None))
 
 
 def text_config_key(model) -> tuple:
-    """Every scalar setting of the text config (``eos_token_id`` picks the pooled token, ``max_position_embeddings``
-    the length, ...) plus the joint projection size."""
+    """Every scalar setting of the text config plus the joint projection size."""
     config = getattr(model, "config", None)
     text_config = getattr(config, "text_config", None)
     items = vars(text_config).items() if text_config is not None else ()
@@ -152,18 +123,13 @@ def text_config_key(model) -> tuple:
 
 
 def label_cache_key(label_set: LabelSet, tokenizer, model) -> tuple[tuple, tuple]:
-    """``(key, keepalive)`` for the features of ``label_set``: ``keepalive`` (the weight storages and the tokenizer)
-    must live as long as the entry, so that no address or id in the key can be reused by another object."""
+    """``(key, keepalive)`` for the features of ``label_set``; ``keepalive`` must live as long as the entry."""
     weights, storages = weights_key(getattr(model, "text_model", model))
     return (label_set.texts, tokenizer_key(tokenizer), text_config_key(model), weights), (tokenizer, storages)
 
 
 class LabelEmbeddingCache:
-    """Bounded, thread-safe LRU map from a `label_cache_key` to projected text features (K, D).
-
-    Features are stored and handed out as copies (editing a returned tensor cannot change the cache). An entry
-    keeps its key's objects alive; storing features for new weights drops the entries of replaced weights.
-    """
+    """Bounded, thread-safe LRU map from a `label_cache_key` to text features (K, D), handed out as copies."""
 
     def __init__(self, max_entries: int = 4):
         if not isinstance(max_entries, int) or isinstance(max_entries, bool) or max_entries < 0:
@@ -196,8 +162,7 @@ class LabelEmbeddingCache:
         return features.clone()
 
     def put(self, key, value, keepalive=()):
-        """Store a copy of ``value`` under ``key`` (with ``keepalive`` held by the entry), evicting least recently
-        used entries beyond ``max_entries`` and entries whose weight storages are no longer the model's."""
+        """Store a copy of ``value`` under ``key``, evicting LRU entries and those of replaced weights."""
         if self.max_entries == 0:
             return
         entry = (value.detach().clone(), keepalive)
@@ -238,12 +203,7 @@ def max_text_length(model, tokenizer) -> int:
 
 
 class TextFeatureEncoder:
-    """Projected, unprompted text features c (Eq. 1) of a label set, through one cache: the path that the zero-shot
-    pipeline (its candidate labels) and corpus search (its queries) share.
-
-    `model` is an `XClipModel`, `processor` an `XClipProcessor` (its `tokenize_labels` pads, truncates past 77
-    tokens with a warning and checks the ids). `calls` counts text-encoder runs (cache misses).
-    """
+    """Unprompted text features c (Eq. 1) of a label set through one cache (zero-shot pipeline and search)."""
 
     def __init__(self, model, processor, cache_size: int = 4):
         self.model = model

@@ -1,20 +1,4 @@
-"""What one video is: the one place that splits an input into videos and checks their form.
-
-The video processor calls `split_videos` on whatever it is given, and so does the zero-shot pipeline (which only
-turns http(s) URLs into local files first), so both accept the same inputs and refuse the same ones with the same
-message. One video is
-
-* a path (``str`` or ``os.PathLike``; read by :mod:`xclip_hf.video.reader`, which checks the file);
-* a 4-D array or tensor ``(T, H, W, C)`` / ``(T, C, H, W)`` with C in 1, 3, 4 (numpy is read channels-last and
-  torch channels-first unless only the other layout fits, or ``input_data_format`` says);
-* a 3-D array or tensor ``(T, H, W)`` of grayscale frames, unless its first or last axis is 1, 3 or 4: then it
-  looks like one ``(C, H, W)`` / ``(H, W, C)`` image and is refused as a single image;
-* a list of frames: PIL images, 2-D ``(H, W)`` grayscale arrays, or 3-D ``(H, W, C)`` / ``(C, H, W)`` arrays.
-
-A list whose items are not all frames, and a 5-D array, are a batch: each item must then be one video. Grayscale
-(C == 1, 2-D frames, PIL "L") is replicated to RGB and alpha (C == 4, RGBA) dropped, so a grayscale video scores as
-its RGB replication. Frames in memory become one ``(T, 3, H, W)`` tensor (a view where possible).
-"""
+"""What one video is: the one place that splits an input into videos and checks their form."""
 
 from __future__ import annotations
 
@@ -33,14 +17,15 @@ VIDEO_FORMS = ("a path, a 4-D array (T, H, W, C) / (T, C, H, W), a 3-D (T, H, W)
 
 @dataclass(frozen=True)
 class OneVideo:
-    """One video of an input: a path (str) or frames ``(T, 3, H, W)`` (uint8 or float), and its name for errors."""
+    """One video of an input: a path (str), a video file's bytes as a binary file object, or frames ``(T, 3, H, W)``
+    (uint8 or float), and its name for errors."""
 
     data: object
     name: str
 
     @property
     def is_file(self) -> bool:
-        return isinstance(self.data, str)
+        return isinstance(self.data, str) or hasattr(self.data, "read")
 
 
 def is_path(x) -> bool:

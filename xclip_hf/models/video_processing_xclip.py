@@ -1,41 +1,4 @@
-"""X-CLIP video processor: frame sampling, short-side resize, crops, rescale and normalisation.
-
-Follows transformers 5's video-processor conventions (a ``BaseVideoProcessor`` subclass, its own
-``video_preprocessor_config.json``, registered with ``AutoVideoProcessor``), but resizes and crops with torch
-(antialiased ``F.interpolate``) because transformers' default video path needs torchvision.
-
-Inputs (one video or a batch), decided and checked by :mod:`xclip_hf.models.video_input` (the one owner, which
-the pipeline uses too): a path (decoded with :mod:`xclip_hf.video.reader`, only the sampled frames); a numpy array
-``(T, H, W, C)`` (channels-last; ``(T, C, H, W)`` is recognised when the last axis cannot be channels) or a torch
-tensor ``(T, C, H, W)`` (channels-first; ``(T, H, W, C)`` likewise); a ``(T, H, W)`` grayscale array/tensor; a list
-of frames (PIL images, ``(H, W)`` grayscale or ``(H, W, C)`` arrays); or a 5-D array/tensor / list of videos for a
-batch.
-
-Documented conversions: grayscale (``C == 1``, 2-D frames, PIL "L") is replicated to RGB, ``C == 4`` (and PIL
-"RGBA") drops alpha;
-frames smaller than the crop after resizing are upsampled (aspect kept) until the crop fits; uint8 frames are
-rounded back to integer values after resizing, as PIL does. Pixel values are expected in ``[0, 255]`` (set
-``do_rescale=False`` for frames already in ``[0, 1]``; float frames that look rescaled already get a warning, as in
-transformers' image processors). Frames holding NaN or infinite values are refused naming the video. Frames that
-would grow past 1 M pixels and 16 crops when resized (extreme aspect ratios such as 1 x 100000) are cropped before
-resizing, so their cost is bounded by the crops: each window's source region is resized at the whole frame's scale
-(identical pixels when the region can start on the output grid, else within a sub-pixel shift).
-
-Output ``pixel_values``: ``(B, T, 3, H, W)`` float32 for one view per video, or ``(B, V, T, 3, H, W)`` for
-multi-view evaluation (paper Sec. 4.2, Tab. 11) with ``V = num_temporal_clips * num_spatial_crops`` ordered
-clip-major: view ``v`` is temporal clip ``v // num_spatial_crops`` and spatial crop ``v % num_spatial_crops``;
-the 3 spatial crops are the start, centre and end of the long side (left/centre/right for landscape frames).
-
-Training (``augmentation=``, a call option, e.g. `xclip_hf.training.VideoTrainAugmentation`): the same resize
-geometry and normalisation, with the augmentation (MultiScaleCrop, flip, colour jitter, grayscale) in place of the
-crop, on float pixels (uint8 frames are not rounded after resizing, as the recipe has always had them). With every
-random change off it gives the evaluation pixels of float frames.
-
-Published X-CLIP ``preprocessor_config.json`` files (VideoMAE-style: ``"size": 224`` short side,
-``"crop_size": 224``, ImageNet mean/std, ``"resample": 2``) load with ``from_pretrained`` (converted by
-:mod:`xclip_hf.models.published`). The paper's own
-evaluation (short side 256, crop 224) is ``size=256, crop_size=224``.
-"""
+"""X-CLIP video processor (transformers 5 conventions, torch resizing): sampling, resize, crops, rescale, normalise."""
 
 from __future__ import annotations
 
@@ -50,7 +13,7 @@ from transformers.processing_utils import VideosKwargs
 from transformers.utils import logging
 from transformers.video_processing_utils import BaseVideoProcessor
 
-from ..video.sampling import SAMPLING_MODES, as_generator, temporal_clip_indices
+from ..video.sampling import SAMPLING_MODES, as_generator, check_decode_mode, temporal_clip_indices
 from ..video.reader import BACKENDS, load_video
 from .video_input import OneVideo, split_videos
 
@@ -78,6 +41,7 @@ class XClipVideoProcessorKwargs(VideosKwargs, total=False):
     random_sampling: bool
     seed: int | None
     decode_backend: str
+    decode_mode: str
     augmentation: object  # call option only (training): see `XClipVideoProcessor.preprocess`
 
 
@@ -160,6 +124,7 @@ class XClipVideoProcessor(BaseVideoProcessor):
     random_sampling = False
     seed = None
     decode_backend = "auto"
+    decode_mode = "exact"  # "keyframes": the nearest key frame where one is close (approximate; see README)
 
     def __init__(self, **kwargs):
         for key in _TYPE_KEYS:
@@ -168,12 +133,12 @@ class XClipVideoProcessor(BaseVideoProcessor):
             raise ValueError("augmentation is a call option (training), not a processor setting: pass it to the call")
         super().__init__(**kwargs)
         _check_mean_std(self.image_mean, self.image_std)
+        check_decode_mode(self.decode_mode, "XClipVideoProcessor config: decode_mode")
 
     # ----- loading -----
     @classmethod
     def get_video_processor_dict(cls, pretrained_model_name_or_path, **kwargs):
-        """Config dict of a directory or hub id; other checkpoint layouts are converted through
-        `xclip_hf.models.formats` (e.g. the published VideoMAE-style files of microsoft/xclip-*)."""
+        """Config dict of a directory or hub id; other layouts converted through `models.formats`."""
         from .formats import native_video_processor_dict
 
         try:
@@ -212,7 +177,8 @@ class XClipVideoProcessor(BaseVideoProcessor):
             if sampler is None:
                 def sampler(length):
                     return np.arange(length)[None]
-            frames, _, _ = load_video(video.data, sampler, backend=opts["decode_backend"])
+            frames, _, _ = load_video(video.data, sampler, backend=opts["decode_backend"],
+                                      decode_mode=opts["decode_mode"])
             return torch.from_numpy(frames).permute(0, 1, 4, 2, 3)  # (N, T, 3, H, W)
         if sampler is None:
             return video.data[None]
@@ -220,8 +186,7 @@ class XClipVideoProcessor(BaseVideoProcessor):
 
     # ----- spatial pipeline -----
     def _spatial_views(self, clips: torch.Tensor, opts: dict) -> torch.Tensor:
-        """(N, T, 3, H, W) clips -> views (N * crops, T, 3, h, w) float32: resize (`resized_size`), then the crops
-        (evaluation) or the `augmentation` (training), then the one normalisation (`_finish_views`)."""
+        """(N, T, 3, H, W) clips -> normalised views (N * crops, T, 3, h, w) float32."""
         num_clips, num_frames = clips.shape[:2]
         is_uint8 = clips.dtype == torch.uint8
         x = clips.reshape(num_clips * num_frames, *clips.shape[2:]).float()
@@ -257,8 +222,7 @@ class XClipVideoProcessor(BaseVideoProcessor):
 
     @staticmethod
     def _finish_views(views: torch.Tensor, num_clips: int, num_frames: int, opts: dict) -> torch.Tensor:
-        """Normalise (N*T, S, 3, h, w) crops (the one normalisation of every path) and order them as views
-        (N*S, T, 3, h, w)."""
+        """Normalise (N*T, S, 3, h, w) crops and order them as views (N*S, T, 3, h, w)."""
         if opts["do_normalize"]:
             mean = torch.tensor(opts["image_mean"], dtype=torch.float32).view(1, 1, -1, 1, 1)
             std = torch.tensor(opts["image_std"], dtype=torch.float32).view(1, 1, -1, 1, 1)
@@ -285,6 +249,7 @@ class XClipVideoProcessor(BaseVideoProcessor):
             raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {opts['sampling']!r}")
         if opts["decode_backend"] not in BACKENDS:
             raise ValueError(f"decode_backend must be one of {BACKENDS}, got {opts['decode_backend']!r}")
+        check_decode_mode(opts["decode_mode"])
         for key in ("num_frames", "num_temporal_clips", "frame_stride"):
             if not isinstance(opts[key], (int, np.integer)) or opts[key] < 1:
                 raise ValueError(f"{key} must be a positive integer, got {opts[key]!r}")
@@ -300,14 +265,11 @@ class XClipVideoProcessor(BaseVideoProcessor):
         return opts
 
     def process_clips(self, clips: torch.Tensor, name: str = "video 0", **kwargs) -> torch.Tensor:
-        """Frames already sampled, ``(N, T, 3, H, W)`` (N clips of one video, e.g. windows read by
-        `video_windows.VideoWindowStream`) -> normalised views ``(N * num_spatial_crops, T, 3, h, w)``; a bad value
-        is an error naming ``name``. Options as for a call (sampling options do not apply)."""
+        """Sampled clips ``(N, T, 3, H, W)`` of one video -> views ``(N * num_spatial_crops, T, 3, h, w)``."""
         return self._views(clips, name, self._resolve_options(kwargs))
 
     def crop_clips(self, clips: torch.Tensor, name: str = "video 0", **kwargs) -> torch.Tensor:
-        """uint8 clips ``(N, T, 3, H, W)`` -> the frames the model sees, resized and cropped but neither rescaled nor
-        normalised: uint8 ``(N * num_spatial_crops, T, 3, h, w)`` (`normalize_crops` finishes them)."""
+        """uint8 clips -> the resized, cropped uint8 frames the model sees, ``(N * num_spatial_crops, T, 3, h, w)``."""
         if clips.dtype != torch.uint8:
             raise ValueError(f"{name}: crop_clips needs uint8 frames, got {clips.dtype}")
         opts = self._resolve_options({**kwargs, "do_rescale": False, "do_normalize": False})
@@ -325,13 +287,12 @@ class XClipVideoProcessor(BaseVideoProcessor):
         return self._spatial_views(clips, opts)
 
     def preprocess(self, videos, **kwargs) -> BatchFeature:
-        """Videos -> ``BatchFeature(pixel_values=(B, T, 3, H, W) or (B, V, T, 3, H, W))`` (see module docstring).
+        """Videos -> ``BatchFeature(pixel_values=(B, T, 3, H, W))``, or ``(B, V, T, 3, H, W)`` for V views.
 
-        ``augmentation`` (training, e.g. `xclip_hf.training.VideoTrainAugmentation`) replaces the crop step: it is
-        called as ``augmentation(clip, size=(crop_h, crop_w), resample=resample, generator=generator)`` on each
-        resized, rescaled clip ``(T, 3, H, W)`` in ``[0, 1]`` and returns ``(T, 3, crop_h, crop_w)``; the processor
-        normalises the result. Its random draws come from torch's global RNG (``generator=None``), which Trainer
-        seeds and DataLoader re-seeds per worker, as torchvision's transforms do.
+        Views are clip-major: view ``v`` is temporal clip ``v // num_spatial_crops``, spatial crop
+        ``v % num_spatial_crops`` (start, centre, end of the long side). ``augmentation`` (training) replaces the
+        crop: ``augmentation(clip, size=(crop_h, crop_w), resample=resample, generator=generator)`` takes each
+        resized clip ``(T, 3, H, W)`` in ``[0, 1]`` and returns ``(T, 3, crop_h, crop_w)``.
         """
         opts = self._resolve_options(kwargs)
         rng = as_generator(opts["seed"]) if opts["random_sampling"] else None
@@ -394,9 +355,7 @@ def _check_augmentation_range(clips: torch.Tensor, name: str, opts: dict) -> Non
 
 
 def _train_views(x: torch.Tensor, num_clips: int, opts: dict) -> torch.Tensor:
-    """(N*T, 3, H, W) float frames -> (N*T, 1, 3, crop_h, crop_w): rescaled, resized (`resized_size`; float pixels,
-    not rounded as PIL rounds uint8 at evaluation, as the training recipe has always had them), then the
-    train-time augmentation of each clip, one draw per clip."""
+    """(N*T, 3, H, W) float frames -> (N*T, 1, 3, crop_h, crop_w): rescaled, resized, augmented per clip."""
     if opts["do_rescale"]:
         x = x * float(opts["rescale_factor"])
     if opts["do_resize"]:
@@ -417,8 +376,7 @@ EXTREME_PIXELS = 1 << 20  # resized frames larger than this and than 16 crops (e
 
 
 def _extreme_target(shape, opts: dict):
-    """Frame size ``(new_h, new_w)`` after resize (and the upsampling that makes the crop fit) when it exceeds
-    `EXTREME_PIXELS` and 16 crops; None for ordinary frames (resized whole, exactly as before)."""
+    """Resized frame size when it exceeds `EXTREME_PIXELS` and 16 crops (crop before resizing), else None."""
     size, crop = opts["size"], opts["crop_size"]
     if not size.shortest_edge:
         return None
@@ -429,9 +387,7 @@ def _extreme_target(shape, opts: dict):
 
 
 def _source_span(start: int, length: int, size_in: int, size_out: int) -> tuple[int, int, int]:
-    """Source pixels ``[a, b)`` whose resize at scale ``size_out / size_in`` holds output pixels ``[start, start +
-    length)`` at offset ``off``. ``a`` is placed where the output grid stays integer (``a * scale`` whole), so the
-    pixels equal those of resizing the whole axis; when that would need a long region, ``off`` is rounded instead."""
+    """Source pixels ``[a, b)`` whose resize holds output pixels ``[start, start + length)``, and their offset."""
     scale = size_out / size_in
     margin = math.ceil(2 / min(scale, 1.0)) + 2  # reach of the (antialiased) filter, in source pixels
     a = max(0, math.floor(start / scale) - margin)
@@ -443,8 +399,7 @@ def _source_span(start: int, length: int, size_in: int, size_out: int) -> tuple[
 
 
 def _crop_then_resize(x: torch.Tensor, target, crop, num_crops: int, resample) -> torch.Tensor:
-    """(M, C, H, W) -> (M, S, C, crop_h, crop_w): each crop window of the ``target``-sized frame, computed by resizing
-    only the source region under the window at the same scale as the whole frame."""
+    """(M, C, H, W) -> (M, S, C, crop_h, crop_w): each crop from its source region, at the whole frame's scale."""
     height, width = x.shape[-2:]
     new_h, new_w = target
     mode, extra = _torch_mode(resample)

@@ -1,25 +1,15 @@
-"""One video as a stream of processed windows: the one loop plan -> frames -> video processor.
-
-`VideoWindowStream` plans the clips of one video (windows of ``chunk_length_s`` seconds every ``stride_length_s``,
-or, without windows, the processor's ``num_temporal_clips`` temporal views of the whole video), reads their frames
-in one pass (a file through ``reader.VideoFile`` and ``windows.iter_window_frames``; frames in memory by index) and
-runs the video processor on each clip as it arrives, so memory does not grow with the video's length. The
-zero-shot pipeline's ``preprocess`` (one chunk per window or view) and ``embed``'s loader (one row per window) both
-read videos through it; this module is the only caller of ``plan_windows`` and ``iter_window_frames``.
-
-Clocks: a file's windows are cut on its frames' presentation times; frames in memory have none, so windows over
-them need ``fps``. ``fps`` for a file that has its own clock is refused (it would be ignored); a file with neither
-timestamps nor a frame rate takes ``fps`` as its clock.
-"""
+"""One video as a stream of processed windows: the one loop plan -> frames -> video processor."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 import torch
 
 from ..video.reader import VideoFile
+from ..video.sampling import check_decode_mode, snap_to_key_frames
 from ..video.timing import frame_times_at_rate
 from ..video.windows import Window, iter_window_frames, plan_windows
 from .video_input import OneVideo
@@ -28,21 +18,24 @@ __all__ = ["VideoWindowStream"]
 
 
 class VideoWindowStream:
-    """``with VideoWindowStream(video, processor, num_frames=8, ...) as stream:`` ``stream.windows`` is the plan
-    (time order) and iterating yields ``(window, pixel_values (num_spatial_crops, T, 3, h, w))`` in that order.
+    """Windows of one video in time order, each as ``(window, pixel_values (num_spatial_crops, T, 3, h, w))``.
 
-    ``video``: a path, or a `video_input.OneVideo` (a path or frames ``(T, 3, H, W)``, as ``split_videos`` gives).
-    Without ``chunk_length_s`` the windows are the whole video's temporal views, each spanning ``(0, end)``.
+    ``with VideoWindowStream(video, processor, num_frames=8, ...) as stream:`` ``stream.windows`` is the plan. Without
+    ``chunk_length_s`` the windows are the whole video's temporal views. ``fps`` is needed for frames in memory and
+    refused for a file with its own clock. ``decode_mode`` (default: the processor's): "keyframes" reads each
+    window's frames `snap_to_key_frames` (approximate; files only).
     """
 
     def __init__(self, video, processor, *, num_frames: int, chunk_length_s=None, stride_length_s=None,
-                 num_temporal_clips: int = 1, num_spatial_crops: int = 1, fps=None, decode_backend=None):
+                 num_temporal_clips: int = 1, num_spatial_crops: int = 1, fps=None, decode_backend=None,
+                 decode_mode=None):
         if not isinstance(video, OneVideo):
             video = OneVideo(os.fspath(video), f"video {os.fspath(video)!r}")
         self.video, self.processor = video, processor
         self.num_frames, self.num_temporal_clips, self.num_spatial_crops = num_frames, num_temporal_clips, num_spatial_crops
         self.chunk_length_s, self.stride_length_s, self.fps = chunk_length_s, stride_length_s, fps
         self.decode_backend = decode_backend or processor.decode_backend
+        self.decode_mode = check_decode_mode(decode_mode or getattr(processor, "decode_mode", "exact"))
         self.windows: list[Window] | None = None
         self._file: VideoFile | None = None
 
@@ -66,6 +59,9 @@ class VideoWindowStream:
             times, end = frame_times_at_rate(count, self.fps, self.name)
         self.frame_times, self.end_s = times, end  # the video's clock (None for a frame array without fps)
         self.windows = self._plan(count, times, end)
+        if self._file is not None and self.decode_mode == "keyframes":
+            keys = self._file.key_frames
+            self.windows = [dataclasses.replace(w, indices=snap_to_key_frames(w.indices, keys)) for w in self.windows]
         return self
 
     def _plan(self, count: int, times, end) -> list[Window]:
@@ -99,8 +95,7 @@ class VideoWindowStream:
                                                        num_spatial_crops=self.num_spatial_crops)
 
     def iter_crops(self):
-        """As iterating, with the frames as the model sees them: ``(window, pixel_values, crops)``, ``crops`` the
-        resized and cropped uint8 frames ``(num_spatial_crops, T, 3, h, w)`` that ``pixel_values`` normalises."""
+        """As iterating, plus ``crops``: the resized, cropped uint8 frames that ``pixel_values`` normalises."""
         self.open()
         for window, frames in self._frames():
             crops = self.processor.crop_clips(frames[None], self.name, num_spatial_crops=self.num_spatial_crops)

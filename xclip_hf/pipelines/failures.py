@@ -1,5 +1,4 @@
-"""Bad videos among many: call the pipeline per video or per batch and report, not raise, a video that fails
-(`each_video`), retrying a failed batch video by video to find the bad one(s) (`batch_then_each`)."""
+"""Bad videos among many: report, not raise, the video that fails, retrying a failed batch video by video."""
 
 from __future__ import annotations
 
@@ -21,8 +20,7 @@ def each_video(call: Callable, videos: Iterable, errors=VIDEO_ERRORS) -> Iterato
 
 def batch_then_each(batch: Callable, single: Callable, videos: list, errors=VIDEO_ERRORS,
                     retry_one: bool = False) -> list[tuple]:
-    """(video, result or None, error or None) per video: `batch(videos)` once, and if that raises one of `errors`,
-    `single(video)` per video; a batch of one is not retried unless `retry_one`."""
+    """(video, result or None, error or None) per video: `batch(videos)`, else `single(video)` per video on error."""
     try:
         return list(zip(videos, batch(videos), [None] * len(videos)))
     except errors as err:

@@ -1,14 +1,6 @@
-"""Temporal localisation from per-window scores (pure functions, no model): per-frame scores averaged over every
-window that covers the frame, segments from the per-frame top label, runs shorter than a minimum duration merged
-into a neighbour.
+"""Temporal localisation from per-window scores (pure functions): per-frame averages, best segmentation, merging.
 
-Why: `merge_segments` takes each window's top label, so a window straddling a boundary between two actions (its
-frames half one class, half the other) produces a short spurious segment, and the boundary lands at the middle of
-an overlap, not where the scores change. Averaging every covering window at each frame instead lets the windows
-that lie inside one action outvote the straddling ones, and the boundary falls where the averaged scores cross.
-
-Input: the windowed pipeline's per-window output (`return_timestamps=True`, every label): a list of
-`{"timestamp": (start_s, end_s), "labels": [{"score", "label"}, ...]}`.
+Input: the windowed pipeline's output with every label, ``[{"timestamp": (start_s, end_s), "labels": [...]}]``.
 """
 
 from __future__ import annotations
@@ -18,11 +10,9 @@ import numpy as np
 __all__ = ["window_matrix", "frame_scores", "frame_labels", "segments_from_frames", "aggregate_segments",
            "best_segmentation", "segment_windows", "aggregate_windows", "timeline_segments", "AGGREGATIONS", "MIN_DURATION_FRACTION", "SEGMENTATION_MIN_DURATION_FRACTION"]
 
-# default minimum segment duration, as a fraction of the window length (1.25 s for 2 s windows): chosen on the
-# demo's three untrimmed videos (frame accuracy 83.0 / 87.2 / 70.5% for seeds 0-2; 1.0 s gave 83.0 / 75.3 / 72.2%)
+# default minimum segment duration of "frames", as a fraction of the window length (chosen: README, "Untrimmed videos")
 MIN_DURATION_FRACTION = 0.625
-# shortest segment of `best_segmentation`, as a fraction of the window length (1 s for 2 s windows): chosen on 12
-# held-out untrimmed videos (not the demo's), where 0 / 0.5 / 1.0 windows gave 74.7 / 76.1 / 75.6% frame accuracy
+# shortest segment of `best_segmentation`, as a fraction of the window length (chosen likewise)
 SEGMENTATION_MIN_DURATION_FRACTION = 0.5
 
 
@@ -46,10 +36,7 @@ def window_matrix(windows: list[dict], labels: list[str] | None = None) -> tuple
 
 
 def frame_scores(spans: np.ndarray, scores: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """(T, K) scores at `times`: the mean of the windows with start <= t < end (the last window also covers its
-    end); a time no window covers takes the window whose centre is nearest. (Weighting windows by the distance of
-    their centre, a triangle, scored lower on the demo's untrimmed videos: the window centred on a boundary then
-    dominates it.)"""
+    """(T, K) scores at `times`: the mean of the windows covering each time, else the window with the nearest centre."""
     times = np.asarray(times, dtype=np.float64)
     start, end = spans[:, 0][None], spans[:, 1][None]
     t = times[:, None]
@@ -80,11 +67,7 @@ def _runs(labels: np.ndarray) -> list[list[int]]:
 
 def segments_from_frames(times: np.ndarray, per_frame: np.ndarray, labels: list[str], end_s: float,
                          min_duration_s: float = 0.0) -> list[dict]:
-    """Segments `{"start_s", "end_s", "label", "score"}` tiling [0, end_s] from per-frame scores (T, K) at sorted
-    `times`: runs of the per-frame top label; a run shorter than `min_duration_s` (the shortest first) is given
-    to the neighbouring run whose label scores higher over the short run's frames, until none is shorter (or one
-    run is left). Boundaries are midway between the last frame of a run and the first of the next; `score` is the
-    mean per-frame score of the segment's label over its frames."""
+    """Segments tiling [0, end_s] from per-frame scores (T, K): top-label runs, short runs merged into a neighbour."""
     times = np.asarray(times, dtype=np.float64)
     if times.ndim != 1 or len(times) != len(per_frame) or not len(times):
         raise ValueError(f"times {times.shape} and per-frame scores {np.shape(per_frame)} do not match")
@@ -114,9 +97,7 @@ def segments_from_frames(times: np.ndarray, per_frame: np.ndarray, labels: list[
 
 def aggregate_segments(windows: list[dict], frame_times, end_s: float, labels: list[str] | None = None,
                        min_duration_s: float | None = None) -> list[dict]:
-    """Per-window results -> segments: per-frame scores averaged over covering windows (`frame_scores`), then
-    `segments_from_frames`. `frame_times`: the video's frame times (or any sorted time grid) in seconds;
-    `min_duration_s` defaults to `MIN_DURATION_FRACTION` of the median window length."""
+    """Per-window results -> segments by per-frame averages (`frame_scores`, then `segments_from_frames`)."""
     spans, names, scores = window_matrix(windows, labels)
     if min_duration_s is None:
         min_duration_s = MIN_DURATION_FRACTION * float(np.median(spans[:, 1] - spans[:, 0]))
@@ -128,16 +109,10 @@ def best_segmentation(spans: np.ndarray, scores: np.ndarray, end_s: float, min_d
                       eps: float = 1e-6) -> list[tuple[float, float, int]]:
     """The segmentation of [0, end_s] that the windows lying wholly inside one segment explain best.
 
-    Model: a window inside a segment of label y is evidence log p_w(y) (relative to log 1/K, an uninformative
-    window); a window across a boundary saw two actions and is evidence of nothing. Maximised exactly by dynamic
-    programming over boundaries at window starts and ends (a semi-Markov segmentation; segments of at least
-    `min_duration_s`, except at the two ends). Why: a window straddling two actions often looks like a third one
-    ("disappearing" then "growing" reads as "appearing") and any per-frame vote lets it outvote the windows inside
-    the actions; here it can only be left out. A segment with no whole window inside scores nothing (label -1: the
-    caller labels it from the windows overlapping it, `segment_windows`). O(boundaries x labels) but for segments
-    shorter than the longest window.
-
-    Returns [(start_s, end_s, label index or -1)] tiling [0, end_s]; adjacent segments may share a label."""
+    A window inside a segment of label y scores log p_w(y) - log 1/K; a window across a boundary is no evidence.
+    Solved exactly by dynamic programming over window starts and ends (segments of at least `min_duration_s`, except at
+    the ends). Returns [(start_s, end_s, label index or -1 when no whole window lies inside)] tiling [0, end_s].
+    """
     num_windows, num_labels = scores.shape
     gain = np.log(np.clip(scores, eps, 1.0)) + np.log(num_labels)  # (W, K), 0 = uninformative
     lengths = spans[:, 1] - spans[:, 0]
@@ -189,9 +164,7 @@ def best_segmentation(spans: np.ndarray, scores: np.ndarray, end_s: float, min_d
 
 def segment_windows(windows: list[dict], end_s: float, labels: list[str] | None = None,
                     min_duration_s: float | None = None) -> list[dict]:
-    """Per-window results -> segments `{"start_s", "end_s", "label", "score"}` by `best_segmentation`;
-    `min_duration_s` defaults to `SEGMENTATION_MIN_DURATION_FRACTION` of the median window length. A segment's
-    label, when no whole window lies inside it, and its `score` come from the windows overlapping it (mean)."""
+    """Per-window results -> segments `{"start_s", "end_s", "label", "score"}` by `best_segmentation`."""
     spans, names, scores = window_matrix(windows, labels)
     if min_duration_s is None:
         min_duration_s = SEGMENTATION_MIN_DURATION_FRACTION * float(np.median(spans[:, 1] - spans[:, 0]))
@@ -214,10 +187,7 @@ AGGREGATIONS = ("segments", "frames", "segmentation")
 
 def aggregate_windows(windows: list[dict], how: str, *, end_s: float, frame_times=None, labels: list[str] | None = None,
                       min_duration_s: float | None = None) -> list[dict]:
-    """Per-window results (every label) -> segments, the one entry point of the pipeline and of `evaluate`:
-    ``"segments"``: consecutive windows with the same top label merged (`video.windows.merge_segments`);
-    ``"frames"``: per-frame scores averaged over covering windows (`aggregate_segments`, needs `frame_times`);
-    ``"segmentation"``: the segmentation the windows inside segments explain best (`segment_windows`)."""
+    """Per-window results (every label) -> segments by ``"segments"``, ``"frames"`` or ``"segmentation"``."""
     if how == "segments":
         from ..video.windows import merge_segments
 
@@ -232,7 +202,6 @@ def aggregate_windows(windows: list[dict], how: str, *, end_s: float, frame_time
 
 
 def timeline_segments(windows: list[dict], labels: list[str] | None = None) -> list[dict]:
-    """The segments shown for a per-window timeline (CLI `classify --segments`, its plots, the app):
-    `aggregate_windows(..., "segmentation")` up to the last window's end (windows reach the video's end)."""
+    """The segments shown for a per-window timeline (CLI, plots, app): ``"segmentation"`` to the last window's end."""
     end = max(float(w["timestamp"][1]) for w in windows) if windows else 0.0
     return aggregate_windows(windows, "segmentation", end_s=end, labels=labels)

@@ -1,8 +1,4 @@
-"""A timeline picture of windowed classification: each label's probability over time, segments as a band.
-
-Input is the pipeline's per-window output (`return_timestamps=True`, all labels): a list of
-`{"timestamp": (start_s, end_s), "labels": [{"score", "label"}, ...]}`. matplotlib is imported on use only.
-"""
+"""A timeline picture of windowed classification: each label's probability over time, segments as a band."""
 
 from __future__ import annotations
 
@@ -42,9 +38,7 @@ def top_labels(windows: list[dict], limit: int = 6) -> list[str]:
 
 def plot_timeline(ax, windows: list[dict], title: str, limit: int = 6, truth: list[dict] | None = None,
                   segments: list[dict] | None = None) -> None:
-    """Draw the probability of the top labels against time on `ax`, with the model's segments as a coloured band
-    at the top (`segments`, default `segments.timeline_segments` of the windows) and `truth` segments
-    `{"start_s", "end_s", "label"}` as a second band, if given."""
+    """Draw the top labels' probabilities over time on `ax`, with the segments (and optional `truth`) as bands."""
     shown = top_labels(windows, limit)
     centres, labels, probs = window_probabilities(windows, shown)
     others = [seg["label"] for seg in (truth or []) if seg["label"] not in shown]

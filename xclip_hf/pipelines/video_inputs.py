@@ -1,23 +1,18 @@
-"""Remote videos for the zero-shot pipeline: an http(s) URL becomes a local temporary file, removed after use.
-
-What one video is (paths, arrays, grayscale, lists of frames, batches) is decided by the video processor's
-`models.video_input.split_videos`, for the pipeline too; the pipeline adds only this: URLs are downloaded (with a
-short timeout) where the video is read, one at a time.
-"""
+"""Remote videos for the zero-shot pipeline: an http(s) URL becomes a local temporary file, removed after use."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
 
-__all__ = ["is_url", "download_video", "local_video"]
+from ..video.fetch import FetchHints, fetch_video
 
-DEFAULT_URL_TIMEOUT = 10.0
+__all__ = ["is_url", "download_video", "local_video", "DEFAULT_URL_TIMEOUT", "MAX_URL_BYTES"]
+
+DEFAULT_URL_TIMEOUT = 60.0  # seconds for a whole download (lookup, connection, headers and body)
+MAX_URL_BYTES = 4 * 10**9  # a download stops here: an endless or huge body cannot fill the disk
+LIBRARY_HINTS = FetchHints(time="pass a larger url_timeout= to the pipeline, or download the file and pass its path")
 
 
 def is_url(value) -> bool:
@@ -26,20 +21,10 @@ def is_url(value) -> bool:
 
 
 def download_video(url: str, timeout: float = DEFAULT_URL_TIMEOUT) -> str:
-    """Download ``url`` to a temporary file (the caller deletes it); a clear error naming the URL when unreachable."""
-    suffix = os.path.splitext(urllib.parse.urlparse(url).path)[1] or ".mp4"
-    handle, path = tempfile.mkstemp(prefix="xclip_video_", suffix=suffix)
-    try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            shutil.copyfileobj(response, out)
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        os.unlink(path)
-        reason = getattr(err, "reason", err)
-        raise ConnectionError(
-            f"Could not download video {url!r} (timeout {timeout:g} s): {reason}. "
-            "Check the address and your network, or download the file and pass its local path."
-        ) from err
-    return path
+    """``url`` downloaded to a temporary file (the caller deletes it) within ``timeout`` seconds overall and
+    `MAX_URL_BYTES`; any address (the caller chose the URL), errors naming the URL."""
+    return fetch_video(url, tempfile.gettempdir(), max_bytes=MAX_URL_BYTES, timeout=timeout, allow_private=True,
+                       hints=LIBRARY_HINTS)
 
 
 @contextlib.contextmanager

@@ -1,39 +1,14 @@
-"""`pipeline("zero-shot-video-classification")`: score videos against free-form labels with X-CLIP.
-
-X-CLIP (paper Sec. 3.1, Eq. 3) scores a video against K class texts by the cosine similarity between the video
-embedding and each text embedding enhanced by the video-specific prompt generator (Sec. 3.3, Eq. 10), scaled by
-the learned logit scale. The pipeline returns the softmax of those logits over the candidate labels, sorted.
-
-Stages (a transformers `ChunkPipeline`, as its speech pipeline serves long audio): `preprocess` yields the chunks
-of one video, streamed from one pass over the file by `models.video_windows.VideoWindowStream`: its temporal views
-(`num_temporal_clips`), or with `chunk_length_s=` its windows of that many seconds every `stride_length_s`, each
-chunk with its `num_spatial_crops` crops; `batch_size` chunks go through the model per forward, read by
-`num_workers` DataLoader worker processes (video i by worker i % num_workers) in parallel with the model;
-`postprocess` takes the chunks of one video and averages the per-view softmax (the paper's multi-view protocol),
-or returns them per window (`return_timestamps=True`), merged into segments (`aggregate="segments"`), or averaged
-over the windows (the default). What one video is, is decided by the video processor
-(`models.video_input.split_videos`); the pipeline only downloads http(s) URLs (`video_inputs.local_video`).
-
-Speed: the text encoder's output does not depend on the video, so it runs once per distinct (labels, template,
-tokenizer, text weights) and is kept in a small LRU cache (see `models/text_features.py`); each batch of chunks
-then runs `model(pixel_values=..., text_embeds=cached)`, in which the prompt generator still runs per view.
-`compile=True` runs that video forward through `torch.compile(model, fullgraph=True)`: 1.34x over eager fp32 was
-measured for B/32-8f on an idle CPU (less, or nothing, on a busy one), after a one-off warm-up on the first batch
-(2-4 minutes for B/32 on 2 CPU cores, seconds once inductor's cache holds the graph; a new batch shape or label
-count compiles again, dynamically after the first change). Worth it for many videos.
-"""
+"""`pipeline("zero-shot-video-classification")`: the softmax over candidate labels of X-CLIP's video-text logits (Eq. 3, prompts Eq. 10)."""
 
 from __future__ import annotations
 
-import collections.abc
+import functools
 import logging
-import os
 import sys
 import types
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.base import ChunkPipeline
 
@@ -43,14 +18,17 @@ from ..models.processing_xclip import check_tokenizer_vocabulary
 from ..models.text_features import LabelSet, TextFeatureEncoder, build_label_set
 from ..models.video_input import OneVideo, split_videos
 from ..models.video_windows import VideoWindowStream
+from ..video.sampling import check_decode_mode
 from ..video.windows import check_window_lengths, positive_number
+from .video_chunks import VideoChunks, build_loader, collate_chunks
 from .video_inputs import DEFAULT_URL_TIMEOUT, local_video
 
 logger = logging.getLogger(__name__)
 
 TASK = "zero-shot-video-classification"
 CALL_OPTIONS = ("candidate_labels", "hypothesis_template", "top_k", "num_temporal_clips", "num_spatial_crops",
-                "num_frames", "chunk_length_s", "stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
+                "num_frames", "chunk_length_s", "stride_length_s", "return_timestamps", "aggregate", "fps", "progress",
+                "return_tensors", "decode_mode")
 WINDOW_ONLY = ("stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
 AGGREGATES = ("mean", "segments", "frames", "segmentation")
 CHUNK_FIELDS = ("label_set", "video_name", "timestamp", "num_chunks", "video_index", "clock")  # passed through the forward
@@ -64,48 +42,14 @@ def _positive_int(value, name: str, low: int = 1):
     return value
 
 
-def _collate_chunks(chunks: list[dict]) -> dict:
-    """Batch chunks: concatenate pixel values (1, V, T, C, H, W) -> (B, ...), keep the other fields in lists (a
-    worker's error passes on as ``{"error": exception}``)."""
-    failed = next((chunk["error"] for chunk in chunks if "error" in chunk), None)
+def _model_inputs(batch: dict) -> dict:
+    """A batch of `video_chunks.collate_chunks` -> the forward's inputs; its first error item is raised here, in the
+    calling process, with its own type and message."""
+    failed = next((item["error"] for item in batch["items"] if item.get("error") is not None), None)
     if failed is not None:
-        return {"error": failed}
-    shapes = {tuple(chunk["pixel_values"].shape[1:]) for chunk in chunks}
-    if len(shapes) != 1:
-        raise ValueError(f"Chunks in one batch were processed to different shapes {sorted(shapes)}; use batch_size=1 "
-                         "or a video processor that center-crops to a fixed size.")
-    return {"pixel_values": torch.cat([chunk["pixel_values"] for chunk in chunks]),
-            **{field: [chunk[field] for chunk in chunks] for field in CHUNK_FIELDS}}
-
-
-class _VideoChunks(IterableDataset):
-    """The chunks of every video, each tagged with its video's position; in DataLoader workers, video i is read by
-    worker i % num_workers (a generator input is read by one process). A worker hands an error on as an item, so
-    that it is raised in the calling process with its own message (not DataLoader's wrapped traceback)."""
-
-    def __init__(self, videos, preprocess, params: dict):
-        self.videos, self.preprocess, self.params = videos, preprocess, params
-
-    def __iter__(self):
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        if isinstance(self.videos, collections.abc.Sized):
-            indexed = ((i, self.videos[i]) for i in range(worker, len(self.videos), workers))
-        else:
-            indexed = enumerate(self.videos)
-        try:
-            for index, video in indexed:
-                for chunk in self.preprocess(video, **self.params):
-                    chunk["video_index"] = index
-                    yield chunk
-        except Exception as err:
-            if info is None:
-                raise
-            yield {"error": err}
-
-
-def _one_thread(_):
-    torch.set_num_threads(1)  # workers decode and resize; the model owns the cores' math threads
+        raise failed
+    return {"pixel_values": batch["pixel_values"],
+            **{field: [item[field] for item in batch["items"]] for field in CHUNK_FIELDS}}
 
 
 def _videos_in_order(scored_batches, bar=None):
@@ -147,14 +91,11 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
     [{'score': 0.97, 'label': 'cooking'}, {'score': 0.02, 'label': 'dancing'}, {'score': 0.01, 'label': 'surfing'}]
     ```
 
-    Init arguments beyond transformers' `Pipeline` ones: `processor` (an `XClipProcessor`; loaded from the model's
-    directory when omitted), `runtime` (for a folder written by `xclip-hf export-onnx`: "onnxruntime" or "openvino";
-    default: the export's own; `device` and `dtype` other than CPU and float32 are refused for such a folder, also
-    through transformers' `pipeline()` factory), `label_cache_size` (entries of the label-embedding LRU cache, 0
-    disables it; default 4),
-    `url_timeout` (seconds for downloading http(s) videos; default 10), `compile` (`torch.compile` the video
-    forward, see the module docstring for its warm-up cost; default False). Call options (see `__call__`) given at
-    init are the defaults of every call.
+    Init arguments beyond transformers' `Pipeline` ones: `processor` (an `XClipProcessor`; default: the model's),
+    `runtime` ("onnxruntime" or "openvino" for an `export-onnx` folder; default: the export's own), `label_cache_size`
+    (label-embedding LRU entries, 0 disables; default 4), `url_timeout` (seconds for a whole http(s) download;
+    default 60), `compile` (`torch.compile` the video forward; default False). Call options given at init are the
+    defaults of every call.
     """
 
     # One component, one loader: the pipeline needs an XClipProcessor and builds it itself in __init__
@@ -208,37 +149,35 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
 
         Args:
             videos: a path, an http(s) URL, a 4-D array/tensor of frames, a (T, H, W) grayscale array/tensor, a list
-                of frames (one video; PIL images, (H, W) or (H, W, C) arrays), or a list of any of these or a 5-D
-                array (a batch); a generator or dataset of videos is streamed. (`models.video_input`; grayscale is
-                replicated to RGB.) An empty list returns `[]` after checking the options.
-            candidate_labels (`list[str]`): the labels; softmax is taken over them. Must be non-empty strings without
-                duplicates (duplicates raise a ValueError).
+                of frames (one video), or a list of any of these or a 5-D array (a batch); a generator or dataset of
+                videos is streamed. An empty list returns `[]` after checking the options.
+            candidate_labels (`list[str]`): the labels, non-empty and distinct; softmax is taken over them.
             hypothesis_template (`str`, defaults to `"{}"`): how a label becomes a text; the paper uses the bare label.
             top_k (`int`, optional): keep only the `top_k` best labels (per window with `return_timestamps`; refused
                 with `aggregate="segments"`/`"frames"`/`"segmentation"`, whose segments carry one label each).
             num_temporal_clips / num_spatial_crops (`int`, default 1): multi-view inference; the per-view softmax
                 scores are averaged (the paper's 4x3 views: `num_temporal_clips=4, num_spatial_crops=3`).
             batch_size (`int`, default 1): chunks (temporal views, or windows) per model forward.
-            num_workers (`int`, default 0): DataLoader worker processes that read and process videos (video i by
-                worker i % num_workers) while the model runs; 0 reads in this process.
-            num_frames (`int`, optional): frames sampled per clip or window (default: the model's `num_frames`);
-                another count resamples the MIT's temporal position embedding (an extrapolation of the trained
-                model, see `XClipMultiFrameIntegrationTransformer.temporal_position_encoding`).
+            num_workers (`int`, default 0): DataLoader worker processes that read videos while the model runs.
+            num_frames (`int`, optional): frames per clip or window (default: the model's); another count resamples
+                the MIT's temporal position embedding (Eq. 6), an extrapolation of the trained model.
             chunk_length_s (`float`, optional): classify windows of this many seconds instead of the whole video.
             stride_length_s (`float`, optional): hop between window starts in seconds (default: `chunk_length_s`,
                 no overlap; must not exceed it).
             return_timestamps (`bool`): with windows, one entry per window
                 `{"timestamp": (start_s, end_s), "labels": [{"score", "label"}, ...]}` (`top_k` applies per window).
-            aggregate (`"mean"`, `"segments"`, `"frames"` or `"segmentation"`): with windows, `"segments"` merges
-                consecutive windows with the same top label into `{"start_s", "end_s", "label", "score"}`;
-                `"frames"` makes such segments from per-frame scores averaged over every covering window, with a
-                minimum duration of 0.625 windows; `"segmentation"` finds the segmentation that the windows lying
-                wholly inside its segments explain best (a window across a boundary counts as no evidence), the
-                most accurate on held-out untrimmed videos (README, "Untrimmed videos"; `pipelines/segments.py`);
-                `"mean"` (the default without `return_timestamps`) averages the windows' scores into one list.
-            fps (`float`): the clock of frame arrays (they have none; required for windows over arrays). Refused for
-                a file, which has its own (its frames' presentation times).
+            aggregate (`"mean"`, `"segments"`, `"frames"` or `"segmentation"`): with windows, `"mean"` (default)
+                averages them into one list; the others return segments `{"start_s", "end_s", "label", "score"}`:
+                consecutive windows' top labels, per-frame scores, or the segmentation the windows inside segments
+                explain best (`pipelines/segments.py`; README, "Untrimmed videos").
+            fps (`float`): the clock of frame arrays (required for windows over arrays; refused for a file).
+            decode_mode (`"exact"` or `"keyframes"`, default: the video processor's, `"exact"`): `"keyframes"` reads
+                the nearest key frame instead of a sampled frame where one lies within half the spacing of the
+                sampled frames (approximate, faster on files with frequent key frames; README, "Decoding").
             progress (`bool`, optional): show a progress bar over windows (default: only on a terminal).
+            return_tensors (`bool`, default False): per video, the float32 tensor (K,) of every label's score in
+                `candidate_labels` order instead of the ranked list (with windows: their mean; refused with `top_k`,
+                `return_timestamps` and segment aggregates). `score` stacks them into an (N, K) matrix.
 
         Returns:
             `[{"score": float, "label": str}, ...]` sorted by decreasing score, or a list of such lists for a batch
@@ -262,6 +201,22 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         items, is_batch = split_videos(videos)
         return super().__call__(items if is_batch else items[0], **kwargs)
 
+    def score(self, videos, candidate_labels=None, **kwargs: Any) -> torch.Tensor:
+        """The (N videos, K labels) float32 matrix of the call's scores, unsorted: row i is video i (a single video
+        gives one row), column k is `candidate_labels[k]`, each the per-view softmax averaged over the video's views
+        (with `chunk_length_s`: also over its windows). The call with `return_tensors=True`, stacked; every other
+        call option applies (`top_k`, `return_timestamps` and segment aggregates are refused)."""
+        if kwargs.pop("return_tensors", True) is not True:
+            raise ValueError("score always returns the score matrix; call the pipeline for ranked labels")
+        rows = self(videos, candidate_labels=candidate_labels, return_tensors=True, **kwargs)
+        if torch.is_tensor(rows):  # one video
+            return rows[None]
+        rows = list(rows)  # a list, or the iterator over a generator or dataset
+        if rows:
+            return torch.stack(rows)
+        label_set = self._sanitize_parameters(candidate_labels=candidate_labels)[0]["label_set"]
+        return torch.zeros(0, len(label_set.labels))
+
     def _sanitize_parameters(self, **given):
         unknown = sorted(set(given) - set(CALL_OPTIONS))
         if unknown:
@@ -276,6 +231,8 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         for name in ("num_temporal_clips", "num_spatial_crops", "num_frames"):
             if name in options:
                 preprocess_params[name] = _positive_int(options[name], name)
+        if "decode_mode" in options:
+            preprocess_params["decode_mode"] = check_decode_mode(options["decode_mode"])
         top_k = options.get("top_k")
         if top_k is not None:
             _positive_int(top_k, "top_k")
@@ -292,7 +249,16 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             if given_window:
                 raise ValueError(f"zero-shot-video-classification: {', '.join(given_window)} only apply to windows; "
                                  "pass chunk_length_s (window length in seconds) too.")
-        return preprocess_params, forward_params, {"mode": mode, "top_k": top_k}
+        return_tensors = options.get("return_tensors", False)
+        if not isinstance(return_tensors, bool):
+            raise ValueError(f"return_tensors must be True or False, got {return_tensors!r}")
+        if return_tensors and (top_k is not None or mode not in ("video", "mean")):
+            given = {"top_k": top_k, "return_timestamps": options.get("return_timestamps"),
+                     "aggregate": None if mode == "mean" else options.get("aggregate")}
+            raise ValueError("return_tensors=True returns every label's score per video (the mean over its views or "
+                             "windows): " + ", ".join(f"{k}={v!r}" for k, v in given.items() if v not in (None, False))
+                             + " does not apply")
+        return preprocess_params, forward_params, {"mode": mode, "top_k": top_k, "return_tensors": return_tensors}
 
     @staticmethod
     def _window_mode(options: dict, top_k) -> str:
@@ -314,7 +280,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
 
     def preprocess(self, video, label_set: LabelSet | None = None, num_temporal_clips: int = 1,
                    num_spatial_crops: int = 1, num_frames: int | None = None, chunk_length_s=None,
-                   stride_length_s=None, fps=None, keep_frames: bool = False):
+                   stride_length_s=None, fps=None, keep_frames: bool = False, decode_mode=None):
         """One video -> its chunks (a temporal view or a window each, with its spatial crops), streamed;
         ``keep_frames``: each chunk also holds ``"frames"``, its first crop as the model sees it (uint8 (T, h, w, 3),
         resized and cropped, before normalisation) and ``"frame_indices"``."""
@@ -329,7 +295,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             local = OneVideo(data, video.name)
             with VideoWindowStream(local, self.video_processor, chunk_length_s=chunk_length_s,
                                    stride_length_s=stride_length_s, fps=fps, num_temporal_clips=num_temporal_clips,
-                                   num_spatial_crops=num_spatial_crops,
+                                   num_spatial_crops=num_spatial_crops, decode_mode=decode_mode,
                                    num_frames=num_frames or self.model.config.vision_config.num_frames) as stream:
                 for window, pixel_values, *crops in (stream.iter_crops() if keep_frames else stream):
                     chunk = {"pixel_values": pixel_values[None].to(self.dtype), "label_set": label_set,
@@ -354,7 +320,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         try:
             for chunk in self.preprocess(items[0], keep_frames=True, **preprocess_params):
                 frames, indices = chunk.pop("frames"), chunk.pop("frame_indices")
-                out = self.forward(_collate_chunks([{**chunk, "video_index": 0}]), **forward_params)
+                out = self.forward(_model_inputs(collate_chunks([{**chunk, "video_index": 0}])), **forward_params)
                 scored.append({"scores": out["scores"][0], **{field: out[field][0] for field in CHUNK_FIELDS}})
                 top = float(scored[-1]["scores"].max())
                 if best is None or top > best:
@@ -384,12 +350,14 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         logits = outputs.logits_per_video.reshape(num_chunks, num_views, len(label_set))
         return {"scores": average_view_probabilities(logits), **{field: model_inputs[field] for field in CHUNK_FIELDS}}
 
-    def postprocess(self, chunks: list[dict], mode: str = "video", top_k: int | None = None):
-        """The scored chunks of one video -> its result: the mean over its views or windows, or per window, or
-        segments."""
+    def postprocess(self, chunks: list[dict], mode: str = "video", top_k: int | None = None,
+                    return_tensors: bool = False):
+        """The scored chunks of one video -> its result: the mean over its views or windows (ranked, or with
+        ``return_tensors`` the (K,) tensor in label order), or per window, or segments."""
         label_set = chunks[0]["label_set"]
         if mode in ("video", "mean"):
-            return _ranked(torch.stack([chunk["scores"] for chunk in chunks]).mean(0), label_set, top_k)
+            mean = torch.stack([chunk["scores"] for chunk in chunks]).mean(0)
+            return mean.reshape(-1) if return_tensors else _ranked(mean, label_set, top_k)
         windows = [{"timestamp": tuple(round(float(t), 6) for t in chunk["timestamp"]),
                     "labels": _ranked(chunk["scores"], label_set, top_k if mode == "windows" else None)}
                    for chunk in chunks]
@@ -405,20 +373,13 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         them is correct) and results regrouped per video in input order."""
         forward_params = dict(forward_params)
         progress = forward_params.pop("progress", False)  # a bar over windows (absent: no windows, no bar)
-        sized = isinstance(inputs, collections.abc.Sized)
-        workers = min(num_workers, len(inputs)) if sized else 0
-        if workers and "TOKENIZERS_PARALLELISM" not in os.environ:
-            os.environ["TOKENIZERS_PARALLELISM"] = "false"  # as transformers does beside DataLoader workers
-        extra = {"worker_init_fn": _one_thread} if workers else {}
-        loader = DataLoader(_VideoChunks(inputs, self.preprocess, preprocess_params), batch_size=batch_size,
-                            num_workers=workers, collate_fn=_collate_chunks, **extra)
+        chunks = VideoChunks(inputs, functools.partial(self.preprocess, **preprocess_params), keep_going=False)
+        loader = build_loader(chunks, batch_size=batch_size, num_workers=num_workers)
         return self._results(loader, forward_params, postprocess_params, progress)
 
     def _scored(self, loader, forward_params):
         for batch in loader:
-            if "error" in batch:  # raised by a worker
-                raise batch["error"]
-            yield self.forward(batch, **forward_params)
+            yield self.forward(_model_inputs(batch), **forward_params)
 
     def _results(self, loader, forward_params, postprocess_params, progress):
         bar = _window_bar(progress)

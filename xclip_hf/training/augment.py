@@ -1,13 +1,7 @@
-"""Train-time video augmentation of the paper's recipe (supplementary Tab. 1), in torch only.
+"""Train-time video augmentation of the paper's recipe (supplementary Tab. 1), in torch, drawn once per clip.
 
-Every function takes one clip `(T, 3, H, W)` float in [0, 1] (before normalisation) and draws its random
-parameters ONCE per clip, so all frames get the same crop, flip and colour change: the temporal signal
-(what moves where) is left intact. Randomness comes from `generator` (a `torch.Generator`) or, when it is
-None, torch's global RNG (which DataLoader workers seed per worker).
-
-`VideoTrainAugmentation` is the step the video processor applies in place of its crops during training
-(`XClipVideoProcessor(videos, augmentation=...)`): the processor resizes (the geometry of evaluation), rescales,
-calls it with its crop size and resampling mode, and normalises.
+Every function takes one float clip `(T, 3, H, W)` in [0, 1]; randomness comes from `generator`, or torch's global
+RNG when it is None.
 """
 
 from __future__ import annotations
@@ -89,8 +83,7 @@ def multi_scale_crop(
     generator: torch.Generator | None = None,
     resample=PILImageResampling.BILINEAR,
 ) -> torch.Tensor:
-    """MultiScaleCrop (1, .875, .75, .66), then the video processor's resize to `size` (an int for a square, or
-    (height, width)), kept in [0, 1]; the same box for all frames (supp. Tab. 1)."""
+    """MultiScaleCrop (1, .875, .75, .66), then a resize to `size` (int or (height, width)); one box per clip."""
     _check_clip(clip, "multi_scale_crop")
     height, width = (size, size) if isinstance(size, int) else size
     top, left, crop_h, crop_w = multi_scale_crop_box(
@@ -183,9 +176,11 @@ def random_grayscale(clip: torch.Tensor, p: float = 0.2, generator: torch.Genera
 
 @dataclass
 class VideoTrainAugmentation:
-    """The paper's train-time pipeline after the short-side resize (supp. Tab. 1): MultiScaleCrop, flip, colour
-    jitter, grayscale. The video processor applies it (see the module docstring) with its own crop size;
-    `crop_size` is only for calling it directly, and must agree with the processor's when both are set."""
+    """The paper's train-time pipeline after the short-side resize (supp. Tab. 1): MultiScaleCrop, flip, jitter, gray.
+
+    The video processor applies it with its own crop size (``augmentation=``); `crop_size` is for direct calls and
+    must agree with the processor's when both are set.
+    """
 
     crop_size: int | None = None
     scales: tuple = MULTI_SCALE_CROP_SCALES
@@ -195,8 +190,7 @@ class VideoTrainAugmentation:
 
     def __call__(self, clip: torch.Tensor, generator: torch.Generator | None = None, size=None,
                  resample=PILImageResampling.BILINEAR) -> torch.Tensor:
-        """Augment one float clip (T, 3, H, W) in [0, 1] to (T, 3, height, width) of `size` ((height, width), from
-        the video processor) or of `crop_size`."""
+        """Augment one float clip (T, 3, H, W) in [0, 1] to `size` (from the processor) or `crop_size`."""
         _check_clip(clip, "VideoTrainAugmentation")
         size = self._output_size(size)
         clip = multi_scale_crop(clip, size, self.scales, generator=generator, resample=resample)

@@ -1,18 +1,4 @@
-"""Bad training samples never cost a run: skip, count and report videos that cannot be decoded or processed.
-
-Long runs over scraped video collections always meet some broken files. The pieces, each with one job:
-
-* `VideoClipTransform(on_bad_video="skip")` (dataset.py) turns a failing row into a marked row (path + error)
-  instead of raising;
-* `SkipBadSamplesCollator` drops marked rows from their batch (and attaches them as ``batch["bad_videos"]``, so
-  the record reaches the main process even from DataLoader workers);
-* `XClipTrainer` pops ``bad_videos`` before the model sees the batch and hands them to `BadVideoCallback`, which
-  logs each file once with its path, counts the failures, stops the run with a clear error when more than
-  ``max_fraction`` of the listed videos are broken, and reports the files in ``trainer_state.json``
-  (``stateful_callbacks``) and in the logs; a run resumed from a checkpoint takes the record over from there;
-* `check_videos` opens every listed file (and decodes the frames a clip would use) before training, with a
-  progress bar, and returns the broken ones.
-"""
+"""Bad training samples never cost a run: skip, count and report videos that cannot be decoded or processed."""
 
 from __future__ import annotations
 
@@ -38,11 +24,9 @@ class TooManyBadVideosError(RuntimeError):
 
 
 class SkipBadSamplesCollator:
-    """Collate rows, dropping those marked bad by `VideoClipTransform(on_bad_video="skip")`.
+    """Collate rows, dropping those marked bad; they travel as ``batch["bad_videos"] = [(path, error), ...]``.
 
-    The dropped rows travel with the batch as ``batch["bad_videos"] = [(path, error), ...]``. When every row of a
-    batch is bad, the last good row this collator saw stands in (a batch cannot be empty); before any good row,
-    the batch fails with an error naming its files.
+    A batch of bad rows only gets the last good row seen in their place (before any, it fails naming its files).
     """
 
     def __init__(self):
@@ -66,11 +50,10 @@ class SkipBadSamplesCollator:
 
 
 class BadVideoCallback(TrainerCallback, ExportableState):
-    """Logs each bad video once (with its path), counts failures, enforces ``max_fraction``, reports the files.
+    """Logs each bad video once, counts failures, enforces ``max_fraction`` of ``num_videos``, reports the files.
 
-    ``num_videos``: how many videos are listed (training + evaluation), the base of ``max_fraction``.
-    The record appears in ``trainer_state.json`` under ``stateful_callbacks.BadVideoCallback`` and as
-    ``bad_videos`` (distinct files so far) in the logged metrics. Counts are per process under DDP.
+    The record is in ``trainer_state.json`` (``stateful_callbacks.BadVideoCallback``) and the logged ``bad_videos``;
+    counts are per process under DDP.
     """
 
     def __init__(self, num_videos: int, max_fraction: float = 0.1):
@@ -115,8 +98,7 @@ class BadVideoCallback(TrainerCallback, ExportableState):
         self.num_failures = max(self.num_failures, int(attributes.get("num_failures") or 0))
 
     def on_train_begin(self, args, state, control, **kwargs):
-        """A run resumed from a checkpoint starts from the record in its trainer_state.json: files seen before the
-        checkpoint are not logged again and the counts and the limit go on from there."""
+        """A resumed run takes over the checkpoint's record: seen files are not logged again, counts go on."""
         stored = (getattr(state, "stateful_callbacks", None) or {}).get(type(self).__name__)
         stored = stored[0] if isinstance(stored, list) and stored else stored
         if isinstance(stored, dict) and stored.get("attributes", {}).get("failures"):
@@ -140,10 +122,7 @@ class BadVideoCallback(TrainerCallback, ExportableState):
 
 
 def check_videos(paths: Sequence[str], video_processor=None, disable_progress: bool | None = None) -> dict[str, str]:
-    """Open every video and decode the frames of one clip (the processor's sampling); {path: error} of the broken.
-
-    Fast compared with training: no resizing, one clip per file, each distinct path once. Progress bar on stderr.
-    """
+    """Open every video and decode one clip of it (each path once, progress bar); {path: error} of the broken."""
     from tqdm.auto import tqdm
 
     from ..video.reader import load_video

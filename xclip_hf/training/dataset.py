@@ -1,16 +1,4 @@
-"""Video classification datasets as `datasets.Dataset` (paths + labels only; frames are decoded lazily).
-
-Two input formats:
-
-* the original X-CLIP format: an annotation file of `relative/path.mp4 label_id` lines (paths relative to a
-  video root) and a labels csv `id,name` (supplementary Sec. 3: Kinetics / UCF-101 / HMDB-51 lists);
-* CSV / JSON / JSON-lines files read with `datasets`, with a video-path column and a label column holding
-  either class ids or class names.
-
-The files are read by `xclip_hf.data.annotations` (shared with evaluation). Every dataset has the columns `video`
-(absolute path) and `label` (`ClassLabel` with the class names). `VideoClipTransform` decodes them lazily through `Dataset.set_transform` (so Trainer needs
-`remove_unused_columns=False`: the `video` column is not a model input).
-"""
+"""Video classification datasets as `datasets.Dataset` (`video` paths, `label` ClassLabel), decoded lazily."""
 
 from __future__ import annotations
 
@@ -62,17 +50,12 @@ def load_video_dataset(
 
 @dataclass
 class VideoClipTransform:
-    """`Dataset.set_transform` function: decode and process videos lazily, per batch (paper Sec. 4.2 sampling).
+    """`Dataset.set_transform` function: decode and process videos lazily through the video processor (Sec. 4.2).
 
-    Both go through the video processor, with its one resize geometry and normalisation. With `augmentation`
-    (training): one sparse clip with random offsets inside the segments, resized, then the paper's train-time
-    augmentation in place of the crop (the processor's `augmentation` option). Without (evaluation): the
-    deterministic pipeline (middle of each segment, resize, centre or 3 crops), `num_temporal_clips x
-    num_spatial_crops` views. Returns `pixel_values` (T, 3, H, W) or (V, T, 3, H, W) and `labels` per row.
-
-    `on_bad_video`: "raise" (default) raises an error naming the file when a video cannot be decoded or processed;
-    "skip" marks the row instead (`bad_video` = its path, `bad_video_error`; `pixel_values` None) for
-    `SkipBadSamplesCollator`, which drops it from its batch (see bad_samples.py).
+    With `augmentation` (training): one random sparse clip, augmented in place of the crop; without (evaluation):
+    `num_temporal_clips x num_spatial_crops` views. Returns `pixel_values` (T, 3, H, W) or (V, T, 3, H, W) and `labels`.
+    `on_bad_video`: "raise" names the file; "skip" marks the row (`bad_video`, `bad_video_error`) for
+    `SkipBadSamplesCollator`.
     """
 
     video_processor: object  # XClipVideoProcessor

@@ -1,11 +1,4 @@
-"""Batch mixup (alpha 0.8) / cutmix (alpha 1.0) with label smoothing, producing soft targets (supplementary Tab. 1).
-
-Each batch is mixed with itself in reverse order; draws use torch's global RNG (seeded per DataLoader worker).
-The same cutmix box is pasted on every frame of a clip. Label smoothing is folded into the targets (as in the
-paper's code), because label smoothing (`TrainingArguments.label_smoothing_factor`) applies to class indices only and
-takes soft targets as they are: smoothing the one-hot labels and then mixing them equals
-(1 - e) * (lam * y1 + (1 - lam) * y2) + e / K.
-"""
+"""Batch mixup (alpha 0.8) / cutmix (alpha 1.0) into soft targets, label smoothing folded in (supplementary Tab. 1)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""Optimizer parameter groups of the paper's recipe (supplementary Sec. 2.1, Tab. 1).
-
-The randomly initialised parameters (`model.new_parameter_names()`) get 10x the base learning rate; biases,
-normalisation weights and embeddings get no weight decay. `XClipTrainer.create_optimizer` builds its optimizer
-from these groups; a scheduler scales every group's own rate, so the 10x ratio holds through warmup and decay.
-"""
+"""Optimizer parameter groups of the paper's recipe (supplementary Sec. 2.1): 10x rate for new modules, no-decay set."""
 
 from __future__ import annotations
 
@@ -14,7 +9,7 @@ __all__ = ["no_weight_decay_names", "xclip_param_groups", "freeze_vision_encoder
 
 
 def no_weight_decay_names(model: nn.Module) -> set[str]:
-    """Biases, LayerNorm weights, embedding tables, position/class embeddings and logit_scale: no decay (supp. Sec. 2.1)."""
+    """Biases, LayerNorm weights, embedding tables and logit_scale: no weight decay (supp. Sec. 2.1)."""
     names = set()
     for module_name, module in model.named_modules():
         for param_name, param in module.named_parameters(recurse=False):

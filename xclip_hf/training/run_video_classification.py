@@ -1,28 +1,10 @@
-"""Fine-tune X-CLIP for video classification with the Trainer (paper Sec. 4.2-4.4, supplementary Sec. 2-3).
-
-The class names are the classifier (`XClipForVideoClassification`): a video is scored against the prompted text
-of every class. Defaults follow the paper's recipe (supplementary Tab. 1): AdamW betas (0.9, 0.98), weight decay
-0.001, cosine schedule with linear warmup, 10x learning rate for X-CLIP's new modules, label smoothing 0.1,
-sparse sampling, MultiScaleCrop + flip + colour jitter + grayscale; `--mixup` adds mixup 0.8 / cutmix 1.0.
-
-Data: an X-CLIP annotation file (`relative/path.mp4 label_id` lines) with `--labels_file` (`id,name` csv), or a
-CSV / JSON(L) file with a video column and a label column (ids or names). Videos are decoded lazily.
+"""Fine-tune X-CLIP for video classification with the Trainer and the paper's recipe (supplementary Sec. 2-3).
 
     python -m xclip_hf.training.run_video_classification --model_name_or_path CKPT --train_file train.txt \\
         --validation_file val.txt --labels_file labels.csv --video_root videos/ --output_dir out \\
         --do_train --do_eval --per_device_train_batch_size 8 --num_train_epochs 30
 
-(`examples/run_video_classification.py` is the same command as a script; `xclip-hf evaluate few-shot --train` runs
-this module, so an installed package trains without the repository.)
-
-Bad videos (unreadable or corrupt files): `--on_bad_video skip` (default) drops them from their batch, logs each
-file once, counts them (`bad_videos` in the logs, `train_bad_videos` in train_results.json, the files in
-trainer_state.json) and stops with a clear error past `--max_bad_video_fraction` of the listed videos;
-`--on_bad_video raise` stops at the first one, naming it. `--check_videos` opens every listed file first.
-
-Few-shot (supp. Sec. 3.3): `--k_shot 2`. Zero-shot (supp. Sec. 3.4): `--eval_labels_file` with a label set
-disjoint from the training classes (evaluated after training). Runs unchanged under `torchrun` and
-`accelerate launch` (DDP); bf16/fp16, gradient checkpointing, resuming: the usual TrainingArguments.
+Options and data formats: examples/README.md.
 """
 
 from __future__ import annotations
@@ -152,11 +134,7 @@ def config_from_variant(variant: str, num_frames: int, overrides: dict) -> XClip
 
 
 def match_special_tokens(text_config, tokenizer) -> None:
-    """Copy the tokenizer's PAD/BOS/EOS ids into the text config, so the saved checkpoint's config and tokenizer agree.
-
-    Trainer would otherwise do the same at `train()`, with a notice. With CLIP tokenizers the end-of-text token is
-    the highest id, so pooling at the first EOS is the same as the default pooling at the highest id.
-    """
+    """Copy the tokenizer's PAD/BOS/EOS ids into the text config, so the saved config and tokenizer agree."""
     for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
         value = getattr(tokenizer, name, None)
         if value is not None:

@@ -1,19 +1,4 @@
-"""`Trainer` with the three things of the paper's recipe that `TrainingArguments` cannot express (supp. Sec. 2).
-
-AdamW betas (0.9, 0.98), weight decay 0.001, the cosine schedule with linear warmup, bf16/fp16, gradient
-checkpointing and DDP are plain `TrainingArguments`. `XClipTrainer` adds only:
-
-* the 10x learning rate of X-CLIP's new modules (`create_optimizer` over `xclip_param_groups`);
-* batch mixup / cutmix on training batches (`compute_loss`, only while the model is in training mode); label
-  smoothing is `TrainingArguments.label_smoothing_factor` (0.1 in the paper): transformers' label smoother for
-  class indices, folded into the soft targets by `MixupCutmix(label_smoothing=...)` for mixed batches;
-* a count of the training videos seen (`videos_seen`; Trainer's own counter counts pixels for video inputs);
-* multi-view evaluation (`prediction_step`): `pixel_values` (B, V, T, 3, H, W) from the video processor's
-  `num_temporal_clips` x `num_spatial_crops` views are scored view by view and the softmax averaged over views.
-
-It also hands the videos that `SkipBadSamplesCollator` dropped from a batch to the `BadVideoCallback` (if one is
-registered) before the model sees the batch (`_prepare_inputs`).
-"""
+"""`Trainer` with what `TrainingArguments` cannot express of the paper's recipe (supplementary Sec. 2)."""
 
 from __future__ import annotations
 
@@ -30,7 +15,7 @@ __all__ = ["XClipTrainer"]
 
 
 class XClipTrainer(Trainer):
-    """Trainer with 10x-lr parameter groups, optional mixup/cutmix and multi-view evaluation (supp. Sec. 2)."""
+    """Trainer with 10x-lr parameter groups, optional mixup/cutmix, multi-view evaluation and a bad-video report."""
 
     def __init__(self, *args, new_lr_scale: float = 10.0, mixup: MixupCutmix | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -82,8 +67,7 @@ class XClipTrainer(Trainer):
         return super().training_step(model, inputs, num_items_in_batch)
 
     def videos_seen(self) -> int:
-        """Training videos seen by all processes in this trainer's `train` calls (a collective: call it on every
-        process). Trainer's `include_num_input_tokens_seen` would count pixel values here, not videos."""
+        """Training videos seen by all processes in this trainer's `train` calls (a collective: call it everywhere)."""
         count = torch.tensor([self._videos_seen], device=self.args.device)
         return int(self.accelerator.gather(count).sum())
 

@@ -8,8 +8,7 @@ __all__ = ["lazy_exports"]
 
 
 def lazy_exports(package: str, exports: dict[str, str], namespace: dict):
-    """(`__getattr__`, `__dir__`) for ``package`` whose public name -> submodule map is ``exports``; a name is
-    imported from its submodule on first access and kept in ``namespace`` (the package's globals)."""
+    """(`__getattr__`, `__dir__`) importing each name of ``exports`` from its submodule on first access."""
 
     def __getattr__(name: str):
         if name not in exports:

@@ -8,8 +8,7 @@ __all__ = ["one_line"]
 
 
 def one_line(err: BaseException) -> str:
-    """The first line of an error message, without torch's advice to load pickles with weights_only=False (never
-    safe here): such lines are skipped, or such sentences cut when no other line remains."""
+    """The first line of an error message, without torch's advice to load pickles with weights_only=False."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     for line in lines:
         if "weights_only" not in line:

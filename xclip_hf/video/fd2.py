@@ -13,15 +13,10 @@ __all__ = ["Fd2Capture"]
 
 
 class Fd2Capture:
-    """File descriptor 2 captured around calls into a C library whose log lines (matching ``own_line``) must not
-    reach the terminal: decord's C++ logger writes "[12:00:00] video_reader.cc:312: Failed to seek file..."
-    straight to fd 2, past Python's ``sys.stderr`` and past ``decord.logging`` (which only sets FFmpeg's level),
-    during any call, not only while opening a file.
+    """fd 2 captured around calls into a C library, keeping its log lines (``own_line``) off the terminal.
 
-    Reference-counted so that calls in several threads do not wait for each other: the first call in points
-    fd 2 at a temporary file, the last one out points it back and writes back every line that is not the
-    library's (what other code printed meanwhile: delayed, not lost). Each call gets the lines written while it
-    ran (for its error message).
+    Shared by threads (reference-counted); lines that are not the library's are written back afterwards (delayed,
+    not lost); each call gets the lines written while it ran, for its error message.
     """
 
     def __init__(self, own_line: re.Pattern):

@@ -1,10 +1,4 @@
-"""How decoded frames are turned for display: the ``rotate`` tag and the display matrix, as FFmpeg's tools apply them.
-
-A portrait phone video is usually stored landscape with a display matrix (side data; the ``tkhd`` matrix of an
-mp4) or, in files of older muxers, a ``rotate`` tag (clockwise degrees) saying how to show it. FFmpeg's tools
-rotate by default; frames must reach the model upright too. Only right angles (and, for the matrix, mirroring)
-are applied; other angles are left as coded, like FFmpeg's ``transpose``-based autorotation.
-"""
+"""How decoded frames are turned for display: the ``rotate`` tag and the display matrix, as FFmpeg's tools do."""
 
 from __future__ import annotations
 
@@ -48,8 +42,7 @@ class Orientation:
 
     @classmethod
     def from_rotate_tag(cls, metadata) -> "Orientation | None":
-        """From a stream's ``rotate`` tag (any case; clockwise degrees); None when there is none or it is 0, so the
-        display matrix decides (the order of FFmpeg's tools and of decord)."""
+        """From a stream's ``rotate`` tag (clockwise degrees); None when absent or 0, so the display matrix decides."""
         for key, value in dict(metadata or {}).items():
             if key.lower() == "rotate":
                 try:
@@ -61,8 +54,7 @@ class Orientation:
 
     @classmethod
     def from_matrix(cls, matrix) -> "Orientation":
-        """From a 3x3 display matrix in FFmpeg's layout (9 int32, 16.16 fixed point; a point ``(x, y)`` of the coded
-        frame is shown at ``(a*x + c*y, b*x + d*y)`` plus a shift, with ``a, b, c, d = m[0], m[1], m[3], m[4]``)."""
+        """From a 3x3 display matrix in FFmpeg's layout (9 int32, 16.16 fixed point); right angles, mirrors."""
         a, b, _, c, d = (float(v) for v in np.asarray(matrix, dtype=np.int64).reshape(-1)[:5])
         if max(abs(a), abs(d)) < 1e-3 * max(abs(b), abs(c)):  # x' comes from y and y' from x: transposed
             return cls(True, flip_rows=b < 0, flip_cols=c < 0)

@@ -1,42 +1,13 @@
-"""Video decoding that reads only the sampled frames (paper Sec. 4.2: sparse sampling needs T frames, not all).
+"""Video decoding that reads only the sampled frames (paper Sec. 4.2): PyAV (default) or decord, upright uint8 RGB.
 
-Backends:
-
-* ``pyav`` (the default, ``AUTO_ORDER``): builds a frame index from the demuxed packets (no decoding), then
-  seeks to the key frame before each group of requested frames and decodes forward, converting only the
-  requested frames (one converter per thread); unrequested non-reference frames are dropped undecoded in streams
-  with B-frames; long decode runs of large frames use frame threading.
-* ``decord`` (selectable; tried when PyAV cannot open a file): ``VideoReader.get_batch(indices)`` seeks to the
-  key frame before each requested frame and converts only the requested frames to RGB. decord 0.6 rejects some
-  small frame widths and 1-frame VP9 files, and falls behind the recipe when the cores are shared.
-
-The default was chosen by measurement (``benchmarks/bench_decode.py``): with a busy process on every core (the
-normal case: DataLoader workers beside the model) decord read 8 sparse frames slower than decoding everything
-with PyAV, while the PyAV backend kept its lead. ``VideoFile.iter_frames`` streams many sorted frames (windows of
-a long video) in one pass.
-
-Every function validates the path first (exists, is a non-empty regular file) so that decord never receives a
-path it could hang on (``ValueError`` naming the path). Every decoder failure after that, of any exception class,
-becomes one :class:`VideoDecodeError` (a ``ValueError``) naming the file and the frame being read
-(:func:`decode_error` at the :class:`VideoFile` boundary). Decoder log noise is kept off the terminal: decord's
-FFmpeg logging is set to quiet, and decord's own logger, which writes to file descriptor 2 directly, is captured
-around every decord call (`fd2.Fd2Capture`; what it says while opening a file goes into the error).
-
-Time and orientation: the reader owns the frames' clock. ``VideoFile.frame_times`` are the presentation times
-(seconds from the first frame, from the packet timestamps; decord: ``get_frame_timestamp``) and
-``VideoFile.duration`` the end of the last frame (`timing.frame_clock`), right for variable frame rates. Frames
-come out upright: a ``rotate`` tag or a display matrix (portrait phone videos) is applied as FFmpeg's tools do
-(`orientation.Orientation`; decord 0.6 applies rotations itself), and sizes are the displayed ones.
-Both backends return identical frames for even-sized and 4:4:4 videos; for 4:2:0 videos with an odd height
-their YUV->RGB converters interpolate chroma rows slightly differently (measured: at most 5 levels).
-Frames are returned as ``uint8`` RGB arrays of shape ``(T, H, W, 3)`` in the order of the requested indices
-(repeated indices give repeated frames).
+Every decoder failure is one `VideoDecodeError` naming the file and the frame.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import io
 import os
 import re
 import sys
@@ -47,12 +18,13 @@ import numpy as np
 
 from .fd2 import Fd2Capture
 from .orientation import Orientation
+from .sampling import check_decode_mode, snap_to_key_frames
 from .timing import frame_clock
 
-__all__ = ["VideoInfo", "VideoFile", "VideoDecodeError", "VideoPathError", "check_video_path", "decode_error", "open_video", "get_video_info", "VideoLength", "get_video_length", "read_video", "load_video", "BACKENDS"]
+__all__ = ["VideoInfo", "VideoFile", "VideoInput", "VideoDecodeError", "VideoPathError", "check_video_path", "decode_error", "open_video", "get_video_info", "VideoLength", "get_video_length", "read_video", "load_video", "BACKENDS"]
 
 BACKENDS = ("auto", "decord", "pyav")
-AUTO_ORDER = ("pyav", "decord")  # what "auto" tries, first to last (measured: benchmarks/bench_decode.py)
+AUTO_ORDER = ("pyav", "decord")  # what "auto" tries, first to last
 
 
 class VideoDecodeError(ValueError):
@@ -77,8 +49,7 @@ def _first_line(exc: BaseException, with_type: bool = True) -> str:
 def decode_error(path: str, exc: BaseException, frame=None, action: str = "decode") -> VideoDecodeError:
     """The one place that turns any decoder exception into a `VideoDecodeError` naming the file and frame.
 
-    ``frame``: the index being read, a ``(first, last)`` span for batch readers (decord), or None.
-    Already-wrapped errors pass through unchanged (so nested boundaries do not repeat the message).
+    ``frame``: the index being read, a ``(first, last)`` span (decord), or None; wrapped errors pass through.
     """
     if isinstance(exc, VideoDecodeError):
         return exc
@@ -104,8 +75,7 @@ def _quiet_decord(decord) -> None:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """Frame count, average frame rate, displayed size (after rotation) and duration (seconds, the end of the last
-    frame; None when the file has neither timestamps nor a frame rate) of a video file, and the backend that read it."""
+    """Frame count, frame rate, displayed size, duration (end of the last frame, or None) and backend of a file."""
 
     path: str
     num_frames: int
@@ -117,13 +87,11 @@ class VideoInfo:
 
 
 class VideoPathError(FileNotFoundError, ValueError):
-    """A video path that cannot be read: missing, not a regular file, or empty (a `FileNotFoundError` and a
-    `ValueError`, so callers catching either see it)."""
+    """An unreadable video path (missing, not a regular file, empty): a `FileNotFoundError` and a `ValueError`."""
 
 
 def check_video_path(path, where: str | None = None) -> str:
-    """The one check of a video file path: it exists, is a regular file and is not empty; else `VideoPathError`
-    naming the path (and ``where`` it came from)."""
+    """The one check of a video path (exists, regular file, not empty); else `VideoPathError` naming it."""
     prefix = f"{where}: " if where else ""
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"{prefix}video path must be a str or os.PathLike, got {type(path).__name__}")
@@ -136,6 +104,33 @@ def check_video_path(path, where: str | None = None) -> str:
     if os.path.getsize(path) == 0:
         raise VideoPathError(f"{prefix}video file is empty (0 bytes): {path!r}")
     return path
+
+
+class VideoInput:
+    """Where a video's bytes are: a checked file path, or a seekable binary file object (bytes are wrapped in one)
+    read from memory; ``name`` names it in messages (the path, or the caller's name for the object)."""
+
+    def __init__(self, video, name: str | None = None):
+        if isinstance(video, (bytes, bytearray, memoryview)):
+            video = io.BytesIO(video)
+        if hasattr(video, "read"):
+            self.path, self.file = None, video
+            self.name = str(name or getattr(video, "name", None) or "<video in memory>")
+            if not (hasattr(video, "seek") and (not hasattr(video, "seekable") or video.seekable())):
+                raise ValueError(f"video {self.name!r}: a file object must be seekable (the decoder seeks to key "
+                                 "frames); pass its bytes instead")
+            if video.seek(0, io.SEEK_END) == 0:
+                raise VideoDecodeError(f"video {self.name!r} is empty (0 bytes)", path=self.name)
+        else:
+            self.path, self.file = check_video_path(video), None
+            self.name = self.path
+
+    def open(self):
+        """What the decoders open: the path, or the file object rewound to its start."""
+        if self.file is None:
+            return self.path
+        self.file.seek(0)
+        return self.file
 
 
 def _check_indices(indices, num_frames: int, path: str) -> np.ndarray:
@@ -152,27 +147,24 @@ def _check_indices(indices, num_frames: int, path: str) -> np.ndarray:
 
 
 class _DecordBackend:
-    """decord reader: random access by frame index through ``get_batch``.
-
-    decord 0.6 turns frames upright itself (it reads the ``rotate`` tag and the display matrix and inserts
-    FFmpeg's ``transpose`` filter, as FFmpeg's tools do), so its frames and frame size are the displayed ones.
-    Every decord call runs with fd 2 captured (`fd2.Fd2Capture`): its log lines never reach the terminal.
-    """
+    """decord reader: random access by frame index through ``get_batch`` (frames upright, log lines captured)."""
 
     name = "decord"
 
-    def __init__(self, path: str, num_threads: int = 1):
+    def __init__(self, source: VideoInput, num_threads: int = 1):
         import decord
 
         _quiet_decord(decord)
-        self.path = path
+        self.path = path = source.name
         self.position = None  # (first, last) frame index of the batch being read
         captured: list[str] = []
         try:
             with _DECORD_LOG.captured(captured):
-                self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
+                self._vr = decord.VideoReader(source.open(), ctx=decord.cpu(0), num_threads=num_threads)
         except Exception as exc:
             noise = " ".join(line.strip() for line in "".join(captured).splitlines() if line.strip())
+            if source.file is not None:
+                noise = ""  # reading from memory, its log echoes the bytes
             noise = _LOG_PREFIX.sub("", noise)
             raise RuntimeError(f"{_first_line(exc, with_type=False)}{' (' + noise[:300] + ')' if noise else ''}") from exc
         self.num_frames = len(self._vr)
@@ -182,6 +174,8 @@ class _DecordBackend:
         spans = np.asarray(self._quiet(self._vr.get_frame_timestamp, list(range(self.num_frames))), np.float64)
         last = spans[-1, 1] - spans[-1, 0]  # (start, end) seconds of each frame, float32 in decord
         self.frame_times, self.duration = frame_clock(self.num_frames, spans[:, 0], last, self.fps)
+        keys = np.asarray(self._quiet(self._vr.get_key_indices), dtype=np.int64)
+        self.key_frames = np.unique(keys[(keys >= 0) & (keys < self.num_frames)])
         self._size = None
 
     def _quiet(self, call, *args):
@@ -220,8 +214,7 @@ class _DecordBackend:
         return self._batch([int(i) for i in uniq])[inverse]
 
     def iter_frames(self, wanted: np.ndarray, chunk: int = 16):
-        """Yield ``(index, frame)`` for sorted unique ``wanted``: ``get_batch`` on consecutive chunks (decord skips
-        forward inside a GOP instead of seeking back, so no frame is decoded twice); memory is one chunk."""
+        """Yield ``(index, frame)`` for sorted unique ``wanted``, ``get_batch`` on consecutive chunks."""
         for start in range(0, wanted.size, chunk):
             part = wanted[start:start + chunk].tolist()
             yield from zip(part, self._batch(part))
@@ -243,23 +236,25 @@ class _PyAVBackend:
     """PyAV reader: packet index (no decoding), then key-frame seeks + forward decoding of the wanted frames."""
 
     name = "pyav"
-    # drop non-reference frames that are not wanted (see _decode_from); measured in benchmarks/bench_decode.py
+    # drop non-reference frames that are not wanted (see _decode_from)
     skip_nonref = True
-    # frame threading for reads that decode long runs from each key frame (see _choose_threading). Measured with
-    # benchmarks/bench_decode.py (pyav-frame vs pyav-slice, 640x360, 8 of 300 frames, mean run in brackets): one
-    # key frame per 4 frames (~3) 0.74x, per 8 (~5) 0.92x quiet / 0.60x loaded, per 15 (~8) 1.06x, per 30 (~16)
-    # 1.16x, per 250 1.38x: the threshold of 12 sits past the crossover. Only for frames of 256x144 or more: at
-    # 128x72 it gains nothing (0.99x), for 32x32 clips it costs 10-20% wall time and 40-55% CPU
+    # frame threading for reads that decode long runs from each key frame (see _choose_threading; thresholds
+    # measured with benchmarks/bench_decode.py, see README "Decoding")
     frame_threads = True
     FRAME_THREADING_MIN_RUN = 12
     FRAME_THREADING_MIN_PIXELS = 256 * 144
+    frame_thread_count = 0  # threads of frame threading: 0 = FFmpeg's choice (one per core, plus one)
+    # drain the decoder once a seek's wanted packets are sent (see _decode_from)
+    drain = True
 
-    def __init__(self, path: str):
+    def __init__(self, source: VideoInput):
         import av
 
-        self.path = path
+        self.source = source
+        self.path = path = source.name
         self.position = None  # frame index being read (the one after the last decoded frame)
-        self._container = av.open(path, mode="r")
+        self.packets_sent = 0  # packets given to the decoder (skipped non-reference frames included)
+        self._container = av.open(source.open(), mode="r")
         if not self._container.streams.video:
             self._container.close()
             raise ValueError(f"file has no video stream: {path!r}")
@@ -295,9 +290,9 @@ class _PyAVBackend:
                 starts, last_duration = self._pts, durations[order[-1]]
         else:
             self._key_positions = [0]
+        self.key_frames = np.asarray(self._key_positions, dtype=np.int64)
         self.frame_times, self.duration = frame_clock(self.num_frames, starts, last_duration, self.fps, base)
-        # Non-reference frames are (nearly always) B-frames: skipping pays only in streams that reorder frames;
-        # in streams without B-frames it only costs (measured: benchmarks/bench_decode.py --nonref)
+        # Non-reference frames are (nearly always) B-frames: skipping pays only in streams that reorder frames
         self._skip_nonref = bool(self.skip_nonref and self._stream.codec_context.has_b_frames)
         self._coded_size = (int(self._stream.codec_context.height), int(self._stream.codec_context.width))
         # how frames are turned for display: from the ``rotate`` tag at once, else from the first decoded frame's
@@ -313,22 +308,24 @@ class _PyAVBackend:
         return self._orientation_now().display_size(*self._coded_size)[1]
 
     def _orientation_now(self) -> "Orientation":
-        """The display orientation, reading the first frame's display matrix if no frame was converted yet (a
-        separate open, so this decoder's threading choice stays free)."""
+        """The display orientation, from the first frame's display matrix if no frame was converted yet."""
         if self._orientation is None:
             import av
 
-            with av.open(self.path, mode="r") as container:
-                first = next(container.decode(container.streams.video[0]), None)
+            if self.source.file is None:
+                with av.open(self.source.path, mode="r") as container:
+                    first = next(container.decode(container.streams.video[0]), None)
+            else:  # one file object: its own container reads the first frame (every decode seeks first)
+                self._container.seek(0)
+                first = next(self._container.decode(self._stream), None)
             self._orientation = Orientation.of_frame(first) if first is not None else Orientation()
         return self._orientation
 
     def _decode_from(self, index: int, wanted=()):
-        """Seek to the key frame at presentation ``index`` and yield (frame_index, frame).
+        """Seek to the key frame at presentation ``index``, yield (frame_index, frame); unwanted B-frames skipped.
 
-        When frames are indexed by timestamp, packets of frames that are not ``wanted`` are decoded with
-        ``skip_frame="NONREF"``: non-reference frames (typically most B-frames) are dropped undecoded, which
-        never changes any other frame because nothing predicts from them.
+        ``wanted``: the frames this seek is for (see `_run`); once every one of their packets is sent, the decoder
+        is drained instead of fed further (it would decode frames past them to fill its reorder and thread delay).
         """
         if self._by_pts and index > 0:
             self._container.seek(int(self._pts[index]), stream=self._stream, backward=True, any_frame=False)
@@ -336,28 +333,43 @@ class _PyAVBackend:
             self._container.seek(0)
         codec = self._stream.codec_context
         self.position = index
-        wanted_pts = {self._pts[i] for i in wanted} if (self._by_pts and self._skip_nonref) else None
+        wanted_pts = {self._pts[i] for i in wanted} if self._by_pts else set()
+        skipping = self._skip_nonref and bool(wanted_pts)
+        unsent = set(wanted_pts) if self.drain else set()
         counter = 0
         try:
             for packet in self._container.demux(self._stream):
-                if wanted_pts is not None:
-                    stamp = packet.pts if packet.pts is not None else packet.dts
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if skipping:
                     codec.skip_frame = "DEFAULT" if (packet.size == 0 or stamp in wanted_pts) else "NONREF"
-                for frame in codec.decode(packet):
+                self.packets_sent += packet.size > 0
+                frames = codec.decode(packet)
+                if unsent and packet.size:
+                    unsent.discard(stamp)
+                    if not unsent:  # all sent: drain (the next seek flushes the decoder)
+                        codec.skip_frame = "DEFAULT"
+                        frames += codec.decode(None)
+                for frame in frames:
                     pos = self._pts_to_index.get(frame.pts) if (self._by_pts and frame.pts is not None) else None
                     if pos is None:  # no usable timestamp: count frames (skipping is off in that case)
                         pos = counter
                     counter = pos + 1
                     self.position = pos + 1
                     yield pos, frame
+                if wanted_pts and self.drain and not unsent:
+                    return
         finally:
             codec.skip_frame = "DEFAULT"
 
+    def _run(self, wanted: list, k: int) -> list:
+        """The frames from ``wanted[k]`` that one seek decodes: up to one with a key frame after its predecessor."""
+        end = k + 1
+        while end < len(wanted) and self._key_before(wanted[end]) <= wanted[end - 1] + 1:
+            end += 1
+        return wanted[k:end]
+
     def _to_rgb(self, frame) -> np.ndarray:
-        """uint8 RGB (H, W, 3) of a decoded frame, turned upright (`Orientation`), through the thread's one
-        converter: ``frame.to_ndarray`` builds a new swscale context for every frame, which costs more than the
-        conversion itself for small frames (measured 0.31 vs 0.07 ms per 32x32 frame, 0.34 vs 0.29 ms at 640x360).
-        Same pixels."""
+        """uint8 RGB (H, W, 3) of a decoded frame, upright, through the thread's one converter (not one per frame)."""
         if self._orientation is None:
             self._orientation = Orientation.of_frame(frame)
         reformatter = getattr(_CONVERTERS, "rgb", None)
@@ -374,12 +386,7 @@ class _PyAVBackend:
         return self._key_positions[bisect.bisect_right(self._key_positions, index) - 1]
 
     def _choose_threading(self, wanted) -> None:
-        """Before the decoder opens (its threading is fixed then): frame threading (consecutive frames decoded on
-        several cores at once) for frames of ``FRAME_THREADING_MIN_PIXELS`` or more when reading ``wanted`` decodes
-        on average at least ``FRAME_THREADING_MIN_RUN`` frames per key-frame seek; otherwise PyAV's default slice
-        threading, because frame threads hand out a frame only after the next ones are submitted, so every seek
-        decodes frames that are thrown away. Frames are the same either way; frame threading costs ~10% more CPU time for less wall time, so DataLoader workers (which
-        are the decoding parallelism already, beside the model) keep slice threading."""
+        """Frame threading for large frames decoded in long runs per seek (not in DataLoader workers), else slice."""
         codec = self._stream.codec_context
         small = self._coded_size[0] * self._coded_size[1] < self.FRAME_THREADING_MIN_PIXELS
         if codec.is_open or small or not self.frame_threads or not len(wanted) or _in_dataloader_worker():
@@ -395,6 +402,7 @@ class _PyAVBackend:
         decoded += previous - start + 1
         if decoded / seeks >= self.FRAME_THREADING_MIN_RUN:
             codec.thread_type = "FRAME"
+            codec.thread_count = self.frame_thread_count
 
     def get_frames(self, indices: np.ndarray) -> np.ndarray:
         """Decode the frames at ``indices`` (any order, repeats allowed)."""
@@ -404,7 +412,7 @@ class _PyAVBackend:
         unresolved = []
         k = 0
         while k < len(wanted):
-            for pos, frame in self._decode_from(self._key_before(wanted[k]), wanted[k:]):
+            for pos, frame in self._decode_from(self._key_before(wanted[k]), self._run(wanted, k)):
                 if pos < wanted[k]:
                     continue
                 while k < len(wanted) and wanted[k] < pos:
@@ -434,15 +442,13 @@ class _PyAVBackend:
         return np.stack([out[i] for i in indices.tolist()])
 
     def iter_frames(self, wanted: np.ndarray):
-        """Yield ``(index, frame)`` for sorted unique ``wanted``, in one forward pass: decode on from the current
-        position while the next wanted frame is before the next key frame, else seek to the key frame before it.
-        Each frame is decoded at most once and only wanted ones are converted to RGB."""
+        """Yield ``(index, frame)`` for sorted unique ``wanted`` in one forward pass, each frame decoded once."""
         wanted = wanted.tolist()
         self._choose_threading(wanted)
         k = 0
         while k < len(wanted):
             landed_past = False
-            for pos, frame in self._decode_from(self._key_before(wanted[k]), wanted[k:]):
+            for pos, frame in self._decode_from(self._key_before(wanted[k]), self._run(wanted, k)):
                 if pos < wanted[k]:
                     continue
                 if pos > wanted[k]:
@@ -476,29 +482,30 @@ class _PyAVBackend:
             self._container = None
 
 
-def _open_backend(path: str, backend: str):
-    """Open ``path`` with the requested backend; 'auto' tries the backends of ``AUTO_ORDER``. ValueError on failure."""
+def _open_backend(source: VideoInput, backend: str):
+    """Open ``source`` with the requested backend; 'auto' tries the backends of ``AUTO_ORDER``. ValueError on failure."""
+    path = source.name
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         reasons = []
         for name in AUTO_ORDER:
             try:
-                return _open_backend(path, name)
+                return _open_backend(source, name)
             except ValueError as exc:
                 reasons.append(str(exc).removeprefix(f"cannot open video {path!r}: "))
         raise VideoDecodeError(f"cannot open video {path!r}: " + "; ".join(reasons), path=path)
     errors = []
     if backend in ("auto", "decord"):
         try:
-            return _DecordBackend(path)
+            return _DecordBackend(source)
         except ImportError as exc:
             errors.append(f"decord unavailable ({exc})")
         except Exception as exc:  # decord raises DECORDError/RuntimeError for unreadable files
             errors.append(f"decord: {_first_line(exc)}")
     if backend in ("auto", "pyav"):
         try:
-            return _PyAVBackend(path)
+            return _PyAVBackend(source)
         except ValueError as exc:
             errors.append(f"pyav: {exc}")
         except Exception as exc:
@@ -515,6 +522,7 @@ class _FailedBackend:
     def __init__(self, closed):
         self.num_frames, self.fps = closed.num_frames, closed.fps
         self.frame_times, self.duration = closed.frame_times, closed.duration
+        self.key_frames = closed.key_frames
         self.height = self.width = 0
 
     def get_frames(self, indices):
@@ -525,15 +533,20 @@ class _FailedBackend:
 
 
 class VideoFile:
-    """An open video file that decodes only requested frames (``backend="auto"``: PyAV, decord when PyAV fails)."""
+    """An open video file that decodes only requested frames (``backend="auto"``: PyAV, decord when PyAV fails).
 
-    def __init__(self, path, backend: str = "auto"):
-        self.path = check_video_path(path)
+    ``path``: a file path, or the video's bytes / a seekable binary file object, decoded from memory (``name``, else
+    the object's ``name``, names it in errors and in ``path``).
+    """
+
+    def __init__(self, path, backend: str = "auto", name: str | None = None):
+        self._input = VideoInput(path, name)
+        self.path = self._input.name
         self.requested_backend = backend
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         try:
-            self._backend = _open_backend(self.path, backend)
+            self._backend = _open_backend(self._input, backend)
         except Exception as exc:
             raise decode_error(self.path, exc, action="open") from exc
 
@@ -557,9 +570,7 @@ class VideoFile:
 
     @property
     def frame_times(self) -> np.ndarray | None:
-        """Presentation time of each frame in seconds from the first frame, read-only float64 ``(num_frames,)``, in
-        frame-index order (non-decreasing): the packet timestamps for PyAV, ``get_frame_timestamp`` for decord;
-        ``index / fps`` for files without timestamps; None for files with neither (see `timing.frame_clock`)."""
+        """Presentation time of each frame in seconds from the first, read-only float64; None without a clock."""
         return self._backend.frame_times
 
     @property
@@ -567,23 +578,24 @@ class VideoFile:
         """Seconds from the first frame to the end of the last one (its time plus its duration)."""
         return self._backend.duration
 
-    def get_frames(self, indices) -> np.ndarray:
-        """uint8 RGB frames ``(len(indices), H, W, 3)``; falls back to PyAV if decord fails mid-way (auto mode).
+    @property
+    def key_frames(self) -> np.ndarray:
+        """Sorted int64 indices of the key frames known to the decoder (frames it can start decoding at)."""
+        return self._backend.key_frames
 
-        Any decoder failure raises `VideoDecodeError` naming the file and the frame being read.
-        """
+    def get_frames(self, indices) -> np.ndarray:
+        """uint8 RGB frames ``(len(indices), H, W, 3)``; `VideoDecodeError` naming the file and frame on failure."""
         idx = _check_indices(indices, self.num_frames, self.path)
         try:
             return self._backend.get_frames(idx)
         except Exception as exc:
             decord_error = self._switch_to_pyav(exc)  # decord failed mid-way in auto mode: retry with PyAV
         with self._pyav_errors(decord_error):
-            self._backend = _PyAVBackend(self.path)
+            self._backend = _PyAVBackend(self._input)
             return self._backend.get_frames(idx)
 
     def _switch_to_pyav(self, exc: Exception) -> str:
-        """After a decoder failure: re-raise it as `VideoDecodeError` unless decord failed in auto mode, in which
-        case close decord and return its error line (the caller continues with PyAV)."""
+        """After a decoder failure: raise `VideoDecodeError`, or (decord in auto mode) return its line for PyAV."""
         if self._backend.name != "decord" or self.requested_backend != "auto":
             raise decode_error(self.path, exc, frame=self._backend.position) from exc
         self._backend.close()
@@ -601,9 +613,7 @@ class VideoFile:
             raise error from exc
 
     def iter_frames(self, indices):
-        """Stream ``(index, frame)`` for the sorted unique ``indices``: one pass over the open file, each frame
-        decoded at most once, frames handed out one by one (memory does not grow with the number of indices).
-        In auto mode a decord failure mid-way continues with PyAV from the first frame not yet delivered."""
+        """Stream ``(index, frame)`` for the sorted unique ``indices`` in one pass (auto mode: PyAV after decord)."""
         wanted = np.unique(_check_indices(indices, self.num_frames, self.path))
         done = 0
         try:
@@ -614,7 +624,7 @@ class VideoFile:
         except Exception as exc:
             decord_error = self._switch_to_pyav(exc)  # decord failed mid-way in auto mode: continue with PyAV
         with self._pyav_errors(decord_error):
-            self._backend = _PyAVBackend(self.path)
+            self._backend = _PyAVBackend(self._input)
             yield from self._backend.iter_frames(wanted[done:])
 
     def close(self):
@@ -662,10 +672,19 @@ def read_video(path, indices=None, backend: str = "auto") -> np.ndarray:
         return video.get_frames(indices)
 
 
-def load_video(path, sample_indices_fn, backend: str = "auto") -> tuple[np.ndarray, np.ndarray, VideoInfo]:
-    """Open once, choose indices with ``sample_indices_fn(num_frames)``, decode them: (frames, indices, info)."""
+def load_video(path, sample_indices_fn, backend: str = "auto",
+               decode_mode: str = "exact") -> tuple[np.ndarray, np.ndarray, VideoInfo]:
+    """Open once, choose indices with ``sample_indices_fn(num_frames)``, decode them: (frames, indices, info).
+
+    ``decode_mode="keyframes"``: each clip (last axis) `snap_to_key_frames` first (approximate); the indices returned
+    are the frames read.
+    """
+    check_decode_mode(decode_mode)
     with VideoFile(path, backend=backend) as video:
         indices = np.asarray(sample_indices_fn(video.num_frames))
+        if decode_mode == "keyframes":
+            clips = indices.reshape(-1, indices.shape[-1]) if indices.ndim else indices.reshape(1, 1)
+            indices = np.stack([snap_to_key_frames(clip, video.key_frames) for clip in clips]).reshape(indices.shape)
         flat = indices.reshape(-1)
         frames = video.get_frames(flat)
         return frames.reshape(indices.shape + frames.shape[1:]), indices, video.info

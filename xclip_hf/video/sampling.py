@@ -1,22 +1,6 @@
-"""Frame sampling: which frame indices of a video the model sees.
+"""Frame sampling: which frame indices of a video the model sees (paper Sec. 4.2, sparse and dense, multi-view).
 
-X-CLIP samples frames *sparsely* (paper Sec. 4.2, following TSN): the video is split into ``T`` equal segments
-and one frame is taken from each, the middle frame at evaluation and a random frame during training. Dense
-sampling (``T`` frames at a fixed stride) is provided for comparison. Multi-view evaluation (paper Sec. 4.2,
-Tab. 11: "#views = temporal clips x spatial crops") uses ``N`` temporal clips:
-
-* sparse: clip ``k`` of ``N`` takes, in every segment, the frame at offset ``(k + 0.5) / N`` of the segment
-  (``N = 1`` is the middle frame), so the ``N`` clips interleave evenly inside the segments;
-* dense: the ``N`` clips start at ``N`` evenly spaced points from the first possible start to the last one
-  (``N = 1`` is the centred clip).
-
-Windows of an untrimmed video are sampled by time (`sparse_sample_by_time`): the frame shown at the middle of each
-of ``T`` equal parts of the window's time span, which is the index rule above at a constant frame rate and stays
-right at a variable one.
-
-A video shorter than the number of requested frames repeats frames (sparse: segments shorter than one frame
-map several positions to the same frame; dense: indices past the end are clamped to the last frame). A
-one-frame video yields index 0 everywhere. All functions return ``int64`` numpy arrays.
+A video shorter than the sample repeats frames; every function returns ``int64`` numpy arrays.
 """
 
 from __future__ import annotations
@@ -34,9 +18,15 @@ __all__ = [
     "temporal_clip_indices",
     "as_generator",
     "SAMPLING_MODES",
+    "DECODE_MODES",
+    "check_decode_mode",
+    "snap_to_key_frames",
 ]
 
 SAMPLING_MODES = ("sparse", "dense")
+# how sampled frames are read from a file: "exact" (the sampled frames) or "keyframes" (approximate, see
+# `snap_to_key_frames`)
+DECODE_MODES = ("exact", "keyframes")
 
 
 def as_generator(rng=None) -> np.random.Generator:
@@ -68,12 +58,7 @@ def sparse_sample_indices(video_length: int, num_frames: int, random_offset: boo
 
 
 def sparse_sample_by_time(frame_times, start_s: float, end_s: float, num_frames: int) -> np.ndarray:
-    """Sparse sampling in time: the frame on screen (the last one whose presentation time is at or before) at the
-    middle of each of ``num_frames`` equal parts of ``[start_s, end_s)``; ``frame_times`` sorted, in seconds.
-
-    With frame ``i`` at ``i / fps`` this picks `sparse_sample_indices`' frames; with a variable frame rate it picks
-    by time, not by count (a stretch of dense frames does not take more of the samples).
-    """
+    """Sparse sampling by time: the frame shown at the middle of each of ``num_frames`` parts of [start_s, end_s)."""
     times = np.asarray(frame_times, dtype=np.float64)
     _check_counts(times.size, num_frames)
     t = int(num_frames)
@@ -144,3 +129,30 @@ def temporal_clip_indices(
     if random_offset:
         return dense_sample_indices(video_length, num_frames, stride=stride, random_start=True, rng=rng)[None]
     return dense_multiview_indices(video_length, num_frames, num_clips, stride=stride)
+
+
+def check_decode_mode(mode, name: str = "decode_mode") -> str:
+    """``mode`` if it is one of `DECODE_MODES`; else ValueError naming ``name`` and the choices."""
+    if not isinstance(mode, str) or mode not in DECODE_MODES:
+        raise ValueError(f"{name} must be one of {DECODE_MODES} ('exact' reads the sampled frames, 'keyframes' the "
+                         f"nearest key frame where one is close), got {mode!r}")
+    return mode
+
+
+def snap_to_key_frames(indices, key_frames) -> np.ndarray:
+    """One clip's indices with each sampled frame replaced by its nearest key frame when that is closer than half
+    the gap to the nearest other sampled frame of the clip (distinct frames stay distinct and in order); else kept."""
+    idx = np.asarray(indices, dtype=np.int64)
+    keys = np.unique(np.asarray(key_frames, dtype=np.int64))
+    if idx.ndim != 1:
+        raise ValueError(f"indices of one clip must be 1-D, got shape {idx.shape}")
+    uniq, inverse = np.unique(idx, return_inverse=True)
+    if uniq.size < 2 or keys.size == 0:  # no spacing to keep (one distinct frame), or no key frame known
+        return idx.copy()
+    gaps = np.diff(uniq)
+    spacing = np.minimum(np.concatenate([gaps[:1], gaps]), np.concatenate([gaps, gaps[-1:]]))
+    at = np.searchsorted(keys, uniq)
+    before, after = keys[np.maximum(at - 1, 0)], keys[np.minimum(at, keys.size - 1)]
+    nearest = np.where(np.abs(uniq - before) <= np.abs(after - uniq), before, after)
+    snapped = np.where(2 * np.abs(nearest - uniq) < spacing, nearest, uniq)
+    return snapped[inverse.reshape(-1)]

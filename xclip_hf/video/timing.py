@@ -1,10 +1,4 @@
-"""When each frame is shown: presentation times in seconds, and where a video ends.
-
-A video's clock is its frames' presentation timestamps (pts), for constant and variable frame rate alike (phone
-and screen recordings are often variable). ``reader.VideoFile.frame_times`` reads them from the file;
-`frame_clock` is the one definition of the times and of the end of a video; frame arrays, which have no clock,
-get one from a frame rate (`frame_times_at_rate`).
-"""
+"""When each frame is shown: presentation times in seconds, and where a video ends."""
 
 from __future__ import annotations
 
@@ -18,25 +12,18 @@ GRID_SNAP_S = 5e-4
 
 
 def time_tolerance(seconds) -> np.ndarray | float:
-    """How far apart two times may be and still count as equal: 1 microsecond plus 1e-7 of the time itself
-    (decord reports times as float32, good to about 6e-8 of their value)."""
+    """How far apart two times may be and still count as equal: 1 microsecond plus 1e-7 of the time."""
     return 1e-6 + 1e-7 * np.abs(seconds)
 
 
 def frame_clock(num_frames: int, starts=None, last_duration=None, fps=None,
                 time_base=None) -> tuple[np.ndarray | None, float | None]:
-    """``(frame_times, end_s)``: each frame's presentation time in seconds from the first frame, and the end of the
-    video.
+    """``(frame_times, end_s)``: each frame's presentation time in seconds from the first, and the end of the video.
 
-    ``starts``: presentation times in presentation order, in units of ``time_base`` (a Fraction; seconds when
-    None); None, or not finite and non-decreasing: the file has none, then frame ``i`` is shown at ``i / fps``.
-    The end of a video is the end of its last frame: its time plus its own duration (``last_duration``, same
-    units, from the container), else plus the interval before it, else plus ``1 / fps``. ``(None, None)`` when
-    there are neither times nor a frame rate.
-
-    Constant frame rate: when every time lies within `GRID_SNAP_S` of the grid ``i / fps`` (the container's
-    rounding, or decord's float32), the times are that grid, and an end within twice that of ``num_frames / fps``
-    is that: the same clock for every container and backend, and windows plan as they do by frame index.
+    ``starts`` are in units of ``time_base`` (seconds when None); without usable times frame ``i`` is at ``i / fps``.
+    The end is the last frame's time plus its duration (``last_duration``), else the interval before it, else
+    ``1 / fps``; ``(None, None)`` with neither times nor a frame rate. Times within `GRID_SNAP_S` of ``i / fps`` are
+    that grid.
     """
     rate = float(fps) if fps is not None and np.isfinite(float(fps)) and float(fps) > 0 else None
     ticks = None if starts is None else np.asarray(starts, dtype=np.float64).reshape(-1)
@@ -65,8 +52,7 @@ def frame_clock(num_frames: int, starts=None, last_duration=None, fps=None,
 
 
 def frame_times_at_rate(num_frames, fps, name: str = "video") -> tuple[np.ndarray, float]:
-    """The clock of frames without timestamps (an array of frames): frame ``i`` at ``i / fps``, the end at
-    ``num_frames / fps``; ValueError naming ``name`` without a usable frame rate or frame count."""
+    """The clock of frames without timestamps: frame ``i`` at ``i / fps``, the end at ``num_frames / fps``."""
     try:
         rate = float(fps)
     except (TypeError, ValueError):

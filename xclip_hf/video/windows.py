@@ -1,18 +1,4 @@
-"""Windows over an untrimmed video: where each window lies in time and which frames it samples.
-
-A long video is cut into windows of ``chunk_length_s`` seconds every ``stride_length_s`` seconds (the chunking
-convention of transformers' speech pipeline); each window samples ``num_frames`` frames sparsely inside itself
-(paper Sec. 4.2 sampling, applied per window, by time). The tail shorter than a window becomes one last window
-aligned to the end of the video; a video shorter than one window gives one window over the whole video.
-
-Windows are planned on the frames' presentation times (``reader.VideoFile.frame_times`` and ``duration``; for
-frame arrays ``timing.frame_times_at_rate``), so their timestamps are right at a variable frame rate too; at a
-constant rate they are the windows of whole frames ``k * hop .. k * hop + length`` (for lengths and hops that are
-whole frames).
-
-This module only plans (indices and timestamps) and groups decoded frames by window; decoding belongs to
-``reader`` (one pass over the file, each frame decoded once), the model to the pipeline and to ``embed``.
-"""
+"""Windows over an untrimmed video: where each window lies in time and which frames it samples."""
 
 from __future__ import annotations
 
@@ -69,12 +55,10 @@ def check_window_lengths(chunk_length_s, stride_length_s=None) -> tuple[float, f
 
 def plan_windows(frame_times, end_s, chunk_length_s, stride_length_s=None, num_frames: int = 8,
                  name: str = "video") -> list[Window]:
-    """Windows of ``chunk_length_s`` every ``stride_length_s`` seconds over a video whose frames are shown at
-    ``frame_times`` (seconds from the first frame, sorted) and which ends at ``end_s``.
+    """Windows of ``chunk_length_s`` every ``stride_length_s`` seconds over a video shown at ``frame_times``.
 
-    Window ``k`` spans ``[k * stride, k * stride + chunk)``; a tail not covered by a full window becomes one last
-    window ending at ``end_s``; a video no longer than one window is one window. ``num_frames`` frames are sampled
-    sparsely by time in each (`sampling.sparse_sample_by_time`).
+    A tail shorter than a window becomes a last window ending at ``end_s`` (the video's end); each window samples
+    ``num_frames`` frames sparsely by time.
     """
     chunk, stride = check_window_lengths(chunk_length_s, stride_length_s)
     if frame_times is None or end_s is None:
@@ -98,13 +82,7 @@ def plan_windows(frame_times, end_s, chunk_length_s, stride_length_s=None, num_f
 
 
 def iter_window_frames(video, windows: Iterable[Window]) -> Iterator[tuple[Window, np.ndarray]]:
-    """Yield ``(window, frames (T, H, W, 3))`` in time order, decoding each needed frame of ``video`` once.
-
-    ``video`` is an open ``reader.VideoFile``. The sorted unique indices of all windows are read in ONE pass
-    (``VideoFile.iter_frames``); a window is yielded as soon as its last frame has arrived, and frames shared by
-    overlapping windows are kept only until the last window that needs them, so memory is bounded by the
-    overlap, not by the video's length.
-    """
+    """Yield ``(window, frames (T, H, W, 3))`` in time order from one pass over the open ``reader.VideoFile``."""
     windows = sorted(windows, key=lambda w: (int(w.indices.min()), int(w.indices.max())))
     if not windows:
         return
@@ -128,11 +106,10 @@ def iter_window_frames(video, windows: Iterable[Window]) -> Iterator[tuple[Windo
 
 
 def merge_segments(window_results: Iterable[dict]) -> list[dict]:
-    """Temporal localisation: consecutive windows with the same top label -> ``{"start_s", "end_s", "label", "score"}``.
+    """Consecutive windows with the same top label -> ``{"start_s", "end_s", "label", "score"}`` segments.
 
-    ``window_results`` are ``{"timestamp": (start_s, end_s), "labels": [{"score", "label"}, ...]}``; a segment's score
-    is the mean of its windows' top scores. Segments tile the time the windows cover: where two windows with
-    different top labels overlap, the boundary between their segments is the middle of the overlap.
+    A segment's score is the mean of its windows' top scores; where windows with different top labels overlap, the
+    boundary is the middle of the overlap.
     """
     segments: list[dict] = []
     scores: list[list[float]] = []

@@ -1,8 +1,6 @@
 """Top-k video classification accuracy as an `evaluate` metric module (paper Sec. 4.1: top-1 / top-5).
 
-This file is self-contained on purpose: `evaluate.load(<path to this file>)` copies it into its module cache
-and imports it there, so it must not import anything relative. Load it with
-`xclip_hf.training.metrics.load_topk_accuracy()` (the hub, where `evaluate.load("accuracy")` lives, is unreachable).
+Self-contained (no relative imports): `evaluate.load(<this file>)` copies it into its module cache.
 """
 
 import datasets

@@ -1,22 +1,9 @@
-"""Downloading a video from an http(s) URL for the web app, as a server that strangers may reach must do it.
-
-- http:// and https:// only; the host is looked up once and every address it resolves to is checked
-  (`address_refusal`): loopback, private, link-local, multicast, reserved and other non-public addresses are refused
-  unless private URLs are allowed, before any connection is made;
-- the connection goes to the checked address itself (`PinnedConnection`: no second lookup that a DNS rebind could
-  answer differently); the URL's host is still the Host header and, over https, the name for SNI and the
-  certificate check;
-- redirects are followed (at most `MAX_REDIRECTS`), each hop checked the same way;
-- the body is written until ``max_bytes`` and no further; the lookup, connection, headers and body together must end
-  within ``timeout`` seconds (a watchdog shuts the socket at the deadline, so a server trickling bytes cannot hold
-  the download longer).
-
-Proxies named in the environment are not used: the checks are on the address actually connected to.
-"""
+"""Downloading a video from an http(s) URL within a size limit and an overall deadline, addresses checked (README, "Serving the app")."""
 
 from __future__ import annotations
 
 import http.client
+import io
 import ipaddress
 import os
 import socket
@@ -25,22 +12,33 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from dataclasses import dataclass
 
-__all__ = ["URLRefused", "address_refusal", "fetch_video", "PinnedConnection", "MAX_REDIRECTS"]
+__all__ = ["URLRefused", "FetchHints", "address_refusal", "fetch_video", "fetch_bytes", "PinnedConnection",
+           "MAX_REDIRECTS"]
 
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 CHUNK_BYTES = 64 * 1024
-PRIVATE_HINT = "start the app with --allow-private-urls to fetch such addresses"
 
 
 class URLRefused(ValueError):
-    """A URL the app does not fetch (its scheme, its address, its size); one line naming it."""
+    """A URL that is not fetched (its scheme, its address, its size); one line naming it."""
+
+
+@dataclass(frozen=True)
+class FetchHints:
+    """How refusals name who fetches and the option that lifts each limit (the app's flags, the pipeline's arguments)."""
+
+    fetcher: str = "xclip_hf"
+    limit: str = "the download limit"
+    size: str = "download the file and pass its local path"
+    time: str = "download the file and pass its local path"
+    private: str = "pass allow_private=True to fetch such addresses"
 
 
 def address_refusal(address) -> str | None:
-    """What kind of non-public address ``address`` is ("loopback", "private", "link-local", "multicast",
-    "reserved", "unspecified", "non-public"), or None for a public internet address."""
+    """What kind of non-public address ``address`` is ("loopback", "private", ...), or None for a public one."""
     ip = ipaddress.ip_address(address.split("%", 1)[0] if isinstance(address, str) else address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
@@ -82,8 +80,7 @@ def _shut(connection) -> None:
 
 
 class PinnedConnection(http.client.HTTPConnection):
-    """An HTTP(S) connection to an address checked beforehand: ``host`` is only the Host header (and, with ``tls``,
-    the name for SNI and the certificate check); the socket connects to ``address`` (family, sockaddr)."""
+    """An HTTP(S) connection to an address checked beforehand; ``host`` is only the Host header (and SNI name)."""
 
     def __init__(self, host: str, port: int, address: tuple, *, tls: bool, timeout: float):
         self.default_port = 443 if tls else 80  # the Host header leaves out the scheme's own port
@@ -120,7 +117,7 @@ def _lookup(host: str, port: int, deadline: _Deadline) -> list[tuple]:
     return list(dict.fromkeys((family, sockaddr) for family, _, _, _, sockaddr in found["infos"]))
 
 
-def _checked_addresses(url: str, hop: str, allow_private: bool, deadline: _Deadline):
+def _checked_addresses(url: str, hop: str, allow_private: bool, deadline: _Deadline, hints: FetchHints):
     """(host, port, tls, addresses) of one hop, every address checked; `URLRefused` before any connection."""
     via = "" if hop == url else f" (redirected to {hop!r})"
     parts = urllib.parse.urlsplit(hop)
@@ -139,8 +136,8 @@ def _checked_addresses(url: str, hop: str, allow_private: bool, deadline: _Deadl
         for _, sockaddr in addresses:
             kind = address_refusal(sockaddr[0])
             if kind:
-                raise URLRefused(f"URL {url!r} refused{via}: its host {host!r} is a {kind} address, and this app "
-                                 f"fetches public internet addresses only ({PRIVATE_HINT})")
+                raise URLRefused(f"URL {url!r} refused{via}: its host {host!r} is a {kind} address, and "
+                                 f"{hints.fetcher} fetches public internet addresses only ({hints.private})")
     return host, port, tls, addresses
 
 
@@ -151,7 +148,7 @@ def _open(host: str, port: int, tls: bool, addresses: list, target: str, deadlin
         connection = PinnedConnection(host, port, address, tls=tls, timeout=max(deadline.left(), 0.001))
         watchdog = deadline.watch(connection)
         try:
-            connection.request("GET", target, headers={"User-Agent": "xclip-hf-app", "Accept-Encoding": "identity"})
+            connection.request("GET", target, headers={"User-Agent": "xclip-hf", "Accept-Encoding": "identity"})
             return connection, connection.getresponse(), watchdog
         except (OSError, ValueError, http.client.HTTPException) as err:
             watchdog.cancel()
@@ -162,32 +159,44 @@ def _open(host: str, port: int, tls: bool, addresses: list, target: str, deadlin
     raise error if error is not None else ConnectionError("no address to connect to")
 
 
-def _save(response, url: str, folder: str, suffix: str, max_bytes: int, deadline: _Deadline) -> str:
-    """Write the body into a new file in ``folder``, never more than ``max_bytes``; its path."""
+def _copy_body(response, url: str, out, max_bytes: int, deadline: _Deadline, hints: FetchHints) -> None:
+    """Write the body to the binary file ``out``, never more than ``max_bytes``."""
     declared = response.getheader("Content-Length", "")
     if declared.strip().isdigit() and int(declared) > max_bytes:
-        raise URLRefused(f"URL {url!r} is {_megabytes(int(declared))}, over the app's limit of "
-                         f"{_megabytes(max_bytes)} (start the app with a larger --max-upload-mb)")
+        raise URLRefused(f"URL {url!r} is {_megabytes(int(declared))}, over {hints.limit} of "
+                         f"{_megabytes(max_bytes)} ({hints.size})")
+    written = 0
+    while chunk := response.read1(CHUNK_BYTES):
+        written += len(chunk)
+        if written > max_bytes:
+            raise URLRefused(f"URL {url!r} is over {hints.limit} of {_megabytes(max_bytes)} (the download "
+                             f"stopped there; {hints.size})")
+        out.write(chunk)
+    if deadline.passed():
+        raise TimeoutError("the download did not finish")
+    if response.length:  # the server closed before the Content-Length it declared
+        raise ConnectionError(f"the connection closed after {written} bytes of {declared}")
+    if written == 0:
+        raise ConnectionError("the server sent no bytes")
+
+
+def _save(response, url: str, folder: str, suffix: str, max_bytes: int, deadline: _Deadline, hints: FetchHints) -> str:
+    """Write the body into a new file in ``folder``, never more than ``max_bytes``; its path."""
     handle, path = tempfile.mkstemp(prefix="url_", suffix=suffix, dir=folder)
     try:
-        written = 0
         with os.fdopen(handle, "wb") as out:
-            while chunk := response.read1(CHUNK_BYTES):
-                written += len(chunk)
-                if written > max_bytes:
-                    raise URLRefused(f"URL {url!r} is over the app's limit of {_megabytes(max_bytes)} (the download "
-                                     "stopped there; start the app with a larger --max-upload-mb)")
-                out.write(chunk)
-        if deadline.passed():
-            raise TimeoutError("the download did not finish")
-        if response.length:  # the server closed before the Content-Length it declared
-            raise ConnectionError(f"the connection closed after {written} bytes of {declared}")
-        if written == 0:
-            raise ConnectionError("the server sent no bytes")
+            _copy_body(response, url, out, max_bytes, deadline, hints)
     except BaseException:
         os.unlink(path)
         raise
     return path
+
+
+def _in_memory(response, url: str, max_bytes: int, deadline: _Deadline, hints: FetchHints) -> bytes:
+    """The body as bytes, never more than ``max_bytes``."""
+    out = io.BytesIO()
+    _copy_body(response, url, out, max_bytes, deadline, hints)
+    return out.getvalue()
 
 
 def _request_target(parts) -> str:
@@ -201,18 +210,32 @@ def _megabytes(n_bytes: int) -> str:
     return f"{n_bytes / 1e6:.3g} MB"
 
 
-def fetch_video(url: str, folder: str, *, max_bytes: int, timeout: float, allow_private: bool = False) -> str:
+def fetch_video(url: str, folder: str, *, max_bytes: int, timeout: float, allow_private: bool = False,
+                hints: FetchHints = FetchHints()) -> str:
     """Download ``url`` into a new file in ``folder`` under the rules of this module; returns its path.
 
-    Raises `URLRefused` (scheme, address, size), TimeoutError (over ``timeout`` seconds overall) or ConnectionError
-    (lookup, connection, HTTP status, redirects), each one line naming ``url``.
+    Raises `URLRefused` (scheme, address, size), TimeoutError (over ``timeout`` seconds overall) or ConnectionError,
+    each one line naming ``url``.
     """
-    deadline = _Deadline(timeout)
     suffix = os.path.splitext(urllib.parse.urlsplit(url).path)[1][:16] or ".mp4"
+    return _download(url, lambda response, deadline: _save(response, url, folder, suffix, max_bytes, deadline, hints),
+                     timeout, allow_private, hints)
+
+
+def fetch_bytes(url: str, *, max_bytes: int, timeout: float, allow_private: bool = False,
+                hints: FetchHints = FetchHints()) -> bytes:
+    """Download ``url`` into memory under the rules of this module (as `fetch_video`, no file written)."""
+    return _download(url, lambda response, deadline: _in_memory(response, url, max_bytes, deadline, hints),
+                     timeout, allow_private, hints)
+
+
+def _download(url: str, keep, timeout: float, allow_private: bool, hints: FetchHints):
+    """GET ``url`` (redirects followed, each hop checked) and return ``keep(response, deadline)`` for the 200 answer."""
+    deadline = _Deadline(timeout)
     hop = url
     try:
         for _ in range(MAX_REDIRECTS + 1):
-            host, port, tls, addresses = _checked_addresses(url, hop, allow_private, deadline)
+            host, port, tls, addresses = _checked_addresses(url, hop, allow_private, deadline, hints)
             parts = urllib.parse.urlsplit(hop)
             target = _request_target(parts)
             connection, response, watchdog = _open(host, port, tls, addresses, target, deadline)
@@ -222,7 +245,7 @@ def fetch_video(url: str, folder: str, *, max_bytes: int, timeout: float, allow_
                     continue
                 if response.status != 200:
                     raise ConnectionError(f"the server answered HTTP {response.status} {response.reason}".strip())
-                return _save(response, url, folder, suffix, max_bytes, deadline)
+                return keep(response, deadline)
             finally:
                 watchdog.cancel()
                 connection.close()
@@ -231,8 +254,8 @@ def fetch_video(url: str, folder: str, *, max_bytes: int, timeout: float, allow_
         raise
     except (OSError, ValueError, http.client.HTTPException) as err:
         if deadline.passed() or isinstance(err, TimeoutError):
-            raise TimeoutError(f"URL {url!r} took longer than the app's limit of {deadline.seconds:g} s to download "
-                               "(start the app with a larger --url-timeout)") from err
+            raise TimeoutError(f"URL {url!r} took longer than {hints.limit} of {deadline.seconds:g} s to download "
+                               f"({hints.time})") from err
         raise ConnectionError(f"could not download {url!r}: {_reason(err)}") from err
 
 
