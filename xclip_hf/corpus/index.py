@@ -593,8 +593,9 @@ def open_index(output_dir, model_fingerprint: str | None = None, dataset=None) -
                 f"with `xclip-hf index {output_dir}`")
     _check_fresh(output_dir, manifest, state)
     faiss = _faiss()
-    # memory-mapped where it does not cost search time: IVF lists, flat codes; an HNSW graph over mapped codes
-    # searched 50x slower (measured at 1M, warm page cache), so HNSW is read into RAM
+    # memory-mapped where FAISS can and it costs no search time: flat codes (FAISS reads the fast-scan IVF lists
+    # into RAM whatever the flag); an HNSW graph over mapped codes searched 50x slower (measured at 1M, warm page
+    # cache), so HNSW is read into RAM
     flags = {"ivfpq": faiss.IO_FLAG_MMAP, "flat": faiss.IO_FLAG_MMAP_IFC}.get(manifest["kind"], 0)
     index = faiss.read_index(os.path.join(folder, INDEX_FILE), flags)
     if manifest.get("search_parameters"):
