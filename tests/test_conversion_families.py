@@ -239,3 +239,56 @@ def test_families_registry_and_cli_choices(tmp_path, capsys):
         main(["convert", "--from", "nope", pth, str(tmp_path / "v")])
     assert "invalid choice: 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "v").exists()
+
+
+# ------------------------------------------------------------------------------------------- ViFi-CLIP model cards
+CARDS = Path(__file__).resolve().parents[1] / "model_cards" / "vificlip"
+
+
+def _card_generator():
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("xclip_vificlip_cards_generate", CARDS / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_vificlip_model_cards_describe_what_the_conversion_writes():
+    import re
+
+    import yaml
+    from huggingface_hub import ModelCard
+
+    from xclip_hf import count_flops
+    from xclip_hf.conversion.vificlip import vificlip_config
+
+    gen = _card_generator()
+    assert {p.stem for p in CARDS.glob("*.md")} - {"README"} == set(gen.RELEASES)
+    gflops = {}
+    for name, release in gen.RELEASES.items():
+        text = (CARDS / f"{name}.md").read_text(encoding="utf-8")
+        meta = yaml.safe_load(re.match(r"\A---\n(.*?)\n---\n", text, re.S).group(1))
+        assert meta["base_model"] == "openai/clip-vit-base-patch16" and {"vifi-clip", "xclip_hf"} <= set(meta["tags"])
+        results = ModelCard.load(CARDS / f"{name}.md").data.eval_results
+        assert [r.metric_value for r in results] == [f.value for f in release.figures]
+        assert all(0 < r.metric_value < 100 for r in results)
+        assert re.search(rf"^\| Frames per view \| {release.frames} \|$", text, re.M)
+        gflops[name] = float(re.search(r"^\| GFLOPs per view, `xclip_hf.count_flops` \| ([\d.]+) \|$", text, re.M)[1])
+        assert gen.render_card(name, gflops[name]) == text, f"regenerate with model_cards/vificlip/generate.py: {name}"
+    assert gen.render_index(gflops) == (CARDS / "README.md").read_text(encoding="utf-8")
+
+    # the cards' configuration is the one the conversion infers from a ViT-B/16 ViFi-CLIP's shapes
+    spec = dict(W=768, layers=12, patch=16, image=224, T=1, P=512, Wt=512, text_layers=12, ctx=77, vocab=49408,
+                mlp=3072, text_mlp=2048, mit=0, prompt=0, mit_mlp=0)
+    shapes = original_state_dict(spec, clip_only=True, tensor=lambda *shape: torch.empty(*shape, device="meta"))
+    for frames in (16, 32):
+        release = next(r for r in gen.RELEASES.values() if r.frames == frames)
+        converted, card = vificlip_config(shapes, "B/16", frames), gen.release_config(release)
+        for ours, theirs in ((converted.vision_config, card.vision_config), (converted.text_config, card.text_config)):
+            assert ours.to_diff_dict() == theirs.to_diff_dict()
+        assert count_flops(converted) / 1e9 == pytest.approx(gflops[release.name], abs=0.05)
+    k400 = gen.RELEASES["vificlip-b16-k400"]  # their README's figure (how they count is not stated): within 2%
+    assert gflops[k400.name] == pytest.approx(k400.readme_gflops, rel=0.02)
