@@ -74,7 +74,8 @@ def test_vificlip_logits_match_their_code(oracle, tmp_path, capsys):
                  "--num-frames", "3", "--no-progress"]) == 0
     assert "converted" in capsys.readouterr().out
     cli = XClipModel.from_pretrained(tmp_path / "cli").state_dict()
-    assert cli.keys() == model.state_dict().keys() and all(torch.equal(cli[k], v) for k, v in model.state_dict().items())
+    api = model.state_dict()
+    assert cli.keys() == api.keys() and all(torch.equal(cli[k], v) for k, v in api.items())
 
 
 def test_vificlip_representation_is_transformers_clip_averaged_over_frames():
@@ -84,7 +85,8 @@ def test_vificlip_representation_is_transformers_clip_averaged_over_frames():
     torch.manual_seed(0)
     clip = CLIPModel(CLIPConfig(
         text_config=dict(vocab_size=99, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=16),
+                         num_attention_heads=2, max_position_embeddings=16, bos_token_id=97, eos_token_id=98,
+                         pad_token_id=0),
         vision_config=dict(hidden_size=64, intermediate_size=80, num_hidden_layers=2, num_attention_heads=2,
                            image_size=16, patch_size=8), projection_dim=32)).eval()
     ours = XClipModel.from_clip(clip, num_frames=3, use_mit=False, use_cross_frame_attention=False, prompt_layers=0,

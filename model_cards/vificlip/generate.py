@@ -58,7 +58,8 @@ def _base_to_novel(key: str, base: float, novel: float, hm: float) -> Release:
     protocol = "base-to-novel, mean of 3 seeds"
     return Release(f"vificlip-b16-base2novel-{key}", "base-to-novel generalization", 32,
                    f"the base classes of {DATASETS[key][0]}", f"configs/base2novel/finetuning_base2novel/{key}",
-                   (Figure(key, "Base top-1 accuracy", base, protocol), Figure(key, "Novel top-1 accuracy", novel, protocol),
+                   (Figure(key, "Base top-1 accuracy", base, protocol),
+                    Figure(key, "Novel top-1 accuracy", novel, protocol),
                     Figure(key, "Harmonic mean of base and novel top-1", hm, protocol)), checkpoints=3)
 
 
@@ -71,7 +72,8 @@ def _few_shot(key: str, shots: int, top1: float) -> Release:
 
 ZERO_SHOT = "zero-shot, trained on Kinetics-400"
 RELEASES: dict[str, Release] = {r.name: r for r in (
-    Release("vificlip-b16-zero-shot", "zero-shot", 32, "Kinetics-400", "configs/zero_shot/train/k400/16_16_vifi_clip.yaml",
+    Release("vificlip-b16-zero-shot", "zero-shot", 32, "Kinetics-400",
+            "configs/zero_shot/train/k400/16_16_vifi_clip.yaml",
             (Figure("hmdb", "Top-1 accuracy", 51.3, ZERO_SHOT), Figure("ucf", "Top-1 accuracy", 76.8, ZERO_SHOT),
              Figure("k600", "Top-1 accuracy", 71.2, ZERO_SHOT + ", the Kinetics-600 classes not in Kinetics-400"))),
     Release("vificlip-b16-k400", "fully supervised", 16, "Kinetics-400",
@@ -139,7 +141,8 @@ def render_card(name: str, gflops: float) -> str:
        f"image encoder, the frame features are averaged, and the video is compared with the text of each label. This "
        f"card describes the released checkpoint{seeds} of the ViFi-CLIP README row '{r.setting}' (config "
        f"`{r.config}`), trained on {r.trained_on}, as converted to `xclip_hf` by `xclip-hf convert --from vificlip`. "
-       "The weights are not on the Hugging Face Hub: download them from the link in the ViFi-CLIP README and convert them.")}
+       "The weights are not on the Hugging Face Hub: download them from the link in the ViFi-CLIP README and "
+       "convert them.")}
 
 ## Model details
 
@@ -182,7 +185,8 @@ Figures of the ViFi-CLIP README (Model Zoo); they were not re-measured with `xcl
 
 ## Preprocessing
 
-{_wrap(f"{r.frames} frames sampled sparsely (one per equal segment); short side resized to 256 px (bilinear), 224 x 224 "
+{_wrap(f"{r.frames} frames sampled sparsely (one per equal segment); short side resized to 256 px (bilinear), "
+       "224 x 224 "
        "centre crop; pixel values scaled to [0, 1] and normalised with the ImageNet mean (0.485, 0.456, 0.406) and "
        "standard deviation (0.229, 0.224, 0.225): the X-CLIP evaluation pipeline ViFi-CLIP's code is based on.")}
 
@@ -215,7 +219,8 @@ def render_index(gflops: dict[str, float]) -> str:
     """model_cards/vificlip/README.md: one row per card."""
     rows = "\n".join(
         f"| [`{r.name}`]({r.name}.md) | {r.setting} | {r.frames} | {r.trained_on} | "
-        f"{DATASETS[r.figures[0].dataset][0]} {r.figures[0].metric.lower()} {r.figures[0].value} | {gflops[r.name]:.1f} |"
+        f"{DATASETS[r.figures[0].dataset][0]} {r.figures[0].metric.lower()} {r.figures[0].value} | "
+        f"{gflops[r.name]:.1f} |"
         for r in RELEASES.values())
     return f"""# Model cards of the released ViFi-CLIP checkpoints
 

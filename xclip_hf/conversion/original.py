@@ -12,8 +12,8 @@ import torch
 from ..models.configuration_xclip import XClipConfig, describe_config
 from .safe_load import NotUnpickled, check_fits_in_memory, find_not_unpickled, load_checkpoint
 
-__all__ = ["OriginalCheckpoint", "read_original", "load_original", "export_original", "infer_config", "clip_tower_config",
-           "original_key", "to_original_state_dict", "from_original_state_dict", "HEAD_DIM"]
+__all__ = ["OriginalCheckpoint", "read_original", "load_original", "export_original", "infer_config",
+           "clip_tower_config", "original_key", "to_original_state_dict", "from_original_state_dict", "HEAD_DIM"]
 
 HEAD_DIM = 64  # the original code: num_heads = width // 64 in every attention layer
 

@@ -192,7 +192,7 @@ def read_vificlip(path, clip, num_frames: int = VIFICLIP_FRAMES, trust_pickle: b
 def convert_vificlip_checkpoint(checkpoint, output_dir, *, clip, bpe=None, labels=None,
                                 template: str = VIFICLIP_TEMPLATE, num_frames: int | None = None,
                                 trust_pickle: bool = False, progress: bool = True) -> ConvertedCheckpoint:
-    """Convert a ViFi-CLIP .pth (+ `clip`, its CLIP) to a model directory, tokenizer from `bpe`, classifier of `labels`."""
+    """A ViFi-CLIP .pth (+ `clip`, its CLIP) -> a model directory, tokenizer from `bpe`, classifier of `labels`."""
     checkpoint, output_dir = os.fspath(checkpoint), os.fspath(output_dir)
     bpe = None if bpe is None else os.fspath(bpe)
     if clip is None:
