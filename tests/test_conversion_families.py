@@ -134,7 +134,11 @@ def test_vificlip_errors_name_the_input(oracle, tmp_path):
         read_vificlip(checkpoint, tmp_path / "no_tokens.pt")
     with pytest.raises(ValueError, match="clip is required"):
         convert_vificlip_checkpoint(checkpoint, tmp_path / "out", clip=None)
-    # an X-CLIP checkpoint, a plain file of other keys
+    # the X-CLIP reader points at --from vificlip; an X-CLIP checkpoint, a file of other keys
+    from xclip_hf.conversion.original import read_original
+
+    with pytest.raises(ValueError, match=r"ckpt_epoch_0\.pth.*is a ViFi-CLIP checkpoint.*--from vificlip"):
+        read_original(checkpoint)
     xclip = save_original(tmp_path / "xclip.pth", original_state_dict(SPECS["tiny-1frame"]))
     with pytest.raises(ValueError, match=r"xclip\.pth.*original X-CLIP checkpoint.*--from xclip"):
         read_vificlip(xclip, clip)

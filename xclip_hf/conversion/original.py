@@ -173,6 +173,9 @@ def _check_is_original_xclip(state, source: str) -> None:
     if any(k.startswith(("vision_model.", "text_model.", "xclip.")) for k in state):
         raise ValueError(f"{source} holds Hugging Face-style keys (e.g. {next(iter(state))!r}), not the original X-CLIP "
                          "layout; a directory saved with save_pretrained loads with XClipModel.from_pretrained")
+    if any(k.startswith("image_encoder.") for k in state) and any(k.startswith("text_encoder.") for k in state):
+        raise ValueError(f"{source} is a ViFi-CLIP checkpoint (image_encoder.*, text_encoder.*), not X-CLIP: convert "
+                         "it with --from vificlip (convert_vificlip_checkpoint)")
     xclip_parts = {"mit.*": "mit.", "prompts_generator.*": "prompts_generator.", "prompts_visual_*": "prompts_visual_"}
     absent = [name for name, prefix in xclip_parts.items() if not any(k.startswith(prefix) for k in state)]
     has_messages = any(".message_fc." in k for k in state)
