@@ -105,6 +105,32 @@ def test_vificlip_representation_is_transformers_clip_averaged_over_frames():
 
 
 # ------------------------------------------------------------------------------------------- refusals and errors
+def test_vificlip_token_embedding_from_a_transformers_clip_folder(oracle, tmp_path, monkeypatch):
+    from transformers import CLIPConfig, CLIPModel
+
+    from xclip_hf.conversion import read_vificlip
+
+    table = oracle["clip_token_embedding"].float()
+    clip = CLIPModel(CLIPConfig(text_config=dict(vocab_size=table.shape[0], hidden_size=table.shape[1],
+                                                 intermediate_size=32, num_hidden_layers=1, num_attention_heads=1,
+                                                 max_position_embeddings=16, bos_token_id=62, eos_token_id=63,
+                                                 pad_token_id=0),
+                                vision_config=dict(hidden_size=32, intermediate_size=32, num_hidden_layers=1,
+                                                   num_attention_heads=1, image_size=8, patch_size=4)))
+    with torch.no_grad():
+        clip.text_model.embeddings.token_embedding.weight.copy_(table)
+    clip.save_pretrained(tmp_path / "clip")
+    checkpoint, _ = their_files(tmp_path, oracle)
+    ckpt = read_vificlip(checkpoint, tmp_path / "clip", num_frames=3)
+    assert torch.equal(ckpt.state_dict["token_embedding.weight"], table)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="clip 'no-one/no-such-clip' is neither a file, a directory nor a"):
+        read_vificlip(checkpoint, "no-one/no-such-clip")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"clip directory .*empty' has no model\.safetensors"):
+        read_vificlip(checkpoint, tmp_path / "empty")
+
+
 def test_vificlip_refuses_prompt_learning_checkpoints(oracle, tmp_path):
     from xclip_hf.conversion import read_vificlip
 
