@@ -1,4 +1,4 @@
-"""`xclip-hf convert ORIGINAL.pth OUTPUT_DIR`: a checkpoint of the original X-CLIP code -> a model directory."""
+"""`xclip-hf convert CHECKPOINT OUTPUT_DIR [--from FAMILY]`: a checkpoint of the original code -> a model directory."""
 
 from __future__ import annotations
 
@@ -6,13 +6,22 @@ import sys
 
 from .common import UsageError, positive_int
 
-HELP = "convert a checkpoint of the original X-CLIP code (.pth) to a model directory"
+HELP = "convert a checkpoint of the original X-CLIP code (.pth), or of a successor (--from), to a model directory"
+FROM_CHOICES = ("xclip", "openvclip", "froster")  # conversion.families.FAMILIES (not imported: --help answers at once)
 
 
 def add_arguments(c) -> None:
     """Arguments of `convert` (no heavy import here: `--help` must answer at once)."""
-    c.add_argument("checkpoint", help="a .pth file written by the original X-CLIP code (or a bare state dict)")
+    c.add_argument("checkpoint", help="a .pth file written by the original X-CLIP code (or a bare state dict), or by "
+                                      "the code --from names")
     c.add_argument("output_dir", help="directory to write (created if needed)")
+    c.add_argument("--from", dest="family", choices=FROM_CHOICES, default="xclip",
+                   help="the code that wrote CHECKPOINT: xclip (default, microsoft/VideoX), openvclip "
+                        "(wengzejia1/Open-VCLIP) or froster (Visual-AI/FROSTER), PySlowFast {'model_state': ...} files")
+    c.add_argument("--clip", help="openvclip/froster: a transformers CLIP (directory or hub id) to interpolate the "
+                                  "weights with (Open-VCLIP's test-time patching; needs --patching-ratio)")
+    c.add_argument("--patching-ratio", type=float, default=None,
+                   help="weight of CLIP's weights in the interpolation, in [0, 1] (Open-VCLIP's TEST.PATCHING_RATIO)")
     c.add_argument("--bpe", help="CLIP's BPE merges file, bpe_simple_vocab_16e6.txt.gz (in the original code's clip/ "
                                  "folder): writes the tokenizer")
     c.add_argument("--labels", help="the original labels CSV (id,name): also writes OUTPUT_DIR/classifier for the "
@@ -31,15 +40,22 @@ def _check_arguments(args) -> None:
         raise UsageError("--labels needs --bpe: the class names are tokenized with CLIP's tokenizer")
     if "{}" not in args.template:
         raise UsageError(f"--template {args.template!r} has no '{{}}' for the class name")
+    if args.family == "xclip" and (args.clip or args.patching_ratio is not None):
+        raise UsageError("--clip / --patching-ratio are for --from openvclip or froster")
+    if (args.clip is None) != (args.patching_ratio is None):
+        raise UsageError("--clip and --patching-ratio go together")
+    if args.patching_ratio is not None and not 0 <= args.patching_ratio <= 1:
+        raise UsageError(f"--patching-ratio must be in [0, 1], got {args.patching_ratio}")
 
 
 def run(args) -> int:
-    from ..conversion.convert import convert_original_checkpoint
+    from ..conversion.families import converter
 
     _check_arguments(args)
-    result = convert_original_checkpoint(args.checkpoint, args.output_dir, bpe=args.bpe, labels=args.labels,
-                                         template=args.template, num_frames=args.num_frames,
-                                         trust_pickle=args.trust_pickle, progress=not args.no_progress)
+    extra = {"clip": args.clip, "patching_ratio": args.patching_ratio} if args.family != "xclip" else {}
+    result = converter(args.family)(args.checkpoint, args.output_dir, bpe=args.bpe, labels=args.labels,
+                                    template=args.template, num_frames=args.num_frames,
+                                    trust_pickle=args.trust_pickle, progress=not args.no_progress, **extra)
     _print_summary(args, result)
     return 0
 
