@@ -67,18 +67,19 @@ def test_each_option_is_needed_to_match(option):
 
 def test_neighbour_attention_against_a_direct_computation():
     """Each frame's queries over [frame t+1, frame t-1, frame t] keys (zero keys / values past the clip's ends)."""
-    from xclip_hf.models.neighbour_frame_attention import XClipNeighbourFrameAttention
+    from xclip_hf.models.modeling_xclip import XClipAttention, eager_attention
+    from xclip_hf.models.neighbour_frame_attention import neighbour_frame_attention
 
     torch.manual_seed(0)
     config = XClipConfig.from_variant("xclip-tiny", use_mit=False, use_cross_frame_attention=False,
                                       neighbour_frame_attention=True).vision_config
     config._attn_implementation = "eager"
     heads, d = 4, 32
-    attn = XClipNeighbourFrameAttention(config, d, heads).eval()
+    attn = XClipAttention(config, d, heads).eval()
     b, t, length = 2, 3, 5
     x = torch.randn(b * t, length, d)
     with torch.no_grad():
-        out = attn(x, num_frames=t)[0]
+        out = neighbour_frame_attention(attn, x, t, eager_attention)[0]
         q, k, v = (p(x).view(b, t, length, heads, d // heads) for p in (attn.q_proj, attn.k_proj, attn.v_proj))
         expected = torch.empty(b, t, length, heads, d // heads)
         for clip in range(b):
@@ -92,6 +93,14 @@ def test_neighbour_attention_against_a_direct_computation():
                     expected[clip, f, :, h] = w @ values[:, h]
         expected = attn.out_proj(expected.reshape(b * t, length, d))
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_neighbour_attention_refuses_token_merging():
+    config = XClipConfig.from_variant("xclip-tiny", num_frames=3, use_mit=False, use_cross_frame_attention=False,
+                                      neighbour_frame_attention=True, prompt_layers=0)
+    model = XClipModel(config).eval()
+    with pytest.raises(ValueError, match="token merging is not available"):
+        model.get_video_features(torch.randn(1, 3, 3, 32, 32), token_merging_ratio=0.3)
 
 
 def test_options_clash_with_x_clip_modules():

@@ -19,6 +19,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_xclip import XClipConfig, XClipTextConfig, XClipVisionConfig
 from .modeling_outputs_xclip import XClipOutput, XClipTextOutput, XClipVisionOutput
+from .neighbour_frame_attention import neighbour_frame_block
 from .token_merging import (MERGING_ATTENTION, check_token_merging_ratio, merge_tokens, proportional_attention_bias,
                             start_merging, unmerge_tokens)
 
@@ -163,6 +164,13 @@ class XClipCrossFrameLayer(XClipEncoderLayer):
         tokens = tokens + self.drop_path(self.self_attn(self.layer_norm1(tokens), **kwargs)[0])  # Eq. 8
         hidden_states = tokens[:, :seq_len]  # the message token is dropped before the FFN
         return hidden_states + self.drop_path(self.mlp(self.layer_norm2(hidden_states)))  # Eq. 9
+
+
+class XClipNeighbourFrameLayer(XClipEncoderLayer):
+    """CLIP's block whose self-attention also sees frames t-1 and t+1 (Open-VCLIP, `neighbour_frame_attention.py`)."""
+
+    def forward(self, hidden_states, num_frames: int, merge_state=None, **kwargs):
+        return neighbour_frame_block(self, hidden_states, num_frames, eager_attention, merge_state, **kwargs)
 
 
 class XClipEncoder(nn.Module):
@@ -431,8 +439,8 @@ class XClipVisionModel(XClipPreTrainedModel):
         if config.use_cross_frame_attention:
             layers = [XClipCrossFrameLayer(config, rate) for rate in dpr]
         elif config.neighbour_frame_attention:  # Open-VCLIP: frames also attend to frames t-1 and t+1
-            from .neighbour_frame_attention import XClipNeighbourFrameLayer
-            layers = [XClipNeighbourFrameLayer(config, rate) for rate in dpr]
+            layers = [XClipNeighbourFrameLayer(config, d, config.intermediate_size, config.num_attention_heads, rate)
+                      for rate in dpr]
         else:  # CLIP-Mean baseline (Tab. 6): frames encoded independently
             layers = [XClipEncoderLayer(config, d, config.intermediate_size, config.num_attention_heads, rate)
                       for rate in dpr]

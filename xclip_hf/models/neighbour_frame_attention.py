@@ -10,9 +10,7 @@ from __future__ import annotations
 import torch
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from .modeling_xclip import XClipAttention, XClipEncoderLayer, eager_attention
-
-__all__ = ["neighbour_states", "XClipNeighbourFrameAttention", "XClipNeighbourFrameLayer"]
+__all__ = ["neighbour_states", "neighbour_frame_attention", "neighbour_frame_block"]
 
 
 def neighbour_states(states: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -27,35 +25,30 @@ def neighbour_states(states: torch.Tensor, num_frames: int) -> torch.Tensor:
     return torch.cat([following, preceding, clips], dim=3).view(frames_total, heads, 3 * length, dim)
 
 
-class XClipNeighbourFrameAttention(XClipAttention):
-    """Self-attention of each frame's tokens over its own and its two neighbouring frames' keys and values."""
+def neighbour_frame_attention(attention, hidden_states, num_frames: int, eager, **kwargs):
+    """`attention`'s projections (an XClipAttention) with keys / values of frames t+1, t-1, t -> (output, weights).
 
-    def forward(self, hidden_states, num_frames: int, attention_mask=None, **kwargs):
-        frames_total, length, _ = hidden_states.shape
+    `eager`: the attention function used when the model's attention implementation is "eager".
+    """
+    frames_total, length, _ = hidden_states.shape
 
-        def heads(proj):
-            return proj(hidden_states).view(frames_total, length, -1, self.head_dim).transpose(1, 2)
+    def heads(proj):
+        return proj(hidden_states).view(frames_total, length, -1, attention.head_dim).transpose(1, 2)
 
-        query = heads(self.q_proj)
-        key, value = neighbour_states(heads(self.k_proj), num_frames), neighbour_states(heads(self.v_proj), num_frames)
-        attend = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention)
-        out, weights = attend(self, query, key, value, None, scaling=self.scale,
-                              dropout=self.dropout if self.training else 0.0, is_causal=False, **kwargs)
-        return self.out_proj(out.reshape(frames_total, length, -1)), weights
+    query = heads(attention.q_proj)
+    key = neighbour_states(heads(attention.k_proj), num_frames)
+    value = neighbour_states(heads(attention.v_proj), num_frames)
+    attend = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager)
+    out, weights = attend(attention, query, key, value, None, scaling=attention.scale,
+                          dropout=attention.dropout if attention.training else 0.0, is_causal=False, **kwargs)
+    return attention.out_proj(out.reshape(frames_total, length, -1)), weights
 
 
-class XClipNeighbourFrameLayer(XClipEncoderLayer):
-    """CLIP's pre-LN block with neighbour-frame self-attention: x + Attn(LN(x), frames t-1..t+1); x + FFN(LN(x))."""
-
-    def __init__(self, config, drop_prob: float = 0.0):
-        d = config.hidden_size
-        super().__init__(config, d, config.intermediate_size, config.num_attention_heads, drop_prob)
-        self.self_attn = XClipNeighbourFrameAttention(config, d, config.num_attention_heads, config.attention_dropout)
-
-    def forward(self, hidden_states, num_frames: int, merge_state=None, **kwargs):
-        if merge_state is not None:
-            raise ValueError("token merging is not available with neighbour_frame_attention (Open-VCLIP models): "
-                             "pass token_merging_ratio=0")
-        attn, _ = self.self_attn(self.layer_norm1(hidden_states), num_frames, **kwargs)
-        hidden_states = hidden_states + self.drop_path(attn)
-        return hidden_states + self.drop_path(self.mlp(self.layer_norm2(hidden_states)))
+def neighbour_frame_block(layer, hidden_states, num_frames: int, eager, merge_state=None, **kwargs):
+    """A CLIP block (`layer`: an XClipEncoderLayer) with neighbour-frame self-attention: x + Attn; x + FFN(LN(x))."""
+    if merge_state is not None:
+        raise ValueError("token merging is not available with neighbour_frame_attention (Open-VCLIP models): "
+                         "pass token_merging_ratio=0")
+    attn, _ = neighbour_frame_attention(layer.self_attn, layer.layer_norm1(hidden_states), num_frames, eager, **kwargs)
+    hidden_states = hidden_states + layer.drop_path(attn)
+    return hidden_states + layer.drop_path(layer.mlp(layer.layer_norm2(hidden_states)))
