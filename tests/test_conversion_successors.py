@@ -220,3 +220,12 @@ def test_successor_model_cards():
         assert f"xclip-hf convert --from {family}" in body
     index = (CARDS / "README.md").read_text(encoding="utf-8")
     assert "(openvclip-b16.md)" in index and "(froster-b16.md)" in index
+
+
+def test_families_registry_and_cli_choices_agree():
+    from xclip_hf.cli.convert import FROM_CHOICES
+    from xclip_hf.conversion.families import FAMILIES, converter
+
+    assert set(FROM_CHOICES) == set(FAMILIES)
+    with pytest.raises(ValueError, match="known: xclip"):
+        converter("vclip")

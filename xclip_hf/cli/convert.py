@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from .common import UsageError, positive_int
+from .common import UsageError, nonnegative_float, positive_int
 
 HELP = "convert a checkpoint of the original X-CLIP code (.pth), or of a successor (--from), to a model directory"
 FROM_CHOICES = ("xclip", "openvclip", "froster")  # conversion.families.FAMILIES (not imported: --help answers at once)
+SUCCESSORS = FROM_CHOICES[1:]  # the PySlowFast families, which take --clip / --patching-ratio
 
 
 def add_arguments(c) -> None:
@@ -20,7 +21,7 @@ def add_arguments(c) -> None:
                         "(wengzejia1/Open-VCLIP) or froster (Visual-AI/FROSTER), PySlowFast {'model_state': ...} files")
     c.add_argument("--clip", help="openvclip/froster: a transformers CLIP (directory or hub id) to interpolate the "
                                   "weights with (Open-VCLIP's test-time patching; needs --patching-ratio)")
-    c.add_argument("--patching-ratio", type=float, default=None,
+    c.add_argument("--patching-ratio", type=nonnegative_float, default=None,
                    help="weight of CLIP's weights in the interpolation, in [0, 1] (Open-VCLIP's TEST.PATCHING_RATIO)")
     c.add_argument("--bpe", help="CLIP's BPE merges file, bpe_simple_vocab_16e6.txt.gz (in the original code's clip/ "
                                  "folder): writes the tokenizer")
@@ -40,19 +41,19 @@ def _check_arguments(args) -> None:
         raise UsageError("--labels needs --bpe: the class names are tokenized with CLIP's tokenizer")
     if "{}" not in args.template:
         raise UsageError(f"--template {args.template!r} has no '{{}}' for the class name")
-    if args.family == "xclip" and (args.clip or args.patching_ratio is not None):
+    if args.family not in SUCCESSORS and (args.clip or args.patching_ratio is not None):
         raise UsageError("--clip / --patching-ratio are for --from openvclip or froster")
     if (args.clip is None) != (args.patching_ratio is None):
         raise UsageError("--clip and --patching-ratio go together")
     if args.patching_ratio is not None and not 0 <= args.patching_ratio <= 1:
-        raise UsageError(f"--patching-ratio must be in [0, 1], got {args.patching_ratio}")
+        raise UsageError(f"--patching-ratio must be in [0, 1] (the weight of CLIP's weights), got {args.patching_ratio}")
 
 
 def run(args) -> int:
     from ..conversion.families import converter
 
     _check_arguments(args)
-    extra = {"clip": args.clip, "patching_ratio": args.patching_ratio} if args.family != "xclip" else {}
+    extra = {"clip": args.clip, "patching_ratio": args.patching_ratio} if args.family in SUCCESSORS else {}
     result = converter(args.family)(args.checkpoint, args.output_dir, bpe=args.bpe, labels=args.labels,
                                     template=args.template, num_frames=args.num_frames,
                                     trust_pickle=args.trust_pickle, progress=not args.no_progress, **extra)

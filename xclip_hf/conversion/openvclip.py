@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ..models.configuration_xclip import XClipConfig
-from .original import HEAD_DIM, _count_blocks, _empty_model, _heads, _strip_prefix, from_original_state_dict
+from .original import (HEAD_DIM, _count_blocks, _empty_model, _heads, _strip_prefix, from_original_state_dict,
+                       original_key)
 from .safe_load import NotUnpickled, check_fits_in_memory, find_not_unpickled, load_checkpoint
 
 __all__ = ["FAMILIES", "OPENVCLIP_TEMPLATES", "SuccessorCheckpoint", "read_successor", "load_successor",
@@ -36,9 +37,11 @@ _TRAINING_ONLY = {"raw_model.": "FROSTER's frozen CLIP teacher", "projector_v.":
                   "projector_t.": "FROSTER's text residual projection"}
 # temporal modules of other TEMPORAL_MODELING_TYPEs of their code, which this package does not implement
 _UNSUPPORTED = {"message_": "cross_frame_attend", "stadapt_": "stadapt_zeroinit", "experts_": "mixture of experts"}
-# X-CLIP-only tensors (original layout) an Open-VCLIP model lacks: converted as switched off
-_SWITCHED_OFF = ("prompts_generator.alpha", "prompts_generator.norm.weight", "prompts_generator.norm.bias",
-                 "prompts_visual_proj", "prompts_visual_ln.weight", "prompts_visual_ln.bias")
+# X-CLIP-only tensors (our names) an Open-VCLIP model lacks: converted as switched off (prompt weight 0)
+_SWITCHED_OFF = {"text_model.prompt_generator.alpha": torch.zeros, "text_model.prompt_generator.context_layernorm."
+                 "weight": torch.ones, "text_model.prompt_generator.context_layernorm.bias": torch.zeros,
+                 "vision_model.context_projection": torch.zeros, "vision_model.context_layernorm.weight": torch.ones,
+                 "vision_model.context_layernorm.bias": torch.zeros}
 
 
 @dataclass
@@ -141,16 +144,13 @@ def infer_successor_config(state: dict, where: str, num_frames: int = 8, neighbo
                        architectures=["XClipModel"])
 
 
-def _with_switched_off(state: dict, config: XClipConfig) -> dict:
+def _with_switched_off(state: dict, shapes: dict) -> dict:
     """`state` plus X-CLIP's prompt tensors (original names) set so that they change nothing (prompt weight 0)."""
-    p, d = config.projection_dim, config.vision_config.hidden_size
-    fill = {"prompts_generator.alpha": torch.zeros(p), "prompts_generator.norm.weight": torch.ones(p),
-            "prompts_generator.norm.bias": torch.zeros(p), "prompts_visual_proj": torch.zeros(d, p),
-            "prompts_visual_ln.weight": torch.ones(d), "prompts_visual_ln.bias": torch.zeros(d)}
-    clash = [k for k in _SWITCHED_OFF if k in state]
+    fill = {original_key(ours)[0]: make(shapes[ours]) for ours, make in _SWITCHED_OFF.items()}
+    clash = [k for k in fill if k in state]
     if clash:
         raise ValueError(f"the model state holds X-CLIP tensors ({', '.join(clash)}): an original X-CLIP checkpoint "
-                         "converts with `xclip-hf convert --from xclip`")
+                         "converts with `xclip-hf convert` (--from xclip, the default)")
     return {**state, **fill}
 
 
@@ -170,9 +170,9 @@ def read_successor(path, family: str = "openvclip", trust_pickle: bool = False, 
                          " (the released models) or none converts")
     frames = (saved.get("DATA") or {}).get("NUM_FRAMES", 8) if num_frames is None else num_frames
     config = infer_successor_config(clip, where, frames, temporal == "expand_temporal_view", head_dim)
-    state = _with_switched_off(clip, config)
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in _empty_model(config).state_dict().items()}
+    state = _with_switched_off(clip, shapes)
     from_original_state_dict(state, shapes, where)  # raises naming missing / unexpected keys and wrong shapes
     notes = [f"read with the {loaded.method}"] + notes
     if loaded.not_unpickled:
