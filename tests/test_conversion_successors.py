@@ -157,6 +157,8 @@ def test_cli_convert_from(tmp_path, capsys):
     assert "converted" in capsys.readouterr().out
     model = XClipModel.from_pretrained(tmp_path / "out").eval()
     torch.testing.assert_close(our_logits(model, io), io["logits"], atol=1e-4, rtol=0)
+    assert main(["info", "--model", str(tmp_path / "out")]) == 0
+    assert "neighbour-frame attention (Open-VCLIP) + mean of unit frame embeddings" in capsys.readouterr().out
     clip_dir = tmp_path / "clip"
     tiny_clip("froster").save_pretrained(clip_dir)
     assert main(["convert", "--from", "froster", str(checkpoint), str(tmp_path / "patched"), "--no-progress",
