@@ -33,6 +33,7 @@ def neighbour_frame_attention(attention, hidden_states, num_frames: int, eager, 
     frames_total, length, _ = hidden_states.shape
 
     def heads(proj):
+        """(B*T, L, D) -> projected (B*T, H, L, d)."""
         return proj(hidden_states).view(frames_total, length, -1, attention.head_dim).transpose(1, 2)
 
     query = heads(attention.q_proj)
