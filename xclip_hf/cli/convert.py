@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import UsageError, positive_int
+from .common import UsageError, nonnegative_float, positive_int
 
 HELP = "convert a checkpoint of the original X-CLIP code (.pth), or of a successor (--from), to a model directory"
 
@@ -27,6 +27,9 @@ def add_arguments(c) -> None:
     c.add_argument("--clip", help="the CLIP the checkpoint was fine-tuned from, for weights it leaves out "
                                   "(--from vificlip: the token embedding): a transformers CLIP directory or hub id "
                                   "(openai/clip-vit-base-patch16) or a state-dict file")
+    c.add_argument("--patching-ratio", type=nonnegative_float, default=None,
+                   help="--from openvclip/froster with --clip: the weight of CLIP's weights in Open-VCLIP's test-time "
+                        "interpolation, in [0, 1] (their TEST.PATCHING_RATIO)")
     c.add_argument("--template", default=None,
                    help="prompt of each class name for --labels (default: the family's; xclip \"{}\", the paper's; "
                         "vificlip \"a photo of a {}.\")")
@@ -47,13 +50,18 @@ def _check_arguments(args) -> dict:
         raise UsageError("--labels needs --bpe: the class names are tokenized with CLIP's tokenizer")
     if args.template is not None and "{}" not in args.template:
         raise UsageError(f"--template {args.template!r} has no '{{}}' for the class name")
-    options = {"clip": args.clip} if args.clip is not None else {}
-    if "clip" in family.options and args.clip is None:
+    if "clip" in family.required and args.clip is None:
         raise UsageError(f"--from {family.name} needs --clip: the CLIP the checkpoint was fine-tuned from "
                          "(e.g. openai/clip-vit-base-patch16), for the weights its checkpoints leave out")
-    if "clip" not in family.options and args.clip is not None:
-        raise UsageError(f"--clip is not used by --from {family.name}")
-    return options
+    given = {"clip": args.clip, "patching_ratio": args.patching_ratio}
+    for name, value in given.items():
+        if value is not None and name not in family.options:
+            raise UsageError(f"--{name.replace('_', '-')} is not used by --from {family.name}")
+    if "patching_ratio" in family.options and (args.clip is None) != (args.patching_ratio is None):
+        raise UsageError("--clip and --patching-ratio go together")
+    if args.patching_ratio is not None and not 0 <= args.patching_ratio <= 1:
+        raise UsageError(f"--patching-ratio must be in [0, 1] (the weight of CLIP's weights), got {args.patching_ratio}")
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def run(args) -> int:

@@ -7,6 +7,7 @@ called as ``convert(checkpoint, output_dir, bpe=, labels=, template=, num_frames
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 
@@ -22,18 +23,27 @@ class Family:
     summary: str
     default_template: str = "{}"
     options: tuple[str, ...] = ()  # keyword options beyond the common ones, e.g. ("clip",)
+    required: tuple[str, ...] = ()  # those of `options` the family cannot convert without
+    fixed: tuple[tuple[str, str], ...] = ()  # keyword arguments always passed, e.g. (("family", "froster"),)
 
     def load(self):
-        """The converter function (its module imported now)."""
+        """The converter function (its module imported now), with the family's fixed arguments bound."""
         module, _, function = self.converter.partition(":")
-        return getattr(importlib.import_module(f"{__package__}.{module}"), function)
+        convert = getattr(importlib.import_module(f"{__package__}.{module}"), function)
+        return functools.partial(convert, **dict(self.fixed)) if self.fixed else convert
 
 
 FAMILIES: dict[str, Family] = {family.name: family for family in (
     Family("xclip", "convert:convert_original_checkpoint", "X-CLIP, the original code's .pth (microsoft/VideoX)"),
     Family("vificlip", "vificlip:convert_vificlip_checkpoint",
            "ViFi-CLIP .pth (muzairkhattak/ViFi-CLIP); needs --clip, the CLIP it was fine-tuned from",
-           "a photo of a {}.", ("clip",)),
+           "a photo of a {}.", ("clip",), ("clip",)),
+    Family("openvclip", "openvclip:convert_successor_checkpoint",
+           "Open-VCLIP PySlowFast .pth (wengzejia1/Open-VCLIP); --clip with --patching-ratio interpolates the weights",
+           options=("clip", "patching_ratio"), fixed=(("family", "openvclip"),)),
+    Family("froster", "openvclip:convert_successor_checkpoint",
+           "FROSTER PySlowFast .pth (Visual-AI/FROSTER); --clip with --patching-ratio interpolates the weights",
+           options=("clip", "patching_ratio"), fixed=(("family", "froster"),)),
 )}
 DEFAULT_FAMILY = "xclip"
 
