@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import UsageError, positive_int
+from .common import UsageError, add_weight_ensembling_arguments, check_weight_ensembling, positive_int
 
 HELP = "convert a checkpoint of the original X-CLIP code (.pth) to a model directory"
 
@@ -23,10 +23,12 @@ def add_arguments(c) -> None:
     c.add_argument("--trust-pickle", action="store_true",
                    help="unpickle the file fully; only for files you trust: it can run code stored in the file")
     c.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_weight_ensembling_arguments(c)
 
 
 def _check_arguments(args) -> None:
     """Option values invalid on their face (`UsageError`, exit status 2); the conversion checks the files."""
+    check_weight_ensembling(args)
     if args.labels and not args.bpe:
         raise UsageError("--labels needs --bpe: the class names are tokenized with CLIP's tokenizer")
     if "{}" not in args.template:
@@ -39,7 +41,8 @@ def run(args) -> int:
     _check_arguments(args)
     result = convert_original_checkpoint(args.checkpoint, args.output_dir, bpe=args.bpe, labels=args.labels,
                                          template=args.template, num_frames=args.num_frames,
-                                         trust_pickle=args.trust_pickle, progress=not args.no_progress)
+                                         trust_pickle=args.trust_pickle, progress=not args.no_progress,
+                                         clip_source=args.clip_source, alpha=args.alpha)
     _print_summary(args, result)
     return 0
 
@@ -50,6 +53,8 @@ def _print_summary(args, result) -> None:
 
     print(f"converted {args.checkpoint} -> {args.output_dir}")
     print("\n".join(f"  {k:<17} {v}" for k, v in describe_config(result.config).items()))
+    if args.alpha is not None:
+        print(f"  weights           (1-{args.alpha:g})*CLIP + {args.alpha:g}*checkpoint, CLIP: {args.clip_source}")
     if not result.has_tokenizer:
         print(f"no tokenizer written: pass --bpe bpe_simple_vocab_16e6.txt.gz for {args.output_dir} to take text "
               "(pipelines, processors)", file=sys.stderr)

@@ -78,6 +78,16 @@ def _check_inputs(checkpoint: str, output_dir: str, bpe, labels, template: str, 
         raise NotADirectoryError(f"output directory {output_dir!r} exists and is not a directory")
 
 
+def _check_weight_ensembling(clip_source, alpha) -> None:
+    """`clip_source` and `alpha` go together, `alpha` a number in [0, 1] (`ValueError` naming them)."""
+    from ..models.weight_ensembling import check_alpha
+
+    if (clip_source is None) != (alpha is None):
+        raise ValueError(f"clip_source={clip_source!r} and alpha={alpha!r}: weight-space ensembling needs both")
+    if alpha is not None:
+        check_alpha(alpha)
+
+
 def _is_path(labels) -> bool:
     """Whether `labels` names a labels CSV (rather than being the class names themselves)."""
     return isinstance(labels, (str, os.PathLike))
@@ -150,13 +160,16 @@ def _save_classifier(model, processor, class_names, template, directory):
 
 def convert_original_checkpoint(checkpoint, output_dir, *, bpe=None, labels=None, template: str = "{}",
                                 num_frames: int | None = None, trust_pickle: bool = False,
-                                progress: bool = True) -> ConvertedCheckpoint:
-    """Convert an original X-CLIP .pth to a model directory (+ tokenizer from `bpe`, classifier from `labels`)."""
+                                progress: bool = True, clip_source=None, alpha: float | None = None
+                                ) -> ConvertedCheckpoint:
+    """Convert an original X-CLIP .pth to a model directory (+ tokenizer from `bpe`, classifier from `labels`;
+    weights blended with the CLIP checkpoint `clip_source` at `alpha`, `XClipModel.interpolate_weights`)."""
     from tqdm.auto import tqdm
 
     checkpoint, output_dir = os.fspath(checkpoint), os.fspath(output_dir)
     bpe = None if bpe is None else os.fspath(bpe)
     _check_inputs(checkpoint, output_dir, bpe, labels, template, num_frames)
+    _check_weight_ensembling(clip_source, alpha)
     class_names = _class_names(labels)
     steps = 3 + (1 if class_names else 0)  # read, model, processor, classifier
     bar = tqdm(total=steps, desc="converting", unit="step", disable=None if progress else True, file=sys.stderr)
@@ -168,6 +181,8 @@ def convert_original_checkpoint(checkpoint, output_dir, *, bpe=None, labels=None
     with _writing(output_dir):  # a read-only place fails now, not after the model is built
         os.makedirs(output_dir, exist_ok=True)
     model = load_original(ckpt)  # refuses, before building, a model that does not fit in memory
+    if clip_source is not None:
+        model.interpolate_weights(clip_source, alpha)
     tokenizer = _tokenizer_for(bpe, ckpt.config) if bpe else None  # must fit the model before anything is written
     with _writing(output_dir):  # disk full and friends name no file: name the output
         model.save_pretrained(output_dir)
