@@ -207,6 +207,8 @@ def test_a_model_without_the_clip_parameters_is_refused():
     video_tower = fine_tuned(XClipModel, clip).vision_model
     with pytest.raises(ValueError, match=r"XClipVisionModel lacks \d+ of the CLIP parameters.*a full X-CLIP model"):
         interpolate_weights(video_tower, clip, 0.5)
+    with pytest.raises(TypeError, match="must be an X-CLIP model"):
+        interpolate_weights({"text_model.embeddings.token_embedding.weight": torch.zeros(99, 32)}, clip, 0.5)
 
 
 # --------------------------------------------------------------------------------------------- command line

@@ -37,16 +37,14 @@ def _source_name(clip) -> str:
 def load_clip_source(clip):
     """A transformers `CLIPModel` from an instance, a folder or a hub id (what `XClipModel.from_clip` reads), with
     every weight read from the checkpoint (a folder of another model is refused, never randomly filled in)."""
-    from transformers import CLIPModel
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    from transformers import CLIPModel, PretrainedConfig
 
     if isinstance(clip, CLIPModel):
         return clip
     if not isinstance(clip, (str, os.PathLike)):
         raise TypeError(f"clip source must be a transformers CLIPModel, or a folder / hub id of one, got "
                         f"{type(clip).__name__}")
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-    from transformers import PretrainedConfig
-
     name = os.fspath(clip)
     if not os.path.isdir(name):
         if os.path.exists(name):
@@ -113,6 +111,9 @@ def interpolate_weights(model, clip, alpha: float):
     """WiSE-FT in place: each parameter CLIP has -> (1 - alpha) * CLIP + alpha * own, X-CLIP's own modules kept;
     `clip` is a transformers `CLIPModel` or a folder / hub id of one (what `from_clip` reads). Returns the model."""
     alpha = check_alpha(alpha)
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be an X-CLIP model (XClipModel or XClipForVideoClassification), got "
+                        f"{type(model).__name__}")
     weights = clip_weights_for(model, clip)
     params = dict(model.named_parameters())
     for name, source in weights.items():
