@@ -59,6 +59,7 @@ NUMERIC = {
     ("--url-timeout", "nan"): ["app"],
     ("--memory-gb", "0"): ["index"],
     ("--recall", "-1"): ["index"],
+    ("--alpha", "1.5"): ["classify", "convert"],
 }
 SHARED_TYPES = {common.positive_int, common.nonnegative_int, common.positive_float, common.nonnegative_float,
                 common.nonempty_text, common.device_arg}

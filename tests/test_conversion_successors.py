@@ -128,27 +128,26 @@ def tiny_clip(family):
     return CLIPModel(config).eval()
 
 
-def test_interpolation_with_clip_is_their_patching(tmp_path):
-    """theta = r * CLIP + (1 - r) * theirs for every CLIP weight (names mapped), nothing else touched; r=0: theirs."""
-    from xclip_hf.conversion.openvclip import interpolate_with_clip, load_successor, read_successor
+def test_weight_ensembling_is_their_patching(tmp_path):
+    """Their TEST.PATCHING_RATIO r: theta = r * CLIP + (1 - r) * theirs for every CLIP weight (names mapped), nothing
+    else touched: weight-space ensembling with alpha = 1 - r; alpha=1: theirs."""
+    from xclip_hf.conversion.openvclip import load_successor, read_successor
     from xclip_hf.models.clip_expansion import rename_clip_key
 
     checkpoint, io = fixture("openvclip")
     clip = tiny_clip("openvclip")
     before = load_successor(read_successor(checkpoint)).state_dict()
     before = {k: v.clone() for k, v in before.items()}
-    after = interpolate_with_clip(load_successor(read_successor(checkpoint)), clip, 0.25).state_dict()
+    after = load_successor(read_successor(checkpoint)).interpolate_weights(clip, 0.75).state_dict()
     clip_state = {rename_clip_key(k): v for k, v in clip.state_dict().items() if not k.endswith("position_ids")}
     for key, value in after.items():
         expected = 0.25 * clip_state[key] + 0.75 * before[key] if key in clip_state else before[key]
         torch.testing.assert_close(value, expected, atol=1e-6, rtol=0, msg=key)
     assert len(clip_state) > 20 and set(clip_state) <= set(after)
-    unchanged = interpolate_with_clip(load_successor(read_successor(checkpoint)), clip, 0.0)
+    unchanged = load_successor(read_successor(checkpoint)).interpolate_weights(clip, 1.0)
     torch.testing.assert_close(our_logits(unchanged, io), io["logits"], atol=1e-4, rtol=0)
-    with pytest.raises(ValueError, match="does not have this model's architecture"):
-        interpolate_with_clip(load_successor(read_successor(checkpoint)), tiny_clip("froster"), 0.5)
-    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
-        interpolate_with_clip(load_successor(read_successor(checkpoint)), clip, 1.5)
+    with pytest.raises(ValueError, match="does not fit the model"):
+        load_successor(read_successor(checkpoint)).interpolate_weights(tiny_clip("froster"), 0.5)
 
 
 def test_cli_convert_from(tmp_path, capsys):
@@ -162,11 +161,11 @@ def test_cli_convert_from(tmp_path, capsys):
     clip_dir = tmp_path / "clip"
     tiny_clip("froster").save_pretrained(clip_dir)
     assert main(["convert", "--from", "froster", str(checkpoint), str(tmp_path / "patched"), "--no-progress",
-                 "--clip", str(clip_dir), "--patching-ratio", "0.5"]) == 0
+                 "--clip-source", str(clip_dir), "--alpha", "0.5"]) == 0
     patched = XClipModel.from_pretrained(tmp_path / "patched").eval()
     assert (our_logits(patched, io) - io["logits"]).abs().max() > 1e-3  # the interpolation changed the weights
-    for bad in (["--clip", str(clip_dir)], ["--patching-ratio", "0.5"], ["--from", "xclip", "--clip", "c",
-                                                                         "--patching-ratio", "0.5"]):
+    for bad in (["--clip-source", str(clip_dir)], ["--alpha", "0.5"], ["--alpha", "1.5", "--clip-source", "c"],
+                ["--clip", str(clip_dir)]):
         args = ["convert", str(checkpoint), str(tmp_path / "bad"), *bad]
         if "--from" not in bad:
             args += ["--from", "openvclip"]
@@ -232,6 +231,6 @@ def test_families_registry_has_the_successors_and_the_cli_offers_them(capsys):
     with pytest.raises(SystemExit):
         main(["convert", "--help"])
     help_text = capsys.readouterr().out
-    assert "openvclip" in help_text and "froster" in help_text and "--patching-ratio" in help_text
+    assert "openvclip" in help_text and "froster" in help_text and "--alpha 1-r" in help_text
     with pytest.raises(ValueError, match="known: froster"):
         get_family("vclip")

@@ -7,9 +7,9 @@ import json
 import sys
 
 from .common import (CommandFailure, UsageError, add_device_argument, add_dtype_argument, add_model_argument,
-                     add_num_workers_argument, add_template_arguments, check_model_source, failed_inputs,
-                     library_progress, positive_float, positive_int, read_labels, resolve_device, template_option,
-                     usage_errors, writing)
+                     add_num_workers_argument, add_template_arguments, add_weight_ensembling_arguments,
+                     check_model_source, check_weight_ensembling, failed_inputs, library_progress, positive_float,
+                     positive_int, read_labels, resolve_device, template_option, usage_errors, writing)
 
 HELP = "zero-shot classification of video files against free-form labels"
 
@@ -44,6 +44,7 @@ def add_arguments(c) -> None:
                    help="exact: the sampled frames (default, unless the model's video processor config says "
                         "otherwise); keyframes: the nearest key frame where one lies within half the spacing of the "
                         "sampled frames (approximate, faster)")
+    add_weight_ensembling_arguments(c)
     w = c.add_argument_group("untrimmed videos (windows)")
     w.add_argument("--chunk-length", type=positive_float, default=None, metavar="SECONDS",
                    help="classify windows of this many seconds and print a timeline")
@@ -93,6 +94,7 @@ def _check_arguments(args, labels) -> None:
     from ..models.text_features import build_label_set
     from ..video.windows import check_window_lengths
 
+    check_weight_ensembling(args)
     with usage_errors():
         build_label_set(labels, args.template, descriptions=args.descriptions)
         if args.chunk_length is None:
@@ -145,16 +147,29 @@ def run_windows(args, pipe, labels) -> int:
     return failed_inputs("classify", failures, len(args.videos), "could not be classified")
 
 
-def check_compile(model: str, compile: bool, token_merging_ratio: float | None = None) -> None:
-    """`--compile` / `--token-merging-ratio` apply to torch models, not to a folder of graphs written by
+def check_compile(model: str, compile: bool, token_merging_ratio: float | None = None,
+                  alpha: float | None = None) -> None:
+    """`--compile` / `--token-merging-ratio` / `--alpha` apply to torch models, not to a folder of graphs written by
     `xclip-hf export-onnx` (`UsageError`)."""
     from ..deploy.manifest import is_export_dir
 
+    if alpha is not None and is_export_dir(model):
+        raise UsageError(f"--alpha applies to torch models; {model!r} holds exported graphs (blend the torch model "
+                         "with XClipModel.interpolate_weights, save it, then export it)")
     if compile and is_export_dir(model):
         raise UsageError(f"--compile applies to torch models; {model!r} holds exported graphs")
     if token_merging_ratio is not None and is_export_dir(model):
         raise UsageError(f"--token-merging-ratio applies to torch models; {model!r} holds exported graphs (their "
                          "video graph has the ratio of the config they were exported with)")
+
+
+def ensembled_model(args):
+    """`--model` as given, or loaded and blended with `--clip-source` at `--alpha` (weight-space ensembling)."""
+    if args.alpha is None:
+        return args.model
+    from ..models.loading import load_model
+
+    return load_model(args.model).interpolate_weights(args.clip_source, args.alpha)
 
 
 def run(args) -> int:
@@ -177,9 +192,9 @@ def run(args) -> int:
     if unreadable:
         raise CommandFailure("; ".join(unreadable))
     check_model_source(args.model)
-    check_compile(args.model, args.compile, args.token_merging_ratio)
+    check_compile(args.model, args.compile, args.token_merging_ratio, args.alpha)
     with library_progress(args.no_progress):
-        pipe = build_pipeline(args.model, device=resolve_device(args.device, "classify", args.model),
+        pipe = build_pipeline(ensembled_model(args), device=resolve_device(args.device, "classify", args.model),
                               dtype=args.dtype, compile=args.compile, token_merging_ratio=args.token_merging_ratio)
     call = dict(candidate_labels=labels, hypothesis_template=args.template,
                 class_descriptions=args.descriptions, top_k=args.top_k,

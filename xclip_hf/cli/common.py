@@ -121,6 +121,14 @@ def nonnegative_float(text: str) -> float:
     return _number(text, float, 0, "a number >= 0")
 
 
+def unit_float(text: str) -> float:
+    """argparse type: a number in [0, 1] (a blending weight)."""
+    value = _number(text, float, 0, "a number in [0, 1]")
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
 def nonempty_text(text: str) -> str:
     """argparse type: a text with something besides spaces (a query, a factory string)."""
     if not text.strip():
@@ -221,6 +229,24 @@ def add_dtype_argument(parser) -> None:
 def add_num_workers_argument(parser, default: int = 0) -> None:
     """`--num-workers N` (an integer >= 0) for the commands that read videos."""
     parser.add_argument("--num-workers", type=nonnegative_int, default=default, metavar="N", help=NUM_WORKERS_HELP)
+
+
+def add_weight_ensembling_arguments(parser) -> None:
+    """`--alpha A --clip-source CLIP`: weight-space ensembling of the model with its CLIP (WiSE-FT)."""
+    g = parser.add_argument_group("weight-space ensembling (WiSE-FT)")
+    g.add_argument("--alpha", type=unit_float, default=None, metavar="A",
+                   help="blend every weight the model shares with CLIP as (1-A)*CLIP + A*model (1: the model as is, "
+                        "0: CLIP's weights; X-CLIP's own modules keep the model's); needs --clip-source")
+    g.add_argument("--clip-source", default=None, metavar="CLIP",
+                   help="the CLIP checkpoint for --alpha: a folder or hub id of a transformers CLIPModel (what "
+                        "XClipModel.from_clip reads)")
+
+
+def check_weight_ensembling(args) -> None:
+    """`--alpha` and `--clip-source` go together (`UsageError`)."""
+    if (args.alpha is None) != (args.clip_source is None):
+        given, missing = ("--alpha", "--clip-source") if args.clip_source is None else ("--clip-source", "--alpha")
+        raise UsageError(f"{given} needs {missing} (weight-space ensembling blends the model with a CLIP checkpoint)")
 
 
 def default_device() -> str:

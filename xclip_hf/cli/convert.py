@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import UsageError, nonnegative_float, positive_int
+from .common import UsageError, add_weight_ensembling_arguments, check_weight_ensembling, positive_int
 
 HELP = "convert a checkpoint of the original X-CLIP code (.pth), or of a successor (--from), to a model directory"
 
@@ -27,9 +27,6 @@ def add_arguments(c) -> None:
     c.add_argument("--clip", help="the CLIP the checkpoint was fine-tuned from, for weights it leaves out "
                                   "(--from vificlip: the token embedding): a transformers CLIP directory or hub id "
                                   "(openai/clip-vit-base-patch16) or a state-dict file")
-    c.add_argument("--patching-ratio", type=nonnegative_float, default=None,
-                   help="--from openvclip/froster with --clip: the weight of CLIP's weights in Open-VCLIP's test-time "
-                        "interpolation, in [0, 1] (their TEST.PATCHING_RATIO)")
     c.add_argument("--template", default=None,
                    help="prompt of each class name for --labels (default: the family's; xclip \"{}\", the paper's; "
                         "vificlip \"a photo of a {}.\")")
@@ -39,6 +36,7 @@ def add_arguments(c) -> None:
     c.add_argument("--trust-pickle", action="store_true",
                    help="unpickle the file fully; only for files you trust: it can run code stored in the file")
     c.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_weight_ensembling_arguments(c)
 
 
 def _check_arguments(args) -> dict:
@@ -46,6 +44,7 @@ def _check_arguments(args) -> dict:
     from ..conversion.families import get_family
 
     family = get_family(args.family)
+    check_weight_ensembling(args)
     if args.labels and not args.bpe:
         raise UsageError("--labels needs --bpe: the class names are tokenized with CLIP's tokenizer")
     if args.template is not None and "{}" not in args.template:
@@ -53,15 +52,9 @@ def _check_arguments(args) -> dict:
     if "clip" in family.required and args.clip is None:
         raise UsageError(f"--from {family.name} needs --clip: the CLIP the checkpoint was fine-tuned from "
                          "(e.g. openai/clip-vit-base-patch16), for the weights its checkpoints leave out")
-    given = {"clip": args.clip, "patching_ratio": args.patching_ratio}
-    for name, value in given.items():
-        if value is not None and name not in family.options:
-            raise UsageError(f"--{name.replace('_', '-')} is not used by --from {family.name}")
-    if "patching_ratio" in family.options and (args.clip is None) != (args.patching_ratio is None):
-        raise UsageError("--clip and --patching-ratio go together")
-    if args.patching_ratio is not None and not 0 <= args.patching_ratio <= 1:
-        raise UsageError(f"--patching-ratio must be in [0, 1] (the weight of CLIP's weights), got {args.patching_ratio}")
-    return {name: value for name, value in given.items() if value is not None}
+    if "clip" not in family.options and args.clip is not None:
+        raise UsageError(f"--clip is not used by --from {family.name}")
+    return {"clip": args.clip} if args.clip is not None else {}
 
 
 def run(args) -> int:
@@ -70,7 +63,8 @@ def run(args) -> int:
     options = _check_arguments(args)
     result = convert_checkpoint(args.family, args.checkpoint, args.output_dir, bpe=args.bpe, labels=args.labels,
                                 template=args.template, num_frames=args.num_frames, trust_pickle=args.trust_pickle,
-                                progress=not args.no_progress, **options)
+                                progress=not args.no_progress, clip_source=args.clip_source, alpha=args.alpha,
+                                **options)
     _print_summary(args, result)
     return 0
 
@@ -81,6 +75,8 @@ def _print_summary(args, result) -> None:
 
     print(f"converted {args.checkpoint} -> {args.output_dir}")
     print("\n".join(f"  {k:<17} {v}" for k, v in describe_config(result.config).items()))
+    if args.alpha is not None:
+        print(f"  weights           (1-{args.alpha:g})*CLIP + {args.alpha:g}*checkpoint, CLIP: {args.clip_source}")
     if not result.has_tokenizer:
         print(f"no tokenizer written: pass --bpe bpe_simple_vocab_16e6.txt.gz for {args.output_dir} to take text "
               "(pipelines, processors)", file=sys.stderr)

@@ -11,7 +11,7 @@ _EXPORTS = {
     "build_tokenizer_from_bpe": "clip_bpe",
     **dict.fromkeys(["FAMILIES", "Family", "convert_checkpoint", "register_family"], "families"),
     **dict.fromkeys(["convert_vificlip_checkpoint", "read_vificlip"], "vificlip"),
-    **dict.fromkeys(["convert_successor_checkpoint", "read_successor", "load_successor", "interpolate_with_clip"],
+    **dict.fromkeys(["convert_successor_checkpoint", "read_successor", "load_successor"],
                     "openvclip"),
 }
 

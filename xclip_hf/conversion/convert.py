@@ -61,8 +61,10 @@ def _writing(path: str):
         raise OSError(f"cannot write {path!r}: {type(err).__name__}: {one_line(err)}") from err
 
 
-def _check_inputs(checkpoint: str, output_dir: str, bpe, labels, template: str, num_frames) -> None:
+def _check_inputs(checkpoint: str, output_dir: str, bpe, labels, template: str, num_frames, clip_source=None,
+                  alpha=None) -> None:
     """Cheap checks before any heavy work: bad values (`ValueError`), then missing files, each naming the input."""
+    _check_weight_ensembling(clip_source, alpha)
     if labels is not None and bpe is None:
         raise ValueError(f"labels={labels!r} needs bpe (CLIP's BPE merges file): the class names are tokenized "
                          "with CLIP's tokenizer")
@@ -76,6 +78,16 @@ def _check_inputs(checkpoint: str, output_dir: str, bpe, labels, template: str, 
             raise FileNotFoundError(f"{name} file {os.fspath(value)!r} does not exist")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise NotADirectoryError(f"output directory {output_dir!r} exists and is not a directory")
+
+
+def _check_weight_ensembling(clip_source, alpha) -> None:
+    """`clip_source` and `alpha` go together, `alpha` a number in [0, 1] (`ValueError` naming them)."""
+    from ..models.weight_ensembling import check_alpha
+
+    if (clip_source is None) != (alpha is None):
+        raise ValueError(f"clip_source={clip_source!r} and alpha={alpha!r}: weight-space ensembling needs both")
+    if alpha is not None:
+        check_alpha(alpha)
 
 
 def _is_path(labels) -> bool:
@@ -116,11 +128,10 @@ def _tokenizer_for(bpe: str, config: XClipConfig):
     return tokenizer
 
 
-def _save_processor(config, tokenizer, directory):
+def _save_processor(video_processor, tokenizer, directory):
     """XClipProcessor (video processor + tokenizer), or the video processor alone without a tokenizer."""
     from ..models.processing_xclip import XClipProcessor
 
-    video_processor = original_video_processor(config)
     if tokenizer is None:
         video_processor.save_pretrained(directory)
         return None
@@ -156,13 +167,19 @@ def progress_bar(steps: int, progress: bool):
 
 
 def write_converted(model, config: XClipConfig, output_dir: str, *, bpe, class_names, template: str, bar,
-                    notes=()) -> ConvertedCheckpoint:
-    """Write a converted `model`: weights, processor (+ tokenizer from `bpe`), classifier of `class_names`."""
+                    notes=(), clip_source=None, alpha: float | None = None,
+                    video_processor=original_video_processor) -> ConvertedCheckpoint:
+    """Write a converted `model` (blended with `clip_source` at `alpha` first: weight-space ensembling): weights,
+    processor (`video_processor(config)` + tokenizer from `bpe`), classifier of `class_names`."""
+    notes = list(notes)
+    if clip_source is not None:
+        model.interpolate_weights(clip_source, alpha)
+        notes.append(f"weights blended with the CLIP {clip_source}: {1 - alpha:g} * CLIP + {alpha:g} * the checkpoint's")
     tokenizer = _tokenizer_for(bpe, config) if bpe else None  # must fit the model before anything is written
     with _writing(output_dir):  # disk full and friends name no file: name the output
         model.save_pretrained(output_dir)
         bar.update()
-        processor = _save_processor(config, tokenizer, output_dir)
+        processor = _save_processor(video_processor(config), tokenizer, output_dir)
         bar.update()
     classifier_dir = None
     if class_names:
@@ -176,11 +193,13 @@ def write_converted(model, config: XClipConfig, output_dir: str, *, bpe, class_n
 
 def convert_original_checkpoint(checkpoint, output_dir, *, bpe=None, labels=None, template: str = "{}",
                                 num_frames: int | None = None, trust_pickle: bool = False,
-                                progress: bool = True) -> ConvertedCheckpoint:
-    """Convert an original X-CLIP .pth to a model directory (+ tokenizer from `bpe`, classifier from `labels`)."""
+                                progress: bool = True, clip_source=None, alpha: float | None = None
+                                ) -> ConvertedCheckpoint:
+    """Convert an original X-CLIP .pth to a model directory (+ tokenizer from `bpe`, classifier from `labels`;
+    weights blended with the CLIP checkpoint `clip_source` at `alpha`, `XClipModel.interpolate_weights`)."""
     checkpoint, output_dir = os.fspath(checkpoint), os.fspath(output_dir)
     bpe = None if bpe is None else os.fspath(bpe)
-    _check_inputs(checkpoint, output_dir, bpe, labels, template, num_frames)
+    _check_inputs(checkpoint, output_dir, bpe, labels, template, num_frames, clip_source, alpha)
     class_names = _class_names(labels)
     bar = progress_bar(3 + (1 if class_names else 0), progress)  # read, model, processor, classifier
     ckpt = read_original(checkpoint, trust_pickle=trust_pickle)
@@ -192,4 +211,4 @@ def convert_original_checkpoint(checkpoint, output_dir, *, bpe=None, labels=None
         os.makedirs(output_dir, exist_ok=True)
     model = load_original(ckpt)  # refuses, before building, a model that does not fit in memory
     return write_converted(model, ckpt.config, output_dir, bpe=bpe, class_names=class_names, template=template,
-                           bar=bar, notes=ckpt.notes)
+                           bar=bar, notes=ckpt.notes, clip_source=clip_source, alpha=alpha)

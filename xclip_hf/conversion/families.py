@@ -39,11 +39,10 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
            "ViFi-CLIP .pth (muzairkhattak/ViFi-CLIP); needs --clip, the CLIP it was fine-tuned from",
            "a photo of a {}.", ("clip",), ("clip",)),
     Family("openvclip", "openvclip:convert_successor_checkpoint",
-           "Open-VCLIP PySlowFast .pth (wengzejia1/Open-VCLIP); --clip with --patching-ratio interpolates the weights",
-           options=("clip", "patching_ratio"), fixed=(("family", "openvclip"),)),
+           "Open-VCLIP PySlowFast .pth (wengzejia1/Open-VCLIP); its test-time patching ratio r is --alpha 1-r",
+           fixed=(("family", "openvclip"),)),
     Family("froster", "openvclip:convert_successor_checkpoint",
-           "FROSTER PySlowFast .pth (Visual-AI/FROSTER); --clip with --patching-ratio interpolates the weights",
-           options=("clip", "patching_ratio"), fixed=(("family", "froster"),)),
+           "FROSTER PySlowFast .pth (Visual-AI/FROSTER)", fixed=(("family", "froster"),)),
 )}
 DEFAULT_FAMILY = "xclip"
 
@@ -76,4 +75,4 @@ def convert_checkpoint(family: str, checkpoint, output_dir, *, template: str | N
                        **options)
 
 
-_COMMON = ("bpe", "labels", "num_frames", "trust_pickle", "progress")
+_COMMON = ("bpe", "labels", "num_frames", "trust_pickle", "progress", "clip_source", "alpha")

@@ -5,7 +5,7 @@ Both keep a CLIP whose frame encoder attends to neighbouring frames (`neighbour_
 no message token, no prompt generator (converted with zero weight). FROSTER's checkpoints also hold its frozen CLIP
 teacher (``raw_model.``) and its residual projections (``projector_v.``, ``projector_t.``): used in training only,
 they are left out. Open-VCLIP's published figures interpolate the weights with CLIP's at test time
-(`interpolate_with_clip`, their ``TEST.PATCHING_RATIO``).
+(their ``TEST.PATCHING_RATIO`` r: weight-space ensembling with alpha = 1 - r, `interpolate_weights`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .original import (HEAD_DIM, _count_blocks, _empty_model, _heads, _strip_pre
 from .safe_load import NotUnpickled, check_fits_in_memory, find_not_unpickled, load_checkpoint
 
 __all__ = ["FAMILIES", "OPENVCLIP_TEMPLATES", "SuccessorCheckpoint", "read_successor", "load_successor",
-           "interpolate_with_clip", "convert_successor_checkpoint", "successor_video_processor"]
+           "convert_successor_checkpoint", "successor_video_processor"]
 
 FAMILIES = ("openvclip", "froster")
 # the prompts Open-VCLIP's (and FROSTER's, plus "{}") classifier averages in normalised text-feature space
@@ -193,31 +193,6 @@ def load_successor(source, family: str = "openvclip", trust_pickle: bool = False
     return model.eval()
 
 
-def interpolate_with_clip(model, clip, ratio: float):
-    """Open-VCLIP's test-time patching: theta = ratio * theta_CLIP + (1 - ratio) * theta, for every CLIP weight.
-
-    `clip`: a transformers `CLIPModel` (or its directory / hub id) of the same architecture; modifies `model`.
-    """
-    from ..models.clip_expansion import expand_clip
-    from ..models.modeling_xclip import XClipModel
-
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
-        raise ValueError(f"patching ratio must be a number in [0, 1] (the weight of CLIP's weights), got {ratio!r}")
-    vision = model.config.vision_config
-    reference = expand_clip(XClipModel, clip, num_frames=vision.num_frames, use_mit=False,
-                            use_cross_frame_attention=False, neighbour_frame_attention=vision.neighbour_frame_attention,
-                            normalize_frame_embeds=vision.normalize_frame_embeds, prompt_layers=0)
-    ours, theirs = model.state_dict(), reference.state_dict()
-    shared = [k for k in theirs if k not in reference.new_parameter_names() and not k.endswith("position_ids")]
-    wrong = [f"{k} {tuple(theirs[k].shape)} vs {tuple(ours[k].shape)}" for k in shared if theirs[k].shape != ours[k].shape]
-    if wrong:
-        raise ValueError(f"CLIP {clip!r} does not have this model's architecture: " + "; ".join(wrong[:5]))
-    with torch.no_grad():
-        for key in shared:
-            ours[key].copy_(ratio * theirs[key].to(ours[key].dtype) + (1 - ratio) * ours[key])
-    return model
-
-
 def successor_video_processor(config):
     """Their test preprocessing: short side to the crop size, centre crop, CLIP's mean / std on [0, 1] frames."""
     from transformers.image_utils import PILImageResampling
@@ -232,51 +207,24 @@ def successor_video_processor(config):
 
 
 def convert_successor_checkpoint(checkpoint, output_dir, family: str = "openvclip", *, bpe=None, labels=None,
-                                 template: str = "{}", num_frames: int | None = None, clip=None,
-                                 patching_ratio: float | None = None, trust_pickle: bool = False,
-                                 progress: bool = True):
-    """Convert an Open-VCLIP / FROSTER checkpoint to a model directory (+ tokenizer, classifier, CLIP patching)."""
-    from tqdm.auto import tqdm
-
-    from .convert import ConvertedCheckpoint, _check_inputs, _class_names, _save_classifier, _tokenizer_for, _writing
+                                 template: str = "{}", num_frames: int | None = None, trust_pickle: bool = False,
+                                 progress: bool = True, clip_source=None, alpha: float | None = None):
+    """Convert an Open-VCLIP / FROSTER checkpoint to a model directory (+ tokenizer, classifier; weights blended
+    with `clip_source` at `alpha`: Open-VCLIP's test-time patching with ratio r is alpha = 1 - r)."""
+    from .convert import _check_inputs, _class_names, _writing, progress_bar, write_converted
 
     checkpoint, output_dir = os.fspath(checkpoint), os.fspath(output_dir)
     bpe = None if bpe is None else os.fspath(bpe)
-    _check_inputs(checkpoint, output_dir, bpe, labels, template, num_frames)
-    if (clip is None) != (patching_ratio is None):
-        raise ValueError("clip and patching_ratio go together: the CLIP to interpolate with and the weight of its "
-                         f"weights (Open-VCLIP's TEST.PATCHING_RATIO); got clip={clip!r}, "
-                         f"patching_ratio={patching_ratio!r}")
+    _check_inputs(checkpoint, output_dir, bpe, labels, template, num_frames, clip_source, alpha)
     class_names = _class_names(labels)
-    bar = tqdm(total=3 + bool(class_names), desc="converting", unit="step", disable=None if progress else True,
-               file=sys.stderr)
+    bar = progress_bar(3 + (1 if class_names else 0), progress)  # read, model, processor, classifier
     ckpt = read_successor(checkpoint, family, trust_pickle=trust_pickle, num_frames=num_frames)
     for note in ckpt.notes:
         bar.write(f"{checkpoint}: {note}", file=sys.stderr)
     bar.update()
-    with _writing(output_dir):
+    with _writing(output_dir):  # a read-only place fails now, not after the model is built
         os.makedirs(output_dir, exist_ok=True)
     model = load_successor(ckpt)
-    notes = list(ckpt.notes)
-    if clip is not None:
-        interpolate_with_clip(model, clip, patching_ratio)
-        notes.append(f"weights interpolated with CLIP {clip}: {patching_ratio} * CLIP + {1 - patching_ratio} * theirs")
-    tokenizer = _tokenizer_for(bpe, ckpt.config) if bpe else None
-    with _writing(output_dir):
-        model.save_pretrained(output_dir)
-        bar.update()
-        processor = successor_video_processor(ckpt.config)
-        if tokenizer is not None:
-            from ..models.processing_xclip import XClipProcessor
-
-            processor = XClipProcessor(video_processor=processor, tokenizer=tokenizer)
-        processor.save_pretrained(output_dir)
-        bar.update()
-    classifier_dir = None
-    if class_names:
-        classifier_dir = os.path.join(output_dir, "classifier")
-        _save_classifier(model, processor, class_names, template, classifier_dir)
-        bar.update()
-    bar.close()
-    return ConvertedCheckpoint(output_dir, ckpt.config, tuple(notes), tokenizer is not None, classifier_dir,
-                               tuple(class_names or ()))
+    return write_converted(model, ckpt.config, output_dir, bpe=bpe, class_names=class_names, template=template,
+                           bar=bar, notes=ckpt.notes, clip_source=clip_source, alpha=alpha,
+                           video_processor=successor_video_processor)

@@ -191,14 +191,16 @@ def read_vificlip(path, clip, num_frames: int = VIFICLIP_FRAMES, trust_pickle: b
 
 def convert_vificlip_checkpoint(checkpoint, output_dir, *, clip, bpe=None, labels=None,
                                 template: str = VIFICLIP_TEMPLATE, num_frames: int | None = None,
-                                trust_pickle: bool = False, progress: bool = True) -> ConvertedCheckpoint:
-    """A ViFi-CLIP .pth (+ `clip`, its CLIP) -> a model directory, tokenizer from `bpe`, classifier of `labels`."""
+                                trust_pickle: bool = False, progress: bool = True, clip_source=None,
+                                alpha: float | None = None) -> ConvertedCheckpoint:
+    """A ViFi-CLIP .pth (+ `clip`, its CLIP) -> a model directory, tokenizer from `bpe`, classifier of `labels`
+    (weights blended with `clip_source` at `alpha`: weight-space ensembling)."""
     checkpoint, output_dir = os.fspath(checkpoint), os.fspath(output_dir)
     bpe = None if bpe is None else os.fspath(bpe)
     if clip is None:
         raise ValueError("clip is required: ViFi-CLIP checkpoints leave out CLIP's token embedding; pass the CLIP the "
                          "model was fine-tuned from (openai/clip-vit-base-patch16 for the released models)")
-    _check_inputs(checkpoint, output_dir, bpe, labels, template, num_frames)
+    _check_inputs(checkpoint, output_dir, bpe, labels, template, num_frames, clip_source, alpha)
     class_names = _class_names(labels)
     bar = progress_bar(3 + (1 if class_names else 0), progress)  # read, model, processor, classifier
     ckpt = read_vificlip(checkpoint, clip, num_frames or VIFICLIP_FRAMES, trust_pickle=trust_pickle)
@@ -209,4 +211,4 @@ def convert_vificlip_checkpoint(checkpoint, output_dir, *, clip, bpe=None, label
         os.makedirs(output_dir, exist_ok=True)
     model = load_original(ckpt)  # refuses, before building, a model that does not fit in memory
     return write_converted(model, ckpt.config, output_dir, bpe=bpe, class_names=class_names, template=template,
-                           bar=bar, notes=ckpt.notes)
+                           bar=bar, notes=ckpt.notes, clip_source=clip_source, alpha=alpha)

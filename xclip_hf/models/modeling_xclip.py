@@ -22,6 +22,7 @@ from .modeling_outputs_xclip import XClipOutput, XClipTextOutput, XClipVisionOut
 from .neighbour_frame_attention import neighbour_frame_block
 from .token_merging import (MERGING_ATTENTION, check_token_merging_ratio, merge_tokens, proportional_attention_bias,
                             start_merging, unmerge_tokens)
+from .weight_ensembling import interpolate_weights
 
 
 # ------------------------------------------------------------------------------------------------ building blocks
@@ -616,6 +617,8 @@ class XClipModel(XClipPreTrainedModel):
         from .clip_expansion import expand_clip
 
         return expand_clip(cls, clip, num_frames=num_frames, **overrides)
+
+    interpolate_weights = interpolate_weights  # WiSE-FT: blend with a CLIP checkpoint (models/weight_ensembling.py)
 
     @can_return_tuple
     def get_text_features(self, input_ids, attention_mask=None, position_ids=None,

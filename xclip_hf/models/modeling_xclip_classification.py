@@ -33,6 +33,7 @@ class XClipForVideoClassification(XClipPreTrainedModel):
         self.post_init()
 
     from_clip = classmethod(XClipModel.from_clip.__func__)
+    interpolate_weights = XClipModel.interpolate_weights
 
     def _allocate_class_buffers(self, num_texts: int):
         length = self.config.text_config.max_position_embeddings
