@@ -164,8 +164,7 @@ def test_cli_convert_from(tmp_path, capsys):
                  "--clip-source", str(clip_dir), "--alpha", "0.5"]) == 0
     patched = XClipModel.from_pretrained(tmp_path / "patched").eval()
     assert (our_logits(patched, io) - io["logits"]).abs().max() > 1e-3  # the interpolation changed the weights
-    for bad in (["--clip-source", str(clip_dir)], ["--alpha", "0.5"], ["--alpha", "1.5", "--clip-source", "c"],
-                ["--clip", str(clip_dir)]):
+    for bad in (["--clip-source", str(clip_dir)], ["--alpha", "0.5"], ["--clip", str(clip_dir)]):
         args = ["convert", str(checkpoint), str(tmp_path / "bad"), *bad]
         if "--from" not in bad:
             args += ["--from", "openvclip"]

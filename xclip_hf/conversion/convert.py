@@ -174,7 +174,8 @@ def write_converted(model, config: XClipConfig, output_dir: str, *, bpe, class_n
     notes = list(notes)
     if clip_source is not None:
         model.interpolate_weights(clip_source, alpha)
-        notes.append(f"weights blended with the CLIP {clip_source}: {1 - alpha:g} * CLIP + {alpha:g} * the checkpoint's")
+        notes.append(f"weights blended with the CLIP {clip_source}: {1 - alpha:g} * CLIP + {alpha:g} * the "
+                     "checkpoint's")
     tokenizer = _tokenizer_for(bpe, config) if bpe else None  # must fit the model before anything is written
     with _writing(output_dir):  # disk full and friends name no file: name the output
         model.save_pretrained(output_dir)

@@ -19,7 +19,7 @@ import torch
 
 from ..models.configuration_xclip import XClipConfig
 from .original import (HEAD_DIM, _count_blocks, _empty_model, _heads, _strip_prefix, from_original_state_dict,
-                       original_key)
+                       with_inert_prompt)
 from .safe_load import NotUnpickled, check_fits_in_memory, find_not_unpickled, load_checkpoint
 
 __all__ = ["FAMILIES", "OPENVCLIP_TEMPLATES", "SuccessorCheckpoint", "read_successor", "load_successor",
@@ -38,12 +38,6 @@ _TRAINING_ONLY = {"raw_model.": "FROSTER's frozen CLIP teacher", "projector_v.":
 # temporal modules of other TEMPORAL_MODELING_TYPEs of their code, which this package does not implement
 _UNSUPPORTED = {"message_": "cross_frame_attend", "stadapt_": "stadapt_zeroinit", "experts_": "mixture of experts"}
 # X-CLIP-only tensors (our names) an Open-VCLIP model lacks: converted as switched off (prompt weight 0)
-_SWITCHED_OFF = {"text_model.prompt_generator.alpha": torch.zeros, "text_model.prompt_generator.context_layernorm."
-                 "weight": torch.ones, "text_model.prompt_generator.context_layernorm.bias": torch.zeros,
-                 "vision_model.context_projection": torch.zeros, "vision_model.context_layernorm.weight": torch.ones,
-                 "vision_model.context_layernorm.bias": torch.zeros}
-
-
 @dataclass
 class SuccessorCheckpoint:
     """An Open-VCLIP / FROSTER checkpoint read safely: its CLIP in OpenAI's layout, inferred config and notes."""
@@ -144,16 +138,6 @@ def infer_successor_config(state: dict, where: str, num_frames: int = 8, neighbo
                        architectures=["XClipModel"])
 
 
-def _with_switched_off(state: dict, shapes: dict) -> dict:
-    """`state` plus X-CLIP's prompt tensors (original names) set so that they change nothing (prompt weight 0)."""
-    fill = {original_key(ours)[0]: make(shapes[ours]) for ours, make in _SWITCHED_OFF.items()}
-    clash = [k for k in fill if k in state]
-    if clash:
-        raise ValueError(f"the model state holds X-CLIP tensors ({', '.join(clash)}): an original X-CLIP checkpoint "
-                         "converts with `xclip-hf convert` (--from xclip, the default)")
-    return {**state, **fill}
-
-
 def read_successor(path, family: str = "openvclip", trust_pickle: bool = False, num_frames: int | None = None,
                    head_dim: int = HEAD_DIM) -> SuccessorCheckpoint:
     """Read an Open-VCLIP / FROSTER checkpoint safely, infer its config and check every key and shape against it."""
@@ -172,7 +156,7 @@ def read_successor(path, family: str = "openvclip", trust_pickle: bool = False, 
     config = infer_successor_config(clip, where, frames, temporal == "expand_temporal_view", head_dim)
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in _empty_model(config).state_dict().items()}
-    state = _with_switched_off(clip, shapes)
+    state = with_inert_prompt(clip, shapes)
     from_original_state_dict(state, shapes, where)  # raises naming missing / unexpected keys and wrong shapes
     notes = [f"read with the {loaded.method}"] + notes
     if loaded.not_unpickled:

@@ -13,7 +13,8 @@ from ..models.configuration_xclip import XClipConfig, describe_config
 from .safe_load import NotUnpickled, check_fits_in_memory, find_not_unpickled, load_checkpoint
 
 __all__ = ["OriginalCheckpoint", "read_original", "load_original", "export_original", "infer_config",
-           "clip_tower_config", "original_key", "to_original_state_dict", "from_original_state_dict", "HEAD_DIM"]
+           "clip_tower_config", "original_key", "to_original_state_dict", "from_original_state_dict", "HEAD_DIM",
+           "with_inert_prompt"]
 
 HEAD_DIM = 64  # the original code: num_heads = width // 64 in every attention layer
 
@@ -373,3 +374,20 @@ def export_original(model, path, config=None, head_dim: int = HEAD_DIM) -> dict[
         reason = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
         raise OSError(f"cannot write the checkpoint {path!r}: {type(err).__name__}: {reason}") from err
     return state
+
+
+_INERT_PROMPT = {"text_model.prompt_generator.alpha": torch.zeros, "text_model.prompt_generator.context_layernorm."
+                 "weight": torch.ones, "text_model.prompt_generator.context_layernorm.bias": torch.zeros,
+                 "vision_model.context_projection": torch.zeros, "vision_model.context_layernorm.weight": torch.ones,
+                 "vision_model.context_layernorm.bias": torch.zeros}
+
+
+def with_inert_prompt(state: dict, shapes: dict) -> dict:
+    """`state` (original layout) plus X-CLIP's video-prompt tensors set to change nothing (prompt weight 0): the
+    models of successors that have no prompt generator."""
+    fill = {original_key(ours)[0]: make(shapes[ours]) for ours, make in _INERT_PROMPT.items()}
+    clash = [k for k in fill if k in state]
+    if clash:
+        raise ValueError(f"the model state holds X-CLIP tensors ({', '.join(clash)}): an original X-CLIP checkpoint "
+                         "converts with `xclip-hf convert` (--from xclip, the default)")
+    return {**state, **fill}

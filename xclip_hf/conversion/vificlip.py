@@ -18,7 +18,7 @@ import torch
 from ..models.configuration_xclip import XClipConfig
 from .convert import (ConvertedCheckpoint, _check_inputs, _class_names, _writing, progress_bar, write_converted)
 from .original import (HEAD_DIM, OriginalCheckpoint, _empty_model, _state_dict_entry, _strip_prefix,
-                       clip_tower_config, from_original_state_dict, load_original)
+                       clip_tower_config, from_original_state_dict, load_original, original_key, with_inert_prompt)
 from .safe_load import find_not_unpickled, load_checkpoint
 
 __all__ = ["VIFICLIP_TEMPLATE", "VIFICLIP_FRAMES", "read_vificlip", "read_token_embedding",
@@ -46,8 +46,10 @@ def _check_is_vificlip(state: dict, source: str) -> None:
         raise ValueError(f"{source} holds Hugging Face-style keys (e.g. {next(iter(state))!r}), not ViFi-CLIP's "
                          "image_encoder.* / text_encoder.*; a directory saved with save_pretrained loads with "
                          "XClipModel.from_pretrained")
-    if any(k.startswith(("mit.", "prompts_generator.")) for k in state):
-        raise ValueError(f"{source} is an original X-CLIP checkpoint (mit.*, prompts_generator.*), not ViFi-CLIP: "
+    xclip_only = [original_key(k)[0] for k in ("vision_model.mit.position_embedding",
+                                                "text_model.prompt_generator.alpha")]
+    if any(k in state for k in xclip_only):
+        raise ValueError(f"{source} is an original X-CLIP checkpoint ({', '.join(xclip_only)}), not ViFi-CLIP: "
                          "convert it with --from xclip")
     needed = ["image_encoder.conv1.weight", "image_encoder.positional_embedding", "image_encoder.proj",
               "image_encoder.transformer.resblocks.0.mlp.c_fc.weight", "text_encoder.positional_embedding",
@@ -152,14 +154,6 @@ def vificlip_config(state: dict, source: str, num_frames: int, head_dim: int = H
                        logit_scale_init_value=scale, architectures=["XClipModel"])
 
 
-def _inert_prompt_parts(config: XClipConfig) -> dict[str, torch.Tensor]:
-    """Original-layout weights of the parts ViFi-CLIP lacks: alpha 0 (no prompt), identity LayerNorms, zero context."""
-    width, p = config.vision_config.hidden_size, config.projection_dim
-    return {"prompts_visual_proj": torch.zeros(width, p), "prompts_visual_ln.weight": torch.ones(width),
-            "prompts_visual_ln.bias": torch.zeros(width), "prompts_generator.norm.weight": torch.ones(p),
-            "prompts_generator.norm.bias": torch.zeros(p), "prompts_generator.alpha": torch.zeros(p)}
-
-
 def read_vificlip(path, clip, num_frames: int = VIFICLIP_FRAMES, trust_pickle: bool = False,
                   head_dim: int = HEAD_DIM) -> OriginalCheckpoint:
     """Read a ViFi-CLIP `.pth` safely with CLIP's token embedding from `clip`; check every key and shape."""
@@ -175,9 +169,9 @@ def read_vificlip(path, clip, num_frames: int = VIFICLIP_FRAMES, trust_pickle: b
     token_note = _check_token_embedding(table, prompts, text_width, where, clip)
     state["token_embedding.weight"] = table
     config = vificlip_config(state, where, num_frames, head_dim)
-    state.update(_inert_prompt_parts(config))
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in _empty_model(config).state_dict().items()}
+    state = with_inert_prompt(state, shapes)
     from_original_state_dict(state, shapes, where)  # raises naming missing / unexpected keys and wrong shapes
     notes = [f"read with the {loaded.method}", token_note,
              f"ViFi-CLIP checkpoints do not store their frame count: the processor samples {num_frames} frames"]
