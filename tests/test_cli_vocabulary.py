@@ -59,6 +59,8 @@ NUMERIC = {
     ("--url-timeout", "nan"): ["app"],
     ("--memory-gb", "0"): ["index"],
     ("--recall", "-1"): ["index"],
+    ("--bank-size", "0"): ["search", "evaluate retrieval"],
+    ("--qbnorm-beta", "0"): ["search", "evaluate retrieval"],
 }
 SHARED_TYPES = {common.positive_int, common.nonnegative_int, common.positive_float, common.nonnegative_float,
                 common.nonempty_text, common.device_arg}
