@@ -95,6 +95,30 @@ def test_search_with_qbnorm_is_the_formula_with_the_corpus_as_bank(small):
     assert all((a[0] == b[0]).all() and (a[1] == b[1]).all() for a, b in zip(hits, again))
 
 
+def test_qbnorm_search_recalls_past_the_first_candidates(tmp_path):
+    """A row far down the cosine ranking (past the 100 rows recalled first) but alone in the corpus (a small
+    normaliser) tops the corrected ranking: the search widens its recall until no row left out can enter."""
+    from xclip_hf.corpus.search import search_vectors
+
+    rng = np.random.default_rng(2)
+    e = np.eye(16)
+    cluster = e[0] + 0.01 * rng.standard_normal((150, 16))  # near-duplicates: large normalisers
+    far = _unit(rng.standard_normal((50, 16)) + 3 * e[rng.integers(4, 16, 50)])
+    lonely = 0.6 * e[0] + 0.3 * e[2] + 0.7 * e[3]  # nearer the query than the cluster is, nothing near it
+    query = e[0] + 0.2 * e[2]
+    twins = query + 0.001 * rng.standard_normal((2, 16))  # the query's top-1, each the other's: activated
+    vectors = np.concatenate([cluster, far, lonely[None], twins])
+    commit_rows(tmp_path / "emb", vectors.astype(np.float16))
+    v = _unit(vectors.astype(np.float16))
+    bank = v @ v.T
+    np.fill_diagonal(bank, -np.inf)
+    raw = _unit(query[None]) @ v.T
+    assert (raw[0] > raw[0, 200]).sum() >= 100  # not among the first rows recalled
+    want = _dis_loop(raw, bank)
+    ids, scores = search_vectors(tmp_path / "emb", query[None].astype(np.float32), top_k=3, hubness="qbnorm")[0]
+    assert ids[0] == 200 and ids.tolist() == np.argsort(-want[0], kind="stable")[:3].tolist()
+
+
 def test_stored_bank_follows_the_settings_and_the_rows(tmp_path):
     from xclip_hf.corpus.search import corpus_query_bank_of
     from xclip_hf.corpus.index import load_output

@@ -495,19 +495,23 @@ def _corrected_hits(net, dataset, index, text, top_k: int, rerank: int, hubness:
         return _dual_softmax_hits(net, dataset, index, text, top_k, recall, rerank, scale)
     bank = corpus_query_bank_of(dataset, beta, bank_size)
     out, pending = [None] * len(text), list(range(len(text)))
+    floor = bank.min_log_normaliser()
     while pending:
         retry = []
-        for q, (ids, scores) in zip(pending, _query_scores(net, dataset, index, text[pending], recall,
-                                                            min(rerank, recall))):
-            corrected = bank.correct(scores[None] / scale, ids)[0]
-            order = np.argsort(-corrected, kind="stable")[:top_k]
-            out[q] = ids[order], corrected[order]
-            gated = len(ids) and bank.activated[ids[np.argmax(scores)]]  # DIS applies IS to this query
-            if gated and recall < len(index) and len(ids) == recall:
-                # a row not recalled has a cosine <= the last recalled one's: the most IS can raise it to
-                reach = np.exp(beta * scores[-1] / scale - bank.min_log_normaliser())
-                if len(order) < top_k or corrected[order[-1]] < reach:
-                    retry.append(q)
+        step = max(1, SCORES_PER_CHUNK // max(1, recall))  # queries at once: (queries x recall) scores held
+        for begin in range(0, len(pending), step):
+            batch = pending[begin:begin + step]
+            for q, (ids, scores) in zip(batch, _query_scores(net, dataset, index, text[batch], recall,
+                                                               min(rerank, recall))):
+                corrected = bank.correct(scores[None] / scale, ids)[0]
+                order = np.argsort(-corrected, kind="stable")[:top_k]
+                out[q] = ids[order], corrected[order]
+                gated = len(ids) and bank.activated[ids[np.argmax(scores)]]  # DIS applies IS to this query
+                if gated and recall < len(index) and len(ids) == recall:
+                    # a row not recalled has a cosine <= the last recalled one's: the most IS can raise it to
+                    reach = np.exp(beta * scores[-1] / scale - floor)
+                    if len(order) < top_k or corrected[order[-1]] < reach:
+                        retry.append(q)
         pending, recall = retry, min(len(index), 4 * recall)
     return out
 
