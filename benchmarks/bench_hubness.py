@@ -50,7 +50,8 @@ def mixture(n: int, width: int, centres: int, seed: int) -> np.ndarray:
     bases = setup.standard_normal((centres, 8, width)) / np.sqrt(width)
     k = setup.integers(0, centres, n)
     spread = setup.standard_normal((n, 8)) * (0.5 / np.sqrt(np.arange(1, 9)))
-    x = centre[k] + np.einsum("nr,nrp->np", spread, bases[k]) + 0.05 / np.sqrt(width) * setup.standard_normal((n, width))
+    noise = 0.05 / np.sqrt(width) * setup.standard_normal((n, width))
+    x = centre[k] + np.einsum("nr,nrp->np", spread, bases[k]) + noise
     return x * setup.uniform(0.5, 2.0, (n, 1))
 
 

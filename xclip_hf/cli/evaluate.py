@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from .common import (add_device_argument, add_dtype_argument, add_hubness_arguments, add_index_argument, add_model_argument,
-                     add_num_workers_argument, check_model_source, library_progress, nonnegative_float, positive_float,
-                     positive_int, resolve_device, usage_errors)
+from .common import (add_device_argument, add_dtype_argument, add_hubness_arguments, add_index_argument,
+                     add_model_argument, add_num_workers_argument, check_model_source, library_progress,
+                     nonnegative_float, positive_float, positive_int, resolve_device, usage_errors)
 
 HELP = "evaluate with the paper's protocols (closed-set, zero-shot, few-shot), retrieval, localisation"
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from .common import (add_device_argument, add_hubness_arguments, add_index_argument, add_model_argument, check_model_source, library_progress,
-                     nonempty_text, positive_int, resolve_device, run_after_parse, usage_errors)
+from .common import (add_device_argument, add_hubness_arguments, add_index_argument, add_model_argument,
+                     check_model_source, library_progress, nonempty_text, positive_int, resolve_device,
+                     run_after_parse, usage_errors)
 
 HELP = "search an embedded collection by text (cosine recall, X-CLIP prompt re-ranking when contexts were saved)"
 

@@ -1,7 +1,8 @@
 """Hubness correction of text->video scores: QB-Norm's Dynamic Inverted Softmax, with the corpus as its query bank,
 and the dual softmax (opt-in).
 
-QB-Norm (Bogolin et al., CVPR 2022, "Cross Modal Retrieval with Querybank Normalisation", Sec. 3). A querybank B of
+QB-Norm (Bogolin et al., CVPR 2022, "Cross Modal Retrieval with Querybank Normalisation": its inverted softmax and
+Dynamic Inverted Softmax, as defined there and in the authors' `dynamic_inverted_softmax.py`). A querybank B of
 probe queries is scored against the gallery, s_b(j) for b in B. The inverted softmax (IS) divides a query's
 exponentiated similarity to gallery item j by that item's total over the bank,
 
@@ -215,7 +216,7 @@ def _compute(dataset, beta, k, bank_size, seed, progress, vectors, scores_per_ch
     ids, values = vectors
     count = len(ids)
     _check_count(count, k)
-    ranks = np.sort(rng.choice(count, size=min(bank_size, count), replace=False))  # the draw `StoredVectors.sample` makes
+    ranks = np.sort(rng.choice(count, size=min(bank_size, count), replace=False))  # `StoredVectors.sample`'s draw
     blocks = ((ids[i:i + BLOCK_ROWS], values[i:i + BLOCK_ROWS]) for i in range(0, count, BLOCK_ROWS))
     return corpus_query_bank(blocks, len(dataset), ids[ranks], values[ranks], beta, k, progress, count,
                              scores_per_chunk)

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 CHUNK_ROWS = 262_144  # rows whose norms are taken at once when an index is built
 SCORES_PER_CHUNK = 1 << 24  # scores (rows x queries) computed per matmul: bounds temporary memory for many queries
-HUBNESS_CANDIDATES, MIN_HUBNESS_CANDIDATES = 10, 100  # rows recalled per result for a hubness correction: max(10 k, 100)
+HUBNESS_CANDIDATES, MIN_HUBNESS_CANDIDATES = 10, 100  # rows recalled first for a hubness correction: max(10 k, 100)
 
 
 def _list_column(table, column: str) -> tuple[np.ndarray, np.ndarray]:

@@ -80,8 +80,8 @@ NOT_USED = ("num_temporal_clips", "num_spatial_crops", "num_frames", "batch_size
 
 
 def evaluate_retrieval(model, captions_file, embeddings, *, rerank: bool = True, rerank_candidates: int | None = None,
-                       options: EvaluationOptions | None = None, hubness: str = "none", qbnorm_beta: float | None = None,
-                       bank_size: int | None = None, **overrides) -> dict:
+                       options: EvaluationOptions | None = None, hubness: str = "none",
+                       qbnorm_beta: float | None = None, bank_size: int | None = None, **overrides) -> dict:
     """Retrieval figures of `embeddings` (an `xclip-hf embed` output dir, one row per video) for a captions file:
     cosine always, and the re-ranked scores too when `rerank` and the rows stored `video_context`. `options` /
     `overrides`: the shared `EvaluationOptions` (the videos were read by `embed`: `output_dir`, `video_root`,
@@ -148,7 +148,8 @@ def evaluate_retrieval(model, captions_file, embeddings, *, rerank: bool = True,
         settings["hubness"] = {"method": hubness, "applies_to": "text->video (video->text: uncorrected scores)",
                                **({"beta": float(qbnorm_beta), "activation_k": ACTIVATION_K, "bank_probes": bank.probes,
                                    "bank": "the evaluated videos (each leaves itself out)"} if bank is not None else
-                                  {"temperature": DUAL_SOFTMAX_TEMPERATURE, "queries": "all captions at once (one-to-one)"})}
+                                  {"temperature": DUAL_SOFTMAX_TEMPERATURE,
+                                   "queries": "all captions at once (one-to-one)"})}
     report = build_report("retrieval", settings, identity, {"summary": summary, **results}, bad)
     if o.output_dir is not None:
         report["files"] = write_report(o.output_dir, report)
