@@ -60,6 +60,8 @@ NUMERIC = {
     ("--memory-gb", "0"): ["index"],
     ("--recall", "-1"): ["index"],
     ("--alpha", "1.5"): ["classify", "convert"],
+    ("--bank-size", "0"): ["search", "evaluate retrieval"],
+    ("--qbnorm-beta", "0"): ["search", "evaluate retrieval"],
 }
 SHARED_TYPES = {common.positive_int, common.nonnegative_int, common.positive_float, common.nonnegative_float,
                 common.nonempty_text, common.device_arg}

@@ -221,6 +221,23 @@ def add_device_argument(parser) -> None:
     parser.add_argument("--device", default=None, type=device_arg, help=DEVICE_HELP)
 
 
+HUBNESS = ("none", "qbnorm", "dual-softmax")  # corpus.hubness.HUBNESS (not imported here: --help answers at once)
+
+
+def add_hubness_arguments(parser) -> None:
+    """--hubness, --bank-size, --qbnorm-beta (search, evaluate retrieval)."""
+    parser.add_argument("--hubness", choices=HUBNESS, default="none",
+                        help="hubness correction of text->video scores: qbnorm (QB-Norm's dynamic inverted softmax, "
+                             "the collection's own videos as the query bank; its statistics are stored in "
+                             "INDEX/_qbnorm), dual-softmax (opt-in: a softmax over the queries given together, it "
+                             "assumes one-to-one queries, each video the answer to one of them), none (default)")
+    parser.add_argument("--bank-size", type=positive_int, default=8192,
+                        help="qbnorm: videos drawn (seeded) from the collection as the query bank (default 8192, at "
+                             "least 16)")
+    parser.add_argument("--qbnorm-beta", type=positive_float, default=20.0,
+                        help="qbnorm: inverse temperature beta on cosine similarities (default 20, the paper's code)")
+
+
 def add_dtype_argument(parser) -> None:
     """`--dtype auto|float32|bfloat16|float16`."""
     parser.add_argument("--dtype", default="auto", choices=DTYPES, help=DTYPE_HELP)

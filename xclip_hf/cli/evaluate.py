@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from .common import (add_device_argument, add_dtype_argument, add_index_argument, add_model_argument,
-                     add_num_workers_argument, add_template_arguments, check_model_source, library_progress,
-                     nonnegative_float, positive_float, positive_int, resolve_device, template_option, usage_errors)
+from .common import (add_device_argument, add_dtype_argument, add_hubness_arguments, add_index_argument,
+                     add_model_argument, add_num_workers_argument, add_template_arguments, check_model_source,
+                     library_progress, nonnegative_float, positive_float, positive_int, resolve_device,
+                     template_option, usage_errors)
 
 HELP = "evaluate with the paper's protocols (closed-set, zero-shot, few-shot), retrieval, localisation"
 
@@ -91,6 +92,7 @@ def add_arguments(c) -> None:
     r.add_argument("--no-rerank", action="store_true", help="cosine only (no prompt-generator re-rank)")
     r.add_argument("--rerank-candidates", type=positive_int, default=None,
                    help="videos re-ranked per caption, the best by cosine (default: every video)")
+    add_hubness_arguments(r)
     add_device_argument(r)
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -221,7 +223,8 @@ def run(args) -> int:
             from ..evaluation.retrieval import evaluate_retrieval
 
             report = evaluate_retrieval(args.model, args.captions, args.index, rerank=not args.no_rerank,
-                                        rerank_candidates=args.rerank_candidates, options=options)
+                                        rerank_candidates=args.rerank_candidates, options=options,
+                                        hubness=args.hubness, qbnorm_beta=args.qbnorm_beta, bank_size=args.bank_size)
         else:  # pragma: no cover - argparse restricts the choices
             raise ValueError(f"unknown protocol {args.protocol!r}")
     if is_main_process():

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from .common import (add_device_argument, add_index_argument, add_model_argument, check_model_source, library_progress,
-                     nonempty_text, positive_int, resolve_device, run_after_parse, usage_errors)
+from .common import (add_device_argument, add_hubness_arguments, add_index_argument, add_model_argument,
+                     check_model_source, library_progress, nonempty_text, positive_int, resolve_device,
+                     run_after_parse, usage_errors)
 
 HELP = "search an embedded collection by text (cosine recall, X-CLIP prompt re-ranking when contexts were saved)"
 
@@ -25,6 +26,7 @@ def add_arguments(p) -> None:
                         "needs faiss (pip install faiss-cpu); default: exact cosine with torch")
     p.add_argument("--allow-model-mismatch", action="store_true",
                    help="search even if --model is not the model that embedded the dataset (its fingerprint differs)")
+    add_hubness_arguments(p)
     add_device_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON: a list of {path, start_s, end_s, score} per query")
     p.add_argument("--no-progress", action="store_true", help="hide transformers' weight-loading bar")
@@ -55,7 +57,8 @@ def run(args) -> int:
                                 rerank=not args.no_rerank, rerank_candidates=args.rerank_candidates,
                                 template=args.template, device=resolve_device(args.device, "search", args.model),
                                 faiss_factory=args.faiss,
-                                allow_model_mismatch=args.allow_model_mismatch)
+                                allow_model_mismatch=args.allow_model_mismatch, hubness=args.hubness,
+                                qbnorm_beta=args.qbnorm_beta, bank_size=args.bank_size)
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else dict(zip(args.queries, results)), indent=2))
         return 0
@@ -63,5 +66,6 @@ def run(args) -> int:
         print(query)
         width = max((len(h["path"]) for h in hits), default=0)
         for rank, h in enumerate(hits, 1):
-            print(f"  {rank:>3}  {h['path']:<{width}}  {_seconds(h['start_s'])}-{_seconds(h['end_s'])} s  {h['score']:.4f}")
+            score = f"{h['score']:.4f}" if args.hubness == "none" else f"{h['score']:.4g}"  # QB-Norm's can be tiny
+            print(f"  {rank:>3}  {h['path']:<{width}}  {_seconds(h['start_s'])}-{_seconds(h['end_s'])} s  {score}")
     return 0

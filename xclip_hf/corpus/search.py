@@ -17,6 +17,11 @@ that tokenize alike are encoded once). The model is checked against the one that
 fingerprint of its video side (`identity.model_fingerprint`) must equal the one `embed` recorded. Where
 `xclip-hf index` built a FAISS index in the output (`corpus.index`), stage 1 goes through it: its candidates are
 re-ranked by exact cosine from the stored vectors.
+
+Hubness correction (``hubness=``, `hubness`): "qbnorm" re-scores with QB-Norm's Dynamic Inverted Softmax, the
+corpus's own videos as the query bank; "dual-softmax" (opt-in: it assumes one-to-one queries) weighs each video's
+score by a softmax over the queries searched together. Both act on the similarity on the cosine scale (a re-ranked
+logit divided by exp(logit_scale)); "none" (the default) leaves every result as it was.
 """
 
 from __future__ import annotations
@@ -29,14 +34,16 @@ import numpy as np
 import torch
 
 from ..models.text_features import TextFeatureEncoder
+from .hubness import BANK_SIZE, QBNORM_BETA, check_hubness
 
 __all__ = ["VideoIndex", "FaissVideoIndex", "search_videos", "score_matrix", "load_search_model",
-           "check_index_model", "ModelMismatchError"]
+           "check_index_model", "ModelMismatchError", "correct_scores", "corpus_query_bank_of", "search_vectors"]
 
 logger = logging.getLogger(__name__)
 
 CHUNK_ROWS = 262_144  # rows whose norms are taken at once when an index is built
 SCORES_PER_CHUNK = 1 << 24  # scores (rows x queries) computed per matmul: bounds temporary memory for many queries
+HUBNESS_CANDIDATES, MIN_HUBNESS_CANDIDATES = 10, 100  # rows recalled first for a hubness correction: max(10 k, 100)
 
 
 def _list_column(table, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -342,7 +349,8 @@ def _query_scores(net, dataset, index, text: torch.Tensor, recall: int, rerank: 
 
 def search_videos(dataset, queries, model, processor=None, top_k: int = 10, rerank: bool = True,
                   rerank_candidates: int | None = None, template: str = "{}", device=None, index=None,
-                  faiss_factory: str | None = None, allow_model_mismatch: bool = False):
+                  faiss_factory: str | None = None, allow_model_mismatch: bool = False, hubness: str = "none",
+                  qbnorm_beta: float = QBNORM_BETA, bank_size: int = BANK_SIZE):
     """Search an embedding dataset by text: ``[{"path", "start_s", "end_s", "score"}, ...]`` best first.
 
     Args:
@@ -360,9 +368,18 @@ def search_videos(dataset, queries, model, processor=None, top_k: int = 10, rera
             re-ranked by exact cosine), else exact cosine over every row.
         faiss_factory: recall through a `datasets` FAISS index of this factory string ("Flat": exact;
             "HNSW32", "IVF256,Flat": approximate) instead of exact cosine with torch; needs ``faiss``.
+        hubness: "none" (default), "qbnorm" (QB-Norm, the corpus as its query bank of ``bank_size`` probes, with
+            ``qbnorm_beta``; rows recalled until the result is the one over every row) or "dual-softmax" (over the
+            queries of this call, at least two, scored on the union of their max(10 top_k, 100) best rows): the
+            score is then the corrected one (`hubness`).
     """
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    check_hubness(hubness, qbnorm_beta, bank_size)
+    queries = queries if isinstance(queries, str) else list(queries)
+    if hubness == "dual-softmax" and (isinstance(queries, str) or len(queries) < 2):
+        raise ValueError("hubness='dual-softmax' weighs each video by a softmax over the queries searched together: "
+                         "give at least two queries (with one it changes nothing), or use 'qbnorm'")
     if index is None and faiss_factory is None:
         from .index import find_index
 
@@ -373,8 +390,13 @@ def search_videos(dataset, queries, model, processor=None, top_k: int = 10, rera
         text = _text_features(net, processor, query_list, template)
         use_context = rerank and "video_context" in dataset.column_names
         candidates = max(rerank_candidates or max(4 * top_k, 50), top_k) if use_context else top_k
+        if hubness != "none":
+            hits = _corrected_hits(net, dataset, index, text, top_k, candidates if use_context else 0, hubness,
+                                   qbnorm_beta, bank_size)
+        else:
+            hits = _query_scores(net, dataset, index, text, candidates, candidates if use_context else 0)
         results = []
-        for q_ids, q_scores in _query_scores(net, dataset, index, text, candidates, candidates if use_context else 0):
+        for q_ids, q_scores in hits:
             order = np.argsort(-q_scores, kind="stable")[:top_k]
             meta = dataset.select(q_ids[order].tolist()).select_columns(["path", "start_s", "end_s"])
             results.append([{"path": m["path"], "start_s": m["start_s"], "end_s": m["end_s"], "score": float(q_scores[i])}
@@ -384,18 +406,21 @@ def search_videos(dataset, queries, model, processor=None, top_k: int = 10, rera
 
 def score_matrix(dataset, queries, model, processor=None, rerank: bool = True, rerank_candidates: int | None = None,
                  template: str = "{}", device=None, index=None, faiss_factory: str | None = None,
-                 allow_model_mismatch: bool = False) -> np.ndarray:
+                 allow_model_mismatch: bool = False, hubness: str = "none", qbnorm_beta: float = QBNORM_BETA,
+                 bank_size: int = BANK_SIZE) -> np.ndarray:
     """Every (query, row) score of an embedding dataset: float64 (queries, rows), rows in the dataset's order.
 
     The scores `search_videos` ranks: the cosine, or with ``rerank`` (rows that stored ``video_context``) the logit
     scale, where each query's ``rerank_candidates`` best rows by cosine (default: every row) get the prompt
     generator's logit and the others exp(logit_scale) * cosine. A row without a vector (an ``error`` row), or one an
     approximate FAISS index does not return, scores -inf. ``queries``: a text or a list of texts (one row each,
-    repeats included); the other arguments as for `search_videos`.
+    repeats included); the other arguments as for `search_videos`. With ``hubness``, the matrix corrected by
+    `correct_scores` (dual-softmax: over these queries).
     """
     if rerank_candidates is not None and (not isinstance(rerank_candidates, int) or isinstance(rerank_candidates, bool)
                                           or rerank_candidates < 1):
         raise ValueError(f"rerank_candidates must be a positive integer or None, got {rerank_candidates!r}")
+    check_hubness(hubness, qbnorm_beta, bank_size)
     query_list, _, net, processor, index, dataset = _prepared(dataset, queries, model, processor, device, index,
                                                               faiss_factory, allow_model_mismatch)
     matrix = np.full((len(query_list), len(dataset)), -np.inf)
@@ -405,7 +430,107 @@ def score_matrix(dataset, queries, model, processor=None, rerank: bool = True, r
         reranked = (rerank_candidates or len(index)) if use_context else 0
         for q, (q_ids, q_scores) in enumerate(_query_scores(net, dataset, index, text, len(index), reranked)):
             matrix[q, q_ids] = q_scores
+    if hubness != "none":
+        matrix = correct_scores(matrix, dataset, hubness, float(net.logit_scale.exp()) if reranked else 1.0,
+                                qbnorm_beta, bank_size)
     return matrix
+
+
+def corpus_query_bank_of(dataset, qbnorm_beta: float = QBNORM_BETA, bank_size: int = BANK_SIZE, progress=None):
+    """QB-Norm's `hubness.QueryBank` of an embedding dataset, its own videos as the probes (stored beside a saved
+    output and reused)."""
+    from .hubness import query_bank, saved_output_dir
+
+    vectors = None if saved_output_dir(dataset) else _list_column(_rows(dataset, ["video_embeds"]), "video_embeds")
+    return query_bank(dataset, beta=qbnorm_beta, bank_size=bank_size, vectors=vectors,
+                      scores_per_chunk=SCORES_PER_CHUNK, progress=True if progress is None else progress)
+
+
+def correct_scores(matrix, dataset, hubness: str, scale: float = 1.0, qbnorm_beta: float = QBNORM_BETA,
+                   bank_size: int = BANK_SIZE, bank=None) -> np.ndarray:
+    """A (queries, dataset rows) score matrix corrected for hubness: its similarities (the scores over ``scale``,
+    exp(logit_scale) for logits) by QB-Norm with ``dataset`` as its bank (``bank``: its `corpus_query_bank_of`, if
+    already computed), or by the dual softmax over the queries."""
+    from .hubness import dual_softmax
+
+    check_hubness(hubness, qbnorm_beta, bank_size)
+    similarity = np.asarray(matrix, dtype=np.float64) / scale
+    if hubness == "none":
+        return np.asarray(matrix, dtype=np.float64)
+    if hubness == "dual-softmax":
+        return dual_softmax(similarity)
+    bank = bank if bank is not None else corpus_query_bank_of(dataset, qbnorm_beta, bank_size)
+    return bank.correct(similarity, np.arange(similarity.shape[1]))
+
+
+def search_vectors(dataset, query_vectors, top_k: int = 10, hubness: str = "none", index=None,
+                   qbnorm_beta: float = QBNORM_BETA, bank_size: int = BANK_SIZE) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Cosine search of an embedding dataset by query vectors (Q, P) already in the joint space (no text encoder, no
+    re-rank): per query (dataset row ids, scores), best first; ``hubness`` and ``index`` as for `search_videos`."""
+    check_hubness(hubness, qbnorm_beta, bank_size)
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    if index is None:
+        from .index import find_index
+
+        index = find_index(dataset) or VideoIndex.from_dataset(dataset)
+    dataset = index.dataset if index.dataset is not None else _as_dataset(dataset)
+    text = torch.as_tensor(np.asarray(query_vectors, dtype=np.float32))
+    if text.ndim != 2:
+        raise ValueError(f"query_vectors must be (queries, width), got shape {tuple(text.shape)}")
+    if hubness == "dual-softmax" and len(text) < 2:
+        raise ValueError("hubness='dual-softmax' needs at least two queries (with one it changes nothing)")
+    top_k = min(top_k, len(index))
+    if hubness != "none":
+        return _corrected_hits(None, dataset, index, text, top_k, 0, hubness, qbnorm_beta, bank_size)
+    return list(_query_scores(None, dataset, index, text, top_k, 0))
+
+
+def _corrected_hits(net, dataset, index, text, top_k: int, rerank: int, hubness: str, beta: float, bank_size: int):
+    """Per query (row ids, corrected scores), its best rows first (the hubness branch of `search_videos`; ``net``
+    is only used to re-rank, ``rerank`` > 0)."""
+    scale = float(net.logit_scale.exp()) if rerank else 1.0
+    recall = min(len(index), max(HUBNESS_CANDIDATES * top_k, MIN_HUBNESS_CANDIDATES, rerank + 1))
+    if hubness == "dual-softmax":
+        return _dual_softmax_hits(net, dataset, index, text, top_k, recall, rerank, scale)
+    bank = corpus_query_bank_of(dataset, beta, bank_size)
+    out, pending = [None] * len(text), list(range(len(text)))
+    floor = bank.min_log_normaliser()
+    while pending:
+        retry = []
+        step = max(1, SCORES_PER_CHUNK // max(1, recall))  # queries at once: (queries x recall) scores held
+        for begin in range(0, len(pending), step):
+            batch = pending[begin:begin + step]
+            for q, (ids, scores) in zip(batch, _query_scores(net, dataset, index, text[batch], recall,
+                                                               min(rerank, recall))):
+                corrected = bank.correct(scores[None] / scale, ids)[0]
+                order = np.argsort(-corrected, kind="stable")[:top_k]
+                out[q] = ids[order], corrected[order]
+                gated = len(ids) and bank.activated[ids[np.argmax(scores)]]  # DIS applies IS to this query
+                if gated and recall < len(index) and len(ids) == recall:
+                    # a row not recalled has a cosine <= the last recalled one's: the most IS can raise it to
+                    reach = np.exp(beta * scores[-1] / scale - floor)
+                    if len(order) < top_k or corrected[order[-1]] < reach:
+                        retry.append(q)
+        pending, recall = retry, min(len(index), 4 * recall)
+    return out
+
+
+def _dual_softmax_hits(net, dataset, index, text, top_k: int, recall: int, rerank: int, scale: float):
+    """Per query (row ids, dual-softmax scores) best first, over the union of the queries' recalled rows."""
+    from .hubness import dual_softmax
+
+    _, ids = index.search(text, recall)
+    union = np.unique(ids)
+    _, vectors = _list_column(_rows(dataset, ["video_embeds"], union), "video_embeds")
+    vectors = torch.nn.functional.normalize(torch.from_numpy(vectors).double(), dim=-1)
+    cosines = (torch.nn.functional.normalize(text.double().cpu(), dim=-1) @ vectors.T).numpy()
+    block = np.empty_like(cosines)
+    for q in range(len(text)):
+        block[q] = _rerank(net, dataset, union, cosines[q], text[q:q + 1]) if rerank else cosines[q]
+    corrected = dual_softmax(block / scale)
+    order = np.argsort(-corrected, axis=1, kind="stable")[:, :top_k]
+    return [(union[o], c[o]) for o, c in zip(order, corrected)]
 
 
 def _rerank(net, dataset, ids: np.ndarray, cosines: np.ndarray, text: torch.Tensor) -> np.ndarray:

@@ -80,16 +80,23 @@ NOT_USED = ("num_temporal_clips", "num_spatial_crops", "num_frames", "batch_size
 
 
 def evaluate_retrieval(model, captions_file, embeddings, *, rerank: bool = True, rerank_candidates: int | None = None,
-                       options: EvaluationOptions | None = None, **overrides) -> dict:
+                       options: EvaluationOptions | None = None, hubness: str = "none",
+                       qbnorm_beta: float | None = None, bank_size: int | None = None, **overrides) -> dict:
     """Retrieval figures of `embeddings` (an `xclip-hf embed` output dir, one row per video) for a captions file:
     cosine always, and the re-ranked scores too when `rerank` and the rows stored `video_context`. `options` /
     `overrides`: the shared `EvaluationOptions` (the videos were read by `embed`: `output_dir`, `video_root`,
-    `processor`, `template` and `device` apply; `progress`, `paper_figures` and `dataset` are accepted, unused)."""
+    `processor`, `template` and `device` apply; `progress`, `paper_figures` and `dataset` are accepted, unused).
+    `hubness` ("qbnorm": the evaluated videos as QB-Norm's bank; "dual-softmax": over all captions, one-to-one):
+    each kind's text->video figures again from the corrected scores, as "<kind>+<hubness>" (video->text unchanged)."""
     from datasets import load_from_disk
 
-    from ..corpus.search import load_search_model
+    from ..corpus.hubness import ACTIVATION_K, BANK_SIZE, DUAL_SOFTMAX_TEMPERATURE, QBNORM_BETA, check_hubness
+    from ..corpus.search import corpus_query_bank_of, correct_scores, load_search_model
     from .report import build_report, model_identity, write_report
 
+    qbnorm_beta = QBNORM_BETA if qbnorm_beta is None else qbnorm_beta
+    bank_size = BANK_SIZE if bank_size is None else bank_size
+    check_hubness(hubness, qbnorm_beta, bank_size)
     o = evaluation_options(options, overrides)
     check_unused(o, "retrieval", NOT_USED, "the videos were read and embedded by `xclip-hf embed`")
     template, device = o.template, o.device
@@ -120,18 +127,31 @@ def evaluate_retrieval(model, captions_file, embeddings, *, rerank: bool = True,
     if rerank and "video_context" in dataset.column_names:
         kinds["rerank"] = True
     subset = dataset.select(kept) if len(kept) < len(paths) else dataset
-    results = {}
+    results, bank = {}, None
+    if hubness == "qbnorm":
+        bank = corpus_query_bank_of(subset, qbnorm_beta, bank_size, progress=o.progress)
     for name, use_rerank in kinds.items():
         scores = _score_matrix(subset, captions, net, processor, use_rerank, rerank_candidates, template, device)
         t2v, v2t = retrieval_metrics(scores, relevant), retrieval_metrics(scores.T, relevant.T)
         results[name] = {**{f"t2v_{k}": v for k, v in t2v.items()}, **{f"v2t_{k}": v for k, v in v2t.items()}}
+        if hubness != "none":
+            scale = float(net.logit_scale.exp()) if use_rerank else 1.0
+            corrected = correct_scores(scores, subset, hubness, scale, qbnorm_beta, bank_size, bank=bank)
+            results[f"{name}+{hubness}"] = {f"t2v_{k}": v for k, v in retrieval_metrics(corrected, relevant).items()}
     identity = model_identity(net, model if isinstance(model, (str, os.PathLike)) else None)
     source = os.fspath(embeddings) if isinstance(embeddings, (str, os.PathLike)) else None
     settings = {"captions_file": os.fspath(captions_file), "embeddings": source,
                 "num_captions": len(captions), "num_videos": len(videos), "template": template,
                 "rerank": "rerank" in kinds, "rerank_candidates": rerank_candidates,
                 "tie_rule": "wrong candidates tied with the best correct one rank above it"}
-    summary = results.get("rerank", results["cosine"])
+    last = "rerank" if "rerank" in results else "cosine"
+    summary = {**results[last], **results.get(f"{last}+{hubness}", {})}
+    if hubness != "none":
+        settings["hubness"] = {"method": hubness, "applies_to": "text->video (video->text: uncorrected scores)",
+                               **({"beta": float(qbnorm_beta), "activation_k": ACTIVATION_K, "bank_probes": bank.probes,
+                                   "bank": "the evaluated videos (each leaves itself out)"} if bank is not None else
+                                  {"temperature": DUAL_SOFTMAX_TEMPERATURE,
+                                   "queries": "all captions at once (one-to-one)"})}
     report = build_report("retrieval", settings, identity, {"summary": summary, **results}, bad)
     if o.output_dir is not None:
         report["files"] = write_report(o.output_dir, report)
