@@ -240,10 +240,10 @@ def query_bank(dataset, beta: float = QBNORM_BETA, k: int = ACTIVATION_K, bank_s
         if vectors is None:
             raise ValueError("QB-Norm of a select/filter view of a dataset needs its vectors")
         return _compute(dataset, beta, k, bank_size, seed, progress, vectors, scores_per_chunk)
-    from .index import _output_state
+    from .index import output_state
 
     key = {"format": FORMAT, "beta": float(beta), "k": int(k), "bank_size": int(bank_size), "seed": int(seed),
-           **_output_state(directory, dataset)}
+           **output_state(directory, dataset)}
     folder = os.path.join(directory, BANK_DIR)
     with contextlib.suppress(OSError, ValueError, KeyError):
         with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
@@ -262,7 +262,7 @@ def _store(directory: str, folder: str, key: dict, bank: QueryBank) -> None:
     """Write the bank's statistics to ``folder`` (atomically, under the output's lock); only a warning if the output
     is locked by a running job or cannot be written."""
     from ..jobs.lock import JobLock, OutputLockedError
-    from .index import _replace_dir
+    from .index import replace_dir
 
     try:
         lock = JobLock.acquire(directory)
@@ -276,7 +276,7 @@ def _store(directory: str, folder: str, key: dict, bank: QueryBank) -> None:
         np.save(os.path.join(tmp, ACTIVATED_FILE), bank.activated)
         with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
             json.dump({**key, "probes": bank.probes}, f, indent=2)
-        _replace_dir(tmp, folder)
+        replace_dir(tmp, folder)
     except OSError as err:
         logger.warning(f"QB-Norm statistics not stored in {folder!r} ({err}): they are computed again next time")
     finally:

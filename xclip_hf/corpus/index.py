@@ -352,7 +352,7 @@ def _tune(index, plan, vectors, row_ids, queries, truth, recall_target, k: int =
     return choice, recall
 
 
-def _output_state(output_dir: str, dataset) -> dict:
+def output_state(output_dir: str, dataset) -> dict:
     """What the index must match: the committed shards, the merged dataset's rows and fingerprint, the model."""
     from ..jobs.store import ShardStore, read_job_config
 
@@ -383,7 +383,7 @@ def build_index(output_dir, kind: str = "auto", memory_gb: float = 4.0, *, recal
     faiss = _faiss()
     lock = JobLock.acquire(output_dir)
     try:
-        state = _output_state(output_dir, dataset)
+        state = output_state(output_dir, dataset)
         vectors = StoredVectors(dataset, f"embed output {output_dir!r}")
         if vectors.count == 0:
             raise ValueError(f"embed output {output_dir!r} holds no vectors (every row is an error row)")
@@ -462,7 +462,7 @@ def build_index(output_dir, kind: str = "auto", memory_gb: float = 4.0, *, recal
             }
             with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
                 json.dump(manifest, f, indent=2)
-            _replace_dir(tmp, os.path.join(output_dir, INDEX_DIR))
+            replace_dir(tmp, os.path.join(output_dir, INDEX_DIR))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return manifest
@@ -470,7 +470,7 @@ def build_index(output_dir, kind: str = "auto", memory_gb: float = 4.0, *, recal
         lock.release()
 
 
-def _replace_dir(new: str, target: str) -> None:
+def replace_dir(new: str, target: str) -> None:
     """Move the folder ``new`` to ``target``, replacing an earlier one (renames only)."""
     old = None
     if os.path.exists(target):
@@ -583,7 +583,7 @@ def open_index(output_dir, model_fingerprint: str | None = None, dataset=None) -
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{path!r} is not a manifest of `xclip-hf index` ({FORMAT}): rebuild the index")
     dataset = load_output(output_dir) if dataset is None else dataset
-    state = _output_state(output_dir, dataset)
+    state = output_state(output_dir, dataset)
     built_with = manifest.get("model_fingerprint")
     for name, fingerprint in (("the output's own", state["model_fingerprint"]), ("the search model's", model_fingerprint)):
         if fingerprint is not None and built_with is not None and fingerprint != built_with:
