@@ -24,7 +24,7 @@ from .options import EvaluationOptions, check_unused, evaluation_options
 from .runner import pipeline_for, score_videos
 
 __all__ = ["check_eps", "conformal_rank", "minimum_calibration_size", "nonconformity_scores", "conformal_quantile",
-           "label_thresholds", "fit_calibration", "calibrate", "write_calibration"]
+           "label_thresholds", "fit_calibration", "calibrate", "calibration_record", "write_calibration"]
 
 OPEN_SET_METHOD = "split conformal: nonconformity 1 - score of the true label, quantile rank ceil((n+1)(1-eps))"
 MULTI_LABEL_METHOD = "label-conditional split conformal: the same quantile over the videos of each label alone"
@@ -108,10 +108,6 @@ def calibrate(model, data_file, labels, *, eps: float = 0.1, options: Evaluation
               **overrides) -> dict:
     """Score the labelled held-out list `data_file` (the formats `evaluate` reads) and fit the thresholds for `eps`;
     returns the calibration record (`write_calibration` saves it). `options` / `overrides`: `EvaluationOptions`."""
-    from ..jobs.identity import model_fingerprint
-    from ..pipelines.calibration import FORMAT
-    from ..version import package_version
-
     check_eps(eps)
     o = evaluation_options(options, overrides)
     check_unused(o, "calibrate", ("output_dir", "paper_figures", "dataset"), "it writes one calibration file")
@@ -122,13 +118,26 @@ def calibrate(model, data_file, labels, *, eps: float = 0.1, options: Evaluation
     scored = score_videos(pipe, videos, class_names,
                           **scoring_options(o, None, {"protocol": "calibrate", "data_file": os.fspath(data_file)}))
     fitted = fit_calibration(scored.scores, np.asarray(references)[scored.kept], class_names, eps)
-    num_frames = o.num_frames or int(pipe.model.config.vision_config.num_frames)
+    return calibration_record(pipe, fitted, class_names, template=o.template, num_temporal_clips=o.num_temporal_clips,
+                              num_spatial_crops=o.num_spatial_crops, num_frames=o.num_frames,
+                              data_file=os.path.abspath(data_file), bad_videos=scored.bad_videos)
+
+
+def calibration_record(pipe, fitted: dict, labels, *, template="{}", num_temporal_clips: int = 1,
+                       num_spatial_crops: int = 1, num_frames: int | None = None, data_file=None,
+                       bad_videos=()) -> dict:
+    """The record the pipeline's ``calibration=`` reads: `fitted` (`fit_calibration`) with what it holds for: the
+    pipeline's model fingerprint, the labels, template and scoring (views, frames)."""
+    from ..jobs.identity import model_fingerprint
+    from ..pipelines.calibration import FORMAT
+    from ..version import package_version
+
+    num_frames = num_frames or int(pipe.model.config.vision_config.num_frames)
     return {"format": FORMAT, **fitted, "model_fingerprint": model_fingerprint(pipe.model, whole=True),
-            "model_source": str(getattr(pipe.model, "name_or_path", "") or ""), "labels": class_names,
-            "template": o.template, "scoring": {"num_temporal_clips": o.num_temporal_clips,
-                                                "num_spatial_crops": o.num_spatial_crops, "num_frames": num_frames},
-            "data_file": os.path.abspath(data_file), "bad_videos": scored.bad_videos,
-            "code_version": package_version()}
+            "model_source": str(getattr(pipe.model, "name_or_path", "") or ""), "labels": list(labels),
+            "template": template, "scoring": {"num_temporal_clips": num_temporal_clips,
+                                              "num_spatial_crops": num_spatial_crops, "num_frames": num_frames},
+            "data_file": data_file, "bad_videos": list(bad_videos), "code_version": package_version()}
 
 
 def write_calibration(path, record: dict) -> str:
