@@ -8,8 +8,9 @@ Then, per random split (`--splits`, seeds 0..): the 110 known videos are split i
 (`fit_calibration`, split conformal) on one half, test on the other half + the 22 unknown videos. Reported, mean and
 [min, max] over the 6 x splits runs:
 
-* open set: coverage (true label in the prediction set) of the known test videos, known videos answered "unknown",
-  unknown videos rejected ("unknown": empty set), mean prediction-set size of the known test videos;
+* open set: the fitted score threshold 1 - q, coverage (true label in the prediction set) of the known test videos,
+  known videos answered "unknown", unknown videos rejected ("unknown": empty set), mean prediction-set size of the
+  known test videos;
 * multi-label (per-label, label-conditional thresholds): the mean over labels of the per-label recall (true label
   on), unknown videos with no label on; "refused" where a label has too few calibration videos for eps.
 
@@ -63,10 +64,11 @@ def measure(fit: dict, known_labels, test_scores, test_refs, unknown_scores) -> 
     from xclip_hf.pipelines.calibration import clears
 
     rows = np.arange(len(test_refs))
-    inside = clears(torch.from_numpy(test_scores), fit["threshold"]["nonconformity"]).numpy()
-    out = {"coverage": inside[rows, test_refs].mean(), "known_unknown": (~inside.any(1)).mean(),
-           "set_size": inside.sum(1).mean(),
-           "rejected": (~clears(torch.from_numpy(unknown_scores), fit["threshold"]["nonconformity"]).numpy().any(1)).mean()}
+    q = fit["threshold"]["nonconformity"]
+    inside = clears(torch.from_numpy(test_scores), q).numpy()
+    out = {"threshold": fit["threshold"]["score"], "coverage": inside[rows, test_refs].mean(),
+           "known_unknown": (~inside.any(1)).mean(), "set_size": inside.sum(1).mean(),
+           "rejected": (~clears(torch.from_numpy(unknown_scores), q).numpy().any(1)).mean()}
     quantiles = [fit["label_thresholds"][label]["nonconformity"] for label in known_labels]
     if any(q is None for q in quantiles):
         out.update(label_recall=None, label_rejected=None)
@@ -87,7 +89,8 @@ def check_against_pipeline(pipe, fit, known_labels, videos, expected_unknown) ->
         answers = pipe(videos, candidate_labels=known_labels, calibration=path, batch_size=16)
     got = np.asarray([a["label"] == "unknown" for a in answers])
     if not (got == expected_unknown).all():
-        raise AssertionError(f"the pipeline's answers differ from the benchmark's on {int((got != expected_unknown).sum())} videos")
+        raise AssertionError(f"the pipeline's answers differ from the benchmark's on "
+                             f"{int((got != expected_unknown).sum())} videos")
 
 
 def runs(pipe, lists, class_names, source: str, splits: int):
@@ -138,12 +141,13 @@ def _cell(values, percent: bool = True) -> str:
 
 def table(results: dict) -> str:
     """The markdown table: one row per eps."""
-    lines = ["| eps | 1 - eps | coverage, known (%) | known answered unknown (%) | unknown rejected (%) | "
-             "set size | per-label recall (%) | unknown, no label on (%) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| eps | 1 - eps | score threshold | coverage, known (%) | known answered unknown (%) | "
+             "unknown rejected (%) | set size | per-label recall (%) | unknown, no label on (%) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for eps, rows in results.items():
         get = lambda key: [r[key] for r in rows]  # noqa: E731
-        lines.append(f"| {eps} | {100 * (1 - eps):.0f} | {_cell(get('coverage'))} | {_cell(get('known_unknown'))} | "
+        lines.append(f"| {eps} | {100 * (1 - eps):.0f} | {_cell(get('threshold'), percent=False)} | "
+                     f"{_cell(get('coverage'))} | {_cell(get('known_unknown'))} | "
                      f"{_cell(get('rejected'))} | {_cell(get('set_size'), percent=False)} | "
                      f"{_cell(get('label_recall'))} | {_cell(get('label_rejected'))} |")
     return "\n".join(lines)
@@ -171,8 +175,9 @@ def main(argv=None) -> int:
     for eps, figures, n in runs(pipe, lists, class_names, args.calibration, args.splits):
         results[eps].append(figures)
         sizes.add(n)
-    print(f"demo X-CLIP, {len(class_names)} classes, each held out in turn; calibration: "
-          f"{'half of the held-out known videos, ' + str(args.splits) + ' random splits' if args.calibration == 'test' else 'data/train.txt (known classes)'}"
+    source = (f"half of the held-out known videos, {args.splits} random splits" if args.calibration == "test" else
+              "data/train.txt (known classes)")
+    print(f"demo X-CLIP, {len(class_names)} classes, each held out in turn; calibration: {source}"
           f" (n = {min(sizes)}-{max(sizes)}); {len(results[EPS[0]])} runs per eps; mean [min, max] over runs; "
           f"{time.perf_counter() - start:.0f} s")
     print(table(results))

@@ -46,7 +46,8 @@ def test_too_few_videos_for_eps_is_refused(eps):
     smallest = next(n for n in range(1, 1000) if math.ceil((n + 1) * (100 - round(eps * 100)) / 100) <= n)
     assert minimum_calibration_size(eps) == smallest
     conformal_quantile(np.linspace(0, 1, smallest), eps)
-    with pytest.raises(ValueError, match=rf"eps={eps} needs at least {smallest} calibration videos, got {smallest - 1}"):
+    with pytest.raises(ValueError, match=rf"eps={eps} needs at least {smallest} calibration videos, "
+                                         rf"got {smallest - 1}"):
         conformal_quantile(np.linspace(0, 1, smallest - 1), eps)
 
 

@@ -35,7 +35,8 @@ def add_arguments(c) -> None:
     c.add_argument("--eps", type=miscoverage, default=0.1,
                    help="allowed miscoverage: the true label is in the prediction set of a known-class video with "
                         "probability >= 1 - eps (default %(default)s)")
-    c.add_argument("--video-root", default=None, help="folder the annotation paths are relative to (default: its folder)")
+    c.add_argument("--video-root", default=None,
+                   help="folder the annotation paths are relative to (default: its folder)")
     c.add_argument("--template", default="{}", help='text template, default "{}" (the paper\'s bare label)')
     c.add_argument("--num-frames", type=positive_int, default=None, help="frames per view (default: the model's)")
     c.add_argument("--num-temporal-clips", type=positive_int, default=1, help="temporal views (paper: 4)")
