@@ -232,6 +232,27 @@ def test_pipeline_refuses_a_calibration_of_another_model_label_set_template_or_s
     assert pipe(video, candidate_labels=list(reversed(LABELS)), calibration=record)["label"]  # same set: fine
 
 
+def test_texts_recorded_and_checked_with_prompt_ensembles_and_descriptions(pipe, evalset, scores):
+    """A calibration fitted with two templates and class descriptions holds for exactly those texts."""
+    from xclip_hf.evaluation.calibration import calibration_record, fit_calibration
+
+    templates = ["a video of {}", "{}"]
+    descriptions = {label: [label, f"someone {label}"] for label in LABELS}
+    fit = fit_calibration(scores, evalset["references"], LABELS, 0.2)
+    record = calibration_record(pipe, fit, LABELS, template=templates, descriptions=descriptions)
+    assert record["texts"]["cooking pasta"] == ["a video of cooking pasta", "cooking pasta",
+                                                "a video of someone cooking pasta", "someone cooking pasta"]
+    video = evalset["videos"][0]
+    call = dict(candidate_labels=LABELS, hypothesis_template=templates, calibration=record)
+    assert pipe(video, class_descriptions=descriptions, **call)["scores"]
+    with pytest.raises(ValueError, match=r"other texts for 5 label\(s\) \(class descriptions\): 'playing guitar' "
+                                         r"was \['a video of playing guitar', 'playing guitar', 'a video of someone"):
+        pipe(video, **call)
+    with pytest.raises(ValueError, match=r"fitted with template \['a video of \{\}', '\{\}'\]; the call has "
+                                         r"\['\{\}', 'a video of \{\}'\]"):
+        pipe(video, **dict(call, hypothesis_template=templates[::-1]), class_descriptions=descriptions)
+
+
 def test_pipeline_refuses_options_a_calibration_cannot_honour(pipe, evalset, record, tmp_path):
     video = evalset["videos"][0]
     with pytest.raises(ValueError, match="multi_label=True needs calibration="):

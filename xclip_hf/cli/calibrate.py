@@ -7,7 +7,8 @@ import argparse
 import sys
 
 from .common import (add_device_argument, add_dtype_argument, add_model_argument, add_num_workers_argument,
-                     check_model_source, library_progress, positive_int, resolve_device, usage_errors, writing)
+                     add_template_arguments, check_model_source, library_progress, positive_int, resolve_device,
+                     template_option, usage_errors, writing)
 
 HELP = "fit open-set ('unknown') and multi-label thresholds on a labelled held-out list (split conformal)"
 
@@ -37,7 +38,7 @@ def add_arguments(c) -> None:
                         "probability >= 1 - eps (default %(default)s)")
     c.add_argument("--video-root", default=None,
                    help="folder the annotation paths are relative to (default: its folder)")
-    c.add_argument("--template", default="{}", help='text template, default "{}" (the paper\'s bare label)')
+    add_template_arguments(c)
     c.add_argument("--num-frames", type=positive_int, default=None, help="frames per view (default: the model's)")
     c.add_argument("--num-temporal-clips", type=positive_int, default=1, help="temporal views (paper: 4)")
     c.add_argument("--num-spatial-crops", type=int, choices=[1, 3], default=1, help="spatial crops (paper: 3)")
@@ -66,12 +67,15 @@ def run(args) -> int:
     from ..evaluation.labels import resolve_labels
     from ..evaluation.options import EvaluationOptions
 
+    from ..models.text_features import build_label_set
+
     with usage_errors():
         check_eps(args.eps)
-        resolve_labels(args.labels)
+        build_label_set(resolve_labels(args.labels)[0], template_option(args.template), descriptions=args.descriptions)
     check_model_source(args.model)
     device = resolve_device(args.device, "calibrate", args.model)
-    options = EvaluationOptions(video_root=args.video_root, template=args.template, num_frames=args.num_frames,
+    options = EvaluationOptions(video_root=args.video_root, template=template_option(args.template),
+                                descriptions=args.descriptions, num_frames=args.num_frames,
                                 num_temporal_clips=args.num_temporal_clips, num_spatial_crops=args.num_spatial_crops,
                                 batch_size=args.batch_size, on_bad_video=args.on_bad_video, device=device,
                                 dtype=None if args.dtype == "auto" else args.dtype, num_workers=args.num_workers,

@@ -7,8 +7,9 @@ import json
 import sys
 
 from .common import (CommandFailure, UsageError, add_device_argument, add_dtype_argument, add_model_argument,
-                     add_num_workers_argument, check_model_source, failed_inputs, library_progress, positive_float,
-                     positive_int, read_labels, resolve_device, usage_errors, writing)
+                     add_num_workers_argument, add_template_arguments, check_model_source, failed_inputs,
+                     library_progress, positive_float, positive_int, read_labels, resolve_device, template_option,
+                     usage_errors, writing)
 
 HELP = "zero-shot classification of video files against free-form labels"
 
@@ -22,7 +23,7 @@ def add_arguments(c) -> None:
     add_model_argument(c)
     c.add_argument("--top-k", type=positive_int, default=None, help="print only the K best labels per video")
     c.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    c.add_argument("--template", default="{}", help='hypothesis template, default "{}" (the paper\'s bare label)')
+    add_template_arguments(c)
     c.add_argument("--num-temporal-clips", type=positive_int, default=1, help="temporal views averaged per video (paper: 4)")
     c.add_argument("--num-spatial-crops", type=int, choices=(1, 3), default=1, help="spatial crops averaged per video (paper: 3)")
     c.add_argument("--batch-size", type=positive_int, default=1, help="videos per model forward")
@@ -117,7 +118,7 @@ def _check_arguments(args, labels) -> None:
     from ..video.windows import check_window_lengths
 
     with usage_errors():
-        build_label_set(labels, args.template)
+        build_label_set(labels, args.template, descriptions=args.descriptions)
         if args.multi_label and args.calibration is None:
             raise UsageError("--multi-label needs --calibration (per-label thresholds from `xclip-hf calibrate`)")
         if args.calibration is not None and args.chunk_length is not None:
@@ -139,7 +140,8 @@ def run_windows(args, pipe, labels) -> int:
     from ..pipelines.failures import each_video
     from ..pipelines.segments import timeline_segments
 
-    call = dict(candidate_labels=labels, hypothesis_template=args.template, num_frames=args.num_frames,
+    call = dict(candidate_labels=labels, hypothesis_template=args.template,
+                class_descriptions=args.descriptions, num_frames=args.num_frames,
                 num_spatial_crops=args.num_spatial_crops, chunk_length_s=args.chunk_length,
                 stride_length_s=args.stride, return_timestamps=True, batch_size=args.batch_size,
                 decode_mode=args.decode_mode,
@@ -192,6 +194,7 @@ def run(args) -> int:
     from ..video.reader import check_video_path
 
     labels = read_labels(args.labels, args.labels_file)
+    args.template = template_option(args.template)
     _check_arguments(args, labels)
     unreadable = []
     for video in args.videos:  # every path checked before the model loads
@@ -210,7 +213,8 @@ def run(args) -> int:
     with library_progress(args.no_progress):
         pipe = build_pipeline(args.model, device=resolve_device(args.device, "classify", args.model),
                               dtype=args.dtype, compile=args.compile, token_merging_ratio=args.token_merging_ratio)
-    call = dict(candidate_labels=labels, hypothesis_template=args.template, top_k=args.top_k,
+    call = dict(candidate_labels=labels, hypothesis_template=args.template,
+                class_descriptions=args.descriptions, top_k=args.top_k,
                 num_temporal_clips=args.num_temporal_clips, num_spatial_crops=args.num_spatial_crops,
                 num_frames=args.num_frames, decode_mode=args.decode_mode)
     with usage_errors():  # labels (as the model's tokenizer reads them) and options, before any video is read

@@ -56,6 +56,23 @@ def writing(path: str):
         raise CommandFailure(f"cannot write {path!r}: {type(err).__name__}: {one_line(err)}") from err
 
 
+def add_template_arguments(p, what: str = "label") -> None:
+    """`--template` (repeatable: a prompt ensemble) and `--descriptions FILE.json` (class -> phrasings)."""
+    p.add_argument("--template", action="append", default=None,
+                   help=f'text template of each {what}, default "{{}}" (the paper\'s bare label); repeat it for a '
+                        "prompt ensemble (text features averaged over the templates, CLIP's recipe)")
+    p.add_argument("--descriptions", default=None, metavar="FILE.json",
+                   help="JSON object of class name -> list of phrasings that replace the class name, ensembled "
+                        "like templates (every class must be listed)")
+
+
+def template_option(values: list[str] | None) -> str | list[str]:
+    """The pipeline's `hypothesis_template` from repeated `--template` flags: "{}", one string, or a list."""
+    if not values:
+        return "{}"
+    return values[0] if len(values) == 1 else list(values)
+
+
 def read_labels(labels: str | None, labels_file: str | None) -> list[str]:
     """Candidate labels from `--labels "a,b"` or `--labels-file` (one per line); errors name the label or file."""
     if labels_file is not None:

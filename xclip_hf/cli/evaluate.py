@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 from .common import (add_device_argument, add_dtype_argument, add_index_argument, add_model_argument,
-                     add_num_workers_argument, check_model_source, library_progress, nonnegative_float, positive_float,
-                     positive_int, resolve_device, usage_errors)
+                     add_num_workers_argument, add_template_arguments, check_model_source, library_progress,
+                     nonnegative_float, positive_float, positive_int, resolve_device, template_option, usage_errors)
 
 HELP = "evaluate with the paper's protocols (closed-set, zero-shot, few-shot), retrieval, localisation"
 
@@ -18,7 +18,7 @@ def _common(p, data_help: str, nargs=None) -> None:
                    help="class names: a shipped list (kinetics400, kinetics600, ucf101, hmdb51) or an id,name csv")
     p.add_argument("--video-root", default=None, help="folder the annotation paths are relative to (default: its folder)")
     p.add_argument("--output", required=True, help="folder for report.json, report.md (and figures)")
-    p.add_argument("--template", default="{}", help='text template, default "{}" (the paper\'s bare label)')
+    add_template_arguments(p, "class name")
     p.add_argument("--num-frames", type=positive_int, default=None, help="frames per view (default: the model's)")
     p.add_argument("--batch-size", type=positive_int, default=1,
                    help="chunks per model forward: temporal views (each with its spatial crops), or windows")
@@ -164,7 +164,9 @@ def _options(args):
 
     given = {name: getattr(args, name) for name in FROM_FLAGS if hasattr(args, name)}
     dtype = getattr(args, "dtype", "auto")
-    return EvaluationOptions(output_dir=args.output, video_root=args.video_root, template=args.template,
+    template = template_option(args.template) if isinstance(args.template, list) else args.template
+    return EvaluationOptions(output_dir=args.output, video_root=args.video_root, template=template,
+                             descriptions=getattr(args, "descriptions", None),
                              device=args.device, dtype=None if dtype == "auto" else dtype,
                              progress=False if args.no_progress else None, **given)
 

@@ -95,6 +95,8 @@ def model_summary(model: str, num_frames: int | None = None) -> dict:
         "projection_dim": config.projection_dim,
         "use_cross_frame_attention": vc.use_cross_frame_attention,
         "use_mit": vc.use_mit,
+        "neighbour_frame_attention": vc.neighbour_frame_attention,
+        "normalize_frame_embeds": vc.normalize_frame_embeds,
         "parameters": total,
         "parameters_vision": vision,
         "parameters_text": total - vision - 1,  # the logit scale is the one remaining parameter
@@ -119,9 +121,10 @@ def _added_text(s: dict) -> str:
 def _temporal_text(s: dict) -> str:
     """How the frames of a video are combined: 'cross-frame attention + MIT', ..., or CLIP-Mean's plain mean."""
     parts = [name for name, on in (("cross-frame attention", s["use_cross_frame_attention"]),
+                                   ("neighbour-frame attention (Open-VCLIP)", s["neighbour_frame_attention"]),
                                    ("MIT", s["use_mit"])) if on]
     if not s["use_mit"]:
-        parts.append("mean over frames")
+        parts.append("mean of unit frame embeddings" if s["normalize_frame_embeds"] else "mean over frames")
     text = " + ".join(parts)
     return text + " (CLIP-Mean)" if parts == ["mean over frames"] else text
 

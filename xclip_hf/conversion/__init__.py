@@ -1,4 +1,4 @@
-"""Checkpoints of the original X-CLIP code: reading, converting (`convert_original_checkpoint`) and exporting."""
+"""Checkpoints of the original X-CLIP code and of its successors (`families`): reading, converting, exporting."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ _EXPORTS = {
     **dict.fromkeys(["ConvertedCheckpoint", "convert_original_checkpoint", "original_video_processor"], "convert"),
     **dict.fromkeys(["export_original", "load_original", "read_original"], "original"),
     "build_tokenizer_from_bpe": "clip_bpe",
+    **dict.fromkeys(["FAMILIES", "Family", "convert_checkpoint", "register_family"], "families"),
+    **dict.fromkeys(["convert_vificlip_checkpoint", "read_vificlip"], "vificlip"),
+    **dict.fromkeys(["convert_successor_checkpoint", "read_successor", "load_successor", "interpolate_with_clip"],
+                    "openvclip"),
 }
 
 __all__ = list(_EXPORTS)

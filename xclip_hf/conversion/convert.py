@@ -15,7 +15,7 @@ from ..utils.messages import one_line
 from .original import load_original, read_original
 
 __all__ = ["ORIGINAL_MEAN_255", "ORIGINAL_STD_255", "ConvertedCheckpoint", "convert_original_checkpoint",
-           "original_video_processor"]
+           "original_video_processor", "progress_bar", "write_converted"]
 
 # the original code normalises 0-255 frames with the ImageNet statistics
 ORIGINAL_MEAN_255 = (123.675, 116.28, 103.53)
@@ -148,18 +148,41 @@ def _save_classifier(model, processor, class_names, template, directory):
         processor.save_pretrained(directory)
 
 
+def progress_bar(steps: int, progress: bool):
+    """The conversion's tqdm bar on stderr (hidden when `progress` is False or stderr is not a terminal)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=steps, desc="converting", unit="step", disable=None if progress else True, file=sys.stderr)
+
+
+def write_converted(model, config: XClipConfig, output_dir: str, *, bpe, class_names, template: str, bar,
+                    notes=()) -> ConvertedCheckpoint:
+    """Write a converted `model`: weights, processor (+ tokenizer from `bpe`), classifier of `class_names`."""
+    tokenizer = _tokenizer_for(bpe, config) if bpe else None  # must fit the model before anything is written
+    with _writing(output_dir):  # disk full and friends name no file: name the output
+        model.save_pretrained(output_dir)
+        bar.update()
+        processor = _save_processor(config, tokenizer, output_dir)
+        bar.update()
+    classifier_dir = None
+    if class_names:
+        classifier_dir = os.path.join(output_dir, "classifier")
+        _save_classifier(model, processor, class_names, template, classifier_dir)
+        bar.update()
+    bar.close()
+    return ConvertedCheckpoint(output_dir, config, tuple(notes), tokenizer is not None, classifier_dir,
+                               tuple(class_names or ()))
+
+
 def convert_original_checkpoint(checkpoint, output_dir, *, bpe=None, labels=None, template: str = "{}",
                                 num_frames: int | None = None, trust_pickle: bool = False,
                                 progress: bool = True) -> ConvertedCheckpoint:
     """Convert an original X-CLIP .pth to a model directory (+ tokenizer from `bpe`, classifier from `labels`)."""
-    from tqdm.auto import tqdm
-
     checkpoint, output_dir = os.fspath(checkpoint), os.fspath(output_dir)
     bpe = None if bpe is None else os.fspath(bpe)
     _check_inputs(checkpoint, output_dir, bpe, labels, template, num_frames)
     class_names = _class_names(labels)
-    steps = 3 + (1 if class_names else 0)  # read, model, processor, classifier
-    bar = tqdm(total=steps, desc="converting", unit="step", disable=None if progress else True, file=sys.stderr)
+    bar = progress_bar(3 + (1 if class_names else 0), progress)  # read, model, processor, classifier
     ckpt = read_original(checkpoint, trust_pickle=trust_pickle)
     _check_num_frames(checkpoint, ckpt, num_frames)
     for note in ckpt.notes:
@@ -168,17 +191,5 @@ def convert_original_checkpoint(checkpoint, output_dir, *, bpe=None, labels=None
     with _writing(output_dir):  # a read-only place fails now, not after the model is built
         os.makedirs(output_dir, exist_ok=True)
     model = load_original(ckpt)  # refuses, before building, a model that does not fit in memory
-    tokenizer = _tokenizer_for(bpe, ckpt.config) if bpe else None  # must fit the model before anything is written
-    with _writing(output_dir):  # disk full and friends name no file: name the output
-        model.save_pretrained(output_dir)
-        bar.update()
-        processor = _save_processor(ckpt.config, tokenizer, output_dir)
-        bar.update()
-    classifier_dir = None
-    if class_names:
-        classifier_dir = os.path.join(output_dir, "classifier")
-        _save_classifier(model, processor, class_names, template, classifier_dir)
-        bar.update()
-    bar.close()
-    return ConvertedCheckpoint(output_dir, ckpt.config, tuple(ckpt.notes), tokenizer is not None, classifier_dir,
-                               tuple(class_names or ()))
+    return write_converted(model, ckpt.config, output_dir, bpe=bpe, class_names=class_names, template=template,
+                           bar=bar, notes=ckpt.notes)

@@ -13,7 +13,7 @@ from ..models.configuration_xclip import XClipConfig, describe_config
 from .safe_load import NotUnpickled, check_fits_in_memory, find_not_unpickled, load_checkpoint
 
 __all__ = ["OriginalCheckpoint", "read_original", "load_original", "export_original", "infer_config",
-           "original_key", "to_original_state_dict", "from_original_state_dict", "HEAD_DIM"]
+           "clip_tower_config", "original_key", "to_original_state_dict", "from_original_state_dict", "HEAD_DIM"]
 
 HEAD_DIM = 64  # the original code: num_heads = width // 64 in every attention layer
 
@@ -173,6 +173,9 @@ def _check_is_original_xclip(state, source: str) -> None:
     if any(k.startswith(("vision_model.", "text_model.", "xclip.")) for k in state):
         raise ValueError(f"{source} holds Hugging Face-style keys (e.g. {next(iter(state))!r}), not the original X-CLIP "
                          "layout; a directory saved with save_pretrained loads with XClipModel.from_pretrained")
+    if any(k.startswith("image_encoder.") for k in state) and any(k.startswith("text_encoder.") for k in state):
+        raise ValueError(f"{source} is a ViFi-CLIP checkpoint (image_encoder.*, text_encoder.*), not X-CLIP: convert "
+                         "it with --from vificlip (convert_vificlip_checkpoint)")
     xclip_parts = {"mit.*": "mit.", "prompts_generator.*": "prompts_generator.", "prompts_visual_*": "prompts_visual_"}
     absent = [name for name, prefix in xclip_parts.items() if not any(k.startswith(prefix) for k in state)]
     has_messages = any(".message_fc." in k for k in state)
@@ -188,32 +191,21 @@ def _check_is_original_xclip(state, source: str) -> None:
                          f"(X-CLIP parts present: {sorted(set(xclip_parts) - set(absent)) or 'none'})")
 
 
-def infer_config(state: dict[str, torch.Tensor], source: str = "state dict", head_dim: int = HEAD_DIM) -> XClipConfig:
-    """The whole `XClipConfig` from the shapes of an original-layout state dict (heads = width // head_dim)."""
-    _check_is_original_xclip(state, source)
+def clip_tower_config(state: dict[str, torch.Tensor], source: str = "state dict",
+                      head_dim: int = HEAD_DIM) -> tuple[dict, dict, int, float]:
+    """(vision, text, projection_dim, logit_scale) config values of the CLIP towers of an original-layout state dict."""
     conv, pos = state["visual.conv1.weight"], state["visual.positional_embedding"]
     width, channels, patch = conv.shape[0], conv.shape[1], conv.shape[-1]
     grid = math.isqrt(pos.shape[0] - 1)
     if conv.ndim != 4 or conv.shape[-2] != patch or grid * grid != pos.shape[0] - 1 or pos.shape[1] != width:
         raise ValueError(f"{source}: visual.conv1.weight {tuple(conv.shape)} and visual.positional_embedding "
                          f"{tuple(pos.shape)} do not describe square patches on a square grid plus a [class] token")
-    projection_dim = state["visual.proj"].shape[1]
-    mit_pos = state["mit.positional_embedding"]
     text_width = state["token_embedding.weight"].shape[1]
-    others = {"mit.positional_embedding": mit_pos.shape[-1], "text_projection": state["text_projection"].shape[1],
-              "prompts_visual_proj": state["prompts_visual_proj"].shape[1]}
-    if any(d != projection_dim for d in others.values()) or mit_pos.ndim != 3:
-        raise ValueError(f"{source}: the joint dimension differs between visual.proj ({projection_dim}) and "
-                         + ", ".join(f"{k} ({v})" for k, v in others.items()))
-    prompt_layers = _count_blocks(state, "prompts_generator.decoder", source)
     vision = dict(
         hidden_size=width, intermediate_size=state["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
         num_hidden_layers=_count_blocks(state, "visual.transformer.resblocks", source),
         num_attention_heads=_heads(width, "vision", head_dim), num_channels=channels, image_size=grid * patch,
-        patch_size=patch, num_frames=mit_pos.shape[1], mit_hidden_size=projection_dim,
-        mit_intermediate_size=state["mit.resblocks.0.mlp.c_fc.weight"].shape[0],
-        mit_num_hidden_layers=_count_blocks(state, "mit.resblocks", source),
-        mit_num_attention_heads=_heads(projection_dim, "MIT", head_dim),
+        patch_size=patch,
     )
     text = dict(
         vocab_size=state["token_embedding.weight"].shape[0], hidden_size=text_width,
@@ -221,10 +213,31 @@ def infer_config(state: dict[str, torch.Tensor], source: str = "state dict", hea
         num_hidden_layers=_count_blocks(state, "transformer.resblocks", source),
         num_attention_heads=_heads(text_width, "text", head_dim),
         max_position_embeddings=state["positional_embedding"].shape[0], eos_token_id=None,
-        prompt_layers=prompt_layers, prompt_num_attention_heads=_heads(projection_dim, "prompt generator", head_dim),
     )
     logit_scale = state.get("logit_scale")
     scale = float(logit_scale) if isinstance(logit_scale, torch.Tensor) and logit_scale.numel() == 1 else 2.6592
+    return vision, text, state["visual.proj"].shape[1], scale
+
+
+def infer_config(state: dict[str, torch.Tensor], source: str = "state dict", head_dim: int = HEAD_DIM) -> XClipConfig:
+    """The whole `XClipConfig` from the shapes of an original-layout state dict (heads = width // head_dim)."""
+    _check_is_original_xclip(state, source)
+    vision, text, projection_dim, scale = clip_tower_config(state, source, head_dim)
+    mit_pos = state["mit.positional_embedding"]
+    others = {"mit.positional_embedding": mit_pos.shape[-1], "text_projection": state["text_projection"].shape[1],
+              "prompts_visual_proj": state["prompts_visual_proj"].shape[1]}
+    if any(d != projection_dim for d in others.values()) or mit_pos.ndim != 3:
+        raise ValueError(f"{source}: the joint dimension differs between visual.proj ({projection_dim}) and "
+                         + ", ".join(f"{k} ({v})" for k, v in others.items()))
+    prompt_layers = _count_blocks(state, "prompts_generator.decoder", source)
+    vision.update(
+        num_frames=mit_pos.shape[1], mit_hidden_size=projection_dim,
+        mit_intermediate_size=state["mit.resblocks.0.mlp.c_fc.weight"].shape[0],
+        mit_num_hidden_layers=_count_blocks(state, "mit.resblocks", source),
+        mit_num_attention_heads=_heads(projection_dim, "MIT", head_dim),
+    )
+    text.update(prompt_layers=prompt_layers,
+                prompt_num_attention_heads=_heads(projection_dim, "prompt generator", head_dim))
     return XClipConfig(text_config=text, vision_config=vision, projection_dim=projection_dim,
                        logit_scale_init_value=scale, architectures=["XClipModel"])
 

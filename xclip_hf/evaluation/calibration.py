@@ -118,24 +118,30 @@ def calibrate(model, data_file, labels, *, eps: float = 0.1, options: Evaluation
     scored = score_videos(pipe, videos, class_names,
                           **scoring_options(o, None, {"protocol": "calibrate", "data_file": os.fspath(data_file)}))
     fitted = fit_calibration(scored.scores, np.asarray(references)[scored.kept], class_names, eps)
-    return calibration_record(pipe, fitted, class_names, template=o.template, num_temporal_clips=o.num_temporal_clips,
-                              num_spatial_crops=o.num_spatial_crops, num_frames=o.num_frames,
-                              data_file=os.path.abspath(data_file), bad_videos=scored.bad_videos)
+    return calibration_record(pipe, fitted, class_names, template=o.template, descriptions=o.descriptions,
+                              num_temporal_clips=o.num_temporal_clips, num_spatial_crops=o.num_spatial_crops,
+                              num_frames=o.num_frames, data_file=os.path.abspath(data_file),
+                              bad_videos=scored.bad_videos)
 
 
-def calibration_record(pipe, fitted: dict, labels, *, template="{}", num_temporal_clips: int = 1,
+def calibration_record(pipe, fitted: dict, labels, *, template="{}", descriptions=None, num_temporal_clips: int = 1,
                        num_spatial_crops: int = 1, num_frames: int | None = None, data_file=None,
                        bad_videos=()) -> dict:
     """The record the pipeline's ``calibration=`` reads: `fitted` (`fit_calibration`) with what it holds for: the
-    pipeline's model fingerprint, the labels, template and scoring (views, frames)."""
+    pipeline's model fingerprint, the labels, their texts (template(s), descriptions) and scoring (views, frames)."""
     from ..jobs.identity import model_fingerprint
-    from ..pipelines.calibration import FORMAT
+    from ..models.text_features import build_label_set
+    from ..pipelines.calibration import FORMAT, label_texts
     from ..version import package_version
 
     num_frames = num_frames or int(pipe.model.config.vision_config.num_frames)
+    label_set = build_label_set(list(labels), template, descriptions=descriptions)
+    described = None if descriptions is None else (
+        os.path.abspath(descriptions) if isinstance(descriptions, (str, os.PathLike)) else "(a mapping)")
     return {"format": FORMAT, **fitted, "model_fingerprint": model_fingerprint(pipe.model, whole=True),
             "model_source": str(getattr(pipe.model, "name_or_path", "") or ""), "labels": list(labels),
-            "template": template, "scoring": {"num_temporal_clips": num_temporal_clips,
+            "template": template if isinstance(template, str) else list(template), "descriptions": described,
+            "texts": label_texts(label_set), "scoring": {"num_temporal_clips": num_temporal_clips,
                                               "num_spatial_crops": num_spatial_crops, "num_frames": num_frames},
             "data_file": data_file, "bad_videos": list(bad_videos), "code_version": package_version()}
 

@@ -11,7 +11,7 @@ from .labels import resolve_labels
 from .metrics import classification_figures, save_confusion_png
 from .predictions import is_main_process, predictions_dir
 from .report import build_report, find_paper_figures, model_identity, paper_figure, write_report
-from .options import EvaluationOptions, evaluation_options
+from .options import EvaluationOptions, evaluation_options, text_settings
 from .runner import pipeline_for, score_videos
 
 __all__ = ["read_annotations", "scoring_options", "evaluate_classification", "evaluate_closed_set"]
@@ -36,9 +36,9 @@ def evaluate_classification(pipe, videos: list[str], references: list[int], clas
 def scoring_options(o, predictions, job: dict) -> dict:
     """`score_videos`' keyword arguments from the shared options `o`, committing to `predictions` with `job`."""
     return dict(num_temporal_clips=o.num_temporal_clips, num_spatial_crops=o.num_spatial_crops,
-                num_frames=o.num_frames, template=o.template, batch_size=o.batch_size, on_bad_video=o.on_bad_video,
-                progress=o.progress, predictions_dir=predictions, shard_size=o.shard_size, num_workers=o.num_workers,
-                job_settings=job)
+                num_frames=o.num_frames, template=o.template, descriptions=o.descriptions, batch_size=o.batch_size,
+                on_bad_video=o.on_bad_video, progress=o.progress, predictions_dir=predictions,
+                shard_size=o.shard_size, num_workers=o.num_workers, job_settings=job)
 
 
 def evaluate_closed_set(model, data_file, labels, *, options: EvaluationOptions | None = None, **overrides) -> dict:
@@ -61,7 +61,7 @@ def evaluate_closed_set(model, data_file, labels, *, options: EvaluationOptions 
     settings = {"data_file": os.fspath(data_file), "labels": labels if isinstance(labels, str) else None,
                 "dataset": dataset, "num_classes": len(class_names), "views": f"{num_temporal_clips}x{num_spatial_crops}",
                 "num_temporal_clips": num_temporal_clips, "num_spatial_crops": num_spatial_crops,
-                "num_frames": o.num_frames or identity["num_frames"], "template": o.template, "num_videos": len(videos)}
+                "num_frames": o.num_frames or identity["num_frames"], **text_settings(o), "num_videos": len(videos)}
     results = {"summary": {k: v for k, v in out["figures"].items() if k not in ("per_class_accuracy", "confusion_matrix")},
                "per_class_accuracy": out["figures"]["per_class_accuracy"],
                "confusion_matrix": out["figures"]["confusion_matrix"], "class_names": class_names,

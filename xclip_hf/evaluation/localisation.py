@@ -140,8 +140,9 @@ def evaluate_localisation(model, segments_file, labels=None, *, chunk_length_s: 
     if unknown:
         raise ValueError(f"annotated labels {unknown[:5]} are not among the {len(class_names)} classes")
     pipe = pipeline_for(model, o)
-    call = dict(candidate_labels=class_names, hypothesis_template=o.template, chunk_length_s=chunk_length_s,
-                stride_length_s=stride_length_s, return_timestamps=True, batch_size=o.batch_size, progress=False,
+    call = dict(candidate_labels=class_names, hypothesis_template=o.template, class_descriptions=o.descriptions,
+                chunk_length_s=chunk_length_s, stride_length_s=stride_length_s, return_timestamps=True,
+                batch_size=o.batch_size, progress=False,
                 **window_options(o), **({"fps": fps} if fps else {}))
 
     def windows_and_clock(video):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EvaluationOptions", "evaluation_options", "check_unused"]
+__all__ = ["EvaluationOptions", "evaluation_options", "check_unused", "text_settings"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,8 @@ class EvaluationOptions:
     num_temporal_clips: int = 1  # temporal views per video (paper: 4)
     num_spatial_crops: int = 1  # spatial crops per view (paper: 3)
     num_frames: int | None = None  # frames per view (default: the model's)
-    template: str = "{}"  # text template (the paper's bare label)
+    template: Any = "{}"  # text template (the paper's bare label), or a list of them (a prompt ensemble)
+    descriptions: Any = None  # JSON file (or mapping) of class name -> phrasings replacing the name (ensembled)
     batch_size: int = 1  # chunks per model forward
     on_bad_video: str = "skip"  # "skip" (list it in the report) or "raise"
     device: Any = None  # None: the pipeline's default (this process's device under torchrun)
@@ -39,6 +41,8 @@ class EvaluationOptions:
 
         if self.on_bad_video not in ON_BAD_VIDEO:
             raise ValueError(f"on_bad_video must be one of {ON_BAD_VIDEO}, got {self.on_bad_video!r}")
+        if isinstance(self.template, list):  # a frozen, hashable value
+            object.__setattr__(self, "template", tuple(self.template))
 
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(EvaluationOptions)}
@@ -62,3 +66,12 @@ def check_unused(options: EvaluationOptions, protocol: str, names: tuple[str, ..
     given = [name for name in names if getattr(options, name) != DEFAULTS[name]]
     if given:
         raise ValueError(f"{protocol}: {', '.join(given)} do{'es' if len(given) == 1 else ''} not apply ({why})")
+
+
+def text_settings(options: EvaluationOptions) -> dict:
+    """A report's record of how class names became texts: the template(s), and the descriptions file if any."""
+    described = options.descriptions
+    if described is None:
+        return {"template": options.template}
+    return {"template": options.template,
+            "descriptions": str(described) if isinstance(described, (str, os.PathLike)) else "(a mapping)"}

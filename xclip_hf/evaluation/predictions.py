@@ -54,7 +54,9 @@ def job_settings(pipe, class_names, options: dict, job: dict | None = None) -> d
 
     model = pipe.model
     frames = options.get("num_frames") or model.config.vision_config.num_frames
-    return {"class_names": list(class_names), "template": options.get("hypothesis_template", "{}"),
+    template = options.get("hypothesis_template", "{}")
+    return {"class_names": list(class_names), "template": template if isinstance(template, str) else list(template),
+            "class_descriptions": options.get("class_descriptions"),
             "num_temporal_clips": options.get("num_temporal_clips", 1),
             "num_spatial_crops": options.get("num_spatial_crops", 1), "num_frames": int(frames),
             "dtype": str(model.dtype).replace("torch.", ""), **(job or {}),

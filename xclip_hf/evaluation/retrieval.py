@@ -76,7 +76,7 @@ def _score_matrix(dataset, captions: list[str], model, processor, rerank: bool, 
 
 
 NOT_USED = ("num_temporal_clips", "num_spatial_crops", "num_frames", "batch_size", "on_bad_video", "dtype",
-            "shard_size", "num_workers")
+            "shard_size", "num_workers", "descriptions")
 
 
 def evaluate_retrieval(model, captions_file, embeddings, *, rerank: bool = True, rerank_candidates: int | None = None,
@@ -93,6 +93,8 @@ def evaluate_retrieval(model, captions_file, embeddings, *, rerank: bool = True,
     o = evaluation_options(options, overrides)
     check_unused(o, "retrieval", NOT_USED, "the videos were read and embedded by `xclip-hf embed`")
     template, device = o.template, o.device
+    if not isinstance(template, str):
+        raise ValueError(f"retrieval: template must be one string (applied to each caption), got {template!r}")
     pairs = read_captions(captions_file, o.video_root)
     dataset = load_from_disk(os.fspath(embeddings)) if isinstance(embeddings, (str, os.PathLike)) else embeddings
     paths = [os.path.abspath(p) for p in dataset["path"]]

@@ -56,7 +56,7 @@ def score_videos(pipe, videos: list[str], class_names: list[str], *, num_tempora
                  num_spatial_crops: int = 1, num_frames: int | None = None, template: str = "{}",
                  batch_size: int = 1, on_bad_video: str = "skip", progress: bool | None = None,
                  predictions_dir=None, job_settings: dict | None = None, shard_size: int = 64,
-                 num_workers: int = 0) -> ScoredVideos:
+                 num_workers: int = 0, descriptions=None) -> ScoredVideos:
     """Scores (N, K) of `videos` against `class_names` (the paper's bare label by default: `template="{}"`).
 
     A batch that fails is retried video by video; a video that still fails is listed in `bad_videos` with its
@@ -66,7 +66,8 @@ def score_videos(pipe, videos: list[str], class_names: list[str], *, num_tempora
     `predictions_dir`: commit per-video predictions there in shards of `shard_size` videos and skip those an
     earlier run with the same settings and model committed (a folder of another model or other settings, or
     other `job_settings` such as the protocol's data files, is refused). `num_workers`: the pipeline's DataLoader
-    workers, which decode and preprocess videos while the model runs (same scores as 0)."""
+    workers, which decode and preprocess videos while the model runs (same scores as 0). `template` may be a list
+    and `descriptions` a JSON file or mapping of class -> phrasings: a prompt ensemble (`models/prompt_ensembles`)."""
     from tqdm.auto import tqdm
 
     from ..jobs import job_state
@@ -76,6 +77,10 @@ def score_videos(pipe, videos: list[str], class_names: list[str], *, num_tempora
         raise ValueError(f"on_bad_video must be one of {ON_BAD_VIDEO}, got {on_bad_video!r}")
     options = dict(candidate_labels=list(class_names), hypothesis_template=template,
                    num_temporal_clips=num_temporal_clips, num_spatial_crops=num_spatial_crops, num_frames=num_frames)
+    if descriptions is not None:  # read once; the settings of a predictions folder record the phrasings
+        from ..models.prompt_ensembles import phrasings_for
+
+        options["class_descriptions"] = dict(zip(class_names, map(list, phrasings_for(class_names, descriptions))))
     options = {k: v for k, v in options.items() if v is not None}
     unique = list(dict.fromkeys(str(v) for v in videos))
     state = job_state(getattr(pipe, "device", None))

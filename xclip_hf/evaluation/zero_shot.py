@@ -12,7 +12,7 @@ from .labels import resolve_labels
 from .metrics import classification_figures, mean_std
 from .predictions import predictions_dir
 from .report import build_report, find_paper_figures, model_identity, paper_figure, write_report
-from .options import EvaluationOptions, check_unused, evaluation_options
+from .options import EvaluationOptions, check_unused, evaluation_options, text_settings
 from .runner import pipeline_for, score_videos
 
 __all__ = ["normalise_class_name", "kinetics600_new_classes", "class_subsets", "evaluate_zero_shot",
@@ -133,7 +133,7 @@ def evaluate_zero_shot(model, split_files, labels, *, options: EvaluationOptions
         per_split[name] = _headline(figures)
     summary = _summary(per_split)
     settings = {"split_files": [os.fspath(f) for f in split_files], "labels": labels if isinstance(labels, str) else None,
-                "dataset": o.dataset or dataset_key, "num_classes": len(class_names), "template": o.template,
+                "dataset": o.dataset or dataset_key, "num_classes": len(class_names), **text_settings(o),
                 "views": f"{o.num_temporal_clips}x{o.num_spatial_crops}", "num_frames": o.num_frames,
                 "num_videos": len(union)}
     return _finish("zero-shot", o.dataset or dataset_key, pipe, model, settings,

@@ -68,6 +68,10 @@ class XClipVisionConfig(PreTrainedConfig):
     patch rows, still trained); weights loaded from a checkpoint are never re-initialised.
     `token_merging_ratio` in [0, 1): per layer of the frame encoder, merge that fraction of each frame's patch
     tokens (ToMe, `token_merging.py`; the [class] and message tokens never); 0 (default) is off, the exact model.
+    `neighbour_frame_attention`: each frame's self-attention also attends to the tokens of frames t-1 and t+1
+    (Open-VCLIP; `neighbour_frame_attention.py`); `normalize_frame_embeds`: the video embedding is the mean of the
+    L2-normalised frame embeddings, used as is in the logits (Open-VCLIP's average of per-frame logits). Both need
+    `use_cross_frame_attention=False`, `use_mit=False`; both off (default) is the unchanged model.
     """
 
     model_type = "xclip_hf_vision_model"
@@ -97,11 +101,14 @@ class XClipVisionConfig(PreTrainedConfig):
     use_mit: bool = True
     position_embedding_init: str = "random"
     token_merging_ratio: float | int = 0.0
+    neighbour_frame_attention: bool = False
+    normalize_frame_embeds: bool = False
 
     def validate_architecture(self):
         """Heads must divide the widths they split; the MIT runs on the projected frame features."""
         _check_heads("vision", self.hidden_size, self.num_attention_heads)
         check_token_merging_ratio(self.token_merging_ratio)
+        check_successor_options(self)
         if self.position_embedding_init not in POSITION_EMBEDDING_INITS:
             raise ValueError(f"position_embedding_init must be one of {POSITION_EMBEDDING_INITS}, got "
                              f"{self.position_embedding_init!r}")
@@ -201,6 +208,17 @@ def check_token_merging_ratio(value, name: str = "token_merging_ratio") -> float
         raise ValueError(f"{name} must be a number in [0, 1) (the fraction of each frame's patch tokens merged per "
                          f"layer; 0 is off), got {value!r}")
     return float(value)
+
+
+def check_successor_options(vision) -> None:
+    """Open-VCLIP's options replace X-CLIP's modules: refuse the combinations the model has no meaning for."""
+    clashes = []
+    if vision.neighbour_frame_attention and (vision.use_cross_frame_attention or vision.token_merging_ratio):
+        clashes.append("neighbour_frame_attention=True needs use_cross_frame_attention=False and token_merging_ratio=0")
+    if vision.normalize_frame_embeds and vision.use_mit:
+        clashes.append("normalize_frame_embeds=True needs use_mit=False (it pools the frames by their mean)")
+    if clashes:
+        raise ValueError("vision_config: " + "; ".join(clashes))
 
 
 def _fields(config_cls) -> set[str]:

@@ -19,6 +19,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_xclip import XClipConfig, XClipTextConfig, XClipVisionConfig
 from .modeling_outputs_xclip import XClipOutput, XClipTextOutput, XClipVisionOutput
+from .neighbour_frame_attention import neighbour_frame_block
 from .token_merging import (MERGING_ATTENTION, check_token_merging_ratio, merge_tokens, proportional_attention_bias,
                             start_merging, unmerge_tokens)
 
@@ -163,6 +164,13 @@ class XClipCrossFrameLayer(XClipEncoderLayer):
         tokens = tokens + self.drop_path(self.self_attn(self.layer_norm1(tokens), **kwargs)[0])  # Eq. 8
         hidden_states = tokens[:, :seq_len]  # the message token is dropped before the FFN
         return hidden_states + self.drop_path(self.mlp(self.layer_norm2(hidden_states)))  # Eq. 9
+
+
+class XClipNeighbourFrameLayer(XClipEncoderLayer):
+    """CLIP's block whose self-attention also sees frames t-1 and t+1 (Open-VCLIP, `neighbour_frame_attention.py`)."""
+
+    def forward(self, hidden_states, num_frames: int, merge_state=None, **kwargs):
+        return neighbour_frame_block(self, hidden_states, num_frames, eager_attention, merge_state, **kwargs)
 
 
 class XClipEncoder(nn.Module):
@@ -430,6 +438,9 @@ class XClipVisionModel(XClipPreTrainedModel):
         self.pre_layernorm = nn.LayerNorm(d, eps=config.layer_norm_eps)
         if config.use_cross_frame_attention:
             layers = [XClipCrossFrameLayer(config, rate) for rate in dpr]
+        elif config.neighbour_frame_attention:  # Open-VCLIP: frames also attend to frames t-1 and t+1
+            layers = [XClipNeighbourFrameLayer(config, d, config.intermediate_size, config.num_attention_heads, rate)
+                      for rate in dpr]
         else:  # CLIP-Mean baseline (Tab. 6): frames encoded independently
             layers = [XClipEncoderLayer(config, d, config.intermediate_size, config.num_attention_heads, rate)
                       for rate in dpr]
@@ -482,8 +493,8 @@ class XClipVisionModel(XClipPreTrainedModel):
                                      token_merging_ratio=token_merging_ratio, **kwargs)
         tokens = encoded.last_hidden_state
         frame_embeds = self.visual_projection(self.post_layernorm(tokens[:, 0])).view(batch, frames, -1)
-        video_embeds = (self.mit(frame_embeds, interpolate_pos_encoding) if self.mit is not None
-                        else frame_embeds.mean(dim=1))
+        pooled = nn.functional.normalize(frame_embeds, dim=-1) if self.config.normalize_frame_embeds else frame_embeds
+        video_embeds = self.mit(frame_embeds, interpolate_pos_encoding) if self.mit is not None else pooled.mean(dim=1)
         video_context = self.video_context(tokens, batch)
         return XClipVisionOutput(video_embeds=video_embeds, frame_embeds=frame_embeds, video_context=video_context,
                                  last_hidden_state=tokens.view(batch, frames, *tokens.shape[1:]),
@@ -496,7 +507,7 @@ class XClipVisionModel(XClipPreTrainedModel):
         """Cross-frame communication transformer (Eq. 4, 7-9): (B, T, C, H, W) -> frame tokens (B*T, N+1, Dv)."""
         _, frames, channels, height, width = pixel_values.shape
         tokens = self.embeddings(pixel_values.reshape(-1, channels, height, width), interpolate_pos_encoding)
-        if self.config.use_cross_frame_attention:
+        if self.config.use_cross_frame_attention or self.config.neighbour_frame_attention:
             kwargs["num_frames"] = frames
         ratio = self.config.token_merging_ratio if token_merging_ratio is None else token_merging_ratio
         if ratio:
@@ -668,7 +679,8 @@ class XClipModel(XClipPreTrainedModel):
         (B, P), prompted texts c-hat (B, K, P).
         """
         prompted = self.text_model.apply_video_prompt(text_embeds.to(video_context.dtype), video_context)
-        video_embeds = nn.functional.normalize(video_embeds, dim=-1)
+        if not self.config.vision_config.normalize_frame_embeds:  # else the mean of unit frame embeddings, as is
+            video_embeds = nn.functional.normalize(video_embeds, dim=-1)
         prompted = nn.functional.normalize(prompted, dim=-1)
         logits_per_video = torch.einsum("bd,bkd->bk", video_embeds, self.logit_scale.exp() * prompted)
         return logits_per_video, video_embeds, prompted

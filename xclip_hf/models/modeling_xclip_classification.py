@@ -10,6 +10,7 @@ from transformers.utils.generic import TransformersKwargs, can_return_tuple
 from .configuration_xclip import XClipConfig
 from .fingerprint import weights_key
 from .modeling_xclip import XClipModel, XClipPreTrainedModel, check_host_class_indices
+from .prompt_ensembles import ensemble_text_features
 
 
 class XClipForVideoClassification(XClipPreTrainedModel):
@@ -25,21 +26,23 @@ class XClipForVideoClassification(XClipPreTrainedModel):
     def __init__(self, config: XClipConfig):
         super().__init__(config)
         self.xclip = XClipModel._from_config(config)
-        self._allocate_class_buffers(config.num_labels)
+        counts = getattr(config, "class_text_counts", None)
+        self._allocate_class_buffers(sum(counts) if counts else config.num_labels)
         self._text_cache = None
         self._class_length = None  # (buffer key, tokens of the longest class text): host-side, see class_text_length
         self.post_init()
 
     from_clip = classmethod(XClipModel.from_clip.__func__)
 
-    def _allocate_class_buffers(self, num_labels: int):
+    def _allocate_class_buffers(self, num_texts: int):
         length = self.config.text_config.max_position_embeddings
-        self.register_buffer("class_input_ids", torch.zeros(num_labels, length, dtype=torch.long))
-        self.register_buffer("class_attention_mask", torch.zeros(num_labels, length, dtype=torch.long))
+        self.register_buffer("class_input_ids", torch.zeros(num_texts, length, dtype=torch.long))
+        self.register_buffer("class_attention_mask", torch.zeros(num_texts, length, dtype=torch.long))
 
     @torch.no_grad()
-    def set_class_texts(self, tokenizer, template: str = "{}", id2label: dict | None = None):
-        """Tokenize `template.format(name)` for every class of `id2label` (default `config.id2label`) into buffers."""
+    def set_class_texts(self, tokenizer, template: str | list[str] = "{}", id2label: dict | None = None,
+                        descriptions=None):
+        """Tokenize each class's `template.format(name)` into buffers, or its ensemble (template list, descriptions)."""
         if id2label is not None:
             self.config.id2label = {int(k): v for k, v in id2label.items()}
             self.config.label2id = {v: int(k) for k, v in id2label.items()}
@@ -49,13 +52,27 @@ class XClipForVideoClassification(XClipPreTrainedModel):
             raise ValueError(f"class names must be non-empty strings; got {bad!r}.")
         length = self.config.text_config.max_position_embeddings
         from .processing_xclip import check_label_tokens
+        from .text_features import LabelSet
+        from .prompt_ensembles import phrasings_for, templates_of
 
-        texts = [template.format(n) for n in names]
+        templates = templates_of(template)
+        label_set = LabelSet(tuple(names), template if isinstance(template, str) else templates,
+                             None if descriptions is None else phrasings_for(names, descriptions))
+        texts = list(label_set.texts)
         tokens = tokenizer(texts, padding="max_length", truncation=True, max_length=length, return_tensors="pt")
-        check_label_tokens(texts, tokens["input_ids"], tokens["attention_mask"], self.config.text_config.vocab_size)
+        vocab = self.config.text_config.vocab_size
+        if label_set.is_ensemble:  # vocabulary per text; classes clash when all their texts do
+            check_label_tokens(texts, tokens["input_ids"], tokens["attention_mask"], vocab, distinct=False)
+            rows = [tuple(r[m.bool()].tolist()) for r, m in zip(tokens["input_ids"], tokens["attention_mask"])]
+            check_label_tokens(names, label_set.grouped(rows))
+            self.config.class_text_counts = list(label_set.counts)  # saved: from_pretrained sizes the buffers by it
+        else:
+            check_label_tokens(texts, tokens["input_ids"], tokens["attention_mask"], vocab)
+        if not label_set.is_ensemble and hasattr(self.config, "class_text_counts"):
+            del self.config.class_text_counts
         device = self.class_input_ids.device
-        if len(names) != self.class_input_ids.shape[0]:
-            self._allocate_class_buffers(len(names))
+        if len(texts) != self.class_input_ids.shape[0]:
+            self._allocate_class_buffers(len(texts))
         self.class_input_ids = tokens["input_ids"].to(device)
         self.class_attention_mask = tokens["attention_mask"].to(device)
         mask = self.class_attention_mask  # the length is known here on the host: no device read later
@@ -77,6 +94,13 @@ class XClipForVideoClassification(XClipPreTrainedModel):
 
     def class_text_features(self) -> torch.Tensor:
         """(num_labels, P) unprompted class-text features; cached while the text encoder is frozen or in eval."""
+        counts = getattr(self.config, "class_text_counts", None)
+        if counts:
+            return ensemble_text_features(self._class_text_features(), counts)
+        return self._class_text_features()
+
+    def _class_text_features(self) -> torch.Tensor:
+        """(num_texts, P) unprompted features of the class-text buffers, one row per text."""
         length = self.class_text_length()
         ids, mask = self.class_input_ids[:, :length], self.class_attention_mask[:, :length]
         evaluating = not torch.is_grad_enabled() and not self.xclip.text_model.training

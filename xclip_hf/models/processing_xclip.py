@@ -66,8 +66,9 @@ def check_tokenizer_vocabulary(tokenizer, source, vocab_size: int | None = None)
         )
 
 
-def check_label_tokens(labels, input_ids, attention_mask=None, vocab_size: int | None = None) -> None:
-    """ValueError naming distinct labels with identical ids, or ids outside [0, vocab_size)."""
+def check_label_tokens(labels, input_ids, attention_mask=None, vocab_size: int | None = None,
+                       distinct: bool = True) -> None:
+    """ValueError naming distinct labels with identical ids (unless not `distinct`), or ids outside [0, vocab_size)."""
     ids = input_ids.tolist() if hasattr(input_ids, "tolist") else [list(row) for row in input_ids]
     if attention_mask is not None:
         mask = attention_mask.tolist() if hasattr(attention_mask, "tolist") else attention_mask
@@ -80,6 +81,8 @@ def check_label_tokens(labels, input_ids, attention_mask=None, vocab_size: int |
                 f"token ids {bad[:10]}{' ...' if len(bad) > 10 else ''} (labels {where[:3]!r}) are outside the text "
                 f"encoder's vocabulary of {vocab_size} tokens: the tokenizer does not belong to this model."
             )
+    if not distinct:
+        return
     groups: dict[tuple, list[str]] = {}
     for label, row in zip(labels, ids):
         groups.setdefault(tuple(row), []).append(label)
@@ -112,7 +115,7 @@ class XClipProcessor(ProcessorMixin):
         return super().check_argument_for_proper_class(argument_name, argument)
 
     def tokenize_labels(self, text, padding=True, max_length: int | None = None, return_tensors=None,
-                        vocab_size: int | None = None) -> dict:
+                        vocab_size: int | None = None, distinct: bool = True) -> dict:
         """Tokenize labels, padded to the longest, truncated past ``max_length`` (77) with a warning, then checked."""
         labels = _as_label_list(text)
         max_length = max_length or MAX_TEXT_LENGTH
@@ -126,7 +129,7 @@ class XClipProcessor(ProcessorMixin):
         tokens = self.tokenizer(
             labels, padding=padding, truncation=True, max_length=max_length, return_tensors=return_tensors
         )
-        check_label_tokens(labels, tokens["input_ids"], tokens.get("attention_mask"), vocab_size)
+        check_label_tokens(labels, tokens["input_ids"], tokens.get("attention_mask"), vocab_size, distinct)
         return tokens
 
     def __call__(self, text=None, videos=None, return_tensors=None, padding=True, max_length=None, **video_kwargs):

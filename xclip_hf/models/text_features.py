@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .fingerprint import weights_key
+from .prompt_ensembles import ensemble_text_features, phrasings_for, templates_of
 
 TEXT_FEATURE_CHUNK = 512  # texts encoded per text-encoder forward (bounds memory for very large label sets)
 
@@ -25,20 +26,38 @@ class LabelSet:
     """The validated candidate labels of one call and the texts (template applied) fed to the text encoder."""
 
     labels: tuple[str, ...]
-    template: str
-    texts: tuple[str, ...] = field(init=False)
+    template: str | tuple[str, ...]  # one template, or several (a prompt ensemble)
+    phrasings: tuple[tuple[str, ...], ...] | None = None  # per label, from class descriptions: replace the names
+    texts: tuple[str, ...] = field(init=False)  # every label's texts (phrasings x templates), in label order
+    counts: tuple[int, ...] = field(init=False)  # how many texts each label has
 
     def __post_init__(self):
-        self.texts = tuple(self.template.format(label) for label in self.labels)
+        templates = (self.template,) if isinstance(self.template, str) else tuple(self.template)
+        names = self.phrasings if self.phrasings is not None else tuple((label,) for label in self.labels)
+        groups = [tuple(template.format(name) for name in group for template in templates) for group in names]
+        self.texts = tuple(text for group in groups for text in group)
+        self.counts = tuple(len(group) for group in groups)
 
     def __len__(self):
         return len(self.labels)
 
+    @property
+    def is_ensemble(self) -> bool:
+        """True when some label has several texts (templates x phrasings) to ensemble."""
+        return any(count != 1 for count in self.counts)
 
-def build_label_set(candidate_labels, hypothesis_template: str = "{}", tokenizer=None) -> LabelSet:
-    """Validate ``candidate_labels`` (non-empty strings, no duplicates, also after tokenizing) and the template.
+    def grouped(self, rows) -> list[tuple]:
+        """``rows`` (one per text) split into one tuple per label."""
+        starts = [sum(self.counts[:i]) for i in range(len(self.counts))]
+        return [tuple(rows[start:start + count]) for start, count in zip(starts, self.counts)]
+
+
+def build_label_set(candidate_labels, hypothesis_template="{}", tokenizer=None, descriptions=None) -> LabelSet:
+    """Validate ``candidate_labels`` (non-empty strings, no duplicates, also after tokenizing) and the template(s).
 
     A single string is read as a comma-separated list, as in transformers' zero-shot-classification pipeline.
+    ``hypothesis_template``: one template or a list (a prompt ensemble); ``descriptions``: a JSON path or a mapping
+    of class name -> phrasings that replace the names (see `prompt_ensembles`).
     """
     if candidate_labels is None:
         raise ValueError("zero-shot-video-classification needs `candidate_labels`, e.g. candidate_labels=['running', 'swimming'].")
@@ -70,25 +89,18 @@ def build_label_set(candidate_labels, hypothesis_template: str = "{}", tokenizer
             f"candidate_labels contains duplicates: {duplicates!r}. Remove them (each label must appear once; "
             "duplicates would share, and so split, their probability)."
         )
-    if not isinstance(hypothesis_template, str):
-        raise TypeError(f"hypothesis_template must be a string with one '{{}}', got {hypothesis_template!r}")
-    try:
-        probe = hypothesis_template.format("\x00")
-    except (IndexError, KeyError, ValueError) as err:
-        raise ValueError(
-            f"hypothesis_template {hypothesis_template!r} is not a valid template with one '{{}}' placeholder ({err})."
-        ) from None
-    if "\x00" not in probe:
-        raise ValueError(
-            f"hypothesis_template {hypothesis_template!r} has no '{{}}' placeholder for the label; "
-            "use '{}' (the paper's default) or e.g. 'a video of {}'."
-        )
-    label_set = LabelSet(labels=tuple(candidate_labels), template=hypothesis_template)
+    templates = templates_of(hypothesis_template)
+    phrasings = None if descriptions is None else phrasings_for(candidate_labels, descriptions)
+    label_set = LabelSet(labels=tuple(candidate_labels),
+                         template=hypothesis_template if isinstance(hypothesis_template, str) else templates,
+                         phrasings=phrasings)
     if tokenizer is not None:
         from .processing_xclip import check_label_tokens
 
-        texts = list(label_set.texts)
-        check_label_tokens(label_set.labels, tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"])
+        ids = tokenizer(list(label_set.texts), add_special_tokens=True, verbose=False)["input_ids"]
+        if label_set.is_ensemble:  # labels clash when all their texts do
+            ids = label_set.grouped([tuple(row) for row in ids])
+        check_label_tokens(label_set.labels, ids)
     return label_set
 
 
@@ -125,7 +137,8 @@ def text_config_key(model) -> tuple:
 def label_cache_key(label_set: LabelSet, tokenizer, model) -> tuple[tuple, tuple]:
     """``(key, keepalive)`` for the features of ``label_set``; ``keepalive`` must live as long as the entry."""
     weights, storages = weights_key(getattr(model, "text_model", model))
-    return (label_set.texts, tokenizer_key(tokenizer), text_config_key(model), weights), (tokenizer, storages)
+    texts = (label_set.texts, label_set.counts) if label_set.is_ensemble else label_set.texts
+    return (texts, tokenizer_key(tokenizer), text_config_key(model), weights), (tokenizer, storages)
 
 
 class LabelEmbeddingCache:
@@ -214,9 +227,15 @@ class TextFeatureEncoder:
     def features(self, label_set: LabelSet) -> torch.Tensor:
         """(K, D) features of `label_set`: a cached copy, or one text-encoder run in chunks of 512 texts."""
         key, keepalive = label_cache_key(label_set, self.processor.tokenizer, self.model)
-        return self.cache.get_or_compute(key, lambda: self._encode(label_set.texts), keepalive)
+        return self.cache.get_or_compute(key, lambda: self._encode_label_set(label_set), keepalive)
 
-    def _encode(self, texts) -> torch.Tensor:
+    def _encode_label_set(self, label_set: LabelSet) -> torch.Tensor:
+        """(K, D) features: one per label, or each label's texts ensembled (`prompt_ensembles`)."""
+        if not label_set.is_ensemble:
+            return self._encode(label_set.texts)
+        return ensemble_text_features(self._encode(label_set.texts, distinct=False), label_set.counts)
+
+    def _encode(self, texts, distinct: bool = True) -> torch.Tensor:
         self.calls += 1
         model = self.model
         max_length = max_text_length(model, self.processor.tokenizer)
@@ -225,7 +244,8 @@ class TextFeatureEncoder:
         for start in range(0, len(texts), TEXT_FEATURE_CHUNK):
             tokens = self.processor.tokenize_labels(list(texts[start:start + TEXT_FEATURE_CHUNK]), padding=True,
                                                     max_length=max_length, return_tensors="pt",
-                                                    vocab_size=model.config.text_config.vocab_size)
+                                                    vocab_size=model.config.text_config.vocab_size,
+                                                    distinct=distinct)
             out = model.get_text_features(input_ids=tokens["input_ids"].to(device),
                                           attention_mask=tokens["attention_mask"].to(device))
             chunks.append(out if isinstance(out, torch.Tensor) else out.pooler_output)

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["FORMAT", "UNKNOWN", "Calibration", "load_calibration", "check_calibration", "clears", "open_set_result",
-           "check_multi_label", "multi_label_result"]
+__all__ = ["FORMAT", "UNKNOWN", "Calibration", "load_calibration", "label_texts", "check_calibration", "clears",
+           "open_set_result", "check_multi_label", "multi_label_result"]
 
 FORMAT = "xclip-hf-calibration-v1"
 UNKNOWN = "unknown"
-REQUIRED = ("format", "method", "eps", "n", "model_fingerprint", "labels", "template", "scoring", "threshold",
-            "label_thresholds")
+REQUIRED = ("format", "method", "eps", "n", "model_fingerprint", "labels", "template", "texts", "scoring",
+            "threshold", "label_thresholds")
 
 
 @dataclass(frozen=True)
@@ -108,9 +108,14 @@ def _template_value(template):
     return list(template) if isinstance(template, (list, tuple)) else template
 
 
-def check_calibration(calibration: Calibration, *, fingerprint: str, labels, template, scoring: dict) -> None:
+def label_texts(label_set) -> dict:
+    """Label -> the texts it is encoded from (template(s) applied to its name or its descriptions' phrasings)."""
+    return {label: list(texts) for label, texts in zip(label_set.labels, label_set.grouped(label_set.texts))}
+
+
+def check_calibration(calibration: Calibration, *, fingerprint: str, label_set, scoring: dict) -> None:
     """ValueError naming both sides when `calibration` was fitted for another model (fingerprint), label set,
-    template or scoring (views, frames): its thresholds hold only for the scores it was fitted on."""
+    template, class texts (descriptions) or scoring (views, frames): its thresholds hold only for those scores."""
     from ..jobs.identity import short
 
     record, source = calibration.record, calibration.source
@@ -118,12 +123,19 @@ def check_calibration(calibration: Calibration, *, fingerprint: str, labels, tem
         raise ValueError(f"calibration {source} was fitted for model {short(record['model_fingerprint'])} "
                          f"({record.get('model_source') or 'source not recorded'}); this pipeline's model is "
                          f"{short(fingerprint)}: calibrate this model (`xclip-hf calibrate`)")
+    labels = list(label_set.labels)
     if sorted(record["labels"]) != sorted(labels):
         raise ValueError(f"calibration {source} was fitted for labels {record['labels']}; the call has "
-                         f"{list(labels)}: pass the same candidate labels or calibrate for these")
-    if _template_value(record["template"]) != _template_value(template):
+                         f"{labels}: pass the same candidate labels or calibrate for these")
+    if _template_value(record["template"]) != _template_value(label_set.template):
         raise ValueError(f"calibration {source} was fitted with template {record['template']!r}; the call has "
-                         f"{_template_value(template)!r}")
+                         f"{_template_value(label_set.template)!r}")
+    texts = label_texts(label_set)
+    differ = [label for label in labels if record["texts"].get(label) != texts[label]]
+    if differ:
+        label = differ[0]
+        raise ValueError(f"calibration {source} was fitted with other texts for {len(differ)} label(s) (class "
+                         f"descriptions): {label!r} was {record['texts'].get(label)}, the call has {texts[label]}")
     differ = {k: (record["scoring"].get(k), v) for k, v in scoring.items() if record["scoring"].get(k) != v}
     if differ:
         raise ValueError(f"calibration {source} was fitted on other scores: "

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 TASK = "zero-shot-video-classification"
 CALL_OPTIONS = ("candidate_labels", "hypothesis_template", "top_k", "num_temporal_clips", "num_spatial_crops",
                 "num_frames", "chunk_length_s", "stride_length_s", "return_timestamps", "aggregate", "fps", "progress",
-                "return_tensors", "decode_mode", "calibration", "multi_label")
+                "return_tensors", "decode_mode", "class_descriptions", "calibration", "multi_label")
 WINDOW_ONLY = ("stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
 AGGREGATES = ("mean", "segments", "frames", "segmentation")
 CHUNK_FIELDS = ("label_set", "video_name", "timestamp", "num_chunks", "video_index", "clock")  # passed through the forward
@@ -161,7 +161,11 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                 of frames (one video), or a list of any of these or a 5-D array (a batch); a generator or dataset of
                 videos is streamed. An empty list returns `[]` after checking the options.
             candidate_labels (`list[str]`): the labels, non-empty and distinct; softmax is taken over them.
-            hypothesis_template (`str`, defaults to `"{}"`): how a label becomes a text; the paper uses the bare label.
+            hypothesis_template (`str` or `list[str]`, defaults to `"{}"`): how a label becomes a text; the paper uses
+                the bare label. A list is a prompt ensemble: each label's text features are averaged over the
+                templates (CLIP's recipe, models/prompt_ensembles.py) before the prompt generator.
+            class_descriptions (`dict` or JSON path): class name -> list of phrasings that replace the label, each
+                with every template, ensembled like templates (every candidate label must be listed).
             top_k (`int`, optional): keep only the `top_k` best labels (per window with `return_timestamps`; refused
                 with `aggregate="segments"`/`"frames"`/`"segmentation"`, whose segments carry one label each).
             num_temporal_clips / num_spatial_crops (`int`, default 1): multi-view inference; the per-view softmax
@@ -188,7 +192,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                 `candidate_labels` order instead of the ranked list (with windows: their mean; refused with `top_k`,
                 `return_timestamps` and segment aggregates). `score` stacks them into an (N, K) matrix.
             calibration (path or dict, optional): a file of `xclip-hf calibrate` (fitted for this model, these labels,
-                template, views and frames; another is refused): per video, the open-set answer `{"label": top label
+                texts, views and frames; another is refused): per video, the open-set answer `{"label": top label
                 or "unknown" (empty prediction set), "score", "prediction_set", "threshold", "scores"}`
                 (`pipelines/calibration.py`; whole videos only).
             multi_label (`bool`, default False): with `calibration`, per video `{"labels": the labels whose score
@@ -240,10 +244,11 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         # call options over the defaults given at init: the returned dicts replace the init ones key by key
         options = {**getattr(self, "_call_defaults", {}), **{k: v for k, v in given.items() if v is not None}}
         preprocess_params = {}
-        if "candidate_labels" in options or "hypothesis_template" in options:
+        if "candidate_labels" in options or "hypothesis_template" in options or "class_descriptions" in options:
             preprocess_params["label_set"] = build_label_set(options.get("candidate_labels"),
                                                              options.get("hypothesis_template", "{}"),
-                                                             tokenizer=getattr(self, "tokenizer", None))
+                                                             tokenizer=getattr(self, "tokenizer", None),
+                                                             descriptions=options.get("class_descriptions"))
         for name in ("num_temporal_clips", "num_spatial_crops", "num_frames"):
             if name in options:
                 preprocess_params[name] = _positive_int(options[name], name)
@@ -300,8 +305,8 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         if label_set is not None:  # none yet at init without candidate_labels: checked at the call
             scoring = {name: preprocess_params.get(name, 1) for name in ("num_temporal_clips", "num_spatial_crops")}
             scoring["num_frames"] = preprocess_params.get("num_frames") or self.model.config.vision_config.num_frames
-            check_calibration(calibration, fingerprint=model_fingerprint(self.model, whole=True),
-                              labels=label_set.labels, template=label_set.template, scoring=scoring)
+            check_calibration(calibration, fingerprint=model_fingerprint(self.model, whole=True), label_set=label_set,
+                              scoring=scoring)
         if multi_label:
             check_multi_label(calibration)
         return {"calibration": calibration, "multi_label": multi_label}
