@@ -262,6 +262,11 @@ def test_pipeline_refuses_options_a_calibration_cannot_honour(pipe, evalset, rec
         pipe(video, candidate_labels=LABELS, calibration=record, multi_label=True)
     with pytest.raises(ValueError, match="calibration= applies to whole-video answers"):
         pipe(video, candidate_labels=LABELS, calibration=record, chunk_length_s=0.5, fps=8)
+    named = [*LABELS[:4], "unknown"]
+    with pytest.raises(ValueError, match="candidate label 'unknown' cannot be told from the open-set answer"):
+        pipe(video, candidate_labels=named, calibration=dict(record, labels=named, texts={n: [n] for n in named},
+                                                             label_thresholds={n: {"nonconformity": 0.5}
+                                                                               for n in named}))
     with pytest.raises(ValueError, match="calibration= applies to whole-video answers"):
         pipe.score([video], candidate_labels=LABELS, calibration=record)
     missing = tmp_path / "missing.json"

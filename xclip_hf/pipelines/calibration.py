@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 __all__ = ["FORMAT", "UNKNOWN", "Calibration", "load_calibration", "label_texts", "check_calibration", "clears",
-           "open_set_result", "check_multi_label", "multi_label_result"]
+           "check_open_set_labels", "open_set_result", "check_multi_label", "multi_label_result"]
 
 FORMAT = "xclip-hf-calibration-v1"
 UNKNOWN = "unknown"
@@ -150,6 +150,13 @@ def clears(scores: torch.Tensor, quantile) -> torch.Tensor:
 def _ranked_pairs(scores: torch.Tensor, labels) -> list[tuple[float, str, int]]:
     return sorted(((float(s), label, k) for k, (s, label) in enumerate(zip(scores.tolist(), labels))),
                   key=lambda item: -item[0])
+
+
+def check_open_set_labels(labels) -> None:
+    """ValueError when a candidate label is named "unknown": the open-set answer could not be told from it."""
+    if UNKNOWN in labels:
+        raise ValueError(f"candidate label {UNKNOWN!r} cannot be told from the open-set answer {UNKNOWN!r}: rename it "
+                         "(or use multi_label=True, whose answer lists labels)")
 
 
 def open_set_result(scores: torch.Tensor, labels, calibration: Calibration, top_k: int | None = None) -> dict:

@@ -295,7 +295,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                                  "`xclip-hf calibrate`)")
             return {}
         from ..jobs.identity import model_fingerprint
-        from .calibration import check_calibration, check_multi_label, load_calibration
+        from .calibration import check_calibration, check_multi_label, check_open_set_labels, load_calibration
 
         if mode != "video" or return_tensors:
             raise ValueError("calibration= applies to whole-video answers (the scores it was fitted on): not with "
@@ -309,6 +309,8 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                               scoring=scoring)
         if multi_label:
             check_multi_label(calibration)
+        elif label_set is not None:
+            check_open_set_labels(label_set.labels)
         return {"calibration": calibration, "multi_label": multi_label}
 
     @staticmethod
