@@ -1,13 +1,6 @@
-"""Open-set and multi-label calibration (`xclip-hf calibrate`): split conformal thresholds fitted on a labelled
-held-out list, written to the JSON file the pipeline's ``calibration=`` option reads (`pipelines/calibration.py`).
-
-Open set (split conformal prediction): nonconformity a_i = 1 - s_i[y_i] (s: the pipeline's scores, softmax over the
-candidate labels averaged over views) on n calibration videos; q = the k-th smallest a_i, k = ceil((n+1)(1-eps)).
-For a test video exchangeable with them, P(true label in {k : 1 - s_k <= q}) >= 1 - eps (known classes); an empty
-set is answered "unknown". Multi-label (label-conditional, "Mondrian", split conformal): for each label, q_label from
-the videos annotated with it alone, so P(label on | label true) >= 1 - eps for each label (a recall guarantee; no
-precision guarantee).
-"""
+"""`xclip-hf calibrate`: split conformal thresholds fitted on a labelled held-out list, for the pipeline's
+``calibration=`` (`pipelines/calibration.py`): q = the ceil((n+1)(1-eps))-th smallest 1 - s_i[y_i], so that
+P(y in {k : 1 - s_k <= q}) >= 1 - eps for exchangeable videos; per label, the same over that label's videos alone."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""Calibrated answers from a file of `xclip-hf calibrate`: the open-set prediction set (the top label, or "unknown"
-when it is empty) and per-label multi-label decisions; a file fitted for another model, label set, template or
-scoring is refused.
-
-A label k is in the prediction set of a video with scores s (the pipeline's softmax over the candidate labels,
-averaged over views) when its nonconformity 1 - s_k is at most the fitted quantile q (split conformal prediction;
-`evaluation/calibration.py` fits q). Multi-label: label k is "on" when 1 - s_k <= q_k, its own label-conditional
-quantile.
-"""
+"""Calibrated answers from a file of `xclip-hf calibrate` (`evaluation/calibration.py`): the open-set prediction set
+{k : 1 - s_k <= q} (the top label, or "unknown" when empty) and multi-label decisions 1 - s_k <= q_k; a file fitted
+for other scores (model, labels, texts, views, frames) is refused."""
 
 from __future__ import annotations
 
@@ -49,10 +43,12 @@ class Calibration:
 
 
 def _bad(source: str, why: str) -> ValueError:
+    """The error for a malformed calibration record from `source`."""
     return ValueError(f"calibration {source}: {why} (write one with `xclip-hf calibrate`)")
 
 
 def _check_quantile(value, source: str, where: str, allow_none: bool = False) -> None:
+    """ValueError unless `value` is a number in [0, 1] (or None with `allow_none`)."""
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
@@ -148,6 +144,7 @@ def clears(scores: torch.Tensor, quantile) -> torch.Tensor:
 
 
 def _ranked_pairs(scores: torch.Tensor, labels) -> list[tuple[float, str, int]]:
+    """(score, label, column) best first."""
     return sorted(((float(s), label, k) for k, (s, label) in enumerate(zip(scores.tolist(), labels))),
                   key=lambda item: -item[0])
 
