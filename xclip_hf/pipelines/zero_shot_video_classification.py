@@ -285,7 +285,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
 
     def _calibration_params(self, options: dict, preprocess_params: dict, mode: str, return_tensors: bool) -> dict:
         """The postprocess's ``calibration`` / ``multi_label``: the file loaded and checked against this model, the
-        call's labels, template, views and frames (`pipelines/calibration.py`); {} without one."""
+        call's labels, texts (template(s), descriptions), views and frames (`pipelines/calibration.py`); {} if none."""
         multi_label = options.get("multi_label", False)
         if not isinstance(multi_label, bool):
             raise ValueError(f"multi_label must be True or False, got {multi_label!r}")
