@@ -31,17 +31,19 @@ BASE = {
     "evaluate retrieval": ["evaluate", "retrieval", "--model", "M", "--captions", "c.csv", "--index", "E",
                            "--output", "out"],
     "convert": ["convert", "x.pth", "out"],
+    "calibrate": ["calibrate", "--model", "M", "--data", "d.txt", "--labels", "l.csv", "--output", "cal.json"],
 }
 EVALUATE_VIDEO = ["evaluate closed-set", "evaluate zero-shot", "evaluate few-shot", "evaluate localisation"]
 
 # the flag table: shared flag -> the subcommands that take it (exactly those)
 FLAGS = {
     "--model": ["classify", "embed", "search", "app", "info", "export", "export-onnx", *EVALUATE_VIDEO,
-                "evaluate retrieval"],
+                "evaluate retrieval", "calibrate"],
     "--index": ["search", "app", "evaluate retrieval"],
-    "--device": ["classify", "embed", "search", "app", *EVALUATE_VIDEO, "evaluate retrieval"],
-    "--dtype": ["classify", "embed", *EVALUATE_VIDEO],
-    "--num-workers": ["classify", "embed", "evaluate closed-set", "evaluate zero-shot", "evaluate few-shot"],
+    "--device": ["classify", "embed", "search", "app", *EVALUATE_VIDEO, "evaluate retrieval", "calibrate"],
+    "--dtype": ["classify", "embed", *EVALUATE_VIDEO, "calibrate"],
+    "--num-workers": ["classify", "embed", "evaluate closed-set", "evaluate zero-shot", "evaluate few-shot",
+                      "calibrate"],
 }
 HELP = {"--model": common.MODEL_HELP, "--index": common.INDEX_HELP, "--device": common.DEVICE_HELP,
         "--dtype": common.DTYPE_HELP, "--num-workers": common.NUM_WORKERS_HELP}
@@ -51,8 +53,9 @@ BAD = {"--device": "tpu", "--dtype": "float8", "--num-workers": "-1"}
 NUMERIC = {
     ("--chunk-length", "0"): ["classify", "embed", "evaluate localisation"],
     ("--stride", "-1"): ["classify", "embed", "evaluate localisation"],
-    ("--num-frames", "0"): ["classify", "embed", "info", *EVALUATE_VIDEO, "convert"],
-    ("--batch-size", "0"): ["classify", "embed", *EVALUATE_VIDEO],
+    ("--num-frames", "0"): ["classify", "embed", "info", *EVALUATE_VIDEO, "convert", "calibrate"],
+    ("--batch-size", "0"): ["classify", "embed", *EVALUATE_VIDEO, "calibrate"],
+    ("--eps", "1"): ["calibrate"],
     ("--top-k", "0"): ["classify", "search"],
     ("--min-duration", "-0.5"): ["evaluate localisation"],
     ("--max-upload-mb", "0"): ["app"],

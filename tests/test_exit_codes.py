@@ -181,6 +181,9 @@ for _case, _bad in (("missing model folder", lambda f: f["missing"]),
                                                             f["notes"], "--labels", "kinetics400", "--output",
                                                             os.path.join(out, "eval")], 1, _needle)
     CASES[_case]["app"] = (lambda f, out, ro, b=_bad: ["app", "--model", b(f), "--port", "1"], 1, _needle)
+    CASES[_case]["calibrate"] = (lambda f, out, ro, b=_bad: ["calibrate", "--model", b(f), "--data", f["notes"],
+                                                              "--labels", "kinetics400", "--output",
+                                                              os.path.join(out, "cal.json")], 1, _needle)
 # an opset torch's exporter does not write (it wrote opset 18 graphs and recorded the number asked for)
 for _opset in ("7", "17", "99"):
     CASES[f"--opset {_opset}"] = {"export-onnx": (lambda f, out, ro, o=_opset: [

@@ -125,7 +125,7 @@ ALLOWED = {
     "version": set(),
     "models": {"utils", "video"},
     "data": {"models"},
-    "pipelines": {"models", "utils", "video"},
+    "pipelines": {"jobs", "models", "utils", "video"},  # jobs: the model fingerprint a calibration file records
     "corpus": {"jobs", "models", "pipelines", "utils", "version", "video"},
     "conversion": {"data", "models", "utils"},
     "training": {"data", "jobs", "models", "version", "video"},

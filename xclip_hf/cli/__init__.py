@@ -19,6 +19,7 @@ COMMANDS = {
     "app": "app",
     "export-onnx": "export_onnx",
     "evaluate": "evaluate",
+    "calibrate": "calibrate",
 }
 
 

@@ -45,6 +45,13 @@ def add_arguments(c) -> None:
                         "otherwise); keyframes: the nearest key frame where one lies within half the spacing of the "
                         "sampled frames (approximate, faster)")
     add_weight_ensembling_arguments(c)
+    o = c.add_argument_group("open set and multi-label (a file of `xclip-hf calibrate`)")
+    o.add_argument("--calibration", default=None, metavar="JSON",
+                   help="answer 'unknown' when no label clears the calibrated threshold (split conformal: the true "
+                        "label of a known-class video is in the prediction set with probability >= 1 - eps); the "
+                        "file must be fitted for this model, these labels, template, views and frames")
+    o.add_argument("--multi-label", action="store_true",
+                   help="with --calibration: every label whose score clears its own calibrated threshold (may be none)")
     w = c.add_argument_group("untrimmed videos (windows)")
     w.add_argument("--chunk-length", type=positive_float, default=None, metavar="SECONDS",
                    help="classify windows of this many seconds and print a timeline")
@@ -77,6 +84,23 @@ def _format_table(path: str, predictions: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _format_calibrated(path: str, answer: dict) -> str:
+    """A readable block per video for `--calibration`: the answer (or the labels that are on), then every score."""
+    if "prediction_set" in answer:
+        head = (f"  answer: {answer['label']}" if answer["prediction_set"] else
+                f"  answer: unknown (no label scores >= {answer['threshold']:.4f})")
+        lines = [path, head + (f"  prediction set: {', '.join(answer['prediction_set'])}"
+                               if answer["prediction_set"] else "")]
+        rows = [(p["label"], f"{p['score']:.4f}") for p in answer["scores"]]
+    else:
+        lines = [path, f"  labels: {', '.join(answer['labels']) or 'none'}"]
+        rows = [(p["label"], f"{p['score']:.4f} {'>=' if p['decision'] else '< '} {p['threshold']:.4f}")
+                for p in answer["scores"]]
+    width = max(len(label) for label, _ in rows) if rows else 0
+    lines += [f"  {rank:>3}  {label:<{width}}  {text}" for rank, (label, text) in enumerate(rows, 1)]
+    return "\n".join(lines)
+
+
 def _format_timeline(path: str, rows: list[dict], segments: bool) -> str:
     """A readable block per video: start-end, top label, score (one row per window or per segment)."""
     lines = [path]
@@ -97,6 +121,10 @@ def _check_arguments(args, labels) -> None:
     check_weight_ensembling(args)
     with usage_errors():
         build_label_set(labels, args.template, descriptions=args.descriptions)
+        if args.multi_label and args.calibration is None:
+            raise UsageError("--multi-label needs --calibration (per-label thresholds from `xclip-hf calibrate`)")
+        if args.calibration is not None and args.chunk_length is not None:
+            raise UsageError("--calibration applies to whole videos (the scores it was fitted on), not --chunk-length")
         if args.chunk_length is None:
             given = [flag for flag, value in (("--stride", args.stride), ("--segments", args.segments),
                                               ("--plot", args.plot)) if value]
@@ -191,6 +219,10 @@ def run(args) -> int:
             unreadable.append(str(err))
     if unreadable:
         raise CommandFailure("; ".join(unreadable))
+    if args.calibration is not None:  # a missing or malformed file fails before the model loads
+        from ..pipelines.calibration import load_calibration
+
+        load_calibration(args.calibration)
     check_model_source(args.model)
     check_compile(args.model, args.compile, args.token_merging_ratio, args.alpha)
     with library_progress(args.no_progress):
@@ -202,6 +234,9 @@ def run(args) -> int:
                 num_frames=args.num_frames, decode_mode=args.decode_mode)
     with usage_errors():  # labels (as the model's tokenizer reads them) and options, before any video is read
         pipe([], **call)  # an empty batch: checks the labels and options, reads no video
+    if args.calibration is not None:  # a file fitted for another model or labels: a failure naming it (status 1)
+        call.update(calibration=args.calibration, multi_label=args.multi_label)
+        pipe([], **call)
     if args.chunk_length is not None:
         return run_windows(args, pipe, labels)
     results, failures = [], []
@@ -222,7 +257,9 @@ def run(args) -> int:
         bar.update(len(paths))
         if not args.json:
             for r in results[-len(paths):]:
-                text = _format_table(r["video"], r["predictions"]) if "predictions" in r else f"{r['video']}\n  error: {r['error']}"
+                text = (f"{r['video']}\n  error: {r['error']}" if "predictions" not in r else
+                        _format_calibrated(r["video"], r["predictions"]) if args.calibration is not None else
+                        _format_table(r["video"], r["predictions"]))
                 bar.write(text + "\n", file=sys.stdout)
     bar.close()
     if args.json:

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 TASK = "zero-shot-video-classification"
 CALL_OPTIONS = ("candidate_labels", "hypothesis_template", "top_k", "num_temporal_clips", "num_spatial_crops",
                 "num_frames", "chunk_length_s", "stride_length_s", "return_timestamps", "aggregate", "fps", "progress",
-                "return_tensors", "decode_mode", "class_descriptions")
+                "return_tensors", "decode_mode", "class_descriptions", "calibration", "multi_label")
 WINDOW_ONLY = ("stride_length_s", "return_timestamps", "aggregate", "fps", "progress")
 AGGREGATES = ("mean", "segments", "frames", "segmentation")
 CHUNK_FIELDS = ("label_set", "video_name", "timestamp", "num_chunks", "video_index", "clock")  # passed through the forward
@@ -191,10 +191,17 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             return_tensors (`bool`, default False): per video, the float32 tensor (K,) of every label's score in
                 `candidate_labels` order instead of the ranked list (with windows: their mean; refused with `top_k`,
                 `return_timestamps` and segment aggregates). `score` stacks them into an (N, K) matrix.
+            calibration (path or dict, optional): a file of `xclip-hf calibrate` (fitted for this model, these labels,
+                texts, views and frames; another is refused): per video, the open-set answer `{"label": top label
+                or "unknown" (empty prediction set), "score", "prediction_set", "threshold", "scores"}`
+                (`pipelines/calibration.py`; whole videos only).
+            multi_label (`bool`, default False): with `calibration`, per video `{"labels": the labels whose score
+                clears their own calibrated threshold (may be empty), "scores": [{"score", "label", "threshold",
+                "decision"}, ...]}` instead.
 
         Returns:
             `[{"score": float, "label": str}, ...]` sorted by decreasing score, or a list of such lists for a batch
-            (with windows: see `return_timestamps` / `aggregate`).
+            (with windows: see `return_timestamps` / `aggregate`; with `calibration`: one dict per video, above).
         """
         if "candidate_labels" in kwargs:  # passed positionally-by-name through Pipeline internals
             candidate_labels = kwargs.pop("candidate_labels")
@@ -272,7 +279,39 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             raise ValueError("return_tensors=True returns every label's score per video (the mean over its views or "
                              "windows): " + ", ".join(f"{k}={v!r}" for k, v in given.items() if v not in (None, False))
                              + " does not apply")
-        return preprocess_params, forward_params, {"mode": mode, "top_k": top_k, "return_tensors": return_tensors}
+        postprocess_params = {"mode": mode, "top_k": top_k, "return_tensors": return_tensors}
+        postprocess_params.update(self._calibration_params(options, preprocess_params, mode, return_tensors))
+        return preprocess_params, forward_params, postprocess_params
+
+    def _calibration_params(self, options: dict, preprocess_params: dict, mode: str, return_tensors: bool) -> dict:
+        """The postprocess's ``calibration`` / ``multi_label``: the file loaded and checked against this model, the
+        call's labels, texts (template(s), descriptions), views and frames (`pipelines/calibration.py`); {} if none."""
+        multi_label = options.get("multi_label", False)
+        if not isinstance(multi_label, bool):
+            raise ValueError(f"multi_label must be True or False, got {multi_label!r}")
+        if options.get("calibration") is None:
+            if multi_label:
+                raise ValueError("multi_label=True needs calibration= (per-label thresholds written by "
+                                 "`xclip-hf calibrate`)")
+            return {}
+        from ..jobs.identity import model_fingerprint
+        from .calibration import check_calibration, check_multi_label, check_open_set_labels, load_calibration
+
+        if mode != "video" or return_tensors:
+            raise ValueError("calibration= applies to whole-video answers (the scores it was fitted on): not with "
+                             "chunk_length_s or return_tensors=True")
+        calibration = load_calibration(options["calibration"])
+        label_set = preprocess_params.get("label_set")
+        if label_set is not None:  # none yet at init without candidate_labels: checked at the call
+            scoring = {name: preprocess_params.get(name, 1) for name in ("num_temporal_clips", "num_spatial_crops")}
+            scoring["num_frames"] = preprocess_params.get("num_frames") or self.model.config.vision_config.num_frames
+            check_calibration(calibration, fingerprint=model_fingerprint(self.model, whole=True), label_set=label_set,
+                              scoring=scoring)
+        if multi_label:
+            check_multi_label(calibration)
+        elif label_set is not None:
+            check_open_set_labels(label_set.labels)
+        return {"calibration": calibration, "multi_label": multi_label}
 
     @staticmethod
     def _window_mode(options: dict, top_k) -> str:
@@ -366,12 +405,18 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         return {"scores": average_view_probabilities(logits), **{field: model_inputs[field] for field in CHUNK_FIELDS}}
 
     def postprocess(self, chunks: list[dict], mode: str = "video", top_k: int | None = None,
-                    return_tensors: bool = False):
+                    return_tensors: bool = False, calibration=None, multi_label: bool = False):
         """The scored chunks of one video -> its result: the mean over its views or windows (ranked, or with
-        ``return_tensors`` the (K,) tensor in label order), or per window, or segments."""
+        ``return_tensors`` the (K,) tensor in label order, or with ``calibration`` the calibrated answer), or per
+        window, or segments."""
         label_set = chunks[0]["label_set"]
         if mode in ("video", "mean"):
             mean = torch.stack([chunk["scores"] for chunk in chunks]).mean(0)
+            if calibration is not None:
+                from .calibration import multi_label_result, open_set_result
+
+                answer = multi_label_result if multi_label else open_set_result
+                return answer(mean, label_set.labels, calibration, top_k)
             return mean.reshape(-1) if return_tensors else _ranked(mean, label_set, top_k)
         windows = [{"timestamp": tuple(round(float(t), 6) for t in chunk["timestamp"]),
                     "labels": _ranked(chunk["scores"], label_set, top_k if mode == "windows" else None)}
