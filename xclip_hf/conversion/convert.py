@@ -15,7 +15,7 @@ from ..utils.messages import one_line
 from .original import load_original, read_original
 
 __all__ = ["ORIGINAL_MEAN_255", "ORIGINAL_STD_255", "ConvertedCheckpoint", "convert_original_checkpoint",
-           "original_video_processor", "progress_bar", "write_converted"]
+           "original_video_processor", "progress_bar", "write_converted", "convert_with"]
 
 # the original code normalises 0-255 frames with the ImageNet statistics
 ORIGINAL_MEAN_255 = (123.675, 116.28, 103.53)
@@ -192,24 +192,37 @@ def write_converted(model, config: XClipConfig, output_dir: str, *, bpe, class_n
                                tuple(class_names or ()))
 
 
+def convert_with(read, load, checkpoint, output_dir, *, bpe=None, labels=None, template: str = "{}",
+                 num_frames: int | None = None, progress: bool = True, clip_source=None, alpha: float | None = None,
+                 video_processor=original_video_processor) -> ConvertedCheckpoint:
+    """The steps every converter shares: check the inputs, `read(path)` a checkpoint, `load(it)` as a model, write."""
+    checkpoint, output_dir = os.fspath(checkpoint), os.fspath(output_dir)
+    bpe = None if bpe is None else os.fspath(bpe)
+    _check_inputs(checkpoint, output_dir, bpe, labels, template, num_frames, clip_source, alpha)
+    class_names = _class_names(labels)
+    bar = progress_bar(3 + (1 if class_names else 0), progress)  # read, model, processor, classifier
+    ckpt = read(checkpoint)
+    for note in ckpt.notes:
+        bar.write(f"{checkpoint}: {note}", file=sys.stderr)
+    bar.update()
+    with _writing(output_dir):  # a read-only place fails now, not after the model is built
+        os.makedirs(output_dir, exist_ok=True)
+    model = load(ckpt)  # refuses, before building, a model that does not fit in memory
+    return write_converted(model, ckpt.config, output_dir, bpe=bpe, class_names=class_names, template=template,
+                           bar=bar, notes=ckpt.notes, clip_source=clip_source, alpha=alpha,
+                           video_processor=video_processor)
+
+
 def convert_original_checkpoint(checkpoint, output_dir, *, bpe=None, labels=None, template: str = "{}",
                                 num_frames: int | None = None, trust_pickle: bool = False,
                                 progress: bool = True, clip_source=None, alpha: float | None = None
                                 ) -> ConvertedCheckpoint:
     """Convert an original X-CLIP .pth to a model directory (+ tokenizer from `bpe`, classifier from `labels`;
     weights blended with the CLIP checkpoint `clip_source` at `alpha`, `XClipModel.interpolate_weights`)."""
-    checkpoint, output_dir = os.fspath(checkpoint), os.fspath(output_dir)
-    bpe = None if bpe is None else os.fspath(bpe)
-    _check_inputs(checkpoint, output_dir, bpe, labels, template, num_frames, clip_source, alpha)
-    class_names = _class_names(labels)
-    bar = progress_bar(3 + (1 if class_names else 0), progress)  # read, model, processor, classifier
-    ckpt = read_original(checkpoint, trust_pickle=trust_pickle)
-    _check_num_frames(checkpoint, ckpt, num_frames)
-    for note in ckpt.notes:
-        bar.write(f"{checkpoint}: {note}", file=sys.stderr)
-    bar.update()
-    with _writing(output_dir):  # a read-only place fails now, not after the model is built
-        os.makedirs(output_dir, exist_ok=True)
-    model = load_original(ckpt)  # refuses, before building, a model that does not fit in memory
-    return write_converted(model, ckpt.config, output_dir, bpe=bpe, class_names=class_names, template=template,
-                           bar=bar, notes=ckpt.notes, clip_source=clip_source, alpha=alpha)
+    def read(path):
+        ckpt = read_original(path, trust_pickle=trust_pickle)
+        _check_num_frames(path, ckpt, num_frames)
+        return ckpt
+
+    return convert_with(read, load_original, checkpoint, output_dir, bpe=bpe, labels=labels, template=template,
+                        num_frames=num_frames, progress=progress, clip_source=clip_source, alpha=alpha)

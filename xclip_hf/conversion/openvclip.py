@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -195,20 +194,9 @@ def convert_successor_checkpoint(checkpoint, output_dir, family: str = "openvcli
                                  progress: bool = True, clip_source=None, alpha: float | None = None):
     """Convert an Open-VCLIP / FROSTER checkpoint to a model directory (+ tokenizer, classifier; weights blended
     with `clip_source` at `alpha`: Open-VCLIP's test-time patching with ratio r is alpha = 1 - r)."""
-    from .convert import _check_inputs, _class_names, _writing, progress_bar, write_converted
+    from .convert import convert_with
 
-    checkpoint, output_dir = os.fspath(checkpoint), os.fspath(output_dir)
-    bpe = None if bpe is None else os.fspath(bpe)
-    _check_inputs(checkpoint, output_dir, bpe, labels, template, num_frames, clip_source, alpha)
-    class_names = _class_names(labels)
-    bar = progress_bar(3 + (1 if class_names else 0), progress)  # read, model, processor, classifier
-    ckpt = read_successor(checkpoint, family, trust_pickle=trust_pickle, num_frames=num_frames)
-    for note in ckpt.notes:
-        bar.write(f"{checkpoint}: {note}", file=sys.stderr)
-    bar.update()
-    with _writing(output_dir):  # a read-only place fails now, not after the model is built
-        os.makedirs(output_dir, exist_ok=True)
-    model = load_successor(ckpt)
-    return write_converted(model, ckpt.config, output_dir, bpe=bpe, class_names=class_names, template=template,
-                           bar=bar, notes=ckpt.notes, clip_source=clip_source, alpha=alpha,
-                           video_processor=successor_video_processor)
+    return convert_with(lambda path: read_successor(path, family, trust_pickle=trust_pickle, num_frames=num_frames),
+                        load_successor, checkpoint, output_dir, bpe=bpe, labels=labels, template=template,
+                        num_frames=num_frames, progress=progress, clip_source=clip_source, alpha=alpha,
+                        video_processor=successor_video_processor)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 
 import torch
 
 from ..models.configuration_xclip import XClipConfig
-from .convert import (ConvertedCheckpoint, _check_inputs, _class_names, _writing, progress_bar, write_converted)
+from .convert import ConvertedCheckpoint, convert_with
 from .original import (HEAD_DIM, OriginalCheckpoint, _empty_model, _state_dict_entry, _strip_prefix,
                        clip_tower_config, from_original_state_dict, load_original, original_key, with_inert_prompt)
 from .safe_load import find_not_unpickled, load_checkpoint
@@ -189,20 +188,9 @@ def convert_vificlip_checkpoint(checkpoint, output_dir, *, clip, bpe=None, label
                                 alpha: float | None = None) -> ConvertedCheckpoint:
     """A ViFi-CLIP .pth (+ `clip`, its CLIP) -> a model directory, tokenizer from `bpe`, classifier of `labels`
     (weights blended with `clip_source` at `alpha`: weight-space ensembling)."""
-    checkpoint, output_dir = os.fspath(checkpoint), os.fspath(output_dir)
-    bpe = None if bpe is None else os.fspath(bpe)
     if clip is None:
         raise ValueError("clip is required: ViFi-CLIP checkpoints leave out CLIP's token embedding; pass the CLIP the "
                          "model was fine-tuned from (openai/clip-vit-base-patch16 for the released models)")
-    _check_inputs(checkpoint, output_dir, bpe, labels, template, num_frames, clip_source, alpha)
-    class_names = _class_names(labels)
-    bar = progress_bar(3 + (1 if class_names else 0), progress)  # read, model, processor, classifier
-    ckpt = read_vificlip(checkpoint, clip, num_frames or VIFICLIP_FRAMES, trust_pickle=trust_pickle)
-    for note in ckpt.notes:
-        bar.write(f"{checkpoint}: {note}", file=sys.stderr)
-    bar.update()
-    with _writing(output_dir):  # a read-only place fails now, not after the model is built
-        os.makedirs(output_dir, exist_ok=True)
-    model = load_original(ckpt)  # refuses, before building, a model that does not fit in memory
-    return write_converted(model, ckpt.config, output_dir, bpe=bpe, class_names=class_names, template=template,
-                           bar=bar, notes=ckpt.notes, clip_source=clip_source, alpha=alpha)
+    frames = num_frames or VIFICLIP_FRAMES
+    return convert_with(lambda path: read_vificlip(path, clip, frames, trust_pickle=trust_pickle), load_original, checkpoint, output_dir, bpe=bpe, labels=labels, template=template,
+                        num_frames=num_frames, progress=progress, clip_source=clip_source, alpha=alpha)
