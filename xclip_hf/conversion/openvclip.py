@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..models.configuration_xclip import XClipConfig
-from .original import (HEAD_DIM, _count_blocks, _empty_model, _heads, _strip_prefix, from_original_state_dict,
-                       with_inert_prompt)
-from .safe_load import NotUnpickled, check_fits_in_memory, find_not_unpickled, load_checkpoint
+from .original import (HEAD_DIM, _count_blocks, _empty_model, _heads, _strip_prefix, build_model,
+                       from_original_state_dict, with_inert_prompt)
+from .safe_load import NotUnpickled, find_not_unpickled, load_checkpoint
 
 __all__ = ["FAMILIES", "OPENVCLIP_TEMPLATES", "SuccessorCheckpoint", "read_successor", "load_successor",
            "convert_successor_checkpoint", "successor_video_processor"]
@@ -168,12 +168,8 @@ def read_successor(path, family: str = "openvclip", trust_pickle: bool = False, 
 
 def load_successor(source, family: str = "openvclip", trust_pickle: bool = False):
     """An `XClipModel` (eval mode) from an Open-VCLIP / FROSTER file or `SuccessorCheckpoint`, refused if too big."""
-    ckpt = source if isinstance(source, SuccessorCheckpoint) else read_successor(source, family, trust_pickle)
-    check_fits_in_memory(ckpt.path, 4 * ckpt.parameters, f"building the model ({ckpt.parameters:,} float32 parameters)")
-    model = _empty_model(ckpt.config)
-    shapes = {k: v.shape for k, v in model.state_dict().items()}
-    model.load_state_dict(from_original_state_dict(ckpt.state_dict, shapes, ckpt.path), strict=True)
-    return model.eval()
+    return build_model(source if isinstance(source, SuccessorCheckpoint) else read_successor(source, family,
+                                                                                               trust_pickle))
 
 
 def successor_video_processor(config):

@@ -14,7 +14,7 @@ from .safe_load import NotUnpickled, check_fits_in_memory, find_not_unpickled, l
 
 __all__ = ["OriginalCheckpoint", "read_original", "load_original", "export_original", "infer_config",
            "clip_tower_config", "original_key", "to_original_state_dict", "from_original_state_dict", "HEAD_DIM",
-           "with_inert_prompt"]
+           "with_inert_prompt", "build_model"]
 
 HEAD_DIM = 64  # the original code: num_heads = width // 64 in every attention layer
 
@@ -327,7 +327,13 @@ def _empty_model(config: XClipConfig):
 
 def load_original(source, trust_pickle: bool = False, head_dim: int = HEAD_DIM):
     """An `XClipModel` (eval mode) from an original `.pth` or `OriginalCheckpoint`, refused if it cannot fit memory."""
-    ckpt = source if isinstance(source, OriginalCheckpoint) else read_original(source, trust_pickle, head_dim)
+    return build_model(source if isinstance(source, OriginalCheckpoint) else read_original(source, trust_pickle,
+                                                                                              head_dim))
+
+
+def build_model(ckpt):
+    """The `XClipModel` (eval mode) of a checkpoint read in the original layout (`.path`, `.config`, `.state_dict`,
+    `.parameters`), refused before it is built if it cannot fit in memory."""
     check_fits_in_memory(ckpt.path, 4 * ckpt.parameters, f"building the model ({ckpt.parameters:,} float32 parameters)")
     model = _empty_model(ckpt.config)
     shapes = {k: v.shape for k, v in model.state_dict().items()}
