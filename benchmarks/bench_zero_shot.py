@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import collections
 import itertools
+import json
 import os
 import sys
 import tempfile
@@ -257,31 +258,43 @@ def export_of(column: str) -> tuple[str, bool] | None:
 
 
 def export_folders(model_dir: str, root: str, columns: list[str], calibration: list[str], tome_ratio: float) -> dict:
-    """The export folders the columns need, made once with our export API: (kind, tome) -> folder."""
-    from xclip_hf.deploy import export_onnx, quantize_export, quantize_static_export
+    """The export folders the columns need, made once with our export API (those of a `--keep` folder reused):
+    (kind, tome) -> folder."""
+    from xclip_hf.deploy import export_onnx, is_export_dir, quantize_export, quantize_static_export
     from xclip_hf.models.loading import load_model_and_processor
 
     needed = {export_of(c) for c in columns} - {None}
-    folders = {}
+    folders = {key: os.path.join(root, key[0] + ("-tome" if key[1] else "")) for key in needed | {("fp32", t)
+               for _, t in needed}}
+    kept = {key for key, folder in folders.items() if is_export_dir(folder)}
+    for kind, tome in kept:  # a kept folder must hold the ratio asked for
+        with open(os.path.join(folders[kind, tome], "config.json")) as f:
+            ratio = json.load(f)["vision_config"].get("token_merging_ratio") or 0.0
+        if ratio != (tome_ratio if tome else 0.0):
+            raise ValueError(f"--keep: {folders[kind, tome]!r} was exported with token_merging_ratio {ratio}, not "
+                             f"{tome_ratio if tome else 0.0}: use another --keep folder")
+    if kept:
+        print(f"reused exports of an earlier run: {', '.join(sorted(os.path.basename(folders[k]) for k in kept))}")
+    needed -= kept
     for tome in sorted({t for _, t in needed}):
         start = time.perf_counter()
         fp32 = os.path.join(root, "fp32-tome" if tome else "fp32")
-        if tome:  # a model whose config merges tokens: its video graph is traced with the ratio (eager attention)
-            net, processor = load_model_and_processor(model_dir, need_text=True, runtime="torch")
-            net.config.vision_config.token_merging_ratio = tome_ratio
-            folders["fp32", tome] = export_onnx(net, fp32, processor=processor)
-        else:
-            folders["fp32", tome] = export_onnx(model_dir, fp32)
-        print(f"export {'fp32-tome' if tome else 'fp32'}: {time.perf_counter() - start:.0f} s", flush=True)
+        if ("fp32", tome) not in kept:
+            if tome:  # a model whose config merges tokens: its video graph is traced with the ratio (eager attention)
+                net, processor = load_model_and_processor(model_dir, need_text=True, runtime="torch")
+                net.config.vision_config.token_merging_ratio = tome_ratio
+                export_onnx(net, fp32, processor=processor)
+            else:
+                export_onnx(model_dir, fp32)
+            print(f"export {'fp32-tome' if tome else 'fp32'}: {time.perf_counter() - start:.0f} s", flush=True)
         suffix = "-tome" if tome else ""
         if ("int8", tome) in needed:
             start = time.perf_counter()
-            folders["int8", tome] = quantize_export(fp32, os.path.join(root, "int8" + suffix))
+            quantize_export(fp32, folders["int8", tome])
             print(f"quantise int8{suffix} (dynamic): {time.perf_counter() - start:.0f} s", flush=True)
         if ("int8s", tome) in needed:
             start = time.perf_counter()
-            folders["int8s", tome] = quantize_static_export(fp32, os.path.join(root, "int8s" + suffix), calibration,
-                                                            calibration_size=len(calibration))
+            quantize_static_export(fp32, folders["int8s", tome], calibration, calibration_size=len(calibration))
             print(f"quantise int8s{suffix} (static, calibrated on {len(calibration)} of the benchmark's videos): "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
     return folders
@@ -353,6 +366,8 @@ def main(argv=None) -> int:
                         help="of the benchmark's videos, how many calibrate the static int8 exports")
     parser.add_argument("--quick", action="store_true", help="tiny model, 4 short videos, 40 labels (smoke test)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--keep", default=None, help="write videos, model and exports here (default: a temp folder); "
+                        "those of an earlier run with the same settings are reused")
     args = parser.parse_args(argv)
     try:
         columns = parse_columns(args.columns)
@@ -367,10 +382,15 @@ def main(argv=None) -> int:
 
     labels = make_labels(args.num_labels)
     with tempfile.TemporaryDirectory(prefix="bench_zero_shot_") as tmp:
+        tmp = args.keep or tmp
+        os.makedirs(tmp, exist_ok=True)
         t0 = time.perf_counter()
-        videos = write_videos(tmp, args.num_videos, args.seconds, 240, 320)
+        videos = [os.path.join(tmp, f"video_{i:02d}.mp4") for i in range(args.num_videos)]
+        if not all(os.path.isfile(v) for v in videos):
+            videos = write_videos(tmp, args.num_videos, args.seconds, 240, 320)
         model_dir = os.path.join(tmp, "xclip-b32-8f-random")
-        save_published_checkpoint(model_dir, labels, args.quick)
+        if not os.path.isfile(os.path.join(model_dir, "config.json")):
+            save_published_checkpoint(model_dir, labels, args.quick)
         print(f"setup: {len(videos)} videos ({args.seconds:g} s, 320x240, h264), {len(labels)} labels, "
               f"{'tiny' if args.quick else 'X-CLIP-B/32-8f'} random weights, columns {','.join(columns)}, "
               f"load {os.getloadavg()[0]:.1f}  [{time.perf_counter() - t0:.0f} s]", flush=True)
