@@ -161,9 +161,11 @@ class TransformersRecipe:
         self.model.text_model.register_forward_hook(self._text_ends)
 
     def _text_begins(self, module, args):
+        """Forward pre-hook of the text model: its start time."""
         self._text_start = time.perf_counter()
 
     def _text_ends(self, module, args, output):
+        """Forward hook of the text model: its seconds into `seconds["text"]`."""
         self.seconds["text"] += time.perf_counter() - self._text_start
 
     def __call__(self, paths: list[str], labels: list[str]) -> np.ndarray:
@@ -203,10 +205,7 @@ class TransformersRecipe:
 
 # ------------------------------------------------------------------------------- ours
 class OurPipeline:
-    """`pipeline("zero-shot-video-classification")` over the list of files; the label cache is emptied per round.
-
-    `options`: the pipeline's own (torch: `device`, `dtype`, `token_merging_ratio`; an export: `runtime`).
-    """
+    """`pipeline("zero-shot-video-classification", **options)` over the files; its label cache emptied per round."""
 
     def __init__(self, directory: str, batch_size: int, **options):
         from transformers import pipeline
@@ -258,8 +257,7 @@ def export_of(column: str) -> tuple[str, bool] | None:
 
 
 def export_folders(model_dir: str, root: str, columns: list[str], calibration: list[str], tome_ratio: float) -> dict:
-    """The export folders the columns need, made once with our export API (those of a `--keep` folder reused):
-    (kind, tome) -> folder."""
+    """(kind, tome) -> the export folder each column needs, made once by our export API (or reused from `--keep`)."""
     from xclip_hf.deploy import export_onnx, is_export_dir, quantize_export, quantize_static_export
     from xclip_hf.models.loading import load_model_and_processor
 
@@ -311,8 +309,7 @@ def build_side(column: str, model_dir: str, folders: dict, batch_size: int, tome
 
 
 def ratio_bounds(stages: dict, videos: int, baseline: str = "transformers") -> dict:
-    """Per column: (measured ratio to `baseline`, floor s/video (decode + preprocess), bound (model cost -> 0), bound
-    with the rest kept) from seconds per `COARSE_STAGES` entry over the run (`stages`: column -> dict)."""
+    """Column -> (ratio to `baseline`, decode + preprocess s/video, bound with model cost 0, same with rest kept)."""
     base = sum(stages[baseline].values()) / videos
     out = {}
     for name, spent in stages.items():
