@@ -21,7 +21,8 @@ and the median of the per-round ratios; then, from stage timers around the same 
 where each column's time goes (decode, video preprocessing, text encoding, video tower + head, the rest) and the
 bound: the ratio to the recipe each column would reach if its model cost (text and video) went to zero.
 
-    python benchmarks/bench_zero_shot.py                 # every column (about 15 min on 2 loaded CPU cores)
+    python benchmarks/bench_zero_shot.py                 # every column (long on 2 cores: exports, 12 columns)
+    python benchmarks/bench_zero_shot.py --keep DIR      # videos, model and exports kept in DIR, reused next time
     python benchmarks/bench_zero_shot.py --columns fp32,bf16,ort-int8,ov-int8s   # a few columns
     python benchmarks/bench_zero_shot.py --quick         # tiny model, 4 videos, 40 labels: a smoke test
 """
