@@ -42,6 +42,7 @@ sys.path.insert(0, HERE)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from stage_timers import StageClock  # noqa: E402
 
 # name -> (height, width, key-frame interval, B-frames): a web download (x264 defaults) and phones (1 s GOP, no B)
 FILE_SETS = {"web-360p": (360, 640, 250, True), "phone-720p": (720, 1280, 30, False),
@@ -71,77 +72,6 @@ def write_set(directory: str, name: str, count: int, seconds: float = 10.0, fps:
             container.mux(stream.encode())
         paths.append(path)
     return paths
-
-
-class StageClock:
-    """Seconds per stage, accumulated by wrappers around the pipeline's functions; frames decoded and converted."""
-
-    def __init__(self):
-        self.seconds = collections.Counter()
-        self.frames = collections.Counter()
-
-    @contextlib.contextmanager
-    def wrapped(self, pipe):
-        """Wrap the reader, the processor and the forward of `pipe` for the duration of the block."""
-        from xclip_hf.models import video_processing_xclip as vp
-        from xclip_hf.video import reader
-
-        saved = []
-
-        def patch(owner, attr, stage, count=None):
-            original = getattr(owner, attr)
-
-            def timed(*args, **kwargs):
-                start = time.perf_counter()
-                try:
-                    result = original(*args, **kwargs)
-                finally:
-                    self.seconds[stage] += time.perf_counter() - start
-                if count is not None:
-                    self.frames[count] += 1
-                return result
-
-            saved.append((owner, attr, original))
-            setattr(owner, attr, timed)
-
-        def patch_generator(owner, attr, stage):
-            original = getattr(owner, attr)
-
-            def timed(*args, **kwargs):
-                inner = original(*args, **kwargs)
-                while True:
-                    start = time.perf_counter()
-                    try:
-                        item = next(inner)
-                    except StopIteration:
-                        self.seconds[stage] += time.perf_counter() - start
-                        return
-                    self.seconds[stage] += time.perf_counter() - start
-                    self.frames["decoded"] += 1
-                    yield item
-
-            saved.append((owner, attr, original))
-            setattr(owner, attr, timed)
-
-        patch(reader._PyAVBackend, "__init__", "open")
-        patch_generator(reader._PyAVBackend, "_decode_from", "read")  # seek + decode (conversion runs between items)
-        patch(reader._PyAVBackend, "_to_rgb", "convert", count="converted")
-        patch(vp, "resize_short_side", "resize")
-        patch(vp.XClipVideoProcessor, "process_clips", "processor")
-        patch(type(pipe), "_forward", "model")
-        try:
-            yield self
-        finally:
-            for owner, attr, original in reversed(saved):
-                setattr(owner, attr, original)
-
-    def stages(self, total: float) -> dict:
-        """Seconds per named stage; `total`: the wall time of the call (`other` is what the stages leave)."""
-        s = self.seconds
-        out = {"open": s["open"], "decode": s["read"], "convert": s["convert"],
-               "resize": s["resize"], "crop+normalise": max(0.0, s["processor"] - s["resize"]), "model": s["model"]}
-        out["other"] = max(0.0, total - sum(out.values()))
-        return out
 
 
 def measure(pipe, paths, labels, batch_size: int, decode_mode: str = "exact") -> tuple[dict, collections.Counter]:
