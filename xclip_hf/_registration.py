@@ -82,6 +82,7 @@ _PACKAGE = __name__.rpartition(".")[0]
 _done: set[str] = set()
 _lock = threading.Lock()
 _again = False  # an import finished while another thread was registering: run one more pass
+_importing: set[str] = set()  # watched modules running their top-level code now (nested imports included)
 
 
 def registered() -> set[str]:
@@ -103,8 +104,12 @@ def _sync(finished: str | None = None) -> None:
         return
     try:
         progress = True
-        while progress or _again:
+        while (progress or _again) and len(_done) < len(REGISTRATIONS):
             progress, _again = False, False
+            # registering imports our modules, which import transformers' (e.g. modeling_layers): never while one of
+            # them is half-run, e.g. when modeling_layers' own imports load modeling_auto; its end calls _sync again
+            if _importing - {finished}:
+                return
             if any(n.startswith(_PACKAGE + ".") and _executing(n, finished) for n in list(sys.modules)):
                 return  # that module's end calls _sync again
             for name, register in REGISTRATIONS.items():
@@ -122,7 +127,7 @@ def _sync(finished: str | None = None) -> None:
 
 
 def _watched(fullname: str) -> bool:
-    return fullname in REGISTRATIONS or fullname.startswith(_PACKAGE + ".")
+    return fullname.startswith(("transformers.", _PACKAGE + "."))
 
 
 class _AfterImportLoader(importlib.abc.Loader):
@@ -139,7 +144,11 @@ class _AfterImportLoader(importlib.abc.Loader):
         module.__loader__ = self._loader
         if module.__spec__ is not None:
             module.__spec__.loader = self._loader
-        self._loader.exec_module(module)
+        _importing.add(module.__name__)
+        try:
+            self._loader.exec_module(module)
+        finally:
+            _importing.discard(module.__name__)
         _sync(finished=module.__name__)
 
     def __getattr__(self, name):
