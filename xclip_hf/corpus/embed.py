@@ -246,9 +246,9 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     elif stride_length_s is not None:
         raise ValueError("stride_length_s needs chunk_length_s (windows); without it each video is one row")
     source = open_source(videos, list_file, **source_options)
-    if ray is not None and source.length is None:
-        raise ValueError(f"engine='ray' reads a source of known length; {source!r} is a stream: drop --streaming "
-                         "or use engine='accelerate'")
+    if ray is not None and source.length is None and (source.recipe is None or source.recipe.refusal):
+        why = source.recipe.refusal if source.recipe is not None else "no Ray Data reader reads it"
+        raise ValueError(f"engine='ray' cannot read {source.name} in parallel: {why}; or use engine='accelerate'")
     ShardStore(output_dir).check_owner()  # before the lock and the (slow) model load
 
     state = job_state(device)
@@ -312,12 +312,19 @@ def _run_locked(state, source, output_dir, model, processor, chunk_length_s, str
     loader_options = dict(processor=video_processor, plan=plan, batch_size=batch_size, timeout_s=timeout_s)
     if ray is not None:
         from .loader import window_rows
-        from .ray_engine import embedded_rows
+        from .ray_engine import StreamRows, embedded_rows
         from .sources import item_id
 
         produce = functools.partial(window_rows, processor=video_processor, plan=plan)
-        embedder.take_rows(embedded_rows(mine, [item_id(m) for m in mine], produce, net, ray, batch_size, columns,
-                                         save_dtype))
+        if sized:
+            embedder.take_rows(embedded_rows(mine, [item_id(m) for m in mine], produce, net, ray, batch_size,
+                                             columns, save_dtype))
+        else:  # Ray Data reads the stream: the reading tasks skip what is done (`mine.skipped` counts it)
+            mine = StreamRows(source, start.done, redo, produce, net, ray, batch_size, columns, save_dtype)
+            try:
+                embedder.take_rows(mine)
+            finally:  # Ray stopping part-way keeps the videos finished before
+                embedder.flush()
     else:
         with tempfile.TemporaryDirectory(prefix="xclip-embed-") as inflight:
             if sized:
