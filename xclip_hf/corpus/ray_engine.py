@@ -17,15 +17,19 @@ from ..utils.messages import one_line
 from .loader import row_item
 from .sources import STREAM_BLOCK
 
-__all__ = ["RayOptions", "ray_options", "embedded_rows", "StreamRows", "read_windows", "read_stream_windows",
-           "ModelActor"]
+__all__ = ["RayOptions", "ray_options", "embedded_rows", "StreamRows", "Ledger", "read_windows",
+           "read_stream_windows", "ModelActor"]
 
 ENGINES = ("accelerate", "ray")
 READ_RETRIES = 2  # a reading task whose worker dies is run again this often; then its videos are lost (error rows)
+# a stream's reading task holds many videos; each try that dies marks the video it was decoding (`Ledger`), so it
+# gets this many more tries, and past them the run stops
+STREAM_READ_RETRIES = READ_RETRIES + 32
 ACTOR_TASK_RETRIES = 3  # a model batch whose actor dies is retried this often (on the restarted actor); then lost
 MAX_BLOCKS = 10_000  # input blocks of the video list: one video each up to this many
 LOST = ("RayTaskLost: Ray lost this video's rows (its reading task or model actor failed past its retries; the Ray "
         "log above has the cause)")
+CRASHED = "DecoderCrash: the reading task died while decoding this video ({} time(s)); the Ray log above has the cause"
 
 
 @dataclass(frozen=True)
@@ -138,9 +142,29 @@ def _skip_set(skip) -> frozenset:
     return _SKIP[skip.hex()]
 
 
-def read_stream_windows(batch, produce: Callable, item_of: Callable, skip) -> Iterator[dict]:
+class Ledger:
+    """Ray actor of a stream run: the ids whose decoding began and did not end; a try of a reading task that died
+    leaves its video there, and the retried task makes that video an error row instead of decoding it again."""
+
+    def __init__(self):
+        self.open: dict[str, int] = {}
+
+    def begin(self, name: str) -> int:
+        """Note that ``name`` is being decoded; returns how many earlier tries died decoding it."""
+        died = self.open.get(name, 0)
+        self.open[name] = died + 1
+        return died
+
+    def end(self, name: str) -> None:
+        """Note that ``name`` was decoded (or made an error row)."""
+        self.open.pop(name, None)
+
+
+def read_stream_windows(batch, produce: Callable, item_of: Callable, skip, ledger) -> Iterator[dict]:
     """Ray Data reading step of a stream: each row of the source's reader (a pyarrow batch) -> its `SourceItem`
-    (``item_of``), then one skip marker when its id is in ``skip`` (committed), else its window rows."""
+    (``item_of``), then one skip marker when its id is in ``skip`` (committed), an error row when an earlier try
+    died decoding it (``ledger``), else its window rows."""
+    import ray
     import torch
 
     torch.set_num_threads(1)
@@ -149,8 +173,13 @@ def read_stream_windows(batch, produce: Callable, item_of: Callable, skip) -> It
         item = item_of(source_row)
         if item.id in skip:
             yield _one_row(item.id, 0, True, 0.0, np.nan, "", b"", "", skip=True)
+            continue
+        died = ray.get(ledger.begin.remote(item.id))  # recorded before decoding: a crash leaves it open
+        if died:
+            yield _one_row(item.id, 0, True, 0.0, np.nan, CRASHED.format(died), b"", "")
         else:
             yield from _window_rows(item.id, item, produce)
+        ledger.end.remote(item.id)  # an actor runs one caller's calls in order: before this task's next begin
 
 
 class ModelActor:
@@ -299,15 +328,15 @@ def _on_cluster(model, options: RayOptions):
 
 
 def _pipeline(ds, read: Callable, read_kwargs: dict, read_format: str, model_ref, options: RayOptions,
-              batch_size: int, columns, save_dtype: str, errored_blocks: int):
-    """The Ray Data plan: input rows -> reading tasks (``read``) -> the actor pool (streaming); ``errored_blocks``:
-    how many failed tasks the run goes on past (-1: any)."""
+              batch_size: int, columns, save_dtype: str, errored_blocks: int, read_retries: int = READ_RETRIES):
+    """The Ray Data plan: input rows -> reading tasks (``read``, tried ``1 + read_retries`` times) -> the actor pool
+    (streaming); ``errored_blocks``: how many failed tasks the run goes on past (-1: any)."""
     import ray.data
 
     with warnings.catch_warnings():  # the retry limits have no named parameter yet (Ray 2.60): remote args
         warnings.filterwarnings("ignore", message=".*ray_remote_args. is deprecated")
         ds = ds.map_batches(read, batch_size=1, batch_format=read_format, fn_kwargs=read_kwargs, num_cpus=1,
-                            max_retries=READ_RETRIES)
+                            max_retries=read_retries)
         ds = ds.map_batches(ModelActor, batch_size=batch_size, batch_format="numpy",
                             fn_constructor_args=(model_ref, list(columns), save_dtype, options.device, options.threads),
                             compute=ray.data.ActorPoolStrategy(size=options.num_actors),
@@ -411,9 +440,12 @@ class StreamRows:
         skip = frozenset(k for k, failed in self.done.items() if not (self.redo is not None and self.redo(failed)))
         videos = _Videos(self.columns, self.save_dtype)
         with _on_cluster(self.model, self.options) as model_ref:
-            read_kwargs = {"produce": self.produce, "item_of": self.source.recipe.item, "skip": ray.put(skip)}
+            ledger = ray.remote(num_cpus=0)(Ledger).remote()
+            read_kwargs = {"produce": self.produce, "item_of": self.source.recipe.item, "skip": ray.put(skip),
+                           "ledger": ledger}
             ds = _pipeline(_stream_dataset(self.source.recipe), read_stream_windows, read_kwargs, "pyarrow",
-                           model_ref, self.options, self.batch_size, self.columns, self.save_dtype, errored_blocks=0)
+                           model_ref, self.options, self.batch_size, self.columns, self.save_dtype, errored_blocks=0,
+                           read_retries=STREAM_READ_RETRIES)
             try:
                 for batch in _stream_batches(ds, self.source.name):
                     for row, vectors in videos.add(batch):
