@@ -231,7 +231,7 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     from ..jobs.store import ShardStore
     from ..video.reader import BACKENDS
     from ..video.windows import check_window_lengths
-    from .ray_engine import ray_options
+    from .ray_engine import check_stream, ray_options
 
     if output_dir is None:
         raise ValueError("output_dir is required: the directory the dataset (and its resumable shards) is written to")
@@ -246,9 +246,8 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     elif stride_length_s is not None:
         raise ValueError("stride_length_s needs chunk_length_s (windows); without it each video is one row")
     source = open_source(videos, list_file, **source_options)
-    if ray is not None and source.length is None and (source.recipe is None or source.recipe.refusal):
-        why = source.recipe.refusal if source.recipe is not None else "no Ray Data reader reads it"
-        raise ValueError(f"engine='ray' cannot read {source.name} in parallel: {why}; or use engine='accelerate'")
+    if ray is not None and source.length is None:
+        check_stream(source)  # before the lock and the model load
     ShardStore(output_dir).check_owner()  # before the lock and the (slow) model load
 
     state = job_state(device)

@@ -17,7 +17,7 @@ from ..utils.messages import one_line
 from .loader import row_item
 from .sources import STREAM_BLOCK
 
-__all__ = ["RayOptions", "ray_options", "embedded_rows", "StreamRows", "Ledger", "read_windows",
+__all__ = ["RayOptions", "ray_options", "embedded_rows", "check_stream", "StreamRows", "Ledger", "read_windows",
            "read_stream_windows", "ModelActor"]
 
 ENGINES = ("accelerate", "ray")
@@ -399,7 +399,7 @@ def _cause(err: BaseException) -> BaseException:
 
 def _stream_batches(ds, name: str) -> Iterator[dict]:
     """The embedded batches of a stream's plan; Ray stopping it (a task failed past its retries: an unreadable
-    shard, a decoder that kills every try) raises naming the source and the task's error."""
+    shard, a worker that keeps dying) raises naming the source and the task's error."""
     iterator = iter(ds.iter_batches(batch_format="numpy", batch_size=None))
     while True:
         try:
@@ -414,6 +414,13 @@ def _stream_batches(ds, name: str) -> Iterator[dict]:
         yield batch
 
 
+def check_stream(source) -> None:
+    """Refuse a stream `sources.Source` that Ray Data cannot read in parallel, saying why."""
+    if source.recipe is None or source.recipe.refusal:
+        why = source.recipe.refusal if source.recipe is not None else "no Ray Data reader reads it"
+        raise ValueError(f"engine='ray' cannot read {source.name} in parallel: {why}; or use engine='accelerate'")
+
+
 class StreamRows:
     """``(row, vectors)`` of each video of a stream `sources.Source` embedded on Ray, once each: Ray Data's reader
     of the source feeds the reading tasks, which skip the ids committed (``done``, unless ``redo(done[id])``);
@@ -425,10 +432,7 @@ class StreamRows:
 
     def __init__(self, source, done: dict, redo, produce: Callable, model, options: RayOptions, batch_size: int,
                  columns, save_dtype: str):
-        if source.recipe is None or source.recipe.refusal:
-            raise ValueError(f"engine='ray' cannot read {source.name} in parallel: "
-                             f"{source.recipe.refusal if source.recipe else 'it has no Ray reader'}; or use "
-                             "engine='accelerate'")
+        check_stream(source)
         self.source, self.done, self.redo, self.produce = source, done, redo, produce
         self.model, self.options, self.batch_size = model, options, batch_size
         self.columns, self.save_dtype = _vector_columns(columns), save_dtype
