@@ -291,8 +291,8 @@ def _stream_recipe(ds, name: str, video_column: str, id_column: str | None, url_
     ids come from the id column or from a video column of paths/URLs."""
     numbered = id_column is None and not _default_ids(ds, video_column)
     refusal = (f"dataset {name!r} names its rows by row number (no --id-column, and its {video_column!r} column "
-               "holds no paths or URLs), which tasks reading it in parallel cannot count: name a column of unique "
-               "ids with --id-column (id_column=)") if numbered else ""
+               "is not declared a column of strings: paths or URLs), which tasks reading it in parallel cannot "
+               "count: name a column of unique ids with --id-column (id_column=)") if numbered else ""
     return StreamRecipe("huggingface", ds, functools.partial(_row_item, index=None, name=name,
                                                              video_column=video_column, id_column=id_column,
                                                              url_timeout_s=url_timeout_s), refusal)
