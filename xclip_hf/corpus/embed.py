@@ -383,7 +383,9 @@ def embed_videos(videos=(), output_dir=None, model=None, **kwargs):
             Data reads and decodes in tasks and embeds in ``num_actors`` model actors (``cpus_per_actor``,
             ``gpus_per_actor`` each; default 1 actor, 1 CPU, no GPU) on the cluster at ``ray_address`` (default:
             $RAY_ADDRESS or a new local one; ``"auto"``: a running one); same output, identity and resume rules
-            (``num_workers``, ``timeout_s`` and ``device`` are the accelerate engine's).
+            (``num_workers``, ``timeout_s`` and ``device`` are the accelerate engine's). A stream is read by Ray
+            Data's reader of its kind, its reading tasks skipping the ids committed; its run is done when the
+            stream ends.
 
     Returns:
         the merged ``datasets.Dataset`` (columns ``path, start_s, end_s, video_embeds, [frame_embeds],
