@@ -1,5 +1,5 @@
 """Shared by the embed tests: a tiny checkpoint and two videos (a module fixture), the environment of a child
-process, and `xclip-hf ARGS` run in this process."""
+process, `xclip-hf ARGS` run in this process, and webdataset tar shards."""
 
 from __future__ import annotations
 
@@ -51,3 +51,17 @@ def kill_after_first_shard(args, out, wait_s: float) -> None:
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def tar_shards(directory, samples, per_shard):
+    """Write ``samples`` (dicts with __key__ and members) with webdataset's TarWriter, ``per_shard`` a shard."""
+    import webdataset as wds
+
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for start in range(0, len(samples), per_shard):
+        paths.append(os.path.join(directory, f"shard-{len(paths):03d}.tar"))
+        with wds.TarWriter(paths[-1]) as sink:
+            for sample in samples[start:start + per_shard]:
+                sink.write(sample)
+    return paths

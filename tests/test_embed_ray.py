@@ -1,5 +1,6 @@
-"""`embed --engine ray` on a local Ray cluster: the one-process rows, one store shared with the accelerate engine,
-an actor killed mid-run, the driver killed and rerun, bad files and a crashing decoder as error rows."""
+"""`embed --engine ray` on a local Ray cluster: the one-process rows (of files, a dataset, a streaming dataset and
+webdataset shards), one store shared with the accelerate engine, an actor killed mid-run, the driver killed and rerun
+(over files and over a stream), bad files and samples and a crashing decoder as error rows."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-from _helpers_embed import cli, kill_after_first_shard, setup  # noqa: E402,F401 (setup: the module fixture)
+from _helpers_embed import cli, kill_after_first_shard, setup, tar_shards  # noqa: E402,F401 (setup: the fixture)
 from _helpers_pipeline import make_our_checkpoint  # noqa: E402
 
 # the hooks below run inside Ray's workers, which cannot import this test module: they travel by value
@@ -130,10 +131,29 @@ def test_ray_rows_equal_one_process_rows_and_bad_files_are_error_rows(setup, clu
         json.load(open(tmp_path / "one" / "_embed_config.json"))  # one job config for both engines
 
 
+def test_ray_refuses_streams_it_cannot_read_in_parallel(setup, tmp_path):
+    """A stream whose rows are named by row number (bytes, no id column) and http(s) webdataset shards are refused
+    on Ray before any work (the lock, the model), naming the source and the way out."""
+    from datasets import Dataset
+
+    from xclip_hf.corpus.embed import run_embedding
+
+    root, ckpt, videos = setup
+    saved = tmp_path / "bytes"
+    Dataset.from_dict({"clip": [open(v, "rb").read() for v in videos[:2]]}).save_to_disk(str(saved))
+    with pytest.raises(ValueError, match=r"engine='ray' cannot read dataset .* names its rows by row number .* "
+                                         r"--id-column"):
+        run_embedding(dataset=str(saved), video_column="clip", streaming=True, output_dir=tmp_path / "o1",
+                      model=ckpt, engine="ray", progress=False)
+    with pytest.raises(ValueError, match=r"engine='ray' cannot read webdataset .*not http\(s\)"):
+        run_embedding(webdataset="http://127.0.0.1:9/shard-{000..001}.tar", output_dir=tmp_path / "o2", model=ckpt,
+                      engine="ray", progress=False)
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
 @pytest.mark.slow  # a Ray job starts in ~8 s
-def test_ray_reads_a_dataset_of_bytes_and_refuses_a_stream(setup, cluster, tmp_path):
-    """A saved Hugging Face dataset of video bytes (ids from a column) on Ray gives the one-process rows; a streaming
-    source is refused before any work, naming the engine."""
+def test_ray_reads_a_dataset_of_bytes(setup, cluster, tmp_path):
+    """A saved Hugging Face dataset of video bytes (ids from a column) on Ray gives the one-process rows."""
     from datasets import Dataset
 
     from xclip_hf.corpus.embed import run_embedding
@@ -147,9 +167,67 @@ def test_ray_reads_a_dataset_of_bytes_and_refuses_a_stream(setup, cluster, tmp_p
     want, _ = run_embedding(output_dir=tmp_path / "one", model=ckpt, **options)
     assert sorted(got["path"]) == ["k-a", "k-b"]
     _assert_same_rows(got, want)
-    with pytest.raises(ValueError, match="engine='ray' reads a source of known length"):
-        run_embedding(output_dir=tmp_path / "stream", model=ckpt, engine="ray", streaming=True, **options)
-    assert not os.path.exists(tmp_path / "stream" / "_embed_config.json")
+
+
+@pytest.mark.slow  # a Ray job starts in ~8 s
+def test_ray_reads_a_streaming_dataset_as_one_process_does(setup, cluster, tmp_path):
+    """A streaming Hugging Face dataset (a parquet folder of bytes, ids from a column) read by Ray Data gives the
+    one-process rows within 1e-5 (windows), a corrupt sample an error row as there; a rerun skips every id done
+    and retries the error row."""
+    from datasets import Dataset
+
+    from xclip_hf.corpus.embed import run_embedding
+
+    root, ckpt, videos = setup
+    parquet = tmp_path / "parquet"
+    parquet.mkdir()
+    data = [open(v, "rb").read() for v in videos]
+    Dataset.from_dict({"video": [data[0], b"not a video" * 40, data[1]], "id": ["s-a", "s-bad", "s-b"]}).to_parquet(
+        str(parquet / "train.parquet"))
+    options = dict(dataset=str(parquet), id_column="id", streaming=True, chunk_length_s=0.2, progress=False)
+    got, counts = run_embedding(output_dir=tmp_path / "ray", model=ckpt, engine="ray", batch_size=3, **options)
+    want, _ = run_embedding(output_dir=tmp_path / "one", model=ckpt, **options)
+    assert (counts.done, counts.skipped, counts.failed) == (2, 0, 1)
+    assert len(got) == len(want) > 3  # windows
+    _assert_same_rows(got, want)
+    assert [r["error"] is not None for r in got if r["path"] == "s-bad"] == [True]
+    again, counts = run_embedding(output_dir=tmp_path / "ray", model=ckpt, engine="ray", **options)
+    assert (counts.done, counts.skipped, counts.failed, counts.retried) == (0, 2, 1, 1)
+    assert sorted(_shard_videos(tmp_path / "ray")) == ["s-a", "s-b", "s-bad", "s-bad"]  # only the error row again
+    _assert_same_rows(again, want)
+
+
+@pytest.mark.slow  # a Ray job starts in ~8 s
+def test_ray_reads_webdataset_shards_as_one_process_does(setup, cluster, tmp_path, capsys):
+    """webdataset shards (a brace pattern, `--webdataset` on the command line) read by Ray Data give the
+    one-process rows, a sample without a video member and one of corrupt bytes error rows as there; an unreadable
+    shard stops the run naming the source, and the lock is released."""
+    from datasets import load_from_disk
+
+    from xclip_hf.corpus.embed import run_embedding
+
+    root, ckpt, videos = setup
+    data = [open(v, "rb").read() for v in videos]
+    shards = tar_shards(str(tmp_path / "wds"), [
+        {"__key__": "w-a", "mp4": data[0]}, {"__key__": "w-text", "txt": b"no video here"},
+        {"__key__": "w-b", "webm": data[1], "json": b"{}"}, {"__key__": "w-bad", "mp4": b"not a video" * 40},
+        {"__key__": "w-c", "mp4": data[0]}], per_shard=2)
+    pattern = str(tmp_path / "wds" / "shard-{000..002}.tar")
+    status, err = cli(capsys, "embed", "--webdataset", pattern, "--model", ckpt, "--output", tmp_path / "ray",
+                      "--engine", "ray", "--batch-size", "2", "--no-progress")
+    assert status == 1, err  # some samples failed, the run finished
+    assert "3 video(s) embedded, 0 skipped (already done), 2 failed" in err
+    want, _ = run_embedding(webdataset=pattern, output_dir=tmp_path / "one", model=ckpt, progress=False)
+    got = load_from_disk(str(tmp_path / "ray"))
+    _assert_same_rows(got, want)
+    errors = {r["path"]: r["error"] for r in got if r["error"] is not None}
+    assert sorted(errors) == ["w-bad", "w-text"] and "has no video member" in errors["w-text"]
+
+    with open(shards[1], "r+b") as f:  # the middle shard's tar headers destroyed
+        f.write(b"\xff" * 1024)
+    with pytest.raises(RuntimeError, match=r"Ray stopped reading webdataset .*run the same command again"):
+        run_embedding(webdataset=pattern, output_dir=tmp_path / "broken", model=ckpt, engine="ray", progress=False)
+    assert not (tmp_path / "broken" / "_embed.lock").exists() and not (tmp_path / "broken" / "state.json").exists()
 
 
 @pytest.mark.slow  # a Ray job starts in ~8 s
@@ -251,6 +329,32 @@ def test_driver_killed_then_rerun_gives_each_input_once(setup, cluster, tmp_path
 
 
 @pytest.mark.slow
+def test_driver_killed_over_a_stream_then_rerun_gives_each_sample_once(setup, cluster, tmp_path):
+    """Over webdataset shards (a stream: no known length), the driver killed by SIGKILL after its first shard; the
+    rerun skips the committed samples by id without embedding them again and ends with every sample once."""
+    from xclip_hf.corpus.embed import run_embedding
+
+    root, ckpt, videos = setup
+    keys = [f"k{k:02d}" for k in range(16)]
+    data = open(videos[0], "rb").read()
+    tar_shards(str(tmp_path / "wds"), [{"__key__": key, "mp4": data} for key in keys], per_shard=4)
+    pattern, out = str(tmp_path / "wds" / "shard-{000..003}.tar"), tmp_path / "out"
+    kill_after_first_shard(["embed", "--webdataset", pattern, "--model", ckpt, "--output", out, "--engine", "ray",
+                            "--ray-address", cluster, "--chunk-length", "0.1", "--shard-size", "1", "--batch-size",
+                            "1", "--no-progress"], out, wait_s=150)
+    assert not (out / "state.json").exists(), "the run finished before it was killed: the test proved nothing"
+    done_before = _shard_videos(out)
+    assert 0 < len(done_before) < len(keys)
+
+    ds, counts = run_embedding(webdataset=pattern, output_dir=out, model=ckpt, engine="ray", chunk_length_s=0.1,
+                               shard_size=8, progress=False)
+    assert (counts.skipped, counts.done, counts.failed) == (len(done_before), len(keys) - len(done_before), 0)
+    assert sorted(_shard_videos(out)) == keys  # no duplicates, no gaps
+    assert sorted(set(ds["path"])) == keys and ds["error"] == [None] * len(ds)
+    assert not any(n.startswith(".tmp") for n in os.listdir(out / "_shards")) and not (out / "_embed.lock").exists()
+
+
+@pytest.mark.slow
 def test_a_decoder_that_kills_its_task_becomes_an_error_row(setup, cluster, tmp_path):
     """A reading task killed by its decoder on every try: that video is one error row, the others are embedded."""
     from xclip_hf import XClipModel, XClipProcessor
@@ -269,6 +373,40 @@ def test_a_decoder_that_kills_its_task_becomes_an_error_row(setup, cluster, tmp_
     assert by_path[inputs[1]][0]["error"] == LOST and by_path[inputs[1]][1] is None
     for path in (videos[0], videos[1]):
         assert by_path[path][0]["error"] is None and by_path[path][1]["video_embeds"].shape == (16,)
+
+
+def _crash_on_id(name, produce, item):
+    """A producer whose decoder kills its process (SIGSEGV) on the source item of id ``name``."""
+    from xclip_hf.corpus.sources import item_id
+
+    if item_id(item) == name:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    yield from produce(item)
+
+
+@pytest.mark.slow
+def test_a_decoder_that_kills_its_task_over_a_stream_becomes_an_error_row(setup, cluster, tmp_path):
+    """Over webdataset shards (one reading task for three samples), a decoder that kills its task: Ray runs the
+    task again, that sample becomes one error row and the others are embedded, each once."""
+    from xclip_hf import XClipModel, XClipProcessor
+    from xclip_hf.corpus.loader import WindowPlan, window_rows
+    from xclip_hf.corpus.ray_engine import RayOptions, StreamRows
+    from xclip_hf.corpus.sources import open_source
+
+    root, ckpt, videos = setup
+    data = open(videos[0], "rb").read()
+    tar_shards(str(tmp_path / "wds"), [{"__key__": key, "mp4": data} for key in ("a", "crash", "b")], per_shard=3)
+    model, processor = XClipModel.from_pretrained(ckpt).eval(), XClipProcessor.from_pretrained(ckpt)
+    produce = functools.partial(_crash_on_id, "crash", functools.partial(
+        window_rows, processor=processor.video_processor, plan=WindowPlan(3)))
+    source = open_source(webdataset=str(tmp_path / "wds" / "shard-000.tar"))
+    rows = list(StreamRows(source, {}, None, produce, model, RayOptions(), 2, ["video_embeds"], "float32"))
+    by_path = {row["path"]: (row, vectors) for row, vectors in rows}
+    assert sorted(by_path) == ["a", "b", "crash"] and len(rows) == 3
+    assert by_path["crash"][0]["error"].startswith("DecoderCrash: the reading task died while decoding this video")
+    assert by_path["crash"][1] is None
+    for key in ("a", "b"):
+        assert by_path[key][0]["error"] is None and by_path[key][1]["video_embeds"].shape == (16,)
 
 
 def _reject(module, args):

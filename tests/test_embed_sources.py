@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from _helpers_embed import cli, setup  # noqa: F401 (setup: the module fixture)
+from _helpers_embed import cli, setup, tar_shards  # noqa: F401 (setup: the module fixture)
 from _helpers_pipeline import video_frames
 
 
@@ -45,20 +45,6 @@ def _same_vectors(ds, expected: dict, reference: dict):
 
 def _names(videos):
     return [os.path.basename(v) for v in videos]
-
-
-def _tar_shards(directory, samples, per_shard):
-    """Write ``samples`` (dicts with __key__ and members) with webdataset's TarWriter, ``per_shard`` a shard."""
-    import webdataset as wds
-
-    os.makedirs(directory, exist_ok=True)
-    paths = []
-    for start in range(0, len(samples), per_shard):
-        paths.append(os.path.join(directory, f"shard-{len(paths):03d}.tar"))
-        with wds.TarWriter(paths[-1]) as sink:
-            for sample in samples[start:start + per_shard]:
-                sink.write(sample)
-    return paths
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -163,7 +149,7 @@ def test_webdataset_shards_and_urls_give_the_vectors_of_the_files(setup, referen
         video = videos[k % 2]
         ext = os.path.splitext(video)[1].lstrip(".")
         samples.append({"__key__": f"clip{k:02d}", ext: open(video, "rb").read(), "json": b'{"k": %d}' % k})
-    _tar_shards(str(served / "wds"), samples, per_shard=3)
+    tar_shards(str(served / "wds"), samples, per_shard=3)
     ds = embed_videos(webdataset=str(served / "wds" / "shard-{000..001}.tar"), output_dir=served / "out-wds",
                       model=ckpt, num_workers=2, progress=False)
     _same_vectors(ds, {f"clip{k:02d}": names[k % 2] for k in range(4)}, reference)
@@ -193,7 +179,7 @@ def test_resume_of_a_webdataset_source_gives_every_sample_once(setup, tmp_path, 
     root, ckpt, videos = setup
     data = open(videos[0], "rb").read()
     keys = [f"part/{k:02d}" for k in range(10)]
-    shards = _tar_shards(str(tmp_path / "wds"), [{"__key__": key, "mp4": data} for key in keys], per_shard=4)
+    shards = tar_shards(str(tmp_path / "wds"), [{"__key__": key, "mp4": data} for key in keys], per_shard=4)
     commit = ShardStore.commit
     calls = []
 
@@ -266,7 +252,7 @@ def test_bad_shards_samples_and_urls(setup, tmp_path, http_root):
 
     root, ckpt, videos = setup
     data = open(videos[0], "rb").read()
-    shards = _tar_shards(str(tmp_path / "wds"), [
+    shards = tar_shards(str(tmp_path / "wds"), [
         {"__key__": "good-1", "mp4": data},
         {"__key__": "notes", "txt": b"no video here"},
         {"__key__": "fake", "mp4": b"this is text, not an mp4 file" * 20},
@@ -285,7 +271,7 @@ def test_bad_shards_samples_and_urls(setup, tmp_path, http_root):
 
     # a truncated shard between two good ones
     keys = ["a0", "a1", "a2", "b0", "b1", "b2", "c0"]
-    first, middle, last = _tar_shards(str(tmp_path / "t"), [{"__key__": k, "mp4": data} for k in keys], per_shard=3)
+    first, middle, last = tar_shards(str(tmp_path / "t"), [{"__key__": k, "mp4": data} for k in keys], per_shard=3)
     whole = open(middle, "rb").read()
     with open(middle, "wb") as f:
         f.write(whole[:len(whole) // 2])

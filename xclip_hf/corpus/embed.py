@@ -231,7 +231,7 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
     from ..jobs.store import ShardStore
     from ..video.reader import BACKENDS
     from ..video.windows import check_window_lengths
-    from .ray_engine import ray_options
+    from .ray_engine import check_stream, ray_options
 
     if output_dir is None:
         raise ValueError("output_dir is required: the directory the dataset (and its resumable shards) is written to")
@@ -247,8 +247,7 @@ def run_embedding(videos=(), output_dir=None, model=None, *, list_file=None, pro
         raise ValueError("stride_length_s needs chunk_length_s (windows); without it each video is one row")
     source = open_source(videos, list_file, **source_options)
     if ray is not None and source.length is None:
-        raise ValueError(f"engine='ray' reads a source of known length; {source!r} is a stream: drop --streaming "
-                         "or use engine='accelerate'")
+        check_stream(source)  # before the lock and the model load
     ShardStore(output_dir).check_owner()  # before the lock and the (slow) model load
 
     state = job_state(device)
@@ -312,12 +311,19 @@ def _run_locked(state, source, output_dir, model, processor, chunk_length_s, str
     loader_options = dict(processor=video_processor, plan=plan, batch_size=batch_size, timeout_s=timeout_s)
     if ray is not None:
         from .loader import window_rows
-        from .ray_engine import embedded_rows
+        from .ray_engine import StreamRows, embedded_rows
         from .sources import item_id
 
         produce = functools.partial(window_rows, processor=video_processor, plan=plan)
-        embedder.take_rows(embedded_rows(mine, [item_id(m) for m in mine], produce, net, ray, batch_size, columns,
-                                         save_dtype))
+        if sized:
+            embedder.take_rows(embedded_rows(mine, [item_id(m) for m in mine], produce, net, ray, batch_size,
+                                             columns, save_dtype))
+        else:  # Ray Data reads the stream: the reading tasks skip what is done (`mine.skipped` counts it)
+            mine = StreamRows(source, start.done, redo, produce, net, ray, batch_size, columns, save_dtype)
+            try:
+                embedder.take_rows(mine)
+            finally:  # Ray stopping part-way keeps the videos finished before
+                embedder.flush()
     else:
         with tempfile.TemporaryDirectory(prefix="xclip-embed-") as inflight:
             if sized:
@@ -377,7 +383,9 @@ def embed_videos(videos=(), output_dir=None, model=None, **kwargs):
             Data reads and decodes in tasks and embeds in ``num_actors`` model actors (``cpus_per_actor``,
             ``gpus_per_actor`` each; default 1 actor, 1 CPU, no GPU) on the cluster at ``ray_address`` (default:
             $RAY_ADDRESS or a new local one; ``"auto"``: a running one); same output, identity and resume rules
-            (``num_workers``, ``timeout_s`` and ``device`` are the accelerate engine's).
+            (``num_workers``, ``timeout_s`` and ``device`` are the accelerate engine's). A stream is read by Ray
+            Data's reader of its kind, its reading tasks skipping the ids committed; its run is done when the
+            stream ends.
 
     Returns:
         the merged ``datasets.Dataset`` (columns ``path, start_s, end_s, video_embeds, [frame_embeds],

@@ -15,7 +15,7 @@ from ..utils.messages import one_line
 from ..video.fetch import DEFAULT_URL_TIMEOUT
 from .inputs import VIDEO_EXTENSIONS, expand_inputs, is_url
 
-__all__ = ["SourceItem", "Source", "StreamShare", "open_source", "files_source", "dataset_source",
+__all__ = ["SourceItem", "Source", "StreamRecipe", "StreamShare", "open_source", "files_source", "dataset_source",
            "webdataset_source", "item_id", "read_url", "DEFAULT_URL_TIMEOUT", "MAX_URL_BYTES", "STREAM_BLOCK"]
 
 MAX_URL_BYTES = 2 * 10**9  # a download into memory stops here
@@ -41,16 +41,28 @@ def item_id(video) -> str:
     return video.id if isinstance(video, SourceItem) else os.fspath(video)
 
 
+@dataclass(frozen=True)
+class StreamRecipe:
+    """How a parallel engine (Ray Data) reads a stream: ``kind`` "huggingface" (``data`` an `IterableDataset`) or
+    "webdataset" (``data`` the shard paths/URLs), ``item(row)`` the `SourceItem` of one row of that reader, and
+    ``refusal``: why the stream cannot be read in parallel ("" when it can)."""
+
+    kind: str
+    data: object
+    item: Callable[[dict], SourceItem]
+    refusal: str = ""
+
+
 class Source:
     """The videos of one run: ``items`` (a sequence of `SourceItem`) or ``stream`` (a function giving a fresh
-    iterator of them); ``length`` (None for a stream); ``ids``: "paths" (local paths and URLs, a path's key is
-    absolute) or "ids" (keys as written); ``name`` names the source in messages."""
+    iterator of them, and its ``recipe`` for Ray); ``length`` (None for a stream); ``ids``: "paths" (local paths and
+    URLs, a path's key is absolute) or "ids" (keys as written); ``name`` names the source in messages."""
 
     def __init__(self, name: str, ids: str, items: collections.abc.Sequence | None = None,
-                 stream: Callable[[], Iterable[SourceItem]] | None = None):
+                 stream: Callable[[], Iterable[SourceItem]] | None = None, recipe: StreamRecipe | None = None):
         if (items is None) == (stream is None):
             raise ValueError("a Source has items or a stream, not both")
-        self.name, self.ids, self.items, self.stream = name, ids, items, stream
+        self.name, self.ids, self.items, self.stream, self.recipe = name, ids, items, stream, recipe
 
     @property
     def length(self) -> int | None:
@@ -247,22 +259,43 @@ class _DatasetRows(collections.abc.Sequence):
                                                              self.ids[index], self.url_timeout_s))
 
 
-def _row_id(row: dict, index: int, video_column: str, id_column: str | None, name: str) -> str:
+def _row_id(row: dict, index: int | None, video_column: str, id_column: str | None, name: str) -> str:
     """A row's id: its id cell, else its video cell when that is a path or URL, else its row number."""
     if id_column is None:
         value = row[video_column]
+        if index is None and not (isinstance(value, str) and value):  # a row read in parallel: no row number
+            raise ValueError(f"dataset {name!r}: a row has no path or URL in its {video_column!r} cell to name it; "
+                             "name a column of unique ids with --id-column (id_column=)")
         return value if isinstance(value, str) and value else str(index)
     value = row[id_column]
     if value is None or value == "":
-        raise ValueError(f"dataset {name!r}: row {index} has no id (its {id_column!r} cell is empty)")
+        where = "a row" if index is None else f"row {index}"
+        raise ValueError(f"dataset {name!r}: {where} has no id (its {id_column!r} cell is empty)")
     return str(value)
 
 
 def _stream_rows(ds, name: str, video_column: str, id_column: str | None, url_timeout_s: float):
     """The items of an `IterableDataset`, each holding its row's video cell (bytes in memory, or a path/URL)."""
     for index, row in enumerate(ds):
-        video_id = _row_id(row, index, video_column, id_column, name)
-        yield SourceItem(video_id, functools.partial(video_cell, row[video_column], video_id, url_timeout_s))
+        yield _row_item(row, index, name, video_column, id_column, url_timeout_s)
+
+
+def _row_item(row: dict, index, name: str, video_column: str, id_column: str | None, url_timeout_s: float):
+    """The item of one dataset row (``index``: its row number, the id when there is no other)."""
+    video_id = _row_id(row, index, video_column, id_column, name)
+    return SourceItem(video_id, functools.partial(video_cell, row[video_column], video_id, url_timeout_s))
+
+
+def _stream_recipe(ds, name: str, video_column: str, id_column: str | None, url_timeout_s: float) -> StreamRecipe:
+    """The `StreamRecipe` of an `IterableDataset`: rows read by a parallel engine have no row numbers, so their
+    ids come from the id column or from a video column of paths/URLs."""
+    numbered = id_column is None and not _default_ids(ds, video_column)
+    refusal = (f"dataset {name!r} names its rows by row number (no --id-column, and its {video_column!r} column "
+               "is not declared a column of strings: paths or URLs), which tasks reading it in parallel cannot "
+               "count: name a column of unique ids with --id-column (id_column=)") if numbered else ""
+    return StreamRecipe("huggingface", ds, functools.partial(_row_item, index=None, name=name,
+                                                             video_column=video_column, id_column=id_column,
+                                                             url_timeout_s=url_timeout_s), refusal)
 
 
 def dataset_source(dataset, video_column: str = "video", id_column: str | None = None, split: str | None = None,
@@ -277,7 +310,8 @@ def dataset_source(dataset, video_column: str = "video", id_column: str | None =
                     video_column)
     if isinstance(ds, datasets.IterableDataset):
         return Source(f"dataset {name!r}", "ids",
-                      stream=functools.partial(_stream_rows, ds, name, video_column, id_column, url_timeout_s))
+                      stream=functools.partial(_stream_rows, ds, name, video_column, id_column, url_timeout_s),
+                      recipe=_stream_recipe(ds, name, video_column, id_column, url_timeout_s))
     if id_column is not None:
         cells = ds.select_columns([id_column]).with_format("arrow")[:][id_column].to_pylist()
         ids = [_row_id({id_column: v}, i, video_column, id_column, name) for i, v in enumerate(cells)]
@@ -373,6 +407,13 @@ def _sample_item(sample: dict, url: str, keys: list[str] | None) -> SourceItem:
     return SourceItem(key, functools.partial(_given, sample[chosen[0]]))
 
 
+def _reader_sample(row: dict, keys) -> SourceItem:
+    """A row of Ray's webdataset reader (``__key__``, ``__url__``, a column per member extension, None where the
+    sample has no such member) -> its item, as `_sample_item` makes it."""
+    sample = {k: v for k, v in row.items() if v is not None}
+    return _sample_item(sample, str(sample.get("__url__", "?")), keys)
+
+
 def _first_message(err: BaseException) -> str:
     """webdataset's errors carry the stream and URL in their args: the first argument's text."""
     return str(err.args[0]) if err.args else type(err).__name__
@@ -408,7 +449,12 @@ def webdataset_source(shards, video_key=None, url_timeout_s: float = DEFAULT_URL
     urls = _shard_urls(shards)
     keys = _member_choice(video_key)
     name = f"webdataset {urls[0]!r}" + (f" (+{len(urls) - 1} shard(s))" if len(urls) > 1 else "")
-    return Source(name, "ids", stream=functools.partial(_tar_items, urls, keys, url_timeout_s))
+    http = [u for u in urls if u.split("://", 1)[0].lower() in ("http", "https")]
+    refusal = (f"Ray's webdataset reader opens shards through pyarrow file systems (local paths, file://, s3://, "
+               f"gs://, hdfs://), not http(s) ({http[0]!r})") if http else ""
+    return Source(name, "ids", stream=functools.partial(_tar_items, urls, keys, url_timeout_s),
+                  recipe=StreamRecipe("webdataset", tuple(urls), functools.partial(_reader_sample, keys=keys),
+                                      refusal))
 
 
 # ------------------------------------------------------------------------------------------------ one entry point
