@@ -373,13 +373,19 @@ def embedded_rows(items: list, names: list[str], produce: Callable, model, optio
 
 def _stream_dataset(recipe):
     """The Ray Dataset of a stream source's rows, read by Ray Data's reader of its kind."""
+    import ray
     import ray.data
 
     if recipe.kind == "huggingface":
         # the streaming reader behind ray.data.from_huggingface, called directly: from_huggingface first asks the
         # Hub for parquet files of a dataset of the same name (a network call; a public namesake would be read
         # instead of a local dataset), and its blocks of 4096 rows would hold that many videos' bytes
-        from ray.data._internal.datasource.huggingface_datasource import HuggingFaceDatasource
+        try:  # not public API: a Ray that moved it gets a clear error, not a traceback from deep in Ray
+            from ray.data._internal.datasource.huggingface_datasource import HuggingFaceDatasource
+        except ImportError as err:
+            raise ImportError(f"engine='ray' over a streaming Hugging Face dataset uses Ray Data's streaming reader "
+                              f"of datasets, which this Ray ({ray.__version__}) does not have where Ray 2.60 keeps "
+                              f"it ({err}); use engine='accelerate' or drop --streaming") from err
 
         return ray.data.read_datasource(HuggingFaceDatasource(recipe.data, batch_size=STREAM_BLOCK))
     return ray.data.read_webdataset(list(recipe.data), decoder=None, file_extensions=None)
