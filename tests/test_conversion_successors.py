@@ -233,3 +233,36 @@ def test_families_registry_has_the_successors_and_the_cli_offers_them(capsys):
     assert "openvclip" in help_text and "froster" in help_text and "--alpha 1-r" in help_text
     with pytest.raises(ValueError, match="known: froster"):
         get_family("vclip")
+
+
+@pytest.mark.slow
+@pytest.mark.onnx
+def test_onnx_export_of_the_successor_options_equals_torch(tmp_path):
+    """A model with neighbour-frame attention and unit-frame pooling exports (ONNX Runtime): same logits as torch."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from _helpers_pipeline import make_our_checkpoint
+
+    from xclip_hf.deploy import export_onnx
+    from xclip_hf.models.loading import load_model_and_processor
+
+    base, processor = load_model_and_processor(make_our_checkpoint(tmp_path / "base"))
+    config = base.config
+    config.vision_config.use_cross_frame_attention = config.vision_config.use_mit = False
+    config.vision_config.neighbour_frame_attention = config.vision_config.normalize_frame_embeds = True
+    torch.manual_seed(0)
+    model = XClipModel(config).eval()
+    model.save_pretrained(tmp_path / "successor")
+    processor.save_pretrained(tmp_path / "successor")
+    exported, _ = load_model_and_processor(export_onnx(str(tmp_path / "successor"), tmp_path / "onnx"),
+                                           runtime="onnxruntime")
+    assert exported.config.vision_config.neighbour_frame_attention
+    texts = processor.tokenizer(["a b", "c", "d e f"], padding="max_length", return_tensors="pt",
+                                max_length=config.text_config.max_position_embeddings)
+    for batch in (1, 3):  # the batch axis stays dynamic
+        pixels = torch.randn(batch, config.vision_config.num_frames, 3, 32, 32,
+                             generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            want = model(pixel_values=pixels, **texts).logits_per_video
+        got = exported(pixel_values=pixels, **texts).logits_per_video
+        torch.testing.assert_close(torch.as_tensor(got), want, atol=1e-4, rtol=0)
