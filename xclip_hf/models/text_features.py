@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections import OrderedDict
@@ -48,8 +49,8 @@ class LabelSet:
 
     def grouped(self, rows) -> list[tuple]:
         """``rows`` (one per text) split into one tuple per label."""
-        starts = [sum(self.counts[:i]) for i in range(len(self.counts))]
-        return [tuple(rows[start:start + count]) for start, count in zip(starts, self.counts)]
+        rows = iter(rows)
+        return [tuple(itertools.islice(rows, count)) for count in self.counts]
 
 
 def build_label_set(candidate_labels, hypothesis_template="{}", tokenizer=None, descriptions=None) -> LabelSet:
